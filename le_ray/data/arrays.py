@@ -1,0 +1,127 @@
+"""Plain-array containers that cross module and process boundaries (numpy only, no torch).
+
+``EncodedRows`` is what a source (synthetic generator or CTR pipeline) hands to
+:mod:`le_ray.data.prepare`; ``PreparedData`` is what every trial trains on. Both pickle cheaply and
+travel through Ray's object store once per sweep; arrays there are read-only, so nothing here
+mutates them in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EncodedRows", "Split", "PreparedData", "OTHER_VALUE"]
+
+#: The condition / category value that collects everything outside the kept vocabulary.
+OTHER_VALUE = "__other__"
+
+
+@dataclass(frozen=True)
+class EncodedRows:
+    """Encoded rows of one source file, before splitting and standardisation.
+
+    Shapes (n rows, F numeric features, K categorical columns):
+    ``x_num`` float32 [n, F] (raw units), ``x_cat`` int32 [n, K] (ids in [0, vocab_k)),
+    ``cond`` int32 [n] (ids in [0, num_conditions)), ``y`` float32 [n] in {0, 1} or None when the
+    file has no labels, ``row_id`` int64 [n] (row number in the source file, 0-based, header
+    excluded), ``p_true`` float64 [n] true click probability (synthetic only).
+    """
+
+    x_num: np.ndarray
+    x_cat: np.ndarray
+    cond: np.ndarray
+    y: np.ndarray | None
+    row_id: np.ndarray
+    p_true: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.cond)
+        for name in ("x_num", "x_cat", "row_id", "y", "p_true"):
+            arr = getattr(self, name)
+            if arr is not None and len(arr) != n:
+                raise ValueError(f"EncodedRows.{name}: {len(arr)} rows, expected {n} (len(cond))")
+
+    def __len__(self) -> int:
+        return len(self.cond)
+
+    def take(self, index: np.ndarray) -> "EncodedRows":
+        """Rows at ``index`` (int array or boolean mask), same order."""
+        pick = (lambda a: None if a is None else a[index])
+        return EncodedRows(self.x_num[index], self.x_cat[index], self.cond[index], pick(self.y),
+                           self.row_id[index], pick(self.p_true))
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split ready for training or evaluation; shapes as in :class:`EncodedRows`.
+
+    ``x_num`` is standardised with the train statistics; ``w`` float32 [n] are per-sample weights
+    (all ones unless the deprecated synthetic reweighting is on, and only on the train split).
+    """
+
+    x_num: np.ndarray
+    x_cat: np.ndarray
+    cond: np.ndarray
+    y: np.ndarray | None
+    w: np.ndarray
+    row_id: np.ndarray
+    p_true: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.cond)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.y is not None
+
+    @classmethod
+    def from_rows(cls, rows: EncodedRows, x_num: np.ndarray, w: np.ndarray | None = None) -> "Split":
+        weights = np.ones(len(rows), dtype=np.float32) if w is None else w.astype(np.float32, copy=False)
+        return cls(x_num, rows.x_cat, rows.cond, rows.y, weights, rows.row_id, rows.p_true)
+
+    def without_labels(self) -> "Split":
+        return replace(self, y=None)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything a trial needs from the data, as plain arrays plus metadata.
+
+    ``condition_values[j]`` is the source value (as text) of condition id j
+    (``"__other__"`` for the catch-all bucket); ``train_condition_counts`` / ``train_condition_positives``
+    int64 [C] and ``train_condition_rates`` float64 [C] are over the train split;
+    ``true_base_rates`` float64 [C] is the mean true probability per condition of the train split
+    (synthetic only). ``fingerprint`` identifies the data (source file + settings, or generator
+    settings + seed) for trial ids and caches.
+    """
+
+    source: str
+    train: Split
+    eval: Split
+    test: Split | None
+    num_conditions: int
+    condition_values: tuple[str, ...]
+    numeric_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    cat_vocab_sizes: tuple[int, ...]
+    numeric_mean: np.ndarray
+    numeric_std: np.ndarray
+    train_condition_counts: np.ndarray
+    train_condition_positives: np.ndarray
+    train_condition_rates: np.ndarray
+    true_base_rates: np.ndarray | None
+    fingerprint: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split | None:
+        """The split called ``train``, ``eval`` or ``test``."""
+        if name not in ("train", "eval", "test"):
+            raise ValueError(f"unknown split {name!r}; expected train, eval or test")
+        return getattr(self, name)
+
+    @property
+    def num_numeric(self) -> int:
+        return int(self.train.x_num.shape[1])

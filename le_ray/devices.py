@@ -1,0 +1,95 @@
+"""Device choice (CUDA → MPS → CPU), dtype policy, seeding and determinism.
+
+Inside a Ray task the caller passes the GPU ids Ray assigned: a task that holds no GPU is not
+isolated from the node's GPUs, so ``torch.cuda.is_available()`` alone must not put it on one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from le_ray.config_schema import DeviceConfig
+
+__all__ = ["DeviceChoice", "select_device", "torch_dtype", "seed_all", "set_determinism", "configure_threads"]
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """Where a trial runs and why (``reason`` is printed in run headers and trial records)."""
+    device: torch.device
+    dtype: torch.dtype
+    reason: str
+
+    @property
+    def is_accelerator(self) -> bool:
+        return self.device.type in ("cuda", "mps")
+
+
+def torch_dtype(name: str, device_type: str = "cpu") -> torch.dtype:
+    """``float32`` or ``float64``; MPS has no float64, so it falls back to float32 there."""
+    if name not in ("float32", "float64"):
+        raise ValueError(f"device.dtype: got {name!r}; expected float32 or float64")
+    if name == "float64" and device_type == "mps":
+        return torch.float32
+    return torch.float64 if name == "float64" else torch.float32
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def select_device(cfg: DeviceConfig, *, assigned_gpu_ids: Sequence[int | str] | None = None,
+                  cuda_available: bool | None = None, mps_available: bool | None = None) -> DeviceChoice:
+    """Pick the trial's device.
+
+    ``assigned_gpu_ids`` is None outside Ray (then any visible CUDA device counts) and the list of
+    GPU ids Ray assigned inside a Ray task (empty → CPU, whatever the node has). Under Ray,
+    ``CUDA_VISIBLE_DEVICES`` is set to exactly the assigned ids, so ``cuda:0`` is the first of them.
+    The availability flags are injectable for tests.
+    """
+    cuda_ok = torch.cuda.is_available() if cuda_available is None else cuda_available
+    mps_ok = _mps_available() if mps_available is None else mps_available
+    if assigned_gpu_ids is not None and len(assigned_gpu_ids) == 0:
+        device, reason = torch.device("cpu"), "cpu (the Ray task holds no GPU)"
+    elif cuda_ok:
+        where = f"Ray GPU ids {list(assigned_gpu_ids)}" if assigned_gpu_ids else "visible CUDA device"
+        device, reason = torch.device("cuda:0"), f"cuda:0 ({where})"
+    elif assigned_gpu_ids:
+        device, reason = torch.device("cpu"), f"cpu (Ray assigned GPU ids {list(assigned_gpu_ids)} but torch sees no CUDA)"
+    elif cfg.use_mps and mps_ok:
+        device, reason = torch.device("mps"), "mps (device.use_mps)"
+    else:
+        device, reason = torch.device("cpu"), "cpu (no accelerator)"
+    return DeviceChoice(device, torch_dtype(cfg.dtype, device.type), reason)
+
+
+def seed_all(seed: int) -> None:
+    """Seed python ``random``, numpy's global RNG, torch (CPU) and every CUDA device."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def set_determinism(enabled: bool) -> None:
+    """``device.deterministic``: deterministic kernels (warn-only where none exists) and no cuDNN autotune."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.deterministic = enabled
+    torch.backends.cudnn.benchmark = not enabled
+
+
+def configure_threads(num_threads: int | None) -> int:
+    """Set torch's intra-op thread count when given; return the count in effect."""
+    if num_threads is not None and num_threads != torch.get_num_threads():
+        torch.set_num_threads(num_threads)
+    return torch.get_num_threads()

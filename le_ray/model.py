@@ -1,0 +1,91 @@
+"""``ConditionedLogitMLP``: condition embedding + categorical embeddings + numeric features → one logit.
+
+For a row (x_num [F], x_cat [K], c):
+``h0 = concat(x_num, E_cond[c], E_1[x_cat_1], …, E_K[x_cat_K])`` of width
+``F + embed_dim + K · cat_embed_dim``; each hidden layer is Linear → optional batch/layer norm →
+activation → dropout; a final Linear gives the logit z (p = sigmoid(z)). Only the condition
+rows present in a batch receive gradient through ``embedding``; everything else is shared.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from le_ray.config_schema import ModelConfig
+
+__all__ = ["ConditionedLogitMLP", "build_model", "count_parameters", "ACTIVATION_LAYERS"]
+
+ACTIVATION_LAYERS = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "swish": nn.SiLU, "tanh": nn.Tanh,
+    "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "selu": nn.SELU, "sigmoid": nn.Sigmoid, "identity": nn.Identity,
+}
+
+
+def _per_layer(value, n: int, name: str) -> list:
+    """A scalar setting repeated n times, or a per-layer list checked for length n."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"model.{name}: got {len(value)} values for {n} hidden layers")
+        return list(value)
+    return [value] * n
+
+
+def _norm_layer(kind: str, width: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm1d(width)
+    if kind == "layer":
+        return nn.LayerNorm(width)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"model.norm: got {kind!r}; expected none, batch or layer")
+
+
+class ConditionedLogitMLP(nn.Module):
+    """MLP over numeric features and embeddings of the condition and categorical columns."""
+
+    def __init__(self, *, num_numeric: int, num_conditions: int, cat_vocab_sizes: Sequence[int] = (),
+                 hidden_sizes: Sequence[int] = (256, 256, 128, 64), embed_dim: int = 4, cat_embed_dim: int = 8,
+                 activation="silu", norm="none", dropout=0.0):
+        super().__init__()
+        n = len(hidden_sizes)
+        acts, norms, drops = (_per_layer(activation, n, "activation"), _per_layer(norm, n, "norm"),
+                              _per_layer(dropout, n, "dropout"))
+        unknown = [a for a in acts if a not in ACTIVATION_LAYERS]
+        if unknown:
+            raise ValueError(f"model.activation: got {unknown}; expected one of {', '.join(ACTIVATION_LAYERS)}")
+        self.num_numeric = num_numeric
+        self.embedding = nn.Embedding(num_conditions, embed_dim)
+        self.cat_embeddings = nn.ModuleList(nn.Embedding(size, cat_embed_dim) for size in cat_vocab_sizes)
+        layers: list[nn.Module] = []
+        width = num_numeric + embed_dim + len(cat_vocab_sizes) * cat_embed_dim
+        self.input_width = width
+        for size, act, kind, p in zip(hidden_sizes, acts, norms, drops):
+            layers += [nn.Linear(width, size), _norm_layer(kind, size), ACTIVATION_LAYERS[act]()]
+            if p > 0:
+                layers.append(nn.Dropout(p))
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """Logits [N] from x_num [N, F] float, x_cat [N, K] long, cond [N] long."""
+        parts = [x_num, self.embedding(cond)]
+        parts += [table(x_cat[:, k]) for k, table in enumerate(self.cat_embeddings)]
+        return self.net(torch.cat(parts, dim=1)).squeeze(-1)
+
+
+def build_model(cfg: ModelConfig, *, num_numeric: int, num_conditions: int,
+                cat_vocab_sizes: Sequence[int]) -> ConditionedLogitMLP:
+    """The configured model for data with the given feature counts."""
+    return ConditionedLogitMLP(num_numeric=num_numeric, num_conditions=num_conditions,
+                               cat_vocab_sizes=tuple(cat_vocab_sizes), hidden_sizes=tuple(cfg.hidden_sizes),
+                               embed_dim=cfg.embed_dim, cat_embed_dim=cfg.cat_embed_dim,
+                               activation=cfg.activation, norm=cfg.norm, dropout=cfg.dropout)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable scalars."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,0 +1,213 @@
+"""One trial = one (seed, loss) training run on prepared data → a small, serialisable result.
+
+``run_trial(data, spec)`` is the single function behind every runner: a Ray task in
+``le_ray.repeats``, an in-process call in tests and benchmarks, and each loss of
+``le_ray.run``. A spec carries everything the trial needs (resolved config, loss, seed), so the
+same spec on the same data gives the same numbers on CPU in any runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from le_ray import metrics
+from le_ray.config import Config, config_fingerprint, to_dict, training_for
+from le_ray.config_schema import LOSS_NAMES, TrainingSettings
+from le_ray.data.arrays import PreparedData, Split
+from le_ray.data.batches import TensorSplit, to_tensors
+from le_ray.data.prepare import le_base_rates
+from le_ray.devices import DeviceChoice, configure_threads, seed_all, select_device, set_determinism
+from le_ray.losses import per_condition_le_stats
+from le_ray.model import build_model, count_parameters
+from le_ray.objectives import Objective, make_objective
+from le_ray.train import TrainOutcome, evaluate_loss, predict_logits, train_model
+
+__all__ = ["TrialSpec", "TrialResult", "run_trial", "trial_id", "evaluation_split", "ece_settings"]
+
+log = logging.getLogger("le_ray.trial")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What defines a trial. ``data_fingerprint`` ties the id to the exact prepared arrays."""
+    config: Config
+    loss: str
+    seed: int
+    data_fingerprint: str
+
+    @property
+    def trial_id(self) -> str:
+        return trial_id(self.config, self.loss, self.seed, self.data_fingerprint)
+
+
+def trial_id(cfg: Config, loss: str, seed: int, data_fingerprint: str) -> str:
+    """Stable hash of everything that changes a trial's numbers (not runner or report settings)."""
+    relevant = {"model": to_dict(cfg)["model"], "training": training_for(cfg, loss), "evaluation": cfg.evaluation,
+                "dtype": cfg.device.dtype, "deterministic": cfg.device.deterministic,
+                "loss": loss, "seed": seed, "data": data_fingerprint}
+    return f"{loss}-s{seed}-{config_fingerprint(relevant)}"
+
+
+@dataclass
+class TrialResult:
+    """Plain-data outcome of a trial (JSON-serialisable except the optional ``model`` / arrays)."""
+    trial_id: str
+    loss: str
+    seed: int
+    status: str
+    metrics: dict[str, float]
+    per_condition: dict[str, list]
+    reliability: dict[str, list]
+    curves: dict[str, list]
+    eval_compare: dict[str, float]
+    timings: dict[str, float]
+    device: str
+    node: str
+    samples_per_second: float
+    num_parameters: int
+    evaluation_split: str
+    has_labels: bool
+    error: str | None = None
+    grad_sq: dict[str, list] | None = None
+    le_stats: dict[str, list] | None = None
+    eval_predictions: np.ndarray | None = field(default=None, repr=False)
+    test_predictions: np.ndarray | None = field(default=None, repr=False)
+    model: torch.nn.Module | None = field(default=None, repr=False)
+
+    def to_record(self) -> dict[str, Any]:
+        """The JSON record stored per trial (no arrays, no model)."""
+        skip = {"eval_predictions", "test_predictions", "model"}
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+
+def evaluation_split(data: PreparedData, cfg: Config) -> tuple[str, Split, bool]:
+    """(name, split, labels usable) for ``evaluation.split``; test labels need ``use_test_labels``."""
+    name = cfg.evaluation.split
+    split = data.split(name)
+    if split is None:
+        raise ValueError(f"evaluation.split: got {name!r} but the prepared data has no {name} split "
+                         "(set data.use_test_set true, or choose train/eval)")
+    labelled = split.has_labels and (name != "test" or cfg.evaluation.use_test_labels)
+    return name, split, labelled
+
+
+def ece_settings(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of the metrics functions from ``evaluation.*``."""
+    ev = cfg.evaluation
+    return dict(ece_method=ev.ece_method, bins=ev.ece_bins, min_count=ev.ece_min_count,
+                smooth_bandwidth=ev.ece_smooth_bandwidth, smooth_grid_bins=ev.ece_smooth_grid_bins,
+                small_prob_max=ev.small_prob_max, small_prob_quantile=ev.small_prob_quantile)
+
+
+def _columns(table) -> dict[str, list]:
+    """A Polars/pandas table or dict of arrays as a dict of plain lists."""
+    if table is None:
+        return {}
+    if hasattr(table, "to_dict") and hasattr(table, "columns"):
+        try:
+            return {c: table[c].to_list() for c in table.columns}
+        except AttributeError:
+            return {c: table[c].tolist() for c in table.columns}
+    return {k: np.asarray(v).tolist() for k, v in table.items()}
+
+
+def _label_metrics(p: np.ndarray, split: Split, cfg: Config) -> tuple[dict, dict, dict]:
+    """Model summary, per-condition table and reliability bins of predictions ``p`` on a labelled split."""
+    kw = ece_settings(cfg)
+    summary = metrics.model_summary(p, split.y, split.cond, **kw)
+    per_condition = metrics.per_condition_metrics(p, split.y, split.cond, **kw)
+    reliability = metrics.ece_table(p, split.y, method=kw["ece_method"], bins=kw["bins"], min_count=kw["min_count"],
+                                    smooth_bandwidth=kw["smooth_bandwidth"], smooth_grid_bins=kw["smooth_grid_bins"])
+    summary = {k: float(v) for k, v in summary.items() if np.isscalar(v)}
+    return summary, _columns(per_condition), _columns(reliability)
+
+
+def _eval_compare(logits: torch.Tensor, split: TensorSplit, settings: TrainingSettings,
+                  base_rates: torch.Tensor, num_conditions: int) -> dict[str, float]:
+    """The trained model's evaluation loss under every loss definition (history off)."""
+    out = {}
+    for name in LOSS_NAMES:
+        objective = make_objective(name, settings, base_rates=base_rates, num_conditions=num_conditions,
+                                   device=split.device, dtype=logits.dtype, with_history=False)
+        out[name] = evaluate_loss(None, split, objective, settings.eval_batch_size, logits)  # type: ignore[arg-type]
+    return out
+
+
+def _le_stats(logits: torch.Tensor, split: TensorSplit, base_rates: torch.Tensor, num_conditions: int) -> dict:
+    stats = per_condition_le_stats(logits, split.y, split.cond, base_rates=base_rates, sample_weights=split.w,
+                                   num_conditions=num_conditions)
+    return {"condition": list(range(num_conditions)), **{k: v.tolist() for k, v in stats.items()}}
+
+
+def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice, TrainingSettings]:
+    cfg = spec.config
+    choice = select_device(cfg.device, assigned_gpu_ids=assigned_gpu_ids)
+    configure_threads(num_threads or cfg.device.num_threads)
+    seed_all(spec.seed)
+    set_determinism(cfg.device.deterministic)
+    return choice, training_for(cfg, spec.loss)
+
+
+def _node_name() -> str:
+    return os.environ.get("LE_RAY_NODE_NAME") or socket.gethostname() or platform.node()
+
+
+def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence[int | str] | None = None,
+              num_threads: int | None = None, keep_predictions: bool = False, keep_model: bool = False,
+              track_grad_sq: bool | None = None, on_batch_eval=None) -> TrialResult:
+    """Train ``spec.loss`` with ``spec.seed`` on ``data`` and evaluate on ``evaluation.split``.
+
+    ``assigned_gpu_ids``: the GPU ids Ray gave the task (None outside Ray; empty → CPU).
+    ``num_threads``: torch intra-op threads (Ray runner: ``cpus_per_trial``).
+    """
+    t0 = time.perf_counter()
+    cfg = spec.config
+    choice, settings = _setup(spec, assigned_gpu_ids, num_threads)
+    dev, dtype = choice.device, choice.dtype
+    rates = torch.tensor(le_base_rates(data, prior=settings.le.base_rate_prior,
+                                       use_true_rates=cfg.synthetic.use_true_base_rates_for_le), dtype=dtype, device=dev)
+    split_name, split, labelled = evaluation_split(data, cfg)
+    train_t = to_tensors(data.train, device=dev, dtype=dtype)
+    eval_t = to_tensors(split if labelled else split.without_labels(), device=dev, dtype=dtype)
+    model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
+                        cat_vocab_sizes=data.cat_vocab_sizes).to(device=dev, dtype=dtype)
+    make = lambda history: make_objective(spec.loss, settings, base_rates=rates,  # noqa: E731
+                                          num_conditions=data.num_conditions, device=dev, dtype=dtype,
+                                          with_history=history)
+    grad = cfg.plots.grad_sq_by_condition if track_grad_sq is None else track_grad_sq
+    t1 = time.perf_counter()
+    outcome: TrainOutcome = train_model(model, train_t, eval_t, make(True), make(False), settings, seed=spec.seed,
+                                        track_grad_sq=grad, on_batch_eval=on_batch_eval)
+    t2 = time.perf_counter()
+    logits = predict_logits(model, eval_t, settings.eval_batch_size)
+    p = torch.sigmoid(logits.double()).cpu().numpy()
+    summary, per_condition, reliability, compare, le_stats = {}, {}, {}, {}, None
+    if labelled and len(split):
+        summary, per_condition, reliability = _label_metrics(p, split, cfg)
+        if cfg.training.eval_compare_losses:
+            compare = _eval_compare(logits, eval_t, settings, rates, data.num_conditions)
+        le_stats = _le_stats(logits, eval_t, rates, data.num_conditions)
+    test_p = None
+    if keep_predictions and data.test is not None and split_name != "test":
+        test_t = to_tensors(data.test.without_labels(), device=dev, dtype=dtype)
+        test_p = torch.sigmoid(predict_logits(model, test_t, settings.eval_batch_size).double()).cpu().numpy()
+    t3 = time.perf_counter()
+    return TrialResult(
+        trial_id=spec.trial_id, loss=spec.loss, seed=spec.seed, status="ok", metrics=summary,
+        per_condition=per_condition, reliability=reliability, curves=outcome.curves.as_dict(), eval_compare=compare,
+        timings={"setup": t1 - t0, "train": outcome.train_seconds, "train_loop": t2 - t1, "evaluate": t3 - t2,
+                 "total": t3 - t0},
+        device=choice.reason, node=_node_name(), samples_per_second=outcome.samples_per_second,
+        num_parameters=count_parameters(model), evaluation_split=split_name, has_labels=labelled,
+        grad_sq=None if outcome.grad_sq is None else {k: np.asarray(v).tolist() for k, v in outcome.grad_sq.items()},
+        le_stats=le_stats, eval_predictions=p if keep_predictions else None, test_predictions=test_p,
+        model=model if keep_model else None)
