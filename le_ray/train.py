@@ -132,7 +132,7 @@ def _nonfinite_error(loss: torch.Tensor, logits: torch.Tensor, batch: Batch, obj
     tiny_den = stats["denominator"] <= 1e-9
     bad = np.flatnonzero(present & (bad_logit | tiny_den | ~np.isfinite(stats["numerator"])))
     return NonFiniteLossError(
-        f"non-finite {objective.name} training loss ({float(loss)}) at epoch {epoch}, batch {index}; "
+        f"non-finite {objective.name} training loss ({float(loss.detach())}) at epoch {epoch}, batch {index}; "
         f"conditions involved (ids): {bad.tolist() or 'none identified (check lr / inputs)'}"
         + ("; their LE denominators are ~0 (all-negative or all-positive with a 0/1 base rate: use "
            "training.le.base_rate_prior=jeffreys)" if tiny_den[bad].any() else ""))

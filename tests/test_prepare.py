@@ -1,0 +1,92 @@
+"""prepare_data: splits, standardisation, base rates, balancing, determinism."""
+
+import math
+
+import numpy as np
+import pytest
+
+from le_ray.config import load_config
+from le_ray.data.prepare import balance_by_condition, le_base_rates, prepare_data, split_train_eval, standardize
+
+
+def _cfg(*sets):
+    return load_config(sets=["synthetic.samples_per_condition=5000", *sets])
+
+
+def test_split_sizes_and_disjointness():
+    train, ev = split_train_eval(1000, 0.9, seed=3)
+    assert len(train) == 900 and len(ev) == 100
+    assert np.intersect1d(train, ev).size == 0 and np.all(np.diff(train) > 0)
+
+
+def test_prepare_is_deterministic_and_standardised():
+    a, b = prepare_data(_cfg()), prepare_data(_cfg())
+    np.testing.assert_array_equal(a.train.x_num, b.train.x_num)
+    np.testing.assert_array_equal(a.eval.y, b.eval.y)
+    assert a.fingerprint == b.fingerprint
+    assert a.fingerprint != prepare_data(_cfg(), seed=99).fingerprint
+    np.testing.assert_allclose(a.train.x_num.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(a.train.x_num.std(0), 1, atol=1e-4)
+    n_labelled = len(a.train) + len(a.eval)
+    assert len(a.train) == math.floor(0.9 * n_labelled)
+    assert a.train.x_num.dtype == np.float32 and a.train.cond.dtype == np.int32
+    # eval/test use the train statistics, not their own
+    raw = prepare_data(_cfg("data.standardize=false"))
+    for name in ("eval", "test"):
+        expected = (getattr(raw, name).x_num - a.numeric_mean) / a.numeric_std
+        np.testing.assert_allclose(getattr(a, name).x_num, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(raw.train.x_num.mean(0), a.numeric_mean, rtol=1e-5)
+
+
+def test_standardize_constant_column():
+    x = np.column_stack([np.ones(10), np.arange(10)]).astype(np.float32)
+    mean, std = standardize(x)
+    assert std[0] == 1.0 and mean[0] == 1.0
+    mean, std = standardize(x, enabled=False)
+    assert np.all(mean == 0) and np.all(std == 1)
+
+
+def test_train_condition_rates_and_true_rates():
+    d = prepare_data(_cfg())
+    for j in range(d.num_conditions):
+        m = d.train.cond == j
+        assert d.train_condition_counts[j] == m.sum()
+        assert d.train_condition_rates[j] == pytest.approx(d.train.y[m].mean())
+        assert d.true_base_rates[j] == pytest.approx(d.train.p_true[m].mean())
+
+
+def test_le_base_rates_priors():
+    d = prepare_data(_cfg())
+    n, pos = d.train_condition_counts, d.train_condition_positives
+    np.testing.assert_allclose(le_base_rates(d, prior="jeffreys"), (pos + 0.5) / (n + 1))
+    np.testing.assert_allclose(le_base_rates(d, prior="none"), pos / n)
+    np.testing.assert_allclose(le_base_rates(d, prior="jeffreys", use_true_rates=True), d.true_base_rates)
+
+
+def test_zero_positive_condition_warns_with_prior_none():
+    # condition mean 1e-7 → with 5000 rows almost surely no positives in the last condition
+    d = prepare_data(_cfg("synthetic.uniform_log10_means=[-2, -2, -2, -7]", "synthetic.uniform_log10_std=0.01"))
+    assert d.train_condition_positives[3] == 0
+    with pytest.warns(RuntimeWarning, match=r"conditions \['3'\]"):
+        rates = le_base_rates(d, prior="none")
+    assert rates[3] == 0
+    assert 0 < le_base_rates(d, prior="jeffreys")[3] < 1e-3
+
+
+def test_balance_by_condition_equal_counts():
+    cond = np.array([0] * 10 + [1] * 3 + [2] * 5, dtype=np.int32)
+    keep = balance_by_condition(cond, seed=1)
+    assert np.bincount(cond[keep]).tolist() == [3, 3, 3]
+    np.testing.assert_array_equal(keep, balance_by_condition(cond, seed=1))
+    assert np.all(np.diff(keep) > 0)
+
+
+def test_reweighting_only_on_train():
+    with pytest.warns(FutureWarning):
+        d = prepare_data(_cfg("synthetic.reweighting.enabled=true", "synthetic.condition_mode=random"))
+    assert set(np.unique(d.train.w)) <= {1.0, 11.0} and (d.train.w > 1).any()
+    assert np.all(d.eval.w == 1) and np.all(d.test.w == 1)
+
+
+def test_no_test_set_when_disabled():
+    assert prepare_data(_cfg("data.use_test_set=false")).test is None
