@@ -150,6 +150,7 @@ class _EpochContext:
     curves: TrainCurves
     grad_sq: GradSqAccumulator | None
     on_batch_eval: Callable[[int, np.ndarray], None] | None
+    on_step: Callable[[int, int], None] | None = None
     step: int = 0
 
 
@@ -209,6 +210,8 @@ def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[floa
         weight_sum += weight.double()
         seen += len(batch)
         ctx.step += 1
+        if ctx.on_step is not None:
+            ctx.on_step(epoch, ctx.step)
         if every > 0 and ctx.step % every == 0:
             _batch_eval(model, ctx, float(loss))
             model.train()
@@ -217,17 +220,19 @@ def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[floa
 
 def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | None, objective: Objective,
                 eval_objective: Objective, settings: TrainingSettings, *, seed: int, track_grad_sq: bool = False,
-                on_batch_eval: Callable[[int, np.ndarray], None] | None = None) -> TrainOutcome:
+                on_batch_eval: Callable[[int, np.ndarray], None] | None = None,
+                on_step: Callable[[int, int], None] | None = None) -> TrainOutcome:
     """Train ``model`` in place for ``settings.epochs`` epochs; return curves and timings.
 
     ``objective`` is the training loss (LE may carry a cross-batch history); ``eval_objective``
     the same loss without history, used for epoch-0 and per-epoch losses. Batches are shuffled
-    by a ``torch.Generator`` seeded with ``seed``.
+    by a ``torch.Generator`` seeded with ``seed``. ``on_batch_eval(step, eval_probabilities)`` runs
+    at each mid-epoch evaluation; ``on_step(epoch, step)`` after every optimiser step.
     """
     generator = torch.Generator().manual_seed(seed)
     grad_sq = GradSqAccumulator(train.device, objective) if track_grad_sq else None
     ctx = _EpochContext(build_optimizer(model, settings), train, eval_split, objective, settings, generator,
-                        TrainCurves(), grad_sq, on_batch_eval)
+                        TrainCurves(), grad_sq, on_batch_eval, on_step)
     bs = settings.eval_batch_size
     ctx.curves.epoch.append(0)
     ctx.curves.train_loss.append(evaluate_loss(model, train, eval_objective, bs))

@@ -163,7 +163,7 @@ def _node_name() -> str:
 
 def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence[int | str] | None = None,
               num_threads: int | None = None, keep_predictions: bool = False, keep_model: bool = False,
-              track_grad_sq: bool | None = None, on_batch_eval=None) -> TrialResult:
+              track_grad_sq: bool | None = None, on_batch_eval=None, on_step=None) -> TrialResult:
     """Train ``spec.loss`` with ``spec.seed`` on ``data`` and evaluate on ``evaluation.split``.
 
     ``assigned_gpu_ids``: the GPU ids Ray gave the task (None outside Ray; empty → CPU).
@@ -186,7 +186,8 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     grad = cfg.plots.grad_sq_by_condition if track_grad_sq is None else track_grad_sq
     t1 = time.perf_counter()
     outcome: TrainOutcome = train_model(model, train_t, eval_t, make(True), make(False), settings, seed=spec.seed,
-                                        track_grad_sq=grad, on_batch_eval=on_batch_eval)
+                                        track_grad_sq=grad, on_batch_eval=on_batch_eval,
+                                        on_step=on_step)
     t2 = time.perf_counter()
     logits = predict_logits(model, eval_t, settings.eval_batch_size)
     p = torch.sigmoid(logits.double()).cpu().numpy()

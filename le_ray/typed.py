@@ -17,10 +17,21 @@ import json
 import types
 import typing
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, Literal, get_args, get_origin
 
-__all__ = ["ConfigError", "bounds", "convert", "to_plain", "describe_value"]
+__all__ = ["ConfigError", "FrozenDict", "bounds", "convert", "to_plain", "describe_value"]
+
+
+class FrozenDict(dict):
+    """A read-only dict that still pickles (Ray ships configs to workers; mappingproxy cannot be pickled)."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("config mappings are read-only; derive a new config with --set or a profile")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
 
 
 class ConfigError(ValueError):
@@ -138,8 +149,8 @@ def convert(tp: Any, value: Any, path: str, problems: list[str], *, partial: boo
             problems.append(f"{path}: got {describe_value(value)}; expected an object")
             return None
         item_tp = get_args(tp)[1]
-        return MappingProxyType({k: convert(item_tp, v, f"{path}.{k}", problems, partial=partial)
-                                 for k, v in value.items()})
+        return FrozenDict({k: convert(item_tp, v, f"{path}.{k}", problems, partial=partial)
+                           for k, v in value.items()})
     if tp is Any:
         return value
     try:

@@ -1,0 +1,71 @@
+"""Time ``model_summary`` and ``per_condition_metrics`` on synthetic CTR predictions.
+
+Data: N predictions p ~ Uniform(0, 1), labels y ~ Bernoulli(p), condition ids uniform on
+0..C-1 (defaults N = 10,000,000, C = 2,000).  For each of the five ECE backends the
+script times ``model_summary(p, y, conditions, ece_method=...)`` and
+``per_condition_metrics(p, y, conditions, ece_method=...)`` (best of ``--repeats`` runs,
+wall-clock seconds) and prints a fixed-width table.
+
+Usage::
+
+    python bench/metrics_summary.py [--n 10000000] [--conditions 2000] [--repeats 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import polars as pl
+
+from le_ray.compare import format_table
+from le_ray.metrics import ECE_METHODS, model_summary, per_condition_metrics
+
+
+def make_data(n: int, n_conditions: int, seed: int):
+    """Synthetic (p [n], y [n], conditions [n]) with y ~ Bernoulli(p)."""
+    rng = np.random.default_rng(seed)
+    p = rng.random(n)
+    y = (rng.random(n) < p).astype(np.float64)
+    conditions = rng.integers(0, n_conditions, size=n)
+    return p, y, conditions
+
+
+def best_time(fn, repeats: int) -> float:
+    """Best wall-clock time of ``fn()`` over ``repeats`` runs, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def run(n: int, n_conditions: int, repeats: int, seed: int) -> pl.DataFrame:
+    """Benchmark table: call, ece_method, seconds, throughput (M rows/s)."""
+    p, y, conditions = make_data(n, n_conditions, seed)
+    rows = []
+    for method in ECE_METHODS:
+        for name, fn in (("model_summary", model_summary), ("per_condition_metrics", per_condition_metrics)):
+            seconds = best_time(lambda: fn(p, y, conditions, ece_method=method), repeats)
+            rows.append({"call": name, "ece_method": method, "seconds": seconds,
+                         "mrows_per_s": n / seconds / 1e6})
+            print(f"  {name:<22} {method:<12} {seconds:8.3f} s", flush=True)
+    return pl.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000_000)
+    parser.add_argument("--conditions", type=int, default=2_000)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(f"N = {args.n:,} predictions, C = {args.conditions:,} conditions, best of {args.repeats}")
+    table = run(args.n, args.conditions, args.repeats, args.seed)
+    print(format_table(table, float_fmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()
