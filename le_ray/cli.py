@@ -25,7 +25,7 @@ _SUBCOMMANDS = {
     "prepare": "le_ray.data.prepare",
     "run": "le_ray.run",
     "repeats": "le_ray.repeats",
-    "report": "le_ray.report",
+    "report": "le_ray.report.__main__",
     "compare": "le_ray.compare_runs",
 }
 

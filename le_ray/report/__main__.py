@@ -1,0 +1,25 @@
+"""``python -m le_ray.report SWEEP_DIR`` (= ``le-ray report``): rebuild a sweep's report from stored trials."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from le_ray.cli import exit_on_user_error
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="le-ray report", description="Rebuild summary.md, tables and plots of a "
+                                     "sweep folder from its stored trial files, without training.")
+    parser.add_argument("sweep_dir", help="a folder written by python -m le_ray.repeats (results/<sweep>)")
+    args = parser.parse_args(argv)
+    from le_ray.report.sweep import build_report
+
+    print(f"report: {build_report(args.sweep_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
