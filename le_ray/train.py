@@ -5,9 +5,11 @@ Schedule (per optimiser step, epochs numbered from 1):
 from an epoch ``e > lr_zero_after_epochs`` the base group's lr is 0, so only the condition
 embedding (its own group when ``lr_category`` is set) keeps learning.
 
-Curves: epoch 0 holds the train and eval losses of the untrained model (evaluation mode, whole
-split); epoch e ≥ 1 holds the weight-averaged training loss over that epoch's batches
-(Σ_b loss_b·W_b / Σ_b W_b, W_b = Σ w in batch b, in training mode) and the eval loss after it.
+Curves: training losses are weight-averaged over batches of the training batch size
+(Σ_b loss_b·W_b / Σ_b W_b, W_b = Σ w in batch b): at epoch 0 over sequential batches of the
+untrained model (evaluation mode), at epoch e ≥ 1 over that epoch's shuffled training batches.
+Eval losses are computed over the whole evaluation split at once (for LE: Σ_j num_j/den_j / W
+with every row of the split), before training and after each epoch.
 The loop never prints: it logs through a ``logging.Logger``.
 """
 
@@ -29,7 +31,7 @@ from le_ray.losses import per_condition_le_stats
 from le_ray.objectives import Objective
 
 __all__ = ["TrainCurves", "TrainOutcome", "NonFiniteLossError", "build_optimizer", "train_model",
-           "predict_logits", "evaluate_loss"]
+           "predict_logits", "evaluate_loss", "batched_loss"]
 
 log = logging.getLogger("le_ray.train")
 
@@ -117,6 +119,27 @@ def evaluate_loss(model: nn.Module, split: TensorSplit | None, objective: Object
     if logits is None:
         logits = predict_logits(model, split, batch_size)
     return float(objective(logits, _whole_split(split), use_history=False))
+
+
+@torch.no_grad()
+def batched_loss(model: nn.Module, split: TensorSplit, objective: Objective, batch_size: int) -> float:
+    """Σ_b loss_b·W_b / Σ_b W_b over sequential batches of ``batch_size`` (evaluation mode, no history).
+
+    The epoch-0 training loss uses this so it is on the same scale as the per-epoch training
+    losses: LE's value depends on the batch it is normalised over (Σ_j term_j / W_b), so a
+    whole-split LE and a mean of batch LEs differ by roughly N / B.
+    """
+    if len(split) == 0 or split.y is None:
+        return float("nan")
+    was_training = model.training
+    model.eval()
+    total = weight = 0.0
+    for batch in split.sequential(batch_size):
+        w = float(batch.w.sum())
+        total += float(objective(model(batch.x_num, batch.x_cat, batch.cond), batch, use_history=False)) * w
+        weight += w
+    model.train(was_training)
+    return total / weight if weight > 0 else float("nan")
 
 
 def _nonfinite_error(loss: torch.Tensor, logits: torch.Tensor, batch: Batch, objective: Objective,
@@ -235,7 +258,7 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
                         TrainCurves(), grad_sq, on_batch_eval, on_step)
     bs = settings.eval_batch_size
     ctx.curves.epoch.append(0)
-    ctx.curves.train_loss.append(evaluate_loss(model, train, eval_objective, bs))
+    ctx.curves.train_loss.append(batched_loss(model, train, eval_objective, settings.batch_size))
     ctx.curves.eval_loss.append(evaluate_loss(model, eval_split, eval_objective, bs))
     log.info("%s epoch 0: train %.6f eval %.6f", objective.name, ctx.curves.train_loss[0], ctx.curves.eval_loss[0])
     train_seconds, seen = 0.0, 0

@@ -125,8 +125,9 @@ def _label_metrics(p: np.ndarray, split: Split, cfg: Config) -> tuple[dict, dict
     kw = ece_settings(cfg)
     summary = metrics.model_summary(p, split.y, split.cond, **kw)
     per_condition = metrics.per_condition_metrics(p, split.y, split.cond, **kw)
-    reliability = metrics.ece_table(p, split.y, method=kw["ece_method"], bins=kw["bins"], min_count=kw["min_count"],
-                                    smooth_bandwidth=kw["smooth_bandwidth"], smooth_grid_bins=kw["smooth_grid_bins"])
+    # Equal-mass bins for the reliability diagram: CTR probabilities crowd into the lowest
+    # equal-width bin, and the diagrams are drawn on log axes.
+    reliability = metrics.ece_table(p, split.y, method="adaptive", bins=kw["bins"])
     summary = {k: float(v) for k, v in summary.items() if np.isscalar(v)}
     return summary, _columns(per_condition), _columns(reliability)
 

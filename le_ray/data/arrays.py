@@ -8,7 +8,7 @@ mutates them in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,12 @@ __all__ = ["EncodedRows", "Split", "PreparedData", "OTHER_VALUE"]
 
 #: The condition / category value that collects everything outside the kept vocabulary.
 OTHER_VALUE = "__other__"
+
+
+def _take_rows(rows, index: np.ndarray):
+    """Same container with every per-row array indexed by ``index`` (int array or boolean mask)."""
+    return replace(rows, **{f.name: None if getattr(rows, f.name) is None else getattr(rows, f.name)[index]
+                            for f in fields(rows)})
 
 
 @dataclass(frozen=True)
@@ -49,9 +55,7 @@ class EncodedRows:
 
     def take(self, index: np.ndarray) -> "EncodedRows":
         """Rows at ``index`` (int array or boolean mask), same order."""
-        pick = (lambda a: None if a is None else a[index])
-        return EncodedRows(self.x_num[index], self.x_cat[index], self.cond[index], pick(self.y),
-                           self.row_id[index], pick(self.p_true))
+        return _take_rows(self, index)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,10 @@ class Split:
     def from_rows(cls, rows: EncodedRows, x_num: np.ndarray, w: np.ndarray | None = None) -> "Split":
         weights = np.ones(len(rows), dtype=np.float32) if w is None else w.astype(np.float32, copy=False)
         return cls(x_num, rows.x_cat, rows.cond, rows.y, weights, rows.row_id, rows.p_true)
+
+    def take(self, index: np.ndarray) -> "Split":
+        """Rows at ``index`` (int array or boolean mask), same order."""
+        return _take_rows(self, index)
 
     def without_labels(self) -> "Split":
         return replace(self, y=None)
