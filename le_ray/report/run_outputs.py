@@ -129,7 +129,7 @@ def _eval_rows(state):
 def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, folder: Path) -> None:
     label, data = LOSS_LABELS[loss], state.data
     split = _eval_rows(state)
-    figs = {"loss.png": plots.plot_loss_curves(result.curves, title=f"{label}: train and eval loss by epoch"),
+    figs = {"loss.png": plots.plot_loss_curves(result.curves, title=f"{label}: train and eval loss"),
             "preds.png": plots.plot_prediction_histograms(result.eval_predictions, split.cond,
                                                           list(data.condition_values),
                                                           title=f"{label}: {result.evaluation_split} predictions")}

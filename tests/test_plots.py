@@ -1,0 +1,426 @@
+"""le_ray.report.plots: every plot renders a readable PNG, with titles, labels and legends, on edge cases too."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import polars as pl
+import pytest
+
+from le_ray.report import plots as P
+
+DPI = 30  # small renders keep the file fast; the size check scales with it
+RNG = np.random.default_rng(0)
+
+
+# --------------------------------------------------------------------------- fake data
+
+
+def names(c: int) -> list[str]:
+    return [f"ad_{i}" for i in range(c)]
+
+
+def rates(c: int) -> np.ndarray:
+    return 10 ** RNG.uniform(-5, -0.5, c)
+
+
+def curves(n: int = 5, scale: float = 3e-5) -> dict:
+    return {"epoch": list(range(n)), "train_loss": list(scale * 0.8 ** np.arange(n)),
+            "eval_loss": list(scale * 0.85 ** np.arange(n))}
+
+
+def preds(c: int, n: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+    cond = RNG.integers(0, c, n)
+    return np.clip(rates(c)[cond] * np.exp(RNG.normal(0, 1, n)), 0, 1), cond
+
+
+def calib_series(c: int) -> dict:
+    return {k: {"base_rate": rates(c), "calibration_ratio": np.exp(RNG.normal(0, .3, c)),
+                "count": RNG.integers(10, 10_000, c)} for k in ("bce", "localized_entropy")}
+
+
+def reliability(nbins: int = 10) -> pl.DataFrame:
+    pred = np.logspace(-6, -0.3, nbins)
+    lab = pred * np.exp(RNG.normal(0, .2, nbins))
+    return pl.DataFrame({"bin": range(nbins), "count": RNG.integers(1, 10_000, nbins), "avg_pred": pred,
+                         "avg_label": lab, "avg_label_low": lab * .8, "avg_label_high": lab * 1.2})
+
+
+def le_table(c: int) -> dict:
+    r = rates(c)
+    den = 100 * -(r * np.log(r) + (1 - r) * np.log1p(-r))
+    return {"condition": list(range(c)), "numerator": den * 1.1, "denominator": den,
+            "count": [100] * c, "base_rate": r}
+
+
+def filter_table(v: int) -> pl.DataFrame:
+    count = RNG.integers(1, 100_000, v)
+    mean = RNG.binomial(count, 0.02) / count
+    return pl.DataFrame({"value": [f"v{i}" for i in range(v)], "count": count, "mean": mean,
+                         "selected": np.arange(v) < 3})
+
+
+def grad_table(c: int) -> dict:
+    return {"condition": list(range(c)), "count": RNG.integers(10, 10_000, c),
+            **{k: np.exp(RNG.normal(0, 1, c)) for k in
+               ("ratio_raw", "ratio_normalised", "class_ratio_bce", "class_ratio_le")}}
+
+
+def delta_table(metrics: int, seeds: int) -> pl.DataFrame:
+    return pl.DataFrame({"metric": [f"m{m}" for m in range(metrics) for _ in range(seeds)],
+                         "seed": [s for _ in range(metrics) for s in range(seeds)],
+                         "delta": RNG.normal(0, 0.01, metrics * seeds)})
+
+
+def gap_table(c: int) -> dict:
+    p = RNG.uniform(0, 0.2, c)
+    return {"condition": names(c), "base_rate": rates(c), "baseline_gap": RNG.uniform(0, .5, c),
+            "candidate_gap": RNG.uniform(0, .5, c), "significant": p < 0.05, "p_value": p}
+
+
+def comparison_table(c: int) -> pl.DataFrame:
+    return pl.DataFrame({"condition": list(range(c)), "base_rate": rates(c),
+                         "calibration_ratio_bce": np.exp(RNG.normal(0, .4, c)),
+                         "calibration_ratio_localized_entropy": np.exp(RNG.normal(0, .1, c)),
+                         "calibration_ratio_focal": np.exp(RNG.normal(0, .6, c))})
+
+
+def feature_args(c: int, n: int = 1000, f: int = 3) -> tuple:
+    cond = RNG.integers(0, c, n)
+    return RNG.normal(size=(n, f)), [f"x{j}" for j in range(f)], cond, names(c)
+
+
+#: name → (builder(c) of a figure for c conditions / rows, whether it draws several series)
+BUILDERS = {
+    "avg": (lambda c: P.plot_avg_vs_train_rate(names(c), rates(c), rates(c), rates(c)), True),
+    "loss": (lambda c: P.plot_loss_curves({**curves(), "batch_step": [0, 10, 20], "batch_train_loss": [3, 2, 1],
+                                           "batch_eval_loss": [3, 2.5, 2]}), True),
+    "preds": (lambda c: P.plot_prediction_histograms(*preds(c), names(c)), True),
+    "calibration": (lambda c: P.plot_calibration_ratio(calib_series(c)), True),
+    "reliability": (lambda c: P.plot_reliability_diagram({"bce": reliability(), "localized_entropy": reliability()}),
+                    True),
+    "features": (lambda c: P.plot_feature_distributions(*feature_args(c)), True),
+    "le_stats": (lambda c: P.plot_le_stats(le_table(c)), True),
+    "filter": (lambda c: P.plot_filter_stats(filter_table(c)), True),
+    "grad_sq": (lambda c: P.plot_grad_sq(grad_table(c)), True),
+    "deltas": (lambda c: P.plot_paired_deltas(delta_table(3, 6)), True),
+    "gaps": (lambda c: P.plot_condition_gaps(gap_table(c)), True),
+    "band": (lambda c: P.plot_curves_band({"bce": [curves(5, .05), curves(4, .05)],
+                                           "localized_entropy": [curves(), curves()]}), True),
+    "comparison": (lambda c: P.plot_comparison_calibration(comparison_table(c)), True),
+}
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def visible_axes(fig):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def has_title(fig) -> bool:
+    sup = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    return bool(sup) or all(ax.get_title() for ax in visible_axes(fig))
+
+
+def has_legend(fig) -> bool:
+    return bool(fig.legends) or any(ax.get_legend() is not None for ax in visible_axes(fig))
+
+
+def texts(fig) -> str:
+    sup = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    parts = [sup] + [t.get_text() for ax in fig.axes for t in ax.texts]
+    parts += [ax.get_title() + ax.get_xlabel() + ax.get_ylabel() for ax in fig.axes]
+    return "\n".join(parts)
+
+
+def check_labels(fig, *, legend: bool = True) -> None:
+    axes = visible_axes(fig)
+    assert axes and has_title(fig)
+    assert all(ax.get_ylabel() for ax in axes), [ax.get_ylabel() for ax in axes]
+    assert any(ax.get_xlabel() for ax in axes)
+    if legend:
+        assert has_legend(fig)
+
+
+def check_png(path: Path, fig_size, dpi: int = DPI) -> None:
+    assert path.is_file() and path.stat().st_size > 0
+    img = mpimg.imread(path)
+    h, w = img.shape[:2]
+    assert abs(w - fig_size[0] * dpi) <= 2 and abs(h - fig_size[1] * dpi) <= 2, (w, h, fig_size)
+    assert float(img[..., :3].std()) > 0.01  # not a flat colour
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def render(fig, tmp_path: Path, name: str = "plot.png", dpi: int = DPI) -> Path:
+    size = tuple(fig.get_size_inches())
+    assert 8 <= size[0] <= 12
+    path = P.save_figure(fig, tmp_path / name, dpi=dpi)
+    check_png(path, size, dpi)
+    return path
+
+
+def is_no_data(fig) -> bool:
+    return "no data" in texts(fig)
+
+
+# --------------------------------------------------------------------------- every plot, normal inputs
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_plot_renders_with_labels(name, tmp_path):
+    build, several = BUILDERS[name]
+    fig = build(15)
+    check_labels(fig, legend=several)
+    assert not is_no_data(fig)
+    render(fig, tmp_path, f"{name}.png")
+
+
+def test_default_dpi_gives_readable_size(tmp_path):
+    fig = P.plot_avg_vs_train_rate(names(3), rates(3), rates(3))
+    size = tuple(fig.get_size_inches())
+    path = P.save_figure(fig, tmp_path / "avg.png")
+    check_png(path, size, dpi=110)
+    assert mpimg.imread(path).shape[1] >= 800
+
+
+# --------------------------------------------------------------------------- save_figure
+
+
+def test_save_figure_overwrites_atomically_and_cleans_up(tmp_path):
+    target = tmp_path / "sub" / "loss.png"
+    target.parent.mkdir()
+    target.write_bytes(b"old")
+    render(P.plot_loss_curves(curves()), tmp_path / "sub", "loss.png")
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["loss.png"]
+
+
+def test_save_figure_failure_keeps_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "avg.png"
+    target.write_bytes(b"old")
+    fig = P.plot_loss_curves(curves())
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", boom)
+    with pytest.raises(RuntimeError):
+        P.save_figure(fig, target)
+    assert target.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["avg.png"]
+
+
+# --------------------------------------------------------------------------- empty inputs
+
+
+EMPTY = {
+    "avg": lambda: P.plot_avg_vs_train_rate([], np.array([]), np.array([])),
+    "loss": lambda: P.plot_loss_curves({"epoch": [], "train_loss": [], "eval_loss": []}),
+    "preds": lambda: P.plot_prediction_histograms(np.array([]), np.array([], dtype=int), []),
+    "calibration": lambda: P.plot_calibration_ratio({}),
+    "reliability": lambda: P.plot_reliability_diagram({"bce": pl.DataFrame(
+        schema={"bin": pl.Int64, "count": pl.Int64, "avg_pred": pl.Float64, "avg_label": pl.Float64})}),
+    "features": lambda: P.plot_feature_distributions(np.zeros((0, 2)), ["a", "b"], np.array([], dtype=int), []),
+    "le_stats": lambda: P.plot_le_stats({}),
+    "filter": lambda: P.plot_filter_stats(pl.DataFrame(schema={"value": pl.String, "count": pl.Int64,
+                                                               "mean": pl.Float64, "selected": pl.Boolean})),
+    "grad_sq": lambda: P.plot_grad_sq({}),
+    "deltas": lambda: P.plot_paired_deltas({"metric": [], "seed": [], "delta": []}),
+    "gaps": lambda: P.plot_condition_gaps(pl.DataFrame()),
+    "band": lambda: P.plot_curves_band({}),
+    "comparison": lambda: P.plot_comparison_calibration({"condition": [], "base_rate": []}),
+}
+
+
+def test_empty_inputs_cover_every_plot():
+    assert set(EMPTY) == set(BUILDERS)
+
+
+@pytest.mark.parametrize("name", sorted(EMPTY))
+def test_empty_inputs_draw_no_data(name, tmp_path):
+    fig = EMPTY[name]()
+    assert is_no_data(fig)
+    check_labels(fig, legend=False)
+    render(fig, tmp_path)
+
+
+def test_loss_curves_none_and_partial_keys(tmp_path):
+    render(P.plot_loss_curves({}), tmp_path, "a.png")
+    fig = P.plot_loss_curves({"epoch": [0, 1, 2], "train_loss": [2.0, 1.0], "eval_loss": [3.0, 2.0, 1.0],
+                              "batch_step": [], "batch_train_loss": []})
+    assert len(visible_axes(fig)) == 1  # no batch panel without batch data
+    train = fig.axes[0].get_lines()[0]
+    assert list(train.get_xdata()) == [1.0, 2.0]  # a shorter series belongs to the last epochs
+    render(fig, tmp_path, "b.png")
+
+
+# --------------------------------------------------------------------------- NaN and zero values
+
+
+def test_nan_values_are_skipped(tmp_path):
+    r = rates(6)
+    pred = r.copy()
+    pred[[1, 3]] = np.nan
+    fig = P.plot_avg_vs_train_rate(names(6), r, pred)
+    assert fig.axes[0].collections[0].get_offsets().shape[0] == 4
+    render(fig, tmp_path, "avg.png")
+    p, cond = preds(3)
+    p[:10] = np.nan
+    fig = P.plot_prediction_histograms(p, cond, names(3))
+    assert sum(patch.get_path().vertices.size > 0 for patch in fig.axes[0].patches) > 0
+    table = reliability().with_columns(avg_label=pl.when(pl.col("bin") < 3).then(None).otherwise(pl.col("avg_label")))
+    fig = P.plot_reliability_diagram({"bce": table})
+    assert fig.axes[0].get_lines()[0].get_xdata().size == 7
+    render(fig, tmp_path, "rel.png")
+    curves_nan = {"epoch": [0, 1, 2], "train_loss": [np.nan, 1.0, 0.5], "eval_loss": [None, 2.0, 1.0]}
+    render(P.plot_loss_curves(curves_nan), tmp_path, "loss.png")
+    x = RNG.normal(size=(100, 2))
+    x[:, 1] = np.nan
+    fig = P.plot_feature_distributions(x, ["a", "b"], RNG.integers(0, 2, 100), names(2))
+    assert not fig.axes[0].texts and "no data" in [t.get_text() for t in fig.axes[1].texts]
+    gaps = gap_table(5)
+    gaps["candidate_gap"][0] = np.nan
+    assert sum(len(c.get_offsets()) for c in P.plot_condition_gaps(gaps).axes[0].collections) == 4
+
+
+def test_all_nan_draws_no_data(tmp_path):
+    nan = np.full(4, np.nan)
+    assert is_no_data(P.plot_avg_vs_train_rate(names(4), nan, nan))
+    assert is_no_data(P.plot_calibration_ratio({"bce": {"base_rate": nan, "calibration_ratio": nan}}))
+    assert is_no_data(P.plot_paired_deltas({"metric": ["a"] * 4, "seed": range(4), "delta": nan}))
+    render(P.plot_grad_sq({"condition": range(4), "count": nan, "ratio_raw": nan, "ratio_normalised": nan,
+                           "class_ratio_bce": nan, "class_ratio_le": nan}), tmp_path)
+
+
+def test_zero_probabilities_are_clipped_and_labelled(tmp_path):
+    r = rates(5)
+    r[0] = 0.0
+    fig = P.plot_avg_vs_train_rate(names(5), r, np.where(r > 0, r, 0.0))
+    assert "drawn at 1e-07" in fig.axes[0].get_xlabel() and "drawn at 1e-07" in fig.axes[0].get_ylabel()
+    assert fig.axes[0].get_xscale() == "log"
+    render(fig, tmp_path, "avg.png")
+    p, cond = preds(3)
+    p[:7] = 0.0
+    fig = P.plot_prediction_histograms(p, cond, names(3))
+    assert "7 rows clipped" in fig.axes[0].get_xlabel()
+    table = reliability().with_columns(avg_label=pl.when(pl.col("bin") == 0).then(0.0).otherwise(pl.col("avg_label")))
+    fig = P.plot_reliability_diagram({"bce": table})
+    assert "drawn at 1e-07" in fig.axes[0].get_ylabel()
+    stats = filter_table(20).with_columns(mean=pl.when(pl.col("count") > 0).then(0.0))
+    fig = P.plot_filter_stats(stats)
+    assert "≤ 0 drawn at" in fig.axes[0].get_ylabel() and fig.axes[0].get_yscale() == "log"
+    render(fig, tmp_path, "filter.png")
+    gaps = gap_table(5)
+    gaps["baseline_gap"][:] = [0.0, 0.1, 0.2, 0.3, 0.0]
+    gaps["candidate_gap"][:] = [0.05, 0.1, 0.3, 0.2, 0.4]
+    fig = P.plot_condition_gaps(gaps)
+    assert "2 values ≤ 0 drawn at 1e-03" in fig.axes[0].get_xlabel()
+    render(fig, tmp_path, "gaps.png")
+
+
+def test_loss_axis_log_only_when_positive():
+    assert P.plot_loss_curves(curves()).axes[0].get_yscale() == "log"
+    negative = {"epoch": [0, 1], "train_loss": [1.0, -0.5], "eval_loss": [1.0, 0.5]}
+    assert P.plot_loss_curves(negative).axes[0].get_yscale() == "linear"
+
+
+# --------------------------------------------------------------------------- one and many conditions
+
+
+@pytest.mark.parametrize("name", ["avg", "preds", "calibration", "features", "le_stats", "filter", "grad_sq",
+                                  "gaps", "comparison"])
+def test_single_condition(name, tmp_path):
+    fig = BUILDERS[name][0](1)
+    check_labels(fig)
+    assert not is_no_data(fig)
+    render(fig, tmp_path)
+
+
+def test_many_conditions_histograms_show_top_12(tmp_path):
+    p, cond = preds(200, n=5000)
+    fig = P.plot_prediction_histograms(p, cond, names(200))
+    assert "top 12 of" in fig.axes[0].get_title()
+    assert len(fig.axes[0].get_legend().get_texts()) == 13  # 12 conditions + all rows
+    render(fig, tmp_path, "preds.png")
+    fig = P.plot_feature_distributions(*feature_args(200, n=3000, f=2))
+    assert "top 12 of" in fig._suptitle.get_text()
+    assert len(fig.legends[0].get_texts()) == 12
+    render(fig, tmp_path, "features.png")
+    fig = P.plot_feature_distributions(*feature_args(20, n=500, f=1), max_conditions=3)
+    assert len(fig.legends[0].get_texts()) == 3 and "top 3 of 20" in fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize("name", ["avg", "calibration", "le_stats", "grad_sq", "gaps", "comparison"])
+def test_many_conditions_scatter_plots_draw_all(name):
+    fig = BUILDERS[name][0](200)
+    ax = fig.axes[0]
+    assert sum(len(c.get_offsets()) for c in ax.collections) >= 200 or len(ax.patches) == 200
+    assert not ax.texts  # no per-point names beyond 20 conditions
+
+
+def test_point_labels_up_to_20_conditions():
+    fig = P.plot_avg_vs_train_rate(names(5), rates(5), rates(5))
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == sorted(names(5))
+
+
+# --------------------------------------------------------------------------- table formats and details
+
+
+def test_tables_accept_dicts_and_polars():
+    table = le_table(4)
+    for i, t in enumerate((table, pl.DataFrame(table))):
+        fig = P.plot_le_stats(t)
+        assert len(fig.axes[0].patches) == 4
+    rows = delta_table(2, 3)
+    for i, t in enumerate((rows, rows.to_dict(as_series=False))):
+        fig = P.plot_paired_deltas(t)
+        assert "delta > 0 favours the candidate" in fig._suptitle.get_text()
+        assert len(visible_axes(fig)) == 2
+
+
+def test_calibration_ratio_dict_form_and_reference_line():
+    fig = P.plot_calibration_ratio(calib_series(8))
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["BCE (8 conditions)", "LE (8 conditions)"]
+    assert any(np.allclose(line.get_ydata(), 1.0) for line in ax.get_lines())
+    sizes = ax.collections[0].get_sizes()
+    assert sizes.min() < sizes.max()  # marker area follows the counts
+
+
+def test_reliability_band_and_linear_scale():
+    fig = P.plot_reliability_diagram({"bce": reliability()}, log_scale=False)
+    top, bottom = fig.axes[0], fig.axes[1]
+    assert top.get_xscale() == "linear" and bottom.get_yscale() == "log"
+    assert "spread over seeds" in " ".join(t.get_text() for t in top.get_legend().get_texts())
+    empty_bins = reliability().with_columns(count=pl.when(pl.col("bin") < 4).then(0).otherwise(pl.col("count")))
+    assert P.plot_reliability_diagram({"bce": empty_bins}).axes[0].get_lines()[0].get_xdata().size == 6
+
+
+def test_condition_gaps_significance_groups():
+    t = {"condition": ["a", "b", "c"], "base_rate": [0.01, 0.02, 0.03], "baseline_gap": [0.2, 0.1, 0.3],
+         "candidate_gap": [0.1, 0.2, 0.3], "significant": [True, True, False], "p_value": [0.01, 0.02, 0.5]}
+    fig = P.plot_condition_gaps(t)
+    labels = [x.get_text() for x in fig.axes[0].get_legend().get_texts()]
+    assert labels[:3] == ["significant, favours LE (1)", "significant, favours BCE (1)", "not significant (1)"]
+    assert "favour the candidate" in fig.axes[0].get_title()
+
+
+def test_curves_band_one_panel_per_loss():
+    fig = P.plot_curves_band({"bce": [curves(5, .05), curves(3, .05)], "localized_entropy": [curves()]})
+    axes = visible_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["BCE (2 seeds)", "LE (1 seed)"]
+    assert all(ax.get_yscale() == "log" for ax in axes)
+
+
+def test_comparison_sorted_by_base_rate_with_names():
+    t = comparison_table(4)
+    fig = P.plot_comparison_calibration(t)
+    order = np.argsort(t["base_rate"].to_numpy())
+    ticks = [x.get_text() for x in fig.axes[0].get_xticklabels()]
+    assert [s.split(" ")[0] for s in ticks] == [str(i) for i in order]
+    assert [x.get_text() for x in fig.axes[0].get_legend().get_texts()][:3] == ["BCE", "LE", "focal"]
