@@ -113,7 +113,10 @@ def _fault_hook(spec: TrialSpec, fault: dict[str, str]):
     ``LE_RAY_TEST_FAULT_EXIT=<loss>:<seed>`` with ``LE_RAY_TEST_FAULT_DIR``: the worker process of
     that trial dies (``os._exit``) after its first optimiser step, once (a marker file records it).
     ``LE_RAY_TEST_FAULT_RAISE=<loss>:<seed>``: that trial raises on every attempt.
+    ``LE_RAY_TEST_FAULT_SLEEP=<seconds>``: every trial sleeps first (to make concurrency observable).
     """
+    if fault.get("LE_RAY_TEST_FAULT_SLEEP"):
+        time.sleep(float(fault["LE_RAY_TEST_FAULT_SLEEP"]))
     key = f"{spec.loss}:{spec.seed}"
     if fault.get("LE_RAY_TEST_FAULT_RAISE") == key:
         raise RuntimeError(f"test fault: trial {key} always fails")
@@ -135,12 +138,13 @@ def trial_task(data: PreparedData, spec: TrialSpec, cpus: int, fault: dict[str, 
     from le_ray.trial import run_trial
 
     logging.getLogger("le_ray").setLevel(os.environ.get("LE_RAY_TRIAL_LOG_LEVEL", "WARNING"))
+    started_at = time.time()
     gpu_ids = list(ray.get_gpu_ids())
     result = run_trial(data, spec, assigned_gpu_ids=gpu_ids, num_threads=cpus, on_step=_fault_hook(spec, fault))
     record = result.to_record()
     context = ray.get_runtime_context()
     record.update(gpu_ids=[str(g) for g in gpu_ids], node=context.get_node_id(), host=result.node,
-                  worker_pid=os.getpid())
+                  worker_pid=os.getpid(), started_at=started_at, finished_at=time.time())
     return to_jsonable(record)
 
 
@@ -154,6 +158,7 @@ class SweepProgress:
     done: int = 0
     failed: int = 0
     started: float = field(default_factory=time.perf_counter)
+    data_refs: dict = field(default_factory=dict)
 
     def line(self, running: int) -> str:
         finished = self.done + self.failed
@@ -184,11 +189,11 @@ def _resources(cfg: Config) -> dict[str, Any]:
             "retry_exceptions": cfg.ray.retry_exceptions}
 
 
-def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str]) -> dict[Any, TrialSpec]:
-    """``ray.put`` each data object once, then one task per pending trial."""
+def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str], refs: dict) -> dict[Any, TrialSpec]:
+    """``ray.put`` each data object once (into ``refs``), then one task per pending trial."""
     import ray
 
-    refs = {seed: ray.put(data) for seed, data in plan.data_by_seed.items()}
+    refs.update({seed: ray.put(data) for seed, data in plan.data_by_seed.items()})
     remote = ray.remote(trial_task).options(**_resources(cfg))
     futures = {}
     for spec in plan.pending:
@@ -229,7 +234,7 @@ def run_sweep(cfg: Config, store: SweepStore, plan: SweepPlan, *, echo=None) -> 
     echo = echo or _Echo()
     fault = {k: v for k, v in os.environ.items() if k.startswith("LE_RAY_TEST_FAULT")}
     progress = SweepProgress(total=len(plan.specs), already_done=len(plan.specs) - len(plan.pending))
-    futures = _submit(cfg, plan, fault)
+    futures = _submit(cfg, plan, fault, progress.data_refs)
     try:
         _collect(store, futures, progress, echo)
     except KeyboardInterrupt:

@@ -1,0 +1,282 @@
+"""The Ray sweep: end-to-end on local Ray, fake GPUs, two nodes, faults, resume, Ctrl-C, bad folders.
+
+These start real Ray instances (a few seconds each), so the module shares one local instance
+where it can and shuts it down before tests that need their own cluster.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import ray
+import torch
+
+from le_ray.config import load_config, parse_set
+from le_ray.repeats import main, plan_trials, run_sweep, sweep_seeds, warn_if_underpowered
+from le_ray.report.sweep import build_report
+from le_ray.results import SweepStore
+from le_ray.trial import run_trial
+
+pytestmark = pytest.mark.slow
+
+TINY = ["synthetic.samples_per_condition=400", "training.epochs=1", "training.loss_mode=both",
+        "training.by_loss.bce.by_source={}", "training.by_loss.localized_entropy.by_source={}",
+        "training.batch_size=256", "repeats.num_runs=2", "repeats.bootstrap_samples=200", "ray.cpus_per_trial=1",
+        "plots.dpi=40"]
+
+
+def tiny_cfg(*extra):
+    return load_config(profile="small_net", sets=[*TINY, *extra])
+
+
+def write_tiny_config(path: Path, *extra) -> Path:
+    """A config file equivalent to tiny_cfg (for subprocess drivers)."""
+    sets: dict = {"experiment": {"active": "small_net"}}
+    for item in [*TINY, *extra]:
+        parts, value = parse_set(item)
+        node = sets
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    path.write_text(json.dumps(sets))
+    return path
+
+
+@pytest.fixture
+def local_ray():
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _sweep(cfg, root: Path, name: str = "s"):
+    store = SweepStore.open(root, name)
+    plan = plan_trials(cfg)
+    plan.done = store.finished_ids()
+    from le_ray.repeats import _write_manifest
+    _write_manifest(store, cfg, plan)
+    progress = run_sweep(cfg, store, plan, echo=lambda *a, **k: None)
+    return store, plan, progress
+
+
+def _metrics(store: SweepStore) -> dict:
+    return {(r["loss"], r["seed"]): r["metrics"] for r in store.load_trials()}
+
+
+def test_end_to_end_files_and_bit_identical_to_in_process(local_ray, tmp_path):
+    cfg = tiny_cfg()
+    store, plan, progress = _sweep(cfg, tmp_path)
+    assert progress.done == 4 and progress.failed == 0
+    summary = build_report(store.root, echo=lambda *a: None)
+    for name in ("config.resolved.json", "manifest.json", "trials.parquet", "per_condition.parquet", "summary.md"):
+        assert (store.root / name).exists(), name
+    assert len(list((store.root / "trials").glob("*.json"))) == 4
+    assert (store.root / "report" / "tables" / "metric_tests_LE_vs_BCE.csv").exists()
+    assert (store.root / "report" / "plots" / "reliability.png").stat().st_size > 1000
+    text = summary.read_text()
+    assert "delta > 0 favours LE" in text and "Per-condition calibration" in text
+    trials = pl.read_parquet(store.root / "trials.parquet")
+    assert trials.height == 4 and {"seed", "loss", "logloss", "roc_auc", "node", "device"} <= set(trials.columns)
+    per_cond = pl.read_parquet(store.root / "per_condition.parquet")
+    assert per_cond.height == 4 * 4 and "value" in per_cond.columns
+    # the same specs in-process give the same numbers, bit for bit
+    threads = torch.get_num_threads()
+    try:
+        data = plan.data_by_seed[-1]
+        stored = _metrics(store)
+        for spec in plan.specs:
+            local = run_trial(data, spec, num_threads=cfg.ray.cpus_per_trial)
+            assert local.metrics == stored[(spec.loss, spec.seed)]
+    finally:
+        torch.set_num_threads(threads)
+    manifest = json.loads((store.root / "manifest.json").read_text())
+    assert manifest["packages"]["torch"] and manifest["data_fingerprints"] and manifest["cluster_resources"]["CPU"] == 2
+
+
+def test_resume_skips_stored_trials_and_report_is_unchanged(local_ray, tmp_path):
+    cfg = tiny_cfg()
+    store, plan, _ = _sweep(cfg, tmp_path)
+    build_report(store.root, echo=lambda *a: None)
+    before = pl.read_parquet(store.root / "trials.parquet")
+    victim = store.trial_path(plan.specs[1].trial_id)
+    victim.unlink()  # as if the driver died before this trial finished
+    store2, plan2, progress = _sweep(cfg, tmp_path)
+    assert progress.already_done == 3 and progress.done == 1
+    build_report(store2.root, echo=lambda *a: None)
+    after = pl.read_parquet(store.root / "trials.parquet")
+    metric_cols = ["trial_id", "seed", "loss", "logloss", "brier", "ece", "roc_auc", "accuracy"]
+    assert before.select(metric_cols).sort("trial_id").equals(after.select(metric_cols).sort("trial_id"))
+
+
+def test_fake_gpus_fractional_pinning_and_cpu_training(tmp_path, monkeypatch):
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "4")
+        cfg = tiny_cfg("ray.gpus_per_trial=0.5")
+        store, _, progress = _sweep(cfg, tmp_path)
+    finally:
+        ray.shutdown()
+    records = store.load_trials()
+    assert progress.done == 4
+    assert all(len(r["gpu_ids"]) == 1 for r in records)
+    assert {r["gpu_ids"][0] for r in records} == {"0", "1"}
+    assert all("torch sees no CUDA" in r["device"] for r in records)  # trained on CPU
+    # four at a time: every trial's sleep overlaps every other's
+    starts = sorted(r["started_at"] for r in records)
+    ends = sorted(r["finished_at"] for r in records)
+    assert starts[-1] < ends[0]
+
+
+def test_two_nodes_trials_on_both_and_data_fetched_across(tmp_path):
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        os.environ["LE_RAY_TEST_FAULT_SLEEP"] = "2"
+        try:
+            store, _, progress = _sweep(tiny_cfg(), tmp_path)
+            ref = next(iter(progress.data_refs.values()))
+            locations = ray.experimental.get_object_locations([ref])[ref]["node_ids"]
+        finally:
+            del os.environ["LE_RAY_TEST_FAULT_SLEEP"]
+        build_report(store.root, echo=lambda *a: None)
+        nodes = set(pl.read_parquet(store.root / "trials.parquet")["node"].to_list())
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert len(nodes) == 2
+    assert len(set(locations)) == 2  # the data object was copied to the second node's store
+
+
+def test_killed_worker_is_retried_with_same_numbers(local_ray, tmp_path, monkeypatch):
+    cfg = tiny_cfg()
+    reference, _, _ = _sweep(cfg, tmp_path, "reference")
+    seed = sweep_seeds(cfg)[1]
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_EXIT", f"localized_entropy:{seed}")
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_DIR", str(tmp_path))
+    store, plan, progress = _sweep(cfg, tmp_path, "faulty")
+    assert progress.failed == 0 and progress.done == 4
+    assert list(tmp_path.glob("exited-*")), "the fault hook did not fire"
+    assert _metrics(store) == _metrics(reference)
+
+
+def test_always_failing_trial_is_recorded_and_others_finish(local_ray, tmp_path, monkeypatch):
+    cfg = tiny_cfg()
+    seed = sweep_seeds(cfg)[0]
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_RAISE", f"bce:{seed}")
+    store, plan, progress = _sweep(cfg, tmp_path)
+    assert progress.failed == 1 and progress.done == 3
+    failure = next(iter(store.failures().values()))
+    assert "always fails" in failure["traceback"] and failure["loss"] == "bce"
+    summary = build_report(store.root, echo=lambda *a: None).read_text()
+    assert "Missing trials" in summary and f"bce seed {seed}" in summary and "FAILED" in summary
+    tests = pl.read_csv(store.root / "report" / "tables" / "metric_tests_LE_vs_BCE.csv")
+    assert set(tests["n"].to_list()) == {1}  # complete pairs only
+
+
+def test_unwritable_results_folder_refused_before_training(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    import le_ray.repeats as repeats
+
+    monkeypatch.setattr(repeats, "plan_trials", lambda *a, **k: pytest.fail("training data was prepared"))
+    code = main(["--profile", "small_net", "--results-dir", str(blocker / "results"), "--name", "x"])
+    assert code == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_relative_results_dir_refused_under_ray_job(monkeypatch, capsys):
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    code = main(["--profile", "small_net", "--results-dir", "results", "--name", "x"])
+    assert code == 2
+    assert "absolute --results-dir" in capsys.readouterr().err
+
+
+def test_underpowered_warning():
+    assert "0.0625" in warn_if_underpowered(load_config(sets=["repeats.num_runs=5"]), 4)
+    assert warn_if_underpowered(load_config(sets=["repeats.num_runs=15"]), 4) is None
+
+
+def test_resample_data_pairs_losses_per_seed():
+    cfg = tiny_cfg("repeats.resample_data=true")
+    plan = plan_trials(cfg)
+    seeds = sweep_seeds(cfg)
+    assert set(plan.data_by_seed) == set(seeds)
+    by_seed = {}
+    for spec in plan.specs:
+        by_seed.setdefault(spec.seed, set()).add(spec.data_fingerprint)
+    assert all(len(f) == 1 for f in by_seed.values())  # both losses of a seed share data
+    assert len({next(iter(f)) for f in by_seed.values()}) == len(seeds)  # data differ across seeds
+
+
+def _driver(tmp_path: Path, name: str, env_extra: dict) -> subprocess.Popen:
+    config = write_tiny_config(tmp_path / "tiny.json", "repeats.num_runs=3")
+    env = {**os.environ, **env_extra}
+    return subprocess.Popen([sys.executable, "-m", "le_ray.repeats", "--config", str(config), "--results-dir",
+                             str(tmp_path / "res"), "--name", name], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for_trials(folder: Path, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while len(list(folder.glob("*.json"))) < n:
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "no trial finished in time"
+        time.sleep(0.2)
+
+
+def test_driver_killed_then_rerun_resumes_to_same_report(tmp_path):
+    if ray.is_initialized():
+        ray.shutdown()
+    proc = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_SLEEP": "1"})
+    _wait_for_trials(tmp_path / "res" / "sweep" / "trials", 2, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stored = len(list((tmp_path / "res" / "sweep" / "trials").glob("*.json")))
+    assert 2 <= stored < 6
+    assert not list((tmp_path / "res" / "sweep" / "trials").glob(".tmp-*"))
+    rerun = _driver(tmp_path, "sweep", {})
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, out
+    assert f"resuming: {stored} of 6" in out
+    fresh = _driver(tmp_path, "fresh", {})
+    out2, _ = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, out2
+    cols = ["seed", "loss", "logloss", "brier", "ece", "ece_small", "roc_auc", "pr_auc", "accuracy"]
+    a = pl.read_parquet(tmp_path / "res" / "sweep" / "trials.parquet").select(cols).sort(["loss", "seed"])
+    b = pl.read_parquet(tmp_path / "res" / "fresh" / "trials.parquet").select(cols).sort(["loss", "seed"])
+    assert a.equals(b)
+    ta = pl.read_csv(tmp_path / "res" / "sweep" / "report" / "tables" / "metric_tests_LE_vs_BCE.csv")
+    tb = pl.read_csv(tmp_path / "res" / "fresh" / "report" / "tables" / "metric_tests_LE_vs_BCE.csv")
+    assert ta.equals(tb)
+
+
+def test_ctrl_c_cancels_and_leaves_only_complete_trials(tmp_path):
+    if ray.is_initialized():
+        ray.shutdown()
+    proc = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_SLEEP": "3"})
+    trials = tmp_path / "res" / "sweep" / "trials"
+    _wait_for_trials(trials, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted: cancelled" in out
+    files = list(trials.iterdir())
+    assert files and all(f.suffix == ".json" and not f.name.startswith(".tmp") for f in files)
+    for f in files:
+        json.loads(f.read_text())  # complete JSON
