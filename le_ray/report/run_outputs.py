@@ -134,10 +134,9 @@ def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, f
                                                           list(data.condition_values),
                                                           title=f"{label}: {result.evaluation_split} predictions")}
     rates = train_rate_vs_eval_prediction(data, split.cond, result.eval_predictions)
-    eval_rate = per_cond.sort("condition")
-    observed = np.full(data.num_conditions, np.nan)
+    observed = np.full(data.num_conditions, np.nan)  # eval click rate per condition, when labelled
     if per_cond.height:
-        observed[eval_rate["condition"].to_numpy()] = eval_rate["base_rate"].to_numpy()
+        observed[per_cond["condition"].to_numpy()] = per_cond["base_rate"].to_numpy()
     figs["avg.png"] = plots.plot_avg_vs_train_rate(list(data.condition_values), rates["train_rate"].to_numpy(),
                                                    rates["eval_pred_mean"].to_numpy(), observed,
                                                    title=f"{label}: eval mean prediction vs train click rate")
