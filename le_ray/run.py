@@ -186,6 +186,9 @@ def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path) -> 
     _train_losses(state)
     run_outputs.comparison(state)
     run_outputs.post_training(state)
+    if cfg.repeats.enabled:
+        print(f"\nrepeats.enabled: run the seed sweep with paired tests as a Ray job: python -m le_ray.repeats "
+              f"--profile {cfg.experiment.active or '<profile>'} ({cfg.repeats.num_runs} seeds)")
     return state
 
 

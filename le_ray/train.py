@@ -103,10 +103,6 @@ def predict_logits(model: nn.Module, split: TensorSplit, batch_size: int) -> tor
     return torch.cat(parts)
 
 
-def _whole_split(split: TensorSplit) -> Batch:
-    return Batch(split.x_num, split.x_cat, split.cond, split.y, split.w)
-
-
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, split: TensorSplit | None, objective: Objective, batch_size: int,
                   logits: torch.Tensor | None = None) -> float:
@@ -118,7 +114,7 @@ def evaluate_loss(model: nn.Module, split: TensorSplit | None, objective: Object
         return float("nan")
     if logits is None:
         logits = predict_logits(model, split, batch_size)
-    return float(objective(logits, _whole_split(split), use_history=False))
+    return float(objective(logits, split.whole(), use_history=False))
 
 
 @torch.no_grad()

@@ -177,8 +177,9 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     rates = torch.tensor(le_base_rates(data, prior=settings.le.base_rate_prior,
                                        use_true_rates=cfg.synthetic.use_true_base_rates_for_le), dtype=dtype, device=dev)
     split_name, split, labelled = evaluation_split(data, cfg)
-    train_t = to_tensors(data.train, device=dev, dtype=dtype)
-    eval_t = to_tensors(split if labelled else split.without_labels(), device=dev, dtype=dtype)
+    stage = cfg.device.move_dataset_to_cuda
+    train_t = to_tensors(data.train, device=dev, dtype=dtype, stage_on_device=stage)
+    eval_t = to_tensors(split if labelled else split.without_labels(), device=dev, dtype=dtype, stage_on_device=stage)
     model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
                         cat_vocab_sizes=data.cat_vocab_sizes).to(device=dev, dtype=dtype)
     make = lambda history: make_objective(spec.loss, settings, base_rates=rates,  # noqa: E731

@@ -44,3 +44,11 @@ def test_rows_stay_aligned_and_sequential_order():
 def test_unlabelled_split():
     t = to_tensors(_split().without_labels(), device=torch.device("cpu"), dtype=torch.float32)
     assert t.y is None and next(t.sequential(5)).y is None
+
+
+def test_host_staging_moves_batches_to_compute_device():
+    # With a CPU "compute device" the path is exercised without CUDA: tensors stay in host memory.
+    t = to_tensors(_split(), device=torch.device("cpu"), dtype=torch.float32, stage_on_device=False)
+    assert t.device.type == "cpu" and t.x_num.device.type == "cpu"
+    whole = t.whole()
+    assert len(whole) == len(t) and torch.equal(whole.cond, t.cond)

@@ -90,3 +90,35 @@ def test_reweighting_only_on_train():
 
 def test_no_test_set_when_disabled():
     assert prepare_data(_cfg("data.use_test_set=false")).test is None
+
+
+def test_prepare_cli_json_on_avazu_sample(tmp_path, capsys):
+    import json
+
+    from le_ray.data.prepare import main
+
+    from .sample_data import require_sample
+
+    train = require_sample("avazu", "avazu_sample.csv")
+    out = tmp_path / "prep.json"
+    code = main(["--profile", "avazu_top6_by_count", "--set", f"ctr.datasets.avazu.train_path={train}",
+                 "--set", "ctr.datasets.avazu.test_path=null", "--set", f"output.dir={tmp_path}",
+                 "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["source_rows"] == 41557
+    values = [c["value"] for c in data["conditions"]]
+    assert values == ["18993", "20596", "21611", "15701", "15708", "15707"]  # PROVENANCE.md top-6 by count
+    assert [c["rows"] for c in data["conditions"]] == [1496, 1481, 1336, 1254, 1185, 1145]
+    assert data["kept_rows"] == sum(c["rows"] for c in data["conditions"])
+    assert "timings" in data and "18993" in capsys.readouterr().out
+    assert (tmp_path / "prepare" / "avazu" / "top_k" / "filter_stats.png").exists()
+
+
+def test_prepare_cli_missing_file_names_key(tmp_path, capsys):
+    from le_ray.data.prepare import main
+
+    code = main(["--profile", "avazu_top6_by_count", "--set", f"ctr.datasets.avazu.train_path={tmp_path}/none.csv"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "ctr.datasets.avazu.train_path" in err and "none.csv" in err

@@ -41,24 +41,29 @@ class TensorSplit:
     """A split's arrays as tensors on one device, with shuffled and sequential batch iterators."""
 
     def __init__(self, x_num: torch.Tensor, x_cat: torch.Tensor, cond: torch.Tensor, y: torch.Tensor | None,
-                 w: torch.Tensor, *, unit_weights: bool):
+                 w: torch.Tensor, *, unit_weights: bool, compute_device: torch.device | None = None):
         self.x_num, self.x_cat, self.cond, self.y, self.w = x_num, x_cat, cond, y, w
         self.unit_weights = unit_weights
+        # Batches move to compute_device when the split is staged elsewhere (device.move_dataset_to_cuda=false).
+        self.compute_device = compute_device if compute_device is not None else cond.device
 
     def __len__(self) -> int:
         return int(self.cond.shape[0])
 
     @property
     def device(self) -> torch.device:
-        return self.cond.device
+        """Where batches (and so the model's inputs) live."""
+        return self.compute_device
 
     def _take(self, idx: torch.Tensor | slice) -> Batch:
-        return Batch(self.x_num[idx], self.x_cat[idx], self.cond[idx],
-                     None if self.y is None else self.y[idx], self.w[idx])
+        move = (lambda t: t) if self.compute_device == self.cond.device else (  # noqa: E731
+            lambda t: t.to(self.compute_device, non_blocking=True))
+        return Batch(move(self.x_num[idx]), move(self.x_cat[idx]), move(self.cond[idx]),
+                     None if self.y is None else move(self.y[idx]), move(self.w[idx]))
 
     def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """Batches of a fresh permutation (the last one may be smaller)."""
-        perm = torch.randperm(len(self), generator=generator).to(self.device)
+        perm = torch.randperm(len(self), generator=generator).to(self.cond.device)
         for start in range(0, len(self), batch_size):
             yield self._take(perm[start:start + batch_size])
 
@@ -67,13 +72,23 @@ class TensorSplit:
         for start in range(0, len(self), batch_size):
             yield self._take(slice(start, start + batch_size))
 
+    def whole(self) -> Batch:
+        """The whole split as one batch on the compute device (views when already there)."""
+        return self._take(slice(None))
+
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)
 
 
-def to_tensors(split: Split, *, device: torch.device, dtype: torch.dtype) -> TensorSplit:
-    """Stage a split's arrays on ``device`` once (floats in ``dtype``, ids as int64)."""
-    y = None if split.y is None else _tensor(split.y, dtype, device)
+def to_tensors(split: Split, *, device: torch.device, dtype: torch.dtype, stage_on_device: bool = True) -> TensorSplit:
+    """Convert a split's arrays once (floats in ``dtype``, ids as int64).
+
+    ``stage_on_device`` (``device.move_dataset_to_cuda``): keep the whole split on ``device``;
+    otherwise it stays in host memory and each batch is copied to ``device`` when drawn.
+    """
+    home = device if stage_on_device else torch.device("cpu")
+    y = None if split.y is None else _tensor(split.y, dtype, home)
     unit = bool(np.all(split.w == 1.0))
-    return TensorSplit(_tensor(split.x_num, dtype, device), _tensor(split.x_cat, torch.long, device),
-                       _tensor(split.cond, torch.long, device), y, _tensor(split.w, dtype, device), unit_weights=unit)
+    return TensorSplit(_tensor(split.x_num, dtype, home), _tensor(split.x_cat, torch.long, home),
+                       _tensor(split.cond, torch.long, home), y, _tensor(split.w, dtype, home), unit_weights=unit,
+                       compute_device=device)

@@ -143,8 +143,9 @@ def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, f
     if per_cond.height:
         figs["calibration.png"] = plots.plot_calibration_ratio({label: per_cond},
                                                                title=f"{label}: calibration ratio per condition")
-        figs["reliability.png"] = plots.plot_reliability_diagram({label: result.reliability},
-                                                                 title=f"{label}: reliability diagram")
+        if state.cfg.plots.reliability:
+            figs["reliability.png"] = plots.plot_reliability_diagram({label: result.reliability},
+                                                                     title=f"{label}: reliability diagram")
     if result.le_stats and _plots_on(state, "le_stats"):
         figs["le_stats.png"] = plots.plot_le_stats(_le_stats_table(state, result))
     if result.grad_sq:
@@ -211,7 +212,7 @@ def _comparison_pairs(state) -> list[tuple[str, str]]:
 def comparison(state) -> None:
     """Step 7: BCE-vs-LE (and focal) per-condition tables, summary and closeness counts."""
     pairs = _comparison_pairs(state)
-    if not pairs:
+    if not pairs or not state.cfg.comparison.enabled:
         return
     print("\n=== comparison ===")
     folder, cfg = state.folders.comparison, state.cfg
@@ -247,7 +248,9 @@ def comparison(state) -> None:
         state.figures["calibration_all"] = _save(state, plots.plot_calibration_ratio(series), folder,
                                                  "calibration.png")
         rel = {LOSS_LABELS[k]: r.reliability for k, r in state.results.items() if r.reliability}
-        state.figures["reliability_all"] = _save(state, plots.plot_reliability_diagram(rel), folder, "reliability.png")
+        if cfg.plots.reliability:
+            state.figures["reliability_all"] = _save(state, plots.plot_reliability_diagram(rel), folder,
+                                                     "reliability.png")
 
 
 def post_training(state) -> None:

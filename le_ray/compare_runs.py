@@ -1,0 +1,72 @@
+"""``le-ray compare BASELINE_DIR CANDIDATE_DIR``: BCE-vs-LE tables from two stored diagnostic runs.
+
+Each directory is a loss folder written by ``le_ray.run`` (``per_condition.csv`` + ``metrics.json``),
+e.g. ``output/bce/avazu/default/top_k`` and ``output/le/avazu/default/top_k``. Writes the
+per-condition comparison, |1 − calibration| table and summary (CSV + aligned text) to ``--out``
+and prints them — the earlier system's ad-id comparison script, without retraining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import polars as pl
+
+from le_ray import compare
+from le_ray.cli import exit_on_user_error
+from le_ray.report.outputs import atomic_write_text
+from le_ray.report.tables import format_table, write_csv
+
+__all__ = ["main", "load_run"]
+
+
+def load_run(folder: str | Path) -> tuple[str, pl.DataFrame, dict[str, float]]:
+    """(loss name, per-condition table, summary metrics) of a stored run folder."""
+    folder = Path(folder)
+    missing = [name for name in ("per_condition.csv", "metrics.json") if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{str(folder)!r} is not a le_ray run folder: missing {', '.join(missing)} "
+                                "(expected output/<loss>/<source>/<nn_type>/<filter_mode>/)")
+    record = json.loads((folder / "metrics.json").read_text())
+    table = pl.read_csv(folder / "per_condition.csv", schema_overrides={"value": pl.String})
+    return record["loss"], table, {k: v for k, v in record.get("metrics", {}).items() if v is not None}
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="le-ray compare", description=__doc__.splitlines()[0])
+    parser.add_argument("baseline", help="run folder of the baseline loss (e.g. BCE)")
+    parser.add_argument("candidate", help="run folder of the candidate loss (e.g. LE)")
+    parser.add_argument("--out", default="comparison", help="folder for the tables (default ./comparison)")
+    parser.add_argument("--sort-by", default="base_rate", choices=compare.SORT_KEYS)
+    args = parser.parse_args(argv)
+    base_loss, base_table, base_summary = load_run(args.baseline)
+    cand_loss, cand_table, cand_summary = load_run(args.candidate)
+    if base_loss == cand_loss:
+        raise ValueError(f"both runs trained {base_loss}; expected two different losses")
+    tables = {base_loss: base_table, cand_loss: cand_table}
+    conditions = compare.compare_conditions(tables, baseline=base_loss, candidate=cand_loss, sort_by=args.sort_by)
+    closeness = compare.calibration_closeness(tables)
+    summary = compare.compare_summary({base_loss: base_summary, cand_loss: cand_summary}, baseline=base_loss,
+                                      candidate=cand_loss)
+    closer = compare.count_closer_conditions(tables, baseline=base_loss, candidate=cand_loss)
+    out = Path(args.out)
+    write_csv(conditions, out / "conditions.csv")
+    write_csv(closeness, out / "calibration_closeness.csv")
+    write_csv(summary, out / "summary.csv")
+    text = (f"{cand_loss} vs {base_loss} per condition (sorted by {args.sort_by}):\n{format_table(conditions)}\n\n"
+            f"|1 - calibration ratio|:\n{format_table(closeness)}\n\nsummary (positive pct_change favours "
+            f"{cand_loss}):\n{format_table(summary)}\nconditions where {cand_loss}'s |pred_mean - base_rate| is "
+            f"smaller: {closer['candidate_closer']} of {closer['conditions']} (ties {closer['ties']})")
+    atomic_write_text(out / "comparison.txt", text + "\n")
+    print(text)
+    print(f"\ntables written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
