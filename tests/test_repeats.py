@@ -280,3 +280,60 @@ def test_ctrl_c_cancels_and_leaves_only_complete_trials(tmp_path):
     assert files and all(f.suffix == ".json" and not f.name.startswith(".tmp") for f in files)
     for f in files:
         json.loads(f.read_text())  # complete JSON
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ray_job_submit_with_token_auth(tmp_path):
+    """A local head (`ray start --head`, token auth, dashboard on 127.0.0.1) runs the sweep as a job."""
+    if ray.is_initialized():
+        ray.shutdown()
+    import secrets
+
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           "RAY_DISABLE_USAGE_STATS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dash = _free_port(), _free_port()
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
+                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        config = write_tiny_config(tmp_path / "tiny.json")
+        results = tmp_path / "results"
+        repo = Path(__file__).resolve().parents[1]
+        submit = [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--runtime-env",
+                  "jobs/runtime_env.yaml", "--", sys.executable, "-m", "le_ray.repeats", "--config", str(config),
+                  "--results-dir", str(results), "--name", "job"]
+        deadline = time.time() + 120
+        while True:  # the dashboard's job API comes up a few seconds after the head
+            done = subprocess.run(submit, env=env, cwd=repo, capture_output=True, text=True, timeout=600)
+            if done.returncode == 0 or time.time() > deadline or "succeeded" in done.stdout:
+                break
+            if "Connection" not in done.stdout + done.stderr and "connect" not in done.stdout + done.stderr:
+                break
+            time.sleep(3)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert "succeeded" in done.stdout
+        sweep = results / "job"
+        assert (sweep / "summary.md").exists() and (sweep / "trials.parquet").exists()
+        assert len(list((sweep / "trials").glob("*.json"))) == 4
+        manifest = json.loads((sweep / "manifest.json").read_text())
+        assert manifest["ray_job"] is True
+        # the same submission with a relative results dir is refused with a clear message
+        bad = subprocess.run(submit[:-4] + ["--results-dir", "results", "--name", "job2"], env=env, cwd=repo,
+                             capture_output=True, text=True, timeout=600)
+        assert bad.returncode != 0 and "absolute --results-dir" in bad.stdout + bad.stderr
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
