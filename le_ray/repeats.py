@@ -97,9 +97,9 @@ def connect_ray(cfg: Config):
         return None
     address = cfg.ray.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
     kwargs: dict[str, Any] = {"namespace": cfg.ray.namespace, "log_to_driver": True}
-    if address is None:
-        kwargs.update(num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus, dashboard_host=cfg.ray.dashboard_host,
-                      include_dashboard=cfg.ray.include_dashboard)
+    if address is None:  # a new local instance, never a stray cluster that happens to run on this machine
+        kwargs.update(address="local", num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus,
+                      dashboard_host=cfg.ray.dashboard_host, include_dashboard=cfg.ray.include_dashboard)
     else:
         kwargs["address"] = address
     return ray.init(**kwargs)

@@ -25,7 +25,9 @@ from le_ray.config_schema import LOSS_NAMES, TrainingSettings
 from le_ray.data.arrays import PreparedData, Split
 from le_ray.data.batches import TensorSplit, to_tensors
 from le_ray.data.prepare import le_base_rates
-from le_ray.devices import DeviceChoice, configure_threads, seed_all, select_device, set_determinism
+from le_ray.devices import (
+    DeviceChoice, configure_threads, seed_all, select_device, set_determinism, tune_host_allocator,
+)
 from le_ray.losses import per_condition_le_stats
 from le_ray.model import build_model, count_parameters
 from le_ray.objectives import Objective, make_objective
@@ -152,6 +154,8 @@ def _le_stats(logits: torch.Tensor, split: TensorSplit, base_rates: torch.Tensor
 def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice, TrainingSettings]:
     cfg = spec.config
     choice = select_device(cfg.device, assigned_gpu_ids=assigned_gpu_ids)
+    if choice.device.type == "cpu":
+        tune_host_allocator()
     configure_threads(num_threads or cfg.device.num_threads)
     seed_all(spec.seed)
     set_determinism(cfg.device.deterministic)

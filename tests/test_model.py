@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from le_ray.config import load_config
-from le_ray.model import ConditionedLogitMLP, build_model, count_parameters
+from le_ray.model import ConditionedLogitMLP, SparseDropout, bernoulli_positions, build_model, count_parameters
 
 
 def _model(**kw):
@@ -26,7 +26,7 @@ def test_first_layer_width_and_output_shape():
 def test_per_layer_lists_and_norms():
     m = _model(activation=["gelu", "tanh"], norm=["batch", "layer"], dropout=[0.1, 0.0])
     kinds = [type(layer) for layer in m.net]
-    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.GELU, nn.Dropout, nn.Linear, nn.LayerNorm, nn.Tanh, nn.Linear]
+    assert kinds == [nn.Linear, nn.BatchNorm1d, nn.GELU, SparseDropout, nn.Linear, nn.LayerNorm, nn.Tanh, nn.Linear]
     with pytest.raises(ValueError, match="model.activation"):
         _model(activation=["relu"])
     with pytest.raises(ValueError, match="model.activation"):
@@ -48,3 +48,42 @@ def test_build_from_config_default_net():
     assert [layer.out_features for layer in linears] == [256, 256, 128, 64, 1]
     assert linears[0].in_features == 2 + 4
     assert count_parameters(m) == sum(p.numel() for p in m.parameters())
+
+
+def test_bernoulli_positions_distribution():
+    gen = torch.Generator().manual_seed(0)
+    n, p = 200_000, 0.01
+    counts = torch.stack([torch.bincount(bernoulli_positions(n, p, torch.device("cpu"), gen), minlength=n)
+                          for _ in range(20)]).sum(0)
+    assert counts.max() <= 20
+    total = counts.sum().item()
+    # mean number of ones n·p per draw; binomial sd sqrt(20·n·p·(1-p)) ≈ 199
+    assert abs(total - 20 * n * p) < 5 * (20 * n * p * (1 - p)) ** 0.5
+    # positions uniform: each decile of the sequence holds ~10%
+    pos = torch.nonzero(counts).squeeze(1).float()
+    deciles = torch.histc(pos, bins=10, min=0, max=n)
+    assert (deciles / deciles.sum() - 0.1).abs().max() < 0.01
+    # gaps are geometric: P(gap = 1) = p
+    single = bernoulli_positions(n, 0.3, torch.device("cpu"), gen)
+    gaps = torch.diff(single)
+    assert abs((gaps == 1).float().mean().item() - 0.3) < 0.01
+    assert bernoulli_positions(10, 0.5, torch.device("cpu"), gen).max() < 10
+
+
+def test_sparse_dropout_matches_dropout_statistics_and_gradient():
+    torch.manual_seed(1)
+    drop = SparseDropout(0.05)
+    x = torch.ones(400, 500, requires_grad=True)
+    out = drop(x)
+    zero = out == 0
+    assert abs(zero.float().mean().item() - 0.05) < 0.005
+    assert torch.allclose(out[~zero], torch.full_like(out[~zero], 1 / 0.95))
+    out.sum().backward()
+    assert torch.equal(x.grad == 0, zero)  # dropped positions get no gradient
+    assert torch.allclose(x.grad[~zero], torch.full_like(x.grad[~zero], 1 / 0.95))
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    big = SparseDropout(0.5)  # above the sparse threshold: torch's dropout
+    assert abs((big(torch.ones(1000, 100)) == 0).float().mean().item() - 0.5) < 0.02
+    with pytest.raises(ValueError):
+        SparseDropout(1.0)

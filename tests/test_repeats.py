@@ -53,7 +53,7 @@ def write_tiny_config(path: Path, *extra) -> Path:
 def local_ray():
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -120,7 +120,7 @@ def test_resume_skips_stored_trials_and_report_is_unchanged(local_ray, tmp_path)
 def test_fake_gpus_fractional_pinning_and_cpu_training(tmp_path, monkeypatch):
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
     try:
         monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "4")
         cfg = tiny_cfg("ray.gpus_per_trial=0.5")
