@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from le_ray.cli import add_config_arguments, config_from_args, exit_on_user_error
-from le_ray.config import Config, losses_of, to_dict
+from le_ray.config import Config, losses_of, to_dict, training_for
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import prepare_data
 from le_ray.report.outputs import to_jsonable
@@ -32,7 +32,7 @@ from le_ray.results import SweepStore, environment_manifest, is_ray_job, resolve
 from le_ray.stats import min_pairs_for_alpha
 from le_ray.trial import TrialSpec
 
-__all__ = ["main", "plan_trials", "run_sweep", "sweep_seeds", "SweepPlan", "connect_ray"]
+__all__ = ["main", "plan_trials", "run_sweep", "sweep_seeds", "SweepPlan", "connect_ray", "warm_up_workers"]
 
 log = logging.getLogger("le_ray.repeats")
 DEFAULT_PROFILE = "quickstart"
@@ -52,10 +52,24 @@ class SweepPlan:
 
     @property
     def pending(self) -> list[TrialSpec]:
-        return [s for s in self.specs if s.trial_id not in self.done]
+        """Trials still to run, longest expected first (fewer idle slots at the end of a sweep)."""
+        todo = [s for s in self.specs if s.trial_id not in self.done]
+        return sorted(todo, key=_expected_cost, reverse=True)  # stable: seed order within equal cost
 
     def data_for(self, spec: TrialSpec) -> PreparedData:
         return self.data_by_seed.get(spec.seed) or self.data_by_seed[-1]
+
+
+def _expected_cost(spec: TrialSpec) -> float:
+    """Relative cost of a trial: epochs × (1 + per-step overhead), LE history a little dearer.
+
+    Only the order matters (longest-processing-time-first scheduling); rows are the same for
+    every trial of a sweep, smaller batches mean more optimiser steps.
+    """
+    settings = training_for(spec.config, spec.loss)
+    steps_weight = 1.0 + 2048.0 / settings.batch_size
+    history = 1.1 if spec.loss == "localized_entropy" and settings.cross_batch.enabled else 1.0
+    return settings.epochs * steps_weight * history
 
 
 def plan_trials(cfg: Config, *, data: PreparedData | None = None) -> SweepPlan:
@@ -146,6 +160,40 @@ def trial_task(data: PreparedData, spec: TrialSpec, cpus: int, fault: dict[str, 
     record.update(gpu_ids=[str(g) for g in gpu_ids], node=context.get_node_id(), host=result.node,
                   worker_pid=os.getpid(), started_at=started_at, finished_at=time.time())
     return to_jsonable(record)
+
+
+def _import_trial_modules() -> int:
+    """Warm-up task body: import the trial code and touch its lazy initialisations once.
+
+    Importing torch, scikit-learn, scipy and polars and running their first calls costs a new
+    worker several seconds; doing it here keeps that off the first real trial.
+    """
+    import numpy as np
+    import torch
+
+    from le_ray import metrics
+
+    rng = np.random.default_rng(0)
+    p, y = rng.random(64), (rng.random(64) < 0.5).astype(float)
+    metrics.model_summary(p, y, rng.integers(0, 2, 64))
+    layer = torch.nn.Linear(4, 1)
+    torch.optim.Adam(layer.parameters()).zero_grad()
+    layer(torch.randn(8, 4)).sum().backward()
+    return os.getpid()
+
+
+def warm_up_workers(cfg: Config, num_trials: int) -> list:
+    """Start one worker per trial slot and import the trial code there, without waiting.
+
+    Submitted right after ``ray.init`` so worker start-up (seconds: a Python process plus torch)
+    overlaps the driver's data preparation instead of delaying the first trials.
+    """
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    slots = max(1, min(num_trials, int(cpus // max(cfg.ray.cpus_per_trial, 1))))
+    task = ray.remote(_import_trial_modules).options(**_resources(cfg))
+    return [task.remote() for _ in range(slots)]
 
 
 # --------------------------------------------------------------------------- streaming driver
@@ -318,15 +366,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo = _Echo()
     echo(f"le_ray repeats: profile {cfg.experiment.active}, source {cfg.source_key}, losses "
          f"{', '.join(losses_of(cfg.training.loss_mode))}, {cfg.repeats.num_runs} seeds -> {store.root}")
-    plan = plan_trials(cfg)
-    plan.done = store.finished_ids()
-    warning = warn_if_underpowered(cfg, next(iter(plan.data_by_seed.values())).num_conditions)
-    if warning:
-        echo(f"WARNING: {warning}")
     context = connect_ray(cfg)
     url = getattr(context, "dashboard_url", None) if context is not None else None
     if url:
         echo(f"Ray dashboard: http://{url}")
+    warm_up_workers(cfg, len(sweep_seeds(cfg)) * len(losses_of(cfg.training.loss_mode)))
+    plan = plan_trials(cfg)  # data preparation overlaps the workers' start-up
+    plan.done = store.finished_ids()
+    warning = warn_if_underpowered(cfg, next(iter(plan.data_by_seed.values())).num_conditions)
+    if warning:
+        echo(f"WARNING: {warning}")
     _write_manifest(store, cfg, plan)
     if plan.done & {s.trial_id for s in plan.specs}:
         echo(f"resuming: {len(plan.specs) - len(plan.pending)} of {len(plan.specs)} trials already stored")
