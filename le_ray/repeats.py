@@ -214,7 +214,8 @@ class SweepProgress:
         remaining = self.total - self.already_done - finished
         eta = elapsed / finished * remaining if finished else float("nan")
         eta_text = "?" if math.isnan(eta) else f"{eta:.0f}s"
-        return (f"trials {self.already_done + self.done}/{self.total} done, {running} running, {self.failed} failed"
+        return (f"trials {self.already_done + self.done}/{self.total} done, {running} queued or running, "
+                f"{self.failed} failed"
                 f" | elapsed {elapsed:.0f}s, ETA {eta_text}")
 
 
@@ -294,20 +295,46 @@ def run_sweep(cfg: Config, store: SweepStore, plan: SweepPlan, *, echo=None) -> 
 
 
 class _Echo:
-    """Prints log lines; the live progress line rewrites itself on a terminal."""
+    """Log lines plus one live progress line (rich) on a terminal; plain lines otherwise.
+
+    Under ``ray job submit`` or with output redirected, the progress line is printed as a log
+    line at most every 10 s so job logs stay readable.
+    """
 
     def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stdout
-        self.tty = self.stream.isatty()
+        from rich.console import Console
+
+        self.console = Console(file=stream or sys.stdout, highlight=False, soft_wrap=True)
+        self.live = None
+        self.last_plain_progress = 0.0
 
     def __call__(self, text: str, live: bool = False) -> None:
-        if live and self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-        elif live:
-            self.stream.write(text + "\n")
+        if not self.console.is_terminal:
+            if live and time.monotonic() - self.last_plain_progress < 10:
+                return
+            self.last_plain_progress = time.monotonic() if live else self.last_plain_progress
+            self.console.print(text, markup=False)
+            return
+        if live:
+            from rich.text import Text
+
+            self._live().update(Text(text))
         else:
-            self.stream.write(("\r\x1b[2K" if self.tty else "") + text + "\n")
-        self.stream.flush()
+            (self.live.console if self.live else self.console).print(text, markup=False)
+
+    def _live(self):
+        if self.live is None:
+            from rich.live import Live
+            from rich.text import Text
+
+            self.live = Live(Text(""), console=self.console, refresh_per_second=4, transient=True)
+            self.live.start()
+        return self.live
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
 
 
 # --------------------------------------------------------------------------- entry point
@@ -383,6 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress = run_sweep(cfg, store, plan, echo=echo)
     except KeyboardInterrupt:
         return 130
+    finally:
+        echo.close()
     if args.no_report:
         echo(f"trials stored in {store.root}; build the report with: le-ray report {store.root}")
         return 0 if progress.failed == 0 else 1

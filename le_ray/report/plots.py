@@ -745,7 +745,7 @@ def plot_condition_gaps(table: Any, *, title: str = "Per-condition calibration g
     _diagonal(ax, xv[ok], yv[ok], label=f"y = x (below: {candidate} better)")
     _annotate(ax, xv[ok], yv[ok], [n for n, k in zip(_names(t), ok) if k])
     ax.grid(True, alpha=0.3)
-    _legend(ax, loc="upper left")
+    _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never hides a point
     return fig
 
 

@@ -151,7 +151,10 @@ def _plots(store_root: Path, cfg: Config, tables: SweepTables, records: list[dic
         written[f"deltas_{key}"] = plots.save_figure(fig, out / f"deltas_{key}.png", dpi=dpi)
     for key, cond in tables.condition_tests.items():
         if cond.height:
-            fig = plots.plot_condition_gaps(cond, title=f"{key.replace('_', ' ')}: per-condition |mean p − rate|")
+            tests = tables.metric_tests[key]
+            fig = plots.plot_condition_gaps(cond, title=f"{key.replace('_', ' ')}: per-condition |mean p − rate|",
+                                            baseline=LABELS[tests["baseline"][0]],
+                                            candidate=LABELS[tests["candidate"][0]])
             written[f"condition_gaps_{key}"] = plots.save_figure(fig, out / f"condition_gaps_{key}.png", dpi=dpi)
     losses = sorted({r["loss"] for r in records}, key=list(LABELS).index)
     reliab = {LABELS[loss]: t for loss in losses if (t := mean_reliability(records, loss))}
