@@ -17,7 +17,9 @@ case "$results" in
   *) echo "results dir must be absolute (the job's working dir is deleted when it ends): $results" >&2; exit 2 ;;
 esac
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
+# The job runs from an unpacked copy without .git: hand the commit to the manifest explicitly.
+commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo -dirty)"
 exec ray job submit \
   --address "${RAY_ADDRESS:-http://127.0.0.1:8265}" \
   --runtime-env jobs/runtime_env.yaml \
-  -- python -m le_ray.repeats --profile "$profile" --results-dir "$results" "$@"
+  -- env LE_RAY_GIT_COMMIT="$commit" python -m le_ray.repeats --profile "$profile" --results-dir "$results" "$@"

@@ -63,6 +63,9 @@ def resolve_results_dir(cli_value: str | None, config_value: str) -> Path:
 
 
 def _git_commit() -> str | None:
+    """HEAD of the checkout le_ray runs from, or ``$LE_RAY_GIT_COMMIT`` (set by jobs/submit.sh)."""
+    if os.environ.get("LE_RAY_GIT_COMMIT"):
+        return os.environ["LE_RAY_GIT_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
                              text=True, timeout=5)

@@ -406,18 +406,40 @@ def plot_calibration_ratio(series: Mapping[str, Any], *,
 # --------------------------------------------------------------------------- 5. reliability diagram
 
 
-def _reliability_series(t: dict[str, np.ndarray], log_scale: bool):
-    """Sorted (avg_pred, avg_label, count, low, high, n clipped) of the usable bins of one table."""
-    floor = PROB_FLOOR if log_scale else None
-    fix = (lambda a: _positive(a, floor)) if log_scale else (lambda a: (a, 0.0, 0))
-    x, _, nx = fix(_col(t, "avg_pred"))
-    y, _, ny = fix(_col(t, "avg_label"))
-    low, _, _ = fix(_col(t, "avg_label_low", required=False))
-    high, _, _ = fix(_col(t, "avg_label_high", required=False))
+def _reliability_series(t: dict[str, np.ndarray], log_scale: bool, label_floor: float | None):
+    """Sorted (avg_pred, avg_label, count, low, high, zero-rate mask) of the usable bins of one table."""
+    fix_x = (lambda a: _positive(a, PROB_FLOOR)[0]) if log_scale else (lambda a: a)
+    fix_y = (lambda a: _positive(a, label_floor)[0]) if log_scale else (lambda a: a)
+    x = fix_x(_col(t, "avg_pred"))
+    raw_y = _col(t, "avg_label")
+    y, low, high = fix_y(raw_y), fix_y(_col(t, "avg_label_low", required=False)), \
+        fix_y(_col(t, "avg_label_high", required=False))
     count = _col(t, "count", required=False)
     ok = np.isfinite(x) & np.isfinite(y) & ~(np.isfinite(count) & (count <= 0))
     order = np.argsort(x[ok], kind="stable")
-    return (x[ok][order], y[ok][order], count[ok][order], low[ok][order], high[ok][order], nx + ny)
+    zero = (raw_y <= 0) if log_scale else np.zeros(raw_y.shape, dtype=bool)
+    return x[ok][order], y[ok][order], count[ok][order], low[ok][order], high[ok][order], zero[ok][order]
+
+
+def _label_floor(tables: Mapping[str, dict[str, np.ndarray]]) -> float:
+    """A decade below the smallest positive observed rate over every table (where empty bins sit)."""
+    labels = [_col(t, "avg_label") for t in tables.values()]
+    pos = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in labels]) if labels else np.array([])
+    return 10.0 ** (math.floor(math.log10(pos.min())) - 1) if pos.size else 1e-3
+
+
+def _draw_reliability(top, bottom, name: str, color, series) -> None:
+    x, y, count, low, high, zero = series
+    top.plot(x[~zero], y[~zero], marker="o", markersize=4, color=color, label=_loss_name(name))
+    if zero.any():
+        top.scatter(x[zero], y[zero], marker="v", s=36, facecolors="none", edgecolors=color,
+                    label=f"{_loss_name(name)}: bins without clicks")
+    band = np.isfinite(low) & np.isfinite(high)
+    if band.any():
+        top.fill_between(x[band], low[band], high[band], color=color, alpha=0.2,
+                         label=f"{_loss_name(name)} spread over seeds")
+    if np.isfinite(count).any():
+        bottom.plot(x, count, marker="s", markersize=3, color=color, label=_loss_name(name))
 
 
 def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliability diagram",
@@ -427,31 +449,28 @@ def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliabi
     ``tables``: loss name → table with columns ``bin``, ``count``, ``avg_pred``, ``avg_label``
     (``abs_gap`` ignored) and optional ``avg_label_low`` / ``avg_label_high`` (drawn as a band, e.g.
     mean of seeds ± spread).  NaN and empty bins are skipped.  The lower panel shows rows per bin
-    (log y).  ``log_scale``: log–log upper panel (values ≤ 0 drawn at 1e-7).
+    (log y).  ``log_scale``: log–log upper panel; bins with no clicks are drawn as hollow
+    triangles a decade below the smallest observed rate (not joined to the line), predictions
+    of 0 at 1e-7.
     """
     fig, axes = _figure(10, 9, 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top, bottom = axes[0, 0], axes[1, 0]
     fig.suptitle(title)
-    data = {k: _reliability_series(_as_table(v), log_scale) for k, v in (tables or {}).items()}
-    clipped = sum(s[5] for s in data.values())
+    raw = {k: _as_table(v) for k, v in (tables or {}).items()}
+    floor = _label_floor(raw) if log_scale else None
+    data = {k: _reliability_series(t, log_scale, floor) for k, t in raw.items()}
+    zeros = sum(int(s[5].sum()) for s in data.values())
     scale = "probability, log" if log_scale else "probability"
-    _label(top, "observed rate vs mean prediction per bin", "",
-           f"observed click rate ({scale}){_clip_note(clipped, PROB_FLOOR)}")
+    note = f" [{_plural(zeros, 'bin')} without clicks drawn at {floor:.0e}]" if zeros else ""
+    _label(top, "observed rate vs mean prediction per bin", "", f"observed click rate ({scale}){note}")
     _label(bottom, "rows per bin", f"mean prediction in bin ({scale})", "rows (log)")
     if not any(s[0].size for s in data.values()):
         _no_data(top)
         _no_data(bottom)
         return fig
-    for color, (name, (x, y, count, low, high, _)) in zip(_colors(len(data)), data.items()):
-        if not x.size:
-            continue
-        top.plot(x, y, marker="o", markersize=4, color=color, label=_loss_name(name))
-        band = np.isfinite(low) & np.isfinite(high)
-        if band.any():
-            top.fill_between(x[band], low[band], high[band], color=color, alpha=0.2,
-                             label=f"{_loss_name(name)} spread over seeds")
-        if np.isfinite(count).any():
-            bottom.plot(x, count, marker="s", markersize=3, color=color, label=_loss_name(name))
+    for color, (name, series) in zip(_colors(len(data)), data.items()):
+        if series[0].size:
+            _draw_reliability(top, bottom, name, color, series)
     if log_scale:
         top.set_xscale("log")
         top.set_yscale("log")
