@@ -1,0 +1,69 @@
+"""Results store: folder checks, atomic trial files, manifest facts, result tables."""
+
+import json
+
+import pytest
+
+from le_ray.report.outputs import atomic_write_json, atomic_write_with, check_writable
+from le_ray.results import ResultsError, SweepStore, environment_manifest, resolve_results_dir, trials_frame
+
+
+def _record(trial_id, loss, seed, logloss):
+    return {"trial_id": trial_id, "loss": loss, "seed": seed, "status": "ok", "metrics": {"logloss": logloss},
+            "timings": {"total": 1.0}, "node": "n1", "device": "cpu (no accelerator)", "samples_per_second": 10.0,
+            "per_condition": {"condition": [0], "count": [3], "base_rate": [0.1], "pred_mean": [0.12]}}
+
+
+def test_store_writes_and_reads_trials(tmp_path):
+    store = SweepStore.open(tmp_path, "s")
+    store.write_trial(_record("b", "bce", 2, 0.3))
+    store.write_trial(_record("a", "bce", 1, 0.2))
+    store.write_failure("c", {"loss": "le", "seed": 1, "error": "boom"})
+    assert store.finished_ids() == {"a", "b"}
+    assert [r["seed"] for r in store.load_trials()] == [1, 2]
+    assert [r["trial_id"] for r in store.load_trials(["b", "missing"])] == ["b"]
+    assert store.failures()["c"]["error"] == "boom"
+    store.write_trial(_record("c", "le", 1, 0.25))  # a later success clears the failure record
+    assert "c" not in store.failures()
+    assert not [p for p in (tmp_path / "s" / "trials").iterdir() if p.name.startswith(".tmp")]
+    frame = trials_frame(store.load_trials())
+    assert frame.height == 3 and {"logloss", "seconds_total", "node", "device"} <= set(frame.columns)
+
+
+def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
+    target = tmp_path / "t.json"
+    atomic_write_json(target, {"v": 1})
+
+    def broken(tmp):
+        with open(tmp, "w") as fh:
+            fh.write("{half")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        atomic_write_with(target, broken)
+    assert json.loads(target.read_text()) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_unusable_locations(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="not writable"):
+        check_writable(blocker / "sub", "results folder")
+    with pytest.raises(ResultsError, match="plain folder name"):
+        SweepStore.open(tmp_path, "a/b")
+    monkeypatch.setenv("LE_RAY_RESULTS", str(tmp_path / "env"))
+    assert resolve_results_dir(None, "results") == tmp_path / "env"
+    assert resolve_results_dir(str(tmp_path / "cli"), "results") == tmp_path / "cli"
+    monkeypatch.delenv("LE_RAY_RESULTS")
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")
+    with pytest.raises(ResultsError, match="absolute --results-dir"):
+        resolve_results_dir(None, "results")
+
+
+def test_manifest_versions_and_commit(monkeypatch):
+    manifest = environment_manifest()
+    assert manifest["packages"]["torch"].startswith("2.") and manifest["le_ray_version"]
+    monkeypatch.setenv("LE_RAY_GIT_COMMIT", "abc123")
+    assert environment_manifest()["git_commit"] == "abc123"
