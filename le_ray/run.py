@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import polars as pl
 import torch
 
 from le_ray import __version__
@@ -43,7 +41,6 @@ from le_ray.trial import TrialResult, TrialSpec, run_trial
 __all__ = ["main", "run_diagnostic", "RunFolders", "filter_mode_of", "nn_type_of"]
 
 log = logging.getLogger("le_ray.run")
-DEVICE_COUNT_FEATURES = ("device_ip_count", "device_id_count")
 
 
 def filter_mode_of(cfg: Config) -> str:

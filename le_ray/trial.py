@@ -30,7 +30,7 @@ from le_ray.devices import (
 )
 from le_ray.losses import per_condition_le_stats
 from le_ray.model import build_model, count_parameters
-from le_ray.objectives import Objective, make_objective
+from le_ray.objectives import make_objective
 from le_ray.train import TrainOutcome, evaluate_loss, predict_logits, train_model
 
 __all__ = ["TrialSpec", "TrialResult", "run_trial", "trial_id", "evaluation_split", "ece_settings"]

@@ -35,7 +35,7 @@ def criteo_cfg(train, *sets):
 
 
 def cache_sets(directory, fmt="parquet", overwrite=False):
-    return [f"ctr.datasets.avazu.filter.cache.enabled=true", f"ctr.datasets.avazu.filter.cache.dir={_q(directory)}",
+    return ["ctr.datasets.avazu.filter.cache.enabled=true", f"ctr.datasets.avazu.filter.cache.dir={_q(directory)}",
             f"ctr.datasets.avazu.filter.cache.format={_q(fmt)}",
             f"ctr.datasets.avazu.filter.cache.overwrite={json.dumps(overwrite)}"]
 
@@ -115,7 +115,7 @@ def test_hour_ids_follow_hour_of_day(avazu_top10, avazu_raw):
 
 
 def test_device_counters_capped_and_unseen_zero(avazu_top10, avazu_raw, avazu_test_path):
-    src, tr, te = avazu_top10, avazu_top10.train_rows, avazu_top10.test_rows
+    tr, te = avazu_top10.train_rows, avazu_top10.test_rows
     kept = avazu_raw[tr.row_id.tolist()]
     for j, col in enumerate(("device_ip", "device_id")):
         counts = kept[col].value_counts(name="n")

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import polars as pl
-import pytest
 from matplotlib import image as mpimg
 
 import le_ray.run as run_module

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from le_ray import compare, metrics
+from le_ray import compare
 from le_ray.data.batches import to_tensors
 from le_ray.model import build_model, count_parameters
 from le_ray.objectives import LOSS_LABELS
