@@ -18,6 +18,7 @@ import torch
 
 from le_ray.data.batches import Batch
 from le_ray.losses import bce_loss, localized_entropy
+from le_ray.metrics import _ratio as _safe_div  # num / den, NaN where den <= 0
 
 __all__ = ["GradSqAccumulator", "grad_sq_table"]
 
@@ -62,11 +63,6 @@ class GradSqAccumulator:
         counts = self.counts.cpu().double().numpy().reshape(-1, 2)
         sums = {k: v.cpu().double().numpy().reshape(-1, 2) for k, v in self.sums.items()}
         return grad_sq_table(counts, sums["bce"], sums["le"])
-
-
-def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
 
 
 def grad_sq_table(counts: np.ndarray, bce_sq: np.ndarray, le_sq: np.ndarray) -> dict[str, np.ndarray]:

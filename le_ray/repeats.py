@@ -57,7 +57,12 @@ class SweepPlan:
         return sorted(todo, key=_expected_cost, reverse=True)  # stable: seed order within equal cost
 
     def data_for(self, spec: TrialSpec) -> PreparedData:
-        return self.data_by_seed.get(spec.seed) or self.data_by_seed[-1]
+        return _for_seed(self.data_by_seed, spec.seed)
+
+
+def _for_seed(by_seed: dict[int, Any], seed: int) -> Any:
+    """The entry of ``seed`` when data are resampled per seed, else the shared one (key -1)."""
+    return by_seed[seed] if seed in by_seed else by_seed[-1]
 
 
 def _expected_cost(spec: TrialSpec) -> float:
@@ -82,7 +87,7 @@ def plan_trials(cfg: Config, *, data: PreparedData | None = None) -> SweepPlan:
         data_by_seed = {s: prepare_data(cfg, seed=s) for s in seeds}
     else:
         data_by_seed = {-1: data if data is not None else prepare_data(cfg)}
-    specs = [TrialSpec(cfg, loss, seed, (data_by_seed.get(seed) or data_by_seed[-1]).fingerprint)
+    specs = [TrialSpec(cfg, loss, seed, _for_seed(data_by_seed, seed).fingerprint)
              for seed in seeds for loss in losses]
     return SweepPlan(specs, data_by_seed)
 
@@ -246,8 +251,7 @@ def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str], refs: dict) -> 
     remote = ray.remote(trial_task).options(**_resources(cfg))
     futures = {}
     for spec in plan.pending:
-        data_ref = refs.get(spec.seed, refs.get(-1))
-        futures[remote.remote(data_ref, spec, cfg.ray.cpus_per_trial, fault)] = spec
+        futures[remote.remote(_for_seed(refs, spec.seed), spec, cfg.ray.cpus_per_trial, fault)] = spec
     return futures
 
 

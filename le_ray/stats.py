@@ -506,9 +506,8 @@ def calibration_tests_from_sums(counts, label_sums, baseline_pred_sums, candidat
                          f"{n.shape}, {sy.shape}, {sb.shape}, {sc.shape}")
     n_cond = n.shape[1]
     gap_b, gap_c = _seed_gaps(n, sy, sb, sc, min_count)
-    shared = shared_data
-    count = n[0] if shared else n.sum(axis=0)
-    base_rate = np.divide(sy[0] if shared else sy.sum(axis=0), count,
+    count = n[0] if shared_data else n.sum(axis=0)
+    base_rate = np.divide(sy[0] if shared_data else sy.sum(axis=0), count,
                           out=np.full(n_cond, np.nan), where=count > 0)
     cond_ids = np.flatnonzero(np.isfinite(gap_b).any(axis=0))
     cols = _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_method)
