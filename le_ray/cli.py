@@ -17,7 +17,8 @@ import json
 import sys
 from typing import Sequence
 
-from le_ray.config import Config, ConfigError, load_config, profile_names, to_dict
+from le_ray.config import Config, load_config, profile_names, to_dict
+from le_ray.errors import UserError
 
 __all__ = ["main", "add_config_arguments", "config_from_args", "exit_on_user_error"]
 
@@ -47,17 +48,9 @@ def exit_on_user_error(func):
     def wrapper(argv: Sequence[str] | None = None) -> int:
         try:
             return func(argv)
-        except ConfigError as exc:
+        except (UserError, FileNotFoundError, PermissionError) as exc:
             print(f"le-ray: {exc}", file=sys.stderr)
             return 2
-        except (FileNotFoundError, PermissionError) as exc:
-            print(f"le-ray: {exc}", file=sys.stderr)
-            return 2
-        except ValueError as exc:
-            if type(exc).__name__ in ("DataError", "ResultsError"):
-                print(f"le-ray: {exc}", file=sys.stderr)
-                return 2
-            raise
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper

@@ -27,7 +27,7 @@ from le_ray.cli import add_config_arguments, config_from_args, exit_on_user_erro
 from le_ray.config import Config, losses_of, to_dict, training_for
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import prepare_data
-from le_ray.report.outputs import to_jsonable
+from le_ray.atomic import to_jsonable
 from le_ray.results import SweepStore, environment_manifest, is_ray_job, resolve_results_dir
 from le_ray.stats import min_pairs_for_alpha
 from le_ray.trial import TrialSpec

@@ -30,15 +30,14 @@ from typing import Any, Iterable
 import polars as pl
 
 from le_ray import __version__
-from le_ray.report.outputs import atomic_write_json, check_writable
+from le_ray.atomic import atomic_write_json, check_writable
+from le_ray.errors import ResultsError
 
 __all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest"]
 
 _PACKAGES = ("torch", "ray", "numpy", "polars", "pandas", "scipy", "scikit-learn", "matplotlib", "pyarrow")
 
 
-class ResultsError(ValueError):
-    """The results location is unusable (relative under ray job submit, not writable, ...)."""
 
 
 def is_ray_job() -> bool:

@@ -34,7 +34,7 @@ from le_ray.data.prepare import prepare_data
 from le_ray.devices import select_device
 from le_ray.objectives import LOSS_LABELS
 from le_ray.report import run_outputs
-from le_ray.report.outputs import check_writable, run_output_dir
+from le_ray.atomic import check_writable
 from le_ray.report.tables import condition_stats, feature_stats, format_table, label_stats
 from le_ray.trial import TrialResult, TrialSpec, run_trial
 
@@ -67,11 +67,11 @@ class RunFolders:
     filter_mode: str
 
     def loss(self, loss: str) -> Path:
-        return run_output_dir(self.root, LOSS_LABELS[loss], self.source, self.nn_type, self.filter_mode)
+        return self.root / LOSS_LABELS[loss] / self.source / self.nn_type / self.filter_mode
 
     @property
     def comparison(self) -> Path:
-        return run_output_dir(self.root, "comparison", self.source, self.nn_type, self.filter_mode)
+        return self.root / "comparison" / self.source / self.nn_type / self.filter_mode
 
 
 class _Tee(io.TextIOBase):

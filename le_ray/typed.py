@@ -19,6 +19,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, get_args, get_origin
 
+from le_ray.errors import ConfigError
+
 __all__ = ["ConfigError", "FrozenDict", "bounds", "convert", "to_plain", "describe_value"]
 
 
@@ -32,15 +34,6 @@ class FrozenDict(dict):
 
     def __reduce__(self):
         return (FrozenDict, (dict(self),))
-
-
-class ConfigError(ValueError):
-    """A config (file, profile or --set override) is invalid; the message names every bad key."""
-
-    def __init__(self, problems: list[str] | str):
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid configuration ({len(self.problems)} problem(s)):\n{lines}")
 
 
 def bounds(*, gt: float | None = None, ge: float | None = None, lt: float | None = None,

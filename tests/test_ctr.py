@@ -14,8 +14,8 @@ import pytest
 from le_ray.config import load_config
 from le_ray.data.arrays import OTHER_VALUE
 from le_ray.data.ctr import load_ctr, time_features
-from le_ray.data.schema import DataError
-from le_ray.typed import ConfigError
+from le_ray.errors import DataError
+from le_ray.errors import ConfigError
 from tests.sample_data import require_sample
 
 TOP10 = ["18993", "20596", "21611", "15701", "15708", "15707", "15704", "15699", "15703", "15706"]

@@ -12,8 +12,8 @@ from le_ray.config import load_config
 from le_ray.data.filters import (
     coerce_ids, filter_select, filter_statistics, mix_values, resolve_mode, selection_table, top_k_values,
 )
-from le_ray.data.schema import DataError
-from le_ray.typed import ConfigError
+from le_ray.errors import DataError
+from le_ray.errors import ConfigError
 from tests.sample_data import require_sample
 
 # value, count, clicks → mean, median (median of 0/1 labels: 1 if clicks > n/2, .5 if equal, else 0)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from le_ray.report.outputs import atomic_write_json, atomic_write_with, check_writable
+from le_ray.atomic import atomic_write_json, atomic_write_with, check_writable
 from le_ray.results import ResultsError, SweepStore, environment_manifest, resolve_results_dir, trials_frame
 
 

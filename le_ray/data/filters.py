@@ -35,8 +35,8 @@ from collections.abc import Sequence
 import polars as pl
 
 from le_ray.config_schema import FilterConfig
-from le_ray.data.schema import DataError
-from le_ray.typed import ConfigError
+from le_ray.errors import DataError
+from le_ray.errors import ConfigError
 
 __all__ = ["METRIC_ALIASES", "STATS_SCHEMA", "binary_median", "filter_statistics", "resolve_mode",
            "coerce_ids", "filter_select", "top_k_values", "mix_values", "selection_table"]

@@ -196,7 +196,7 @@ def prepare_main(argv=None) -> int:
     import polars as pl
 
     from le_ray.cli import add_config_arguments, config_from_args
-    from le_ray.report.outputs import atomic_write_json
+    from le_ray.atomic import atomic_write_json
     from le_ray.report.tables import format_table
 
     parser = argparse.ArgumentParser(prog="le-ray prepare", description="Run the data pipeline (filter, encode) "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from le_ray.config_schema import CtrDatasetConfig
+from le_ray.errors import DataError
 
 __all__ = [
     "DataError", "DatasetSchema", "KindFacts", "KIND_FACTS", "CRITEO_RAW_COLUMNS", "AVAZU_HOUR_FORMAT",
@@ -43,8 +44,6 @@ SPLIT_MODULUS = 1000
 SPLIT_TEST_BELOW = 100
 
 
-class DataError(ValueError):
-    """Bad input data (file, column or value); the message names all three where they apply."""
 
 
 @dataclass(frozen=True)

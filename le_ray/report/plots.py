@@ -32,7 +32,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from le_ray.report.outputs import atomic_write_with  # noqa: E402
+from le_ray.atomic import atomic_write_with  # noqa: E402
 
 __all__ = [
     "PROB_FLOOR", "MAX_HIST_CONDITIONS", "MAX_POINT_LABELS", "save_figure",

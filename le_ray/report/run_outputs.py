@@ -19,7 +19,7 @@ from le_ray.data.batches import to_tensors
 from le_ray.model import build_model, count_parameters
 from le_ray.objectives import LOSS_LABELS
 from le_ray.report import plots
-from le_ray.report.outputs import atomic_write_json, atomic_write_text, atomic_write_with
+from le_ray.atomic import atomic_write_json, atomic_write_text, atomic_write_with
 from le_ray.report.tables import format_table, markdown_table, prediction_summary, train_rate_vs_eval_prediction, \
     write_csv
 from le_ray.trial import TrialResult, evaluation_split

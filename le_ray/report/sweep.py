@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from le_ray.config import Config, losses_of, resolve_config
-from le_ray.report.outputs import atomic_write_text, atomic_write_with
+from le_ray.atomic import atomic_write_text, atomic_write_with
 from le_ray.report.tables import format_table, markdown_table, write_csv
 from le_ray.results import SweepStore, per_condition_frame, trials_frame
 from le_ray.stats import REPEAT_METRICS, calibration_tests_from_sums, metric_tests, summarize_runs

@@ -20,7 +20,7 @@ import polars as pl
 
 from le_ray.compare import format_table
 from le_ray.data.arrays import PreparedData
-from le_ray.report.outputs import atomic_write_with
+from le_ray.atomic import atomic_write_with
 
 __all__ = ["markdown_table", "write_csv", "format_table", "feature_stats", "condition_stats", "label_stats",
            "train_rate_vs_eval_prediction", "prediction_summary"]

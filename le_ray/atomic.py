@@ -1,4 +1,4 @@
-"""Output folders and atomic writes: a reader never sees a half-written file.
+"""Atomic writes (the one leaf module every writer uses): a reader never sees a half-written file.
 
 Every writer goes through :func:`atomic_write_bytes`: write a temp file in the target's folder,
 flush + fsync, then ``os.replace`` onto the final name (atomic on POSIX within one filesystem).
@@ -17,8 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_with", "run_output_dir",
-           "to_jsonable", "check_writable"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_with", "to_jsonable",
+           "check_writable"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
@@ -65,11 +65,6 @@ def to_jsonable(value: Any) -> Any:
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False) + "\n")
-
-
-def run_output_dir(root: str | Path, loss_label: str, source: str, nn_type: str, filter_mode: str) -> Path:
-    """``<root>/{bce|le|focal}/{avazu|criteo|yambda|synthetic}/{nn_type}/{filter_mode}/``."""
-    return Path(root) / loss_label / source / nn_type / filter_mode
 
 
 def check_writable(folder: str | Path, what: str) -> Path:
