@@ -1,69 +1,62 @@
 """Config loading, resolution order, per-loss/per-source settings and validation errors."""
 
-import dataclasses
 import json
+import pickle
 import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from le_ray.config import (
-    ConfigError, config_fingerprint, deep_merge, load_config, losses_of, parse_set, profile_names, to_dict,
-    training_for,
+    ConfigError, ConfigShadowWarning, config_fingerprint, deep_merge, load_config, losses_of, parse_set, profile_names,
+    profiles, read_json, to_dict,
 )
-
-
-def test_default_config_resolves_with_reference_defaults():
-    cfg = load_config()
-    assert cfg.model.hidden_sizes == (256, 256, 128, 64)
-    assert (cfg.model.embed_dim, cfg.model.cat_embed_dim, cfg.model.activation, cfg.model.norm) == (4, 8, "silu", "none")
-    assert cfg.model.dropout == pytest.approx(0.01)
-    assert cfg.data.source == "synthetic" and cfg.source_key == "synthetic"
-    assert cfg.synthetic.uniform_log10_means == (-2.0, -2.3, -2.6, -4.0)
-    assert cfg.synthetic.num_conditions * cfg.synthetic.samples_per_condition == 1_000_000
 
 
 def test_config_is_frozen():
     cfg = load_config()
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.training.lr = 1.0  # type: ignore[misc]
     assert isinstance(cfg.model.hidden_sizes, tuple)
     with pytest.raises(TypeError):
         cfg.training.by_loss["bce"] = {}  # read-only mapping
 
 
-@pytest.mark.parametrize("loss,lr,batch,extra", [
-    ("bce", 0.004, 32768, {}),
-    ("le", 0.004, 16384, {"cross_batch": True}),
-    ("focal", None, 25000, {}),
-])
-def test_synthetic_per_loss_defaults(loss, lr, batch, extra):
-    s = training_for(load_config(), loss)
-    if lr is not None:
-        assert s.lr == pytest.approx(lr)
-    assert s.batch_size == batch
-    assert s.cross_batch.enabled == extra.get("cross_batch", False)
-    if loss == "le":
-        assert s.cross_batch.amplification_rate == 64
-    if loss == "focal":
-        assert (s.focal.alpha, s.focal.gamma) == (pytest.approx(0.2), pytest.approx(0.5))
+def test_config_pickles_with_its_resolved_settings():
+    cfg = load_config(sets=["training.by_loss.bce.by_source.synthetic.lr=0.125"])
+    assert cfg.training_for("bce").lr == 0.125
+    again = pickle.loads(pickle.dumps(cfg))
+    assert again == cfg and again.training_for("bce").lr == 0.125
 
 
-@pytest.mark.parametrize("dataset,loss,expected", [
-    ("avazu", "bce", dict(lr=0.0064, batch_size=16384)),
-    ("avazu", "localized_entropy", dict(lr=0.0005, lr_decay=0.9995, batch_size=25000)),
-    ("criteo", "bce", dict(lr=0.0064, lr_decay=0.9995)),
-    ("criteo", "localized_entropy", dict(lr=0.00025)),
-    ("yambda", "bce", dict(lr=0.01024)),
-    ("yambda", "le", dict(lr=0.0005, batch_size=16384)),
-    ("criteo", "focal", dict(epochs=3, batch_size=25000)),
-    ("avazu", "focal", dict(epochs=3)),
-])
-def test_ctr_per_loss_per_source_table(dataset, loss, expected):
-    cfg = load_config(sets=["data.source=ctr", f"data.ctr_dataset={dataset}"])
-    s = training_for(cfg, loss)
-    for key, value in expected.items():
-        assert getattr(s, key) == pytest.approx(value), key
+def _layered(tmp_path, layers):
+    """A config whose training.by_loss is exactly ``layers["by_loss"]`` (--set replaces, a file would merge)."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"training": {k: v for k, v in layers.items() if k != "by_loss"}}))
+    return path, [f"training.by_loss={json.dumps(layers['by_loss'])}"]
+
+
+def test_per_loss_precedence_source_beats_loss_beats_training(tmp_path):
+    path = _layered(tmp_path, {"epochs": 2, "lr": 0.1, "batch_size": 100, "by_loss": {
+        "bce": {"lr": 0.2, "by_source": {"synthetic": {"lr": 0.3}, "avazu": {"lr": 0.4, "batch_size": 7}}},
+        "le": {"epochs": 4, "by_source": {"ctr": {"epochs": 5}}},
+        "focal": {}}})
+    path, by_loss = path
+    syn = load_config(path, sets=by_loss)
+    assert (syn.training_for("bce").lr, syn.training_for("bce").batch_size, syn.training_for("bce").epochs) == (0.3, 100, 2)
+    assert syn.training_for("localized_entropy").epochs == 4 and syn.training_for("le").lr == 0.1
+    avazu = load_config(path, sets=["data.source=ctr", "data.ctr_dataset=avazu", *by_loss])
+    assert (avazu.training_for("bce").lr, avazu.training_for("bce").batch_size) == (0.4, 7)
+    assert avazu.training_for("le").epochs == 5  # no avazu layer: the ctr layer applies
+    assert avazu.training_for("focal").lr == 0.1
+
+
+def test_nested_layer_merges_key_by_key(tmp_path):
+    path = _layered(tmp_path, {"cross_batch": {"enabled": False, "amplification_rate": 8.0, "max_window": 10},
+                               "by_loss": {"le": {"by_source": {"synthetic": {"cross_batch": {"enabled": True}}}}}})
+    s = load_config(path[0], sets=path[1]).training_for("le").cross_batch
+    assert (s.enabled, s.amplification_rate, s.max_window) == (True, 8.0, 10)
 
 
 def test_by_source_falls_back_to_ctr_key():
@@ -71,10 +64,10 @@ def test_by_source_falls_back_to_ctr_key():
                             'training.by_loss.bce.by_source.ctr={"epochs": 7}',
                             "training.by_loss.bce.by_source.yambda.lr=0.5"])
     # yambda has its own entry, so ctr is not used for bce
-    assert training_for(cfg, "bce").epochs == cfg.training.epochs
+    assert cfg.training_for("bce").epochs == cfg.training.epochs
     cfg2 = load_config(sets=["data.source=ctr", "data.ctr_dataset=criteo",
                              'training.by_loss.localized_entropy.by_source={"ctr": {"epochs": 7}}'])
-    assert training_for(cfg2, "le").epochs == 7
+    assert cfg2.training_for("le").epochs == 7
 
 
 def test_resolution_order_file_profile_overrides_set(tmp_path):
@@ -88,15 +81,33 @@ def test_resolution_order_file_profile_overrides_set(tmp_path):
     assert cfg.training.lr == 0.25 and cfg.training.epochs == 11  # profile beats file, overrides beat profile
     cfg = load_config(path, sets=["training.epochs=2"])
     assert cfg.training.epochs == 2
-    cfg = load_config(path, profile="small_net")  # --profile replaces experiment.active
-    assert cfg.training.lr == 0.5 and cfg.model.hidden_sizes == (64, 32)
-    assert cfg.experiment.active == "small_net"
+    cfg = load_config(path, profile="wide_net")  # --profile replaces experiment.active
+    assert cfg.training.lr == 0.5 and cfg.model.name == "wide"
+    assert cfg.experiment.active == "wide_net"
 
 
-def test_profile_extends_chain():
-    cfg = load_config(profile="quickstart")
-    assert cfg.model.name == "small"  # from small_net via extends
-    assert losses_of(cfg.training.loss_mode) == ("bce", "localized_entropy", "focal")
+def test_profile_extends_chain(tmp_path):
+    user = {"experiment": {"definitions": {
+        "base": {"description": "b", "training": {"lr": 0.5, "epochs": 3}},
+        "child": {"description": "c", "extends": "base", "training": {"epochs": 9}},
+        "loop": {"extends": "loop"}}}}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(user))
+    cfg = load_config(path, profile="child")
+    assert (cfg.training.lr, cfg.training.epochs) == (0.5, 9)
+    with pytest.raises(ConfigError, match="cycle"):
+        load_config(path, profile="loop")
+
+
+def test_profile_files_carry_description_and_user_definitions_win(tmp_path):
+    found = profiles()
+    assert found and all(p.description for p in found.values())
+    assert all(parent in found for p in found.values() for parent in p.extends)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"experiment": {"definitions": {"small_net": {"description": "mine",
+                                                                             "model": {"embed_dim": 3}}}}}))
+    assert profiles(read_json(path))["small_net"].description == "mine"
+    assert load_config(path, profile="small_net").model.embed_dim == 3
 
 
 def test_every_profile_resolves():
@@ -177,8 +188,9 @@ def test_legacy_filter_keys_map_with_warning():
 
 
 def test_ctr_defaults_merge_under_datasets():
-    cfg = load_config(sets=["ctr.defaults.categorical_max_values=7"])
-    assert all(d.categorical_max_values == 7 for d in cfg.ctr.datasets.values())
+    cfg = load_config(sets=["ctr.defaults.device_counter_cap=7", "ctr.datasets.criteo.device_counter_cap=3"])
+    assert cfg.ctr.datasets["avazu"].device_counter_cap == 7 and cfg.ctr.datasets["yambda"].device_counter_cap == 7
+    assert cfg.ctr.datasets["criteo"].device_counter_cap == 3
     assert cfg.ctr.datasets["avazu"].condition_col == "C14"
     assert cfg.ctr.datasets["criteo"].condition_col == "C1"
 
@@ -186,7 +198,7 @@ def test_ctr_defaults_merge_under_datasets():
 def test_fingerprint_stable_and_sensitive():
     a, b = load_config(), load_config()
     assert config_fingerprint(to_dict(a)) == config_fingerprint(to_dict(b))
-    c = load_config(sets=["training.lr=0.002"])
+    c = load_config(sets=["model.embed_dim=5"])
     assert config_fingerprint(to_dict(a)) != config_fingerprint(to_dict(c))
 
 
@@ -195,10 +207,46 @@ def test_deep_merge_replaces_lists_and_scalars():
 
 
 def test_cli_config_show_and_error():
-    out = subprocess.run([sys.executable, "-m", "le_ray.cli", "config", "show", "--profile", "small_net",
+    out = subprocess.run([sys.executable, "-m", "le_ray.cli", "config", "show", "--profile", "wide_net",
                           "--set", "training.lr=0.01"], capture_output=True, text=True, check=True)
     shown = json.loads(out.stdout)
-    assert shown["model"]["hidden_sizes"] == [64, 32] and shown["training"]["lr"] == 0.01
+    assert shown["model"]["name"] == "wide" and shown["training"]["lr"] == 0.01
     bad = subprocess.run([sys.executable, "-m", "le_ray.cli", "config", "show", "--set", "training.lr=-2"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "training.lr: got -2" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("assignment,fragment", [
+    ("model.norm=bn", 'model.norm: got "bn"; expected one of "none", "batch", "layer" or a list, each one of'),
+    ("ctr.datasets.avazo={}", 'ctr.datasets.avazo: unknown key; allowed keys here: avazu, criteo, yambda; '
+                              'did you mean "avazu"?'),
+    ("evaluation.ece_methd=custom", 'did you mean "ece_method"?'),
+    ("training.loss_mode=bcee", 'did you mean "bce"?'),
+    ("model.hidden_sizes=[64,0]", "model.hidden_sizes[1]: got 0; expected an integer >= 1"),
+    ("report.rate_bands=[0.5,0.1]", "report.rate_bands: got [0.5, 0.1]; expected [low, high] with low < high"),
+])
+def test_messages_collapse_unions_and_suggest(assignment, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(sets=[assignment])
+    assert fragment in str(info.value)
+    assert len(info.value.problems) == 1
+
+
+def test_unknown_profile_suggests_the_close_one():
+    with pytest.raises(ConfigError, match='did you mean "quickstart"'):
+        load_config(profile="quickstrt")
+
+
+def test_shadowed_set_warns_with_both_keys_and_the_winner():
+    with pytest.warns(ConfigShadowWarning) as record:
+        cfg = load_config(sets=["training.by_loss.bce.by_source.synthetic.batch_size=512", "training.batch_size=512"])
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1 and "training.by_loss.localized_entropy.by_source.synthetic.batch_size = 16384" in \
+        messages[0] and "--set training.batch_size=512" in messages[0]
+    assert cfg.training_for("le").batch_size == 16384 and cfg.training_for("bce").batch_size == 512
+
+
+def test_unshadowed_set_is_silent(recwarn):
+    cfg = load_config(sets=["training.eval_batch_size=512"])
+    assert cfg.training_for("le").eval_batch_size == 512
+    assert not [w for w in recwarn if issubclass(w.category, ConfigShadowWarning)]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import polars as pl
@@ -28,7 +27,7 @@ TINY = TINY.with_columns(median=pl.Series([0.0, 1.0, 0.0, 0.5, 0.0, 1.0, 0.0, 0.
 def flt(**changes):
     """A FilterConfig from the defaults with ``changes`` applied."""
     base = load_config().ctr.datasets["avazu"].filter
-    return dataclasses.replace(base, **{"mode": None, "k": None, "ids": None, **changes})
+    return base.model_copy(update={"mode": None, "k": None, "ids": None, **changes})
 
 
 def test_top_k_by_count_breaks_ties_by_value_text():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import polars as pl
 import pytest
@@ -13,7 +12,7 @@ from tests.sample_data import require_sample
 
 
 def dataset(name, **changes):
-    return dataclasses.replace(load_config().ctr.datasets[name], **changes)
+    return load_config().ctr.datasets[name].model_copy(update=changes)
 
 
 def test_default_schemas_have_the_documented_roles():
@@ -51,7 +50,7 @@ def test_derived_features_only_where_the_columns_exist():
 
 def test_filter_col_defaults_to_the_condition_column():
     ds = dataset("avazu")
-    assert build_schema("avazu", dataclasses.replace(ds, filter=dataclasses.replace(ds.filter, col="C17"))
+    assert build_schema("avazu", ds.model_copy(update={"filter": ds.filter.model_copy(update={"col": "C17"})})
                         ).filter_col == "C17"
 
 

@@ -1,0 +1,258 @@
+"""Validate merged config data into the frozen :class:`Config`; resolve per-loss / per-source settings.
+
+Per-loss training settings: ``training.*`` ← ``training.by_loss.<loss>`` ←
+``training.by_loss.<loss>.by_source.<key>`` where ``key`` is the active CTR dataset name
+(avazu/criteo/yambda, falling back to ``ctr``) or ``synthetic``. Every layer is validated on its own
+so an error names the exact dotted key; one :class:`ConfigError` lists every problem before any work.
+The more specific layer wins (the reference's precedence); :func:`shadowed_sets` says when a general
+``--set`` is overridden by a more specific key, so the precedence is visible.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from le_ray.config.load import deep_merge, merge_layers, parse_set
+from le_ray.config.messages import describe_value, problems_from
+from le_ray.config.schema import SOURCE_KEYS, TRAINING_SETTING_KEYS, Config, TrainingSettings
+from le_ray.errors import ConfigError
+from le_ray.registry import LOSSES, canonical_loss, losses_of, suggest
+
+__all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
+           "config_fingerprint", "Shadow", "shadowed_sets", "validate_model"]
+
+
+def to_plain(value: Any) -> Any:
+    """Plain JSON data (dicts, lists, scalars) of a model, mapping or sequence."""
+    if isinstance(value, BaseModel):
+        return to_plain(value.model_dump())
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain JSON data of a resolved config (what ``le-ray config show`` prints and sweeps store)."""
+    return to_plain(cfg)
+
+
+def config_fingerprint(data: Any) -> str:
+    """Stable short SHA-256 of JSON data (sorted keys); used for trial ids and cache keys."""
+    text = json.dumps(to_plain(data), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def validate_model(model: type[BaseModel], data: Any, problems: list[str], prefix: str = "") -> Any:
+    """``model`` from JSON ``data`` (strict JSON mode); on failure append problems and return None."""
+    try:
+        return model.model_validate_json(json.dumps(data))
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, model, data, prefix))
+        return None
+
+
+def _normalise_loss_keys(data: dict[str, Any]) -> None:
+    """Accept aliases (``le``) as keys of ``training.by_loss`` by renaming them to the canonical name."""
+    by_loss = data.get("training", {}).get("by_loss")
+    if not isinstance(by_loss, dict):
+        return
+    for key in list(by_loss):
+        lookup = {alias: info.name for info in LOSSES.values() for alias in info.aliases}
+        if key in lookup:
+            by_loss[lookup[key]] = deep_merge(by_loss.get(lookup[key], {}), by_loss.pop(key))
+
+
+def _merge_ctr_defaults(data: dict[str, Any]) -> None:
+    ctr = data.get("ctr")
+    if not isinstance(ctr, dict) or not isinstance(ctr.get("datasets"), dict):
+        return
+    defaults = ctr.get("defaults") or {}
+    for name, spec in list(ctr["datasets"].items()):
+        if isinstance(spec, dict) and isinstance(defaults, dict):
+            ctr["datasets"][name] = deep_merge(defaults, spec)
+
+
+def _apply_legacy_ctr_keys(data: dict[str, Any]) -> None:
+    """``ctr.dataset`` and ``filter_col``/``filter_top_k`` are deprecated spellings; map them and warn once."""
+    ctr = data.get("ctr", {})
+    if isinstance(ctr, dict) and ctr.get("dataset"):
+        warnings.warn("ctr.dataset is deprecated; use data.ctr_dataset", FutureWarning, stacklevel=4)
+        data.setdefault("data", {})["ctr_dataset"] = ctr["dataset"]
+    for name, spec in (ctr.get("datasets") or {}).items() if isinstance(ctr, dict) else ():
+        if isinstance(spec, dict) and spec.get("filter_top_k") is not None:
+            warnings.warn(f"ctr.datasets.{name}.filter_top_k/filter_col are deprecated; use "
+                          f"ctr.datasets.{name}.filter", FutureWarning, stacklevel=4)
+            flt = spec.setdefault("filter", {})
+            flt.update(mode="top_k", k=spec["filter_top_k"], metric="count")
+            if spec.get("filter_col"):
+                flt["col"] = spec["filter_col"]
+
+
+def _base_training(training: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: copy.deepcopy(training[k]) for k in TRAINING_SETTING_KEYS if k in training}
+
+
+def _check_layer(base: dict, layer: Any, path: str, problems: list[str]) -> None:
+    """Validate one override layer merged over ``base``; errors name keys under ``path``."""
+    if not isinstance(layer, Mapping):
+        problems.append(f"{path}: got {describe_value(layer)}; expected an object")
+        return
+    local: list[str] = []
+    validate_model(TrainingSettings, deep_merge(base, layer), local)
+    for problem in local:  # keys the layer does not set are reported at the layer that does
+        key = problem.split(":", 1)[0].split("[", 1)[0]
+        if _lookup(layer, key.split("."))[0]:
+            problems.append(f"{path}.{problem}")
+
+
+def _validate_training_layers(training: Mapping[str, Any], problems: list[str]) -> None:
+    """Check every by_loss / by_source layer so errors name the exact dotted key."""
+    by_loss = training.get("by_loss", {})
+    if not isinstance(by_loss, Mapping):
+        return
+    base = _base_training(training)
+    for loss, layer in by_loss.items():
+        path = f"training.by_loss.{loss}"
+        if loss not in LOSSES:
+            problems.append(f"{path}: unknown loss; expected one of {', '.join(LOSSES)}{suggest(loss, LOSSES)}")
+            continue
+        layer = dict(layer) if isinstance(layer, Mapping) else layer
+        sources = layer.pop("by_source", {}) if isinstance(layer, dict) else {}
+        _check_layer(base, layer, path, problems)
+        if not isinstance(sources, Mapping):
+            problems.append(f"{path}.by_source: got {describe_value(sources)}; expected an object")
+            continue
+        for source, sub in sources.items():
+            if source not in SOURCE_KEYS:
+                problems.append(f"{path}.by_source.{source}: unknown source; expected one of "
+                                f"{', '.join(SOURCE_KEYS)}{suggest(source, SOURCE_KEYS)}")
+            else:
+                _check_layer(deep_merge(base, layer) if isinstance(layer, Mapping) else base, sub,
+                             f"{path}.by_source.{source}", problems)
+
+
+def _cross_checks(cfg: Config, problems: list[str]) -> None:
+    if cfg.data.source == "ctr" and cfg.data.ctr_dataset not in cfg.ctr.datasets:
+        problems.append(f"data.ctr_dataset: got {cfg.data.ctr_dataset!r}; no ctr.datasets entry of that name")
+    if cfg.evaluation.split == "test" and not cfg.data.use_test_set:
+        problems.append("evaluation.split: got \"test\"; expected train or eval while data.use_test_set is false")
+
+
+def resolve_config(data: Mapping[str, Any]) -> Config:
+    """Validate merged JSON data into the frozen :class:`Config` (raises ConfigError listing every problem)."""
+    data = copy.deepcopy(dict(data))
+    _apply_legacy_ctr_keys(data)
+    _normalise_loss_keys(data)
+    _merge_ctr_defaults(data)
+    problems: list[str] = []
+    cfg = validate_model(Config, data, problems)
+    training = data.get("training", {})
+    if isinstance(training, Mapping):
+        _validate_training_layers(training, problems)
+        try:
+            losses_of(training.get("loss_mode", "both"))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if cfg is not None and not problems:
+        _cross_checks(cfg, problems)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(config_path: str | Path | None = None, *, profile: str | None = None,
+                sets: Iterable[str] = ()) -> Config:
+    """Resolve the full config: default ← file ← profile ← experiment.overrides ← --set."""
+    sets = list(sets)
+    data = merge_layers(config_path, profile=profile, sets=sets)
+    cfg = resolve_config(data)
+    for shadow in shadowed_sets(data, sets, source_key_candidates(cfg), cfg.losses):
+        warnings.warn(shadow.message, ConfigShadowWarning, stacklevel=2)
+    return cfg
+
+
+def source_key_candidates(cfg: Config) -> tuple[str, ...]:
+    """by_source keys to look up, most specific first: (dataset, "ctr") or ("synthetic",)."""
+    return ("synthetic",) if cfg.data.source == "synthetic" else (cfg.data.ctr_dataset, "ctr")
+
+
+def _layers(by_loss: Mapping[str, Any], loss: str, candidates: tuple[str, ...]) -> list[tuple[str, Mapping]]:
+    """(dotted prefix, override dict) of ``loss``'s layers that apply, general first."""
+    layer = dict(by_loss.get(loss, {}) or {})
+    sources = layer.pop("by_source", {}) or {}
+    out = [(f"training.by_loss.{loss}", layer)]
+    source = next((s for s in candidates if s in sources), None)
+    if source is not None:
+        out.append((f"training.by_loss.{loss}.by_source.{source}", sources[source]))
+    return out
+
+
+def resolve_training(cfg: Config, loss: str) -> TrainingSettings:
+    """Settings of canonical ``loss`` on the active source: ``training.*`` with its by_loss layers merged over."""
+    merged = to_plain({k: getattr(cfg.training, k) for k in TRAINING_SETTING_KEYS})
+    for _, layer in _layers(to_plain(cfg.training.by_loss), canonical_loss(loss), source_key_candidates(cfg)):
+        merged = deep_merge(merged, layer)
+    problems: list[str] = []
+    settings = validate_model(TrainingSettings, merged, problems, f"training (loss {loss}, source {cfg.source_key})")
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+class ConfigShadowWarning(UserWarning):
+    """A general ``--set`` that a more specific per-loss / per-source key overrides for some loss."""
+
+
+@dataclass(frozen=True)
+class Shadow:
+    """``set_key`` (a general training key given with --set) loses to ``winner_key`` = ``winner_value``."""
+    set_key: str
+    set_value: Any
+    loss: str
+    winner_key: str
+    winner_value: Any
+
+    @property
+    def message(self) -> str:
+        return (f"--set {self.set_key}={describe_value(self.set_value)} does not apply to {LOSSES[self.loss].label}: "
+                f"{self.winner_key} = {describe_value(self.winner_value)} is more specific and wins; set that key "
+                f"instead (--set {self.winner_key}={describe_value(self.set_value)})")
+
+
+def _lookup(tree: Mapping[str, Any], parts: list[str]) -> tuple[bool, Any]:
+    node: Any = tree
+    for part in parts:
+        if not isinstance(node, Mapping) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def shadowed_sets(data: Mapping[str, Any], sets: Iterable[str], candidates: tuple[str, ...],
+                  losses: Iterable[str]) -> list[Shadow]:
+    """Every ``--set training.<key>`` that a ``by_loss`` / ``by_source`` value overrides for one of ``losses``."""
+    by_loss = (data.get("training") or {}).get("by_loss") or {}
+    out: list[Shadow] = []
+    for assignment in sets:
+        parts, value = parse_set(assignment)
+        if parts[0] != "training" or len(parts) < 2 or parts[1] not in TRAINING_SETTING_KEYS:
+            continue
+        for loss in losses:
+            for prefix, layer in reversed(_layers(by_loss, loss, candidates)):
+                found, winner = _lookup(layer, parts[1:])
+                if found:
+                    if winner != value:
+                        out.append(Shadow(".".join(parts), value, loss, f"{prefix}.{'.'.join(parts[1:])}", winner))
+                    break
+    return out

@@ -1,0 +1,423 @@
+"""The typed shape of a resolved le_ray config: one frozen pydantic model per JSON section.
+
+Fields carry no defaults: ``configs/default.json`` is the single place where default values live,
+and every user file, profile and ``--set`` is merged over it before validation. Models are frozen,
+forbid unknown keys and validate strictly from JSON (no ``"5"`` → 5 coercion; lists become tuples).
+Bounds ride on the annotations; cross-field rules raise :func:`checks_failed` from an ``after``
+validator. :mod:`le_ray.config.messages` turns pydantic's errors into le_ray's one-line problems
+(dotted key, value, what is allowed). See the README's config reference for each key.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from le_ray.registry import LOSS_NAMES
+
+__all__ = ["Config", "TrainingSettings", "TrainingConfig", "DeviceConfig", "DataConfig", "SyntheticConfig",
+           "CtrDatasetConfig", "FilterConfig", "ModelConfig", "RepeatsConfig", "RayConfig", "EvaluationConfig",
+           "CTR_DATASETS", "SOURCE_KEYS", "TRAINING_SETTING_KEYS", "FrozenDict", "checks_failed", "Section"]
+
+CTR_DATASETS: tuple[str, ...] = ("avazu", "criteo", "yambda")
+SOURCE_KEYS: tuple[str, ...] = ("synthetic", "ctr", *CTR_DATASETS)
+CHECKS_ERROR = "le_ray_checks"
+
+
+class FrozenDict(dict):
+    """A read-only dict that still pickles (Ray ships configs to workers; mappingproxy cannot be pickled)."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("config mappings are read-only; derive a new config with --set or a profile")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def checks_failed(problems: list[str]) -> None:
+    """Raise the cross-field problems of one section (each ``"<key>: got ...; expected ..."``) at once."""
+    if problems:
+        raise PydanticCustomError(CHECKS_ERROR, "\n".join(problems))
+
+
+Frozen = AfterValidator(_freeze)
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+Activation = Literal["relu", "gelu", "silu", "swish", "tanh", "leaky_relu", "elu", "selu", "sigmoid", "identity"]
+Norm = Literal["none", "batch", "layer"]
+DropoutRate = Annotated[float, Field(ge=0, lt=1)]
+
+
+class Section(BaseModel):
+    """Base of every config section: frozen, unknown keys are errors, strict types."""
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class ProjectConfig(Section):
+    seed: NonNegInt
+    name: str
+
+
+class ExperimentConfig(Section):
+    active: str | None
+    definitions: Annotated[Mapping[str, Mapping[str, Any]], Frozen]
+    overrides: Annotated[Mapping[str, Any], Frozen]
+
+
+class DeviceConfig(Section):
+    use_mps: bool
+    move_dataset_to_cuda: bool
+    dtype: Literal["float32", "float64"]
+    deterministic: bool
+    num_threads: PositiveInt | None
+
+
+class DataConfig(Section):
+    source: Literal["synthetic", "ctr"]
+    ctr_dataset: Literal["avazu", "criteo", "yambda"]
+    train_split: Fraction
+    use_test_set: bool
+    standardize: bool
+
+
+class ReweightingConfig(Section):
+    enabled: bool
+    negative_downsample_rate: NonNegFloat
+
+
+Grid = tuple[float, ...]
+
+
+class SyntheticConfig(Section):
+    num_conditions: PositiveInt
+    samples_per_condition: PositiveInt
+    sigmoid_mu_range: Grid
+    sigmoid_s_range: Grid
+    age_mu_range: Grid
+    age_sigma_range: Grid
+    interest_scale_log10_range: Grid
+    base_mu_ln: float
+    base_sigma_ln: PositiveFloat
+    age_min: int
+    age_max: int
+    condition_mode: Literal["uniform", "uniform_log10", "random"]
+    uniform_log10_means: tuple[float, ...]
+    uniform_log10_std: NonNegFloat
+    numeric_features: tuple[str, ...]
+    noise_mean: float
+    noise_std: NonNegFloat
+    test_split: Annotated[float, Field(ge=0, lt=1)]
+    use_true_base_rates_for_le: bool
+    reweighting: ReweightingConfig
+
+    @model_validator(mode="after")
+    def _checks(self) -> "SyntheticConfig":
+        problems = []
+        for name in ("sigmoid_mu_range", "sigmoid_s_range", "age_mu_range", "age_sigma_range",
+                     "interest_scale_log10_range"):
+            grid = getattr(self, name)
+            if len(grid) != 3 or grid[2] < 1 or not float(grid[2]).is_integer() or grid[0] > grid[1]:
+                problems.append(f"{name}: got {list(grid)}; expected [low, high, points] with low <= high, points >= 1")
+        if self.condition_mode != "random" and len(self.uniform_log10_means) < self.num_conditions:
+            problems.append(f"uniform_log10_means: got {len(self.uniform_log10_means)} value(s); expected one per "
+                            f"condition (num_conditions = {self.num_conditions})")
+        if any(m > 0 for m in self.uniform_log10_means):
+            problems.append(f"uniform_log10_means: got {list(self.uniform_log10_means)}; expected log10 rates <= 0")
+        allowed = ("age", "net_worth", "log10_net_worth")
+        bad = [f for f in self.numeric_features if f not in allowed and not f.startswith("noise")]
+        if bad or not self.numeric_features:
+            problems.append(f"numeric_features: got {list(self.numeric_features)}; expected a non-empty list of "
+                            "age, net_worth, log10_net_worth, noise*")
+        if not 0 <= self.age_min < self.age_max:
+            problems.append(f"age_max: got {self.age_max}; expected > age_min ({self.age_min}) >= 0")
+        checks_failed(problems)
+        return self
+
+
+class FilterCacheConfig(Section):
+    enabled: bool
+    dir: str
+    format: Literal["parquet", "csv"]
+    overwrite: bool
+
+
+FilterMode = Literal["ids", "top_k", "bottom_k", "top_count_rate_mix"]
+FilterMetric = Literal["count", "frequency", "impressions", "rows", "mean", "rate", "click_rate", "median"]
+
+
+class FilterConfig(Section):
+    mode: FilterMode | None
+    col: str | None
+    ids: tuple[str | int | float, ...] | None
+    k: PositiveInt | None
+    metric: FilterMetric
+    preselect_k: PositiveInt
+    high_k: NonNegInt
+    middle_k: NonNegInt
+    low_k: NonNegInt
+    min_count: PositiveInt | None
+    apply_to_test: bool
+    cache: FilterCacheConfig
+
+    @model_validator(mode="after")
+    def _checks(self) -> "FilterConfig":
+        problems = []
+        if self.mode in ("top_k", "bottom_k") and self.k is None:
+            problems.append(f"k: got null; expected an integer >= 1 for mode {self.mode}")
+        if self.mode == "ids" and not self.ids:
+            problems.append(f"ids: got {list(self.ids or [])}; expected a non-empty list for mode ids")
+        checks_failed(problems)
+        return self
+
+
+class CtrDatasetConfig(Section):
+    """One CTR source after ``ctr.defaults`` is merged under ``ctr.datasets.<name>``."""
+    train_path: str | None
+    test_path: str | None
+    format: Literal["auto", "csv", "tsv", "criteo_raw", "parquet"]
+    label_col: str
+    condition_col: str
+    categorical_cols: tuple[str, ...]
+    numeric_cols: tuple[str, ...]
+    derived_time: bool
+    device_counters: bool
+    device_counter_cap: PositiveInt
+    filter: FilterConfig
+    filter_col: str | None
+    filter_top_k: PositiveInt | None
+    balance_by_condition: bool
+    test_has_labels: bool
+    categorical_max_values: PositiveInt
+    max_conditions: PositiveInt
+    weight_col: str | None
+    plot_sample_size: NonNegInt
+    drop_na: bool
+    missing_numeric: Literal["log1p_indicator", "zero_indicator"]
+    max_rows: PositiveInt | None
+    split_test_from_train: bool
+    positive_event_types: tuple[str, ...]
+
+
+class CtrConfig(Section):
+    dataset: str | None
+    warn_root_csv: bool
+    defaults: Annotated[Mapping[str, Any], Frozen]
+    datasets: Annotated[Mapping[Literal["avazu", "criteo", "yambda"], CtrDatasetConfig], Frozen]
+
+
+class ModelConfig(Section):
+    name: str
+    hidden_sizes: tuple[PositiveInt, ...]
+    embed_dim: PositiveInt
+    cat_embed_dim: PositiveInt
+    activation: Activation | tuple[Activation, ...]
+    norm: Norm | tuple[Norm, ...]
+    dropout: DropoutRate | tuple[DropoutRate, ...]
+
+    @model_validator(mode="after")
+    def _checks(self) -> "ModelConfig":
+        problems = []
+        n = len(self.hidden_sizes)
+        if n == 0:
+            problems.append("hidden_sizes: got []; expected at least one hidden layer width")
+        for name in ("activation", "norm", "dropout"):
+            value = getattr(self, name)
+            if isinstance(value, tuple) and len(value) != n:
+                problems.append(f"{name}: got a list of {len(value)}; expected one value or a list of "
+                                f"{n} (one per hidden_sizes entry)")
+        checks_failed(problems)
+        return self
+
+
+class FocalConfig(Section):
+    alpha: Probability | None
+    gamma: NonNegFloat
+
+
+class CrossBatchConfig(Section):
+    enabled: bool
+    amplification_rate: PositiveFloat
+    max_window: PositiveInt
+
+
+class LeConfig(Section):
+    base_rate_prior: Literal["jeffreys", "none"]
+    norm_strength: NonNegFloat
+
+
+class TrainingSettings(Section):
+    """Training knobs of one loss on one source: ``training.*`` ← ``by_loss.<loss>`` ← ``by_source.<key>``."""
+    epochs: PositiveInt
+    lr: PositiveFloat
+    lr_decay: PositiveFloat
+    lr_category: PositiveFloat | None
+    lr_category_decay: PositiveFloat
+    lr_zero_after_epochs: NonNegInt | None
+    batch_size: PositiveInt
+    eval_batch_size: PositiveInt
+    weight_decay: NonNegFloat
+    amp: Literal["off", "bf16"]
+    focal: FocalConfig
+    cross_batch: CrossBatchConfig
+    le: LeConfig
+    eval_every_n_batches: NonNegInt
+    debug_le_inputs: bool
+    debug_gradients: bool
+    print_embedding_table: bool
+
+
+TRAINING_SETTING_KEYS: tuple[str, ...] = tuple(TrainingSettings.model_fields)
+
+
+class TrainingConfig(TrainingSettings):
+    loss_mode: str | tuple[str, ...]
+    eval_compare_losses: bool
+    by_loss: Annotated[Mapping[str, Mapping[str, Any]], Frozen]
+
+
+class EvaluationConfig(Section):
+    split: Literal["train", "eval", "test"]
+    use_test_labels: bool
+    synthetic_truth: bool
+    ece_method: Literal["custom", "adaptive", "smooth", "adaptive_lib", "smooth_lib"]
+    ece_bins: PositiveInt
+    ece_min_count: PositiveInt
+    ece_smooth_bandwidth: PositiveFloat
+    ece_smooth_grid_bins: Annotated[int, Field(ge=2)] | None
+    small_prob_max: Annotated[float, Field(gt=0, le=1)]
+    small_prob_quantile: Annotated[float, Field(gt=0, le=1)]
+    print_per_condition_top_k: int
+
+
+class PlotsConfig(Section):
+    enabled: bool
+    data_distributions: bool
+    pretrain_predictions: bool
+    mid_epoch_predictions: bool
+    grad_sq_by_condition: bool
+    ctr_filter_stats: bool
+    post_training_data: bool
+    le_stats: bool
+    reliability: bool
+    sample_size: PositiveInt
+    dpi: Annotated[int, Field(ge=30)]
+
+
+class ComparisonConfig(Section):
+    enabled: bool
+    sort_by: Literal["base_rate", "abs_delta_calibration", "abs_delta_le_ratio"]
+    top_k: int
+
+
+class RepeatsConfig(Section):
+    enabled: bool
+    num_runs: PositiveInt
+    seed_stride: PositiveInt
+    resample_data: bool
+    alternative: Literal["two-sided", "greater", "less"]
+    zero_method: Literal["wilcox", "pratt", "zsplit"]
+    per_condition_alpha: Fraction
+    per_condition_min_count: PositiveInt
+    per_condition_top_k: int
+    per_condition_correction: Literal["holm", "bh", "none"]
+    per_condition_sort_by: Literal["p_value", "abs_delta_mean", "delta_mean", "count", "base_rate"]
+    bootstrap_samples: NonNegInt
+    bootstrap_confidence: Fraction
+    min_steps_per_epoch: PositiveInt
+    min_eval_clicks: PositiveInt
+    allow_unsound: bool
+
+
+class ReportConfig(Section):
+    rate_bands: tuple[Probability, Probability] | None
+
+    @model_validator(mode="after")
+    def _checks(self) -> "ReportConfig":
+        bands = self.rate_bands
+        checks_failed([] if bands is None or bands[0] < bands[1] else
+                      [f"rate_bands: got {list(bands)}; expected [low, high] with low < high (rare < low <= middle "
+                       "< high <= common)"])
+        return self
+
+
+class RayConfig(Section):
+    address: str | None
+    num_cpus: PositiveInt | None
+    num_gpus: NonNegFloat | None
+    gpus_per_trial: NonNegFloat | None
+    cpus_per_trial: PositiveInt
+    max_retries: NonNegInt
+    retry_exceptions: bool
+    include_dashboard: bool | None
+    dashboard_host: str
+    namespace: str | None
+
+
+class OutputConfig(Section):
+    dir: str
+    results_dir: str
+    save_plots: bool
+    save_logs: bool
+
+
+class Config(Section):
+    """The resolved, validated, frozen configuration that flows through every le_ray layer."""
+    project: ProjectConfig
+    experiment: ExperimentConfig
+    device: DeviceConfig
+    data: DataConfig
+    synthetic: SyntheticConfig
+    ctr: CtrConfig
+    model: ModelConfig
+    training: TrainingConfig
+    evaluation: EvaluationConfig
+    plots: PlotsConfig
+    comparison: ComparisonConfig
+    repeats: RepeatsConfig
+    report: ReportConfig
+    ray: RayConfig
+    output: OutputConfig
+
+    @property
+    def source_key(self) -> str:
+        """``synthetic`` or the active CTR dataset name (avazu/criteo/yambda)."""
+        return "synthetic" if self.data.source == "synthetic" else self.data.ctr_dataset
+
+    @property
+    def active_ctr(self) -> CtrDatasetConfig:
+        return self.ctr.datasets[self.data.ctr_dataset]
+
+    @functools.cached_property
+    def losses(self) -> tuple[str, ...]:
+        """Canonical names of the losses ``training.loss_mode`` trains, in order."""
+        from le_ray.registry import losses_of
+        return losses_of(self.training.loss_mode)
+
+    @functools.cached_property
+    def training_by_loss(self) -> Mapping[str, TrainingSettings]:
+        """Resolved training settings of every registered loss on the active source (computed once)."""
+        from le_ray.config.resolve import resolve_training
+        return FrozenDict({loss: resolve_training(self, loss) for loss in LOSS_NAMES})
+
+    def training_for(self, loss: str) -> TrainingSettings:
+        """Settings of ``loss`` (canonical name or alias) on the active source."""
+        from le_ray.registry import canonical_loss
+        return self.training_by_loss[canonical_loss(loss)]
