@@ -29,7 +29,7 @@ def _trial(cfg, loss: str, data=None) -> dict:
     started = time.perf_counter()
     data = data if data is not None else prepare_data(cfg)
     prepared = time.perf_counter()
-    result = run_trial(data, TrialSpec(cfg, loss, cfg.project.seed, data.fingerprint), num_threads=cfg.device.num_threads)
+    result = run_trial(data, TrialSpec.make(cfg, loss, cfg.project.seed, data.fingerprint), num_threads=cfg.device.num_threads)
     return {"samples_per_s": result.samples_per_second, "train_s": result.timings["train"],
             "trial_s": result.timings["total"], "data_s": prepared - started,
             "total_s": time.perf_counter() - started, "logloss": result.metrics.get("logloss")}
@@ -61,7 +61,7 @@ def many_conditions(args) -> dict[str, float]:
     out = {}
     for _ in range(args.repeats):  # interleave to share machine noise
         for loss in ("bce", "localized_entropy"):
-            r = run_trial(data, TrialSpec(cfg, loss, cfg.project.seed, data.fingerprint), num_threads=args.threads)
+            r = run_trial(data, TrialSpec.make(cfg, loss, cfg.project.seed, data.fingerprint), num_threads=args.threads)
             steps = -(-len(data.train) // 16384)
             out.setdefault(loss, []).append(r.timings["train"] / steps * 1000)
     return {loss: min(v) for loss, v in out.items()}

@@ -2,7 +2,7 @@
 
     le-ray config show [--config F] [--profile P] [--set k=v ...]   resolved config as JSON
     le-ray config profiles                                          profile names
-    le-ray prepare  ...   = python -m le_ray.data.prepare   (data pipeline alone, per-condition table)
+    le-ray prepare  ...   = python -m le_ray.prepare        (data pipeline alone, per-condition table)
     le-ray run      ...   = python -m le_ray.run            (one diagnostic run per loss)
     le-ray repeats  ...   = python -m le_ray.repeats        (the Ray sweep; the main job)
     le-ray report DIR     = python -m le_ray.report          (rebuild a sweep's report from stored trials)
@@ -17,43 +17,18 @@ import json
 import sys
 from typing import Sequence
 
-from le_ray.config import Config, load_config, profile_names, to_dict
-from le_ray.errors import UserError
+from le_ray.cli_args import add_config_arguments, config_from_args, exit_on_user_error
+from le_ray.config import profile_names, to_dict
 
-__all__ = ["main", "add_config_arguments", "config_from_args", "exit_on_user_error"]
+__all__ = ["main"]
 
 _SUBCOMMANDS = {
-    "prepare": "le_ray.data.prepare",
+    "prepare": "le_ray.prepare",
     "run": "le_ray.run",
     "repeats": "le_ray.repeats",
     "report": "le_ray.report.__main__",
     "compare": "le_ray.compare_runs",
 }
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The config options every subcommand shares."""
-    parser.add_argument("--config", metavar="FILE", help="JSON config merged over configs/default.json")
-    parser.add_argument("--profile", metavar="NAME", help="experiment.definitions entry to apply")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a dotted key; VALUE is parsed as JSON, else used as a string (repeatable)")
-
-
-def config_from_args(args: argparse.Namespace) -> Config:
-    return load_config(args.config, profile=args.profile, sets=args.sets)
-
-
-def exit_on_user_error(func):
-    """Turn config/data errors into one clear message and exit status 2 (no traceback)."""
-    def wrapper(argv: Sequence[str] | None = None) -> int:
-        try:
-            return func(argv)
-        except (UserError, FileNotFoundError, PermissionError) as exc:
-            print(f"le-ray: {exc}", file=sys.stderr)
-            return 2
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
 
 
 @exit_on_user_error

@@ -17,7 +17,7 @@ from typing import Sequence
 import polars as pl
 
 from le_ray import compare
-from le_ray.cli import exit_on_user_error
+from le_ray.cli_args import exit_on_user_error
 from le_ray.atomic import atomic_write_text
 from le_ray.report.tables import format_table, write_csv
 

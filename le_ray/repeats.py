@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from le_ray.cli import add_config_arguments, config_from_args, exit_on_user_error
-from le_ray.config import Config, losses_of, to_dict, training_for
+from le_ray.cli_args import add_config_arguments, config_from_args, exit_on_user_error
+from le_ray.config import Config, losses_of, to_dict
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import prepare_data
 from le_ray.atomic import to_jsonable
@@ -71,7 +71,7 @@ def _expected_cost(spec: TrialSpec) -> float:
     Only the order matters (longest-processing-time-first scheduling); rows are the same for
     every trial of a sweep, smaller batches mean more optimiser steps.
     """
-    settings = training_for(spec.config, spec.loss)
+    settings = spec.settings
     steps_weight = 1.0 + 2048.0 / settings.batch_size
     history = 1.1 if spec.loss == "localized_entropy" and settings.cross_batch.enabled else 1.0
     return settings.epochs * steps_weight * history
@@ -87,7 +87,8 @@ def plan_trials(cfg: Config, *, data: PreparedData | None = None) -> SweepPlan:
         data_by_seed = {s: prepare_data(cfg, seed=s) for s in seeds}
     else:
         data_by_seed = {-1: data if data is not None else prepare_data(cfg)}
-    specs = [TrialSpec(cfg, loss, seed, _for_seed(data_by_seed, seed).fingerprint)
+    settings = cfg.training_by_loss  # resolved once for the whole sweep
+    specs = [TrialSpec.make(cfg, loss, seed, _for_seed(data_by_seed, seed).fingerprint, settings[loss])
              for seed in seeds for loss in losses]
     return SweepPlan(specs, data_by_seed)
 

@@ -27,51 +27,27 @@ from typing import Sequence
 import torch
 
 from le_ray import __version__
-from le_ray.cli import add_config_arguments, config_from_args, exit_on_user_error
-from le_ray.config import Config, losses_of, training_for
+from le_ray.cli_args import add_config_arguments, config_from_args, exit_on_user_error
+from le_ray.config import Config, losses_of
 from le_ray.data.arrays import PreparedData
-from le_ray.data.prepare import prepare_data
+from le_ray.data.filters import filter_mode_of
+from le_ray.data.prepare import prepare_with_source
 from le_ray.devices import select_device
 from le_ray.objectives import LOSS_LABELS
-from le_ray.report import run_outputs
+from le_ray import run_report as run_outputs
+from le_ray.run_report import RunFolders, RunState
 from le_ray.atomic import check_writable
 from le_ray.report.tables import condition_stats, feature_stats, format_table, label_stats
 from le_ray.trial import TrialResult, TrialSpec, run_trial
 
-__all__ = ["main", "run_diagnostic", "RunFolders", "filter_mode_of", "nn_type_of"]
+__all__ = ["main", "run_diagnostic", "RunFolders", "nn_type_of"]
 
 log = logging.getLogger("le_ray.run")
-
-
-def filter_mode_of(cfg: Config) -> str:
-    """The output folder's filter level: the CTR filter mode, or ``none`` (also for synthetic data)."""
-    if cfg.data.source != "ctr":
-        return "none"
-    flt = cfg.active_ctr.filter
-    if flt.mode:
-        return flt.mode
-    return "ids" if flt.ids else ("top_k" if flt.k else "none")
 
 
 def nn_type_of(cfg: Config) -> str:
     """``default``/``small``/``wide``/``large`` from ``model.name``."""
     return cfg.model.name
-
-
-@dataclass
-class RunFolders:
-    """Where each loss's files and the run-level comparison files go."""
-    root: Path
-    source: str
-    nn_type: str
-    filter_mode: str
-
-    def loss(self, loss: str) -> Path:
-        return self.root / LOSS_LABELS[loss] / self.source / self.nn_type / self.filter_mode
-
-    @property
-    def comparison(self) -> Path:
-        return self.root / "comparison" / self.source / self.nn_type / self.filter_mode
 
 
 class _Tee(io.TextIOBase):
@@ -86,17 +62,6 @@ class _Tee(io.TextIOBase):
 
     def flush(self) -> None:
         self.stream.flush()
-
-
-@dataclass
-class RunState:
-    """What the steps share: config, data, folders, results per loss, figure paths."""
-    cfg: Config
-    folders: RunFolders
-    data: PreparedData | None = None
-    results: dict[str, TrialResult] = field(default_factory=dict)
-    figures: dict[str, Path] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _section(title: str) -> None:
@@ -117,13 +82,13 @@ def _header(state: RunState, args: argparse.Namespace) -> None:
 def _prepare(state: RunState) -> None:
     _section("data")
     started = time.perf_counter()
-    state.data = data = prepare_data(state.cfg)
+    state.data, ctr = prepare_with_source(state.cfg)
+    data = state.data
     state.timings["data"] = time.perf_counter() - started
     print(f"prepared {data.source}: train {len(data.train)}, eval {len(data.eval)}, test "
           f"{0 if data.test is None else len(data.test)} rows; {data.num_conditions} conditions; "
           f"{len(data.numeric_features)} numeric, {len(data.categorical_features)} categorical features "
           f"({state.timings['data']:.2f} s)")
-    ctr = data.info.get("ctr")
     if ctr is not None:
         print(f"CTR filter: {ctr.source_rows} source rows → {ctr.kept_rows} kept; timings "
               f"{ {k: round(v, 3) for k, v in ctr.timings.items()} }")
@@ -159,12 +124,12 @@ def _train_losses(state: RunState) -> None:
     cfg, data = state.cfg, state.data
     for loss in losses_of(cfg.training.loss_mode):
         _section(f"training {loss}")
-        settings = training_for(cfg, loss)
+        settings = cfg.training_for(loss)
         print(f"settings: epochs {settings.epochs}, lr {settings.lr}, lr_decay {settings.lr_decay}, batch "
               f"{settings.batch_size}, lr_category {settings.lr_category}, cross_batch "
               f"{settings.cross_batch.enabled} (A={settings.cross_batch.amplification_rate}), focal "
               f"α={settings.focal.alpha} γ={settings.focal.gamma}, LE prior {settings.le.base_rate_prior}")
-        spec = TrialSpec(cfg, loss, cfg.project.seed, data.fingerprint)
+        spec = TrialSpec.make(cfg, loss, cfg.project.seed, data.fingerprint)
         on_eval = run_outputs.mid_epoch_hook(state, loss) if cfg.plots.enabled and cfg.plots.mid_epoch_predictions \
             else None
         result = run_trial(data, spec, keep_predictions=True, keep_model=True, on_batch_eval=on_eval)

@@ -10,12 +10,23 @@ Curves: training losses are weight-averaged over batches of the training batch s
 untrained model (evaluation mode), at epoch e ≥ 1 over that epoch's shuffled training batches.
 Eval losses are computed over the whole evaluation split at once (for LE: Σ_j num_j/den_j / W
 with every row of the split), before training and after each epoch.
+Normalised entropy (NE, He et al. 2014; dimensionless, 1 = as good as predicting the split's base rate):
+``NE = Σ_i w_i·BCE_i / (W · H(p̄))`` with ``p̄ = Σ w·y / W`` and ``H(p) = −p ln p − (1−p) ln(1−p)``. It is
+recorded for train and eval on the same per-row normalisation (``train_ne``, ``eval_ne``), unlike LE,
+whose value depends on the batch it is normalised over.
+
+No host synchronisation per optimiser step: the step never reads a tensor value on the host. A
+non-finite loss is caught on the device (the first bad step and its batch's conditions are kept in
+device tensors) and raised at the end of the epoch, naming epoch, batch and conditions.
+``training.amp = "bf16"`` runs the model's forward pass under ``torch.autocast`` in bfloat16; the loss is
+always computed in the model's dtype (float32) from the bf16 logits.
 The loop never prints: it logs through a ``logging.Logger``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -24,14 +35,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from le_ray.config_schema import TrainingSettings
+from le_ray import seeds
+from le_ray.config import TrainingSettings
 from le_ray.data.batches import Batch, TensorSplit
 from le_ray.grad_diagnostics import GradSqAccumulator
-from le_ray.losses import per_condition_le_stats
 from le_ray.objectives import Objective
 
-__all__ = ["TrainCurves", "TrainOutcome", "NonFiniteLossError", "build_optimizer", "train_model",
-           "predict_logits", "evaluate_loss", "batched_loss"]
+__all__ = ["TrainCurves", "TrainOutcome", "NonFiniteLossError", "build_optimizer", "train_model", "forward",
+           "predict_logits", "evaluate_loss", "batched_loss", "bce_sum", "base_rate_entropy", "normalised_entropy"]
 
 log = logging.getLogger("le_ray.train")
 
@@ -46,6 +57,8 @@ class TrainCurves:
     epoch: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
     eval_loss: list[float] = field(default_factory=list)
+    train_ne: list[float] = field(default_factory=list)
+    eval_ne: list[float] = field(default_factory=list)
     batch_step: list[int] = field(default_factory=list)
     batch_train_loss: list[float] = field(default_factory=list)
     batch_eval_loss: list[float] = field(default_factory=list)
@@ -71,14 +84,16 @@ class TrainOutcome:
 
 def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim.Adam:
     """Adam; two groups (everything else, then ``model.embedding``) when ``lr_category`` is set."""
+    # fused Adam keeps its step counters on the GPU (no per-step host reads, one kernel for all params)
+    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
     if settings.lr_category is None:
-        return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, **fused)
     cond_params = list(model.embedding.parameters())
     cond_ids = {id(p) for p in cond_params}
     base_params = [p for p in model.parameters() if id(p) not in cond_ids]
     return torch.optim.Adam([{"params": base_params, "lr": settings.lr, "name": "base"},
                              {"params": cond_params, "lr": settings.lr_category, "name": "condition"}],
-                            weight_decay=settings.weight_decay)
+                            weight_decay=settings.weight_decay, **fused)
 
 
 def _decay_lrs(optimizer: torch.optim.Optimizer, settings: TrainingSettings) -> None:
@@ -91,12 +106,43 @@ def _zero_base_lr_if_due(optimizer: torch.optim.Optimizer, settings: TrainingSet
         optimizer.param_groups[0]["lr"] = 0.0
 
 
+def forward(model: nn.Module, batch: Batch, amp: str = "off") -> torch.Tensor:
+    """Logits [B] in the inputs' dtype; with ``amp="bf16"`` the model runs under bfloat16 autocast."""
+    if amp == "bf16":
+        with torch.autocast(device_type=batch.x_num.device.type, dtype=torch.bfloat16):
+            logits = model(batch.x_num, batch.x_cat, batch.cond)
+        return logits.to(batch.x_num.dtype)
+    return model(batch.x_num, batch.x_cat, batch.cond)
+
+
+def bce_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Σ_i w_i·BCE(z_i, y_i) in nats (a 0-d tensor, detached)."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.detach(), batch.y, weight=batch.w,
+                                                                reduction="sum")
+
+
+def base_rate_entropy(split: TensorSplit) -> float:
+    """W · H(p̄) of a labelled split in nats (the NE denominator); NaN when empty or unlabelled."""
+    if len(split) == 0 or split.y is None:
+        return float("nan")
+    weight = float(split.w.double().sum())
+    rate = float((split.w.double() * split.y.double()).sum()) / weight
+    if rate <= 0.0 or rate >= 1.0:
+        return 0.0
+    return weight * -(rate * math.log(rate) + (1.0 - rate) * math.log1p(-rate))
+
+
+def normalised_entropy(total_bce: float, denominator: float) -> float:
+    """Σ w·BCE / (W·H(p̄)); NaN when the denominator is 0 or NaN (a single-class split)."""
+    return total_bce / denominator if denominator > 0 else float("nan")
+
+
 @torch.no_grad()
-def predict_logits(model: nn.Module, split: TensorSplit, batch_size: int) -> torch.Tensor:
+def predict_logits(model: nn.Module, split: TensorSplit, batch_size: int, amp: str = "off") -> torch.Tensor:
     """Logits [N] of the whole split in evaluation mode (dropout off), on the split's device."""
     was_training = model.training
     model.eval()
-    parts = [model(b.x_num, b.x_cat, b.cond) for b in split.sequential(batch_size)]
+    parts = [forward(model, b, amp) for b in split.sequential(batch_size)]
     model.train(was_training)
     if not parts:
         return torch.empty(0, dtype=split.x_num.dtype, device=split.device)
@@ -118,43 +164,60 @@ def evaluate_loss(model: nn.Module, split: TensorSplit | None, objective: Object
 
 
 @torch.no_grad()
-def batched_loss(model: nn.Module, split: TensorSplit, objective: Objective, batch_size: int) -> float:
+def batched_loss(model: nn.Module, split: TensorSplit, objective: Objective, batch_size: int,
+                 amp: str = "off") -> tuple[float, float]:
     """Σ_b loss_b·W_b / Σ_b W_b over sequential batches of ``batch_size`` (evaluation mode, no history).
 
     The epoch-0 training loss uses this so it is on the same scale as the per-epoch training
     losses: LE's value depends on the batch it is normalised over (Σ_j term_j / W_b), so a
-    whole-split LE and a mean of batch LEs differ by roughly N / B.
+    whole-split LE and a mean of batch LEs differ by roughly N / B. Returns (that loss, Σ w·BCE in nats).
     """
     if len(split) == 0 or split.y is None:
-        return float("nan")
+        return float("nan"), float("nan")
     was_training = model.training
     model.eval()
-    total = weight = 0.0
+    total = weight = bce = 0.0
     for batch in split.sequential(batch_size):
         w = float(batch.w.sum())
-        total += float(objective(model(batch.x_num, batch.x_cat, batch.cond), batch, use_history=False)) * w
+        logits = forward(model, batch, amp)
+        total += float(objective(logits, batch, use_history=False)) * w
+        bce += float(bce_sum(logits, batch))
         weight += w
     model.train(was_training)
-    return total / weight if weight > 0 else float("nan")
+    return (total / weight if weight > 0 else float("nan")), bce
 
 
-def _nonfinite_error(loss: torch.Tensor, logits: torch.Tensor, batch: Batch, objective: Objective,
-                     epoch: int, index: int) -> NonFiniteLossError:
-    """Name the epoch, batch and conditions whose LE statistics or logits are not finite."""
-    stats = per_condition_le_stats(logits.detach(), batch.y, batch.cond, base_rates=objective.base_rates,
-                                   sample_weights=batch.w)
-    present = stats["count"] > 0
-    bad_logit = np.zeros_like(present)
-    bad_rows = ~torch.isfinite(logits.detach())
-    if bool(bad_rows.any()):
-        bad_logit[np.unique(batch.cond[bad_rows].cpu().numpy())] = True
-    tiny_den = stats["denominator"] <= 1e-9
-    bad = np.flatnonzero(present & (bad_logit | tiny_den | ~np.isfinite(stats["numerator"])))
-    return NonFiniteLossError(
-        f"non-finite {objective.name} training loss ({float(loss.detach())}) at epoch {epoch}, batch {index}; "
-        f"conditions involved (ids): {bad.tolist() or 'none identified (check lr / inputs)'}"
-        + ("; their LE denominators are ~0 (all-negative or all-positive with a 0/1 base rate: use "
-           "training.le.base_rate_prior=jeffreys)" if tiny_den[bad].any() else ""))
+class _NonFiniteGuard:
+    """The first optimiser step whose loss was not finite, and its batch's conditions, kept on the device."""
+
+    def __init__(self, num_conditions: int, device: torch.device) -> None:
+        self.first_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.conditions = torch.zeros(num_conditions, dtype=torch.bool, device=device)
+        self.first_loss = torch.zeros((), dtype=torch.float64, device=device)
+
+    def record(self, loss: torch.Tensor, batch: Batch, step: torch.Tensor) -> None:
+        """Device-only update: no host synchronisation."""
+        new = ~torch.isfinite(loss.detach()) & (self.first_step < 0)
+        self.first_step = torch.where(new, step, self.first_step)
+        self.first_loss = torch.where(new, loss.detach().double(), self.first_loss)
+        present = torch.zeros_like(self.conditions).index_fill_(0, batch.cond, True)
+        self.conditions |= present & new
+
+    def raise_if_tripped(self, objective: Objective, epoch: int, first_step_of_epoch: int) -> None:
+        """One host read per epoch; raises :class:`NonFiniteLossError` naming epoch, batch and conditions."""
+        step = int(self.first_step)
+        if step < 0:
+            return
+        ids = torch.nonzero(self.conditions).flatten().tolist()
+        rates = objective.base_rates
+        degenerate = rates is not None and any(float(rates[j]) <= 0 or float(rates[j]) >= 1 for j in ids
+                                               if j < rates.numel())
+        raise NonFiniteLossError(
+            f"non-finite {objective.name} training loss ({float(self.first_loss)}) at epoch {epoch}, batch "
+            f"{step - first_step_of_epoch + 1}; conditions involved (ids): {ids or 'none identified'} "
+            "(check training.lr and the inputs)"
+            + ("; some have an LE base rate of 0 or 1, so their LE denominator is ~0: use "
+               "training.le.base_rate_prior=jeffreys" if degenerate else ""))
 
 
 @dataclass
@@ -170,7 +233,9 @@ class _EpochContext:
     grad_sq: GradSqAccumulator | None
     on_batch_eval: Callable[[int, np.ndarray], None] | None
     on_step: Callable[[int, int], None] | None = None
+    guard: _NonFiniteGuard | None = None
     step: int = 0
+    step_t: torch.Tensor | None = None  # the step counter on the device (for the guard)
 
 
 def _debug_batch(batch: Batch, logits: torch.Tensor, epoch: int, index: int) -> None:
@@ -197,13 +262,15 @@ def _batch_eval(model: nn.Module, ctx: _EpochContext, batch_loss: float) -> None
         ctx.on_batch_eval(ctx.step, torch.sigmoid(logits).double().cpu().numpy())
 
 
-def _train_step(model: nn.Module, ctx: _EpochContext, batch: Batch, epoch: int, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = model(batch.x_num, batch.x_cat, batch.cond)
+def _train_step(model: nn.Module, ctx: _EpochContext, batch: Batch, epoch: int, index: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimiser step; returns (loss, Σw, Σ w·BCE) as device tensors (nothing read on the host)."""
+    logits = forward(model, batch, ctx.settings.amp)
     if ctx.grad_sq is not None:
         ctx.grad_sq.add(logits.detach(), batch)
     loss = ctx.objective(logits, batch)
-    if not bool(torch.isfinite(loss)):
-        raise _nonfinite_error(loss, logits, batch, ctx.objective, epoch, index)
+    ctx.step_t += 1
+    ctx.guard.record(loss, batch, ctx.step_t)
     if ctx.settings.debug_le_inputs:
         _debug_batch(batch, logits, epoch, index)
     ctx.optimizer.zero_grad(set_to_none=True)
@@ -212,21 +279,19 @@ def _train_step(model: nn.Module, ctx: _EpochContext, batch: Batch, epoch: int, 
         _debug_gradients(model, epoch, index)
     ctx.optimizer.step()
     _decay_lrs(ctx.optimizer, ctx.settings)
-    return loss.detach(), batch.w.sum()
+    return loss.detach(), batch.w.sum(), bce_sum(logits, batch)
 
 
-def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[float, int]:
-    """One pass over shuffled training batches; returns (weight-averaged loss, samples seen)."""
+def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[float, float, int]:
+    """One pass over shuffled training batches; returns (weight-averaged loss, Σ w·BCE, samples seen)."""
     model.train()
     _zero_base_lr_if_due(ctx.optimizer, ctx.settings, epoch)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=ctx.train.device)
-    weight_sum = torch.zeros((), dtype=torch.float64, device=ctx.train.device)
-    seen = 0
+    sums = torch.zeros(3, dtype=torch.float64, device=ctx.train.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
+    seen, first_step = 0, ctx.step + 1
     every = ctx.settings.eval_every_n_batches
     for index, batch in enumerate(ctx.train.shuffled(ctx.settings.batch_size, ctx.generator), start=1):
-        loss, weight = _train_step(model, ctx, batch, epoch, index)
-        loss_sum += loss.double() * weight.double()
-        weight_sum += weight.double()
+        loss, weight, bce = _train_step(model, ctx, batch, epoch, index)
+        sums += torch.stack([loss.double() * weight.double(), weight.double(), bce.double()])
         seen += len(batch)
         ctx.step += 1
         if ctx.on_step is not None:
@@ -234,7 +299,26 @@ def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[floa
         if every > 0 and ctx.step % every == 0:
             _batch_eval(model, ctx, float(loss))
             model.train()
-    return float(loss_sum / weight_sum.clamp_min(1e-300)) if seen else float("nan"), seen
+    ctx.guard.raise_if_tripped(ctx.objective, epoch, first_step)
+    loss_sum, weight_sum, bce_total = sums.tolist()  # one host read per epoch
+    return (loss_sum / max(weight_sum, 1e-300) if seen else float("nan")), bce_total, seen
+
+
+def _record(curves: TrainCurves, model: nn.Module, eval_split: TensorSplit | None, objective: Objective,
+            settings: TrainingSettings, epoch: int, train_loss: float, train_ne: float) -> None:
+    """Append epoch ``epoch``'s train values and the eval split's loss and NE (whole split, history off)."""
+    eval_loss = eval_ne = float("nan")
+    if eval_split is not None and len(eval_split) and eval_split.y is not None:
+        logits = predict_logits(model, eval_split, settings.eval_batch_size, settings.amp)
+        eval_loss = evaluate_loss(model, eval_split, objective, settings.eval_batch_size, logits)
+        eval_ne = normalised_entropy(float(bce_sum(logits, eval_split.whole())), base_rate_entropy(eval_split))
+    curves.epoch.append(epoch)
+    curves.train_loss.append(train_loss)
+    curves.eval_loss.append(eval_loss)
+    curves.train_ne.append(train_ne)
+    curves.eval_ne.append(eval_ne)
+    if epoch == 0:
+        log.info("%s epoch 0: train %.6f eval %.6f", objective.name, train_loss, eval_loss)
 
 
 def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | None, objective: Objective,
@@ -245,28 +329,27 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
 
     ``objective`` is the training loss (LE may carry a cross-batch history); ``eval_objective``
     the same loss without history, used for epoch-0 and per-epoch losses. Batches are shuffled
-    by a ``torch.Generator`` seeded with ``seed``. ``on_batch_eval(step, eval_probabilities)`` runs
+    by a ``torch.Generator`` on ``seed``'s ``batch_order`` stream (:mod:`le_ray.seeds`). ``on_batch_eval(step, eval_probabilities)`` runs
     at each mid-epoch evaluation; ``on_step(epoch, step)`` after every optimiser step.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seeds.torch_seed(seed, "batch_order"))
     grad_sq = GradSqAccumulator(train.device, objective) if track_grad_sq else None
     ctx = _EpochContext(build_optimizer(model, settings), train, eval_split, objective, settings, generator,
-                        TrainCurves(), grad_sq, on_batch_eval, on_step)
-    bs = settings.eval_batch_size
-    ctx.curves.epoch.append(0)
-    ctx.curves.train_loss.append(batched_loss(model, train, eval_objective, settings.batch_size))
-    ctx.curves.eval_loss.append(evaluate_loss(model, eval_split, eval_objective, bs))
-    log.info("%s epoch 0: train %.6f eval %.6f", objective.name, ctx.curves.train_loss[0], ctx.curves.eval_loss[0])
+                        TrainCurves(), grad_sq, on_batch_eval, on_step,
+                        guard=_NonFiniteGuard(model.embedding.num_embeddings, train.device),
+                        step_t=torch.zeros((), dtype=torch.long, device=train.device))
+    train_h = base_rate_entropy(train)
+    train_loss, train_bce = batched_loss(model, train, eval_objective, settings.batch_size, settings.amp)
+    _record(ctx.curves, model, eval_split, eval_objective, settings, 0, train_loss, normalised_entropy(train_bce, train_h))
     train_seconds, seen = 0.0, 0
     for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
-        train_loss, n = _train_epoch(model, ctx, epoch)
+        train_loss, train_bce, n = _train_epoch(model, ctx, epoch)
         train_seconds += time.perf_counter() - epoch_start
         seen += n
-        eval_loss = evaluate_loss(model, eval_split, eval_objective, bs)
-        ctx.curves.epoch.append(epoch)
-        ctx.curves.train_loss.append(train_loss)
-        ctx.curves.eval_loss.append(eval_loss)
+        _record(ctx.curves, model, eval_split, eval_objective, settings, epoch, train_loss,
+                normalised_entropy(train_bce, train_h))
+        eval_loss = ctx.curves.eval_loss[-1]
         log.info("%s epoch %d/%d: train %.6f eval %.6f (%.1f s, lr %.3g)", objective.name, epoch, settings.epochs,
                  train_loss, eval_loss, time.perf_counter() - epoch_start, ctx.optimizer.param_groups[0]["lr"])
         if settings.print_embedding_table:

@@ -20,8 +20,9 @@ import numpy as np
 import torch
 
 from le_ray import metrics
-from le_ray.config import Config, config_fingerprint, to_dict, training_for
-from le_ray.config_schema import LOSS_NAMES, TrainingSettings
+from le_ray import seeds
+from le_ray.config import Config, TrainingSettings, config_fingerprint
+from le_ray.registry import LOSS_NAMES, canonical_loss
 from le_ray.data.arrays import PreparedData, Split
 from le_ray.data.batches import TensorSplit, to_tensors
 from le_ray.data.prepare import le_base_rates
@@ -40,20 +41,28 @@ log = logging.getLogger("le_ray.trial")
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """What defines a trial. ``data_fingerprint`` ties the id to the exact prepared arrays."""
+    """What defines a trial: config, canonical loss, seed, the prepared data's fingerprint, and the loss's
+    resolved ``settings`` and ``trial_id``, both computed once when the spec is made (:meth:`make`)."""
     config: Config
     loss: str
     seed: int
     data_fingerprint: str
+    settings: TrainingSettings
+    trial_id: str
 
-    @property
-    def trial_id(self) -> str:
-        return trial_id(self.config, self.loss, self.seed, self.data_fingerprint)
+    @classmethod
+    def make(cls, cfg: Config, loss: str, seed: int, data_fingerprint: str,
+             settings: TrainingSettings | None = None) -> "TrialSpec":
+        """The spec of ``loss`` with ``seed`` on data ``data_fingerprint`` (``settings``: the config's by default)."""
+        loss = canonical_loss(loss)
+        settings = cfg.training_for(loss) if settings is None else settings
+        return cls(cfg, loss, seed, data_fingerprint, settings,
+                   trial_id(cfg, loss, seed, data_fingerprint, settings))
 
 
-def trial_id(cfg: Config, loss: str, seed: int, data_fingerprint: str) -> str:
+def trial_id(cfg: Config, loss: str, seed: int, data_fingerprint: str, settings: TrainingSettings) -> str:
     """Stable hash of everything that changes a trial's numbers (not runner or report settings)."""
-    relevant = {"model": to_dict(cfg)["model"], "training": training_for(cfg, loss), "evaluation": cfg.evaluation,
+    relevant = {"model": cfg.model, "training": settings, "evaluation": cfg.evaluation,
                 "dtype": cfg.device.dtype, "deterministic": cfg.device.deterministic,
                 "loss": loss, "seed": seed, "data": data_fingerprint}
     return f"{loss}-s{seed}-{config_fingerprint(relevant)}"
@@ -157,9 +166,9 @@ def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice
     if choice.device.type == "cpu":
         tune_host_allocator()
     configure_threads(num_threads or cfg.device.num_threads)
-    seed_all(spec.seed)
+    seed_all(seeds.torch_seed(spec.seed, "model"))
     set_determinism(cfg.device.deterministic)
-    return choice, training_for(cfg, spec.loss)
+    return choice, spec.settings
 
 
 def _node_name() -> str:
@@ -195,7 +204,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
                                         track_grad_sq=grad, on_batch_eval=on_batch_eval,
                                         on_step=on_step)
     t2 = time.perf_counter()
-    logits = predict_logits(model, eval_t, settings.eval_batch_size)
+    logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
     p = torch.sigmoid(logits.double()).cpu().numpy()
     summary, per_condition, reliability, compare, le_stats = {}, {}, {}, {}, None
     if labelled and len(split):
@@ -206,7 +215,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     test_p = None
     if keep_predictions and data.test is not None and split_name != "test":
         test_t = to_tensors(data.test.without_labels(), device=dev, dtype=dtype)
-        test_p = torch.sigmoid(predict_logits(model, test_t, settings.eval_batch_size).double()).cpu().numpy()
+        test_p = torch.sigmoid(predict_logits(model, test_t, settings.eval_batch_size, settings.amp).double()).cpu().numpy()
     t3 = time.perf_counter()
     return TrialResult(
         trial_id=spec.trial_id, loss=spec.loss, seed=spec.seed, status="ok", metrics=summary,

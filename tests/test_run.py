@@ -9,13 +9,15 @@ from matplotlib import image as mpimg
 
 import le_ray.run as run_module
 from le_ray.config import load_config
-from le_ray.run import filter_mode_of, main
+from le_ray.data.filters import filter_mode_of
+from le_ray.run import main
 
 from .sample_data import require_sample
 
 SMALL = ["--profile", "small_net", "--set", "synthetic.samples_per_condition=600", "--set", "training.epochs=1",
          "--set", "training.loss_mode=all", "--set", "training.batch_size=512",
          "--set", "training.by_loss.bce.by_source={}", "--set", "training.by_loss.localized_entropy.by_source={}",
+         "--set", "training.by_loss.focal.by_source={}",
          "--set", "plots.dpi=40"]
 LOSS_FILES = ("avg.png", "loss.png", "preds.png", "calibration.png", "reliability.png", "run_log.txt",
               "metrics.json", "per_condition.csv")
@@ -65,13 +67,13 @@ def test_filter_mode_folder_names():
 
 
 def test_empty_eval_split(tmp_path, monkeypatch):
-    original = run_module.prepare_data
+    original = run_module.prepare_with_source
 
     def empty_eval(cfg, **kw):
-        data = original(cfg, **kw)
-        return dataclasses.replace(data, eval=data.eval.take(np.zeros(0, dtype=np.int64)))
+        data, source = original(cfg, **kw)
+        return dataclasses.replace(data, eval=data.eval.take(np.zeros(0, dtype=np.int64))), source
 
-    monkeypatch.setattr(run_module, "prepare_data", empty_eval)
+    monkeypatch.setattr(run_module, "prepare_with_source", empty_eval)
     assert main([*SMALL, "--set", "training.loss_mode=both", "--output-dir", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "bce" / "synthetic" / "small" / "none" / "metrics.json").read_text())
     assert metrics["curves"]["eval_loss"] == [None, None]  # NaN, written as null
@@ -85,6 +87,7 @@ def _avazu_args(tmp_path, *extra):
             "--set", f"ctr.datasets.avazu.test_path={test}", "--set", "training.epochs=1",
             "--set", "plots.dpi=40", "--set", "training.batch_size=2048",
             "--set", "training.by_loss.bce.by_source={}", "--set", "training.by_loss.localized_entropy.by_source={}",
+         "--set", "training.by_loss.focal.by_source={}",
             "--output-dir", str(tmp_path), *extra]
 
 

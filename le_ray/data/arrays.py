@@ -8,12 +8,12 @@ mutates them in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-__all__ = ["EncodedRows", "Split", "PreparedData", "OTHER_VALUE"]
+__all__ = ["EncodedRows", "Split", "PreparedData", "PreparedMeta", "OTHER_VALUE"]
 
 #: The condition / category value that collects everything outside the kept vocabulary.
 OTHER_VALUE = "__other__"
@@ -95,6 +95,25 @@ class Split:
 
 
 @dataclass(frozen=True)
+class PreparedMeta:
+    """Small typed facts about a preparation (never a copy of the data).
+
+    ``source_rows``: rows read from the source file(s) (or generated, test hold-out included);
+    ``kept_rows``: labelled rows after the condition filter; ``labelled_rows``: after per-condition
+    balancing (what the train/eval split divides); ``seed``: the data seed; ``prepare_seconds``: wall
+    time of the whole preparation; ``stage_seconds``: the source's own stages (CTR: stats, select,
+    materialise, encode, cache...; synthetic: generate).
+    """
+
+    source_rows: int
+    kept_rows: int
+    labelled_rows: int
+    seed: int
+    prepare_seconds: float
+    stage_seconds: Mapping[str, float]
+
+
+@dataclass(frozen=True)
 class PreparedData:
     """Everything a trial needs from the data, as plain arrays plus metadata.
 
@@ -103,7 +122,7 @@ class PreparedData:
     int64 [C] and ``train_condition_rates`` float64 [C] are over the train split;
     ``true_base_rates`` float64 [C] is the mean true probability per condition of the train split
     (synthetic only). ``fingerprint`` identifies the data (source file + settings, or generator
-    settings + seed) for trial ids and caches.
+    settings + seed) for trial ids and caches; ``meta`` the small facts of :class:`PreparedMeta`.
     """
 
     source: str
@@ -122,7 +141,7 @@ class PreparedData:
     train_condition_rates: np.ndarray
     true_base_rates: np.ndarray | None
     fingerprint: str
-    info: dict[str, Any] = field(default_factory=dict)
+    meta: PreparedMeta
 
     def split(self, name: str) -> Split | None:
         """The split called ``train``, ``eval`` or ``test``."""

@@ -39,7 +39,7 @@ from le_ray.errors import DataError
 from le_ray.errors import ConfigError
 
 __all__ = ["METRIC_ALIASES", "STATS_SCHEMA", "binary_median", "filter_statistics", "resolve_mode",
-           "coerce_ids", "filter_select", "top_k_values", "mix_values", "selection_table"]
+           "coerce_ids", "filter_select", "top_k_values", "mix_values", "selection_table", "filter_mode_of"]
 
 #: Metric names accepted by ``filter.metric`` → the stats column they rank by.
 METRIC_ALIASES: dict[str, str] = {
@@ -199,3 +199,10 @@ def selection_table(stats: pl.DataFrame, selected: Sequence[str]) -> pl.DataFram
     return (stats.join(lookup, on="value", how="left")
             .with_columns(selected=pl.col("order").is_not_null())
             .select(*STATS_SCHEMA, "selected", "order").sort("value", nulls_last=True))
+
+
+def filter_mode_of(cfg) -> str:
+    """The active CTR filter's mode as an output-folder level (``none`` for synthetic data or no filter)."""
+    if cfg.data.source != "ctr":
+        return "none"
+    return resolve_mode(cfg.active_ctr.filter) or "none"

@@ -1,6 +1,6 @@
 """Synthetic per-condition CTR data: net worth and age drive a click probability per condition.
 
-Generation for condition j (one ``numpy.random.default_rng(seed)`` stream, conditions in order,
+Generation for condition j (one stream, ``le_ray.seeds.rng(seed, "generation")``, conditions in order,
 draws in this order):
 
 1. parameters, each uniform over its grid ``linspace(lo, hi, points)``: sigmoid centre ``mu_j``
@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, ndtri
 
-from le_ray.config_schema import SyntheticConfig
+from le_ray import seeds
+from le_ray.config.schema import SyntheticConfig
 from le_ray.data.arrays import EncodedRows
 
 __all__ = ["SyntheticRows", "generate_synthetic", "condition_parameters", "reweight_negatives",
@@ -110,7 +111,7 @@ def generate_synthetic(cfg: SyntheticConfig, *, seed: int, test_split: float | N
 
     ``test_split`` overrides ``cfg.test_split`` (pass 0 when ``data.use_test_set`` is false).
     """
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "generation")
     parts = [_generate_condition(rng, cfg, j) for j in range(cfg.num_conditions)]
     x_num = np.concatenate([part[1] for part in parts])
     p_true = np.concatenate([part[2] for part in parts])
@@ -142,7 +143,7 @@ def reweight_negatives(rows: EncodedRows, rate: float, *, seed: int) -> tuple[En
     """
     warnings.warn("synthetic.reweighting is deprecated and will be removed; it downsamples negatives of the "
                   "train split and weights the kept ones by R + 1", FutureWarning, stacklevel=2)
-    rng = np.random.default_rng(seed)
+    rng = seeds.rng(seed, "reweighting")
     y = rows.y
     # A random key per row; within each condition the negatives with the smallest keys are kept.
     key = rng.random(len(rows))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from le_ray.cli import exit_on_user_error
+from le_ray.cli_args import exit_on_user_error
 
 
 @exit_on_user_error

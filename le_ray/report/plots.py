@@ -32,7 +32,9 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from le_ray import registry  # noqa: E402
 from le_ray.atomic import atomic_write_with  # noqa: E402
+from le_ray.errors import ConfigError  # noqa: E402
 
 __all__ = [
     "PROB_FLOOR", "MAX_HIST_CONDITIONS", "MAX_POINT_LABELS", "save_figure",
@@ -46,7 +48,6 @@ PROB_FLOOR = 1e-7  #: probabilities ≤ 0 are drawn at this value on log axes
 MAX_HIST_CONDITIONS = 12  #: per-condition histograms draw at most this many conditions
 MAX_POINT_LABELS = 20  #: scatter points get their condition name up to this many points
 MAX_TICK_LABELS = 30  #: per-condition category axes name their ticks up to this many conditions
-LOSS_NAMES = {"bce": "BCE", "localized_entropy": "LE", "le": "LE", "focal": "focal"}
 LOSS_UNITS = "loss (nats / row)"
 
 
@@ -148,7 +149,11 @@ def _name_of(names: Sequence[str], i: int) -> str:
 
 
 def _loss_name(key: str) -> str:
-    return LOSS_NAMES.get(key, key)
+    """A registered loss name or alias → its display label; anything else (already a label) unchanged."""
+    try:
+        return registry.label(key)
+    except ConfigError:
+        return key
 
 
 def _align(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

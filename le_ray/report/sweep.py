@@ -18,7 +18,8 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from le_ray.config import Config, losses_of, resolve_config
+from le_ray.config import Config, resolve_config
+from le_ray.registry import LOSSES, label
 from le_ray.atomic import atomic_write_text, atomic_write_with
 from le_ray.report.tables import format_table, markdown_table, write_csv
 from le_ray.results import SweepStore, per_condition_frame, trials_frame
@@ -26,7 +27,6 @@ from le_ray.stats import REPEAT_METRICS, calibration_tests_from_sums, metric_tes
 
 __all__ = ["build_report", "comparison_pairs", "SweepTables", "compute_tables"]
 
-LABELS = {"bce": "BCE", "localized_entropy": "LE", "focal": "focal"}
 
 
 def comparison_pairs(losses: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -49,7 +49,7 @@ class SweepTables:
 
 
 def _pair_key(baseline: str, candidate: str) -> str:
-    return f"{LABELS[candidate]}_vs_{LABELS[baseline]}"
+    return f"{label(candidate)}_vs_{label(baseline)}"
 
 
 def _seed_deltas(trials: pl.DataFrame, baseline: str, candidate: str) -> pl.DataFrame:
@@ -110,7 +110,7 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame) ->
     rep = cfg.repeats
     tables = SweepTables(summarize_runs(trials) if trials.height else pl.DataFrame())
     present = tuple(trials["loss"].unique().to_list()) if trials.height else ()
-    for baseline, candidate in comparison_pairs(losses_of(cfg.training.loss_mode)):
+    for baseline, candidate in comparison_pairs(cfg.losses):
         if baseline not in present or candidate not in present:
             continue
         key = _pair_key(baseline, candidate)
@@ -153,15 +153,15 @@ def _plots(store_root: Path, cfg: Config, tables: SweepTables, records: list[dic
         if cond.height:
             tests = tables.metric_tests[key]
             fig = plots.plot_condition_gaps(cond, title=f"{key.replace('_', ' ')}: per-condition |mean p − rate|",
-                                            baseline=LABELS[tests["baseline"][0]],
-                                            candidate=LABELS[tests["candidate"][0]])
+                                            baseline=label(tests["baseline"][0]),
+                                            candidate=label(tests["candidate"][0]))
             written[f"condition_gaps_{key}"] = plots.save_figure(fig, out / f"condition_gaps_{key}.png", dpi=dpi)
-    losses = sorted({r["loss"] for r in records}, key=list(LABELS).index)
-    reliab = {LABELS[loss]: t for loss in losses if (t := mean_reliability(records, loss))}
+    losses = sorted({r["loss"] for r in records}, key=list(LOSSES).index)
+    reliab = {label(loss): t for loss in losses if (t := mean_reliability(records, loss))}
     if reliab:
         fig = plots.plot_reliability_diagram(reliab, title="Reliability (mean over seeds; band = min–max)")
         written["reliability"] = plots.save_figure(fig, out / "reliability.png", dpi=dpi)
-    curves = {LABELS[loss]: [r["curves"] for r in records if r["loss"] == loss] for loss in losses}
+    curves = {label(loss): [r["curves"] for r in records if r["loss"] == loss] for loss in losses}
     if any(curves.values()):
         fig = plots.plot_curves_band(curves, title="Loss curves (mean over seeds; band = min–max)")
         written["curves"] = plots.save_figure(fig, out / "loss_curves.png", dpi=dpi)
@@ -199,16 +199,16 @@ def _pair_sections(cfg: Config, tables: SweepTables, plots_written: dict[str, Pa
     rep, lines = cfg.repeats, []
     for key, tests in tables.metric_tests.items():
         baseline, candidate = tests["baseline"][0], tests["candidate"][0]
-        lines += [f"## {LABELS[candidate]} vs {LABELS[baseline]}", "",
+        lines += [f"## {label(candidate)} vs {label(baseline)}", "",
                   f"Paired Wilcoxon signed-rank over seeds ({rep.alternative}, zero_method {rep.zero_method}); "
-                  f"**delta > 0 favours {LABELS[candidate]}**. Effect size: matched-pairs rank-biserial; "
+                  f"**delta > 0 favours {label(candidate)}**. Effect size: matched-pairs rank-biserial; "
                   f"CI: {rep.bootstrap_confidence:.0%} percentile bootstrap of the mean delta "
                   f"({rep.bootstrap_samples} resamples).", "",
                   markdown_table(tests.select([c for c in _TEST_COLUMNS if c in tests.columns])), ""]
         cond = tables.condition_tests.get(key, pl.DataFrame())
         if cond.height:
             sig = int(cond["significant"].sum())
-            lines += [f"### Per-condition calibration ({LABELS[candidate]} vs {LABELS[baseline]})", "",
+            lines += [f"### Per-condition calibration ({label(candidate)} vs {label(baseline)})", "",
                       f"gap = |mean prediction − eval click rate| per condition and seed; {sig} of {cond.height} "
                       f"conditions significant at alpha {rep.per_condition_alpha} after "
                       f"{rep.per_condition_correction} correction (Holm and BH adjusted p-values both shown).", "",
@@ -224,7 +224,7 @@ def _summary_markdown(cfg: Config, manifest: dict, tables: SweepTables, status: 
                       root: Path) -> str:
     lines = [f"# le_ray sweep `{root.name}`", "",
              f"- profile: `{cfg.experiment.active}`; source: `{cfg.source_key}`; losses: "
-             f"{', '.join(LABELS[x] for x in losses_of(cfg.training.loss_mode))}",
+             f"{', '.join(label(x) for x in cfg.losses)}",
              f"- trials: {status['stored']} of {status['planned']} stored; {len(status['failed'])} failed; "
              f"seeds: {cfg.repeats.num_runs} (project.seed {cfg.project.seed}, stride {cfg.repeats.seed_stride})",
              f"- data: {manifest.get('data', {})}",

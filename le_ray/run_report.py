@@ -1,4 +1,4 @@
-"""Files of a diagnostic run (``le_ray.run``): per-loss plots/tables, comparison tables, report.md.
+"""The report half of a diagnostic run (``le_ray.run``): per-loss plots/tables, comparison tables, report.md.
 
 Every function takes the run's state (config, data, folders, results) and writes through the
 atomic writers; printing goes to stdout, which ``le_ray.run`` tees into ``run_log.txt``.
@@ -7,6 +7,7 @@ atomic writers; printing goes to stdout, which ``le_ray.run`` tees into ``run_lo
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,18 +15,47 @@ import numpy as np
 import polars as pl
 import torch
 
-from le_ray import compare
+from le_ray import compare, seeds
+from le_ray.config import Config
 from le_ray.data.batches import to_tensors
 from le_ray.model import build_model, count_parameters
-from le_ray.objectives import LOSS_LABELS
+from le_ray.registry import LOSSES
 from le_ray.report import plots
 from le_ray.atomic import atomic_write_json, atomic_write_text, atomic_write_with
 from le_ray.report.tables import format_table, markdown_table, prediction_summary, train_rate_vs_eval_prediction, \
     write_csv
+from le_ray.data.arrays import PreparedData
 from le_ray.trial import TrialResult, evaluation_split
 
-__all__ = ["filter_stats_plot", "distributions_plot", "untrained_model_report", "mid_epoch_hook", "report_loss",
+__all__ = ["RunFolders", "RunState", "filter_stats_plot", "distributions_plot", "untrained_model_report", "mid_epoch_hook", "report_loss",
            "comparison", "post_training", "write_logs"]
+
+@dataclass
+class RunFolders:
+    """Where each loss's files and the run-level comparison files go."""
+    root: Path
+    source: str
+    nn_type: str
+    filter_mode: str
+
+    def loss(self, loss: str) -> Path:
+        return self.root / LOSSES[loss].folder / self.source / self.nn_type / self.filter_mode
+
+    @property
+    def comparison(self) -> Path:
+        return self.root / "comparison" / self.source / self.nn_type / self.filter_mode
+
+
+@dataclass
+class RunState:
+    """What the steps share: config, data, folders, results per loss, figure paths."""
+    cfg: Config
+    folders: RunFolders
+    data: PreparedData | None = None
+    results: dict[str, TrialResult] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
 
 DEVICE_COUNT_FEATURES = ("device_ip_count", "device_id_count")
 
@@ -72,9 +102,10 @@ def distributions_plot(state, name: str, phase: str) -> Path:
 def untrained_model_report(state) -> dict[str, Any]:
     """Architecture, parameter count, logit/probability ranges of one batch; optional histogram plot."""
     cfg, data = state.cfg, state.data
-    torch.manual_seed(cfg.project.seed)
-    model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
-                        cat_vocab_sizes=data.cat_vocab_sizes).eval()
+    with torch.random.fork_rng(devices=[]):  # the run's own torch stream is left as it was
+        torch.manual_seed(seeds.torch_seed(cfg.project.seed, "model"))
+        model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
+                            cat_vocab_sizes=data.cat_vocab_sizes).eval()
     sample = _sample_rows(state)
     tensors = to_tensors(data.train.take(sample), device=torch.device("cpu"), dtype=torch.float32)
     with torch.no_grad():
@@ -99,7 +130,7 @@ def mid_epoch_hook(state, loss: str) -> Callable[[int, np.ndarray], None]:
 
     def on_eval(step: int, p: np.ndarray) -> None:
         fig = plots.plot_prediction_histograms(p, split.cond, list(state.data.condition_values),
-                                               title=f"{LOSS_LABELS[loss]}: eval predictions at step {step}")
+                                               title=f"{LOSSES[loss].label}: eval predictions at step {step}")
         _save(state, fig, folder, f"preds_step{step:06d}.png")
     return on_eval
 
@@ -127,7 +158,7 @@ def _eval_rows(state):
 
 
 def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, folder: Path) -> None:
-    label, data = LOSS_LABELS[loss], state.data
+    label, data = LOSSES[loss].label, state.data
     split = _eval_rows(state)
     figs = {"loss.png": plots.plot_loss_curves(result.curves, title=f"{label}: train and eval loss"),
             "preds.png": plots.plot_prediction_histograms(result.eval_predictions, split.cond,
@@ -181,7 +212,7 @@ def _test_predictions(state, loss: str, result: TrialResult, folder: Path) -> No
     print(f"{loss}: test-set predictions ({len(p)} rows, labels not used):")
     print(format_table(prediction_summary(p, test.cond, names), max_rows=state.cfg.evaluation.print_per_condition_top_k
                        or None))
-    fig = plots.plot_prediction_histograms(p, test.cond, list(names), title=f"{LOSS_LABELS[loss]}: test predictions")
+    fig = plots.plot_prediction_histograms(p, test.cond, list(names), title=f"{LOSSES[loss].label}: test predictions")
     state.figures[f"{loss}:test_preds.png"] = _save(state, fig, folder, "test_preds.png")
 
 
@@ -222,7 +253,7 @@ def comparison(state) -> None:
     write_csv(closeness, folder / "calibration_closeness.csv")
     texts = [f"|1 - calibration ratio| per loss:\n{format_table(closeness)}"]
     for baseline, candidate in pairs:
-        key = f"{LOSS_LABELS[candidate]}_vs_{LOSS_LABELS[baseline]}"
+        key = f"{LOSSES[candidate].folder}_vs_{LOSSES[baseline].folder}"
         table = compare.compare_conditions(tables, baseline=baseline, candidate=candidate, sort_by=cfg.comparison.sort_by)
         summary = compare.compare_summary(summaries, baseline=baseline, candidate=candidate)
         closer = compare.count_closer_conditions(tables, baseline=baseline, candidate=candidate)
@@ -230,8 +261,8 @@ def comparison(state) -> None:
         write_csv(summary, folder / f"summary_{key}.csv")
         texts.append(f"{key} per condition (sorted by {cfg.comparison.sort_by}):\n"
                      f"{format_table(table, max_rows=cfg.comparison.top_k or None)}\n\n{key} summary (positive "
-                     f"pct_change favours {LOSS_LABELS[candidate]}):\n{format_table(summary)}\n"
-                     f"conditions where {LOSS_LABELS[candidate]}'s |pred_mean - base_rate| is smaller: "
+                     f"pct_change favours {LOSSES[candidate].label}):\n{format_table(summary)}\n"
+                     f"conditions where {LOSSES[candidate].label}'s |pred_mean - base_rate| is smaller: "
                      f"{closer['candidate_closer']} of {closer['conditions']} (ties {closer['ties']})")
     text = "\n\n".join(texts)
     print(text)
@@ -244,10 +275,10 @@ def comparison(state) -> None:
                                                      .alias(f"calibration_ratio_{loss}")), on="condition", how="left")
         state.figures["comparison"] = _save(state, plots.plot_comparison_calibration(wide), folder,
                                             "comparison_calibration.png")
-        series = {LOSS_LABELS[k]: t for k, t in tables.items()}
+        series = {LOSSES[k].label: t for k, t in tables.items()}
         state.figures["calibration_all"] = _save(state, plots.plot_calibration_ratio(series), folder,
                                                  "calibration.png")
-        rel = {LOSS_LABELS[k]: r.reliability for k, r in state.results.items() if r.reliability}
+        rel = {LOSSES[k].label: r.reliability for k, r in state.results.items() if r.reliability}
         if cfg.plots.reliability:
             state.figures["reliability_all"] = _save(state, plots.plot_reliability_diagram(rel), folder,
                                                      "reliability.png")
@@ -265,7 +296,7 @@ def _report_markdown(state) -> str:
     lines = [f"# le_ray diagnostic run: {state.cfg.source_key} / {state.folders.nn_type} / "
              f"{state.folders.filter_mode}", ""]
     for loss, result in state.results.items():
-        lines += [f"## {LOSS_LABELS[loss]}", "", f"Evaluation split: {result.evaluation_split}; trained in "
+        lines += [f"## {LOSSES[loss].label}", "", f"Evaluation split: {result.evaluation_split}; trained in "
                   f"{result.timings['train']:.1f} s ({result.samples_per_second:,.0f} samples/s) on {result.device}.", ""]
         if result.metrics:
             lines += [markdown_table(pl.DataFrame({"metric": list(result.metrics),
