@@ -26,7 +26,7 @@ from le_ray.errors import ConfigError
 from le_ray.registry import suggest
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "Profile", "deep_merge", "read_json", "parse_set",
-           "apply_set", "profiles", "profile_names", "merge_layers"]
+           "apply_set", "profiles", "profile_names", "merge_layers", "to_plain", "training_layers", "merged_training"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "default.json"
@@ -154,3 +154,36 @@ def merge_layers(config_path: str | Path | None = None, *, profile: str | None =
     for assignment in sets:
         apply_set(data, *parse_set(assignment))
     return data
+
+
+def to_plain(value: Any) -> Any:
+    """Plain JSON data (dicts, lists, scalars) of a pydantic model, mapping or sequence."""
+    if hasattr(value, "model_dump"):
+        return to_plain(value.model_dump(mode="json"))
+    if isinstance(value, Mapping):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
+
+
+def training_layers(by_loss: Mapping[str, Any], loss: str, source_keys: tuple[str, ...]
+                    ) -> list[tuple[str, Mapping[str, Any]]]:
+    """(dotted prefix, override dict) of ``loss``'s layers that apply, general first: ``by_loss.<loss>``,
+    then the first of ``source_keys`` present under its ``by_source``."""
+    layer = dict(by_loss.get(loss, {}) or {})
+    sources = layer.pop("by_source", {}) or {}
+    out = [(f"training.by_loss.{loss}", layer)]
+    source = next((s for s in source_keys if s in sources), None)
+    if source is not None:
+        out.append((f"training.by_loss.{loss}.by_source.{source}", sources[source]))
+    return out
+
+
+def merged_training(training: Mapping[str, Any], loss: str, source_keys: tuple[str, ...],
+                    setting_keys: Iterable[str]) -> dict[str, Any]:
+    """The training settings of ``loss`` as plain data: ``training``'s ``setting_keys`` with its layers merged over."""
+    merged = {k: copy.deepcopy(training[k]) for k in setting_keys if k in training}
+    for _, layer in training_layers(to_plain(training.get("by_loss", {})), loss, source_keys):
+        merged = deep_merge(merged, layer)
+    return merged

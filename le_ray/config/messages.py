@@ -20,10 +20,18 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from le_ray.config.schema import CHECKS_ERROR
+from pydantic_core import PydanticCustomError
 from le_ray.registry import suggest
 
-__all__ = ["problems_from", "describe_value", "describe_annotation"]
+__all__ = ["problems_from", "describe_value", "describe_annotation", "checks_failed", "CHECKS_ERROR"]
+
+CHECKS_ERROR = "le_ray_checks"
+
+
+def checks_failed(problems: list[str]) -> None:
+    """Raise a section's cross-field problems (each ``"<key>: got ...; expected ..."``) at once, from a validator."""
+    if problems:
+        raise PydanticCustomError(CHECKS_ERROR, "\n".join(problems))
 
 _BOUND_WORDS = ((annotated_types.Gt, "gt", ">"), (annotated_types.Ge, "ge", ">="), (annotated_types.Lt, "lt", "<"),
                 (annotated_types.Le, "le", "<="))

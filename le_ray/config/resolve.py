@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from le_ray.config.load import deep_merge, merge_layers, parse_set
+from le_ray.config.load import deep_merge, merge_layers, parse_set, to_plain, training_layers
 from le_ray.config.messages import describe_value, problems_from
 from le_ray.config.schema import SOURCE_KEYS, TRAINING_SETTING_KEYS, Config, TrainingSettings
 from le_ray.errors import ConfigError
@@ -29,17 +29,6 @@ from le_ray.registry import LOSSES, canonical_loss, losses_of, suggest
 
 __all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
            "config_fingerprint", "Shadow", "shadowed_sets", "validate_model"]
-
-
-def to_plain(value: Any) -> Any:
-    """Plain JSON data (dicts, lists, scalars) of a model, mapping or sequence."""
-    if isinstance(value, BaseModel):
-        return to_plain(value.model_dump())
-    if isinstance(value, Mapping):
-        return {str(k): to_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_plain(v) for v in value]
-    return value
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -184,30 +173,12 @@ def load_config(config_path: str | Path | None = None, *, profile: str | None = 
 
 def source_key_candidates(cfg: Config) -> tuple[str, ...]:
     """by_source keys to look up, most specific first: (dataset, "ctr") or ("synthetic",)."""
-    return ("synthetic",) if cfg.data.source == "synthetic" else (cfg.data.ctr_dataset, "ctr")
-
-
-def _layers(by_loss: Mapping[str, Any], loss: str, candidates: tuple[str, ...]) -> list[tuple[str, Mapping]]:
-    """(dotted prefix, override dict) of ``loss``'s layers that apply, general first."""
-    layer = dict(by_loss.get(loss, {}) or {})
-    sources = layer.pop("by_source", {}) or {}
-    out = [(f"training.by_loss.{loss}", layer)]
-    source = next((s for s in candidates if s in sources), None)
-    if source is not None:
-        out.append((f"training.by_loss.{loss}.by_source.{source}", sources[source]))
-    return out
+    return cfg.source_keys
 
 
 def resolve_training(cfg: Config, loss: str) -> TrainingSettings:
-    """Settings of canonical ``loss`` on the active source: ``training.*`` with its by_loss layers merged over."""
-    merged = to_plain({k: getattr(cfg.training, k) for k in TRAINING_SETTING_KEYS})
-    for _, layer in _layers(to_plain(cfg.training.by_loss), canonical_loss(loss), source_key_candidates(cfg)):
-        merged = deep_merge(merged, layer)
-    problems: list[str] = []
-    settings = validate_model(TrainingSettings, merged, problems, f"training (loss {loss}, source {cfg.source_key})")
-    if problems:
-        raise ConfigError(problems)
-    return settings
+    """Settings of ``loss`` on the active source (see :attr:`Config.training_by_loss`)."""
+    return cfg.training_for(loss)
 
 
 class ConfigShadowWarning(UserWarning):
@@ -249,7 +220,7 @@ def shadowed_sets(data: Mapping[str, Any], sets: Iterable[str], candidates: tupl
         if parts[0] != "training" or len(parts) < 2 or parts[1] not in TRAINING_SETTING_KEYS:
             continue
         for loss in losses:
-            for prefix, layer in reversed(_layers(by_loss, loss, candidates)):
+            for prefix, layer in reversed(training_layers(by_loss, loss, candidates)):
                 found, winner = _lookup(layer, parts[1:])
                 if found:
                     if winner != value:

@@ -11,21 +11,21 @@ validator. :mod:`le_ray.config.messages` turns pydantic's errors into le_ray's o
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
-
-from le_ray.registry import LOSS_NAMES
+from le_ray.config.load import merged_training
+from le_ray.config.messages import checks_failed
+from le_ray.registry import LOSS_NAMES, canonical_loss, losses_of
 
 __all__ = ["Config", "TrainingSettings", "TrainingConfig", "DeviceConfig", "DataConfig", "SyntheticConfig",
            "CtrDatasetConfig", "FilterConfig", "ModelConfig", "RepeatsConfig", "RayConfig", "EvaluationConfig",
-           "CTR_DATASETS", "SOURCE_KEYS", "TRAINING_SETTING_KEYS", "FrozenDict", "checks_failed", "Section"]
+           "CTR_DATASETS", "SOURCE_KEYS", "TRAINING_SETTING_KEYS", "FrozenDict", "Section"]
 
 CTR_DATASETS: tuple[str, ...] = ("avazu", "criteo", "yambda")
 SOURCE_KEYS: tuple[str, ...] = ("synthetic", "ctr", *CTR_DATASETS)
-CHECKS_ERROR = "le_ray_checks"
 
 
 class FrozenDict(dict):
@@ -46,12 +46,6 @@ def _freeze(value: Any) -> Any:
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
-
-
-def checks_failed(problems: list[str]) -> None:
-    """Raise the cross-field problems of one section (each ``"<key>: got ...; expected ..."``) at once."""
-    if problems:
-        raise PydanticCustomError(CHECKS_ERROR, "\n".join(problems))
 
 
 Frozen = AfterValidator(_freeze)
@@ -405,19 +399,27 @@ class Config(Section):
     def active_ctr(self) -> CtrDatasetConfig:
         return self.ctr.datasets[self.data.ctr_dataset]
 
+    @property
+    def source_keys(self) -> tuple[str, ...]:
+        """``by_source`` keys that apply, most specific first: (dataset, "ctr") or ("synthetic",)."""
+        return ("synthetic",) if self.data.source == "synthetic" else (self.data.ctr_dataset, "ctr")
+
     @functools.cached_property
     def losses(self) -> tuple[str, ...]:
         """Canonical names of the losses ``training.loss_mode`` trains, in order."""
-        from le_ray.registry import losses_of
         return losses_of(self.training.loss_mode)
 
     @functools.cached_property
     def training_by_loss(self) -> Mapping[str, TrainingSettings]:
-        """Resolved training settings of every registered loss on the active source (computed once)."""
-        from le_ray.config.resolve import resolve_training
-        return FrozenDict({loss: resolve_training(self, loss) for loss in LOSS_NAMES})
+        """Resolved training settings of every registered loss on the active source (computed once).
+
+        ``training.*`` with ``training.by_loss.<loss>`` and then its ``by_source.<key>`` merged over;
+        every layer was validated when the config was, so this cannot fail.
+        """
+        plain = self.training.model_dump(mode="json")
+        return FrozenDict({loss: TrainingSettings.model_validate_json(json.dumps(
+            merged_training(plain, loss, self.source_keys, TRAINING_SETTING_KEYS))) for loss in LOSS_NAMES})
 
     def training_for(self, loss: str) -> TrainingSettings:
         """Settings of ``loss`` (canonical name or alias) on the active source."""
-        from le_ray.registry import canonical_loss
         return self.training_by_loss[canonical_loss(loss)]
