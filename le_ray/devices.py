@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from le_ray.config_schema import DeviceConfig
+from le_ray.config.schema import DeviceConfig
 
 __all__ = ["DeviceChoice", "select_device", "torch_dtype", "seed_all", "set_determinism", "configure_threads",
            "tune_host_allocator"]

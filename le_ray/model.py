@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from le_ray.config_schema import ModelConfig
+from le_ray.config.schema import ModelConfig
 
 __all__ = ["ConditionedLogitMLP", "build_model", "count_parameters", "ACTIVATION_LAYERS", "SparseDropout",
            "bernoulli_positions"]

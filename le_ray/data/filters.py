@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from le_ray.config_schema import FilterConfig
+from le_ray.config.schema import FilterConfig
 from le_ray.errors import DataError
 from le_ray.errors import ConfigError
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from le_ray.config_schema import CtrDatasetConfig
+from le_ray.config.schema import CtrDatasetConfig
 from le_ray.errors import DataError
 
 __all__ = [

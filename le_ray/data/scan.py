@@ -1,0 +1,372 @@
+"""Read a CTR source file: resolve it, scan it lazily, check its columns, validate its values.
+
+Everything that touches the source files lives here (the stages ``stats``, ``materialise`` and
+``normalise`` of :func:`le_ray.data.ctr.load_ctr`):
+
+1. :func:`resolve_file` turns a configured path into a :class:`SourceFile` (DataError naming the
+   config key when it is missing or empty); :func:`scan_file` is the lazy Polars scan of it, with
+   ``__row`` (the data-row index, header excluded) first; :func:`checked_scan` also checks that
+   every column the config asks for is there (DataError naming file, column and config key).
+2. :func:`prepared` adds the 0/1 label ``__y`` (null where the source value is not a valid label)
+   and the held-out flag ``__test``, and applies ``drop_na``; :func:`train_stats` is the one
+   streaming pass over the label + filter columns that gives the per-value statistics of the train
+   rows (:func:`le_ray.data.filters.filter_statistics`) and the file's row count, and checks every
+   label is 0/1.
+3. :func:`materialise` is a second streaming pass that keeps only the selected rows
+   (:func:`keep_expr`) and the needed columns, in file order; :func:`normalise` makes them ready to
+   cache and encode.
+
+Choices:
+
+* Columns the dataset kind always writes as integers (Avazu ``click``, ``hour``, ``C1``, ``C14``..;
+  Criteo ``label``; :class:`KindFacts`) are parsed as Int64 (Criteo ``I1..I13`` as Float64): about
+  half the parse cost of text. Everything else, hashed ids included, is read as text (Avazu ``id``
+  never goes through float64). A value that does not parse is reported with file, column, data row
+  and value. Missing text values become ``""``; numerics become float64, null = missing (what the
+  encoder does with them is :mod:`le_ray.data.encode`'s business); ``drop_na`` drops rows with a
+  missing numeric instead. ``hour`` must be YYMMDDHH with a real date and hour.
+* Held-out part of a single file (when the plan splits, see :mod:`le_ray.data.ctr`): data-row index
+  mod 1000 < 100 (Criteo, Avazu) or :func:`stable_hash` of (uid, item_id, timestamp) mod 1000 < 100
+  (Yambda) — those rows are left out of every train statistic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import polars as pl
+
+from le_ray.config.schema import CtrDatasetConfig
+from le_ray.data.filters import filter_statistics
+from le_ray.data.schema import (
+    CRITEO_RAW_COLUMNS, SPLIT_MODULUS, SPLIT_TEST_BELOW, DataError, DatasetSchema, FileFormat, KindFacts,
+    detect_format,
+)
+
+__all__ = ["ROW", "Y", "PART", "SourceFile", "ScanPlan", "resolve_file", "scan_file", "checked_scan", "stable_hash",
+           "prepared", "keep_expr", "train_stats", "materialise", "contiguous", "parse_hour", "hour_table",
+           "normalise"]
+
+ROW, Y, PART = "__row", "__y", "__test"
+_HASH_PRIME = 2_147_483_647          # 2**31 - 1: every intermediate stays below 2**62 in Int64
+_HASH_MULT = (1_000_003, 97_531)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file: resolved ``path``, the config ``key`` that named it, its format and labels."""
+
+    path: Path
+    key: str
+    fmt: FileFormat
+    labelled: bool
+
+    def identity(self) -> dict[str, Any]:
+        """Path, size and mtime: what decides whether a cache built from this file is still valid."""
+        st = self.path.stat()
+        return {"path": str(self.path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "fmt": self.fmt}
+
+
+class ScanPlan(Protocol):
+    """What reading needs from the plan (:class:`le_ray.data.ctr._Plan` matches it; no import of it here)."""
+
+    @property
+    def ds(self) -> CtrDatasetConfig: ...
+
+    @property
+    def schema(self) -> DatasetSchema: ...
+
+    @property
+    def train(self) -> SourceFile: ...
+
+    @property
+    def split(self) -> bool: ...
+
+    @property
+    def where(self) -> str: ...
+
+
+# --------------------------------------------------------------------------------------- resolve
+
+def resolve_file(raw: str | None, key: str, ds: CtrDatasetConfig, name: str, labelled: bool) -> SourceFile:
+    """Resolve ``raw`` against the working directory; DataError naming ``key`` if missing or empty."""
+    if raw is None:
+        raise DataError(f"{key}: not set; expected the path of the {name} file")
+    path = Path(raw).expanduser()
+    path = path if path.is_absolute() else Path.cwd() / path
+    if not path.is_file():
+        raise DataError(f"{key}: file not found: {raw!r} (resolved to {str(path)!r})")
+    if path.stat().st_size == 0:
+        raise DataError(f"{key}: file {str(path)!r} is empty (0 bytes)")
+    return SourceFile(path=path.resolve(), key=key, fmt=detect_format(path, ds.format, name), labelled=labelled)
+
+
+# ------------------------------------------------------------------------------------------ scan
+
+def _read_error(src: SourceFile, exc: Exception) -> DataError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DataError(f"{src.key}: file {str(src.path)!r} could not be read as {src.fmt}: {first}")
+
+
+def _guarded(src: SourceFile, fn: Callable[[], Any], plan: ScanPlan | None = None) -> Any:
+    """Run ``fn`` (a Polars read); turn Polars/IO errors into one DataError naming the file.
+
+    With ``plan``, a failed typed read is re-checked as text first, so the error names the
+    column, data row and value that is not a number.
+    """
+    try:
+        return fn()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        if plan is not None and src.fmt != "parquet" and isinstance(exc, pl.exceptions.PolarsError):
+            try:
+                _raise_untyped_value(plan, src)
+            except pl.exceptions.PolarsError:
+                pass  # the text re-read fails too: report the original error below
+        raise _read_error(src, exc) from exc
+
+
+def _raise_untyped_value(plan: ScanPlan, src: SourceFile) -> None:
+    """Find the first value of a typed column (int/float facts) that does not parse; DataError."""
+    facts = plan.schema.facts
+    lf = scan_file(src, plan.ds.max_rows, as_text=True)
+    names = lf.collect_schema().names()
+    typed = [(c, pl.Int64) for c in facts.int_cols if c in names] + [(c, pl.Float64) for c in facts.float_cols
+                                                                      if c in names]
+    if not typed:
+        return
+    bad = [pl.col(c).is_not_null() & pl.col(c).cast(t, strict=False).is_null() for c, t in typed]
+    hit = lf.filter(pl.any_horizontal(bad)).head(1).collect()
+    if hit.height == 0:
+        return
+    row = hit.row(0, named=True)
+    col, dtype = next((c, t) for c, t in typed if row[c] is not None
+                      and pl.Series([row[c]]).cast(t, strict=False).is_null().all())
+    expected = ("YYMMDDHH (e.g. 14102100 = 2014-10-21 00h)" if col == plan.schema.time_col
+                else "an integer" if dtype == pl.Int64 else "a number or an empty field")
+    raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, data row {row[ROW]}: got {row[col]!r}; "
+                    f"expected {expected}")
+
+
+def scan_file(src: SourceFile, max_rows: int | None = None, facts: KindFacts | None = None,
+              as_text: bool = False) -> pl.LazyFrame:
+    """Lazy scan of ``src`` with ``__row`` (int64 data-row index, header excluded) first.
+
+    Text files: the ``facts.int_cols`` / ``float_cols`` present are parsed as Int64 / Float64,
+    every other column is text (so ids never pass through float64); ``as_text`` reads all as text.
+    Parquet keeps its types. Raw Criteo uses :data:`CRITEO_RAW_COLUMNS` (without ``label`` when
+    ``src`` is unlabelled).
+    """
+    if src.fmt == "parquet":
+        lf = pl.scan_parquet(src.path, n_rows=max_rows, row_index_name=ROW)
+        return lf.with_columns(pl.col(ROW).cast(pl.Int64))
+    opts: dict[str, Any] = {"separator": "\t", "quote_char": None} if src.fmt != "csv" else {}
+    if src.fmt == "criteo_raw":
+        names = list(CRITEO_RAW_COLUMNS if src.labelled else CRITEO_RAW_COLUMNS[1:])
+        _check_raw_width(src, len(names))
+        opts.update(has_header=False, new_columns=names)
+    if facts is not None and not as_text:
+        header = _guarded(src, pl.scan_csv(src.path, infer_schema=False, n_rows=1, **opts).collect_schema).names()
+        typed = {c: pl.Int64 for c in facts.int_cols if c in header}
+        typed.update({c: pl.Float64 for c in facts.float_cols if c in header})
+        opts["schema_overrides"] = typed
+    lf = pl.scan_csv(src.path, infer_schema=False, n_rows=max_rows, row_index_name=ROW, **opts)
+    return lf.with_columns(pl.col(ROW).cast(pl.Int64))
+
+
+def _check_raw_width(src: SourceFile, expected: int) -> None:
+    with open(src.path, "rb") as fh:
+        fields = fh.readline(1 << 20).rstrip(b"\r\n").split(b"\t")
+    if len(fields) != expected:
+        raise DataError(f"{src.key}: file {str(src.path)!r} has {len(fields)} tab-separated fields on its first "
+                        f"line; raw Criteo {'train' if src.labelled else 'test'} rows have {expected}")
+
+
+def _roles(plan: ScanPlan, labelled: bool) -> dict[str, str]:
+    """File column → the config key that asks for it (for 'missing column' messages)."""
+    s, w = plan.schema, plan.where
+    roles: dict[str, str] = {}
+    for col in s.categorical_cols:
+        roles.setdefault(col, f"{w}.categorical_cols")
+    for col in s.numeric_cols:
+        roles.setdefault(col, f"{w}.numeric_cols")
+    if s.time_col:
+        roles.setdefault(s.time_col, f"{w}.derived_time")
+    for col in s.device_cols:
+        roles.setdefault(col, f"{w}.device_counters")
+    if plan.split and s.facts.split == "hash":
+        for col in s.facts.hash_cols:
+            roles.setdefault(col, f"{w}.split_test_from_train")
+    roles[s.condition_col] = f"{w}.condition_col"
+    roles.setdefault(s.filter_col, f"{w}.filter.col")
+    if labelled:
+        roles[s.label_col] = f"{w}.label_col"
+    return roles
+
+
+def checked_scan(plan: ScanPlan, src: SourceFile) -> tuple[pl.LazyFrame, pl.Schema]:
+    """Scan ``src`` and check every needed column is there (DataError naming file, column, key)."""
+    lf = scan_file(src, plan.ds.max_rows, plan.schema.facts)
+    file_schema = _guarded(src, lf.collect_schema)
+    for col, key in _roles(plan, src.labelled).items():
+        if col not in file_schema:
+            have = [c for c in file_schema.names() if c != ROW]
+            raise DataError(f"{src.key}: file {str(src.path)!r} has no column {col!r} (needed by {key}); "
+                            f"columns: {', '.join(have[:40])}")
+    return lf, file_schema
+
+
+# ------------------------------------------------------------------------------ label and split
+
+def _label_expr(schema: DatasetSchema) -> pl.Expr:
+    """0.0/1.0 label from the label column, null where the source value is not a valid label."""
+    raw = pl.col(schema.label_col)
+    if schema.positive_values is not None:
+        text = raw.cast(pl.String)
+        return pl.when(text.is_null()).then(None).otherwise(text.is_in(schema.positive_values)).cast(pl.Float64)
+    value = raw.cast(pl.Float64, strict=False)
+    return pl.when(value.is_in([0.0, 1.0])).then(value).otherwise(None)
+
+
+def stable_hash(cols: Sequence[str]) -> pl.Expr:
+    """Stable integer hash in [0, 2**31 - 1) of non-negative integer columns (Int64 arithmetic only).
+
+    Per column: h = (h·1000003 + x mod p) mod p; h ^= h // 2**15; h = h·97531 mod p, with
+    p = 2**31 - 1. Unlike ``Expr.hash`` it does not depend on the Polars version or platform.
+    """
+    h = pl.lit(0, dtype=pl.Int64)
+    for col in cols:
+        x = pl.col(col).cast(pl.Int64) % _HASH_PRIME
+        h = (h * _HASH_MULT[0] + x) % _HASH_PRIME
+        h = h.xor(h // 32768)
+        h = (h * _HASH_MULT[1]) % _HASH_PRIME
+    return h
+
+
+def _test_part_expr(schema: DatasetSchema) -> pl.Expr:
+    """True for rows of a single file that form the deterministic test part (10 %)."""
+    key = pl.col(ROW) if schema.facts.split == "row_mod" else stable_hash(schema.facts.hash_cols)
+    return (key % SPLIT_MODULUS) < SPLIT_TEST_BELOW
+
+
+def keep_expr(col: str, dtype: pl.DataType, selected: Sequence[str]) -> pl.Expr:
+    """Rows whose ``col`` (of file dtype ``dtype``) has one of the ``selected`` texts ("" = missing)."""
+    values = [v for v in selected if v != ""]
+    if dtype != pl.String:
+        values = pl.Series(values, dtype=pl.String).cast(dtype).to_list()
+    keep = pl.col(col).is_in(values)
+    return (keep | pl.col(col).is_null()) if "" in selected else keep
+
+
+def prepared(plan: ScanPlan, lf: pl.LazyFrame, src: SourceFile, split: bool) -> pl.LazyFrame:
+    """Add ``__y`` (0/1 label, null if invalid) and ``__test`` (held-out part); apply ``drop_na``."""
+    s = plan.schema
+    label = _label_expr(s) if src.labelled else pl.lit(None, dtype=pl.Float64)
+    part = _test_part_expr(s) if split else pl.lit(False)
+    lf = lf.with_columns(label.alias(Y), part.alias(PART))
+    if plan.ds.drop_na and s.numeric_cols:
+        lf = lf.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in s.numeric_cols))
+    return lf
+
+
+# ----------------------------------------------------------------------------------------- stats
+
+def _raise_bad_label(lf: pl.LazyFrame, src: SourceFile, schema: DatasetSchema) -> None:
+    bad = _guarded(src, lambda: lf.filter(pl.col(Y).is_null()).select(ROW, schema.label_col).head(1).collect())
+    row, value = bad[ROW][0], bad[schema.label_col][0]
+    expected = (f"one of the event types (positives: {list(schema.positive_values)})"
+                if schema.positive_values is not None else "0 or 1")
+    raise DataError(f"{src.key}: file {str(src.path)!r}, column {schema.label_col!r}, data row {row}: "
+                    f"got {value!r}; expected {expected}")
+
+
+def train_stats(plan: ScanPlan, lf: pl.LazyFrame) -> tuple[pl.DataFrame, int]:
+    """Per-value statistics of the train rows and the file's data-row count (both parts)."""
+    src, s = plan.train, plan.schema
+    stats = _guarded(src, lambda: filter_statistics(lf, s.filter_col, Y, by=[PART]), plan)
+    if stats["invalid"].sum() > 0:
+        _raise_bad_label(lf, src, s)
+    total = int(stats["count"].sum())
+    if total == 0:
+        raise DataError(f"{src.key}: file {str(src.path)!r} has no data rows"
+                        + (" left after drop_na" if plan.ds.drop_na else ""))
+    train = stats.filter(~pl.col(PART)).drop(PART, "invalid")
+    if train.height == 0:
+        raise DataError(f"{src.key}: file {str(src.path)!r}: every one of its {total} rows fell in the test split")
+    return train, total
+
+
+# ----------------------------------------------------------------------------------- materialise
+
+def _keep_cols(plan: ScanPlan) -> list[str]:
+    s = plan.schema
+    return list(dict.fromkeys([ROW, Y, s.condition_col, s.filter_col, *s.feature_source_cols()]))
+
+
+def materialise(plan: ScanPlan, lf: pl.LazyFrame, src: SourceFile, keep: pl.Expr | None) -> pl.DataFrame:
+    """Collect the kept rows and columns in one streaming pass, in file order."""
+    if keep is not None:
+        lf = lf.filter(keep)
+    df = _guarded(src, lambda: lf.select(*_keep_cols(plan), PART).collect(engine="streaming"), plan)
+    return contiguous(df if df[ROW].is_sorted() else df.sort(ROW))
+
+
+def contiguous(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with one chunk per column (encoding is ~2x faster), copying one column at a time."""
+    for col in df.columns:
+        if df.get_column(col).n_chunks() > 1:
+            df = df.with_columns(df.get_column(col).rechunk())
+    return df
+
+
+# ------------------------------------------------------------------------------------- normalise
+
+def _first_bad(df: pl.DataFrame, mask: pl.Series, col: str, src: SourceFile, expected: str) -> None:
+    if mask.any():
+        i = int(mask.arg_max())
+        raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, data row {df[ROW][i]}: "
+                        f"got {df[col][i]!r}; expected {expected}")
+
+
+def parse_hour(col: pl.Expr) -> pl.Expr:
+    """YYMMDDHH text → datetime (null when not exactly 8 digits or not a real date/hour)."""
+    ok = col.str.contains(r"^\d{8}$")
+    return pl.when(ok).then((col + "00").str.strptime(pl.Datetime, "%y%m%d%H%M", strict=False))
+
+
+def hour_table(values: pl.Series) -> pl.DataFrame:
+    """Distinct YYMMDDHH values (text or int) with hour-of-day, ``wd`` (Monday = 0), ``wd_hour`` (int16).
+
+    Unparsable values get nulls.
+    """
+    stamp = parse_hour(pl.col("key").cast(pl.String))
+    wd = (stamp.dt.weekday() - 1).cast(pl.Int16)
+    hour = stamp.dt.hour().cast(pl.Int16)
+    return pl.DataFrame({"key": values.unique().sort()}).with_columns(hour=hour, wd=wd, wd_hour=wd * 24 + hour)
+
+
+def normalise(plan: ScanPlan, df: pl.DataFrame, src: SourceFile) -> pl.DataFrame:
+    """Kept rows, ready to cache: missing text → ``""``, numerics float64 (null = missing), ``hour`` checked.
+
+    Raises DataError naming file, column, data row and value for a bad numeric, hour or label.
+    """
+    s = plan.schema
+    text = [c for c in dict.fromkeys([s.condition_col, s.filter_col, *s.categorical_cols, *s.device_cols])
+            if df.schema[c] == pl.String]
+    df = df.with_columns(pl.col(c).fill_null("") for c in text)
+    for col in s.numeric_cols:
+        if df[col].dtype == pl.String:
+            parsed = df[col].str.strip_chars().cast(pl.Float64, strict=False)
+            _first_bad(df, parsed.is_null() & df[col].is_not_null(), col, src, "a number or an empty field")
+            df = df.with_columns(parsed.alias(col))
+        else:
+            df = df.with_columns(pl.col(col).cast(pl.Float64))
+    if s.time_col:
+        bad = hour_table(df[s.time_col]).filter(pl.col("hour").is_null())["key"].to_list()
+        mask = df[s.time_col].is_in([v for v in bad if v is not None]) | df[s.time_col].is_null()
+        _first_bad(df, mask, s.time_col, src, "YYMMDDHH (e.g. 14102100 = 2014-10-21 00h)")
+    if src.labelled and df[Y].null_count():
+        _first_bad(df, df[Y].is_null(), s.label_col, src, "0 or 1")
+    return df.drop(PART)
