@@ -123,7 +123,7 @@ def _guarded(src: SourceFile, fn: Callable[[], Any], plan: ScanPlan | None = Non
         if plan is not None and src.fmt != "parquet" and isinstance(exc, pl.exceptions.PolarsError):
             try:
                 _raise_untyped_value(plan, src)
-            except pl.exceptions.PolarsError:
+            except (pl.exceptions.PolarsError, OSError):
                 pass  # the text re-read fails too: report the original error below
         raise _read_error(src, exc) from exc
 
