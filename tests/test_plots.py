@@ -424,3 +424,27 @@ def test_comparison_sorted_by_base_rate_with_names():
     ticks = [x.get_text() for x in fig.axes[0].get_xticklabels()]
     assert [s.split(" ")[0] for s in ticks] == [str(i) for i in order]
     assert [x.get_text() for x in fig.axes[0].get_legend().get_texts()][:3] == ["BCE", "LE", "focal"]
+
+
+def test_calibration_by_rate_draws_every_loss_with_seed_bars_and_hollow_excluded(tmp_path):
+    from matplotlib.collections import LineCollection
+
+    rows = [(loss, j, f"ad{j}", rate, ratio) for loss in ("bce", "localized_entropy")
+            for j, rate in enumerate((0.2, 0.01, 0.001)) for ratio in (0.8, 1.0, 1.5)]
+    table = pl.DataFrame(rows, orient="row", schema=["loss", "condition", "value", "base_rate", "ratio"])
+    fig = P.plot_calibration_by_rate(table, excluded=[2])
+    ax = fig.axes[0]
+    markers = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(markers) == 6  # 2 losses × 3 conditions, one median point each
+    assert sum(line.get_markerfacecolor() == "none" for line in markers) == 2  # the excluded condition, per loss
+    bars = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert bars and all(np.allclose(seg[:, 1], [0.8, 1.5]) for c in bars for seg in c.get_segments())
+    assert {t.get_text() for t in ax.texts} >= {"ad0", "ad1", "ad2 (too few clicks)"}
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    render(fig, tmp_path, "cbr.png")
+
+
+def test_condition_colors_are_stable_across_plots():
+    assert P.condition_color(3) == P.condition_color(23)
+    assert P.condition_color(3) != P.condition_color(4)
+    assert P.loss_colors(["localized_entropy", "bce"]) == P.loss_colors(["LE", "BCE"])

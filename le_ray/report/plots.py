@@ -31,6 +31,7 @@ import polars as pl  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from le_ray import registry  # noqa: E402
 from le_ray.atomic import atomic_write_with  # noqa: E402
@@ -41,7 +42,7 @@ __all__ = [
     "plot_avg_vs_train_rate", "plot_loss_curves", "plot_prediction_histograms", "plot_calibration_ratio",
     "plot_reliability_diagram", "plot_feature_distributions", "plot_le_stats", "plot_filter_stats",
     "plot_grad_sq", "plot_paired_deltas", "plot_condition_gaps", "plot_curves_band",
-    "plot_comparison_calibration",
+    "plot_comparison_calibration", "plot_calibration_by_rate", "condition_color", "loss_colors",
 ]
 
 PROB_FLOOR = 1e-7  #: probabilities ≤ 0 are drawn at this value on log axes
@@ -181,6 +182,21 @@ def _colors(k: int) -> list:
     cmap = matplotlib.colormaps["tab20"]
     order = list(range(0, 20, 2)) + list(range(1, 20, 2))
     return [cmap(order[i % 20]) for i in range(k)]
+
+
+def condition_color(condition_id: int):
+    """The colour of condition id ``condition_id`` in every plot of a run (tab20, dark shades first)."""
+    order = list(range(0, 20, 2)) + list(range(1, 20, 2))
+    return matplotlib.colormaps["tab20"](order[int(condition_id) % 20])
+
+
+_LOSS_COLORS = {"BCE": "tab:blue", "LE": "tab:orange", "focal": "tab:green"}
+
+
+def loss_colors(names: Sequence[str]) -> list:
+    """One colour per loss, the same for a loss in every plot (BCE blue, LE orange, focal green)."""
+    spare = iter(_colors(len(names) + 3)[3:])
+    return [_LOSS_COLORS.get(_loss_name(n)) or next(spare) for n in names]
 
 
 def _no_data(ax, note: str = "no data") -> None:
@@ -356,7 +372,7 @@ def plot_prediction_histograms(p: np.ndarray, conditions: np.ndarray, condition_
     edges = np.linspace(lo - 0.05, hi + 0.05, max(int(bins), 1) + 1)
     if total > 1:
         ax.hist(lp, bins=edges, histtype="stepfilled", color="0.85", label=f"all conditions (n={p.size:,})")
-    for color, cid, n in zip(_colors(ids.size), ids, counts):
+    for color, cid, n in zip([condition_color(i) for i in ids], ids, counts):
         ax.hist(lp[cond == cid], bins=edges, histtype="step", linewidth=1.5, color=color,
                 label=f"{_name_of(condition_names, int(cid))} (n={n:,})")
     ax.set_yscale("log")
@@ -384,7 +400,7 @@ def plot_calibration_ratio(series: Mapping[str, Any], *,
     floors = [_positive(_col(t, "calibration_ratio"), None) for t in tables.values()]
     floor = min([f for _, f, _ in floors] or [1e-3])
     clipped, drawn = 0, 0
-    for color, (name, t), cnt in zip(_colors(len(tables)), tables.items(), counts):
+    for color, (name, t), cnt in zip(loss_colors(list(tables)), tables.items(), counts):
         x = _col(t, "base_rate")
         y, _, n_low = _positive(_col(t, "calibration_ratio"), floor)
         ok = np.isfinite(x) & (x > 0) & np.isfinite(y)
@@ -473,7 +489,7 @@ def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliabi
         _no_data(top)
         _no_data(bottom)
         return fig
-    for color, (name, series) in zip(_colors(len(data)), data.items()):
+    for color, (name, series) in zip(loss_colors(list(data)), data.items()):
         if series[0].size:
             _draw_reliability(top, bottom, name, color, series)
     if log_scale:
@@ -534,7 +550,7 @@ def plot_feature_distributions(x_num: np.ndarray, feature_names: Sequence[str], 
         _label(axes[0, 0], "no rows or features", "feature value", "density (1 / value unit)")
         _no_data(axes[0, 0])
         return fig
-    colors = _colors(ids.size)
+    colors = [condition_color(i) for i in ids]
     for j, ax in enumerate(axes.flat):
         if j >= n_feat:
             ax.set_visible(False)
@@ -879,4 +895,72 @@ def plot_comparison_calibration(table: Any, *,
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="ratio = 1 (calibrated)")
     ax.grid(True, axis="y", alpha=0.3)
     _legend(ax)
+    return fig
+
+
+# --------------------------------------------------------------------------- the rare-ad picture
+
+
+def _seed_summary(values: np.ndarray) -> tuple[float, float, float]:
+    """(median, min, max) of the finite, positive per-seed ratios of one condition (NaN when none)."""
+    v = values[np.isfinite(values) & (values > 0)]
+    if not v.size:
+        return (math.nan,) * 3
+    return float(np.median(v)), float(v.min()), float(v.max())
+
+
+def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), reference: str = "base rate",
+                             title: str = "Calibration by base rate") -> Figure:
+    """Per condition and loss: calibration ratio (mean prediction / rate, log; 1 = calibrated) vs base rate (log).
+
+    ``table``: long table with columns loss, condition, value, base_rate and ratio, one row per
+    seed × loss × condition. Each point is the median over seeds, its bar the min–max over seeds;
+    losses are offset slightly along x so their bars do not overlap; points are labelled by the
+    condition's value; conditions in ``excluded`` (too few clicks to test) are drawn hollow.
+    """
+    t = _as_table(table)
+    fig, axes = _figure(11, 7)
+    ax = axes[0, 0]
+    _label(ax, title, f"{reference} of the condition (probability, log)",
+           f"calibration ratio = mean prediction / {reference} (log; 1 = calibrated)")
+    if not _rows(t):
+        _no_data(ax)
+        return fig
+    losses = list(dict.fromkeys(str(x) for x in t["loss"]))
+    cond, rate, ratio = _col(t, "condition"), _col(t, "base_rate"), _col(t, "ratio")
+    values = [str(v) for v in t["value"]] if "value" in t else [str(int(c)) for c in cond]
+    ids = np.unique(cond[np.isfinite(cond)]).astype(int)
+    shifts = np.exp(np.linspace(-0.08, 0.08, len(losses))) if len(losses) > 1 else [1.0]
+    for color, loss, shift in zip(loss_colors(losses), losses, shifts):
+        for j in ids:
+            rows = (np.asarray(t["loss"]).astype(str) == loss) & (cond == j)
+            mid, lo, hi = _seed_summary(ratio[rows])
+            x = float(np.nanmean(rate[rows])) * shift
+            if not (np.isfinite(mid) and x > 0):
+                continue
+            hollow = int(j) in set(excluded)
+            ax.errorbar([x], [mid], yerr=[[mid - lo], [hi - mid]], fmt="o", color=color, markersize=7,
+                        markerfacecolor="none" if hollow else color, capsize=3, alpha=0.9)
+    for j in ids:
+        rows = cond == j
+        x, y = float(np.nanmean(rate[rows])), float(np.nanmedian(ratio[rows]))
+        if np.isfinite(x) and np.isfinite(y) and x > 0 and y > 0 and ids.size <= MAX_POINT_LABELS:
+            name = values[int(np.flatnonzero(rows)[0])]
+            ax.annotate(name + (" (too few clicks)" if int(j) in set(excluded) else ""), (x, y), xytext=(6, 6),
+                        textcoords="offset points", fontsize=8)
+    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # ratios read as 0.5, 1, 2 rather than 5×10⁻¹
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+    ax.grid(True, which="both", alpha=0.3)
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=_loss_name(n))
+               for c, n in zip(loss_colors(losses), losses)]
+    handles += [Line2D([], [], color="0.3", linestyle="--", label="calibrated (ratio 1)"),
+                Line2D([], [], marker="o", linestyle="", color="0.4", markerfacecolor="none",
+                       label="excluded: too few clicks to test")]
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.text(0.0, -0.1, "point = median over seeds, bar = min–max over seeds", transform=ax.transAxes, fontsize=8,
+            color="0.35")
     return fig
