@@ -1,13 +1,4 @@
-"""``le-ray`` console script: subcommands mirror the modules (each also runs as ``python -m``).
-
-    le-ray config show [--config F] [--profile P] [--set k=v ...]   resolved config as JSON
-    le-ray config profiles                                          profile names
-    le-ray prepare  ...   = python -m le_ray.prepare        (data pipeline alone, per-condition table)
-    le-ray run      ...   = python -m le_ray.run            (one diagnostic run per loss)
-    le-ray repeats  ...   = python -m le_ray.repeats        (the Ray sweep; the main job)
-    le-ray report DIR     = python -m le_ray.report          (rebuild a sweep's report from stored trials)
-    le-ray compare A B    = python -m le_ray.compare_runs    (BCE-vs-LE tables from two stored runs)
-"""
+"""The ``le-ray`` console script: one command per runner (each also runs as ``python -m <module>``)."""
 
 from __future__ import annotations
 
@@ -17,46 +8,82 @@ import json
 import sys
 from typing import Sequence
 
-from le_ray.cli_args import add_config_arguments, config_from_args, exit_on_user_error
-from le_ray.config import profile_names, to_dict
+from le_ray.cli_args import add_config_arguments, command_parser, config_from_args, exit_on_user_error
+from le_ray.commands import COMMANDS
+from le_ray.config import profiles, read_json, to_dict, to_plain
+from le_ray.registry import LOSSES, suggest
+from le_ray.version import version_string
 
-__all__ = ["main"]
+__all__ = ["main", "top_parser", "config_main"]
 
-_SUBCOMMANDS = {
-    "prepare": "le_ray.prepare",
-    "run": "le_ray.run",
-    "repeats": "le_ray.repeats",
-    "report": "le_ray.report.__main__",
-    "compare": "le_ray.compare_runs",
-}
+DESCRIPTION = ("Train click-through-rate models with Localized Entropy, BCE or focal loss, repeat every "
+               "(seed x loss) trial as a Ray task, and answer with paired statistics and per-ad calibration tests.")
+
+
+def top_parser() -> argparse.ArgumentParser:
+    width = max(len(n) for n in COMMANDS)
+    listing = "\n".join(f"  {name:<{width}}  {c.summary}" for name, c in COMMANDS.items())
+    epilog = (f"commands:\n{listing}\n\n`le-ray help <command>` (or `le-ray <command> --help`) shows a command's "
+              "options, examples and environment variables.\n\nexamples:\n  le-ray repeats\n      the quickstart "
+              "sweep (local Ray, embedded synthetic data)\n  le-ray config profiles\n      every profile and what it "
+              "is for")
+    parser = argparse.ArgumentParser(prog="le-ray", description=DESCRIPTION, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     usage="le-ray [--version] [--help] <command> [options]")
+    parser.add_argument("--version", action="version", version=version_string())
+    return parser
+
+
+def _config_parser() -> argparse.ArgumentParser:
+    parser = command_parser("config")
+    parser.add_argument("action", choices=["show", "profiles"],
+                        help="show: the resolved config as JSON; profiles: every profile with its description")
+    add_config_arguments(parser)
+    parser.add_argument("--effective", action="store_true",
+                        help="with show: print each trained loss's resolved training settings instead")
+    return parser
+
+
+def _print_profiles(config_path: str | None) -> None:
+    found = profiles(read_json(config_path) if config_path else None)
+    width = max(len(n) for n in found)
+    for name, profile in sorted(found.items()):
+        parent = f" (extends {', '.join(profile.extends)})" if profile.extends else ""
+        print(f"{name:<{width}}  {profile.description or '(no description)'}{parent}")
 
 
 @exit_on_user_error
 def config_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="le-ray config", description="Show the resolved configuration.")
-    parser.add_argument("action", choices=["show", "profiles"])
-    add_config_arguments(parser)
-    args = parser.parse_args(argv)
+    args = _config_parser().parse_args(argv)
     if args.action == "profiles":
-        print("\n".join(profile_names(args.config)))
+        _print_profiles(args.config)
         return 0
-    print(json.dumps(to_dict(config_from_args(args)), indent=2))
+    cfg = config_from_args(args)
+    shown = ({LOSSES[loss].name: to_plain(cfg.training_for(loss)) for loss in cfg.losses} if args.effective
+             else to_dict(cfg))
+    print(json.dumps(shown, indent=2))
     return 0
+
+
+def _unknown(command: str) -> int:
+    print(f"le-ray: unknown command {command!r}; expected one of {', '.join(COMMANDS)}"
+          f"{suggest(command, COMMANDS)}\n(see `le-ray --help`)", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ["config", *_SUBCOMMANDS]
-    if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__.strip())
-        return 0 if argv else 2
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        top_parser().parse_args(argv or ["--help"])
+        return 0
     command, rest = argv[0], argv[1:]
+    if command == "help":
+        return main([rest[0], "--help"]) if rest else main(["--help"])
+    if command not in COMMANDS:
+        return _unknown(command)
     if command == "config":
         return config_main(rest)
-    if command not in _SUBCOMMANDS:
-        print(f"le-ray: unknown command {command!r}; expected one of {', '.join(commands)}", file=sys.stderr)
-        return 2
-    module = importlib.import_module(_SUBCOMMANDS[command])
+    module = importlib.import_module(COMMANDS[command].module)
     return int(module.main(rest) or 0)
 
 

@@ -4,24 +4,54 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from typing import Sequence
 
-from le_ray.config import Config, load_config
+from le_ray.config import Config, Shadow, load_config, merge_layers, resolve_config, shadowed_sets
+from le_ray.commands import COMMANDS, ENVIRONMENT, Command
 from le_ray.errors import UserError
 
-__all__ = ["add_config_arguments", "config_from_args", "exit_on_user_error"]
+__all__ = ["add_config_arguments", "config_from_args", "config_and_shadows", "exit_on_user_error", "command_parser",
+           "epilog"]
+
+
+def epilog(command: Command) -> str:
+    """The examples and environment variables of ``command``, for the end of its --help."""
+    lines = ["examples:"]
+    for text, what in command.examples:
+        lines += [f"  {text}", f"      {what}"]
+    if command.environment:
+        lines.append("\nenvironment:")
+        lines += [f"  {name:<24} {ENVIRONMENT[name]}" for name in command.environment]
+    return "\n".join(lines)
+
+
+def command_parser(name: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name``: prog ``le-ray <name>``, its description, examples and environment."""
+    command = COMMANDS[name]
+    return argparse.ArgumentParser(prog=f"le-ray {name}", description=textwrap.fill(command.description, 100),
+                                   epilog=epilog(command),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The config options every subcommand shares."""
     parser.add_argument("--config", metavar="FILE", help="JSON config merged over configs/default.json")
-    parser.add_argument("--profile", metavar="NAME", help="experiment.definitions entry to apply")
+    parser.add_argument("--profile", metavar="NAME", help="a profile (configs/profiles/NAME.json or the config "
+                        "file's experiment.definitions.NAME); list them with `le-ray config profiles`")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a dotted key; VALUE is parsed as JSON, else used as a string (repeatable)")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, profile=args.profile, sets=args.sets)
+
+
+def config_and_shadows(args: argparse.Namespace) -> tuple[Config, list[Shadow]]:
+    """The config of the parsed arguments and the ``--set`` keys a more specific key shadows (for the audit)."""
+    data = merge_layers(args.config, profile=args.profile, sets=args.sets)
+    cfg = resolve_config(data)
+    return cfg, shadowed_sets(data, args.sets, cfg.source_keys, cfg.losses)
 
 
 def exit_on_user_error(func):

@@ -8,7 +8,6 @@ and prints them — the earlier system's ad-id comparison script, without retrai
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Sequence
 import polars as pl
 
 from le_ray import compare
-from le_ray.cli_args import exit_on_user_error
+from le_ray.cli_args import command_parser, exit_on_user_error
 from le_ray.atomic import atomic_write_text
 from le_ray.report.tables import format_table, write_csv
 
@@ -38,11 +37,13 @@ def load_run(folder: str | Path) -> tuple[str, pl.DataFrame, dict[str, float]]:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="le-ray compare", description=__doc__.splitlines()[0])
-    parser.add_argument("baseline", help="run folder of the baseline loss (e.g. BCE)")
-    parser.add_argument("candidate", help="run folder of the candidate loss (e.g. LE)")
+    parser = command_parser("compare")
+    parser.add_argument("baseline", help="loss folder of the baseline run (e.g. output/<run>/bce/synthetic/small/none)")
+    parser.add_argument("candidate", help="loss folder of the candidate run (e.g. output/<run>/le/synthetic/small/none)")
     parser.add_argument("--out", default="comparison", help="folder for the tables (default ./comparison)")
-    parser.add_argument("--sort-by", default="base_rate", choices=compare.SORT_KEYS)
+    parser.add_argument("--sort-by", default="base_rate", choices=compare.SORT_KEYS,
+                        help="row order of the per-condition table: base_rate (descending), or the largest "
+                             "|difference| in calibration ratio (abs_delta_calibration) or LE ratio (abs_delta_le_ratio)")
     args = parser.parse_args(argv)
     base_loss, base_table, base_summary = load_run(args.baseline)
     cand_loss, cand_table, cand_summary = load_run(args.candidate)

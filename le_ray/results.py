@@ -2,15 +2,20 @@
 
 Layout::
 
-    config.resolved.json     the resolved config of the latest (re)run
-    manifest.json            versions, git commit, data fingerprint, cluster resources, planned trials
+    config.resolved.json     the resolved config the sweep was created with (never overwritten)
+    config.history/NNN.json  the resolved config, command line and time of every (re)run, oldest first
+    manifest.json            versions, git commit, data fingerprint, cluster resources, the audit and the
+                             trials planned by the latest run
     trials/<trial_id>.json   one finished trial (written atomically as it arrives)
     failures/<trial_id>.json a trial that failed after its retries (traceback); retried on resume
     trials.parquet           one row per trial: seed, loss, every metric, seconds, node, device
     per_condition.parquet    one row per trial × condition
 
 Resume: a trial whose file exists is not run again; a crashed driver rerun with the same name
-finishes only what is missing. Only complete trial files exist (temp + rename), so a kill at any
+finishes only what is missing. A folder belongs to one config: a rerun whose trial-relevant keys
+(:data:`TRIAL_KEYS`) differ is refused, naming each key old → new; ``--extend`` allows only changes that
+add trials (:data:`EXTEND_KEYS`: more seeds, more losses) and keep every stored trial valid. Other keys
+(Ray, output, report and statistics settings) may change freely; each run is kept in config.history. Only complete trial files exist (temp + rename), so a kill at any
 moment never leaves a trial file that a resume would wrongly trust.
 """
 
@@ -19,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -30,10 +34,19 @@ from typing import Any, Iterable
 import polars as pl
 
 from le_ray import __version__
+from le_ray.version import git_commit
 from le_ray.atomic import atomic_write_json, check_writable
 from le_ray.errors import ResultsError
 
-__all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest"]
+__all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest", "TRIAL_KEYS",
+           "EXTEND_KEYS", "ConfigChange", "config_changes", "check_resume", "nearest_writable"]
+
+#: Config keys (dotted prefixes) that change what a trial computes or which data it sees.
+TRIAL_KEYS = ("project.seed", "data.", "synthetic.", "ctr.", "model.", "training.", "evaluation.", "device.dtype",
+              "device.deterministic", "repeats.seed_stride", "repeats.resample_data")
+#: Trial-relevant keys whose change only adds (or drops) whole trials: every stored trial stays valid.
+EXTEND_KEYS = ("repeats.num_runs", "training.loss_mode")
+_NOT_TRIAL = ("evaluation.print_per_condition_top_k",)
 
 _PACKAGES = ("torch", "ray", "numpy", "polars", "pandas", "scipy", "scikit-learn", "matplotlib", "pyarrow")
 
@@ -61,16 +74,64 @@ def resolve_results_dir(cli_value: str | None, config_value: str) -> Path:
     return path.resolve()
 
 
-def _git_commit() -> str | None:
-    """HEAD of the checkout le_ray runs from, or ``$LE_RAY_GIT_COMMIT`` (set by jobs/submit.sh)."""
-    if os.environ.get("LE_RAY_GIT_COMMIT"):
-        return os.environ["LE_RAY_GIT_COMMIT"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+def nearest_writable(path: Path) -> Path:
+    """``path``'s nearest existing ancestor, proved writable without creating anything (pre-flight)."""
+    probe = Path(path).resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ResultsError(f"results folder {str(path)!r} cannot be created: {str(probe)!r} is "
+                           f"{'not a folder' if not probe.is_dir() else 'not writable'}")
+    return probe
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """One dotted key whose value differs between a sweep folder's config and the new run's."""
+    key: str
+    old: Any
+    new: Any
+
+    @property
+    def trial_relevant(self) -> bool:
+        return self.key.startswith(TRIAL_KEYS + EXTEND_KEYS) and not self.key.startswith(_NOT_TRIAL)
+
+    @property
+    def extends(self) -> bool:
+        return self.key.startswith(EXTEND_KEYS)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {json.dumps(self.old)} -> {json.dumps(self.new)}"
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: data}
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ConfigChange]:
+    """Every leaf key whose value differs between two resolved configs (plain JSON data)."""
+    a, b = _flatten(old), _flatten(new)
+    return [ConfigChange(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def check_resume(folder: Path, old: dict[str, Any], new: dict[str, Any], *, extend: bool) -> list[ConfigChange]:
+    """Refuse (ResultsError) a rerun of ``folder`` whose trial-relevant config differs; returns the changes."""
+    changes = config_changes(old, new)
+    relevant = [c for c in changes if c.trial_relevant]
+    blocking = [c for c in relevant if not (extend and c.extends)]
+    if blocking:
+        lines = "\n".join(f"  - {c}" for c in blocking)
+        raise ResultsError(
+            f"sweep folder {str(folder)!r} holds trials of another config; these trial-relevant keys differ "
+            f"(stored -> now):\n{lines}\nnothing was run and nothing was changed. Either start a new sweep "
+            f"(--name <new name>), or, when the change only adds trials (more seeds: repeats.num_runs, more "
+            f"losses: training.loss_mode), rerun with --extend.")
+    return changes
 
 
 def environment_manifest() -> dict[str, Any]:
@@ -81,7 +142,7 @@ def environment_manifest() -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"le_ray_version": __version__, "git_commit": _git_commit(), "python": sys.version.split()[0],
+    return {"le_ray_version": __version__, "git_commit": git_commit(), "python": sys.version.split()[0],
             "platform": platform.platform(), "host": platform.node(), "packages": versions}
 
 
@@ -135,7 +196,36 @@ class SweepStore:
         path = self.root / name
         if not path.exists():
             raise ResultsError(f"{str(path)!r}: missing; is {str(self.root)!r} a le_ray sweep folder?")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ResultsError(f"{str(path)!r} cannot be read as JSON ({exc}); the sweep folder is damaged: "
+                               "restore the file or start a new sweep with --name") from None
+
+    @property
+    def history_dir(self) -> Path:
+        return self.root / "config.history"
+
+    def record_run(self, config: dict[str, Any], argv: list[str]) -> Path:
+        """Keep this run's resolved config and command line in config.history (config.resolved.json: first run only)."""
+        if not (self.root / "config.resolved.json").exists():
+            self.write_json("config.resolved.json", config)
+        number = len(list(self.history_dir.glob("*.json")))
+        return atomic_write_json(self.history_dir / f"{number:03d}.json", {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "argv": argv, "config": config})
+
+    def latest_config(self) -> dict[str, Any]:
+        """The config of the latest run (config.history), else config.resolved.json."""
+        runs = sorted(self.history_dir.glob("*.json"))
+        return self.read_json(f"config.history/{runs[-1].name}")["config"] if runs else \
+            self.read_json("config.resolved.json")
+
+    def clean_temporary_files(self) -> int:
+        """Remove ``.tmp-*`` leftovers of writes a kill interrupted (no reader trusts them); returns how many."""
+        leftovers = [p for p in self.root.rglob(".tmp-*") if p.is_file()]
+        for p in leftovers:
+            p.unlink(missing_ok=True)
+        return len(leftovers)
 
 
 def trials_frame(records: list[dict[str, Any]]) -> pl.DataFrame:

@@ -27,7 +27,9 @@ from typing import Sequence
 import torch
 
 from le_ray import __version__
-from le_ray.cli_args import add_config_arguments, config_from_args, exit_on_user_error
+from le_ray.audit import audit_experiment, audit_text
+from le_ray.cli_args import add_config_arguments, command_parser, config_and_shadows, exit_on_user_error
+from le_ray.errors import UserError
 from le_ray.config import Config, losses_of
 from le_ray.data.arrays import PreparedData
 from le_ray.data.filters import filter_mode_of
@@ -89,10 +91,12 @@ def _prepare(state: RunState) -> None:
           f"{0 if data.test is None else len(data.test)} rows; {data.num_conditions} conditions; "
           f"{len(data.numeric_features)} numeric, {len(data.categorical_features)} categorical features "
           f"({state.timings['data']:.2f} s)")
+    meta = data.meta
+    print(f"{meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, {meta.labelled_rows:,} after "
+          "balancing; stage timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in meta.stage_seconds.items()))
+    state.audit = audit_experiment(state.cfg, [data], state.shadows)
+    print(audit_text(state.audit, max_conditions=state.cfg.evaluation.print_per_condition_top_k or None))
     if ctr is not None:
-        print(f"CTR filter: {ctr.source_rows} source rows → {ctr.kept_rows} kept; timings "
-              f"{ {k: round(v, 3) for k, v in ctr.timings.items()} }")
-        print(format_table(ctr.condition_table, max_rows=state.cfg.evaluation.print_per_condition_top_k or None))
         if state.cfg.plots.enabled and state.cfg.plots.ctr_filter_stats:
             state.figures["filter_stats"] = run_outputs.filter_stats_plot(state, ctr.filter_stats)
 
@@ -137,10 +141,10 @@ def _train_losses(state: RunState) -> None:
         run_outputs.report_loss(state, loss, result)
 
 
-def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path) -> RunState:
+def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path, shadows=()) -> RunState:
     """Steps 1–13 of the module docstring; returns the state (results, figure paths)."""
     folders = RunFolders(output_root, cfg.source_key, nn_type_of(cfg), filter_mode_of(cfg))
-    state = RunState(cfg, folders)
+    state = RunState(cfg, folders, shadows=list(shadows))
     _header(state, args)
     _prepare(state)
     _diagnostics(state)
@@ -155,18 +159,31 @@ def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path) -> 
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m le_ray.run", description="One diagnostic run: train each "
-                                     "configured loss once and write plots, tables and a report.")
+    parser = command_parser("run")
     add_config_arguments(parser)
-    parser.add_argument("--output-dir", help="output root (default output.dir, 'output')")
+    parser.add_argument("--output-dir", help="where run folders go (default output.dir, 'output')")
+    parser.add_argument("--name", help="the run's folder name (default <profile>-<UTC time>); an existing one is "
+                        "refused unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true", help="reuse an existing run folder on purpose")
     return parser
+
+
+def run_folder(args: argparse.Namespace, cfg: Config) -> Path:
+    """``<output dir>/<name>``: a new folder per run; an existing one only with ``--overwrite``."""
+    name = args.name or f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    if not name or "/" in name or name in (".", ".."):
+        raise UserError(f"--name {name!r}: expected a plain folder name")
+    root = Path(args.output_dir or cfg.output.dir) / name
+    if root.exists() and any(root.iterdir()) and not args.overwrite:
+        raise UserError(f"run folder {str(root)!r} exists; choose another --name, or pass --overwrite to reuse it")
+    return check_writable(root, "output folder")
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    cfg = config_from_args(args)
-    root = check_writable(Path(args.output_dir or cfg.output.dir), "output folder")
+    cfg, shadows = config_and_shadows(args)
+    root = run_folder(args, cfg)
     tee = _Tee(sys.stdout)
     handler = logging.StreamHandler(tee)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -176,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.redirect_stdout(tee):
             started = time.perf_counter()
-            state = run_diagnostic(cfg, args, root)
+            state = run_diagnostic(cfg, args, root, shadows)
             print(f"\ndone in {time.perf_counter() - started:.1f} s; report: {state.folders.comparison / 'report.md'}")
     finally:
         logger.removeHandler(handler)

@@ -16,7 +16,8 @@ import polars as pl
 import torch
 
 from le_ray import compare, seeds
-from le_ray.config import Config
+from le_ray.audit import Audit
+from le_ray.config import Config, Shadow
 from le_ray.data.batches import to_tensors
 from le_ray.model import build_model, count_parameters
 from le_ray.registry import LOSSES
@@ -55,6 +56,8 @@ class RunState:
     results: dict[str, TrialResult] = field(default_factory=dict)
     figures: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    shadows: list[Shadow] = field(default_factory=list)
+    audit: Audit | None = None
 
 
 DEVICE_COUNT_FEATURES = ("device_ip_count", "device_id_count")

@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "le_ray"
 #: module (or package prefix) → floor; the longest matching prefix wins.
 FLOORS = {
     "le_ray": 1, "le_ray.errors": 1, "le_ray.atomic": 1, "le_ray.registry": 1, "le_ray.config": 1,
-    "le_ray.cli_args": 1, "le_ray.devices": 1, "le_ray.seeds": 1,
+    "le_ray.cli_args": 1, "le_ray.devices": 1, "le_ray.seeds": 1, "le_ray.faults": 1, "le_ray.version": 1,
+    "le_ray.commands": 1,
     "le_ray.metrics": 2, "le_ray.stats": 2, "le_ray.compare": 2,
     "le_ray.data": 3,
     "le_ray.model": 4, "le_ray.losses": 4, "le_ray.cross_batch": 4, "le_ray.objectives": 4, "le_ray.train": 4,
@@ -24,7 +25,8 @@ FLOORS = {
     "le_ray.results": 6,
     "le_ray.report": 7,
     "le_ray.report.__main__": 8, "le_ray.run": 8, "le_ray.run_report": 8, "le_ray.repeats": 8, "le_ray.prepare": 8,
-    "le_ray.compare_runs": 8, "le_ray.tune": 8, "le_ray.faults": 8, "le_ray.sweep_driver": 8,
+    "le_ray.compare_runs": 8, "le_ray.tune": 8, "le_ray.sweep_driver": 8, "le_ray.sweep_plan": 8,
+    "le_ray.echo": 8,
     "le_ray.cli": 9,
 }
 

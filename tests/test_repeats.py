@@ -17,18 +17,21 @@ import pytest
 import ray
 import torch
 
-from le_ray.config import load_config, parse_set
-from le_ray.repeats import main, plan_trials, run_sweep, sweep_seeds, warn_if_underpowered
+from le_ray.audit import audit_experiment
+from le_ray.config import load_config, parse_set, to_dict
+from le_ray.repeats import main, write_manifest
 from le_ray.report.sweep import build_report
 from le_ray.results import SweepStore
+from le_ray.sweep_driver import run_sweep
+from le_ray.sweep_plan import plan_trials, sweep_seeds
 from le_ray.trial import run_trial
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 TINY = ["synthetic.samples_per_condition=400", "training.epochs=1", "training.loss_mode=both",
         "training.by_loss.bce.by_source={}", "training.by_loss.localized_entropy.by_source={}",
-        "training.batch_size=256", "repeats.num_runs=2", "repeats.bootstrap_samples=200", "ray.cpus_per_trial=1",
-        "plots.dpi=40"]
+        "training.by_loss.focal.by_source={}", "training.batch_size=256", "repeats.num_runs=2",
+        "repeats.bootstrap_samples=200", "repeats.min_steps_per_epoch=1", "ray.cpus_per_trial=1", "plots.dpi=40"]
 
 
 def tiny_cfg(*extra):
@@ -57,13 +60,13 @@ def local_ray():
     ray.shutdown()
 
 
-def _sweep(cfg, root: Path, name: str = "s"):
+def _sweep(cfg, root: Path, name: str = "s", echo=None):
     store = SweepStore.open(root, name)
+    store.record_run(to_dict(cfg), [])
     plan = plan_trials(cfg)
     plan.done = store.finished_ids()
-    from le_ray.repeats import _write_manifest
-    _write_manifest(store, cfg, plan)
-    progress = run_sweep(cfg, store, plan, echo=lambda *a, **k: None)
+    write_manifest(store, cfg, plan, audit_experiment(cfg, plan.datasets), ray.cluster_resources())
+    progress = run_sweep(cfg, store, plan, echo=echo or (lambda *a, **k: None))
     return store, plan, progress
 
 
@@ -196,7 +199,7 @@ def test_unwritable_results_folder_refused_before_training(tmp_path, monkeypatch
     monkeypatch.setattr(repeats, "plan_trials", lambda *a, **k: pytest.fail("training data was prepared"))
     code = main(["--profile", "small_net", "--results-dir", str(blocker / "results"), "--name", "x"])
     assert code == 2
-    assert "not writable" in capsys.readouterr().err
+    assert "not a folder" in capsys.readouterr().err
 
 
 def test_relative_results_dir_refused_under_ray_job(monkeypatch, capsys):
@@ -204,11 +207,6 @@ def test_relative_results_dir_refused_under_ray_job(monkeypatch, capsys):
     code = main(["--profile", "small_net", "--results-dir", "results", "--name", "x"])
     assert code == 2
     assert "absolute --results-dir" in capsys.readouterr().err
-
-
-def test_underpowered_warning():
-    assert "0.0625" in warn_if_underpowered(load_config(sets=["repeats.num_runs=5"]), 4)
-    assert warn_if_underpowered(load_config(sets=["repeats.num_runs=15"]), 4) is None
 
 
 def test_resample_data_pairs_losses_per_seed():
@@ -223,12 +221,12 @@ def test_resample_data_pairs_losses_per_seed():
     assert len({next(iter(f)) for f in by_seed.values()}) == len(seeds)  # data differ across seeds
 
 
-def _driver(tmp_path: Path, name: str, env_extra: dict) -> subprocess.Popen:
+def _driver(tmp_path: Path, name: str, env_extra: dict, *extra: str) -> subprocess.Popen:
     config = write_tiny_config(tmp_path / "tiny.json", "repeats.num_runs=3")
     env = {**os.environ, **env_extra}
     return subprocess.Popen([sys.executable, "-m", "le_ray.repeats", "--config", str(config), "--results-dir",
-                             str(tmp_path / "res"), "--name", name], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                             str(tmp_path / "res"), "--name", name, *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _wait_for_trials(folder: Path, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
@@ -265,20 +263,31 @@ def test_driver_killed_then_rerun_resumes_to_same_report(tmp_path):
     assert ta.equals(tb)
 
 
-def test_ctrl_c_cancels_and_leaves_only_complete_trials(tmp_path):
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stop_signal_keeps_finished_trials_and_prints_the_resume_command(tmp_path, signum, code):
     if ray.is_initialized():
         ray.shutdown()
     proc = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_SLEEP": "3"})
     trials = tmp_path / "res" / "sweep" / "trials"
     _wait_for_trials(trials, 1, proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out
-    assert "interrupted: cancelled" in out
+    assert proc.returncode == code, out
+    assert "SIGTERM received" not in out and "PC: @" not in out and "Traceback" not in out
+    line = next(line for line in out.splitlines() if line.startswith("stopped ("))
+    assert " of 6 trials stored in " in line and "resume with: python -m le_ray.repeats" in line
     files = list(trials.iterdir())
     assert files and all(f.suffix == ".json" and not f.name.startswith(".tmp") for f in files)
     for f in files:
         json.loads(f.read_text())  # complete JSON
+    stored = int(line.split("): ")[1].split(" of ")[0])
+    assert stored == len(files)
+    command = line.split("resume with: ")[1].split()
+    rerun = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, timeout=300,
+                           env={k: v for k, v in os.environ.items() if not k.startswith("LE_RAY_TEST_FAULT")})
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert f"resuming: {stored} of 6" in rerun.stdout
+    assert len(list(trials.glob("*.json"))) == 6
 
 
 def _free_port() -> int:
@@ -287,6 +296,18 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _wait_for_job_agent(ray_cli: str, dash: int, env: dict, deadline: float) -> None:
+    """Poll the jobs API until a job agent answers (``ray job list`` succeeds); retry connection errors and 5xx
+    "No available agent" answers until ``deadline``."""
+    while True:
+        probe = subprocess.run([ray_cli, "job", "list", "--address", f"http://127.0.0.1:{dash}"], env=env,
+                               capture_output=True, text=True, timeout=120)
+        if probe.returncode == 0:
+            return
+        assert time.time() < deadline, f"the job agent never came up: {probe.stdout[-2000:]}{probe.stderr[-2000:]}"
+        time.sleep(1.0)
 
 
 def test_ray_job_submit_with_token_auth(tmp_path):
@@ -311,14 +332,8 @@ def test_ray_job_submit_with_token_auth(tmp_path):
         submit = [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--runtime-env",
                   "jobs/runtime_env.yaml", "--", sys.executable, "-m", "le_ray.repeats", "--config", str(config),
                   "--results-dir", str(results), "--name", "job"]
-        deadline = time.time() + 120
-        while True:  # the dashboard's job API comes up a few seconds after the head
-            done = subprocess.run(submit, env=env, cwd=repo, capture_output=True, text=True, timeout=600)
-            if done.returncode == 0 or time.time() > deadline or "succeeded" in done.stdout:
-                break
-            if "Connection" not in done.stdout + done.stderr and "connect" not in done.stdout + done.stderr:
-                break
-            time.sleep(3)
+        _wait_for_job_agent(ray_cli, dash, env, deadline=time.time() + 180)
+        done = subprocess.run(submit, env=env, cwd=repo, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert "succeeded" in done.stdout
         sweep = results / "job"
@@ -336,3 +351,163 @@ def test_ray_job_submit_with_token_auth(tmp_path):
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- reliability
+
+
+def _main_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
+    config = write_tiny_config(tmp_path / "tiny.json")
+    return ["--config", str(config), "--results-dir", str(tmp_path / "res"), "--name", name, *extra]
+
+
+def test_resume_with_another_config_is_refused_naming_the_keys(tmp_path, capsys):
+    if ray.is_initialized():
+        ray.shutdown()
+    assert main(_main_args(tmp_path, "s", "--no-report")) == 0
+    folder = tmp_path / "res" / "s"
+    config_before = (folder / "config.resolved.json").read_text()
+    trials_before = sorted(p.name for p in (folder / "trials").glob("*.json"))
+    capsys.readouterr()
+    code = main(_main_args(tmp_path, "s", "--set", "training.lr=0.5", "--set", "model.embed_dim=3",
+                           "--set", "repeats.num_runs=3"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "model.embed_dim: 4 -> 3" in err and "training.lr: 0.001 -> 0.5" in err
+    assert "repeats.num_runs: 2 -> 3" in err and "--name" in err and "--extend" in err
+    assert (folder / "config.resolved.json").read_text() == config_before
+    assert sorted(p.name for p in (folder / "trials").glob("*.json")) == trials_before
+    assert len(list((folder / "config.history").glob("*.json"))) == 1
+
+
+def test_extend_with_more_seeds_reuses_stored_trials(tmp_path, capsys):
+    if ray.is_initialized():
+        ray.shutdown()
+    assert main(_main_args(tmp_path, "s", "--no-report")) == 0
+    folder = tmp_path / "res" / "s"
+    first = {p.name: p.stat().st_mtime_ns for p in (folder / "trials").glob("*.json")}
+    assert len(first) == 4
+    capsys.readouterr()
+    assert main(_main_args(tmp_path, "s", "--set", "repeats.num_runs=3", "--extend")) == 0
+    out = capsys.readouterr().out
+    assert "resuming: 4 of 6 trials already stored" in out
+    after = {p.name: p.stat().st_mtime_ns for p in (folder / "trials").glob("*.json")}
+    assert len(after) == 6 and all(after[name] == t for name, t in first.items())  # untouched
+    assert len(list((folder / "config.history").glob("*.json"))) == 2
+    trials = pl.read_parquet(folder / "trials.parquet")
+    assert trials.height == 6 and sorted(set(trials["seed"].to_list())) == sweep_seeds(tiny_cfg("repeats.num_runs=3"))
+    assert json.loads((folder / "config.resolved.json").read_text())["repeats"]["num_runs"] == 2  # never rewritten
+
+
+def test_preflight_failures_leave_no_folder_and_start_no_ray(tmp_path, capsys, monkeypatch):
+    if ray.is_initialized():
+        ray.shutdown()
+    import le_ray.sweep_driver as driver
+
+    monkeypatch.setattr(driver, "connect_ray", lambda cfg: pytest.fail("Ray was started"))
+    missing = main(["--profile", "avazu_top6_by_count", "--set", "ctr.datasets.avazu.train_path=/nope/train.csv",
+                    "--results-dir", str(tmp_path / "res"), "--name", "a"])
+    assert missing == 2 and "ctr.datasets.avazu.train_path: file not found" in capsys.readouterr().err
+    unsound = main(_main_args(tmp_path, "b", "--set", "repeats.min_steps_per_epoch=100"))
+    err = capsys.readouterr().err
+    assert unsound == 2 and "few_steps" in err and "--allow-unsound" in err
+    assert not (tmp_path / "res").exists()
+
+
+def test_unreadable_manifest_on_resume_names_the_file(tmp_path, capsys):
+    folder = tmp_path / "res" / "s"
+    (folder / "trials").mkdir(parents=True)
+    (folder / "config.resolved.json").write_text(json.dumps(to_dict(tiny_cfg())))
+    (folder / "manifest.json").write_text("{ broken")
+    code = main(_main_args(tmp_path, "s"))
+    err = capsys.readouterr().err
+    assert code == 2 and "manifest.json" in err and "cannot be read as JSON" in err and "Traceback" not in err
+
+
+def _listening(procs) -> set[str]:
+    import psutil
+
+    addresses = set()
+    for proc in procs:
+        try:
+            addresses |= {c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return addresses
+
+
+def test_local_ray_listens_on_loopback_only(tmp_path):
+    import psutil
+
+    from le_ray.sweep_driver import connect_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    connect_ray(tiny_cfg("ray.num_cpus=2"))
+    try:
+        store, _, progress = _sweep(tiny_cfg(), tmp_path)  # workers start and serve too
+        procs = psutil.Process().children(recursive=True)
+        addresses = _listening([psutil.Process(), *procs])
+    finally:
+        ray.shutdown()
+    assert progress.done == 4 and len(procs) >= 4 and addresses
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+    assert addresses <= loopback, f"listening beyond loopback: {sorted(addresses - loopback)}"
+
+
+def test_node_removed_mid_sweep_completes_with_identical_metrics(tmp_path, monkeypatch):
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cfg = tiny_cfg("repeats.num_runs=3")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    removed: list[float] = []
+
+    def echo(text, live=False):  # after the first stored trial, take a worker node away
+        if not live and text.startswith("[") and not removed:
+            cluster.remove_node(workers[0], allow_graceful=False)
+            removed.append(time.perf_counter())
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "1")
+        disturbed, _, progress = _sweep(cfg, tmp_path, "disturbed", echo=echo)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed and progress.failed == 0 and progress.done == 6
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        calm, _, _ = _sweep(cfg, tmp_path, "calm")
+    finally:
+        ray.shutdown()
+    assert _metrics(disturbed) == _metrics(calm)
+
+
+def test_driver_killed_during_report_then_rebuilt_report_is_the_same(tmp_path):
+    if ray.is_initialized():
+        ray.shutdown()
+    proc = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_REPORT_SLEEP": "60"})
+    tables = tmp_path / "res" / "sweep" / "report" / "tables"
+    deadline = time.time() + 300
+    while not list(tables.glob("metric_tests_*.csv")):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.time() < deadline, "the report phase never started"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    folder = tmp_path / "res" / "sweep"
+    assert not (folder / "summary.md").exists()
+    rerun = _driver(tmp_path, "sweep", {})
+    out, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0 and "resuming: 6 of 6" in out, out
+    assert (folder / "summary.md").exists() and not list(folder.rglob(".tmp-*"))
+    fresh = _driver(tmp_path, "fresh", {})
+    out2, _ = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, out2
+    for table in sorted(tables.glob("*.csv")):
+        assert pl.read_csv(table).equals(pl.read_csv(tmp_path / "res" / "fresh" / "report" / "tables" / table.name)), \
+            table.name

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
-from le_ray.cli_args import exit_on_user_error
+from le_ray.cli_args import command_parser, exit_on_user_error
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="le-ray report", description="Rebuild summary.md, tables and plots of a "
-                                     "sweep folder from its stored trial files, without training.")
-    parser.add_argument("sweep_dir", help="a folder written by python -m le_ray.repeats (results/<sweep>)")
+    parser = command_parser("report")
+    parser.add_argument("sweep_dir", help="a sweep folder written by le-ray repeats (results/<sweep>)")
     args = parser.parse_args(argv)
     from le_ray.report.sweep import build_report
 

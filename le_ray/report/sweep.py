@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
+from le_ray import faults
 from le_ray.config import Config, resolve_config
 from le_ray.registry import LOSSES, label
 from le_ray.atomic import atomic_write_text, atomic_write_with
@@ -255,7 +256,7 @@ def _status(store: SweepStore, manifest: dict, records: list[dict]) -> dict[str,
 def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print) -> Path:
     """Rebuild every table, plot and ``summary.md`` of a sweep from its stored trials."""
     store = SweepStore(Path(sweep_dir).resolve())
-    cfg = resolve_config(store.read_json("config.resolved.json"))
+    cfg = resolve_config(store.latest_config())
     manifest = store.read_json("manifest.json")
     records = store.load_trials([t["trial_id"] for t in manifest.get("trials", [])])
     trials = trials_frame(records)
@@ -264,6 +265,7 @@ def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print) ->
     atomic_write_with(store.root / "per_condition.parquet", lambda tmp: per_cond.write_parquet(tmp))
     tables = compute_tables(cfg, trials, per_cond)
     _write_tables(store.root, tables)
+    faults.report_pause()
     written = _plots(store.root, cfg, tables, records) if records else {}
     status = _status(store, manifest, records)
     text = _summary_markdown(cfg, manifest, tables, status, written, store.root)

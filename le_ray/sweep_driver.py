@@ -1,0 +1,304 @@
+"""Running a sweep's trials on Ray: connect, put the data once, one task per trial, stream, stop cleanly.
+
+* Connecting: ``ray.address`` from the config, else ``"auto"`` when ``RAY_ADDRESS`` is set (as under
+  ``ray job submit``), else a new local instance bound to the loopback interface only (every gRPC
+  server, the dashboard and the agents on 127.0.0.1; see :func:`connect_ray`).
+* Tasks: one per pending trial with ``num_gpus = ray.gpus_per_trial`` (auto: 1 when the cluster has
+  GPUs), ``num_cpus = ray.cpus_per_trial``, ``max_retries``; the data object is ``ray.put`` once per
+  data seed and handed to each task by reference (the task times fetching it).
+* Streaming: ``ray.wait`` one result at a time; each finished trial is written atomically at once; a
+  trial that fails after its retries is recorded in ``failures/`` and the sweep goes on.
+* Stopping: SIGINT (Ctrl-C) and SIGTERM (``ray job stop``) take one path (:class:`StopRequested`):
+  outstanding trials are cancelled gently (``force=False``), given a bounded grace to end, and only
+  those still running are force-cancelled; trials that finished meanwhile are still stored. A second
+  signal exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+from le_ray import faults
+from le_ray.atomic import to_jsonable
+from le_ray.config import Config
+from le_ray.data.arrays import PreparedData
+from le_ray.results import SweepStore
+from le_ray.sweep_plan import SweepPlan, for_seed
+from le_ray.trial import TrialSpec
+
+__all__ = ["connect_ray", "loopback_only", "warm_up_workers", "trial_task", "run_sweep", "SweepProgress",
+           "StopRequested", "stop_on_signals", "CANCEL_GRACE_S"]
+
+log = logging.getLogger("le_ray.sweep")
+CANCEL_GRACE_S = 2.0  # `ray job stop` sends SIGKILL 3 s after SIGTERM by default
+
+
+def loopback_only() -> None:
+    """Make a new local Ray instance take 127.0.0.1 as its node address, so every server binds to loopback.
+
+    Ray resolves "localhost" to the machine's external address unless its single-machine switch
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` is off; with it off the node IP is 127.0.0.1 and the GCS,
+    raylet, workers, agents and dashboard listen there only. The variable is inherited by the
+    processes Ray starts; the already-imported constant is set too.
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def connect_ray(cfg: Config):
+    """``ray.init`` per the module docstring; returns the context (``dashboard_url`` may be empty)."""
+    import ray
+
+    if ray.is_initialized():
+        return None
+    address = cfg.ray.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+    kwargs: dict[str, Any] = {"namespace": cfg.ray.namespace, "log_to_driver": True}
+    if address is None:  # a new local instance, never a stray cluster that happens to run on this machine
+        loopback_only()
+        kwargs.update(address="local", num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus,
+                      dashboard_host=cfg.ray.dashboard_host, include_dashboard=cfg.ray.include_dashboard)
+    else:
+        kwargs["address"] = address
+    return ray.init(**kwargs)
+
+
+# --------------------------------------------------------------------------- the Ray task
+
+def trial_task(data_refs: list, spec: TrialSpec, cpus: int, fault: dict[str, str]) -> dict[str, Any]:
+    """Body of the Ray task: fetch the data, train on the GPU Ray assigned (or CPU), return the JSON record."""
+    import ray
+
+    from le_ray.trial import run_trial
+
+    logging.getLogger("le_ray").setLevel(os.environ.get("LE_RAY_TRIAL_LOG_LEVEL", "WARNING"))
+    started_at = time.time()
+    data: PreparedData = ray.get(data_refs[0])  # zero-copy from the node's object store
+    attached = time.time() - started_at
+    faults.before_trial(fault, spec.loss, spec.seed)
+    gpu_ids = list(ray.get_gpu_ids())
+    result = run_trial(data, spec, assigned_gpu_ids=gpu_ids, num_threads=cpus,
+                       on_step=faults.step_hook(fault, spec.loss, spec.seed, spec.trial_id))
+    record = result.to_record()
+    record["timings"]["attach_data"] = attached
+    context = ray.get_runtime_context()
+    record.update(gpu_ids=[str(g) for g in gpu_ids], node=context.get_node_id(), host=result.node,
+                  worker_pid=os.getpid(), started_at=started_at, finished_at=time.time(),
+                  peak_rss_bytes=_peak_rss())
+    return to_jsonable(record)
+
+
+def _peak_rss() -> int:
+    """Peak resident memory of this process in bytes (Linux ru_maxrss is in KiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _import_trial_modules() -> int:
+    """Warm-up task body: import the trial code and touch its lazy initialisations once.
+
+    Importing torch, scikit-learn, scipy and polars and running their first calls costs a new
+    worker several seconds; doing it here keeps that off the first real trial.
+    """
+    import numpy as np
+    import torch
+
+    from le_ray import metrics
+
+    rng = np.random.default_rng(0)
+    p, y = rng.random(64), (rng.random(64) < 0.5).astype(float)
+    metrics.model_summary(p, y, rng.integers(0, 2, 64))
+    layer = torch.nn.Linear(4, 1)
+    torch.optim.Adam(layer.parameters()).zero_grad()
+    layer(torch.randn(8, 4)).sum().backward()
+    return os.getpid()
+
+
+def _resources(cfg: Config) -> dict[str, Any]:
+    import ray
+
+    gpus = cfg.ray.gpus_per_trial
+    if gpus is None:  # auto: one GPU per trial when the cluster has GPUs
+        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return {"num_cpus": cfg.ray.cpus_per_trial, "num_gpus": gpus, "max_retries": cfg.ray.max_retries,
+            "retry_exceptions": cfg.ray.retry_exceptions}
+
+
+def warm_up_workers(cfg: Config, num_trials: int) -> list:
+    """Start one worker per trial slot and import the trial code there, without waiting."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    slots = max(1, min(num_trials, int(cpus // max(cfg.ray.cpus_per_trial, 1))))
+    task = ray.remote(_import_trial_modules).options(**_resources(cfg))
+    return [task.remote() for _ in range(slots)]
+
+
+# --------------------------------------------------------------------------- stopping
+
+class StopRequested(BaseException):
+    """SIGINT or SIGTERM arrived: stop the sweep cleanly (a BaseException, like KeyboardInterrupt)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """While inside: the first SIGINT/SIGTERM raises :class:`StopRequested`, a second one exits at once.
+
+    Installed after ``ray.init``, so it replaces the handler Ray's core worker puts on SIGTERM (which
+    prints a native stack trace and aborts).
+    """
+    seen: list[int] = []
+
+    def handler(signum, frame):
+        if seen:
+            os.write(2, f"\nsecond {signal.Signals(signum).name}: exiting now\n".encode())
+            os._exit(128 + signum)
+        seen.append(signum)
+        raise StopRequested(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+# --------------------------------------------------------------------------- streaming driver
+
+@dataclass
+class SweepProgress:
+    """Counts and timing for the live progress line."""
+    total: int
+    already_done: int
+    done: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.perf_counter)
+    data_refs: dict = field(default_factory=dict)
+
+    @property
+    def stored(self) -> int:
+        return self.already_done + self.done
+
+    def line(self, running: int) -> str:
+        finished = self.done + self.failed
+        elapsed = time.perf_counter() - self.started
+        remaining = self.total - self.already_done - finished
+        eta = elapsed / finished * remaining if finished else float("nan")
+        eta_text = "?" if math.isnan(eta) else f"{eta:.0f}s"
+        return (f"trials {self.stored}/{self.total} done, {running} queued or running, {self.failed} failed"
+                f" | elapsed {elapsed:.0f}s, ETA {eta_text}")
+
+
+def _trial_log_line(record: dict[str, Any], progress: SweepProgress) -> str:
+    m = record.get("metrics", {})
+    keys = [k for k in ("logloss", "ece", "roc_auc", "logratio_calib_iw") if m.get(k) is not None]
+    shown = ", ".join(f"{k} {m[k]:.5g}" for k in keys)
+    return (f"[{progress.stored}/{progress.total}] seed {record['seed']} {record['loss']}: "
+            f"{shown} ({record['timings']['total']:.1f} s, {record['device'].split(' ')[0]}, "
+            f"node {str(record.get('node'))[:8]})")
+
+
+def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str], refs: dict) -> dict[Any, TrialSpec]:
+    """``ray.put`` each data object once (into ``refs``), then one task per pending trial."""
+    import ray
+
+    refs.update({seed: ray.put(data) for seed, data in plan.data_by_seed.items()})
+    remote = ray.remote(trial_task).options(**_resources(cfg))
+    return {remote.remote([for_seed(refs, spec.seed)], spec, cfg.ray.cpus_per_trial, fault): spec
+            for spec in plan.pending}
+
+
+def _store_one(store: SweepStore, ref, spec: TrialSpec, progress: SweepProgress, echo) -> None:
+    """Write the finished trial of ``ref`` (or its failure) to the store."""
+    import ray
+
+    try:
+        record = ray.get(ref)
+    except Exception as exc:  # noqa: BLE001 - a failed trial must not stop the sweep
+        progress.failed += 1
+        store.write_failure(spec.trial_id, {"loss": spec.loss, "seed": spec.seed, "error": repr(exc),
+                                            "traceback": "".join(traceback.format_exception(exc))})
+        echo(f"trial seed {spec.seed} {spec.loss} FAILED after retries: {str(exc).splitlines()[0][:200]}")
+        return
+    store.write_trial(record)
+    progress.done += 1
+    echo(_trial_log_line(record, progress))
+
+
+def _collect(store: SweepStore, futures: dict[Any, TrialSpec], progress: SweepProgress, echo) -> None:
+    """Stream finished trials to the store as they complete (``ray.wait``, one at a time)."""
+    import ray
+
+    last_line = 0.0
+    while futures:
+        ready, _ = ray.wait(list(futures), num_returns=1, timeout=2.0)
+        for ref in ready:
+            _store_one(store, ref, futures.pop(ref), progress, echo)
+        if time.perf_counter() - last_line > 10 or ready:
+            echo(progress.line(len(futures)), live=True)
+            last_line = time.perf_counter()
+
+
+def _cancel(store: SweepStore, futures: dict[Any, TrialSpec], progress: SweepProgress, echo) -> None:
+    """Cancel outstanding trials: gently, a bounded grace, then force only what still runs; keep finished ones.
+
+    Force-cancelling a task that is completing at that moment aborts Ray's core worker, so every task
+    first gets a chance to end by itself; what Ray raises while cancelling is caught.
+    """
+    import ray
+
+    refs = list(futures)
+    for ref in refs:
+        try:
+            ray.cancel(ref, force=False)
+        except Exception:  # noqa: BLE001 - already finished or gone
+            pass
+    ready, still = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S) if refs else ([], [])
+    for ref in still:
+        try:
+            ray.cancel(ref, force=True)
+        except Exception:  # noqa: BLE001
+            pass
+    for ref in ready:  # a trial that finished before its cancellation took effect is kept
+        try:
+            store.write_trial(ray.get(ref, timeout=1.0))
+            progress.done += 1
+        except Exception:  # noqa: BLE001 - cancelled
+            pass
+
+
+def run_sweep(cfg: Config, store: SweepStore, plan: SweepPlan, *, echo: Callable[..., None]) -> SweepProgress:
+    """Run every pending trial on Ray and stream the results to ``store``.
+
+    Raises :class:`StopRequested` (after cancelling what is outstanding) when a stop signal arrives
+    inside :func:`stop_on_signals`; every finished trial file stays.
+    """
+    fault = faults.from_environment()
+    progress = SweepProgress(total=len(plan.specs), already_done=len(plan.specs) - len(plan.pending))
+    futures: dict[Any, TrialSpec] = {}
+    try:
+        futures = _submit(cfg, plan, fault, progress.data_refs)
+        _collect(store, futures, progress, echo)
+    except (StopRequested, KeyboardInterrupt):
+        _cancel(store, futures, progress, echo)
+        raise
+    return progress
