@@ -36,7 +36,8 @@ from le_ray.results import SweepStore, check_resume, environment_manifest, is_ra
 from le_ray.sweep_driver import StopRequested, connect_ray, run_sweep, stop_on_signals, warm_up_workers
 from le_ray.sweep_plan import SweepPlan, plan_trials, sweep_seeds
 
-__all__ = ["main", "preflight", "Preflight", "write_manifest", "resume_command", "DEFAULT_PROFILE"]
+__all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_manifest", "resume_command",
+           "stopped_message", "DEFAULT_PROFILE"]
 
 log = logging.getLogger("le_ray.repeats")
 DEFAULT_PROFILE = "quickstart"
@@ -76,7 +77,7 @@ class Preflight:
         return self.results_dir / self.name
 
 
-def _check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
+def check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
     """Whether ``root`` is an existing sweep to resume (refusals raise ResultsError); creates nothing."""
     nearest_writable(root)
     if not (root / "config.resolved.json").exists():
@@ -99,7 +100,7 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     name = args.name or f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     if not name or "/" in name or name in (".", ".."):
         raise ResultsError(f"--name {name!r}: expected a plain folder name")
-    resuming = _check_folder(args, cfg, results_dir / name)
+    resuming = check_folder(args, cfg, results_dir / name)
     started = time.perf_counter()
     plan = plan_trials(cfg)
     echo(f"data prepared in {time.perf_counter() - started:.1f} s ({len(plan.data_by_seed)} preparation(s))")
@@ -126,7 +127,7 @@ def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit
         "trials": [{"trial_id": s.trial_id, "loss": s.loss, "seed": s.seed} for s in plan.specs]})
 
 
-def resume_command(argv: Sequence[str], results_dir: Path, name: str) -> str:
+def resume_command(argv: Sequence[str], results_dir: Path, name: str, module: str = "le_ray.repeats") -> str:
     """The exact command that resumes this sweep: the same arguments, with its folder spelled out."""
     out, skip = [], False
     for arg in argv:
@@ -139,10 +140,11 @@ def resume_command(argv: Sequence[str], results_dir: Path, name: str) -> str:
         if arg.startswith(("--name=", "--results-dir=")) or arg in ("--no-resume",):
             continue
         out.append(arg)
-    return shlex.join(["python", "-m", "le_ray.repeats", *out, "--results-dir", str(results_dir), "--name", name])
+    return shlex.join(["python", "-m", module, *out, "--results-dir", str(results_dir), "--name", name])
 
 
-def _run(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo) -> int:
+def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo) -> int:
+    """Steps 2-4 of the module docstring for a passed pre-flight; 0 when every trial succeeded."""
     import ray
 
     cfg, plan = pre.cfg, pre.plan
@@ -183,13 +185,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre.plan.done = store.finished_ids()
     try:
         with stop_on_signals():
-            return _run(pre, store, args, echo)
+            return execute(pre, store, args, echo)
     except StopRequested as stop:
         echo.close()
-        stored = len({s.trial_id for s in pre.plan.specs} & store.finished_ids())
-        print(f"\nstopped ({stop}): {stored} of {len(pre.plan.specs)} trials stored in {store.root}; resume with: "
-              f"{resume_command(argv, pre.results_dir, pre.name)}", flush=True)
+        print(stopped_message(stop, pre, store, resume_command(argv, pre.results_dir, pre.name)), flush=True)
         return stop.exit_code
+
+
+def stopped_message(stop: StopRequested, pre: Preflight, store: SweepStore, command: str) -> str:
+    """``stopped (SIGTERM): N of M trials stored in <folder>; resume with: <command>``."""
+    stored = len({s.trial_id for s in pre.plan.specs} & store.finished_ids())
+    return (f"\nstopped ({stop}): {stored} of {len(pre.plan.specs)} trials stored in {store.root}; resume with: "
+            f"{command}")
 
 
 if __name__ == "__main__":

@@ -324,13 +324,15 @@ def _record(curves: TrainCurves, model: nn.Module, eval_split: TensorSplit | Non
 def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | None, objective: Objective,
                 eval_objective: Objective, settings: TrainingSettings, *, seed: int, track_grad_sq: bool = False,
                 on_batch_eval: Callable[[int, np.ndarray], None] | None = None,
-                on_step: Callable[[int, int], None] | None = None) -> TrainOutcome:
+                on_step: Callable[[int, int], None] | None = None,
+                on_epoch: Callable[[int, nn.Module], None] | None = None) -> TrainOutcome:
     """Train ``model`` in place for ``settings.epochs`` epochs; return curves and timings.
 
     ``objective`` is the training loss (LE may carry a cross-batch history); ``eval_objective``
     the same loss without history, used for epoch-0 and per-epoch losses. Batches are shuffled
     by a ``torch.Generator`` on ``seed``'s ``batch_order`` stream (:mod:`le_ray.seeds`). ``on_batch_eval(step, eval_probabilities)`` runs
-    at each mid-epoch evaluation; ``on_step(epoch, step)`` after every optimiser step.
+    at each mid-epoch evaluation; ``on_step(epoch, step)`` after every optimiser step; ``on_epoch(epoch, model)``
+    after each epoch's curves are recorded (``le-ray tune`` reports its metric there).
     """
     generator = torch.Generator().manual_seed(seeds.torch_seed(seed, "batch_order"))
     grad_sq = GradSqAccumulator(train.device, objective) if track_grad_sq else None
@@ -354,5 +356,7 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
                  train_loss, eval_loss, time.perf_counter() - epoch_start, ctx.optimizer.param_groups[0]["lr"])
         if settings.print_embedding_table:
             log.info("condition embedding after epoch %d:\n%s", epoch, model.embedding.weight.detach().cpu().numpy())
+        if on_epoch is not None:
+            on_epoch(epoch, model)
     return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, [g["lr"] for g in ctx.optimizer.param_groups],
                         grad_sq.result() if grad_sq is not None else None)

@@ -177,7 +177,7 @@ def _node_name() -> str:
 
 def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence[int | str] | None = None,
               num_threads: int | None = None, keep_predictions: bool = False, keep_model: bool = False,
-              track_grad_sq: bool | None = None, on_batch_eval=None, on_step=None) -> TrialResult:
+              track_grad_sq: bool | None = None, on_batch_eval=None, on_step=None, on_epoch=None) -> TrialResult:
     """Train ``spec.loss`` with ``spec.seed`` on ``data`` and evaluate on ``evaluation.split``.
 
     ``assigned_gpu_ids``: the GPU ids Ray gave the task (None outside Ray; empty → CPU).
@@ -202,7 +202,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     t1 = time.perf_counter()
     outcome: TrainOutcome = train_model(model, train_t, eval_t, make(True), make(False), settings, seed=spec.seed,
                                         track_grad_sq=grad, on_batch_eval=on_batch_eval,
-                                        on_step=on_step)
+                                        on_step=on_step, on_epoch=on_epoch)
     t2 = time.perf_counter()
     logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
     p = torch.sigmoid(logits.double()).cpu().numpy()

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from le_ray.config.load import deep_merge, merge_layers, parse_set, to_plain, training_layers
 from le_ray.config.messages import describe_value, problems_from
-from le_ray.config.schema import SOURCE_KEYS, TRAINING_SETTING_KEYS, Config, TrainingSettings
+from le_ray.config.schema import SOURCE_KEYS, SPACE_KINDS, TRAINING_SETTING_KEYS, Config, TrainingSettings
 from le_ray.errors import ConfigError
 from le_ray.registry import LOSSES, canonical_loss, losses_of, suggest
 
@@ -52,14 +52,33 @@ def validate_model(model: type[BaseModel], data: Any, problems: list[str], prefi
 
 
 def _normalise_loss_keys(data: dict[str, Any]) -> None:
-    """Accept aliases (``le``) as keys of ``training.by_loss`` by renaming them to the canonical name."""
-    by_loss = data.get("training", {}).get("by_loss")
-    if not isinstance(by_loss, dict):
-        return
-    for key in list(by_loss):
-        lookup = {alias: info.name for info in LOSSES.values() for alias in info.aliases}
-        if key in lookup:
-            by_loss[lookup[key]] = deep_merge(by_loss.get(lookup[key], {}), by_loss.pop(key))
+    """Accept aliases (``le``) as keys of ``training.by_loss`` and ``tune.space`` (renamed to the canonical name)."""
+    lookup = {alias: info.name for info in LOSSES.values() for alias in info.aliases}
+    for section, key in (("training", "by_loss"), ("tune", "space")):
+        table = (data.get(section) or {}).get(key)
+        if not isinstance(table, dict):
+            continue
+        for name in list(table):
+            if name in lookup and isinstance(table[name], dict):
+                table[lookup[name]] = deep_merge(table.get(lookup[name], {}), table.pop(name))
+
+
+def _flatten_space(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"focal": {"gamma": {"uniform": [..]}}}`` → ``{"focal.gamma": {"uniform": [..]}}`` (what --set writes)."""
+    if isinstance(node, dict) and node and not (len(node) == 1 and next(iter(node)) in SPACE_KINDS):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten_space(value, f"{prefix}.{key}" if prefix else key))
+        return out
+    return {prefix: node}
+
+
+def _flatten_tune_space(data: dict[str, Any]) -> None:
+    space = (data.get("tune") or {}).get("space")
+    if isinstance(space, dict):
+        for loss, keys in space.items():
+            if isinstance(keys, dict):
+                space[loss] = _flatten_space(keys)
 
 
 def _merge_ctr_defaults(data: dict[str, Any]) -> None:
@@ -143,6 +162,7 @@ def resolve_config(data: Mapping[str, Any]) -> Config:
     data = copy.deepcopy(dict(data))
     _apply_legacy_ctr_keys(data)
     _normalise_loss_keys(data)
+    _flatten_tune_space(data)
     _merge_ctr_defaults(data)
     problems: list[str] = []
     cfg = validate_model(Config, data, problems)

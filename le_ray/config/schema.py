@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from le_ray.config.load import merged_training
 from le_ray.config.messages import checks_failed
-from le_ray.registry import LOSS_NAMES, canonical_loss, losses_of
+from le_ray.registry import LOSS_NAMES, canonical_loss, losses_of, suggest
 
 __all__ = ["Config", "TrainingSettings", "TrainingConfig", "DeviceConfig", "DataConfig", "SyntheticConfig",
            "CtrDatasetConfig", "FilterConfig", "ModelConfig", "RepeatsConfig", "RayConfig", "EvaluationConfig",
@@ -352,6 +352,69 @@ class ReportConfig(Section):
         return self
 
 
+SPACE_KINDS = ("loguniform", "uniform", "choice", "int")
+
+
+def _space_problems(loss: str, key: str, spec: Any) -> list[str]:
+    """Problems of one ``tune.space.<loss>.<key>`` entry (its training key and its distribution)."""
+    where = f"space.{loss}.{key}"
+    node: Any = TrainingSettings
+    for part in key.split("."):
+        fields = node.model_fields if isinstance(node, type) and issubclass(node, BaseModel) else {}
+        if part not in fields:
+            return [f"{where}: unknown training key; expected one of {', '.join(fields)}{suggest(part, fields)}"]
+        node = fields[part].annotation
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f"{where}: {key} is a section; name one of its keys ({', '.join(node.model_fields)})"]
+    if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in SPACE_KINDS:
+        return [f"{where}: got {json.dumps(spec, default=str)}; expected one of "
+                + ", ".join(f'{{"{k}": ...}}' for k in SPACE_KINDS)]
+    kind, args = next(iter(spec.items()))
+    if kind == "choice":
+        ok = isinstance(args, (list, tuple)) and len(args) > 0
+        return [] if ok else [f"{where}.choice: got {args!r}; expected a non-empty list of values"]
+    nums = isinstance(args, (list, tuple)) and len(args) == 2 and all(
+        isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+    if not nums or not args[0] < args[1]:
+        return [f"{where}.{kind}: got {args!r}; expected [low, high] with low < high"]
+    if kind == "loguniform" and args[0] <= 0:
+        return [f"{where}.loguniform: got {list(args)}; expected low > 0"]
+    if kind == "int" and not all(float(a).is_integer() for a in args):
+        return [f"{where}.int: got {list(args)}; expected two integers"]
+    return []
+
+
+class TuneConfig(Section):
+    """``le-ray tune``: a search per loss over ``space.<loss>.<dotted training key>``, then a test sweep."""
+    space: Annotated[Mapping[str, Mapping[str, Any]], Frozen]
+    num_samples: PositiveInt
+    metric: str
+    scheduler: Literal["asha", "fifo"]
+    grace_period: PositiveInt
+    max_concurrent: PositiveInt | None
+    validation_split: Fraction
+    seed_offset: PositiveInt
+
+    @model_validator(mode="after")
+    def _checks(self) -> "TuneConfig":
+        from le_ray.glossary import METRICS
+
+        problems = []
+        for loss, keys in self.space.items():
+            if loss not in LOSS_NAMES:
+                problems.append(f"space.{loss}: unknown loss; expected one of {', '.join(LOSS_NAMES)}"
+                                f"{suggest(loss, LOSS_NAMES)}")
+                continue
+            for key, spec in keys.items():
+                problems += _space_problems(loss, key, spec)
+        ranked = [n for n, t in METRICS.items() if t.higher_is_better is not None]
+        if self.metric not in ranked:
+            problems.append(f"metric: got {json.dumps(self.metric)}; expected one of {', '.join(ranked)}"
+                            f"{suggest(self.metric, ranked)}")
+        checks_failed(problems)
+        return self
+
+
 class RayConfig(Section):
     address: str | None
     num_cpus: PositiveInt | None
@@ -387,6 +450,7 @@ class Config(Section):
     comparison: ComparisonConfig
     repeats: RepeatsConfig
     report: ReportConfig
+    tune: TuneConfig
     ray: RayConfig
     output: OutputConfig
 

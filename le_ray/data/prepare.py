@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ from le_ray.config import Config, config_fingerprint
 from le_ray.data.arrays import EncodedRows, PreparedData, PreparedMeta, Split
 from le_ray.data.synthetic import generate_synthetic, reweight_negatives
 
-__all__ = ["prepare_data", "prepare_with_source", "split_train_eval", "balance_by_condition", "standardize", "le_base_rates",
+__all__ = ["prepare_data", "prepare_with_source", "validation_split", "split_train_eval", "balance_by_condition", "standardize", "le_base_rates",
            "condition_counts"]
 
 
@@ -189,3 +189,22 @@ def prepare_with_source(cfg: Config, *, seed: int | None = None) -> tuple[Prepar
 def prepare_data(cfg: Config, *, seed: int | None = None) -> PreparedData:
     """Build the arrays every trial trains on (steps 1-5 above). ``seed`` defaults to ``project.seed``."""
     return prepare_with_source(cfg, seed=seed)[0]
+
+
+def validation_split(data: PreparedData, fraction: float, seed: int) -> PreparedData:
+    """Tuning data: ``fraction`` of the TRAIN rows (``seed``'s ``validation`` stream) become the evaluation split.
+
+    The rest stays the training split; the original evaluation and test splits are dropped, so a
+    tuning trial never sees a row the test sweep evaluates on. Per-condition train statistics are
+    recomputed on the remaining train rows; standardisation keeps the full train split's statistics.
+    """
+    n = len(data.train)
+    order = seeds.rng(seed, "validation").permutation(n)
+    n_val = int(math.floor(fraction * n))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    train = data.train.take(train_idx)
+    counts, positives, rates, true_rates = _train_rates(train, data.num_conditions)
+    fingerprint = config_fingerprint({"data": data.fingerprint, "validation": fraction, "seed": seed})
+    return replace(data, train=train, eval=data.train.take(val_idx), test=None, train_condition_counts=counts,
+                   train_condition_positives=positives, train_condition_rates=rates, true_base_rates=true_rates,
+                   fingerprint=fingerprint)

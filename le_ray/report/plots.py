@@ -43,6 +43,7 @@ __all__ = [
     "plot_reliability_diagram", "plot_feature_distributions", "plot_le_stats", "plot_filter_stats",
     "plot_grad_sq", "plot_paired_deltas", "plot_condition_gaps", "plot_curves_band",
     "plot_comparison_calibration", "plot_calibration_by_rate", "condition_color", "loss_colors",
+    "plot_tuning_curves",
 ]
 
 PROB_FLOOR = 1e-7  #: probabilities ≤ 0 are drawn at this value on log axes
@@ -963,4 +964,24 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.text(0.0, -0.1, "point = median over seeds, bar = min–max over seeds", transform=ax.transAxes, fontsize=8,
             color="0.35")
+    return fig
+
+
+def plot_tuning_curves(curves: Mapping[str, Sequence[float]], finals: Mapping[str, Sequence[float | None]], *,
+                       metric: str, title: str = "Tuning: best validation metric so far") -> Figure:
+    """Per loss: the best ``metric`` among the first k samples (line) and every sample's final value (dots)."""
+    fig, axes = _figure(10, 6)
+    ax = axes[0, 0]
+    _label(ax, title, "samples tried (in order)", f"validation {metric}")
+    if not any(len(v) for v in curves.values()):
+        _no_data(ax)
+        return fig
+    for color, (name, best) in zip(loss_colors(list(curves)), curves.items()):
+        k = np.arange(1, len(best) + 1)
+        ax.plot(k, _floats(best), color=color, linewidth=2, label=f"{_loss_name(name)}: best so far")
+        values = _floats([np.nan if v is None else v for v in finals.get(name, [])])
+        ax.scatter(np.arange(1, values.size + 1), values, color=color, s=18, alpha=0.6,
+                   label=f"{_loss_name(name)}: each sample")
+    ax.grid(True, alpha=0.3)
+    _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

@@ -1,0 +1,69 @@
+"""The tuning section of a sweep's report (``le-ray tune``): protocol, best settings, curves and spread.
+
+Reads ``tune/summary.json`` of the sweep folder (written by :mod:`le_ray.tune`); a sweep without it has
+no tuning section.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from le_ray.registry import label
+from le_ray.report.tables import markdown_table
+
+__all__ = ["load_tuning", "tuning_table", "tuning_markdown", "best_so_far"]
+
+
+def load_tuning(root: Path) -> dict[str, Any] | None:
+    path = Path(root) / "tune" / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def best_so_far(finals: list[float | None], higher_is_better: bool) -> list[float]:
+    """The best final metric among the first k samples, k = 1..n (NaN until one sample finished)."""
+    out, best = [], math.nan
+    for value in finals:
+        if value is not None and math.isfinite(value) and (math.isnan(best) or
+                                                            (value > best if higher_is_better else value < best)):
+            best = value
+        out.append(best)
+    return out
+
+
+def tuning_table(summary: dict[str, Any]) -> pl.DataFrame:
+    """One row per loss: samples, finished, best metric, min / median / max of the finals, best settings."""
+    rows = []
+    for record in summary["losses"]:
+        finals = np.array([s["final"] for s in record["samples"] if s["final"] is not None], dtype=float)
+        best = record.get("best") or {}
+        rows.append({"loss": label(record["loss"]), "samples": len(record["samples"]), "finished": int(finals.size),
+                     f"best {summary['metric']}": best.get("final"),
+                     "min": float(finals.min()) if finals.size else None,
+                     "median": float(np.median(finals)) if finals.size else None,
+                     "max": float(finals.max()) if finals.size else None,
+                     "best settings": ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                                                for k, v in (best.get("config") or {}).items())
+                     or "(no space: configured settings)"})
+    return pl.DataFrame(rows)
+
+
+def tuning_markdown(summary: dict[str, Any], plot: Path | None, root: Path) -> list[str]:
+    """The section's lines: the honest protocol, the table, the curve plot."""
+    lo, hi = summary["seed_range"]
+    lines = ["## Tuning", "",
+             f"Each loss was tuned with the same budget: {summary['num_samples']} samples of its search space, "
+             f"scheduler {summary['scheduler']}, scored by validation {summary['metric']} at the last reported "
+             f"epoch. The validation split ({summary['validation_rows']:,} rows) was carved from the train split "
+             f"(the tuning trials trained on the other {summary['train_rows']:,}); the evaluation split the tests "
+             f"below use was never seen while tuning. Tuning seeds were drawn from [{lo}, {hi}); the test seeds "
+             f"are {', '.join(map(str, summary['test_seeds']))}. The best settings of each loss were then trained "
+             "on the test seeds (next sections).", "", markdown_table(tuning_table(summary)), ""]
+    if plot is not None:
+        lines += [f"![tuning curves]({plot.relative_to(root)})", ""]
+    return lines
