@@ -45,6 +45,7 @@ import polars as pl
 from le_ray.compare import format_table
 from le_ray.config import Config, Shadow, TrainingSettings, to_plain
 from le_ray.config.load import training_layers
+from le_ray.cross_batch import history_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
 from le_ray.registry import LOSSES
@@ -166,12 +167,9 @@ def _le_rates(cfg: Config, settings: TrainingSettings, data: PreparedData) -> np
 
 
 def _capacities(cfg: Config, settings: TrainingSettings, data: PreparedData) -> np.ndarray:
-    """cap_j = clamp(ceil(A / r_j), 1, max_window) (r ≥ 1 → ceil(A); r ≤ 0 → max_window), int64 [C]."""
-    r = _le_rates(cfg, settings, data)
-    a, top = settings.cross_batch.amplification_rate, settings.cross_batch.max_window
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cap = np.where(r >= 1, math.ceil(a), np.where(r > 0, np.ceil(a / r), top))
-    return np.clip(np.nan_to_num(cap, nan=top), 1, top).astype(np.int64)
+    """The LE history's window capacity per condition (:func:`le_ray.cross_batch.history_capacities`)."""
+    return np.asarray(history_capacities(_le_rates(cfg, settings, data), settings.cross_batch.amplification_rate,
+                                         settings.cross_batch.max_window))
 
 
 def _step_findings(cfg: Config, info: dict[str, dict[str, Any]]) -> list[Finding]:
