@@ -25,7 +25,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from le_ray.metrics import _check_array, _check_conditions
+from le_ray.metrics.validation import _check_array, _check_conditions
 
 __all__ = [
     "LOWER_IS_BETTER",

@@ -1,0 +1,77 @@
+"""One flat dict of float metrics per model: ``model_summary``."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from le_ray.metrics.binning import _stable_argsort
+from le_ray.metrics.calibration import _ece_pair
+from le_ray.metrics.per_condition import _constant_ce_sum, _logratio_from_sums
+from le_ray.metrics.pointwise import _accuracy, _bce, _binary_labels, _sklearn_roc_auc
+from le_ray.metrics.validation import RATIO_EPS, _check_conditions, _check_pair, _check_small, _ece_spec
+
+__all__ = ["SUMMARY_KEYS", "model_summary"]
+
+SUMMARY_KEYS = ("logloss", "brier", "accuracy", "ece", "ece_small", "ece_small_threshold",
+                "logratio_calib_iw", "logratio_calib_macro", "roc_auc", "pr_auc", "le_ratio")
+
+
+def _aucs(ps: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
+    """(ROC-AUC, average precision) from scikit-learn; NaN pair when one class only.
+
+    Called with p already sorted, which makes scikit-learn's internal stable sort linear.
+    """
+    labels = _binary_labels(ys)
+    if labels is None:
+        return float("nan"), float("nan")
+    return _sklearn_roc_auc(labels, ps), float(average_precision_score(labels, ps))
+
+
+def _condition_metrics(total_ce: float, y, p, cond, min_count: int) -> dict:
+    """le_ratio = Σ model BCE / Σ_j n_j·H(base_rate_j) and the log-ratio calibration.
+
+    One global condition (and NaN log-ratio calibration) when ``cond`` is None.
+    """
+    if cond is None:
+        n, sum_y = np.array([y.size]), np.array([y.sum()])
+        out = {"logratio_calib_iw": float("nan"), "logratio_calib_macro": float("nan")}
+    else:
+        n, sum_y, sum_p = np.bincount(cond), np.bincount(cond, weights=y), np.bincount(cond, weights=p)
+        out = _logratio_from_sums(n, sum_y, sum_p, min_count)
+        n, sum_y = n[n > 0], sum_y[n > 0]
+    base = float(_constant_ce_sum(n, sum_y).sum())
+    out["le_ratio"] = float(total_ce / base) if base > RATIO_EPS else float("nan")
+    return out
+
+
+def model_summary(p, y, conditions=None, *, ece_method: str = "custom", bins: int = 20,
+                  min_count: int = 1, smooth_bandwidth: float = 0.05,
+                  smooth_grid_bins: int | None = 400, small_prob_max: float = 0.01,
+                  small_prob_quantile: float = 0.1) -> dict:
+    """Flat dict of float metrics for one model (keys ``SUMMARY_KEYS``).
+
+    logloss (nats), brier, accuracy (p ≥ 0.5), ece, ece_small, ece_small_threshold,
+    logratio_calib_iw / _macro (conditions with count ≥ min_count; NaN without
+    conditions), roc_auc, pr_auc (scikit-learn; NaN with a warning for one class) and
+    le_ratio = Σ_i BCE(p_i, y_i) / Σ_j n_j·H(base_rate_j) — the pooled per-condition
+    base-rate predictor (a single global base rate when ``conditions`` is None; NaN when
+    the denominator ≤ 1e-12).  p is sorted once (stable) and the order is reused by the
+    adaptive ECE, the small-p prefix and the AUCs.  Empty input → all NaN.
+    """
+    p, y = _check_pair(p, y)
+    cond = None if conditions is None else _check_conditions(conditions, p.size)
+    spec = _ece_spec(ece_method, bins, min_count, smooth_bandwidth, smooth_grid_bins)
+    _check_small(small_prob_max, small_prob_quantile)
+    out = dict.fromkeys(SUMMARY_KEYS, float("nan"))
+    if p.size == 0:
+        return out
+    order, ps = _stable_argsort(p)
+    ys = y[order]
+    ce_sum = float(np.sum(_bce(ps, ys)))
+    e, small, thr, _ = _ece_pair(ps, ys, spec, small_prob_max, small_prob_quantile, presorted=True)
+    out.update(logloss=ce_sum / p.size, brier=float(np.mean((ps - ys) ** 2)), accuracy=_accuracy(ps, ys),
+               ece=e, ece_small=small, ece_small_threshold=thr)
+    out.update(_condition_metrics(ce_sum, y, p, cond, spec.min_count))
+    out["roc_auc"], out["pr_auc"] = _aucs(ps, ys)
+    return out

@@ -1,0 +1,79 @@
+"""Tests for le_ray.metrics.summary: model_summary against the individual metrics."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from le_ray import metrics as M
+
+METHODS = M.ECE_METHODS
+
+
+def _data(n, seed, c):
+    rng = np.random.default_rng(seed)
+    p = rng.random(n)
+    return p, (rng.random(n) < p).astype(float), rng.integers(0, c, n)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_model_summary_matches_individual_metrics(method):
+    p, y, c = _data(3000, seed=12, c=9)
+    p[:10] = 0.5  # some ties
+    s = M.model_summary(p, y, c, ece_method=method, bins=12)
+    assert tuple(s) == M.SUMMARY_KEYS
+    small = M.ece_small(p, y, method=method, bins=12)
+    expected = {
+        "logloss": M.logloss(p, y), "brier": M.brier(p, y),
+        "accuracy": M.binary_classification_metrics(p, y)["accuracy"],
+        "ece": M.ece(p, y, method=method, bins=12), "ece_small": small["ece_small"],
+        "ece_small_threshold": small["threshold"], **M.logratio_calibration(p, y, c),
+        "roc_auc": roc_auc_score(y, p), "pr_auc": average_precision_score(y, p),
+    }
+    for key, value in expected.items():
+        assert s[key] == pytest.approx(value, rel=1e-12, abs=1e-14), key
+    table = M.le_ratio_by_condition(p, y, c)
+    base = float((table["base_rate_logloss"] * table["count"]).sum())
+    assert s["le_ratio"] == pytest.approx(M.logloss(p, y) * p.size / base, rel=1e-12)
+
+
+def test_model_summary_without_conditions():
+    rng = np.random.default_rng(13)
+    p = rng.random(500)
+    y = (rng.random(500) < p).astype(float)
+    s = M.model_summary(p, y)
+    assert math.isnan(s["logratio_calib_iw"]) and math.isnan(s["logratio_calib_macro"])
+    rate = y.mean()
+    entropy = -(rate * math.log(rate) + (1 - rate) * math.log(1 - rate))
+    assert s["le_ratio"] == pytest.approx(M.logloss(p, y) / entropy, rel=1e-12)
+    assert all(isinstance(v, float) for v in s.values())
+
+
+def test_model_summary_one_class_warns():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = M.model_summary([0.2, 0.4], [0.0, 0.0])
+    assert any(issubclass(w.category, RuntimeWarning) for w in caught)
+    assert math.isnan(s["roc_auc"]) and math.isnan(s["pr_auc"]) and math.isnan(s["le_ratio"])
+
+
+def test_model_summary_empty_is_all_nan():
+    out = M.model_summary([], [])
+    assert tuple(out) == M.SUMMARY_KEYS
+    assert all(math.isnan(v) for v in out.values())
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_model_summary_permutation_invariant_and_in_range(method):
+    p, y, c = _data(2000, seed=14, c=6)
+    s = M.model_summary(p, y, c, ece_method=method)
+    for key in ("brier", "accuracy", "ece", "ece_small", "roc_auc", "pr_auc"):
+        assert 0.0 <= s[key] <= 1.0, key
+    perm = np.random.default_rng(3).permutation(p.size)
+    shuffled = M.model_summary(p[perm], y[perm], c[perm], ece_method=method)
+    for key, value in s.items():
+        assert shuffled[key] == pytest.approx(value, rel=1e-12, abs=1e-14), key
