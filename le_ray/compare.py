@@ -24,6 +24,7 @@ __all__ = [
     "compare_summary",
     "count_closer_conditions",
     "format_table",
+    "terminal_width",
 ]
 
 SORT_KEYS = ("base_rate", "abs_delta_calibration", "abs_delta_le_ratio")
@@ -189,23 +190,39 @@ def _cell(value, float_fmt: str, null: str) -> str:
     return str(value)
 
 
-def format_table(df, *, float_fmt: str = ".6g", null: str = "n/a", max_rows: int | None = None) -> str:
-    """Fixed-width text rendering of a table for logs.
+def format_table(df, *, float_fmt: str = ".6g", null: str = "n/a", max_rows: int | None = None,
+                 max_width: int | None = None) -> str:
+    """Fixed-width text rendering of a table for logs and terminals.
 
     ``df``: Polars (or pandas) frame.  Floats use ``format(v, float_fmt)``; nulls print as
     ``null``; numeric columns are right-aligned, others left-aligned; columns separated by
-    two spaces; a dashed rule under the header.  ``max_rows`` truncates with a "…" line.
+    two spaces; a dashed rule under the header.  ``max_rows`` truncates with a "…" line;
+    ``max_width`` (characters, e.g. the terminal's) keeps the leading columns that fit and
+    names how many were left out (the files keep every column).
     """
     if not isinstance(df, pl.DataFrame):
         df = pl.from_pandas(df)
     shown = df if max_rows is None else df.head(max_rows)
-    columns = []
+    columns, used = [], 0
     for name in df.columns:
         cells = [_cell(v, float_fmt, null) for v in shown.get_column(name).to_list()]
         width = max([len(name), *map(len, cells)])
+        if max_width is not None and columns and used + 2 + width > max_width:
+            break
+        used += width + (2 if columns else 0)
         right = df.schema[name].is_numeric()
         columns.append([s.rjust(width) if right else s.ljust(width) for s in [name, "-" * width, *cells]])
     lines = ["  ".join(parts).rstrip() for parts in zip(*columns)] if columns else []
     if max_rows is not None and df.height > max_rows:
         lines.append(f"… ({df.height - max_rows} more rows)")
+    if len(columns) < df.width:
+        lines.append(f"… ({df.width - len(columns)} more columns: {', '.join(df.columns[len(columns):])[:200]}; "
+                     "see the CSV)")
     return "\n".join(lines)
+
+
+def terminal_width(default: int = 120) -> int:
+    """Columns of the terminal le_ray prints to (``default`` when not a terminal)."""
+    import shutil
+
+    return shutil.get_terminal_size((default, 24)).columns

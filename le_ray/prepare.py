@@ -48,9 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         plots.save_figure(plots.plot_filter_stats(ctr.filter_stats), path, dpi=cfg.plots.dpi)
         print(f"filter statistics plot: {path}")
     if args.json:
+        kept = ([] if ctr is None else [{"value": v, "id": int(i), "rows": int(r), "clicks": int(c)} for v, i, r, c in
+                                        ctr.condition_table.sort("id").select("value", "id", "rows", "clicks").iter_rows()])
         atomic_write_json(args.json, {"source_rows": meta.source_rows, "kept_rows": meta.kept_rows,
                                       "labelled_rows": meta.labelled_rows, "timings": dict(meta.stage_seconds),
-                                      "audit": audit.to_record()})
+                                      "conditions": kept, "audit": audit.to_record()})
     return 0
 
 

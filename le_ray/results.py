@@ -31,15 +31,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import polars as pl
 
-from le_ray import __version__
+from le_ray import __version__, metrics
 from le_ray.version import git_commit
 from le_ray.atomic import atomic_write_json, check_writable
 from le_ray.errors import ResultsError
 
 __all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest", "TRIAL_KEYS",
-           "EXTEND_KEYS", "ConfigChange", "config_changes", "check_resume", "nearest_writable"]
+           "EXTEND_KEYS", "ConfigChange", "config_changes", "check_resume", "nearest_writable", "trials_frame",
+           "per_condition_frame", "pooled_per_condition"]
 
 #: Config keys (dotted prefixes) that change what a trial computes or which data it sees.
 TRIAL_KEYS = ("project.seed", "data.", "synthetic.", "ctr.", "model.", "training.", "evaluation.", "device.dtype",
@@ -232,7 +234,7 @@ def trials_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
     """One row per trial: ids, seed, loss, every metric, seconds, node, device, throughput."""
     rows = []
     for r in records:
-        row = {"trial_id": r["trial_id"], "seed": r["seed"], "loss": r["loss"], "status": r["status"]}
+        row = {"trial_id": r["trial_id"], "seed": r["seed"], "loss": r["loss"]}
         row.update({k: (float("nan") if v is None else float(v)) for k, v in r["metrics"].items()})
         row.update({f"seconds_{k}": float(v) for k, v in r["timings"].items()})
         row.update(node=r["node"], device=r["device"], samples_per_second=r["samples_per_second"])
@@ -240,20 +242,39 @@ def trials_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows) if rows else pl.DataFrame({"trial_id": [], "seed": [], "loss": []})
 
 
+def _sums_columns(sums: metrics.ConditionSums) -> pl.DataFrame:
+    """The raw additive sums of the conditions present (n > 0): condition, n, sum_y, sum_p, sum_t."""
+    present = np.flatnonzero(sums.n)
+    cols = {"condition": present.astype(np.int64), "n": sums.n[present], "sum_y": sums.sum_y[present],
+            "sum_p": sums.sum_p[present]}
+    if sums.sum_t is not None:
+        cols["sum_t"] = sums.sum_t[present]
+    return pl.DataFrame(cols)
+
+
 def per_condition_frame(records: list[dict[str, Any]], condition_values: list[str] | None = None) -> pl.DataFrame:
-    """One row per trial × condition, with the condition's source value when known."""
+    """One row per trial × condition: the metrics computed from the trial's sums, the sums themselves, the
+    condition's source value when known."""
     frames = []
     for r in records:
-        table = r.get("per_condition") or {}
-        if not table:
+        if not r.get("condition_sums"):
             continue
-        frame = pl.DataFrame(table).with_columns(pl.lit(r["trial_id"]).alias("trial_id"),
-                                                 pl.lit(r["seed"]).alias("seed"), pl.lit(r["loss"]).alias("loss"))
-        frames.append(frame)
+        sums = metrics.sums_from_record(r["condition_sums"])
+        frame = metrics.per_condition_table(sums).join(_sums_columns(sums), on="condition", how="left")
+        frames.append(frame.with_columns(pl.lit(r["trial_id"]).alias("trial_id"), pl.lit(r["seed"]).alias("seed"),
+                                         pl.lit(r["loss"]).alias("loss")))
     if not frames:
         return pl.DataFrame()
     out = pl.concat(frames, how="diagonal_relaxed")
-    if condition_values is not None and "condition" in out.columns:
+    if condition_values is not None:
         names = pl.DataFrame({"condition": list(range(len(condition_values))), "value": list(condition_values)})
         out = out.join(names.with_columns(pl.col("condition").cast(out.schema["condition"])), on="condition", how="left")
     return out
+
+
+def pooled_per_condition(records: list[dict[str, Any]], loss: str) -> pl.DataFrame:
+    """Per-condition metrics of ``loss`` pooled over its seeds: the table of the summed sums (see
+    :func:`le_ray.metrics.merge_sums`; exact for every additive column and the grid-backend ECE)."""
+    parts = [metrics.sums_from_record(r["condition_sums"]) for r in records
+             if r["loss"] == loss and r.get("condition_sums")]
+    return metrics.per_condition_table(metrics.merge_sums(parts)) if parts else pl.DataFrame()

@@ -35,7 +35,6 @@ from le_ray.data.arrays import PreparedData
 from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
 from le_ray.devices import select_device
-from le_ray.objectives import LOSS_LABELS
 from le_ray import run_report as run_outputs
 from le_ray.run_report import RunFolders, RunState
 from le_ray.atomic import check_writable

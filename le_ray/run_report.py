@@ -222,7 +222,7 @@ def _test_predictions(state, loss: str, result: TrialResult, folder: Path) -> No
 def report_loss(state, loss: str, result: TrialResult) -> None:
     """Print the loss's evaluation and write its folder (plots, metrics.json, per_condition.csv, ...)."""
     folder = state.folders.loss(loss)
-    per_cond = pl.DataFrame(result.per_condition) if result.per_condition else pl.DataFrame()
+    per_cond = result.per_condition()
     if per_cond.height:
         per_cond = _named(state, per_cond)
     _print_loss_tables(state, loss, result, per_cond)
@@ -234,13 +234,13 @@ def report_loss(state, loss: str, result: TrialResult) -> None:
     if result.grad_sq:
         write_csv(pl.DataFrame(result.grad_sq), folder / "grad_sq.csv")
     atomic_write_json(folder / "metrics.json", {k: v for k, v in result.to_record().items()
-                                                if k not in ("per_condition", "reliability", "le_stats", "grad_sq")})
+                                                if k not in ("condition_sums", "reliability", "le_stats", "grad_sq")})
     _test_predictions(state, loss, result, folder)
 
 
 def _comparison_pairs(state) -> list[tuple[str, str]]:
     from le_ray.report.sweep import comparison_pairs
-    return [p for p in comparison_pairs(tuple(state.results)) if all(state.results[x].per_condition for x in p)]
+    return [p for p in comparison_pairs(tuple(state.results)) if all(state.results[x].condition_sums for x in p)]
 
 
 def comparison(state) -> None:
@@ -250,7 +250,7 @@ def comparison(state) -> None:
         return
     print("\n=== comparison ===")
     folder, cfg = state.folders.comparison, state.cfg
-    tables = {loss: _named(state, pl.DataFrame(r.per_condition)) for loss, r in state.results.items() if r.per_condition}
+    tables = {loss: _named(state, r.per_condition()) for loss, r in state.results.items() if r.condition_sums}
     summaries = {loss: r.metrics for loss, r in state.results.items() if r.metrics}
     closeness = compare.calibration_closeness(tables)
     write_csv(closeness, folder / "calibration_closeness.csv")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+import polars as pl
 import torch
 
 from le_ray import metrics
@@ -74,9 +75,8 @@ class TrialResult:
     trial_id: str
     loss: str
     seed: int
-    status: str
     metrics: dict[str, float]
-    per_condition: dict[str, list]
+    condition_sums: dict[str, Any]
     reliability: dict[str, list]
     curves: dict[str, list]
     eval_compare: dict[str, float]
@@ -87,12 +87,20 @@ class TrialResult:
     num_parameters: int
     evaluation_split: str
     has_labels: bool
-    error: str | None = None
     grad_sq: dict[str, list] | None = None
     le_stats: dict[str, list] | None = None
     eval_predictions: np.ndarray | None = field(default=None, repr=False)
     test_predictions: np.ndarray | None = field(default=None, repr=False)
     model: torch.nn.Module | None = field(default=None, repr=False)
+
+    def sums(self) -> metrics.ConditionSums | None:
+        """The additive per-condition statistics of the evaluation (None without labels)."""
+        return metrics.sums_from_record(self.condition_sums) if self.condition_sums else None
+
+    def per_condition(self) -> pl.DataFrame:
+        """The per-condition metrics table, computed from :meth:`sums` (empty without labels)."""
+        sums = self.sums()
+        return metrics.per_condition_table(sums) if sums is not None else pl.DataFrame()
 
     def to_record(self) -> dict[str, Any]:
         """The JSON record stored per trial (no arrays, no model)."""
@@ -131,16 +139,21 @@ def _columns(table) -> dict[str, list]:
     return {k: np.asarray(v).tolist() for k, v in table.items()}
 
 
-def _label_metrics(p: np.ndarray, split: Split, cfg: Config) -> tuple[dict, dict, dict]:
-    """Model summary, per-condition table and reliability bins of predictions ``p`` on a labelled split."""
+def _label_metrics(p: np.ndarray, split: Split, cfg: Config, num_conditions: int) -> tuple[dict, dict, dict]:
+    """Model summary, additive per-condition sums and reliability bins of predictions ``p`` on a labelled split.
+
+    With ``evaluation.synthetic_truth`` and the split's true click probabilities (synthetic data), the sums
+    also hold Σ p_true per condition and bin, so gaps, ratios and ECE can be measured against the truth.
+    """
     kw = ece_settings(cfg)
     summary = metrics.model_summary(p, split.y, split.cond, **kw)
-    per_condition = metrics.per_condition_metrics(p, split.y, split.cond, **kw)
+    truth = split.p_true if cfg.evaluation.synthetic_truth else None
+    sums = metrics.condition_sums(p, split.y, split.cond, p_true=truth, num_conditions=num_conditions, **kw)
     # Equal-mass bins for the reliability diagram: CTR probabilities crowd into the lowest
     # equal-width bin, and the diagrams are drawn on log axes.
     reliability = metrics.ece_table(p, split.y, method="adaptive", bins=kw["bins"])
     summary = {k: float(v) for k, v in summary.items() if np.isscalar(v)}
-    return summary, _columns(per_condition), _columns(reliability)
+    return summary, metrics.sums_to_record(sums), _columns(reliability)
 
 
 def _eval_compare(logits: torch.Tensor, split: TensorSplit, settings: TrainingSettings,
@@ -195,9 +208,10 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     eval_t = to_tensors(split if labelled else split.without_labels(), device=dev, dtype=dtype, stage_on_device=stage)
     model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
                         cat_vocab_sizes=data.cat_vocab_sizes).to(device=dev, dtype=dtype)
+    pushes = data.train_condition_counts * settings.epochs  # what each LE window can ever receive
     make = lambda history: make_objective(spec.loss, settings, base_rates=rates,  # noqa: E731
                                           num_conditions=data.num_conditions, device=dev, dtype=dtype,
-                                          with_history=history)
+                                          with_history=history, max_entries=pushes)
     grad = cfg.plots.grad_sq_by_condition if track_grad_sq is None else track_grad_sq
     t1 = time.perf_counter()
     outcome: TrainOutcome = train_model(model, train_t, eval_t, make(True), make(False), settings, seed=spec.seed,
@@ -206,9 +220,9 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     t2 = time.perf_counter()
     logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
     p = torch.sigmoid(logits.double()).cpu().numpy()
-    summary, per_condition, reliability, compare, le_stats = {}, {}, {}, {}, None
+    summary, sums, reliability, compare, le_stats = {}, {}, {}, {}, None
     if labelled and len(split):
-        summary, per_condition, reliability = _label_metrics(p, split, cfg)
+        summary, sums, reliability = _label_metrics(p, split, cfg, data.num_conditions)
         if cfg.training.eval_compare_losses:
             compare = _eval_compare(logits, eval_t, settings, rates, data.num_conditions)
         le_stats = _le_stats(logits, eval_t, rates, data.num_conditions)
@@ -218,8 +232,8 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
         test_p = torch.sigmoid(predict_logits(model, test_t, settings.eval_batch_size, settings.amp).double()).cpu().numpy()
     t3 = time.perf_counter()
     return TrialResult(
-        trial_id=spec.trial_id, loss=spec.loss, seed=spec.seed, status="ok", metrics=summary,
-        per_condition=per_condition, reliability=reliability, curves=outcome.curves.as_dict(), eval_compare=compare,
+        trial_id=spec.trial_id, loss=spec.loss, seed=spec.seed, metrics=summary,
+        condition_sums=sums, reliability=reliability, curves=outcome.curves.as_dict(), eval_compare=compare,
         timings={"setup": t1 - t0, "train": outcome.train_seconds, "train_loop": t2 - t1, "evaluate": t3 - t2,
                  "total": t3 - t0},
         device=choice.reason, node=_node_name(), samples_per_second=outcome.samples_per_second,

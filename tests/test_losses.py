@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from le_ray.cross_batch import CrossBatchHistory, history_capacities
 from le_ray.losses import (
-    CrossBatchHistory,
     bce_loss,
     focal_loss,
     localized_entropy,
@@ -65,29 +65,19 @@ def _reference_le(z, y, c, w=None, base_rates=None, cond_w=None, eps=1e-12, s=1.
 
 
 class _ReferenceHistory:
-    """Lists of (pos_w, neg_w, b) per condition, with the spec's capacity rule."""
+    """Lists of (pos_w, neg_w, b) per condition with static capacities caps[j]."""
 
-    def __init__(self, amplification_rate, max_window=1_000_000):
-        self.a, self.max_window, self.win = amplification_rate, max_window, {}
+    def __init__(self, caps):
+        self.caps, self.win = list(caps), {}
 
-    def update(self, z, y, c, w=None, base_rates=None):
+    def update(self, z, y, c, w=None):
         w = np.ones(len(z)) if w is None else np.asarray(w, float)
         for j in sorted(set(c.tolist())):
             new = [
                 (w[i] * (y[i] >= 0.5), w[i] * (y[i] < 0.5), w[i] * _bce_np(z[i], y[i]))
                 for i in range(len(z)) if c[i] == j
             ]
-            old = self.win.get(j, [])
-            rate = None
-            if base_rates is not None and 0.0 < base_rates[j] < 1.0:
-                rate = float(base_rates[j])
-            for entries in (old, new):
-                pos, tot = sum(e[0] for e in entries), sum(e[0] + e[1] for e in entries)
-                if rate is None and tot > 0:
-                    rate = pos / tot
-            rate = 0.5 if rate is None else rate
-            cap = self.max_window if rate == 0 else min(max(1, math.ceil(self.a / rate)), self.max_window)
-            self.win[j] = (old + new)[-cap:]
+            self.win[j] = (self.win.get(j, []) + new)[-self.caps[j]:]
 
 
 # --------------------------------------------------------------------------- LE closed forms
@@ -111,6 +101,31 @@ def test_out_of_range_base_rate_falls_back_to_batch_rate():
     z, y, c = _toy()
     loss = localized_entropy(z, y, c, base_rates=torch.tensor([float("nan"), 1.5]))
     assert loss.item() == pytest.approx(0.5, abs=1e-12)
+
+
+def test_ids_beyond_base_rates_fall_back_to_empirical_rate():
+    # condition 0 has a supplied rate; 1 and 2 lie beyond len(base_rates) = 1
+    z = torch.zeros(9, dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    c = torch.tensor([0, 0, 1, 1, 1, 2, 2, 2, 2])
+    br = torch.tensor([0.25], dtype=torch.float64)
+    den0 = math.log(4.0) + math.log(4.0 / 3.0)  # p = 0.25 on one positive, one negative
+    den1 = 2 * math.log(1.5) + math.log(3.0)  # empirical 2/3 on 2 positives, 1 negative
+    den2 = math.log(4.0) + 3 * math.log(4.0 / 3.0)  # empirical 1/4 on 1 positive, 3 negatives
+    want = (2 * LN2 / den0 + 3 * LN2 / den1 + 4 * LN2 / den2) / 9
+    assert localized_entropy(z, y, c, base_rates=br).item() == pytest.approx(want, rel=1e-12)
+    got = localized_entropy(z, y, c, base_rates=br, num_conditions=3)  # the no-sync path
+    assert got.item() == pytest.approx(want, rel=1e-12)
+    # the empirical rate uses batch + window counts: a window of condition 2 holding two
+    # positives (b = 0) makes its rate 3/6 and its ones/zeros 3/3
+    hist = CrossBatchHistory(1000.0, torch.full((3,), 0.5, dtype=torch.float64), dtype=torch.float64)
+    hist.update(torch.tensor([2, 2]), torch.ones(2), torch.zeros(2, dtype=torch.float64))
+    with_window = localized_entropy(z, y, c, base_rates=br, history=hist, num_conditions=3)
+    want = (2 * LN2 / den0 + 3 * LN2 / den1 + 4 * LN2 / (6 * LN2)) / 9
+    assert with_window.item() == pytest.approx(want, rel=1e-12)
+    # ids >= an explicit C are an error that names the range
+    with pytest.raises(IndexError, match=r"\[0, 2\)"):
+        localized_entropy(z, y, c, base_rates=br, num_conditions=2)
 
 
 def test_condition_and_sample_weights_match_loop_reference():
@@ -186,7 +201,7 @@ def test_gradcheck_float64():
     kw = dict(sample_weights=w, base_rates=torch.tensor([0.2, 0.6, float("nan")]),
               condition_weights=torch.tensor([1.5, 1.0, 0.7]), norm_strength=0.8)
     assert torch.autograd.gradcheck(lambda t: localized_entropy(t, y, c, **kw), (z,))
-    hist = CrossBatchHistory(4.0, dtype=torch.float64)
+    hist = CrossBatchHistory(4.0, torch.tensor([0.5, 0.5, 0.5]), dtype=torch.float64)
     localized_entropy(z.detach() + 0.5, y, c, history=hist)
     # each evaluation mutates the history, so evaluate against copies of one state
     assert torch.autograd.gradcheck(
@@ -236,7 +251,7 @@ def test_per_condition_stats():
 def test_history_two_batches_balanced_toy():
     z1, y, c = _toy()
     z2 = torch.tensor([0.3, -0.2, 1.0, 2.0], dtype=torch.float64)
-    hist = CrossBatchHistory(1000.0, dtype=torch.float64)
+    hist = CrossBatchHistory(1000.0, torch.tensor([0.5, 0.5]), dtype=torch.float64)
     first = localized_entropy(z1, y, c, history=hist)
     assert first.item() == pytest.approx(0.5, abs=1e-12)  # empty windows: plain LE
     second = localized_entropy(z2, y, c, history=hist)
@@ -246,7 +261,7 @@ def test_history_two_batches_balanced_toy():
     want = sum((b1[2 * j:2 * j + 2].sum() + b2[2 * j:2 * j + 2].sum()) / (4 * LN2) for j in (0, 1)) / 4
     assert second.item() == pytest.approx(want.item(), rel=1e-12)
     # single-condition form of the spec: ((Σb1 + Σb2) / (4 ln 2)) / 2
-    h1 = CrossBatchHistory(1000.0, dtype=torch.float64)
+    h1 = CrossBatchHistory(1000.0, torch.tensor([0.5]), dtype=torch.float64)
     localized_entropy(z1[:2], y[:2], c[:2], history=h1)
     got = localized_entropy(z2[:2], y[:2], c[:2], history=h1)
     assert got.item() == pytest.approx(((b1[:2].sum() + b2[:2].sum()) / (4 * LN2) / 2).item(), rel=1e-12)
@@ -254,50 +269,29 @@ def test_history_two_batches_balanced_toy():
 
 
 def test_history_capacity_and_fifo_eviction():
-    hist = CrossBatchHistory(2.0, dtype=torch.float64)
+    hist = CrossBatchHistory(2.0, torch.tensor([0.5]), dtype=torch.float64)
     c = torch.zeros(6, dtype=torch.long)
     y = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
     b = torch.arange(1.0, 7.0, dtype=torch.float64)  # oldest = 1
     w = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], dtype=torch.float64)
-    hist.update(c, y, b, sample_weights=w, base_rates=torch.tensor([0.5]))
+    hist.update(c, y, b, sample_weights=w)
     assert hist.capacities().tolist() == [4]  # ceil(2 / 0.5)
     assert hist.window_sizes().tolist() == [4]
     pos, neg, bsum = hist.window_sums()
     assert (pos[0], neg[0], bsum[0]) == (3.0 + 5.0, 4.0 + 6.0, 3.0 + 4.0 + 5.0 + 6.0)
     np.testing.assert_allclose(hist.window_entries(0)[:, 2], [3, 4, 5, 6])
     # two more: the two oldest (3, 4) leave
-    hist.update(c[:2], y[:2], torch.tensor([7.0, 8.0], dtype=torch.float64), base_rates=torch.tensor([0.5]))
+    hist.update(c[:2], y[:2], torch.tensor([7.0, 8.0], dtype=torch.float64))
     np.testing.assert_allclose(hist.window_entries(0)[:, 2], [5, 6, 7, 8])
     assert hist.window_sums()[2][0] == 26.0
 
 
-def test_history_rate_zero_is_capped_and_fallback_order():
-    hist = CrossBatchHistory(3.0, max_window=50, num_conditions=4, dtype=torch.float64)
-    c = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
-    y = torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0])
-    br = torch.tensor([float("nan"), 0.1, 0.0, 1.0])
-    hist.update(c, y, torch.ones(8, dtype=torch.float64), base_rates=br)
-    # 0: batch rate 0 -> capped at max_window; 1: base 0.1 -> 30;
-    # 2: base 0 is not in (0,1), batch rate 0 -> 50; 3: base 1 rejected, batch rate 1 -> 3
-    assert hist.capacities().tolist() == [50, 30, 50, 3]
-    # window rate now precedes the batch rate: condition 0's window is all negatives
-    hist.update(torch.tensor([0, 0]), torch.tensor([1.0, 1.0]), torch.ones(2, dtype=torch.float64))
-    assert hist.capacities()[0] == 50
-    # condition 3: window rate 1 -> capacity 3 even though this batch is negative
-    hist.update(torch.tensor([3, 3]), torch.tensor([0.0, 0.0]), torch.ones(2, dtype=torch.float64))
-    assert hist.capacities()[3] == 3 and hist.window_sizes()[3] == 3
-    # no rate at all (zero-weight window and batch): 0.5 -> ceil(3 / 0.5) = 6
-    h2 = CrossBatchHistory(3.0, dtype=torch.float64)
-    h2.update(torch.tensor([0]), torch.tensor([1.0]), torch.zeros(1, dtype=torch.float64),
-              sample_weights=torch.zeros(1, dtype=torch.float64))
-    assert h2.capacities().tolist() == [6]
-
-
 def test_history_unseen_conditions_and_changing_batches_match_reference():
     g = torch.Generator().manual_seed(4)
-    hist = CrossBatchHistory(1.5, max_window=40, dtype=torch.float64, min_alloc=1)
-    ref = _ReferenceHistory(1.5, max_window=40)
     base = torch.tensor([0.3, float("nan"), 0.0, 0.05, 0.6, float("nan"), 0.02, 0.5], dtype=torch.float64)
+    hist = CrossBatchHistory(1.5, base, max_window=40, dtype=torch.float64)
+    ref = _ReferenceHistory([5, 40, 40, 30, 3, 40, 40, 3])  # clamp(ceil(1.5 / r), 1, 40)
+    assert hist.capacities().tolist() == ref.caps
     for step in range(25):
         n = int(torch.randint(1, 30, (1,), generator=g))
         hi = 3 if step < 5 else 8  # new conditions appear mid-way
@@ -307,8 +301,9 @@ def test_history_unseen_conditions_and_changing_batches_match_reference():
         w = torch.rand(n, generator=g, dtype=torch.float64) + 0.2
         rates = base if step % 3 else None
         want = _reference_le(z, y, c, w=w, base_rates=rates, window=ref.win)
-        got = localized_entropy(z, y, c, sample_weights=w, base_rates=rates, history=hist)
-        ref.update(z.numpy(), y.numpy(), c.numpy(), w.numpy(), None if rates is None else rates.numpy())
+        size = 8 if step % 2 else None  # explicit C, or inferred from the history's size
+        got = localized_entropy(z, y, c, sample_weights=w, base_rates=rates, history=hist, num_conditions=size)
+        ref.update(z.numpy(), y.numpy(), c.numpy(), w.numpy())
         assert got.item() == pytest.approx(want, rel=1e-9)
         for j, entries in ref.win.items():
             np.testing.assert_allclose(hist.window_entries(j), np.array(entries, dtype=float), rtol=1e-12)
@@ -321,12 +316,14 @@ def test_history_unseen_conditions_and_changing_batches_match_reference():
     assert hist.window_sizes().sum() == 0
 
 
-def test_history_storage_follows_stored_entries_not_max_window():
-    hist = CrossBatchHistory(64.0, max_window=1_000_000, num_conditions=2_000)
+def test_history_storage_bounded_by_max_entries_not_max_window():
+    rates = torch.zeros(2_000)  # rate 0 -> capacity 10^6 each
+    hist = CrossBatchHistory(64.0, rates, max_window=1_000_000, max_entries=torch.full((2_000,), 4))
     c = torch.arange(2_000).repeat(4)
-    hist.update(c, torch.zeros(8_000), torch.ones(8_000))  # rate 0 -> capacity 10^6 each
+    hist.update(c, torch.zeros(8_000), torch.ones(8_000))
     assert (hist.capacities() == 1_000_000).all() and (hist.window_sizes() == 4).all()
-    assert hist.storage_rows() < 100_000
+    assert hist.storage_rows() == 1 + 8_000
+    np.testing.assert_array_equal(history_capacities(rates, 64.0, 1_000_000, [4] * 2_000), hist.ring_sizes())
 
 
 # --------------------------------------------------------------------------- BCE / focal
@@ -375,23 +372,9 @@ def test_focal_finite_at_extreme_logits_small_gamma(dtype):
 
 
 def test_history_binarises_soft_labels_at_half():
-    hist = CrossBatchHistory(100.0, dtype=torch.float64)
+    hist = CrossBatchHistory(100.0, torch.tensor([0.5]), dtype=torch.float64)
     y = torch.tensor([0.7, 0.3, 0.5], dtype=torch.float64)
     w = torch.tensor([1.0, 2.0, 4.0], dtype=torch.float64)
     hist.update(torch.zeros(3, dtype=torch.long), y, torch.ones(3, dtype=torch.float64), sample_weights=w)
     pos, neg, _ = hist.window_sums()
     assert (pos[0], neg[0]) == (5.0, 2.0)
-
-
-def test_history_state_dict_round_trip():
-    hist = CrossBatchHistory(3.0, dtype=torch.float64, min_alloc=1)
-    g = torch.Generator().manual_seed(6)
-    for _ in range(4):
-        c = torch.randint(0, 4, (10,), generator=g)
-        hist.update(c, (torch.rand(10, generator=g) < 0.4).double(), torch.rand(10, generator=g, dtype=torch.float64))
-    clone = CrossBatchHistory(1.0, dtype=torch.float64)
-    clone.load_state_dict(hist.state_dict())
-    for j in range(4):
-        np.testing.assert_array_equal(clone.window_entries(j), hist.window_entries(j))
-    np.testing.assert_array_equal(clone.capacities(), hist.capacities())
-    assert clone.amplification_rate == 3.0

@@ -111,6 +111,8 @@ def test_prepare_cli_json_on_avazu_sample(tmp_path, capsys):
     assert values == ["18993", "20596", "21611", "15701", "15708", "15707"]  # PROVENANCE.md top-6 by count
     assert [c["rows"] for c in data["conditions"]] == [1496, 1481, 1336, 1254, 1185, 1145]
     assert data["kept_rows"] == sum(c["rows"] for c in data["conditions"])
+    audited = data["audit"]["conditions"]  # after balancing: every ad down to the smallest (1,145 rows)
+    assert sum(c["train_rows"] + c["eval_rows"] for c in audited) == data["labelled_rows"] == 6 * 1145
     assert "timings" in data and "18993" in capsys.readouterr().out
     assert (tmp_path / "prepare" / "avazu" / "top_k" / "filter_stats.png").exists()
 

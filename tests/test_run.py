@@ -30,10 +30,10 @@ def _png_ok(path):
 
 
 def test_layout_files_and_log(tmp_path, capsys):
-    assert main([*SMALL, "--output-dir", str(tmp_path)]) == 0
+    assert main([*SMALL, "--output-dir", str(tmp_path), "--name", "r"]) == 0
     printed = capsys.readouterr().out
     for label in ("bce", "le", "focal"):
-        folder = tmp_path / label / "synthetic" / "small" / "none"
+        folder = tmp_path / "r" / label / "synthetic" / "small" / "none"
         for name in LOSS_FILES:
             assert (folder / name).exists(), f"{label}/{name}"
         for name in ("avg.png", "loss.png", "preds.png", "calibration.png"):
@@ -45,7 +45,7 @@ def test_layout_files_and_log(tmp_path, capsys):
         assert (folder / "test_predictions.parquet").exists()
         log_text = (folder / "run_log.txt").read_text()
         assert "=== training bce ===" in log_text and "epoch 0" in log_text
-    comparison = tmp_path / "comparison" / "synthetic" / "small" / "none"
+    comparison = tmp_path / "r" / "comparison" / "synthetic" / "small" / "none"
     for name in ("report.md", "comparison.txt", "conditions_le_vs_bce.csv", "summary_le_vs_bce.csv",
                  "conditions_focal_vs_bce.csv", "calibration_closeness.csv", "data_distributions.png"):
         assert (comparison / name).exists(), name
@@ -74,8 +74,8 @@ def test_empty_eval_split(tmp_path, monkeypatch):
         return dataclasses.replace(data, eval=data.eval.take(np.zeros(0, dtype=np.int64))), source
 
     monkeypatch.setattr(run_module, "prepare_with_source", empty_eval)
-    assert main([*SMALL, "--set", "training.loss_mode=both", "--output-dir", str(tmp_path)]) == 0
-    metrics = json.loads((tmp_path / "bce" / "synthetic" / "small" / "none" / "metrics.json").read_text())
+    assert main([*SMALL, "--set", "training.loss_mode=both", "--output-dir", str(tmp_path), "--name", "r"]) == 0
+    metrics = json.loads((tmp_path / "r" / "bce" / "synthetic" / "small" / "none" / "metrics.json").read_text())
     assert metrics["curves"]["eval_loss"] == [None, None]  # NaN, written as null
     assert metrics["metrics"] == {}
 
@@ -88,13 +88,13 @@ def _avazu_args(tmp_path, *extra):
             "--set", "plots.dpi=40", "--set", "training.batch_size=2048",
             "--set", "training.by_loss.bce.by_source={}", "--set", "training.by_loss.localized_entropy.by_source={}",
          "--set", "training.by_loss.focal.by_source={}",
-            "--output-dir", str(tmp_path), *extra]
+            "--output-dir", str(tmp_path), "--name", "r", *extra]
 
 
 def test_avazu_sample_run_with_unlabelled_test_set(tmp_path, capsys):
     assert main(_avazu_args(tmp_path)) == 0
     out = capsys.readouterr().out
-    folder = tmp_path / "le" / "avazu" / "default" / "top_k"
+    folder = tmp_path / "r" / "le" / "avazu" / "default" / "top_k"
     for name in LOSS_FILES:
         assert (folder / name).exists(), name
     per_cond = pl.read_csv(folder / "per_condition.csv")
@@ -104,18 +104,36 @@ def test_avazu_sample_run_with_unlabelled_test_set(tmp_path, capsys):
     assert preds.height > 0 and set(preds.columns) == {"row_id", "condition", "condition_value", "p"}
     assert preds["p"].is_between(0, 1).all()
     assert "test-set predictions" in out and "labels not used" in out
-    assert (tmp_path / "comparison" / "avazu" / "default" / "top_k" / "filter_stats.png").exists()
+    assert (tmp_path / "r" / "comparison" / "avazu" / "default" / "top_k" / "filter_stats.png").exists()
 
 
 def test_evaluation_on_unlabelled_test_split_skips_label_metrics(tmp_path, capsys):
     args = _avazu_args(tmp_path, "--set", "evaluation.split=test", "--set", "training.loss_mode=bce")
     assert main(args) == 0
     assert "has no usable labels; label metrics skipped" in capsys.readouterr().out
-    metrics = json.loads((tmp_path / "bce" / "avazu" / "default" / "top_k" / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "r" / "bce" / "avazu" / "default" / "top_k" / "metrics.json").read_text())
     assert metrics["has_labels"] is False and metrics["metrics"] == {}
 
 
 def test_bad_config_exits_cleanly(tmp_path, capsys):
-    assert main(["--set", "training.lr=0", "--output-dir", str(tmp_path)]) == 2
+    assert main(["--set", "training.lr=0", "--output-dir", str(tmp_path), "--name", "r"]) == 2
     assert "training.lr: got 0" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_two_runs_with_default_names_write_two_folders_and_never_overwrite(tmp_path, capsys):
+    import time as _time
+
+    args = [*SMALL, "--set", "training.loss_mode=bce", "--set", "plots.enabled=false", "--output-dir", str(tmp_path)]
+    assert main(args) == 0
+    first = sorted(p.name for p in tmp_path.iterdir())
+    deadline = _time.time() + 5
+    while _time.strftime("%Y%m%d-%H%M%S", _time.gmtime()) == first[0].rsplit("-", 2)[-2] + "-" + first[0].rsplit(
+            "-", 1)[-1] and _time.time() < deadline:  # default names carry the UTC second
+        _time.sleep(0.05)
+    assert main(args) == 0
+    folders = sorted(p.name for p in tmp_path.iterdir())
+    assert len(folders) == 2 and all(f.startswith("small_net-") for f in folders)
+    assert main([*args, "--name", folders[0]]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*args, "--name", folders[0], "--overwrite"]) == 0

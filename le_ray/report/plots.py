@@ -320,27 +320,35 @@ def _loss_panel(ax, x: np.ndarray, series: list[tuple[str, np.ndarray, str]], ti
 
 
 def plot_loss_curves(curves: Mapping[str, Any], *, title: str = "Training and eval loss") -> Figure:
-    """Loss by epoch (and by optimiser step when tracked) for one trial.
+    """Loss by epoch, normalised entropy by epoch, and loss by optimiser step when tracked, for one trial.
 
-    ``curves``: keys ``epoch``, ``train_loss``, ``eval_loss`` (lists; epoch 0 = before training)
-    and optionally ``batch_step``, ``batch_train_loss``, ``batch_eval_loss``; a non-empty
-    ``batch_step`` adds a second panel "loss by batch".  A y series shorter than its x belongs to
-    the last x values.  The y axis is logarithmic when every value is positive (LE losses ~1e-5).
+    ``curves``: keys ``epoch``, ``train_loss``, ``eval_loss`` (lists; epoch 0 = before training),
+    optionally ``train_ne``, ``eval_ne`` (normalised entropy: one per-row scale for train and eval, which
+    LE's own value is not — its eval value is normalised over the whole split, the train value per batch)
+    and ``batch_step``, ``batch_train_loss``, ``batch_eval_loss`` (a "loss by batch" panel).  A y series
+    shorter than its x belongs to the last x values; a y axis is logarithmic when all its values are > 0.
     """
     c = curves or {}
-    step = _floats(c.get("batch_step"))
+    epoch, step = _floats(c.get("epoch")), _floats(c.get("batch_step"))
+    panels = [("loss by epoch (each loss on its own normalisation)", epoch,
+               [("train", _floats(c.get("train_loss")), "tab:blue"), ("eval", _floats(c.get("eval_loss")), "tab:orange")],
+               "epoch (0 = before training)")]
+    if _floats(c.get("eval_ne")).size:
+        panels.append(("normalised entropy by epoch (one scale for train and eval)", epoch,
+                       [("train NE", _floats(c.get("train_ne")), "tab:blue"),
+                        ("eval NE", _floats(c.get("eval_ne")), "tab:orange")], "epoch (0 = before training)"))
     batch = [("train", _floats(c.get("batch_train_loss")), "tab:blue"),
              ("eval", _floats(c.get("batch_eval_loss")), "tab:orange")]
-    has_batch = step.size > 0 and any(y.size for _, y, _ in batch)
-    fig, axes = _figure(12 if has_batch else 10, 5.5, 1, 2 if has_batch else 1)
-    epoch_series = [("train", _floats(c.get("train_loss")), "tab:blue"),
-                    ("eval", _floats(c.get("eval_loss")), "tab:orange")]
-    _loss_panel(axes[0, 0], _floats(c.get("epoch")), epoch_series, "loss by epoch", "epoch (0 = before training)")
-    if has_batch:
-        _loss_panel(axes[0, 1], step, batch, "loss by batch", "optimiser step")
-        fig.suptitle(title)
-    else:
-        axes[0, 0].set_title(f"{title}: loss by epoch")
+    if step.size and any(y.size for _, y, _ in batch):
+        panels.append(("loss by batch", step, batch, "optimiser step"))
+    fig, axes = _figure(6 * len(panels) if len(panels) > 1 else 10, 5.5, 1, len(panels))
+    for ax, (name, x, series, xlabel) in zip(axes.flat, panels):
+        _loss_panel(ax, x, series, name, xlabel)
+    if len(panels) > 1:
+        for ax in axes.flat[1:2]:
+            if "normalised" in ax.get_title():
+                ax.set_ylabel("NE = Σ BCE / (N·H(mean y)) (1 = base-rate predictor)")
+    fig.suptitle(title)
     return fig
 
 
@@ -808,7 +816,7 @@ def _seed_band(curves: Sequence[Mapping[str, Any]], key: str):
 
 
 def plot_curves_band(curves_by_loss: Mapping[str, Sequence[Mapping[str, Any]]], *,
-                     title: str = "Loss curves over seeds (mean, min–max band)") -> Figure:
+                     title: str = "Loss curves over seeds (mean, min–max band)", normalised: bool = False) -> Figure:
     """One panel per loss: eval loss by epoch, mean over seeds with a min–max band, train mean dashed.
 
     ``curves_by_loss``: loss name → list of per-seed curve dicts as in :func:`plot_loss_curves`
@@ -824,11 +832,12 @@ def plot_curves_band(curves_by_loss: Mapping[str, Sequence[Mapping[str, Any]]], 
         _label(axes[0, 0], "no curves", "epoch (0 = before training)", LOSS_UNITS)
         _no_data(axes[0, 0])
         return fig
+    train_key, eval_key = ("train_ne", "eval_ne") if normalised else ("train_loss", "eval_loss")
+    units = "normalised entropy (1 = base-rate predictor)" if normalised else LOSS_UNITS
     for ax, (name, curves) in zip(axes.flat, losses):
-        ep, mean, lo, hi, n = _seed_band(curves, "eval_loss")
-        tep, tmean, _, _, _ = _seed_band(curves, "train_loss")
-        _label(ax, f"{_loss_name(name)} ({n} seed{'s' if n != 1 else ''})", "epoch (0 = before training)",
-               LOSS_UNITS)
+        ep, mean, lo, hi, n = _seed_band(curves, eval_key)
+        tep, tmean, _, _, _ = _seed_band(curves, train_key)
+        _label(ax, f"{_loss_name(name)} ({n} seed{'s' if n != 1 else ''})", "epoch (0 = before training)", units)
         if not ep.size and not tep.size:
             _no_data(ax)
             continue
@@ -838,7 +847,7 @@ def plot_curves_band(curves_by_loss: Mapping[str, Sequence[Mapping[str, Any]]], 
         if tep.size:
             ax.plot(tep, tmean, linestyle="--", color="tab:blue", label="train mean")
         if _log_y_if_positive(ax, lo, hi, tmean):
-            ax.set_ylabel(f"{LOSS_UNITS}, log scale")
+            ax.set_ylabel(f"{units}, log scale")
         ax.grid(True, alpha=0.3)
         _legend(ax)
     for ax in list(axes.flat)[len(losses):]:

@@ -1,0 +1,151 @@
+"""The statistics of a sweep report, from stored trial records (no training).
+
+Statistics run on complete pairs only (seeds where both losses of a comparison finished):
+
+* per-loss summaries over seeds;
+* metric-level paired Wilcoxon tests with rank-biserial effect sizes and bootstrap CIs (delta > 0 favours
+  the candidate: LE vs BCE, focal vs BCE, LE vs focal) and ``p_adjusted``: ``repeats.per_condition_correction``
+  over the metrics of one comparison;
+* per-condition calibration tests from the trials' additive sums (n, Σp, and Σy, or Σ p_true for synthetic
+  data when ``evaluation.synthetic_truth``: the gap is then measured against the true click probability,
+  free of label noise), over the conditions the audit did not exclude;
+* per-condition metrics of each loss pooled over seeds (the table of the summed sums);
+* the long calibration table behind the rare-ad picture (ratio per seed, loss and condition).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from le_ray.config import Config
+from le_ray.registry import label
+from le_ray.results import pooled_per_condition
+from le_ray.stats import (REPEAT_METRICS, bh_adjust, calibration_tests_from_sums, holm_adjust, metric_tests,
+                          summarize_runs)
+
+__all__ = ["SweepTables", "compute_tables", "comparison_pairs", "pair_key", "uses_truth"]
+
+
+def comparison_pairs(losses: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(baseline, candidate) pairs: LE vs BCE; with focal also focal vs BCE and LE vs focal."""
+    pairs = []
+    if {"bce", "localized_entropy"} <= set(losses):
+        pairs.append(("bce", "localized_entropy"))
+    if "focal" in losses:
+        pairs += [(b, c) for b, c in (("bce", "focal"), ("focal", "localized_entropy")) if {b, c} <= set(losses)]
+    return pairs
+
+
+def pair_key(baseline: str, candidate: str) -> str:
+    return f"{label(candidate)}_vs_{label(baseline)}"
+
+
+@dataclass
+class SweepTables:
+    """Everything the report shows, as Polars frames keyed by a file-friendly name."""
+    summary: pl.DataFrame
+    metric_tests: dict[str, pl.DataFrame] = field(default_factory=dict)
+    condition_tests: dict[str, pl.DataFrame] = field(default_factory=dict)
+    deltas: dict[str, pl.DataFrame] = field(default_factory=dict)
+    pooled: dict[str, pl.DataFrame] = field(default_factory=dict)
+    calibration: pl.DataFrame = field(default_factory=pl.DataFrame)
+    truth: bool = False
+
+
+def uses_truth(cfg: Config, per_cond: pl.DataFrame) -> bool:
+    """Whether gaps are measured against the true click probabilities (synthetic data with truth sums)."""
+    return (cfg.evaluation.synthetic_truth and "sum_t" in per_cond.columns
+            and per_cond["sum_t"].null_count() < per_cond.height)
+
+
+def _seed_deltas(trials: pl.DataFrame, baseline: str, candidate: str) -> pl.DataFrame:
+    """Long table metric, seed, delta (oriented: > 0 favours the candidate) over complete pairs."""
+    names = [m for m in REPEAT_METRICS if m in trials.columns]
+    b = trials.filter(pl.col("loss") == baseline).select("seed", *names)
+    c = trials.filter(pl.col("loss") == candidate).select("seed", *names)
+    joined = b.join(c, on="seed", suffix="__c").sort("seed")
+    rows = [pl.DataFrame({"metric": [m] * joined.height, "seed": joined["seed"],
+                          "delta": (1.0 if REPEAT_METRICS[m] else -1.0) * (joined[f"{m}__c"].to_numpy()
+                                                                           - joined[m].to_numpy())})
+            for m in names]
+    return pl.concat(rows) if rows else pl.DataFrame({"metric": [], "seed": [], "delta": []})
+
+
+def _seed_matrix(per_cond: pl.DataFrame, loss: str, seeds: np.ndarray, conditions: np.ndarray,
+                 column: str) -> np.ndarray:
+    """[S, C] of additive column ``column`` of ``loss`` over sorted seeds × sorted conditions (missing → 0)."""
+    sub = per_cond.filter((pl.col("loss") == loss) & pl.col("seed").is_in(seeds.tolist()))
+    out = np.zeros((len(seeds), len(conditions)))
+    out[np.searchsorted(seeds, sub["seed"].to_numpy()), np.searchsorted(conditions, sub["condition"].to_numpy())] = \
+        np.nan_to_num(sub[column].cast(pl.Float64).to_numpy())
+    return out
+
+
+def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candidate: str,
+                     excluded: set[int]) -> pl.DataFrame:
+    tested = per_cond.filter(~pl.col("condition").is_in(sorted(excluded))) if excluded else per_cond
+    seeds = np.array(sorted(set(tested.filter(pl.col("loss") == baseline)["seed"].to_list())
+                            & set(tested.filter(pl.col("loss") == candidate)["seed"].to_list())))
+    if tested.height == 0 or not len(seeds):
+        return pl.DataFrame()
+    conditions = np.sort(tested["condition"].unique().to_numpy())
+    reference = "sum_t" if uses_truth(cfg, per_cond) else "sum_y"
+    n, ref = (_seed_matrix(tested, baseline, seeds, conditions, c) for c in ("n", reference))
+    sb, sc = (_seed_matrix(tested, loss, seeds, conditions, "sum_p") for loss in (baseline, candidate))
+    rep = cfg.repeats
+    table = calibration_tests_from_sums(n, ref, sb, sc, shared_data=not rep.resample_data, alternative=rep.alternative,
+                                        zero_method=rep.zero_method, min_count=rep.per_condition_min_count,
+                                        alpha=rep.per_condition_alpha, correction=rep.per_condition_correction,
+                                        sort_by=rep.per_condition_sort_by)
+    ids = pl.DataFrame({"condition": np.arange(len(conditions), dtype=np.int64), "condition_id": conditions})
+    table = table.join(ids, on="condition", how="left").drop("condition").rename({"condition_id": "condition"})
+    if "value" in per_cond.columns:
+        table = table.join(per_cond.select("condition", "value").unique("condition")
+                           .with_columns(pl.col("condition").cast(pl.Int64)), on="condition", how="left")
+    return table.select("condition", *[c for c in table.columns if c != "condition"])
+
+
+def _with_adjusted(tests: pl.DataFrame, correction: str) -> pl.DataFrame:
+    """``p_adjusted``: the correction over the metrics of one comparison (NaN p-values not counted)."""
+    p = tests["p_value"].to_numpy()
+    adjusted = {"holm": holm_adjust, "bh": bh_adjust}.get(correction, lambda x: np.asarray(x, dtype=float))(p)
+    return tests.with_columns(pl.Series("p_adjusted", adjusted))
+
+
+def _calibration_long(per_cond: pl.DataFrame, truth: bool, excluded: set[int]) -> pl.DataFrame:
+    """loss, seed, condition, value, base_rate (pooled rate of the condition), ratio (per seed), excluded."""
+    if per_cond.height == 0:
+        return pl.DataFrame()
+    ref, ratio = ("true_rate", "calibration_ratio_true") if truth else ("base_rate", "calibration_ratio")
+    pooled_rate = per_cond.group_by("condition").agg(
+        (pl.col("sum_t" if truth else "sum_y").sum() / pl.col("n").sum()).alias("pooled_rate"))
+    cols = ["loss", "seed", "condition", *(["value"] if "value" in per_cond.columns else []), ratio]
+    out = per_cond.select(cols).rename({ratio: "ratio"}).join(pooled_rate, on="condition", how="left")
+    return out.rename({"pooled_rate": "base_rate"}).with_columns(
+        pl.col("condition").is_in(sorted(excluded)).alias("excluded"), pl.lit(ref).alias("reference"))
+
+
+def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, records: list[dict[str, Any]],
+                   excluded: set[int] = frozenset()) -> SweepTables:
+    """Every table of the report (see the module docstring)."""
+    rep = cfg.repeats
+    truth = uses_truth(cfg, per_cond) if per_cond.height else False
+    tables = SweepTables(summarize_runs(trials) if trials.height else pl.DataFrame(), truth=truth)
+    present = set(trials["loss"].unique().to_list()) if trials.height else set()
+    for loss in [x for x in cfg.losses if x in present]:
+        tables.pooled[loss] = pooled_per_condition(records, loss)
+    for baseline, candidate in comparison_pairs(cfg.losses):
+        if {baseline, candidate} <= present:
+            key = pair_key(baseline, candidate)
+            tests = metric_tests(trials, baseline=baseline, candidate=candidate, alternative=rep.alternative,
+                                 zero_method=rep.zero_method, bootstrap_samples=rep.bootstrap_samples,
+                                 seed=cfg.project.seed, confidence=rep.bootstrap_confidence)
+            tables.metric_tests[key] = _with_adjusted(tests, rep.per_condition_correction)
+            tables.condition_tests[key] = _condition_tests(cfg, per_cond, baseline, candidate, set(excluded))
+            tables.deltas[key] = _seed_deltas(trials, baseline, candidate)
+    tables.calibration = _calibration_long(per_cond, truth, set(excluded))
+    return tables
