@@ -48,6 +48,7 @@ from le_ray.config.load import training_layers
 from le_ray.cross_batch import history_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
+from le_ray.glossary import TESTED_METRICS
 from le_ray.registry import LOSSES
 from le_ray.stats import min_pairs_for_alpha
 
@@ -211,16 +212,18 @@ def _click_findings(cfg: Config, conditions: list[dict[str, Any]]) -> list[Findi
 
 def _power_findings(cfg: Config, conditions: list[dict[str, Any]], excluded: Iterable[int]) -> list[Finding]:
     rep, out = cfg.repeats, []
-    tested = max(1, len(conditions) - len(set(excluded)))
-    m = tested if rep.per_condition_correction != "none" else 1
-    need = min_pairs_for_alpha(rep.per_condition_alpha, m_tests=m, correction=rep.per_condition_correction,
-                               alternative=rep.alternative)
-    if rep.num_runs < need:
+    families = {"per-condition tests": max(1, len(conditions) - len(set(excluded))),
+                "metric-level tests": len(TESTED_METRICS)}
+    needs = {name: min_pairs_for_alpha(rep.per_condition_alpha, m_tests=m, correction=rep.per_condition_correction,
+                                       alternative=rep.alternative) for name, m in families.items()}
+    short = {name: need for name, need in needs.items() if rep.num_runs < need}
+    if short:
         smallest = (2.0 if rep.alternative == "two-sided" else 1.0) / 2 ** rep.num_runs
+        detail = "; ".join(f"{name} ({rep.per_condition_correction} over {families[name]}) need >= {need} seeds"
+                           for name, need in short.items())
         out.append(Finding(WARNING, "underpowered", (
-            f"{rep.num_runs} seeds: the smallest exact {rep.alternative} Wilcoxon p-value is {smallest:.3g}; "
-            f"per-condition tests with a {rep.per_condition_correction} correction over {m} conditions need >= "
-            f"{need} seeds to reach alpha {rep.per_condition_alpha}"), ("repeats.num_runs",)))
+            f"{rep.num_runs} seeds: the smallest exact {rep.alternative} Wilcoxon p-value is {smallest:.3g}, so no "
+            f"result can reach alpha {rep.per_condition_alpha}: {detail}"), ("repeats.num_runs",)))
     if len(cfg.losses) < 2:
         out.append(Finding(WARNING, "single_loss", f"only {LOSSES[cfg.losses[0]].label} is trained: no comparison "
                            "and no test will be made", ("training.loss_mode",)))

@@ -11,7 +11,7 @@ from le_ray.data.prepare import prepare_data
 
 BASE = ["synthetic.samples_per_condition=6000", "synthetic.uniform_log10_means=[-0.8,-1,-1.1,-1.2]",
         "synthetic.uniform_log10_std=0.2", "training.loss_mode=all", "training.by_loss={}", "training.batch_size=256",
-        "repeats.num_runs=8", "training.cross_batch.enabled=false"]
+        "repeats.num_runs=9", "training.cross_batch.enabled=false"]
 
 
 def _audit(*sets, shadows=()):

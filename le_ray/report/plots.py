@@ -936,7 +936,8 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     if not _rows(t):
         _no_data(ax)
         return fig
-    losses = list(dict.fromkeys(str(x) for x in t["loss"]))
+    order = list(registry.LOSSES)
+    losses = sorted(dict.fromkeys(str(x) for x in t["loss"]), key=lambda n: order.index(n) if n in order else 99)
     cond, rate, ratio = _col(t, "condition"), _col(t, "base_rate"), _col(t, "ratio")
     values = [str(v) for v in t["value"]] if "value" in t else [str(int(c)) for c in cond]
     ids = np.unique(cond[np.isfinite(cond)]).astype(int)
@@ -962,8 +963,9 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     ax.set_xscale("log")
     ax.set_yscale("log")
     plain = FuncFormatter(lambda v, _: f"{v:g}")  # ratios read as 0.5, 1, 2 rather than 5×10⁻¹
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain if axis is ax.yaxis else FuncFormatter(lambda v, _: ""))
     ax.grid(True, which="both", alpha=0.3)
     handles = [Line2D([], [], marker="o", linestyle="", color=c, label=_loss_name(n))
                for c, n in zip(loss_colors(losses), losses)]

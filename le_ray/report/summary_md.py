@@ -83,7 +83,7 @@ def _facts(ctx: SummaryContext) -> pl.DataFrame:
             ("le_ray", f"{m.get('le_ray_version')} (commit {str(m.get('git_commit'))[:12]})"),
             ("packages", ", ".join(f"{k} {v}" for k, v in packages.items() if k in ("torch", "ray", "numpy", "polars",
                                                                                   "scipy")))]
-    return pl.DataFrame(rows, schema=["", "value"], orient="row")
+    return pl.DataFrame(rows, schema=["fact", "value"], orient="row")
 
 
 def _audit_section(ctx: SummaryContext) -> list[str]:
@@ -152,7 +152,8 @@ def _summary_wide(summary: pl.DataFrame) -> pl.DataFrame:
 def summary_markdown(ctx: SummaryContext) -> str:
     """The whole document."""
     lines = [f"# le_ray sweep `{ctx.root.name}`", "", "## Verdict", ""]
-    lines += [f"> {line}" if line else "" for line in verdicts(ctx)]
+    lines += [("" if not line else f"**{line}**" if line.endswith(":") and " over " in line else f"- {line}")
+              for line in verdicts(ctx)]
     if "calibration_by_rate" in ctx.plots:
         lines += ["## Calibration by base rate (the rare-ad picture)", "",
                   "Per ad: mean prediction / its rate (1 = calibrated), median over seeds with the min–max bar; "

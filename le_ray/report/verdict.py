@@ -73,9 +73,8 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
     for row in sig.iter_rows(named=True):
         winner = v.candidate if row["mean_delta"] > 0 else v.baseline
         loser = v.baseline if winner == v.candidate else v.candidate
-        how = "higher" if row["higher_is_better"] == (winner == v.candidate) else "lower"
-        lines.append(f"{label(winner)} beats {label(loser)} on {row['metric']} ({how} is "
-                     f"{'better' if row['higher_is_better'] else 'worse'}): mean delta {_fmt(row['mean_delta'])} "
+        way = "higher is better" if row["higher_is_better"] else "lower is better"
+        lines.append(f"{label(winner)} beats {label(loser)} on {row['metric']} ({way}): mean delta {_fmt(row['mean_delta'])} "
                      f"(95% CI [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], favours {label(v.candidate)} when "
                      f"> 0), rank-biserial {_fmt(row['rank_biserial'])}, {v.correction} p = {_fmt(row['p_adjusted'])}.")
     rest = [m for m in t["metric"].to_list() if m not in set(sig["metric"].to_list())]
@@ -96,7 +95,8 @@ def _band_sentence(name: str, rows: pl.DataFrame, v: VerdictInputs, p_col: str) 
                          f"{_fmt(hits[p_col].max())})")
     if not parts:
         parts.append(f"no significant difference on any of {n}")
-    return f"{name} conditions (base rate {_fmt(lo)}–{_fmt(hi)}): " + "; ".join(parts) + "."
+    rates = _fmt(lo) if lo == hi else f"{_fmt(lo)}–{_fmt(hi)}"
+    return f"{name} conditions (base rate {rates}): " + "; ".join(parts) + "."
 
 
 def condition_sentences(v: VerdictInputs) -> list[str]:
