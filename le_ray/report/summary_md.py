@@ -152,8 +152,8 @@ def _summary_wide(summary: pl.DataFrame) -> pl.DataFrame:
 def summary_markdown(ctx: SummaryContext) -> str:
     """The whole document."""
     lines = [f"# le_ray sweep `{ctx.root.name}`", "", "## Verdict", ""]
-    lines += [("" if not line else f"**{line}**" if line.endswith(":") and " over " in line else f"- {line}")
-              for line in verdicts(ctx)]
+    for line in verdicts(ctx):  # headings bold, each result a bullet (Markdown would merge plain lines)
+        lines += ["", f"**{line}**", ""] if line.endswith(":") else [f"- {line}" if line else ""]
     if "calibration_by_rate" in ctx.plots:
         lines += ["## Calibration by base rate (the rare-ad picture)", "",
                   "Per ad: mean prediction / its rate (1 = calibrated), median over seeds with the min–max bar; "
