@@ -33,7 +33,7 @@ from le_ray.errors import ResultsError, UserError
 from le_ray.registry import label
 from le_ray.results import SweepStore, check_resume, environment_manifest, is_ray_job, nearest_writable, \
     resolve_results_dir
-from le_ray.sweep_driver import StopRequested, connect_ray, run_sweep, stop_on_signals, warm_up_workers
+from le_ray.sweep_driver import StopFlag, StopRequested, connect_ray, run_sweep, stop_on_signals, warm_up_workers
 from le_ray.sweep_plan import SweepPlan, plan_trials, sweep_seeds
 
 __all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_manifest", "resume_command",
@@ -143,20 +143,18 @@ def resume_command(argv: Sequence[str], results_dir: Path, name: str, module: st
     return shlex.join(["python", "-m", module, *out, "--results-dir", str(results_dir), "--name", name])
 
 
-def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo) -> int:
-    """Steps 2-4 of the module docstring for a passed pre-flight; 0 when every trial succeeded."""
+def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag | None = None) -> int:
+    """Steps 3-4 of the module docstring for a passed pre-flight, Ray connected; 0 when every trial succeeded."""
     import ray
 
     cfg, plan = pre.cfg, pre.plan
-    context = connect_ray(cfg)
-    url = getattr(context, "dashboard_url", None) if context is not None else None
-    if url:
-        echo(f"Ray dashboard: http://{url}")
     warm_up_workers(cfg, len(plan.pending))
     write_manifest(store, cfg, plan, pre.audit, ray.cluster_resources())
     if pre.resuming:
         echo(f"resuming: {len(plan.specs) - len(plan.pending)} of {len(plan.specs)} trials already stored")
-    progress = run_sweep(cfg, store, plan, echo=echo)
+    progress = run_sweep(cfg, store, plan, echo=echo, stop=stop)
+    if stop is not None:
+        stop.check()
     echo.close()
     if args.no_report:
         echo(f"trials stored in {store.root}; build the report with: le-ray report {store.root}")
@@ -183,9 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     store.clean_temporary_files()
     store.record_run(to_dict(cfg), argv)
     pre.plan.done = store.finished_ids()
+    context = connect_ray(cfg)  # before our stop handlers: ray.init installs its own (aborting) SIGTERM handler
+    if getattr(context, "dashboard_url", None):
+        echo(f"Ray dashboard: http://{context.dashboard_url}")
     try:
-        with stop_on_signals():
-            return execute(pre, store, args, echo)
+        with stop_on_signals() as stop:
+            return execute(pre, store, args, echo, stop)
     except StopRequested as stop:
         echo.close()
         print(stopped_message(stop, pre, store, resume_command(argv, pre.results_dir, pre.name)), flush=True)

@@ -35,10 +35,11 @@ from le_ray.sweep_plan import SweepPlan, for_seed
 from le_ray.trial import TrialSpec
 
 __all__ = ["connect_ray", "loopback_only", "warm_up_workers", "trial_task", "run_sweep", "SweepProgress",
-           "StopRequested", "stop_on_signals", "CANCEL_GRACE_S"]
+           "StopRequested", "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
 
 log = logging.getLogger("le_ray.sweep")
-CANCEL_GRACE_S = 2.0  # `ray job stop` sends SIGKILL 3 s after SIGTERM by default
+CANCEL_GRACE_S = 1.5  # `ray job stop` sends SIGKILL 3 s after SIGTERM by default
+WAIT_S = 0.5  # how often the streaming loop looks at the stop flag
 
 
 def loopback_only() -> None:
@@ -158,25 +159,40 @@ class StopRequested(BaseException):
         return 128 + self.signum  # 130 for SIGINT, 143 for SIGTERM
 
 
-@contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """While inside: the first SIGINT/SIGTERM raises :class:`StopRequested`, a second one exits at once.
+class StopFlag:
+    """Which stop signal arrived (None while running); the driver checks it between ``ray.wait`` calls."""
 
-    Installed after ``ray.init``, so it replaces the handler Ray's core worker puts on SIGTERM (which
-    prints a native stack trace and aborts).
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def check(self) -> None:
+        """Raise :class:`StopRequested` when a stop signal has arrived."""
+        if self.signum is not None:
+            raise StopRequested(self.signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    """While inside: the first SIGINT/SIGTERM sets the yielded :class:`StopFlag`, a second one exits at once.
+
+    The handler only records the signal: raising from it while Ray's native code runs (``ray.wait``)
+    corrupts the interpreter state, so the driver raises :class:`StopRequested` itself at its next check
+    (at most :data:`WAIT_S` later). Enter it after ``ray.init``: it replaces the handler Ray's core worker
+    puts on SIGTERM (which prints a native stack trace and aborts).
     """
-    seen: list[int] = []
+    flag = StopFlag()
 
     def handler(signum, frame):
-        if seen:
+        if flag.signum is not None:
             os.write(2, f"\nsecond {signal.Signals(signum).name}: exiting now\n".encode())
             os._exit(128 + signum)
-        seen.append(signum)
-        raise StopRequested(signum)
+        flag.signum = signum
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping (cancelling outstanding trials; a second signal "
+                    "exits at once)\n".encode())
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield flag
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
@@ -244,13 +260,15 @@ def _store_one(store: SweepStore, ref, spec: TrialSpec, progress: SweepProgress,
     echo(_trial_log_line(record, progress))
 
 
-def _collect(store: SweepStore, futures: dict[Any, TrialSpec], progress: SweepProgress, echo) -> None:
+def _collect(store: SweepStore, futures: dict[Any, TrialSpec], progress: SweepProgress, echo,
+             stop: StopFlag) -> None:
     """Stream finished trials to the store as they complete (``ray.wait``, one at a time)."""
     import ray
 
     last_line = 0.0
     while futures:
-        ready, _ = ray.wait(list(futures), num_returns=1, timeout=2.0)
+        stop.check()
+        ready, _ = ray.wait(list(futures), num_returns=1, timeout=WAIT_S)
         for ref in ready:
             _store_one(store, ref, futures.pop(ref), progress, echo)
         if time.perf_counter() - last_line > 10 or ready:
@@ -286,18 +304,20 @@ def _cancel(store: SweepStore, futures: dict[Any, TrialSpec], progress: SweepPro
             pass
 
 
-def run_sweep(cfg: Config, store: SweepStore, plan: SweepPlan, *, echo: Callable[..., None]) -> SweepProgress:
+def run_sweep(cfg: Config, store: SweepStore, plan: SweepPlan, *, echo: Callable[..., None],
+              stop: StopFlag | None = None) -> SweepProgress:
     """Run every pending trial on Ray and stream the results to ``store``.
 
-    Raises :class:`StopRequested` (after cancelling what is outstanding) when a stop signal arrives
-    inside :func:`stop_on_signals`; every finished trial file stays.
+    Raises :class:`StopRequested` (after cancelling what is outstanding) when ``stop`` (from
+    :func:`stop_on_signals`) reports a signal, or on KeyboardInterrupt; every finished trial file stays.
     """
+    stop = stop or StopFlag()
     fault = faults.from_environment()
     progress = SweepProgress(total=len(plan.specs), already_done=len(plan.specs) - len(plan.pending))
     futures: dict[Any, TrialSpec] = {}
     try:
         futures = _submit(cfg, plan, fault, progress.data_refs)
-        _collect(store, futures, progress, echo)
+        _collect(store, futures, progress, echo, stop)
     except (StopRequested, KeyboardInterrupt):
         _cancel(store, futures, progress, echo)
         raise

@@ -24,6 +24,7 @@ import argparse
 import json
 import logging
 import math
+import signal
 import sys
 import time
 from pathlib import Path
@@ -168,6 +169,8 @@ def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo) -
     else:
         started = time.perf_counter()
         grid = _tuner(cfg, loss, data, folder).fit()
+        if grid.num_terminated + grid.num_errors < cfg.tune.num_samples:  # Ray Tune stopped early (Ctrl-C)
+            raise StopRequested(signal.SIGINT)
         record = _search_record(cfg, loss, grid)
         record["seconds"] = time.perf_counter() - started
         best = record["best"]
@@ -231,13 +234,15 @@ def _check_resume(root: Path, cfg: Config) -> None:
         check_resume(root, SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], to_dict(cfg), extend=False)
 
 
-def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo) -> int:
+def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -> int:
     folder = root / TUNE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "config.json", {"config": to_dict(cfg), "argv": argv})
     tuning = _tuning_data(cfg, echo)
-    connect_ray(cfg)
-    records = [run_search(cfg, loss, tuning, folder, echo) for loss in cfg.losses]
+    records = []
+    for loss in cfg.losses:
+        records.append(run_search(cfg, loss, tuning, folder, echo))
+        stop.check()
     atomic_write_json(folder / "summary.json", {"metric": cfg.tune.metric, "scheduler": cfg.tune.scheduler,
                                                 "num_samples": cfg.tune.num_samples,
                                                 "validation_split": cfg.tune.validation_split,
@@ -249,7 +254,7 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo) -> int:
     store.clean_temporary_files()
     store.record_run(to_dict(pre.cfg), argv)
     pre.plan.done = store.finished_ids()
-    return execute(pre, store, args, echo)
+    return execute(pre, store, args, echo, stop)
 
 
 @exit_on_user_error
@@ -265,9 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo = Echo()
     echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "
          f"{cfg.tune.num_samples} samples each, metric {cfg.tune.metric} -> {results_dir / name}")
+    connect_ray(cfg)  # before our stop handlers: ray.init installs its own (aborting) SIGTERM handler
     try:
-        with stop_on_signals():
-            return _tune_and_test(args, argv, cfg, results_dir / name, echo)
+        with stop_on_signals() as stop:
+            return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop)
     except StopRequested as stop:
         echo.close()
         print(f"\nstopped ({stop}); resume with: {resume_command(argv, results_dir, name, 'le_ray.tune')}", flush=True)

@@ -5,6 +5,7 @@ where it can and shuts it down before tests that need their own cluster.
 """
 
 import json
+import shlex
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ import ray
 import torch
 
 from le_ray.audit import audit_experiment
-from le_ray.config import load_config, parse_set, to_dict
+from le_ray.config import load_config, to_dict
 from le_ray.repeats import main, write_manifest
 from le_ray.report.sweep import build_report
 from le_ray.results import SweepStore
@@ -28,27 +29,20 @@ from le_ray.trial import run_trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-TINY = ["synthetic.samples_per_condition=400", "training.epochs=1", "training.loss_mode=both",
+TINY = ["synthetic.samples_per_condition=400", "synthetic.uniform_log10_means=[-0.8,-1,-1.2,-1.4]", "training.epochs=1", "training.loss_mode=both",
         "training.by_loss.bce.by_source={}", "training.by_loss.localized_entropy.by_source={}",
         "training.by_loss.focal.by_source={}", "training.batch_size=256", "repeats.num_runs=2",
-        "repeats.bootstrap_samples=200", "repeats.min_steps_per_epoch=1", "ray.cpus_per_trial=1", "plots.dpi=40"]
+        "repeats.bootstrap_samples=200", "repeats.min_steps_per_epoch=1", "repeats.min_eval_clicks=1",
+        "ray.cpus_per_trial=1", "plots.dpi=40"]
 
 
 def tiny_cfg(*extra):
     return load_config(profile="small_net", sets=[*TINY, *extra])
 
 
-def write_tiny_config(path: Path, *extra) -> Path:
-    """A config file equivalent to tiny_cfg (for subprocess drivers)."""
-    sets: dict = {"experiment": {"active": "small_net"}}
-    for item in [*TINY, *extra]:
-        parts, value = parse_set(item)
-        node = sets
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    path.write_text(json.dumps(sets))
-    return path
+def tiny_args(*extra) -> list[str]:
+    """Command-line arguments equivalent to tiny_cfg (for subprocess drivers; --set replaces, a file would merge)."""
+    return ["--profile", "small_net", *[arg for item in [*TINY, *extra] for arg in ("--set", item)]]
 
 
 @pytest.fixture
@@ -222,9 +216,8 @@ def test_resample_data_pairs_losses_per_seed():
 
 
 def _driver(tmp_path: Path, name: str, env_extra: dict, *extra: str) -> subprocess.Popen:
-    config = write_tiny_config(tmp_path / "tiny.json", "repeats.num_runs=3")
     env = {**os.environ, **env_extra}
-    return subprocess.Popen([sys.executable, "-m", "le_ray.repeats", "--config", str(config), "--results-dir",
+    return subprocess.Popen([sys.executable, "-m", "le_ray.repeats", *tiny_args("repeats.num_runs=3"), "--results-dir",
                              str(tmp_path / "res"), "--name", name, *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
@@ -282,7 +275,7 @@ def test_stop_signal_keeps_finished_trials_and_prints_the_resume_command(tmp_pat
         json.loads(f.read_text())  # complete JSON
     stored = int(line.split("): ")[1].split(" of ")[0])
     assert stored == len(files)
-    command = line.split("resume with: ")[1].split()
+    command = shlex.split(line.split("resume with: ")[1])
     rerun = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, timeout=300,
                            env={k: v for k, v in os.environ.items() if not k.startswith("LE_RAY_TEST_FAULT")})
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
@@ -326,11 +319,10 @@ def test_ray_job_submit_with_token_auth(tmp_path):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
-        config = write_tiny_config(tmp_path / "tiny.json")
         results = tmp_path / "results"
         repo = Path(__file__).resolve().parents[1]
         submit = [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--runtime-env",
-                  "jobs/runtime_env.yaml", "--", sys.executable, "-m", "le_ray.repeats", "--config", str(config),
+                  "jobs/runtime_env.yaml", "--", sys.executable, "-m", "le_ray.repeats", *tiny_args(),
                   "--results-dir", str(results), "--name", "job"]
         _wait_for_job_agent(ray_cli, dash, env, deadline=time.time() + 180)
         done = subprocess.run(submit, env=env, cwd=repo, capture_output=True, text=True, timeout=600)
@@ -357,8 +349,7 @@ def test_ray_job_submit_with_token_auth(tmp_path):
 
 
 def _main_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
-    config = write_tiny_config(tmp_path / "tiny.json")
-    return ["--config", str(config), "--results-dir", str(tmp_path / "res"), "--name", name, *extra]
+    return [*tiny_args(), "--results-dir", str(tmp_path / "res"), "--name", name, *extra]
 
 
 def test_resume_with_another_config_is_refused_naming_the_keys(tmp_path, capsys):
@@ -373,7 +364,7 @@ def test_resume_with_another_config_is_refused_naming_the_keys(tmp_path, capsys)
                            "--set", "repeats.num_runs=3"))
     err = capsys.readouterr().err
     assert code == 2
-    assert "model.embed_dim: 4 -> 3" in err and "training.lr: 0.001 -> 0.5" in err
+    assert "model.embed_dim: 8 -> 3" in err and "training.lr: 0.001 -> 0.5" in err
     assert "repeats.num_runs: 2 -> 3" in err and "--name" in err and "--extend" in err
     assert (folder / "config.resolved.json").read_text() == config_before
     assert sorted(p.name for p in (folder / "trials").glob("*.json")) == trials_before
@@ -511,3 +502,16 @@ def test_driver_killed_during_report_then_rebuilt_report_is_the_same(tmp_path):
     for table in sorted(tables.glob("*.csv")):
         assert pl.read_csv(table).equals(pl.read_csv(tmp_path / "res" / "fresh" / "report" / "tables" / table.name)), \
             table.name
+
+
+def test_unsound_real_profile_refuses_naming_the_batch_size_keys(tmp_path, capsys):
+    from .sample_data import require_sample
+
+    train = require_sample("avazu", "avazu_sample.csv")
+    args = ["--profile", "avazu_top6_by_count", "--set", f"ctr.datasets.avazu.train_path={train}",
+            "--set", "ctr.datasets.avazu.test_path=null", "--results-dir", str(tmp_path / "res"), "--name", "x"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "few_steps" in err and "training.by_loss.localized_entropy.by_source.avazu.batch_size" in err
+    assert "training.by_loss.bce.by_source.avazu.batch_size" in err and "--allow-unsound" in err
+    assert not (tmp_path / "res").exists()
