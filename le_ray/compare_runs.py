@@ -35,8 +35,7 @@ def load_run(folder: str | Path) -> tuple[str, pl.DataFrame, dict[str, float]]:
     return record["loss"], table, {k: v for k, v in record.get("metrics", {}).items() if v is not None}
 
 
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser():
     parser = command_parser("compare")
     parser.add_argument("baseline", help="loss folder of the baseline run (e.g. output/<run>/bce/synthetic/small/none)")
     parser.add_argument("candidate", help="loss folder of the candidate run (e.g. output/<run>/le/synthetic/small/none)")
@@ -44,7 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sort-by", default="base_rate", choices=compare.SORT_KEYS,
                         help="row order of the per-condition table: base_rate (descending), or the largest "
                              "|difference| in calibration ratio (abs_delta_calibration) or LE ratio (abs_delta_le_ratio)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     base_loss, base_table, base_summary = load_run(args.baseline)
     cand_loss, cand_table, cand_summary = load_run(args.candidate)
     if base_loss == cand_loss:

@@ -239,8 +239,21 @@ def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str], refs: dict) -> 
 
     refs.update({seed: ray.put(data) for seed, data in plan.data_by_seed.items()})
     remote = ray.remote(trial_task).options(**_resources(cfg))
+    log.info("data in the object store: %s bytes for arrays of %s bytes", _stored_bytes(list(refs.values())),
+             sum(d.nbytes for d in plan.data_by_seed.values()))
     return {remote.remote([for_seed(refs, spec.seed)], spec, cfg.ray.cpus_per_trial, fault): spec
             for spec in plan.pending}
+
+
+def _stored_bytes(refs: list) -> int | None:
+    """Bytes the object store holds for ``refs`` (None when Ray does not say)."""
+    import ray
+
+    try:
+        found = ray.experimental.get_object_locations(refs)
+        return int(sum(found[r]["object_size"] or 0 for r in refs))
+    except Exception:  # noqa: BLE001 - an experimental API: the figure is informative only
+        return None
 
 
 def _store_one(store: SweepStore, ref, spec: TrialSpec, progress: SweepProgress, echo) -> None:

@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 import polars as pl
 from matplotlib import image as mpimg
 
@@ -13,6 +14,8 @@ from le_ray.data.filters import filter_mode_of
 from le_ray.run import main
 
 from .sample_data import require_sample
+
+pytestmark = pytest.mark.slow
 
 SMALL = ["--profile", "small_net", "--set", "synthetic.samples_per_condition=600", "--set", "training.epochs=1",
          "--set", "training.loss_mode=all", "--set", "training.batch_size=512",

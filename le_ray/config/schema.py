@@ -359,8 +359,13 @@ def _space_problems(loss: str, key: str, spec: Any) -> list[str]:
     """Problems of one ``tune.space.<loss>.<key>`` entry (its training key and its distribution)."""
     where = f"space.{loss}.{key}"
     node: Any = TrainingSettings
-    for part in key.split("."):
-        fields = node.model_fields if isinstance(node, type) and issubclass(node, BaseModel) else {}
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if not (isinstance(node, type) and issubclass(node, BaseModel)):  # a leaf reached: the rest is its spec
+            leaf, rest = ".".join(parts[:i]), {parts[i]: spec}
+            return [f"space.{loss}.{leaf}: got {json.dumps(rest, default=str)}; expected one of "
+                    + ", ".join(f'{{"{k}": ...}}' for k in SPACE_KINDS)]
+        fields = node.model_fields
         if part not in fields:
             return [f"{where}: unknown training key; expected one of {', '.join(fields)}{suggest(part, fields)}"]
         node = fields[part].annotation

@@ -152,3 +152,12 @@ class PreparedData:
     @property
     def num_numeric(self) -> int:
         return int(self.train.x_num.shape[1])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every array the preparation holds (splits and per-condition statistics)."""
+        arrays = [getattr(split, f.name) for split in (self.train, self.eval, self.test) if split is not None
+                  for f in fields(split)]
+        arrays += [self.numeric_mean, self.numeric_std, self.train_condition_counts, self.train_condition_positives,
+                   self.train_condition_rates, self.true_base_rates]
+        return int(sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)))

@@ -8,11 +8,15 @@ from typing import Sequence
 from le_ray.cli_args import command_parser, exit_on_user_error
 
 
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
+def _parser():
     parser = command_parser("report")
     parser.add_argument("sweep_dir", help="a sweep folder written by le-ray repeats (results/<sweep>)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     from le_ray.report.sweep import build_report
 
     print(f"report: {build_report(args.sweep_dir)}")

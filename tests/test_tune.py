@@ -1,0 +1,115 @@
+"""Tune, then test: search-space validation, the honest protocol (disjoint rows and seeds), best settings reaching
+the test sweep, resume, and a tiny tune through `ray job submit`."""
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from le_ray.config import ConfigError, load_config
+from le_ray.data.prepare import prepare_data, validation_split
+from le_ray.sweep_plan import sweep_seeds
+from le_ray.tune import apply_sample, best_overrides, tuning_seed_range
+
+TINY = ["synthetic.samples_per_condition=600", "synthetic.uniform_log10_means=[-0.8,-1,-1.2,-1.4]",
+        "training.epochs=2", "training.loss_mode=both", "training.by_loss={}", "training.batch_size=128",
+        "repeats.num_runs=2", "repeats.bootstrap_samples=100", "repeats.min_steps_per_epoch=1",
+        "repeats.min_eval_clicks=1", "ray.cpus_per_trial=1", "plots.dpi=40", "tune.num_samples=2",
+        'tune.space.bce.lr={"loguniform": [0.001, 0.01]}', 'tune.space.le.lr={"loguniform": [0.001, 0.01]}']
+
+
+def tiny_args(*extra):
+    return ["--profile", "small_net", *[a for item in [*TINY, *extra] for a in ("--set", item)]]
+
+
+@pytest.mark.parametrize("assignment,fragment", [
+    ('tune.space.bce.lrr={"uniform": [1, 2]}', 'tune.space.bce.lrr: unknown training key; expected one of'),
+    ('tune.space.bce.lr={"loguniform": [0, 1]}', "tune.space.bce.lr.loguniform: got [0, 1]; expected low > 0"),
+    ('tune.space.bce.lr={"uniform": [2, 1]}', "expected [low, high] with low < high"),
+    ('tune.space.bce.batch_size={"int": [64, 100.5]}', "tune.space.bce.batch_size.int: got [64, 100.5]; expected two "
+                                                       "integers"),
+    ('tune.space.bce.cross_batch={"choice": [1]}', "tune.space.bce.cross_batch: cross_batch is a section"),
+    ('tune.space.bce.lr={"gauss": 1}', 'expected one of {"loguniform": ...}'),
+    ('tune.space.hinge.lr={"uniform": [1, 2]}', "tune.space.hinge: unknown loss"),
+    ("tune.metric=loglos", 'tune.metric: got "loglos"; expected one of logloss'),
+    ("tune.scheduler=pbt", "tune.scheduler"),
+])
+def test_space_errors_name_the_dotted_key(assignment, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(sets=[assignment])
+    assert fragment in str(info.value)
+
+
+def test_space_accepts_aliases_and_nested_keys():
+    cfg = load_config(sets=['tune.space.le.focal.gamma={"uniform": [0.5, 2]}',
+                            'tune.space.le.cross_batch.amplification_rate={"choice": [8, 64]}'])
+    assert set(cfg.tune.space["localized_entropy"]) == {"focal.gamma", "cross_batch.amplification_rate"}
+
+
+def test_validation_rows_come_from_train_and_never_from_eval():
+    cfg = load_config(sets=TINY)
+    data = prepare_data(cfg)
+    tuning = validation_split(data, 0.25, cfg.project.seed)
+    train_ids, val_ids, eval_ids = (set(s.row_id.tolist()) for s in (tuning.train, tuning.eval, data.eval))
+    assert not val_ids & eval_ids and not train_ids & eval_ids and not train_ids & val_ids
+    assert train_ids | val_ids == set(data.train.row_id.tolist())
+    assert len(val_ids) == int(0.25 * len(data.train)) and tuning.test is None
+    assert tuning.fingerprint != data.fingerprint
+
+
+def test_tuning_seeds_never_meet_the_test_seeds():
+    cfg = load_config(sets=TINY)
+    low, high = tuning_seed_range(cfg)
+    assert max(sweep_seeds(cfg)) < low < high
+    with pytest.raises(ConfigError, match="tune.seed_offset"):
+        tuning_seed_range(load_config(sets=[*TINY, "tune.seed_offset=1", "repeats.num_runs=5"]))
+
+
+def test_best_settings_reach_the_test_config():
+    cfg = load_config(sets=TINY)
+    tuned = apply_sample(cfg.training_for("le"), {"lr": np.float64(0.0042), "focal.gamma": 1.5, "seed": 7})
+    assert tuned.lr == 0.0042 and tuned.focal.gamma == 1.5
+    records = [{"loss": "bce", "best": {"config": {"lr": 0.0031}}},
+               {"loss": "localized_entropy", "best": {"config": {"lr": 0.0042, "cross_batch.amplification_rate": 16}}}]
+    sets = best_overrides(cfg, records)
+    test = load_config(sets=[*TINY, *sets])
+    assert test.training_for("bce").lr == 0.0031 and test.training_for("le").lr == 0.0042
+    assert test.training_for("le").cross_batch.amplification_rate == 16
+
+
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_tiny_tune_then_test_and_resume(tmp_path):
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    args = [sys.executable, "-m", "le_ray.tune", *tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    root = tmp_path / "t"
+    summary = json.loads((root / "tune" / "summary.json").read_text())
+    best = {r["loss"]: r["best"] for r in summary["losses"]}
+    assert all(len(r["samples"]) == 2 for r in summary["losses"])
+    stored = json.loads((root / "config.resolved.json").read_text())
+    assert stored["training"]["by_loss"]["bce"]["by_source"]["synthetic"]["lr"] == best["bce"]["config"]["lr"]
+    seeds = {s["seed"] for r in summary["losses"] for s in r["samples"]}
+    assert not seeds & set(summary["test_seeds"])
+    text = (root / "summary.md").read_text()
+    assert "## Tuning" in text and "never seen while tuning" in text and (root / "report" / "plots" /
+                                                                         "tuning_curves.png").exists()
+    (root / "tune" / "bce.json").unlink()  # as if interrupted after the BCE search
+    second = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    again = json.loads((root / "tune" / "bce.json").read_text())
+    assert again["best"] == best["bce"]  # restored from Ray Tune's experiment state, not searched anew
+    assert "resuming: 4 of 4 trials already stored" in second.stdout
