@@ -36,6 +36,7 @@ from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
 from le_ray.devices import select_device
 from le_ray import run_report as run_outputs
+from le_ray.run_markdown import write_logs
 from le_ray.run_report import RunFolders, RunState
 from le_ray.atomic import check_writable
 from le_ray.report.tables import condition_stats, feature_stats, format_table, label_stats
@@ -196,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\ndone in {time.perf_counter() - started:.1f} s; report: {state.folders.comparison / 'report.md'}")
     finally:
         logger.removeHandler(handler)
-    run_outputs.write_logs(state, tee.buffer_text.getvalue())
+    write_logs(state, tee.buffer_text.getvalue())
     return 0
 
 

@@ -29,7 +29,7 @@ from le_ray.data.arrays import PreparedData
 from le_ray.trial import TrialResult, evaluation_split
 
 __all__ = ["RunFolders", "RunState", "filter_stats_plot", "distributions_plot", "untrained_model_report", "mid_epoch_hook", "report_loss",
-           "comparison", "post_training", "write_logs"]
+           "comparison", "post_training"]
 
 @dataclass
 class RunFolders:
@@ -58,6 +58,7 @@ class RunState:
     timings: dict[str, float] = field(default_factory=dict)
     shadows: list[Shadow] = field(default_factory=list)
     audit: Audit | None = None
+    comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)  # pair key → summary, conditions, closer
 
 
 DEVICE_COUNT_FEATURES = ("device_ip_count", "device_id_count")
@@ -149,7 +150,7 @@ def _print_loss_tables(state, loss: str, result: TrialResult, per_cond: pl.DataF
         print(f"{loss} model's {result.evaluation_split} loss under each loss definition: "
               + ", ".join(f"{k} {v:.6g}" for k, v in result.eval_compare.items()))
     print(f"{loss} per-condition metrics (sorted by base rate):")
-    print(format_table(per_cond, max_rows=top))
+    print(format_table(per_cond, max_rows=top, max_width=compare.terminal_width()))
     if result.grad_sq:
         print(f"{loss} squared logit-gradient diagnostics (LE / BCE):")
         print(format_table(pl.DataFrame(result.grad_sq), max_rows=top))
@@ -188,7 +189,8 @@ def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, f
         state.figures[f"{loss}:{name}"] = _save(state, fig, folder, name)
     write_csv(rates, folder / "train_rate_vs_eval_prediction.csv")
     print(f"{loss}: per-condition train click rate vs {result.evaluation_split} mean prediction:")
-    print(format_table(rates, max_rows=state.cfg.evaluation.print_per_condition_top_k or None))
+    print(format_table(rates, max_rows=state.cfg.evaluation.print_per_condition_top_k or None,
+                       max_width=compare.terminal_width()))
 
 
 def _named(state, table: pl.DataFrame, column: str = "value") -> pl.DataFrame:
@@ -254,7 +256,9 @@ def comparison(state) -> None:
     summaries = {loss: r.metrics for loss, r in state.results.items() if r.metrics}
     closeness = compare.calibration_closeness(tables)
     write_csv(closeness, folder / "calibration_closeness.csv")
-    texts = [f"|1 - calibration ratio| per loss:\n{format_table(closeness)}"]
+    width = compare.terminal_width()
+    texts = [f"|1 - calibration ratio| per loss:\n{format_table(closeness, max_width=width)}"]
+    state.comparisons["closeness"] = {"table": closeness}
     for baseline, candidate in pairs:
         key = f"{LOSSES[candidate].folder}_vs_{LOSSES[baseline].folder}"
         table = compare.compare_conditions(tables, baseline=baseline, candidate=candidate, sort_by=cfg.comparison.sort_by)
@@ -262,8 +266,10 @@ def comparison(state) -> None:
         closer = compare.count_closer_conditions(tables, baseline=baseline, candidate=candidate)
         write_csv(table, folder / f"conditions_{key}.csv")
         write_csv(summary, folder / f"summary_{key}.csv")
+        state.comparisons[key] = {"baseline": baseline, "candidate": candidate, "summary": summary,
+                                  "conditions": table, "closer": closer}
         texts.append(f"{key} per condition (sorted by {cfg.comparison.sort_by}):\n"
-                     f"{format_table(table, max_rows=cfg.comparison.top_k or None)}\n\n{key} summary (positive "
+                     f"{format_table(table, max_rows=cfg.comparison.top_k or None, max_width=width)}\n\n{key} summary (positive "
                      f"pct_change favours {LOSSES[candidate].label}):\n{format_table(summary)}\n"
                      f"conditions where {LOSSES[candidate].label}'s |pred_mean - base_rate| is smaller: "
                      f"{closer['candidate_closer']} of {closer['conditions']} (ties {closer['ties']})")
@@ -292,29 +298,3 @@ def post_training(state) -> None:
     if _plots_on(state, "post_training_data"):
         state.figures["data_distributions_post"] = distributions_plot(state, "data_distributions_post.png",
                                                                       "after training")
-
-
-def _report_markdown(state) -> str:
-    folder = state.folders.comparison
-    lines = [f"# le_ray diagnostic run: {state.cfg.source_key} / {state.folders.nn_type} / "
-             f"{state.folders.filter_mode}", ""]
-    for loss, result in state.results.items():
-        lines += [f"## {LOSSES[loss].label}", "", f"Evaluation split: {result.evaluation_split}; trained in "
-                  f"{result.timings['train']:.1f} s ({result.samples_per_second:,.0f} samples/s) on {result.device}.", ""]
-        if result.metrics:
-            lines += [markdown_table(pl.DataFrame({"metric": list(result.metrics),
-                                                   "value": list(result.metrics.values())})), ""]
-    for key, path in state.figures.items():
-        rel = os.path.relpath(path, folder)
-        lines += [f"### {key}", "", f"![{key}]({rel})", ""]
-    return "\n".join(lines)
-
-
-def write_logs(state, log_text: str) -> None:
-    """run_log.txt in every loss folder and the comparison folder; report.md in the comparison folder."""
-    if not state.cfg.output.save_logs:
-        return
-    for loss in state.results:
-        atomic_write_text(state.folders.loss(loss) / "run_log.txt", log_text)
-    atomic_write_text(state.folders.comparison / "run_log.txt", log_text)
-    atomic_write_text(state.folders.comparison / "report.md", _report_markdown(state) + "\n")

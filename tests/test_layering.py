@@ -26,7 +26,7 @@ FLOORS = {
     "le_ray.report": 7,
     "le_ray.report.__main__": 8, "le_ray.run": 8, "le_ray.run_report": 8, "le_ray.repeats": 8, "le_ray.prepare": 8,
     "le_ray.compare_runs": 8, "le_ray.tune": 8, "le_ray.sweep_driver": 8, "le_ray.sweep_plan": 8,
-    "le_ray.echo": 8,
+    "le_ray.echo": 8, "le_ray.run_markdown": 8,
     "le_ray.cli": 9,
 }
 

@@ -448,3 +448,16 @@ def test_condition_colors_are_stable_across_plots():
     assert P.condition_color(3) == P.condition_color(23)
     assert P.condition_color(3) != P.condition_color(4)
     assert P.loss_colors(["localized_entropy", "bce"]) == P.loss_colors(["LE", "BCE"])
+
+
+def test_tuning_curves_best_so_far_and_samples(tmp_path):
+    from le_ray.report.tuning import best_so_far
+
+    finals = {"bce": [0.05, 0.04, None, 0.045], "localized_entropy": [0.3, 0.049]}
+    curves = {k: best_so_far(v, higher_is_better=False) for k, v in finals.items()}
+    assert curves["bce"] == [0.05, 0.04, 0.04, 0.04]
+    fig = P.plot_tuning_curves(curves, finals, metric="logloss")
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 and ax.get_yscale() == "log"
+    assert list(ax.lines[0].get_ydata()) == [0.05, 0.04, 0.04, 0.04]
+    render(fig, tmp_path, "tuning.png")

@@ -337,6 +337,15 @@ def test_ray_job_submit_with_token_auth(tmp_path):
         bad = subprocess.run(submit[:-4] + ["--results-dir", "results", "--name", "job2"], env=env, cwd=repo,
                              capture_output=True, text=True, timeout=600)
         assert bad.returncode != 0 and "absolute --results-dir" in bad.stdout + bad.stderr
+        # a tiny tune-then-test as a job on the same head
+        tune = [*submit[:submit.index("le_ray.repeats")], "le_ray.tune", *tiny_args(
+            "tune.num_samples=2", 'tune.space.bce.lr={"loguniform": [0.001, 0.01]}'),
+            "--results-dir", str(results), "--name", "tune-job"]
+        tuned = subprocess.run(tune, env=env, cwd=repo, capture_output=True, text=True, timeout=900)
+        assert tuned.returncode == 0 and "succeeded" in tuned.stdout, tuned.stdout[-3000:] + tuned.stderr[-3000:]
+        summary = json.loads((results / "tune-job" / "tune" / "summary.json").read_text())
+        assert [len(r["samples"]) for r in summary["losses"]] == [2, 0]  # LE has no space: tested as configured
+        assert (results / "tune-job" / "summary.md").exists()
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         try:

@@ -54,6 +54,11 @@ def test_layout_files_and_log(tmp_path, capsys):
         assert (comparison / name).exists(), name
     report = (comparison / "report.md").read_text()
     assert "](../../../../le/synthetic/small/none/avg.png)" in report
+    # a document: facts, metrics of every loss side by side, comparison tables inline, sections by display name
+    for heading in ("| fact | value |", "| metric | BCE | LE | focal |", "## LE vs BCE", "## Per ad, every loss",
+                    "\n## LE\n", "\n## focal\n"):
+        assert heading in report, heading
+    assert "localized_entropy:" not in report and "## le\n" not in report
     # run_log.txt holds what was printed (the same lines, in order)
     log_lines = (comparison / "run_log.txt").read_text().splitlines()
     printed_lines = [line for line in printed.splitlines() if line.strip()]

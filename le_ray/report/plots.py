@@ -993,6 +993,10 @@ def plot_tuning_curves(curves: Mapping[str, Sequence[float]], finals: Mapping[st
         values = _floats([np.nan if v is None else v for v in finals.get(name, [])])
         ax.scatter(np.arange(1, values.size + 1), values, color=color, s=18, alpha=0.6,
                    label=f"{_loss_name(name)}: each sample")
-    ax.grid(True, alpha=0.3)
+    finite = [v for vals in finals.values() for v in vals if v is not None and np.isfinite(v)]
+    if finite and min(finite) > 0:
+        ax.set_yscale("log")
+        ax.set_ylabel(f"validation {metric} (log)")
+    ax.grid(True, which="both", alpha=0.3)
     _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

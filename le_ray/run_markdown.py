@@ -1,0 +1,124 @@
+"""``report.md`` of a diagnostic run (``le-ray run``), as a document: facts, audit, a metric × loss table,
+the comparison tables inline, then one section per loss with its figures, then the data figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import polars as pl
+
+from le_ray.atomic import atomic_write_text
+from le_ray.registry import LOSSES, label
+from le_ray.report.tables import markdown_table
+from le_ray.run_report import RunState
+from le_ray.version import version_string
+
+__all__ = ["report_markdown", "write_logs", "FIGURE_TITLES"]
+
+#: file name → caption of the figures a run writes.
+FIGURE_TITLES = {
+    "loss.png": "Loss and normalised entropy by epoch", "preds.png": "Predicted probability per ad (evaluation)",
+    "avg.png": "Mean prediction against the train click rate", "calibration.png": "Calibration ratio per ad",
+    "reliability.png": "Reliability diagram", "le_stats.png": "LE numerator and denominator per ad",
+    "grad_sq.png": "Squared logit gradients per ad (LE / BCE)", "test_preds.png": "Predictions on the test set",
+    "comparison_calibration.png": "Calibration ratio per ad, every loss", "data_distributions.png":
+    "Numeric features per ad (before training)", "data_distributions_post.png": "Numeric features per ad (after "
+    "training)", "filter_stats.png": "Filter statistics: rows vs click rate", "preds_untrained.png":
+    "Untrained model: predicted probability per ad",
+}
+
+
+def _facts(state: RunState) -> pl.DataFrame:
+    cfg, data = state.cfg, state.data
+    first = next(iter(state.results.values()), None)
+    rows = [("profile", f"`{cfg.experiment.active}`"), ("source", f"{cfg.source_key} (filter {state.folders.filter_mode})"),
+            ("model", f"{cfg.model.name}: hidden {list(cfg.model.hidden_sizes)}"), ("seed", str(cfg.project.seed)),
+            ("data rows", f"train {len(data.train):,} / eval {len(data.eval):,} / test "
+                          f"{0 if data.test is None else len(data.test):,}; {data.num_conditions} ads"),
+            ("device", first.device if first else "n/a"), ("le_ray", version_string())]
+    return pl.DataFrame(rows, schema=["fact", "value"], orient="row")
+
+
+def _metrics_wide(state: RunState) -> pl.DataFrame:
+    names = list(next((r.metrics for r in state.results.values() if r.metrics), {}))
+    cols = {"metric": names}
+    cols.update({label(loss): [r.metrics.get(m) for m in names] for loss, r in state.results.items()})
+    return pl.DataFrame(cols)
+
+
+def _figure(state: RunState, path: Path) -> list[str]:
+    rel = os.path.relpath(path, state.folders.comparison)
+    title = FIGURE_TITLES.get(path.name, path.stem.replace("_", " "))
+    return [f"**{title}**", "", f"![{title}]({rel})", ""]
+
+
+def _compact(table: pl.DataFrame) -> pl.DataFrame:
+    """The per-ad comparison with readable columns: rate, then mean prediction / ratio / logloss per loss."""
+    out = {"condition": table["condition"], "ad": table["value"] if "value" in table.columns else table["condition"],
+           "rows": table["count"],
+           "click rate": table["base_rate"]}
+    for loss in LOSSES:
+        if f"calibration_ratio_{loss}" in table.columns:
+            short = label(loss)
+            out[f"mean p ({short})"] = table[f"pred_mean_{loss}"]
+            out[f"ratio ({short})"] = table[f"calibration_ratio_{loss}"]
+            out[f"logloss ({short})"] = table[f"logloss_{loss}"]
+    return pl.DataFrame(out)
+
+
+def _comparison(state: RunState) -> list[str]:
+    lines, per_ad = [], None
+    for key, comp in state.comparisons.items():
+        if key == "closeness":
+            continue
+        b, c, closer = label(comp["baseline"]), label(comp["candidate"]), comp["closer"]
+        summary = comp["summary"].select("metric", pl.col("baseline").alias(b), pl.col("candidate").alias(c),
+                                         pl.col("winner").replace({n: label(n) for n in LOSSES}),
+                                         pl.col("pct_change_label").alias(f"change ({c} vs {b})"))
+        lines += [f"## {c} vs {b}", "", f"A positive change favours {c}. {c}'s |mean prediction − click rate| is "
+                  f"smaller on {closer['candidate_closer']} of {closer['conditions']} ads (ties {closer['ties']}).", "",
+                  markdown_table(summary), ""]
+        per_ad = per_ad if per_ad is not None else _compact(comp["conditions"])
+    if per_ad is not None:
+        closest = state.comparisons.get("closeness", {}).get("table")
+        if closest is not None:
+            per_ad = per_ad.join(closest.select("condition", pl.col("closest").replace({n: label(n) for n in LOSSES})
+                                                .alias("closest to 1")), on="condition", how="left")
+        per_ad = per_ad.drop("condition")
+        lines += ["## Per ad, every loss", "", "ratio = mean prediction / click rate (1 = calibrated); the CSV files "
+                  "have every column.", "", markdown_table(per_ad, max_rows=state.cfg.comparison.top_k or None), ""]
+    return lines
+
+
+def report_markdown(state: RunState) -> str:
+    lines = [f"# Diagnostic run: {state.cfg.source_key} / {state.folders.nn_type} / {state.folders.filter_mode}", "",
+             markdown_table(_facts(state)), ""]
+    if state.audit is not None and state.audit.findings:
+        lines += ["## Audit", ""] + [f"- **{f.severity}** `{f.code}`: {f.message}" for f in state.audit.findings] + [""]
+    if any(r.metrics for r in state.results.values()):
+        lines += ["## Metrics on the evaluation split", "", markdown_table(_metrics_wide(state)), ""]
+    lines += _comparison(state)
+    for loss, result in state.results.items():
+        lines += [f"## {label(loss)}", "", f"Trained in {result.timings['train']:.1f} s "
+                  f"({result.samples_per_second:,.0f} samples/s) on {result.device}; evaluated on "
+                  f"{result.evaluation_split}.", ""]
+        for key, path in state.figures.items():
+            if key.startswith(f"{loss}:"):
+                lines += _figure(state, path)
+    shared = [p for k, p in state.figures.items() if ":" not in k]
+    if shared:
+        lines += ["## Every loss and the data", ""]
+        for path in shared:
+            lines += _figure(state, path)
+    return "\n".join(lines)
+
+
+def write_logs(state, log_text: str) -> None:
+    """run_log.txt in every loss folder and the comparison folder; report.md in the comparison folder."""
+    if not state.cfg.output.save_logs:
+        return
+    for loss in state.results:
+        atomic_write_text(state.folders.loss(loss) / "run_log.txt", log_text)
+    atomic_write_text(state.folders.comparison / "run_log.txt", log_text)
+    atomic_write_text(state.folders.comparison / "report.md", report_markdown(state) + "\n")
