@@ -38,8 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from le_ray.config import load_config  # noqa: E402
-from le_ray.data.batches import to_tensors  # noqa: E402
-from le_ray.data.prepare import le_base_rates, prepare_data  # noqa: E402
+from le_ray.data.prepare import prepare_data  # noqa: E402
 from le_ray.devices import select_device  # noqa: E402
 from le_ray.losses import bce_loss, focal_loss, localized_entropy  # noqa: E402
 from le_ray.cross_batch import CrossBatchHistory  # noqa: E402

@@ -26,7 +26,8 @@ import ray
 import torch
 
 from le_ray.config import load_config
-from le_ray.repeats import plan_trials, run_sweep, warm_up_workers
+from le_ray.sweep_driver import run_sweep, warm_up_workers
+from le_ray.sweep_plan import for_seed, plan_trials
 from le_ray.results import SweepStore
 from le_ray.trial import run_trial
 
@@ -34,7 +35,7 @@ from le_ray.trial import run_trial
 def _config(args):
     return load_config(profile="quickstart", sets=[
         f"synthetic.samples_per_condition={args.rows_per_condition}", f"training.epochs={args.epochs}",
-        "training.loss_mode=both", "repeats.num_runs=6", "ray.cpus_per_trial=1"])
+        "training.loss_mode=both", "repeats.num_runs=6", "repeats.resample_data=false", "ray.cpus_per_trial=1"])
 
 
 def sequential(cfg, plan) -> float:
@@ -42,7 +43,7 @@ def sequential(cfg, plan) -> float:
     total = 0.0
     for spec in plan.specs:
         started = time.perf_counter()
-        run_trial(plan.data_for(spec), spec, num_threads=1)
+        run_trial(for_seed(plan.data_by_seed, spec.seed), spec, num_threads=1)
         total += time.perf_counter() - started
     torch.set_num_threads(threads)
     return total

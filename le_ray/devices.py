@@ -29,10 +29,6 @@ class DeviceChoice:
     dtype: torch.dtype
     reason: str
 
-    @property
-    def is_accelerator(self) -> bool:
-        return self.device.type in ("cuda", "mps")
-
 
 def torch_dtype(name: str, device_type: str = "cpu") -> torch.dtype:
     """``float32`` or ``float64``; MPS has no float64, so it falls back to float32 there."""

@@ -20,7 +20,6 @@ import io
 import logging
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -31,7 +30,6 @@ from le_ray.audit import audit_experiment, audit_text
 from le_ray.cli_args import add_config_arguments, command_parser, config_and_shadows, exit_on_user_error
 from le_ray.errors import UserError
 from le_ray.config import Config, losses_of
-from le_ray.data.arrays import PreparedData
 from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
 from le_ray.devices import select_device
@@ -40,7 +38,7 @@ from le_ray.run_markdown import write_logs
 from le_ray.run_report import RunFolders, RunState
 from le_ray.atomic import check_writable
 from le_ray.report.tables import condition_stats, feature_stats, format_table, label_stats
-from le_ray.trial import TrialResult, TrialSpec, run_trial
+from le_ray.trial import TrialSpec, run_trial
 
 __all__ = ["main", "run_diagnostic", "RunFolders", "nn_type_of"]
 

@@ -6,7 +6,6 @@ atomic writers; printing goes to stdout, which ``le_ray.run`` tees into ``run_lo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +22,7 @@ from le_ray.model import build_model, count_parameters
 from le_ray.registry import LOSSES
 from le_ray.report import plots
 from le_ray.atomic import atomic_write_json, atomic_write_text, atomic_write_with
-from le_ray.report.tables import format_table, markdown_table, prediction_summary, train_rate_vs_eval_prediction, \
+from le_ray.report.tables import format_table, prediction_summary, train_rate_vs_eval_prediction, \
     write_csv
 from le_ray.data.arrays import PreparedData
 from le_ray.trial import TrialResult, evaluation_split

@@ -61,9 +61,6 @@ class SweepPlan:
     def datasets(self) -> list[PreparedData]:
         return list(self.data_by_seed.values())
 
-    def data_for(self, spec: TrialSpec) -> PreparedData:
-        return for_seed(self.data_by_seed, spec.seed)
-
 
 def plan_trials(cfg: Config, *, data: PreparedData | None = None) -> SweepPlan:
     """Prepare the data (once, or once per seed) and list the trial specs, paired across losses."""

@@ -25,7 +25,7 @@ from le_ray.config.load import deep_merge, merge_layers, parse_set, to_plain, tr
 from le_ray.config.messages import describe_value, problems_from
 from le_ray.config.schema import SOURCE_KEYS, SPACE_KINDS, TRAINING_SETTING_KEYS, Config, TrainingSettings
 from le_ray.errors import ConfigError
-from le_ray.registry import LOSSES, canonical_loss, losses_of, suggest
+from le_ray.registry import LOSSES, losses_of, suggest
 
 __all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
            "config_fingerprint", "Shadow", "shadowed_sets", "validate_model"]
