@@ -2,13 +2,8 @@
 the test sweep, resume, and a tiny tune through `ray job submit`."""
 
 import json
-import os
-import shlex
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
