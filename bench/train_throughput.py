@@ -36,8 +36,9 @@ def _trial(cfg, loss: str, data=None) -> dict:
 
 
 def throughput_rows(args) -> list[tuple[str, dict]]:
+    # focal's synthetic epochs are set per loss (reference default 5): the epoch count goes there too
     base = [f"synthetic.samples_per_condition={args.rows_per_condition}", f"training.epochs={args.epochs}",
-            f"device.num_threads={args.threads}"]
+            f"training.by_loss.focal.by_source.synthetic.epochs={args.epochs}", f"device.num_threads={args.threads}"]
     rows = []
     cfg = load_config(sets=base)
     data = prepare_data(cfg)
