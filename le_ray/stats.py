@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
+from le_ray.glossary import TESTED_METRICS
 from le_ray.metrics.validation import _check_array, _check_conditions
 
 __all__ = [
@@ -47,8 +48,9 @@ __all__ = [
     "min_pairs_for_alpha",
 ]
 
-LOWER_IS_BETTER = ("logloss", "brier", "ece", "ece_small", "logratio_calib_iw", "logratio_calib_macro")
-HIGHER_IS_BETTER = ("accuracy", "roc_auc", "pr_auc")
+# the tested metrics and their directions are defined once, with their definitions, in the glossary
+LOWER_IS_BETTER = tuple(m for m, higher in TESTED_METRICS.items() if not higher)
+HIGHER_IS_BETTER = tuple(m for m, higher in TESTED_METRICS.items() if higher)
 REPEAT_METRICS: dict[str, bool] = {**dict.fromkeys(LOWER_IS_BETTER, False), **dict.fromkeys(HIGHER_IS_BETTER, True)}
 ALTERNATIVES = ("two-sided", "greater", "less")
 ZERO_METHODS = ("wilcox", "pratt", "zsplit")
