@@ -1,6 +1,11 @@
 """Results store: folder checks, atomic trial files, manifest facts, result tables."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -43,6 +48,36 @@ def test_atomic_write_keeps_old_file_when_writer_fails(tmp_path):
         atomic_write_with(target, broken)
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+_HALF_WRITER = """
+import sys, time
+from le_ray.atomic import atomic_write_with
+def half(tmp):
+    with open(tmp, "w") as fh:
+        fh.write('{"trial_id": "a", "metrics": {"logl')
+        fh.flush()
+        time.sleep(600)  # killed here, mid-write
+atomic_write_with(sys.argv[1], half)
+"""
+
+
+def test_sigkill_during_a_write_leaves_the_old_file_and_a_temp_no_reader_trusts(tmp_path):
+    store = SweepStore.open(tmp_path, "s")
+    store.write_trial(_record("a", "bce", 1, 0.2))
+    target = tmp_path / "s" / "trials" / "a.json"
+    before = target.read_bytes()
+    child = subprocess.Popen([sys.executable, "-c", _HALF_WRITER, str(target)])
+    deadline = time.time() + 60
+    while not any(p.stat().st_size for p in target.parent.glob(".tmp-*")):
+        assert child.poll() is None and time.time() < deadline, "the writer never started writing"
+        time.sleep(0.05)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert target.read_bytes() == before  # the old, complete trial file is untouched
+    assert [r["metrics"] for r in store.load_trials()] == [{"logloss": 0.2}]  # readers skip the half-written temp
+    assert store.clean_temporary_files() == 1
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.json"]
     assert oct(target.stat().st_mode & 0o777) == "0o644"
 
 
