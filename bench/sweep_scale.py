@@ -11,7 +11,8 @@ a heavy-tailed device_ip pool). The sweep: the ``avazu_top10_by_count`` profile 
 * bytes the data take in the object store against the prepared arrays' ``nbytes`` (target ≤ 1.05×);
 * per trial: time to fetch the data object (``attach_data``), to build its tensors and model (``setup``),
   training samples/s inside Ray, peak RSS of the worker;
-* the same BCE trial in-process on the same arrays: samples/s, and the Ray / in-process ratio (target ≥ 0.95);
+* the same BCE trial in-process on the same arrays, alone and two at once (as the sweep runs them on 2 slots):
+  samples/s, and the Ray / in-process ratio (target ≥ 0.95, like against like: two at once);
 * total wall against the ideal parallel time (Σ trial time / slots).
 """
 
@@ -71,16 +72,51 @@ def trial_figures(results: Path) -> list[dict]:
     return out
 
 
-def in_process(csv: Path, seeds: int) -> dict:
-    """The first seed's BCE trial in this process, one thread, on freshly prepared identical arrays."""
+def _in_process_child(data_path: str, sets: list[str], barrier, results) -> None:
+    """One BCE trial on the pickled arrays, one thread, started at the barrier (spawned process)."""
+    import pickle
+
     from le_ray.config import load_config
-    from le_ray.data.prepare import prepare_data
     from le_ray.trial import TrialSpec, run_trial
 
-    cfg = load_config(profile="avazu_top10_by_count", sets=_sets(csv, seeds))
-    data = prepare_data(cfg)
+    cfg = load_config(profile="avazu_top10_by_count", sets=sets)
+    data = pickle.loads(Path(data_path).read_bytes())
+    barrier.wait()
     result = run_trial(data, TrialSpec.make(cfg, "bce", cfg.project.seed, data.fingerprint), num_threads=1)
-    return {"samples_per_s": result.samples_per_second, "train_s": result.timings["train"], "train_rows": len(data.train)}
+    results.put({"samples_per_s": result.samples_per_second, "train_s": result.timings["train"]})
+
+
+def in_process(csv: Path, seeds: int, concurrent: int) -> dict:
+    """The first seed's BCE trial outside Ray, one thread, on freshly prepared identical arrays.
+
+    ``concurrent`` copies run at once in spawned processes, as many as the Ray sweep ran side by side, so that
+    the Ray / in-process ratio compares like with like (two trials on 2 vCPUs share caches and memory
+    bandwidth; one trial alone runs faster whatever runs it)."""
+    import multiprocessing
+    import pickle
+
+    from le_ray.config import load_config
+    from le_ray.data.prepare import prepare_data
+
+    sets = _sets(csv, seeds)
+    data = prepare_data(load_config(profile="avazu_top10_by_count", sets=sets))
+    data_path = REPO / "bench" / "_work" / "scale_prepared.pkl"
+    data_path.write_bytes(pickle.dumps(data, protocol=5))
+    ctx = multiprocessing.get_context("spawn")
+    out = {"train_rows": len(data.train)}
+    del data
+    for n in sorted({1, concurrent}):
+        barrier, results = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_in_process_child, args=(str(data_path), sets, barrier, results)) for _ in range(n)]
+        for proc in procs:
+            proc.start()
+        rows = [results.get(timeout=1800) for _ in procs]
+        for proc in procs:
+            proc.join()
+        out[f"{n}_at_once"] = {"samples_per_s": sum(r["samples_per_s"] for r in rows) / n,
+                               "train_s": sum(r["train_s"] for r in rows) / n}
+    data_path.unlink()
+    return out
 
 
 def main(argv=None) -> int:
@@ -94,11 +130,12 @@ def main(argv=None) -> int:
     subprocess.run(["rm", "-rf", str(results)], check=True)
     sweep = run_sweep(csv, args.seeds, results)
     trials = trial_figures(results)
-    local = in_process(csv, args.seeds)
-    bce_ray = [t["samples_per_s"] for t in trials if t["loss"] == "bce" and t["seed"] == 42]
+    local = in_process(csv, args.seeds, concurrent=2)
+    bce_ray = [t["samples_per_s"] for t in trials if t["loss"] == "bce"]
     ideal = sum(t["total_s"] for t in trials) / 2
     report = {"rows": args.rows, "seeds": args.seeds, "sweep": sweep, "trials": trials, "in_process_bce": local,
-              "ray_vs_in_process": bce_ray[0] / local["samples_per_s"] if bce_ray else None,
+              "ray_vs_in_process_alone": sum(bce_ray) / len(bce_ray) / local["1_at_once"]["samples_per_s"],
+              "ray_vs_in_process_2_at_once": sum(bce_ray) / len(bce_ray) / local["2_at_once"]["samples_per_s"],
               "object_store_ratio": (sweep["object_store_bytes"] / sweep["array_bytes"]
                                      if sweep["object_store_bytes"] else None),
               "ideal_parallel_s": ideal, "wall_over_ideal": sweep["wall_s"] / ideal}

@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--rows-per-condition", type=int, default=250_000)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="repeats of the 2,000-condition comparison")
+    parser.add_argument("--repeats", type=int, default=5, help="repeats of the 2,000-condition comparison")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {4 * args.rows_per_condition:,} rows")
