@@ -82,11 +82,11 @@ def scenario_node(root: Path, calm: dict, calm_s: float) -> dict:
     from ray.cluster_utils import Cluster
 
     from le_ray.config import load_config, to_dict
-    from le_ray.repeats import write_manifest
-    from le_ray.audit import audit_experiment
-    from le_ray.results import SweepStore
-    from le_ray.sweep_driver import run_sweep
-    from le_ray.sweep_plan import plan_trials
+    from le_ray.runners.repeats import write_manifest
+    from le_ray.sweep.audit import audit_experiment
+    from le_ray.sweep.store import SweepStore
+    from le_ray.sweep.driver import run_sweep
+    from le_ray.sweep.plan import plan_trials
 
     cfg = load_config(profile="small_net", sets=TINY)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})

@@ -39,10 +39,10 @@ sys.path.insert(0, str(REPO))
 
 from le_ray.config import load_config  # noqa: E402
 from le_ray.data.prepare import prepare_data  # noqa: E402
-from le_ray.devices import select_device  # noqa: E402
-from le_ray.losses import bce_loss, focal_loss, localized_entropy  # noqa: E402
-from le_ray.cross_batch import CrossBatchHistory  # noqa: E402
-from le_ray.trial import TrialSpec, run_trial  # noqa: E402
+from le_ray.training.devices import select_device  # noqa: E402
+from le_ray.training.losses import bce_loss, focal_loss, localized_entropy  # noqa: E402
+from le_ray.training.cross_batch import CrossBatchHistory  # noqa: E402
+from le_ray.training.trial import TrialSpec, run_trial  # noqa: E402
 
 SIZES = {"full": {"agree_batches": 50, "agree_rows": 16384, "agree_conditions": 2000, "rows": 4_000_000,
                   "step_rows": 500_000, "ray_rows": 1_000_000},
@@ -147,7 +147,7 @@ def stage_fractional(size: dict, gpus: float) -> dict:
     """4 trials at 0.25 GPU at once vs 1 alone, on local Ray with the one GPU (fake on CPU smoke runs)."""
     import ray
 
-    from le_ray.sweep_driver import connect_ray, trial_task
+    from le_ray.sweep.driver import connect_ray, trial_task
 
     sets = [f"synthetic.samples_per_condition={size['ray_rows'] // 4}", "training.epochs=1",
             "ray.gpus_per_trial=0.25", "ray.cpus_per_trial=1", f"ray.num_gpus={gpus}", "ray.num_cpus=8"]

@@ -22,8 +22,8 @@ import time
 import torch
 from torch import nn
 
-from le_ray.cross_batch import CrossBatchHistory
-from le_ray.losses import bce_loss, localized_entropy
+from le_ray.training.cross_batch import CrossBatchHistory
+from le_ray.training.losses import bce_loss, localized_entropy
 
 HIDDEN = (256, 256, 128, 64)
 VARIANTS = ("bce", "le", "le+history")

@@ -6,7 +6,7 @@ script times ``model_summary(p, y, conditions, ece_method=...)`` and
 ``per_condition_metrics(p, y, conditions, ece_method=...)`` (best of ``--repeats`` runs,
 wall-clock seconds) and prints a fixed-width table.
 
-As in a trial process, glibc's allocator is tuned first (``le_ray.devices.tune_host_allocator``:
+As in a trial process, glibc's allocator is tuned first (``le_ray.training.devices.tune_host_allocator``:
 large temporaries reuse heap memory instead of fresh page-faulted mappings; ``--no-mallopt``
 turns it off) and one small warm-up call loads scikit-learn before timing.
 
@@ -23,8 +23,8 @@ import time
 import numpy as np
 import polars as pl
 
-from le_ray.compare import format_table
-from le_ray.devices import tune_host_allocator
+from le_ray.metrics.compare import format_table
+from le_ray.training.devices import tune_host_allocator
 from le_ray.metrics import ECE_METHODS, model_summary, per_condition_metrics
 
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 
 from le_ray.config import load_config  # noqa: E402
 from le_ray.data.prepare import prepare_with_source  # noqa: E402
-from le_ray.sweep_driver import connect_ray  # noqa: E402
+from le_ray.sweep.driver import connect_ray  # noqa: E402
 
 
 def main(argv=None) -> int:

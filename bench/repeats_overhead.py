@@ -26,10 +26,10 @@ import ray
 import torch
 
 from le_ray.config import load_config
-from le_ray.sweep_driver import run_sweep, warm_up_workers
-from le_ray.sweep_plan import for_seed, plan_trials
-from le_ray.results import SweepStore
-from le_ray.trial import run_trial
+from le_ray.sweep.driver import run_sweep, warm_up_workers
+from le_ray.sweep.plan import for_seed, plan_trials
+from le_ray.sweep.store import SweepStore
+from le_ray.training.trial import run_trial
 
 
 def _config(args):

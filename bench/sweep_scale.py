@@ -77,7 +77,7 @@ def _in_process_child(data_path: str, sets: list[str], barrier, results) -> None
     import pickle
 
     from le_ray.config import load_config
-    from le_ray.trial import TrialSpec, run_trial
+    from le_ray.training.trial import TrialSpec, run_trial
 
     cfg = load_config(profile="avazu_top10_by_count", sets=sets)
     data = pickle.loads(Path(data_path).read_bytes())

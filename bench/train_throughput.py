@@ -22,7 +22,7 @@ import torch
 
 from le_ray.config import load_config
 from le_ray.data.prepare import prepare_data
-from le_ray.trial import TrialSpec, run_trial
+from le_ray.training.trial import TrialSpec, run_trial
 
 
 def _trial(cfg, loss: str, data=None) -> dict:

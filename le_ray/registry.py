@@ -2,7 +2,7 @@
 
 Config validation (``training.loss_mode``, ``training.by_loss.<loss>``, ``tune.space.<loss>``), folder
 names of a diagnostic run, the labels of every table, legend and file of a report, and the loss
-functions themselves (bound in :mod:`le_ray.objectives`, which refuses to import if a registered
+functions themselves (bound in :mod:`le_ray.training.objectives`, which refuses to import if a registered
 loss has no implementation) all read this table. This module sits on the lowest floor (config
 validates against it), so it holds names and facts only, no torch.
 """
@@ -22,7 +22,7 @@ __all__ = ["LossInfo", "LOSSES", "LOSS_NAMES", "canonical_loss", "loss_info", "l
 @dataclass(frozen=True)
 class LossInfo:
     """A training loss: canonical ``name`` (config key), accepted ``aliases``, display ``label``
-    (tables, legends, report headings), ``folder`` (``le_ray.run`` output folders and report file
+    (tables, legends, report headings), ``folder`` (``le_ray.runners.run`` output folders and report file
     keys), whether it can use the LE cross-batch history, and a one-line description."""
 
     name: str

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from le_ray.audit import audit_experiment, audit_text, refusal, setting_key
-from le_ray.cli_args import config_and_shadows
+from le_ray.sweep.audit import audit_experiment, audit_text, refusal, setting_key
+from le_ray.cli.args import config_and_shadows
 from le_ray.config import load_config
 from le_ray.data.prepare import prepare_data
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from le_ray.cli import main
-from le_ray.commands import COMMANDS
+from le_ray.cli.console import main
+from le_ray.cli.commands import COMMANDS
 from le_ray.config import load_config
 from le_ray.data.synthetic import expected_condition_rate
 
@@ -38,7 +38,8 @@ def test_python_m_entry_shows_the_same_prog(name):
 def test_every_argument_has_help(name):
     import importlib
 
-    module = importlib.import_module(COMMANDS[name].module)
+    entry = importlib.import_module(COMMANDS[name].module)
+    module = importlib.import_module(entry.main.__module__)  # the runner behind a thin entry point
     parser = module._config_parser() if name == "config" else module._parser()
     missing = [a.dest for a in parser._actions if a.help in (None, "") and a.dest != "help"]
     assert not missing, f"le-ray {name}: arguments without help: {missing}"

@@ -1,4 +1,4 @@
-"""Tests for le_ray.compare on hand-made predictions: deltas, sort orders, closeness,
+"""Tests for le_ray.metrics.compare on hand-made predictions: deltas, sort orders, closeness,
 winners / percent changes (sign, tie, n/a) and the fixed-width text table."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from le_ray import compare as C
+from le_ray.metrics import compare as C
 from le_ray.metrics import per_condition_metrics
 
 # condition 0: base rate .25 (n 4); 1: .5 (n 4); 2: .125 (n 8)

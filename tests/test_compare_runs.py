@@ -5,7 +5,7 @@ import json
 import polars as pl
 import pytest
 
-from le_ray.compare_runs import main
+from le_ray.runners.compare_runs import main
 
 
 def _run_folder(path, loss, pred_means, metrics):

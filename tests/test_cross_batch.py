@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from le_ray.cross_batch import CrossBatchHistory, history_capacities
-from le_ray.losses import localized_entropy
+from le_ray.training.cross_batch import CrossBatchHistory, history_capacities
+from le_ray.training.losses import localized_entropy
 
 NAN, INF = float("nan"), float("inf")
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(

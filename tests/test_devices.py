@@ -4,7 +4,7 @@ import numpy as np
 import torch
 
 from le_ray.config import load_config
-from le_ray.devices import select_device, seed_all, torch_dtype
+from le_ray.training.devices import select_device, seed_all, torch_dtype
 
 
 def _dev(**sets):

@@ -6,11 +6,11 @@ import torch
 from le_ray.config import load_config
 from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import le_base_rates, prepare_data
-from le_ray.devices import select_device
-from le_ray.model import build_model
-from le_ray.objectives import make_objective
-from le_ray.train import train_model
-from le_ray.trial import TrialSpec, run_trial
+from le_ray.training.devices import select_device
+from le_ray.training.model import build_model
+from le_ray.training.objectives import make_objective
+from le_ray.training.loop import train_model
+from le_ray.training.trial import TrialSpec, run_trial
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 CUDA = torch.device("cuda:0")
@@ -32,7 +32,7 @@ def test_select_device_picks_the_gpu_ray_assigned():
                                        ("localized_entropy", ("training.cross_batch.enabled=true",))])
 def test_training_steps_never_synchronise_with_the_host(loss, sets):
     """torch raises on any synchronising CUDA call inside the optimiser steps."""
-    import le_ray.train as train_module
+    import le_ray.training.loop as train_module
 
     cfg, data, settings = _setup(loss, *sets)
     rates = torch.tensor(le_base_rates(data, prior="jeffreys"), device=CUDA)

@@ -12,23 +12,29 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "le_ray"
 
-#: module (or package prefix) → floor; the longest matching prefix wins.
+#: package (or leaf module) → floor; the longest matching prefix wins. One entry per package: the tree is the floors.
 FLOORS = {
-    "le_ray": 1, "le_ray.errors": 1, "le_ray.atomic": 1, "le_ray.registry": 1, "le_ray.config": 1,
-    "le_ray.cli_args": 1, "le_ray.devices": 1, "le_ray.seeds": 1, "le_ray.faults": 1, "le_ray.version": 1,
-    "le_ray.commands": 1,
-    "le_ray.metrics": 2, "le_ray.stats": 2, "le_ray.compare": 2,
+    # 1: the leaves everything may use, and the validated config
+    "le_ray": 1, "le_ray.errors": 1, "le_ray.atomic": 1, "le_ray.seeds": 1, "le_ray.version": 1,
+    "le_ray.registry": 1, "le_ray.glossary": 1, "le_ray.config": 1,
+    # 2: pure numpy / scipy over additive per-condition sums
+    "le_ray.metrics": 2, "le_ray.stats": 2,
+    # 3: the Polars pipeline, synthetic data, prepared arrays, tensor batches
     "le_ray.data": 3,
-    "le_ray.model": 4, "le_ray.losses": 4, "le_ray.cross_batch": 4, "le_ray.objectives": 4, "le_ray.train": 4,
-    "le_ray.grad_diagnostics": 4,
-    "le_ray.trial": 5, "le_ray.audit": 5,
-    "le_ray.results": 6,
-    "le_ray.report": 7,
-    "le_ray.report.__main__": 8, "le_ray.run": 8, "le_ray.run_report": 8, "le_ray.repeats": 8, "le_ray.prepare": 8,
-    "le_ray.compare_runs": 8, "le_ray.tune": 8, "le_ray.sweep_driver": 8, "le_ray.sweep_plan": 8,
-    "le_ray.echo": 8, "le_ray.run_markdown": 8,
-    "le_ray.cli": 9,
+    # 4: model, losses, history, objectives, loop, devices, the trial
+    "le_ray.training": 4,
+    # 5: the sweep engine: plan, Ray driver, results store, audit, fault hooks
+    "le_ray.sweep": 5,
+    # 6: reports of sweeps and diagnostic runs, and their figures (read results, never train a trial)
+    "le_ray.report": 6,
+    # 7: each command's orchestration, the console, and the thin `python -m` entry points
+    "le_ray.runners": 7, "le_ray.cli": 7, "le_ray.report.__main__": 7,
+    "le_ray.repeats": 7, "le_ray.run": 7, "le_ray.tune": 7, "le_ray.prepare": 7,
 }
+
+#: the only modules directly in le_ray/: the leaves and the thin entry points
+TOP_LEVEL = {"__init__", "errors", "atomic", "seeds", "version", "registry", "glossary", "stats",
+             "repeats", "run", "tune", "prepare"}
 
 
 def _module_name(path: Path) -> str:
@@ -129,3 +135,18 @@ def test_no_function_is_longer_than_60_lines():
                 if length > 60:
                     long.append(f"{_module_name(path)}.{node.name}: {length} lines")
     assert not long, "\n".join(long)
+
+
+def test_top_level_holds_only_leaves_and_entry_points():
+    """Everything else lives in the package of its stage (config, data, training, sweep, report, runners, cli)."""
+    extra = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in TOP_LEVEL)
+    assert not extra, f"modules outside a stage package: {extra}"
+
+
+@pytest.mark.parametrize("entry", ["repeats", "run", "tune", "prepare"])
+def test_entry_points_are_thin(entry):
+    """`python -m le_ray.<entry>` only dispatches: no function of its own, one import from its runner."""
+    tree = ast.parse((PACKAGE / f"{entry}.py").read_text())
+    assert not [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    froms = [n.module for n in tree.body if isinstance(n, ast.ImportFrom)]
+    assert froms == [f"le_ray.runners.{entry}"]

@@ -1,4 +1,4 @@
-"""Hand-computed and reference-implementation checks for le_ray.losses."""
+"""Hand-computed and reference-implementation checks for le_ray.training.losses."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from le_ray.cross_batch import CrossBatchHistory, history_capacities
-from le_ray.losses import (
+from le_ray.training.cross_batch import CrossBatchHistory, history_capacities
+from le_ray.training.losses import (
     bce_loss,
     focal_loss,
     localized_entropy,

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from le_ray.config import load_config
-from le_ray.model import ConditionedLogitMLP, SparseDropout, bernoulli_positions, build_model, count_parameters
+from le_ray.training.model import ConditionedLogitMLP, SparseDropout, bernoulli_positions, build_model, count_parameters
 
 
 def _model(**kw):

@@ -95,7 +95,7 @@ def test_no_test_set_when_disabled():
 def test_prepare_cli_json_on_avazu_sample(tmp_path, capsys):
     import json
 
-    from le_ray.prepare import main
+    from le_ray.runners.prepare import main
 
     from .sample_data import require_sample
 
@@ -118,7 +118,7 @@ def test_prepare_cli_json_on_avazu_sample(tmp_path, capsys):
 
 
 def test_prepare_cli_missing_file_names_key(tmp_path, capsys):
-    from le_ray.prepare import main
+    from le_ray.runners.prepare import main
 
     code = main(["--profile", "avazu_top6_by_count", "--set", f"ctr.datasets.avazu.train_path={tmp_path}/none.csv"])
     assert code == 2

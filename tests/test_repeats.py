@@ -18,14 +18,14 @@ import pytest
 import ray
 import torch
 
-from le_ray.audit import audit_experiment
+from le_ray.sweep.audit import audit_experiment
 from le_ray.config import load_config, to_dict
-from le_ray.repeats import main, write_manifest
+from le_ray.runners.repeats import main, write_manifest
 from le_ray.report.sweep import build_report
-from le_ray.results import SweepStore
-from le_ray.sweep_driver import run_sweep
-from le_ray.sweep_plan import plan_trials, sweep_seeds
-from le_ray.trial import run_trial
+from le_ray.sweep.store import SweepStore
+from le_ray.sweep.driver import run_sweep
+from le_ray.sweep.plan import plan_trials, sweep_seeds
+from le_ray.training.trial import run_trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
@@ -188,7 +188,7 @@ def test_always_failing_trial_is_recorded_and_others_finish(local_ray, tmp_path,
 def test_unwritable_results_folder_refused_before_training(tmp_path, monkeypatch, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    import le_ray.repeats as repeats
+    import le_ray.runners.repeats as repeats
 
     monkeypatch.setattr(repeats, "plan_trials", lambda *a, **k: pytest.fail("training data was prepared"))
     code = main(["--profile", "small_net", "--results-dir", str(blocker / "results"), "--name", "x"])
@@ -402,7 +402,7 @@ def test_extend_with_more_seeds_reuses_stored_trials(tmp_path, capsys):
 def test_preflight_failures_leave_no_folder_and_start_no_ray(tmp_path, capsys, monkeypatch):
     if ray.is_initialized():
         ray.shutdown()
-    import le_ray.sweep_driver as driver
+    import le_ray.sweep.driver as driver
 
     monkeypatch.setattr(driver, "connect_ray", lambda cfg: pytest.fail("Ray was started"))
     missing = main(["--profile", "avazu_top6_by_count", "--set", "ctr.datasets.avazu.train_path=/nope/train.csv",
@@ -439,7 +439,7 @@ def _listening(procs) -> set[str]:
 def test_local_ray_listens_on_loopback_only(tmp_path):
     import psutil
 
-    from le_ray.sweep_driver import connect_ray
+    from le_ray.sweep.driver import connect_ray
 
     if ray.is_initialized():
         ray.shutdown()

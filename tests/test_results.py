@@ -10,7 +10,7 @@ import time
 import pytest
 
 from le_ray.atomic import atomic_write_json, atomic_write_with, check_writable
-from le_ray.results import ResultsError, SweepStore, environment_manifest, resolve_results_dir, trials_frame
+from le_ray.sweep.store import ResultsError, SweepStore, environment_manifest, resolve_results_dir, trials_frame
 
 
 def _record(trial_id, loss, seed, logloss):

@@ -8,10 +8,10 @@ import pytest
 import polars as pl
 from matplotlib import image as mpimg
 
-import le_ray.run as run_module
+import le_ray.runners.run as run_module
 from le_ray.config import load_config
 from le_ray.data.filters import filter_mode_of
-from le_ray.run import main
+from le_ray.runners.run import main
 
 from .sample_data import require_sample
 

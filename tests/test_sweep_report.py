@@ -7,7 +7,7 @@ import pytest
 from le_ray import metrics
 from le_ray.config import load_config
 from le_ray.report.sweep import comparison_pairs, compute_tables, mean_reliability
-from le_ray.results import per_condition_frame, pooled_per_condition, trials_frame
+from le_ray.sweep.store import per_condition_frame, pooled_per_condition, trials_frame
 
 RATES = np.array([0.1, 0.02, 0.005])
 

@@ -11,9 +11,9 @@ from le_ray.config import load_config, training_for
 from le_ray.data.arrays import Split
 from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import le_base_rates, prepare_data
-from le_ray.model import build_model
-from le_ray.objectives import make_objective
-from le_ray.train import NonFiniteLossError, build_optimizer, evaluate_loss, train_model
+from le_ray.training.model import build_model
+from le_ray.training.objectives import make_objective
+from le_ray.training.loop import NonFiniteLossError, build_optimizer, evaluate_loss, train_model
 
 CPU = torch.device("cpu")
 
@@ -150,7 +150,7 @@ def _count_host_reads_in_steps(monkeypatch, loss, *sets):
     """
     import sys
 
-    import le_ray.train as train_module
+    import le_ray.training.loop as train_module
 
     torch_dir = str(Path(torch.__file__).parent)
 
@@ -188,7 +188,7 @@ def test_training_steps_never_read_tensors_on_the_host(monkeypatch, loss, sets):
 
 
 def test_host_read_counter_sees_a_read(monkeypatch):
-    import le_ray.train as train_module
+    import le_ray.training.loop as train_module
     decay = train_module._decay_lrs
     monkeypatch.setattr(train_module, "_decay_lrs", lambda opt, s: (decay(opt, s), opt.param_groups[0]["params"][0].sum().item()))
     counts, out = _count_host_reads_in_steps(monkeypatch, "bce")
@@ -196,7 +196,7 @@ def test_host_read_counter_sees_a_read(monkeypatch):
 
 
 def test_normalised_entropy_curves_share_one_scale():
-    from le_ray.train import base_rate_entropy, normalised_entropy
+    from le_ray.training.loop import base_rate_entropy, normalised_entropy
     _, _, settings, model, make, tr, ev = _setup("localized_entropy", "training.lr=0.01")
     p = float((tr.w * tr.y).sum() / tr.w.sum())
     assert base_rate_entropy(tr) == pytest.approx(len(tr) * -(p * math.log(p) + (1 - p) * math.log(1 - p)))
@@ -210,7 +210,7 @@ def test_normalised_entropy_curves_share_one_scale():
 
 
 def test_bf16_autocast_trains_and_keeps_float32_losses():
-    from le_ray.train import forward
+    from le_ray.training.loop import forward
     _, _, settings, model, make, tr, ev = _setup("bce", "training.amp=\"bf16\"", "training.lr=0.01")
     batch = next(tr.sequential(64))
     assert forward(model, batch, "bf16").dtype == torch.float32

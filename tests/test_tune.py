@@ -10,8 +10,8 @@ import pytest
 
 from le_ray.config import ConfigError, load_config
 from le_ray.data.prepare import prepare_data, validation_split
-from le_ray.sweep_plan import sweep_seeds
-from le_ray.tune import apply_sample, best_overrides, tuning_seed_range
+from le_ray.sweep.plan import sweep_seeds
+from le_ray.runners.tune import apply_sample, best_overrides, tuning_seed_range
 
 TINY = ["synthetic.samples_per_condition=600", "synthetic.uniform_log10_means=[-0.8,-1,-1.2,-1.4]",
         "training.epochs=2", "training.loss_mode=both", "training.by_loss={}", "training.batch_size=128",

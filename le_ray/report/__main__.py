@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from le_ray.cli_args import command_parser, exit_on_user_error
+from le_ray.cli.args import command_parser, exit_on_user_error
 
 
 def _parser():

@@ -16,16 +16,16 @@ from typing import Any, Callable
 import numpy as np
 import polars as pl
 
-from le_ray import faults
+from le_ray.sweep import faults
 from le_ray.atomic import atomic_write_text, atomic_write_with
-from le_ray.compare import format_table, terminal_width
+from le_ray.metrics.compare import format_table, terminal_width
 from le_ray.config import Config, resolve_config
 from le_ray.registry import LOSSES, label
 from le_ray.report.summary_md import CONDITION_COLUMNS, TEST_COLUMNS, SummaryContext, summary_markdown, verdicts
 from le_ray.report.sweep_stats import SweepTables, comparison_pairs, compute_tables
 from le_ray.report.tables import write_csv
 from le_ray.report.tuning import best_so_far, load_tuning, tuning_markdown
-from le_ray.results import SweepStore, per_condition_frame, trials_frame
+from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
 
 __all__ = ["build_report", "comparison_pairs", "SweepTables", "compute_tables", "mean_reliability"]
 

@@ -23,7 +23,7 @@ import polars as pl
 
 from le_ray.config import Config
 from le_ray.registry import label
-from le_ray.results import pooled_per_condition
+from le_ray.sweep.store import pooled_per_condition
 from le_ray.stats import (REPEAT_METRICS, bh_adjust, calibration_tests_from_sums, holm_adjust, metric_tests,
                           summarize_runs)
 

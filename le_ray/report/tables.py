@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from le_ray.compare import format_table
+from le_ray.metrics.compare import format_table
 from le_ray.data.arrays import PreparedData
 from le_ray.atomic import atomic_write_with
 

@@ -1,6 +1,6 @@
 """The tuning section of a sweep's report (``le-ray tune``): protocol, best settings, curves and spread.
 
-Reads ``tune/summary.json`` of the sweep folder (written by :mod:`le_ray.tune`); a sweep without it has
+Reads ``tune/summary.json`` of the sweep folder (written by :mod:`le_ray.runners.tune`); a sweep without it has
 no tuning section.
 """
 

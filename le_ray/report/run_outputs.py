@@ -1,7 +1,7 @@
-"""The report half of a diagnostic run (``le_ray.run``): per-loss plots/tables, comparison tables, report.md.
+"""The report half of a diagnostic run (``le_ray.runners.run``): per-loss plots/tables, comparison tables, report.md.
 
 Every function takes the run's state (config, data, folders, results) and writes through the
-atomic writers; printing goes to stdout, which ``le_ray.run`` tees into ``run_log.txt``.
+atomic writers; printing goes to stdout, which ``le_ray.runners.run`` tees into ``run_log.txt``.
 """
 
 from __future__ import annotations
@@ -14,18 +14,19 @@ import numpy as np
 import polars as pl
 import torch
 
-from le_ray import compare, seeds
-from le_ray.audit import Audit
+from le_ray import seeds
+from le_ray.metrics import compare
+from le_ray.sweep.audit import Audit
 from le_ray.config import Config, Shadow
 from le_ray.data.batches import to_tensors
-from le_ray.model import build_model, count_parameters
+from le_ray.training.model import build_model, count_parameters
 from le_ray.registry import LOSSES
 from le_ray.report import plots
 from le_ray.atomic import atomic_write_json, atomic_write_text, atomic_write_with
 from le_ray.report.tables import format_table, prediction_summary, train_rate_vs_eval_prediction, \
     write_csv
 from le_ray.data.arrays import PreparedData
-from le_ray.trial import TrialResult, evaluation_split
+from le_ray.training.trial import TrialResult, evaluation_split
 
 __all__ = ["RunFolders", "RunState", "filter_stats_plot", "distributions_plot", "untrained_model_report", "mid_epoch_hook", "report_loss",
            "comparison", "post_training"]

@@ -11,7 +11,7 @@ import polars as pl
 from le_ray.atomic import atomic_write_text
 from le_ray.registry import LOSSES, label
 from le_ray.report.tables import markdown_table
-from le_ray.run_report import RunState
+from le_ray.report.run_outputs import RunState
 from le_ray.version import version_string
 
 __all__ = ["report_markdown", "write_logs", "FIGURE_TITLES"]

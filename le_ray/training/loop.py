@@ -38,13 +38,13 @@ from torch import nn
 from le_ray import seeds
 from le_ray.config import TrainingSettings
 from le_ray.data.batches import Batch, TensorSplit
-from le_ray.grad_diagnostics import GradSqAccumulator
-from le_ray.objectives import Objective
+from le_ray.training.grad_diagnostics import GradSqAccumulator
+from le_ray.training.objectives import Objective
 
 __all__ = ["TrainCurves", "TrainOutcome", "NonFiniteLossError", "build_optimizer", "train_model", "forward",
            "predict_logits", "evaluate_loss", "batched_loss", "bce_sum", "base_rate_entropy", "normalised_entropy"]
 
-log = logging.getLogger("le_ray.train")
+log = logging.getLogger("le_ray.training.loop")
 
 
 class NonFiniteLossError(FloatingPointError):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import textwrap
 from typing import Sequence
 
 from le_ray.config import Config, Shadow, load_config, merge_layers, resolve_config, shadowed_sets
-from le_ray.commands import COMMANDS, ENVIRONMENT, Command
+from le_ray.cli.commands import COMMANDS, ENVIRONMENT, Command
 from le_ray.errors import UserError
 
 __all__ = ["add_config_arguments", "config_from_args", "config_and_shadows", "exit_on_user_error", "command_parser",
@@ -62,6 +63,4 @@ def exit_on_user_error(func):
         except (UserError, FileNotFoundError, PermissionError) as exc:
             print(f"le-ray: {exc}", file=sys.stderr)
             return 2
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
-    return wrapper
+    return functools.wraps(func)(wrapper)

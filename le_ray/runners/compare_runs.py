@@ -1,6 +1,6 @@
 """``le-ray compare BASELINE_DIR CANDIDATE_DIR``: BCE-vs-LE tables from two stored diagnostic runs.
 
-Each directory is a loss folder written by ``le_ray.run`` (``per_condition.csv`` + ``metrics.json``),
+Each directory is a loss folder written by ``le_ray.runners.run`` (``per_condition.csv`` + ``metrics.json``),
 e.g. ``output/bce/avazu/default/top_k`` and ``output/le/avazu/default/top_k``. Writes the
 per-condition comparison, |1 − calibration| table and summary (CSV + aligned text) to ``--out``
 and prints them — the earlier system's ad-id comparison script, without retraining.
@@ -15,8 +15,8 @@ from typing import Sequence
 
 import polars as pl
 
-from le_ray import compare
-from le_ray.cli_args import command_parser, exit_on_user_error
+from le_ray.metrics import compare
+from le_ray.cli.args import command_parser, exit_on_user_error
 from le_ray.atomic import atomic_write_text
 from le_ray.report.tables import format_table, write_csv
 

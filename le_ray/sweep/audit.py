@@ -42,10 +42,10 @@ import numpy as np
 
 import polars as pl
 
-from le_ray.compare import format_table
+from le_ray.metrics.compare import format_table
 from le_ray.config import Config, Shadow, TrainingSettings, to_plain
 from le_ray.config.load import training_layers
-from le_ray.cross_batch import history_capacities
+from le_ray.training.cross_batch import history_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
 from le_ray.glossary import TESTED_METRICS
@@ -168,7 +168,7 @@ def _le_rates(cfg: Config, settings: TrainingSettings, data: PreparedData) -> np
 
 
 def _capacities(cfg: Config, settings: TrainingSettings, data: PreparedData) -> np.ndarray:
-    """The LE history's window capacity per condition (:func:`le_ray.cross_batch.history_capacities`)."""
+    """The LE history's window capacity per condition (:func:`le_ray.training.cross_batch.history_capacities`)."""
     return np.asarray(history_capacities(_le_rates(cfg, settings, data), settings.cross_batch.amplification_rate,
                                          settings.cross_batch.max_window))
 

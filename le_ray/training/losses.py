@@ -24,7 +24,7 @@ constant predictor at the condition's base rate would score on the same labels:
 
 Everything is vectorised with ``index_add_`` into [C] buffers: no Python loop over
 samples or conditions.  With ``num_conditions`` given the loss, including the update of a
-:class:`le_ray.cross_batch.CrossBatchHistory`, performs no host synchronisation.
+:class:`le_ray.training.cross_batch.CrossBatchHistory`, performs no host synchronisation.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ Tensor = torch.Tensor
 
 class WindowHistory(Protocol):
     """What :func:`localized_entropy` needs of a cross-batch history
-    (implemented by :class:`le_ray.cross_batch.CrossBatchHistory`)."""
+    (implemented by :class:`le_ray.training.cross_batch.CrossBatchHistory`)."""
 
     @property
     def num_conditions(self) -> int: ...
@@ -286,7 +286,7 @@ def localized_entropy(
     the host.  With C given (and ids in [0, C), else IndexError) the loss, history update
     included, performs no host synchronisation.
 
-    history: e.g. :class:`le_ray.cross_batch.CrossBatchHistory`; its windows' positive /
+    history: e.g. :class:`le_ray.training.cross_batch.CrossBatchHistory`; its windows' positive /
     negative weight and b sums join ones_j, zeros_j and num_j of every condition present in
     the batch (W stays the batch's), then the batch is appended (the call mutates it).
 

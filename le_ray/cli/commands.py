@@ -1,7 +1,7 @@
 """Every ``le-ray`` subcommand: its module, one-line summary, description, examples and environment.
 
 One table, so that ``le-ray --help`` lists the commands without importing them (torch takes seconds to
-import) and every command's own parser (:func:`le_ray.cli_args.command_parser`) shows the same
+import) and every command's own parser (:func:`le_ray.cli.args.command_parser`) shows the same
 ``prog`` (``le-ray <command>``) whether it is started as ``le-ray <command>`` or ``python -m <module>``.
 """
 
@@ -70,12 +70,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "Rebuild summary.md, the tables and the plots of a sweep folder from its stored trial files, "
             "without training.",
             (("le-ray report results/quickstart-20261201-120000", "rebuild one sweep's report"),)),
-    Command("compare", "le_ray.compare_runs", "per-condition comparison tables from two stored diagnostic runs",
+    Command("compare", "le_ray.runners.compare_runs", "per-condition comparison tables from two stored diagnostic runs",
             "Compare two loss folders written by `le-ray run` (per_condition.csv + metrics.json) without "
             "retraining: per-condition calibration, |1 - ratio| and a summary, as CSV and text.",
             (("le-ray compare output/run1/bce/synthetic/small/none output/run1/le/synthetic/small/none",
               "LE vs BCE of one run"),)),
-    Command("config", "le_ray.cli", "show the resolved config, each loss's effective settings, or the profiles",
+    Command("config", "le_ray.cli.console", "show the resolved config, each loss's effective settings, or the profiles",
             "Resolve a config (defaults, --config file, --profile, --set) and print it as JSON; --effective "
             "prints each loss's resolved training settings; `profiles` lists every profile with its description.",
             (("le-ray config show --profile quickstart --effective", "the training settings each loss really gets"),

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from le_ray.data.batches import Batch
-from le_ray.losses import bce_loss, localized_entropy
+from le_ray.training.losses import bce_loss, localized_entropy
 from le_ray.metrics.validation import _ratio as _safe_div  # num / den, NaN where den <= 0
 
 __all__ = ["GradSqAccumulator", "grad_sq_table"]

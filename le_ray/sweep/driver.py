@@ -26,13 +26,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from le_ray import faults
+from le_ray.sweep import faults
 from le_ray.atomic import to_jsonable
 from le_ray.config import Config
 from le_ray.data.arrays import PreparedData
-from le_ray.results import SweepStore
-from le_ray.sweep_plan import SweepPlan, for_seed
-from le_ray.trial import TrialSpec
+from le_ray.sweep.store import SweepStore
+from le_ray.sweep.plan import SweepPlan, for_seed
+from le_ray.training.trial import TrialSpec
 
 __all__ = ["connect_ray", "loopback_only", "warm_up_workers", "trial_task", "run_sweep", "SweepProgress",
            "StopRequested", "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
@@ -79,7 +79,7 @@ def trial_task(data_refs: list, spec: TrialSpec, cpus: int, fault: dict[str, str
     """Body of the Ray task: fetch the data, train on the GPU Ray assigned (or CPU), return the JSON record."""
     import ray
 
-    from le_ray.trial import run_trial
+    from le_ray.training.trial import run_trial
 
     logging.getLogger("le_ray").setLevel(os.environ.get("LE_RAY_TRIAL_LOG_LEVEL", "WARNING"))
     started_at = time.time()

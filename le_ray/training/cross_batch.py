@@ -2,7 +2,7 @@
 
 Each stored entry of condition j is (positive weight, negative weight, b) =
 (w_i*[y_i >= 0.5], w_i*[y_i < 0.5], w_i*BCE_i detached), soft labels binarised at 0.5.
-:func:`le_ray.losses.localized_entropy` adds the window sums of every condition present in a
+:func:`le_ray.training.losses.localized_entropy` adds the window sums of every condition present in a
 batch to that condition's ones_j, zeros_j and num_j, then appends the batch with
 :meth:`CrossBatchHistory.update`.
 

@@ -8,8 +8,8 @@ import json
 import sys
 from typing import Sequence
 
-from le_ray.cli_args import add_config_arguments, command_parser, config_from_args, exit_on_user_error
-from le_ray.commands import COMMANDS
+from le_ray.cli.args import add_config_arguments, command_parser, config_from_args, exit_on_user_error
+from le_ray.cli.commands import COMMANDS
 from le_ray.config import profiles, read_json, to_dict, to_plain
 from le_ray.registry import LOSSES, suggest
 from le_ray.version import version_string

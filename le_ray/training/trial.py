@@ -1,8 +1,8 @@
 """One trial = one (seed, loss) training run on prepared data → a small, serialisable result.
 
 ``run_trial(data, spec)`` is the single function behind every runner: a Ray task in
-``le_ray.repeats``, an in-process call in tests and benchmarks, and each loss of
-``le_ray.run``. A spec carries everything the trial needs (resolved config, loss, seed), so the
+``le_ray.runners.repeats``, an in-process call in tests and benchmarks, and each loss of
+``le_ray.runners.run``. A spec carries everything the trial needs (resolved config, loss, seed), so the
 same spec on the same data gives the same numbers on CPU in any runner.
 """
 
@@ -27,17 +27,17 @@ from le_ray.registry import LOSS_NAMES, canonical_loss
 from le_ray.data.arrays import PreparedData, Split
 from le_ray.data.batches import TensorSplit, to_tensors
 from le_ray.data.prepare import le_base_rates
-from le_ray.devices import (
+from le_ray.training.devices import (
     DeviceChoice, configure_threads, seed_all, select_device, set_determinism, tune_host_allocator,
 )
-from le_ray.losses import per_condition_le_stats
-from le_ray.model import build_model, count_parameters
-from le_ray.objectives import make_objective
-from le_ray.train import TrainOutcome, evaluate_loss, predict_logits, train_model
+from le_ray.training.losses import per_condition_le_stats
+from le_ray.training.model import build_model, count_parameters
+from le_ray.training.objectives import make_objective
+from le_ray.training.loop import TrainOutcome, evaluate_loss, predict_logits, train_model
 
 __all__ = ["TrialSpec", "TrialResult", "run_trial", "trial_id", "evaluation_split", "ece_settings"]
 
-log = logging.getLogger("le_ray.trial")
+log = logging.getLogger("le_ray.training.trial")
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from le_ray.config import TrainingSettings
-from le_ray.cross_batch import CrossBatchHistory
+from le_ray.training.cross_batch import CrossBatchHistory
 from le_ray.data.batches import Batch
-from le_ray.losses import bce_loss, focal_loss, localized_entropy
+from le_ray.training.losses import bce_loss, focal_loss, localized_entropy
 from le_ray.registry import LOSSES, canonical_loss
 
 __all__ = ["Objective", "make_objective", "LOSS_FUNCTIONS"]

@@ -1,0 +1,215 @@
+"""Calibration figures of one diagnostic run: mean prediction vs rate, calibration ratio, reliability diagram, prediction histograms."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from le_ray.report.plots.axes import (
+    MAX_HIST_CONDITIONS, PROB_FLOOR, _annotate, _as_table, _clip_note, _col, _diagonal, _figure, _floats,
+    _label, _legend, _log_y_if_positive, _loss_name, _name_of, _no_data, _plural, _positive, _top_conditions,
+    _top_note, condition_color, loss_colors,
+)
+
+
+def plot_avg_vs_train_rate(conditions: Sequence[str], train_rate: np.ndarray, eval_pred_mean: np.ndarray,
+                           eval_rate: np.ndarray | None = None, *,
+                           title: str = "Eval mean prediction vs train click rate per condition") -> Figure:
+    """Per condition (one point each): eval mean prediction (y) vs train click rate (x), log–log.
+
+    ``conditions``: C display names; ``train_rate``, ``eval_pred_mean``, ``eval_rate`` (optional,
+    drawn as a second marker): arrays of length C.  Points on the y = x line are calibrated to the
+    train rate; points are named when C ≤ 20.
+    """
+    fig, axes = _figure(10, 8)
+    ax = axes[0, 0]
+    x, _, nx = _positive(train_rate)
+    y, _, ny = _positive(eval_pred_mean)
+    r, _, nr = _positive(eval_rate) if eval_rate is not None else (np.full(x.size, np.nan), 0.0, 0)
+    ok = np.isfinite(x) & np.isfinite(y)
+    note = _clip_note(nx, PROB_FLOOR)
+    ynote = _clip_note(ny + nr, PROB_FLOOR)
+    _label(ax, title, f"train click rate (probability, log){note}", f"eval rate (probability, log){ynote}")
+    if not ok.any():
+        _no_data(ax)
+        return fig
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.scatter(x[ok], y[ok], s=36, color="tab:blue",
+               label=f"eval mean prediction ({_plural(int(ok.sum()), 'condition')})")
+    r_ok = np.isfinite(x) & np.isfinite(r)
+    if r_ok.any():
+        ax.scatter(x[r_ok], r[r_ok], s=40, marker="x", color="tab:orange", label="eval observed click rate")
+    _diagonal(ax, x[ok], y[ok], r[r_ok])
+    _annotate(ax, x[ok], y[ok], [n for n, k in zip(conditions, ok) if k])
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax, loc="upper left")
+    return fig
+
+
+# --------------------------------------------------------------------------- 2. loss curves
+
+
+def plot_prediction_histograms(p: np.ndarray, conditions: np.ndarray, condition_names: Sequence[str], *,
+                               title: str = "Predicted probability per condition", bins: int = 50) -> Figure:
+    """Overlaid step histograms of log10 p per condition (rows per bin, log y).
+
+    ``p``: N predicted probabilities (clipped to [1e-7, 1], NaN skipped); ``conditions``: N integer
+    condition ids indexing ``condition_names``.  At most 12 conditions (the largest by rows) are
+    drawn, noted in the title; with several conditions the pooled histogram is drawn in grey.
+    """
+    fig, axes = _figure(11, 6)
+    ax = axes[0, 0]
+    p = _floats(p)
+    cond = np.asarray(conditions).reshape(-1)[:p.size]
+    ok = np.isfinite(p[:cond.size])
+    p, cond = p[:cond.size][ok], cond[ok]
+    clipped = int(((p < PROB_FLOOR) | (p > 1)).sum())
+    lp = np.log10(np.clip(p, PROB_FLOOR, 1.0))
+    xlabel = f"log10 p (p clipped to [1e-7, 1]; {clipped} rows clipped)" if clipped else "log10 p"
+    ids, counts, total = _top_conditions(cond, MAX_HIST_CONDITIONS)
+    _label(ax, _top_note(title, ids.size, total), xlabel, "rows per bin (log)")
+    if not p.size:
+        _no_data(ax)
+        return fig
+    lo, hi = float(lp.min()), float(lp.max())
+    edges = np.linspace(lo - 0.05, hi + 0.05, max(int(bins), 1) + 1)
+    if total > 1:
+        ax.hist(lp, bins=edges, histtype="stepfilled", color="0.85", label=f"all conditions (n={p.size:,})")
+    for color, cid, n in zip([condition_color(i) for i in ids], ids, counts):
+        ax.hist(lp[cond == cid], bins=edges, histtype="step", linewidth=1.5, color=color,
+                label=f"{_name_of(condition_names, int(cid))} (n={n:,})")
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+# --------------------------------------------------------------------------- 4. calibration ratio
+
+
+def plot_calibration_ratio(series: Mapping[str, Any], *,
+                           title: str = "Calibration ratio (mean prediction / base rate) per condition") -> Figure:
+    """Per-condition calibration ratio vs base rate, log–log, one marker colour per loss.
+
+    ``series``: loss name → table / dict with ``base_rate``, ``calibration_ratio`` (arrays of
+    length C) and optional ``count`` (marker area ∝ sqrt(count), scaled over all series).  A
+    horizontal line marks ratio = 1; conditions with base rate ≤ 0 or a NaN ratio are skipped.
+    """
+    fig, axes = _figure(10, 7)
+    ax = axes[0, 0]
+    tables = {k: _as_table(v) for k, v in (series or {}).items()}
+    counts = [_col(t, "count", required=False) for t in tables.values()]
+    cmax = max([np.nanmax(c) for c in counts if np.isfinite(c).any()] or [1.0])
+    floors = [_positive(_col(t, "calibration_ratio"), None) for t in tables.values()]
+    floor = min([f for _, f, _ in floors] or [1e-3])
+    clipped, drawn = 0, 0
+    for color, (name, t), cnt in zip(loss_colors(list(tables)), tables.items(), counts):
+        x = _col(t, "base_rate")
+        y, _, n_low = _positive(_col(t, "calibration_ratio"), floor)
+        ok = np.isfinite(x) & (x > 0) & np.isfinite(y)
+        if not ok.any():
+            continue
+        size = np.where(np.isfinite(cnt), 12 + 250 * np.sqrt(np.clip(cnt, 0, None) / cmax), 30)
+        ax.scatter(x[ok], y[ok], s=size[ok], color=color, alpha=0.6, edgecolors="k", linewidths=0.4,
+                   label=f"{_loss_name(name)} ({_plural(int(ok.sum()), 'condition')})")
+        clipped, drawn = clipped + n_low, drawn + 1
+    size_note = "; marker area ∝ sqrt(rows)" if any(np.isfinite(c).any() for c in counts) else ""
+    _label(ax, title + size_note.replace("; ", "\n"), "base rate (probability, log)",
+           f"calibration ratio = mean prediction / base rate (log){_clip_note(clipped, floor)}")
+    if not drawn:
+        _no_data(ax)
+        return fig
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="ratio = 1 (calibrated)")
+    ax.grid(True, which="major", alpha=0.3)
+    _legend(ax, markerscale=0.6)
+    return fig
+
+
+# --------------------------------------------------------------------------- 5. reliability diagram
+
+
+def _reliability_series(t: dict[str, np.ndarray], log_scale: bool, label_floor: float | None):
+    """Sorted (avg_pred, avg_label, count, low, high, zero-rate mask) of the usable bins of one table."""
+    fix_x = (lambda a: _positive(a, PROB_FLOOR)[0]) if log_scale else (lambda a: a)
+    fix_y = (lambda a: _positive(a, label_floor)[0]) if log_scale else (lambda a: a)
+    x = fix_x(_col(t, "avg_pred"))
+    raw_y = _col(t, "avg_label")
+    y, low, high = fix_y(raw_y), fix_y(_col(t, "avg_label_low", required=False)), \
+        fix_y(_col(t, "avg_label_high", required=False))
+    count = _col(t, "count", required=False)
+    ok = np.isfinite(x) & np.isfinite(y) & ~(np.isfinite(count) & (count <= 0))
+    order = np.argsort(x[ok], kind="stable")
+    zero = (raw_y <= 0) if log_scale else np.zeros(raw_y.shape, dtype=bool)
+    return x[ok][order], y[ok][order], count[ok][order], low[ok][order], high[ok][order], zero[ok][order]
+
+
+def _label_floor(tables: Mapping[str, dict[str, np.ndarray]]) -> float:
+    """A decade below the smallest positive observed rate over every table (where empty bins sit)."""
+    labels = [_col(t, "avg_label") for t in tables.values()]
+    pos = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in labels]) if labels else np.array([])
+    return 10.0 ** (math.floor(math.log10(pos.min())) - 1) if pos.size else 1e-3
+
+
+def _draw_reliability(top, bottom, name: str, color, series) -> None:
+    x, y, count, low, high, zero = series
+    top.plot(x[~zero], y[~zero], marker="o", markersize=4, color=color, label=_loss_name(name))
+    if zero.any():
+        top.scatter(x[zero], y[zero], marker="v", s=36, facecolors="none", edgecolors=color,
+                    label=f"{_loss_name(name)}: bins without clicks")
+    band = np.isfinite(low) & np.isfinite(high)
+    if band.any():
+        top.fill_between(x[band], low[band], high[band], color=color, alpha=0.2,
+                         label=f"{_loss_name(name)} spread over seeds")
+    if np.isfinite(count).any():
+        bottom.plot(x, count, marker="s", markersize=3, color=color, label=_loss_name(name))
+
+
+def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliability diagram",
+                             log_scale: bool = True) -> Figure:
+    """Observed click rate vs mean prediction per probability bin, one line per loss, with y = x.
+
+    ``tables``: loss name → table with columns ``bin``, ``count``, ``avg_pred``, ``avg_label``
+    (``abs_gap`` ignored) and optional ``avg_label_low`` / ``avg_label_high`` (drawn as a band, e.g.
+    mean of seeds ± spread).  NaN and empty bins are skipped.  The lower panel shows rows per bin
+    (log y).  ``log_scale``: log–log upper panel; bins with no clicks are drawn as hollow
+    triangles a decade below the smallest observed rate (not joined to the line), predictions
+    of 0 at 1e-7.
+    """
+    fig, axes = _figure(10, 9, 2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top, bottom = axes[0, 0], axes[1, 0]
+    fig.suptitle(title)
+    raw = {k: _as_table(v) for k, v in (tables or {}).items()}
+    floor = _label_floor(raw) if log_scale else None
+    data = {k: _reliability_series(t, log_scale, floor) for k, t in raw.items()}
+    zeros = sum(int(s[5].sum()) for s in data.values())
+    scale = "probability, log" if log_scale else "probability"
+    note = f" [{_plural(zeros, 'bin')} without clicks drawn at {floor:.0e}]" if zeros else ""
+    _label(top, "observed rate vs mean prediction per bin", "", f"observed click rate ({scale}){note}")
+    _label(bottom, "rows per bin", f"mean prediction in bin ({scale})", "rows (log)")
+    if not any(s[0].size for s in data.values()):
+        _no_data(top)
+        _no_data(bottom)
+        return fig
+    for color, (name, series) in zip(loss_colors(list(data)), data.items()):
+        if series[0].size:
+            _draw_reliability(top, bottom, name, color, series)
+    if log_scale:
+        top.set_xscale("log")
+        top.set_yscale("log")
+        _diagonal(top, *[s[0] for s in data.values()], *[s[1] for s in data.values()])
+    else:
+        top.axline((0, 0), (1, 1), color="0.3", linestyle="--", linewidth=1, label="y = x (calibrated)")
+    _log_y_if_positive(bottom, *[s[2] for s in data.values()])
+    for ax in (top, bottom):
+        ax.grid(True, alpha=0.3)
+        _legend(ax)
+    return fig
+
+
+# --------------------------------------------------------------------------- 6. feature distributions

@@ -1,0 +1,60 @@
+"""``le-ray prepare`` (= ``python -m le_ray.prepare``): prepare the data as a sweep would and print its audit.
+
+The same preparation (filter, encode, balance, split) and the same experiment audit as ``le-ray repeats``
+(:mod:`le_ray.sweep.audit`): effective settings per loss, train / evaluation rows and clicks per condition
+(after balancing), and every finding; plus the source's row counts, stage timings and, for CTR data,
+the filter statistics plot.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from le_ray.atomic import atomic_write_json
+from le_ray.sweep.audit import audit_experiment, audit_text
+from le_ray.cli.args import add_config_arguments, command_parser, config_and_shadows, exit_on_user_error
+from le_ray.data.filters import filter_mode_of
+from le_ray.data.prepare import prepare_with_source
+
+__all__ = ["main"]
+
+
+def _parser():
+    parser = command_parser("prepare")
+    add_config_arguments(parser)
+    parser.add_argument("--json", metavar="FILE", help="also write the audit, row counts and timings as JSON")
+    return parser
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg, shadows = config_and_shadows(args)
+    data, ctr = prepare_with_source(cfg)
+    meta = data.meta
+    print(f"{cfg.source_key}: {meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, "
+          f"{meta.labelled_rows:,} after balancing -> train {len(data.train):,} / eval {len(data.eval):,} / test "
+          f"{0 if data.test is None else len(data.test):,} rows; {data.num_conditions} conditions")
+    print("timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in meta.stage_seconds.items())
+          + f"; whole preparation {meta.prepare_seconds:.3f}")
+    audit = audit_experiment(cfg, [data], shadows)
+    print(audit_text(audit, max_conditions=None))
+    if ctr is not None and cfg.plots.enabled and cfg.plots.ctr_filter_stats:
+        from le_ray.report import plots
+
+        path = Path(cfg.output.dir) / "prepare" / cfg.source_key / filter_mode_of(cfg) / "filter_stats.png"
+        plots.save_figure(plots.plot_filter_stats(ctr.filter_stats), path, dpi=cfg.plots.dpi)
+        print(f"filter statistics plot: {path}")
+    if args.json:
+        kept = ([] if ctr is None else [{"value": v, "id": int(i), "rows": int(r), "clicks": int(c)} for v, i, r, c in
+                                        ctr.condition_table.sort("id").select("value", "id", "rows", "clicks").iter_rows()])
+        atomic_write_json(args.json, {"source_rows": meta.source_rows, "kept_rows": meta.kept_rows,
+                                      "labelled_rows": meta.labelled_rows, "timings": dict(meta.stage_seconds),
+                                      "conditions": kept, "audit": audit.to_record()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

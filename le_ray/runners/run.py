@@ -1,0 +1,203 @@
+"""``python -m le_ray.run``: one diagnostic run — train each configured loss once and look at everything.
+
+Order of the reference pipeline: header (config, seed, device) → data (+ CTR filter table and
+plot) → data diagnostics → model and untrained predictions → train each loss (epoch-0 losses,
+per-epoch logs, optional mid-epoch evaluation and gradient diagnostics) → evaluation tables →
+BCE-vs-LE comparison → per-condition train rate vs eval prediction → test-set inference →
+post-training plots and LE numerator/denominator statistics.
+
+Outputs: ``<output.dir>/{bce|le|focal}/{source}/{nn_type}/{filter_mode}/`` per loss (avg.png,
+loss.png, preds.png, calibration.png, reliability.png, run_log.txt, metrics.json,
+per_condition.csv, ...) and ``<output.dir>/comparison/{source}/{nn_type}/{filter_mode}/`` with the
+comparison tables, data plots and ``report.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from le_ray import __version__
+from le_ray.sweep.audit import audit_experiment, audit_text
+from le_ray.cli.args import add_config_arguments, command_parser, config_and_shadows, exit_on_user_error
+from le_ray.errors import UserError
+from le_ray.config import Config, losses_of
+from le_ray.data.filters import filter_mode_of
+from le_ray.data.prepare import prepare_with_source
+from le_ray.training.devices import select_device
+from le_ray.report import run_outputs
+from le_ray.report.run_markdown import write_logs
+from le_ray.report.run_outputs import RunFolders, RunState
+from le_ray.atomic import check_writable
+from le_ray.report.tables import condition_stats, feature_stats, format_table, label_stats
+from le_ray.training.trial import TrialSpec, run_trial
+
+__all__ = ["main", "run_diagnostic", "RunFolders", "nn_type_of"]
+
+log = logging.getLogger("le_ray.run")
+
+
+def nn_type_of(cfg: Config) -> str:
+    """``default``/``small``/``wide``/``large`` from ``model.name``."""
+    return cfg.model.name
+
+
+class _Tee(io.TextIOBase):
+    """Writes to the real stream and keeps a copy for run_log.txt."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.buffer_text = stream, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        return self.buffer_text.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+def _section(title: str) -> None:
+    print(f"\n=== {title} ===")
+
+
+def _header(state: RunState, args: argparse.Namespace) -> None:
+    cfg = state.cfg
+    choice = select_device(cfg.device)
+    print(f"le_ray {__version__} diagnostic run — {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    print(f"profile: {cfg.experiment.active}; config file: {args.config}; overrides: {args.sets or 'none'}")
+    print(f"seed: {cfg.project.seed}; device: {choice.reason}; dtype: {choice.dtype}; torch threads: "
+          f"{torch.get_num_threads()}")
+    print(f"source: {cfg.source_key}; losses: {', '.join(losses_of(cfg.training.loss_mode))}; model: "
+          f"{cfg.model.name} {list(cfg.model.hidden_sizes)}; output: {state.folders.comparison.parent.parent.parent}")
+
+
+def _prepare(state: RunState) -> None:
+    _section("data")
+    started = time.perf_counter()
+    state.data, ctr = prepare_with_source(state.cfg)
+    data = state.data
+    state.timings["data"] = time.perf_counter() - started
+    print(f"prepared {data.source}: train {len(data.train)}, eval {len(data.eval)}, test "
+          f"{0 if data.test is None else len(data.test)} rows; {data.num_conditions} conditions; "
+          f"{len(data.numeric_features)} numeric, {len(data.categorical_features)} categorical features "
+          f"({state.timings['data']:.2f} s)")
+    meta = data.meta
+    print(f"{meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, {meta.labelled_rows:,} after "
+          "balancing; stage timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in meta.stage_seconds.items()))
+    state.audit = audit_experiment(state.cfg, [data], state.shadows)
+    print(audit_text(state.audit, max_conditions=state.cfg.evaluation.print_per_condition_top_k or None))
+    if ctr is not None:
+        if state.cfg.plots.enabled and state.cfg.plots.ctr_filter_stats:
+            state.figures["filter_stats"] = run_outputs.filter_stats_plot(state, ctr.filter_stats)
+
+
+def _diagnostics(state: RunState) -> None:
+    _section("data diagnostics (before training)")
+    data = state.data
+    print("numeric features (standardised):")
+    print(format_table(feature_stats(data)))
+    print("labels:")
+    print(format_table(label_stats(data)))
+    print("conditions:")
+    print(format_table(condition_stats(data), max_rows=state.cfg.evaluation.print_per_condition_top_k or None))
+    if state.cfg.plots.enabled and state.cfg.plots.data_distributions:
+        state.figures["data_distributions"] = run_outputs.distributions_plot(state, "data_distributions.png",
+                                                                             "before training")
+
+
+def _untrained_model(state: RunState) -> None:
+    _section("model")
+    info = run_outputs.untrained_model_report(state)
+    print(info["architecture"])
+    print(f"parameters: {info['parameters']}; first-layer width {info['input_width']}")
+    print(f"untrained model on one batch of {info['batch_rows']} rows: logits [{info['logit_min']:.4g}, "
+          f"{info['logit_max']:.4g}], probabilities [{info['p_min']:.4g}, {info['p_max']:.4g}]")
+
+
+def _train_losses(state: RunState) -> None:
+    cfg, data = state.cfg, state.data
+    for loss in losses_of(cfg.training.loss_mode):
+        _section(f"training {loss}")
+        settings = cfg.training_for(loss)
+        print(f"settings: epochs {settings.epochs}, lr {settings.lr}, lr_decay {settings.lr_decay}, batch "
+              f"{settings.batch_size}, lr_category {settings.lr_category}, cross_batch "
+              f"{settings.cross_batch.enabled} (A={settings.cross_batch.amplification_rate}), focal "
+              f"α={settings.focal.alpha} γ={settings.focal.gamma}, LE prior {settings.le.base_rate_prior}")
+        spec = TrialSpec.make(cfg, loss, cfg.project.seed, data.fingerprint)
+        on_eval = run_outputs.mid_epoch_hook(state, loss) if cfg.plots.enabled and cfg.plots.mid_epoch_predictions \
+            else None
+        result = run_trial(data, spec, keep_predictions=True, keep_model=True, on_batch_eval=on_eval)
+        state.results[loss] = result
+        run_outputs.report_loss(state, loss, result)
+
+
+def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path, shadows=()) -> RunState:
+    """Steps 1–13 of the module docstring; returns the state (results, figure paths)."""
+    folders = RunFolders(output_root, cfg.source_key, nn_type_of(cfg), filter_mode_of(cfg))
+    state = RunState(cfg, folders, shadows=list(shadows))
+    _header(state, args)
+    _prepare(state)
+    _diagnostics(state)
+    _untrained_model(state)
+    _train_losses(state)
+    run_outputs.comparison(state)
+    run_outputs.post_training(state)
+    if cfg.repeats.enabled:
+        print(f"\nrepeats.enabled: run the seed sweep with paired tests as a Ray job: python -m le_ray.repeats "
+              f"--profile {cfg.experiment.active or '<profile>'} ({cfg.repeats.num_runs} seeds)")
+    return state
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = command_parser("run")
+    add_config_arguments(parser)
+    parser.add_argument("--output-dir", help="where run folders go (default output.dir, 'output')")
+    parser.add_argument("--name", help="the run's folder name (default <profile>-<UTC time>); an existing one is "
+                        "refused unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true", help="reuse an existing run folder on purpose")
+    return parser
+
+
+def run_folder(args: argparse.Namespace, cfg: Config) -> Path:
+    """``<output dir>/<name>``: a new folder per run; an existing one only with ``--overwrite``."""
+    name = args.name or f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    if not name or "/" in name or name in (".", ".."):
+        raise UserError(f"--name {name!r}: expected a plain folder name")
+    root = Path(args.output_dir or cfg.output.dir) / name
+    if root.exists() and any(root.iterdir()) and not args.overwrite:
+        raise UserError(f"run folder {str(root)!r} exists; choose another --name, or pass --overwrite to reuse it")
+    return check_writable(root, "output folder")
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg, shadows = config_and_shadows(args)
+    root = run_folder(args, cfg)
+    tee = _Tee(sys.stdout)
+    handler = logging.StreamHandler(tee)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("le_ray")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(tee):
+            started = time.perf_counter()
+            state = run_diagnostic(cfg, args, root, shadows)
+            print(f"\ndone in {time.perf_counter() - started:.1f} s; report: {state.folders.comparison / 'report.md'}")
+    finally:
+        logger.removeHandler(handler)
+    write_logs(state, tee.buffer_text.getvalue())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

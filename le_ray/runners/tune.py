@@ -1,0 +1,284 @@
+"""``le-ray tune`` (= ``python -m le_ray.tune``): tune every loss with Ray Tune, then test on fresh seeds.
+
+Protocol (written into the report's tuning section):
+
+1. the data are prepared once; the tuning data are the TRAIN split only: ``tune.validation_split`` of the
+   train rows (:func:`le_ray.data.prepare.validation_split`) is the validation split the search
+   scores on; the evaluation split of the test sweep is never seen by a tuning trial;
+2. for each loss, the same budget: ``tune.num_samples`` samples of ``tune.space.<loss>`` (a loss with no
+   space is tested at its configured settings), the same scheduler (ASHA on epochs, grace period
+   ``tune.grace_period``, or FIFO), each sample a Ray Tune trial that runs the one ``run_trial`` with a
+   per-epoch report of ``tune.metric`` on the validation split (direction from :mod:`le_ray.glossary`);
+   tuning seeds are ``project.seed + tune.seed_offset + draw`` and never meet the test seeds;
+3. the best sample of every loss (last reported epoch) becomes that loss's ``by_source`` settings, and a
+   ``repeats`` sweep of all losses runs on the test seeds into the same folder, with the usual report
+   plus the tuning section.
+
+Resumable: each loss's Tune experiment lives under ``<sweep>/tune/<loss>/`` (restored when interrupted);
+a finished search is ``tune/<loss>.json``; the test phase resumes like any sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from le_ray import metrics
+from le_ray.atomic import atomic_write_json
+from le_ray.sweep.audit import audit_experiment, audit_text, refusal
+from le_ray.cli.args import add_config_arguments, command_parser, exit_on_user_error
+from le_ray.config import Config, TrainingSettings, merge_layers, resolve_config, shadowed_sets, to_dict, to_plain
+from le_ray.config.load import apply_set
+from le_ray.data.arrays import PreparedData
+from le_ray.data.batches import to_tensors
+from le_ray.data.prepare import prepare_data, validation_split
+from le_ray.cli.echo import Echo
+from le_ray.errors import ConfigError, UserError
+from le_ray.glossary import direction
+from le_ray.registry import label
+from le_ray.runners.repeats import Preflight, execute, resume_command
+from le_ray.sweep.store import SweepStore, check_resume, nearest_writable, resolve_results_dir
+from le_ray.sweep.driver import StopRequested, connect_ray, stop_on_signals
+from le_ray.sweep.plan import plan_trials, sweep_seeds
+from le_ray.training.trial import TrialSpec, ece_settings, run_trial
+
+__all__ = ["main", "search_space", "apply_sample", "tuning_seed_range", "best_overrides", "TUNE_DIR"]
+
+log = logging.getLogger("le_ray.tune")
+TUNE_DIR = "tune"
+SEED_DRAWS = 1_000_000  # tuning seeds are drawn from [project.seed + seed_offset, ... + SEED_DRAWS)
+
+
+def tuning_seed_range(cfg: Config) -> tuple[int, int]:
+    """[low, high) of tuning seeds; a ConfigError when it could meet the test seeds."""
+    low = cfg.project.seed + cfg.tune.seed_offset
+    if max(sweep_seeds(cfg)) >= low:
+        raise ConfigError(f"tune.seed_offset: got {cfg.tune.seed_offset}; expected > the test seeds' span "
+                          f"(repeats.num_runs x repeats.seed_stride = {cfg.repeats.num_runs * cfg.repeats.seed_stride})")
+    return low, low + SEED_DRAWS
+
+
+def search_space(cfg: Config, loss: str) -> dict[str, Any]:
+    """Ray Tune's param space for ``loss``: each ``tune.space`` entry as a sampler, plus the tuning seed."""
+    from ray import tune
+
+    makers = {"loguniform": lambda a: tune.loguniform(*a), "uniform": lambda a: tune.uniform(*a),
+              "choice": lambda a: tune.choice(list(a)), "int": lambda a: tune.randint(int(a[0]), int(a[1]) + 1)}
+    space = {key: makers[kind](args) for key, spec in (cfg.tune.space.get(loss) or {}).items()
+             for kind, args in spec.items()}
+    low, high = tuning_seed_range(cfg)
+    return {**space, "seed": tune.randint(low, high)}
+
+
+def apply_sample(settings: TrainingSettings, sample: dict[str, Any]) -> TrainingSettings:
+    """``settings`` with each dotted training key of ``sample`` (the seed excluded) replaced."""
+    plain = to_plain(settings)
+    for key, value in sample.items():
+        if key != "seed":
+            apply_set(plain, key.split("."), value.item() if isinstance(value, np.generic) else value)
+    return TrainingSettings.model_validate_json(json.dumps(plain))
+
+
+def _metric_reporter(cfg: Config, data: PreparedData, settings: TrainingSettings):
+    """``on_epoch(epoch, model)``: ``tune.metric`` on the validation split, reported to Ray Tune."""
+    import torch
+    from ray import tune
+
+    from le_ray.training.loop import predict_logits
+
+    split = data.eval
+    kw = ece_settings(cfg)
+
+    def on_epoch(epoch: int, model) -> None:
+        device = next(model.parameters()).device
+        tensors = to_tensors(split, device=device, dtype=next(model.parameters()).dtype)
+        p = torch.sigmoid(predict_logits(model, tensors, settings.eval_batch_size, settings.amp).double())
+        summary = metrics.model_summary(p.cpu().numpy(), split.y, split.cond, **kw)
+        tune.report({cfg.tune.metric: float(summary[cfg.tune.metric]), "epoch": epoch})
+    return on_epoch
+
+
+def _trainable(sample: dict[str, Any], *, data: PreparedData, cfg: Config, loss: str) -> None:
+    """One Ray Tune trial: the sample's settings, trained by ``run_trial`` on the tuning data."""
+    import ray
+
+    settings = apply_sample(cfg.training_for(loss), sample)
+    spec = TrialSpec.make(cfg, loss, int(sample["seed"]), data.fingerprint, settings)
+    gpu_ids = list(ray.get_gpu_ids())
+    run_trial(data, spec, assigned_gpu_ids=gpu_ids, num_threads=cfg.ray.cpus_per_trial,
+              on_epoch=_metric_reporter(cfg, data, settings))
+
+
+def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search import BasicVariantGenerator
+
+    mode = "max" if direction(cfg.tune.metric) else "min"
+    epochs = cfg.training_for(loss).epochs
+    scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=min(cfg.tune.grace_period,
+                                                                                             epochs))
+                 if cfg.tune.scheduler == "asha" else FIFOScheduler())
+    gpus = cfg.ray.gpus_per_trial or 0.0
+    trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, cfg=cfg, loss=loss),
+                                    {"cpu": cfg.ray.cpus_per_trial, "gpu": gpus})
+    path = folder / loss
+    if tune.Tuner.can_restore(str(path)):
+        return tune.Tuner.restore(str(path), trainable, resume_errored=True)
+    return tune.Tuner(trainable, param_space=search_space(cfg, loss), tune_config=tune.TuneConfig(
+        metric=cfg.tune.metric, mode=mode, num_samples=cfg.tune.num_samples, scheduler=scheduler,
+        max_concurrent_trials=cfg.tune.max_concurrent,
+        search_alg=BasicVariantGenerator(random_state=cfg.project.seed)),
+        run_config=tune.RunConfig(name=loss, storage_path=str(folder), verbose=0))
+
+
+def _search_record(cfg: Config, loss: str, grid) -> dict[str, Any]:
+    """Every sample (settings, seed, metric per epoch, final) and the best one, as plain data."""
+    samples = []
+    for result in grid:
+        history = result.metrics_dataframe
+        values = [] if history is None or cfg.tune.metric not in history else history[cfg.tune.metric].tolist()
+        config = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in (result.config or {}).items()}
+        samples.append({"config": {k: v for k, v in config.items() if k != "seed"}, "seed": config.get("seed"),
+                        "curve": values, "final": values[-1] if values else None, "epochs": len(values),
+                        "error": None if result.error is None else str(result.error)[:500]})
+    better = max if direction(cfg.tune.metric) else min
+    finished = [s for s in samples if s["final"] is not None and math.isfinite(s["final"])]
+    best = better(finished, key=lambda s: s["final"]) if finished else None
+    return {"loss": loss, "metric": cfg.tune.metric, "mode": "max" if direction(cfg.tune.metric) else "min",
+            "space": to_plain(cfg.tune.space.get(loss) or {}), "samples": samples, "best": best}
+
+
+def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo) -> dict[str, Any]:
+    """The search of one loss (or its stored result when it finished before)."""
+    done = folder / f"{loss}.json"
+    if done.exists():
+        echo(f"tuning {label(loss)}: already finished ({done})")
+        return json.loads(done.read_text())
+    if not cfg.tune.space.get(loss):
+        record = {"loss": loss, "metric": cfg.tune.metric, "space": {}, "samples": [], "best": None}
+    else:
+        started = time.perf_counter()
+        grid = _tuner(cfg, loss, data, folder).fit()
+        if grid.num_terminated + grid.num_errors < cfg.tune.num_samples:  # Ray Tune stopped early (Ctrl-C)
+            raise StopRequested(signal.SIGINT)
+        record = _search_record(cfg, loss, grid)
+        record["seconds"] = time.perf_counter() - started
+        best = record["best"]
+        echo(f"tuning {label(loss)}: {len(record['samples'])} samples in {record['seconds']:.0f} s; best "
+             f"{cfg.tune.metric} {best['final']:.5g} with {best['config']}" if best else
+             f"tuning {label(loss)}: no sample finished")
+    atomic_write_json(done, record)
+    return record
+
+
+def best_overrides(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
+    """``--set`` strings that give every loss its best sample's settings on the active source."""
+    source = cfg.source_keys[0]
+    sets = []
+    for record in records:
+        best = record.get("best")
+        for key, value in ((best or {}).get("config") or {}).items():
+            sets.append(f"training.by_loss.{record['loss']}.by_source.{source}.{key}={json.dumps(value)}")
+    return sets
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = command_parser("tune")
+    add_config_arguments(parser)
+    parser.add_argument("--results-dir", help="where sweep folders go (default output.results_dir, or $LE_RAY_RESULTS)")
+    parser.add_argument("--name", help="sweep folder name (default: <profile>-tune-<UTC time>); reuse it to resume")
+    parser.add_argument("--allow-unsound", action="store_true", help="test although the experiment audit found errors")
+    parser.add_argument("--no-report", action="store_true", help="store trials only")
+    parser.set_defaults(resume=None, extend=False)
+    return parser
+
+
+def _tuning_data(cfg: Config, echo) -> PreparedData:
+    data = prepare_data(cfg)
+    tuning = validation_split(data, cfg.tune.validation_split, cfg.project.seed)
+    echo(f"tuning data: {len(tuning.train):,} train / {len(tuning.eval):,} validation rows, carved from the "
+         f"{len(data.train):,} train rows (the {len(data.eval):,} evaluation rows are the test sweep's only)")
+    return tuning
+
+
+def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_dir: Path, name: str, echo) -> Preflight:
+    """The test sweep's config (best settings set explicitly), plan and audit."""
+    sets = [*args.sets, *best_overrides(cfg, records)]
+    data = merge_layers(args.config, profile=args.profile, sets=sets)
+    test_cfg = resolve_config(data)
+    plan = plan_trials(test_cfg)
+    audit = audit_experiment(test_cfg, plan.datasets, shadowed_sets(data, args.sets, test_cfg.source_keys,
+                                                                     test_cfg.losses))
+    echo(audit_text(audit, max_conditions=test_cfg.evaluation.print_per_condition_top_k or None))
+    if audit.errors and not (args.allow_unsound or test_cfg.repeats.allow_unsound):
+        raise UserError(refusal(audit))
+    resuming = (results_dir / name / "config.resolved.json").exists()
+    return Preflight(test_cfg, results_dir, name, resuming, plan, audit)
+
+
+def _check_resume(root: Path, cfg: Config) -> None:
+    """A tune folder belongs to one (untuned) config: refuse a rerun whose trial-relevant keys differ."""
+    nearest_writable(root)
+    stored = root / TUNE_DIR / "config.json"
+    if stored.exists():
+        check_resume(root, SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], to_dict(cfg), extend=False)
+
+
+def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -> int:
+    folder = root / TUNE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "config.json", {"config": to_dict(cfg), "argv": argv})
+    tuning = _tuning_data(cfg, echo)
+    records = []
+    for loss in cfg.losses:
+        records.append(run_search(cfg, loss, tuning, folder, echo))
+        stop.check()
+    atomic_write_json(folder / "summary.json", {"metric": cfg.tune.metric, "scheduler": cfg.tune.scheduler,
+                                                "num_samples": cfg.tune.num_samples,
+                                                "validation_split": cfg.tune.validation_split,
+                                                "validation_rows": len(tuning.eval), "train_rows": len(tuning.train),
+                                                "seed_range": list(tuning_seed_range(cfg)),
+                                                "test_seeds": sweep_seeds(cfg), "losses": records})
+    pre = _test_preflight(args, cfg, records, root.parent, root.name, echo)
+    store = SweepStore.open(root.parent, root.name)
+    store.clean_temporary_files()
+    store.record_run(to_dict(pre.cfg), argv)
+    pre.plan.done = store.finished_ids()
+    return execute(pre, store, args, echo, stop)
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    cfg = resolve_config(merge_layers(args.config, profile=args.profile, sets=args.sets))
+    tuning_seed_range(cfg)
+    results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
+    name = args.name or f"{cfg.experiment.active or 'default'}-tune-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    _check_resume(results_dir / name, cfg)
+    echo = Echo()
+    echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "
+         f"{cfg.tune.num_samples} samples each, metric {cfg.tune.metric} -> {results_dir / name}")
+    connect_ray(cfg)  # before our stop handlers: ray.init installs its own (aborting) SIGTERM handler
+    try:
+        with stop_on_signals() as stop:
+            return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop)
+    except StopRequested as stop:
+        echo.close()
+        print(f"\nstopped ({stop}); resume with: {resume_command(argv, results_dir, name, 'le_ray.tune')}", flush=True)
+        return stop.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
