@@ -82,6 +82,8 @@ class DeviceConfig(Section):
     dtype: Literal["float32", "float64"]
     deterministic: bool
     num_threads: PositiveInt | None
+    cuda_graphs: Literal["auto", "off"]  # auto: capture full-size training steps as CUDA graphs on CUDA, never on CPU
+    matmul_precision: Literal["auto", "highest", "high"]  # float32 matmuls; high = TF32 on CUDA; auto = high on CUDA
 
 
 class DataConfig(Section):
@@ -284,6 +286,7 @@ TRAINING_SETTING_KEYS: tuple[str, ...] = tuple(TrainingSettings.model_fields)
 class TrainingConfig(TrainingSettings):
     loss_mode: str | tuple[str, ...]
     eval_compare_losses: bool
+    same_settings_for_all_losses: bool  # true: every loss trains with the general training.* optimiser settings
     by_loss: Annotated[Mapping[str, Mapping[str, Any]], Frozen]
 
 
