@@ -1,22 +1,37 @@
 """The experiment audit on hand-made configs: each finding fires exactly when it should, error vs warning."""
 
+import argparse
 import math
+import re
+import shlex
 
 import pytest
 
-from le_ray.sweep.audit import audit_experiment, audit_text, refusal, setting_key
-from le_ray.cli.args import config_and_shadows
-from le_ray.config import load_config
+from le_ray.sweep.audit import audit_experiment, audit_text, batch_for_steps, refusal, setting_key
+from le_ray.cli.args import config_and_shadows, config_shadows_provenance
+from le_ray.config import ConfigShadowWarning, load_config
 from le_ray.data.prepare import prepare_data
 
 BASE = ["synthetic.samples_per_condition=6000", "synthetic.uniform_log10_means=[-0.8,-1,-1.1,-1.2]",
         "synthetic.uniform_log10_std=0.2", "training.loss_mode=all", "training.by_loss={}", "training.batch_size=256",
-        "repeats.num_runs=9", "training.cross_batch.enabled=false"]
+        "repeats.num_runs=9", "training.cross_batch.enabled=false", "repeats.resample_data=true"]
 
 
 def _audit(*sets, shadows=()):
     cfg = load_config(sets=[*BASE, *sets])
     return audit_experiment(cfg, [prepare_data(cfg)], shadows), cfg
+
+
+def _cli_audit(*sets, profile=None):
+    """The audit as a runner builds it: shadows and provenance from the parsed arguments."""
+    args = argparse.Namespace(config=None, profile=profile, sets=[*BASE, *sets])
+    cfg, shadows, origins = config_shadows_provenance(args)
+    return audit_experiment(cfg, [prepare_data(cfg)], shadows, origins), cfg
+
+
+def _one_liner(message):
+    """The ``--set 'KEY=VALUE'`` a finding advises, as the argument the shell would pass."""
+    return shlex.split(re.search(r"--set ('[^']+'|\S+)", message).group(1))[0]
 
 
 def _codes(audit):
@@ -30,7 +45,8 @@ def test_sound_experiment_has_no_finding():
 
 
 def test_settings_are_the_effective_ones():
-    audit, cfg = _audit("training.by_loss.focal.batch_size=128", "training.by_loss.focal.epochs=2")
+    with pytest.warns(ConfigShadowWarning, match="training.by_loss.focal.batch_size = 128"):  # the layers on purpose
+        audit, cfg = _audit("training.by_loss.focal.batch_size=128", "training.by_loss.focal.epochs=2")
     focal, bce = audit.settings["focal"], audit.settings["bce"]
     rows = len(prepare_data(cfg).train)
     assert (focal["batch_size"], focal["epochs"]) == (128, 2) and bce["batch_size"] == 256
@@ -38,18 +54,114 @@ def test_settings_are_the_effective_ones():
 
 
 def test_few_steps_is_an_error_naming_the_most_specific_key():
-    audit, cfg = _audit("training.by_loss.focal.by_source.synthetic.batch_size=5000")
-    assert _codes(audit) == [("error", "few_steps")]
+    with pytest.warns(ConfigShadowWarning, match="focal.by_source.synthetic.batch_size = 5000"):
+        audit, cfg = _audit("training.by_loss.focal.by_source.synthetic.batch_size=5000")
+    assert _codes(audit) == [("error", "few_steps"), ("warning", "settings_differ")]
     finding = audit.errors[0]
     assert finding.keys[0] == "training.by_loss.focal.by_source.synthetic.batch_size" and "focal" in finding.message
     assert "--allow-unsound" in refusal(audit)
-    relaxed, _ = _audit("training.by_loss.focal.by_source.synthetic.batch_size=5000", "repeats.min_steps_per_epoch=1")
-    assert relaxed.findings == []
+    with pytest.warns(ConfigShadowWarning, match="focal.by_source.synthetic.batch_size = 5000"):
+        relaxed, _ = _audit("training.by_loss.focal.by_source.synthetic.batch_size=5000",
+                            "repeats.min_steps_per_epoch=1")
+    assert _codes(relaxed) == [("warning", "settings_differ")]
+
+
+def test_few_steps_advice_is_a_one_liner_that_works():
+    sets = ("training.by_loss.focal.by_source.synthetic.batch_size=5000", "training.by_loss.bce.batch_size=4000")
+    with pytest.warns(ConfigShadowWarning, match="batch_size = (4000|5000) is more specific"):
+        audit, _ = _audit(*sets)
+    advice = {_one_liner(f.message) for f in audit.errors}
+    assert len(audit.errors) == 2 and len(advice) == 1  # one command for every loss
+    (assignment,) = advice
+    assert assignment.startswith("training.by_loss.*.batch_size=")
+    with pytest.warns(ConfigShadowWarning, match="--set training.batch_size=256 does not apply"):
+        fixed, cfg = _audit(*sets, assignment)
+    assert not fixed.errors
+    batch = int(assignment.split("=")[1])
+    assert {cfg.training_for(loss).batch_size for loss in cfg.losses} == {batch}
+    assert all(s["steps_per_epoch"] >= cfg.repeats.min_steps_per_epoch for s in fixed.settings.values())
+
+
+@pytest.mark.parametrize("rows,steps", [(1, 20), (19, 20), (20, 20), (6183, 20), (14058, 20), (1_000_000, 7)])
+def test_batch_for_steps_is_the_largest_power_of_two_that_gives_the_steps(rows, steps):
+    b = batch_for_steps(rows, steps)
+    assert b >= 1 and b & (b - 1) == 0
+    assert math.ceil(rows / b) >= steps or b == 1
+    assert 2 * b > max(1, rows // steps)  # the next power of two would exceed rows // steps
+
+
+def test_fixed_split_warns_only_when_seeds_share_the_data():
+    audit, cfg = _audit("repeats.resample_data=false")
+    finding = next(f for f in audit.findings if f.code == "fixed_split")
+    assert finding.severity == "warning" and finding.keys == ("repeats.resample_data",)
+    assert f"all {cfg.repeats.num_runs} seeds" in finding.message and "synthetic rows" in finding.message
+    one_seed, _ = _audit("repeats.resample_data=false", "repeats.num_runs=1")
+    assert "fixed_split" not in {f.code for f in one_seed.findings}
+    assert "fixed_split" not in {f.code for f in _audit()[0].findings}
+
+
+def test_settings_differ_names_each_value_and_its_source():
+    audit, cfg = _cli_audit("training.by_loss.focal.lr=0.002", "training.by_loss.bce.lr_decay=0.99")
+    differ = {f.message.split()[0]: f for f in audit.findings if f.code == "settings_differ"}
+    assert set(differ) == {"lr", "lr_decay"} and all(f.severity == "warning" for f in differ.values())
+    lr = differ["lr"].message
+    assert "BCE 0.001 (default config)" in lr and "LE 0.001 (default config)" in lr and "focal 0.002 (--set)" in lr
+    assert "mixes the effect of the loss" in lr
+    assert set(differ["lr"].keys) == {"training.lr", "training.by_loss.focal.lr", "training.same_settings_for_all_losses"}
+    steps = audit.settings["bce"]["steps_total"]
+    assert f"{100 * 0.99 ** steps:.3g} % of its start lr after {steps:,} steps" in differ["lr_decay"].message
+    record = {row["setting"]: row["losses"] for row in audit.to_record()["fairness"]}
+    assert record["lr"]["focal"] == {"value": 0.002, "key": "training.by_loss.focal.lr", "source": "--set"}
+    assert record["lr_decay"]["bce"]["value"] == 0.99 and record["lr_decay"]["focal"]["source"] == "default"
+
+
+def test_settings_differ_one_liner_makes_the_losses_alike():
+    audit, _ = _cli_audit("training.by_loss.focal.by_source.synthetic.lr=0.002", "training.by_loss.bce.lr=0.003")
+    (finding,) = [f for f in audit.findings if f.code == "settings_differ"]
+    fixed, cfg = _cli_audit("training.by_loss.focal.by_source.synthetic.lr=0.002", "training.by_loss.bce.lr=0.003",
+                            _one_liner(finding.message))
+    assert not [f for f in fixed.findings if f.code == "settings_differ"] and fixed.to_record()["fairness"] == []
+    assert {cfg.training_for(loss).lr for loss in cfg.losses} == {cfg.training.lr}
+
+
+def test_same_settings_for_all_losses_silences_the_fairness_warning():
+    sets = ("training.by_loss.focal.by_source.synthetic.lr=0.01", "training.by_loss.localized_entropy.epochs=2",
+            "training.by_loss.focal.focal.gamma=2.0", "training.by_loss.localized_entropy.cross_batch.enabled=true",
+            "training.by_loss.localized_entropy.cross_batch.amplification_rate=1")
+    differs, _ = _cli_audit(*sets)
+    assert {f.message.split()[0] for f in differs.findings if f.code == "settings_differ"} == {"lr", "epochs"}
+    alike, cfg = _cli_audit(*sets, "training.same_settings_for_all_losses=true")
+    assert not [f for f in alike.findings if f.code == "settings_differ"]
+    assert {(s["lr"], s["epochs"]) for s in alike.settings.values()} == {(cfg.training.lr, cfg.training.epochs)}
+    assert cfg.training_for("focal").focal.gamma == 2.0  # a loss's own keys keep their per-loss values
+    assert alike.settings["localized_entropy"]["history"] is not None
+
+
+def test_per_loss_set_ignored_under_same_settings_is_reported():
+    audit, _ = _cli_audit("training.same_settings_for_all_losses=true", "training.by_loss.bce.lr=0.01")
+    finding = next(f for f in audit.findings if f.code == "shadowed_set")
+    assert finding.keys == ("training.by_loss.bce.lr", "training.same_settings_for_all_losses")
+    assert "has no effect on BCE" in finding.message and "--set training.lr=0.01" in finding.message
+
+
+def test_one_shadowed_set_is_one_finding_with_a_working_one_liner():
+    per_loss = [f"training.by_loss.{loss}.by_source.synthetic.batch_size=128" for loss in ("bce", "localized_entropy",
+                                                                                             "focal")]
+    audit, _ = _cli_audit(*per_loss, "training.batch_size=64")
+    (finding,) = [f for f in audit.findings if f.code == "shadowed_set" and f.keys[0] == "training.batch_size"
+                  and "=64 " in f.message]
+    assert "BCE, LE and focal" in finding.message and len(finding.keys) == 4
+    assignment = _one_liner(finding.message.split("at once with")[1])
+    assert assignment == "training.by_loss.*.batch_size=64"
+    fixed, cfg = _cli_audit(*per_loss, assignment)
+    assert not [f for f in fixed.findings if f.code == "shadowed_set" and "=64 " in f.message]
+    assert {cfg.training_for(loss).batch_size for loss in cfg.losses} == {64}
 
 
 def test_setting_key_walks_the_layers():
-    cfg = load_config(sets=[*BASE, "training.by_loss.localized_entropy.batch_size=64",
-                            "training.by_loss.bce.by_source.synthetic.batch_size=32"])
+    with pytest.warns(ConfigShadowWarning, match="batch_size = (64|32) is more specific"):
+        cfg = load_config(sets=[*BASE, "training.by_loss.localized_entropy.batch_size=64",
+                                "training.by_loss.bce.by_source.synthetic.batch_size=32"])
     assert setting_key(cfg, "bce", "batch_size") == "training.by_loss.bce.by_source.synthetic.batch_size"
     assert setting_key(cfg, "localized_entropy", "batch_size") == "training.by_loss.localized_entropy.batch_size"
     assert setting_key(cfg, "focal", "batch_size") == "training.batch_size"
@@ -79,14 +191,16 @@ def test_underpowered_and_single_loss():
 
 
 def test_history_capacity_beyond_train_rows_warns():
-    audit, _ = _audit("training.by_loss.localized_entropy.cross_batch.enabled=true",
-                      "training.by_loss.localized_entropy.cross_batch.amplification_rate=2000")
+    with pytest.warns(ConfigShadowWarning, match="localized_entropy.cross_batch.enabled = true"):
+        audit, _ = _audit("training.by_loss.localized_entropy.cross_batch.enabled=true",
+                          "training.by_loss.localized_entropy.cross_batch.amplification_rate=2000")
     finding = next(f for f in audit.findings if f.code == "history_spans_epochs")
     assert finding.keys[0] == "training.cross_batch.max_window" and finding.conditions
     capacity = audit.settings["localized_entropy"]["history"]["capacity"]
     assert all(capacity[j] > audit.conditions[j]["train_rows"] for j in finding.conditions)
-    fine, _ = _audit("training.by_loss.localized_entropy.cross_batch.enabled=true",
-                     "training.by_loss.localized_entropy.cross_batch.amplification_rate=2")
+    with pytest.warns(ConfigShadowWarning, match="localized_entropy.cross_batch.enabled = true"):
+        fine, _ = _audit("training.by_loss.localized_entropy.cross_batch.enabled=true",
+                         "training.by_loss.localized_entropy.cross_batch.amplification_rate=2")
     assert not [f for f in fine.findings if f.code == "history_spans_epochs"]
 
 
@@ -113,10 +227,14 @@ def test_shadowed_set_reaches_the_audit():
 def test_counts_are_the_minimum_over_resampled_data():
     cfg = load_config(sets=[*BASE, "repeats.resample_data=true"])
     datasets = [prepare_data(cfg, seed=s) for s in (1, 2)]
-    merged = audit_experiment(cfg, datasets).conditions
+    merged_audit = audit_experiment(cfg, datasets)
+    merged = merged_audit.conditions
     single = [audit_experiment(cfg, [d]).conditions for d in datasets]
     for j, row in enumerate(merged):
         assert row["eval_clicks"] == min(s[j]["eval_clicks"] for s in single)
+    assert merged_audit.data_draws == 2 and merged_audit.to_record()["data_draws"] == 2
+    assert "SMALLEST over the 2 seeds' data draws" in audit_text(merged_audit)
+    assert "SMALLEST" not in audit_text(audit_experiment(cfg, datasets[:1]))
 
 
 @pytest.mark.parametrize("loss", ["bce", "localized_entropy", "focal"])
@@ -125,5 +243,5 @@ def test_record_round_trip_is_plain_json(loss):
 
     audit, _ = _audit(f"training.loss_mode={loss}")
     record = json.loads(json.dumps(audit.to_record()))
-    assert set(record) == {"settings", "conditions", "findings", "excluded_conditions"}
+    assert set(record) == {"settings", "conditions", "findings", "excluded_conditions", "fairness", "data_draws"}
     assert list(record["settings"]) == [loss]

@@ -1,4 +1,5 @@
-"""The command line: help with examples and the same prog both ways, --version, suggestions, submit.sh, README."""
+"""The command line: help with examples and the same prog both ways, --version, suggestions, submit.sh, resume by
+name, the console (no ANSI codes off a terminal, readable sizes). README numbers: tests/test_docs.py."""
 
 import re
 import subprocess
@@ -9,8 +10,6 @@ import pytest
 
 from le_ray.cli.console import main
 from le_ray.cli.commands import COMMANDS
-from le_ray.config import load_config
-from le_ray.data.synthetic import expected_condition_rate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,15 +97,80 @@ def test_submit_sh_parses_its_own_options_before_the_separator():
     assert helped.returncode == 0 and "--no-wait" in helped.stdout
 
 
-def test_readme_quickstart_numbers_come_from_the_profile():
-    text = (REPO / "README.md").read_text()
-    cfg = load_config(profile="quickstart")
-    ads, rows = re.search(r"(\d+) synthetic ads × ([\d,]+) rows", text).groups()
-    assert int(ads) == cfg.synthetic.num_conditions and int(rows.replace(",", "")) == cfg.synthetic.samples_per_condition
-    epochs = int(re.search(r"small net, (\d+) epochs", text).group(1))
-    assert all(cfg.training_for(loss).epochs == epochs for loss in cfg.losses)
-    assert int(re.search(r"(\d+) seeds, with the data redrawn", text).group(1)) == cfg.repeats.num_runs
-    rarest = float(re.search(r"mean click\s+rate of about ([\d.]+) %", text).group(1)) / 100
-    expected = expected_condition_rate(min(cfg.synthetic.uniform_log10_means), cfg.synthetic.uniform_log10_std)
-    assert rarest == pytest.approx(expected, rel=0.05)
-    assert "BCE, LE and focal" in text and set(cfg.losses) == {"bce", "localized_entropy", "focal"}
+SMALL = ["--set", "synthetic.samples_per_condition=4000", "--set", "repeats.num_runs=2", "--set",
+         "synthetic.uniform_log10_means=[-1,-1.2,-1.4,-1.6]", "--set", "repeats.min_steps_per_epoch=1"]
+
+
+def _stored_sweep(tmp_path, argv):
+    """A sweep folder as `le-ray repeats <argv>` leaves it before Ray starts (config.resolved.json, config.history)."""
+    from le_ray.config import to_dict
+    from le_ray.runners.repeats import parse_arguments, sweep_config
+    from le_ray.sweep.store import SweepStore
+
+    args = parse_arguments(argv)
+    cfg = sweep_config(args)[0]
+    SweepStore.open(tmp_path, args.name).record_run(to_dict(cfg), argv)
+    return cfg
+
+
+def test_repeats_resumes_a_stored_sweep_by_name_without_its_profile(tmp_path):
+    from le_ray.runners.repeats import DEFAULT_PROFILE, parse_arguments, preflight, stored_sweep_root
+
+    stored = _stored_sweep(tmp_path, ["--profile", "wide_net", *SMALL, "--name", "mine", "--results-dir", str(tmp_path)])
+    by_name = ["--name", "mine", "--results-dir", str(tmp_path)]
+    args = parse_arguments(by_name)
+    assert args.profile is None and stored_sweep_root(args) == tmp_path / "mine"
+    lines = []
+    pre = preflight(args, lines.append)
+    assert pre.resuming and pre.cfg == stored and pre.cfg.model.name == "wide"
+    assert pre.command == ["--profile", "wide_net", *SMALL, *by_name]  # what config.history records
+    assert lines[0].startswith("resuming sweep mine with the config it stores (profile wide_net)")
+    assert parse_arguments(["--name", "other", "--results-dir", str(tmp_path)]).profile == DEFAULT_PROFILE
+    extended = preflight(parse_arguments([*by_name, "--extend", "--set", "repeats.num_runs=3"]), lines.append)
+    assert extended.cfg.repeats.num_runs == 3 and extended.cfg.model.name == "wide"
+
+
+def test_a_refused_rerun_prints_the_stored_command_line(tmp_path):
+    from le_ray.errors import ResultsError
+    from le_ray.runners.repeats import parse_arguments, preflight
+
+    _stored_sweep(tmp_path, ["--profile", "wide_net", *SMALL, "--name", "mine", "--results-dir", str(tmp_path)])
+    with pytest.raises(ResultsError) as refused:
+        preflight(parse_arguments(["--profile", "quickstart", *SMALL, "--name", "mine", "--results-dir",
+                                   str(tmp_path)]), lambda line: None)
+    text = str(refused.value)
+    assert "model.name" in text and "This sweep was last run with:" in text
+    stored = text.split("This sweep was last run with:\n  ")[1].splitlines()[0]
+    assert stored.startswith("python -m le_ray.repeats --profile wide_net --set")
+    assert stored.endswith(f"--results-dir {tmp_path} --name mine")
+    with pytest.raises(ResultsError, match="This sweep was last run with"):  # a trial key over the stored config
+        preflight(parse_arguments(["--name", "mine", "--results-dir", str(tmp_path), "--set", "model.embed_dim=3"]),
+                  lambda line: None)
+
+
+def test_echo_writes_no_ansi_codes_off_a_terminal(monkeypatch):
+    import io
+
+    from le_ray.cli.echo import Echo, plain_output_when_redirected
+
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich would colour a pipe when asked to
+    stream = io.StringIO()
+    echo = Echo(stream)
+    echo("[bold red]audit[/] ERROR 1,234 rows")
+    echo("progress 1/2", live=True)
+    echo.close()
+    assert "\x1b" not in stream.getvalue() and "[bold red]audit[/] ERROR 1,234 rows" in stream.getvalue()
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
+    assert plain_output_when_redirected(io.StringIO()) is True
+    import os
+
+    assert os.environ["RAY_COLOR_PREFIX"] == "0"  # Ray's worker-log prefixes without colour codes
+
+
+@pytest.mark.parametrize("n,text", [(0, "0 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
+                                    (5 * 1024 ** 2, "5.0 MiB"), (3 * 1024 ** 3 + 1024 ** 3 // 2, "3.5 GiB"),
+                                    (None, "unknown")])
+def test_human_size(n, text):
+    from le_ray.config.messages import human_size
+
+    assert human_size(n) == text

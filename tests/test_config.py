@@ -250,3 +250,126 @@ def test_unshadowed_set_is_silent(recwarn):
     cfg = load_config(sets=["training.eval_batch_size=512"])
     assert cfg.training_for("le").eval_batch_size == 512
     assert not [w for w in recwarn if issubclass(w.category, ConfigShadowWarning)]
+
+
+SOURCES = {"synthetic": [], "avazu": ["data.source=ctr", "data.ctr_dataset=avazu"],
+           "criteo": ["data.source=ctr", "data.ctr_dataset=criteo"], "yambda": ["data.source=ctr",
+                                                                                "data.ctr_dataset=yambda"]}
+
+
+@pytest.mark.parametrize("source", list(SOURCES))
+def test_wildcard_set_reaches_every_loss_on_every_source(source, recwarn):
+    # the defaults set batch_size per loss AND per source: a plain training.batch_size would be shadowed
+    cfg = load_config(sets=[*SOURCES[source], "training.loss_mode=all", "training.by_loss.*.batch_size=64",
+                            "training.by_loss.*.lr_decay=0.99", "training.by_loss.*.focal.gamma=1.5"])
+    for loss in cfg.losses:
+        s = cfg.training_for(loss)
+        assert (s.batch_size, s.lr_decay, s.focal.gamma) == (64, 0.99, 1.5)
+    assert not [w for w in recwarn if issubclass(w.category, ConfigShadowWarning)]
+
+
+def test_wildcard_expands_only_where_a_source_holds_the_key():
+    from le_ray.config.load import expand_set
+
+    data = {"training": {"by_loss": {"le": {"by_source": {"avazu": {"lr": 1}, "criteo": {"epochs": 2}}}}}}
+    paths = {".".join(p) for p in expand_set(data, ["training", "by_loss", "*", "lr"])}
+    assert paths == {"training.by_loss.le.lr", "training.by_loss.le.by_source.avazu.lr", "training.by_loss.bce.lr",
+                     "training.by_loss.localized_entropy.lr", "training.by_loss.focal.lr"}
+    assert expand_set(data, ["training", "lr"]) == [["training", "lr"]]
+
+
+def test_wildcard_wins_over_an_alias_in_a_config_file(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"training": {"by_loss": {"le": {"by_source": {"synthetic": {"batch_size": 7}}}}}}))
+    cfg = load_config(path, sets=["training.by_loss.*.batch_size=96"])
+    assert cfg.training_for("le").batch_size == 96 and cfg.training_for("bce").batch_size == 96
+
+
+@pytest.mark.parametrize("assignment", ["training.*.lr=1", "training.by_loss.*=1", "model.*=2",
+                                        "training.by_loss.bce.by_source.*.lr=1", "training.by_loss.*.*.lr=1"])
+def test_wildcard_elsewhere_is_a_clear_error(assignment):
+    with pytest.raises(ConfigError, match=r"\* is allowed only in training\.by_loss\.\*\.<key>"):
+        load_config(sets=[assignment])
+
+
+def test_same_settings_for_all_losses_takes_optimiser_keys_from_training():
+    from le_ray.config.schema import LOSS_SPECIFIC_KEYS, OPTIMISER_SETTING_KEYS, TRAINING_SETTING_KEYS
+
+    sets = ["training.loss_mode=all", "training.lr=0.003", "training.batch_size=1024", "training.amp=bf16",
+            "training.by_loss.focal.by_source.synthetic.focal.gamma=3.0", "training.by_loss.bce.eval_batch_size=99"]
+    with pytest.warns(ConfigShadowWarning, match="does not apply"):
+        differ = load_config(sets=sets)
+    alike = load_config(sets=[*sets, "training.same_settings_for_all_losses=true"])  # nothing shadows: no warning
+    for loss in alike.losses:
+        mine, before = alike.training_for(loss), differ.training_for(loss)
+        for key in OPTIMISER_SETTING_KEYS:
+            assert getattr(mine, key) == getattr(alike.training, key)
+        for key in set(TRAINING_SETTING_KEYS) - set(OPTIMISER_SETTING_KEYS):  # the loss's own and the run's keys
+            assert getattr(mine, key) == getattr(before, key)
+    assert alike.training_for("focal").focal.gamma == 3.0 and alike.training_for("bce").eval_batch_size == 99
+    assert alike.training_for("le").cross_batch.enabled and not alike.training_for("bce").cross_batch.enabled
+    assert differ.training_for("bce").lr != differ.training_for("focal").lr  # the defaults do differ
+    assert set(LOSS_SPECIFIC_KEYS) <= set(TRAINING_SETTING_KEYS) - set(OPTIMISER_SETTING_KEYS)
+
+
+def test_provenance_names_the_layer_that_set_each_key(tmp_path):
+    from le_ray.config.load import provenance
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"training": {"weight_decay": 0.1}, "experiment": {
+        "overrides": {"training": {"amp": "bf16"}},
+        "definitions": {"p": {"extends": "small_net", "training": {"by_loss": {"le": {"epochs": 2}}}}}}}))
+    origins = provenance(path, profile="p", sets=["training.by_loss.*.lr_decay=0.9", "training.lr=0.5"],
+                         tuned=["training.by_loss.bce.by_source.synthetic.lr=0.25"])
+    assert origins.origin("training.weight_decay") == "--config mine.json"
+    assert origins.origin("model.hidden_sizes") == "profile small_net"
+    assert origins.origin("training.by_loss.localized_entropy.epochs") == "profile p"  # alias le normalised
+    assert origins.origin("training.amp") == "experiment.overrides"
+    assert origins.origin("training.lr") == "--set"
+    assert origins.origin("training.by_loss.focal.by_source.synthetic.lr_decay") == "default"  # not held: not set
+    assert origins.origin("training.by_loss.bce.lr_decay") == "--set"
+    assert origins.origin("training.by_loss.bce.by_source.synthetic.lr") == "tuned"
+    assert origins.origin("training.by_loss.localized_entropy.by_source.synthetic.lr") == "default"
+    assert origins.origin("training.by_loss.localized_entropy.by_source.synthetic.lr_decay") == "--set"
+
+
+def test_shadow_message_offers_the_every_loss_one_liner_that_silences_it(recwarn):
+    from le_ray.config import merge_layers, resolve_config, shadowed_sets
+
+    sets = ["training.loss_mode=all", "training.epochs=3", "training.by_loss.focal.by_source.synthetic.epochs=9"]
+    (shadow,) = shadowed_sets(merge_layers(sets=sets), sets, ("synthetic",), ("bce", "localized_entropy", "focal"))
+    assert "--set 'training.by_loss.*.epochs=3'" in shadow.message
+    fixed = [*sets, "training.by_loss.*.epochs=3"]
+    data = merge_layers(sets=fixed)
+    assert all(s.set_key != "training.by_loss.*.epochs" for s in shadowed_sets(
+        data, fixed, ("synthetic",), ("bce", "localized_entropy", "focal")))
+    assert {resolve_config(data).training_for(loss).epochs for loss in ("bce", "localized_entropy", "focal")} == {3}
+
+
+def test_set_literal_round_trips_through_parse_set():
+    import shlex
+
+    from le_ray.config.resolve import set_literal
+
+    for value in (64, 0.5, None, True, "bf16", "5", [1, 2], "a b"):
+        (word,) = shlex.split(set_literal("training.x", value))
+        assert parse_set(word) == (["training", "x"], value)
+
+
+def test_empty_tune_space_means_no_search_and_same_settings_refuses_tuned_optimiser_keys():
+    from le_ray.config.resolve import tuned_optimiser_keys
+
+    cfg = load_config(profile="quickstart_tune", sets=["tune.space.focal={}"])
+    assert dict(cfg.tune.space["focal"]) == {} and tuned_optimiser_keys(cfg) == []
+    alike = load_config(profile="quickstart_tune", sets=["training.same_settings_for_all_losses=true"])
+    problems = tuned_optimiser_keys(alike)
+    assert {p.split(":")[0] for p in problems} == {"tune.space.bce.lr", "tune.space.localized_entropy.lr",
+                                                   "tune.space.focal.lr"}
+
+
+def test_per_loss_set_that_its_source_entry_overrides_warns(recwarn):
+    with pytest.warns(ConfigShadowWarning, match=r"training\.by_loss\.bce\.by_source\.synthetic\.lr = 0\.004 is more"):
+        cfg = load_config(sets=["training.by_loss.bce.lr=0.01"])
+    assert cfg.training_for("bce").lr == 0.004  # the warning tells the truth: the set did not apply
+    load_config(sets=["data.source=ctr", "data.ctr_dataset=yambda", "training.by_loss.bce.lr_decay=0.9"])
+    assert not [w for w in recwarn if issubclass(w.category, ConfigShadowWarning)]  # yambda's entry has no lr_decay

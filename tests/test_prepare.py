@@ -104,8 +104,9 @@ def test_prepare_cli_json_on_avazu_sample(tmp_path, capsys):
     code = main(["--profile", "avazu_top6_by_count", "--set", f"ctr.datasets.avazu.train_path={train}",
                  "--set", "ctr.datasets.avazu.test_path=null", "--set", f"output.dir={tmp_path}",
                  "--json", str(out)])
-    assert code == 0
-    data = json.loads(out.read_text())
+    assert code == 2  # batches of 16,384 / 25,000 on 6,183 train rows: one step per epoch, refused as a sweep would be
+    data = json.loads(out.read_text())  # the JSON is written all the same
+    assert {f["code"] for f in data["audit"]["findings"] if f["severity"] == "error"} == {"few_steps"}
     assert data["source_rows"] == 41557
     values = [c["value"] for c in data["conditions"]]
     assert values == ["18993", "20596", "21611", "15701", "15708", "15707"]  # PROVENANCE.md top-6 by count
@@ -124,3 +125,28 @@ def test_prepare_cli_missing_file_names_key(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "ctr.datasets.avazu.train_path" in err and "none.csv" in err
+
+
+def test_prepare_exits_2_on_an_undersized_csv_and_its_advice_makes_it_pass(tmp_path, capsys):
+    """A 3,000-row CSV of one's own with the avazu_sample profile: too few optimiser steps, so exit 2, and the
+    audit's one-liner (printed as a shell word) turns it into a sound experiment (exit 0)."""
+    import re
+    import shlex
+
+    import polars as pl
+
+    from le_ray.runners.prepare import main
+
+    from .sample_data import require_sample
+
+    small = tmp_path / "mine.csv"
+    pl.read_csv(require_sample("avazu", "avazu_sample.csv"), infer_schema=False).head(3000).write_csv(small)
+    argv = ["--profile", "avazu_sample", "--set", f"ctr.datasets.avazu.train_path={small}", "--set",
+            "plots.enabled=false"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert "few_steps" in captured.err and "ERROR [few_steps]" in captured.out
+    advice = {shlex.split(m)[0] for m in re.findall(r"--set ('training\.by_loss\.\*\.batch_size=\d+')", captured.out)}
+    assert len(advice) == 1
+    assert main([*argv, "--set", advice.pop()]) == 0
+    assert "ERROR" not in capsys.readouterr().out

@@ -9,11 +9,12 @@ import textwrap
 from typing import Sequence
 
 from le_ray.config import Config, Shadow, load_config, merge_layers, resolve_config, shadowed_sets
+from le_ray.config.load import Provenance, provenance
 from le_ray.cli.commands import COMMANDS, ENVIRONMENT, Command
 from le_ray.errors import UserError
 
-__all__ = ["add_config_arguments", "config_from_args", "config_and_shadows", "exit_on_user_error", "command_parser",
-           "epilog"]
+__all__ = ["add_config_arguments", "config_from_args", "config_and_shadows", "config_shadows_provenance",
+           "exit_on_user_error", "command_parser", "epilog"]
 
 
 def epilog(command: Command) -> str:
@@ -41,7 +42,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", metavar="NAME", help="a profile (configs/profiles/NAME.json or the config "
                         "file's experiment.definitions.NAME); list them with `le-ray config profiles`")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a dotted key; VALUE is parsed as JSON, else used as a string (repeatable)")
+                        help="override a dotted key; VALUE is parsed as JSON, else used as a string (repeatable); "
+                        "training.by_loss.*.KEY=VALUE sets KEY for every loss at once")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -53,6 +55,12 @@ def config_and_shadows(args: argparse.Namespace) -> tuple[Config, list[Shadow]]:
     data = merge_layers(args.config, profile=args.profile, sets=args.sets)
     cfg = resolve_config(data)
     return cfg, shadowed_sets(data, args.sets, cfg.source_keys, cfg.losses)
+
+
+def config_shadows_provenance(args: argparse.Namespace) -> tuple[Config, list[Shadow], Provenance]:
+    """:func:`config_and_shadows` plus where each value comes from (for the audit's ``settings_differ``)."""
+    cfg, shadows = config_and_shadows(args)
+    return cfg, shadows, provenance(args.config, profile=args.profile, sets=args.sets)
 
 
 def exit_on_user_error(func):

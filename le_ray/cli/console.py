@@ -9,7 +9,7 @@ import sys
 from typing import Sequence
 
 from le_ray.cli.args import add_config_arguments, command_parser, config_from_args, exit_on_user_error
-from le_ray.cli.commands import COMMANDS
+from le_ray.cli.commands import COMMANDS, QUICKSTART_TIME
 from le_ray.config import profiles, read_json, to_dict, to_plain
 from le_ray.registry import LOSSES, suggest
 from le_ray.version import version_string
@@ -25,8 +25,8 @@ def top_parser() -> argparse.ArgumentParser:
     listing = "\n".join(f"  {name:<{width}}  {c.summary}" for name, c in COMMANDS.items())
     epilog = (f"commands:\n{listing}\n\n`le-ray help <command>` (or `le-ray <command> --help`) shows a command's "
               "options, examples and environment variables.\n\nexamples:\n  le-ray repeats\n      the quickstart "
-              "sweep (local Ray, embedded synthetic data)\n  le-ray config profiles\n      every profile and what it "
-              "is for")
+              f"sweep (local Ray, embedded synthetic data; {QUICKSTART_TIME})\n  le-ray config profiles\n      "
+              "every profile and what it is for")
     parser = argparse.ArgumentParser(prog="le-ray", description=DESCRIPTION, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      usage="le-ray [--version] [--help] <command> [options]")

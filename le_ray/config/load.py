@@ -10,6 +10,12 @@ Resolution order (later wins; objects merge key by key, lists and scalars replac
    ``"description"``,
 4. ``experiment.overrides``,
 5. each ``--set dotted.key=VALUE`` in order (VALUE parsed as JSON, else taken as a plain string).
+
+``--set training.by_loss.*.<key>=VALUE`` sets ``<key>`` for every loss at once: it expands to
+``training.by_loss.<loss>.<key>`` for every registered loss (and every loss key already in the config), and
+to each ``training.by_loss.<loss>.by_source.<source>.<key>`` that already holds ``<key>``, so no more specific
+value shadows it and the command takes effect whatever the source. :class:`Provenance` says which layer
+(default, config file, profile, ``experiment.overrides``, ``--set``, tuned) set a dotted key.
 """
 
 from __future__ import annotations
@@ -23,15 +29,17 @@ from typing import Any
 
 from le_ray.config.messages import describe_value
 from le_ray.errors import ConfigError
-from le_ray.registry import suggest
+from le_ray.registry import LOSS_NAMES, LOSSES, suggest
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "Profile", "deep_merge", "read_json", "parse_set",
-           "apply_set", "profiles", "profile_names", "merge_layers", "to_plain", "training_layers", "merged_training"]
+           "apply_set", "profiles", "profile_names", "merge_layers", "to_plain", "training_layers", "merged_training",
+           "WILDCARD", "expand_set", "apply_sets", "Provenance", "provenance"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "default.json"
 PROFILES_DIR = CONFIG_DIR / "profiles"
 _PROFILE_META = ("extends", "description")
+WILDCARD = "*"
 
 
 @dataclass(frozen=True)
@@ -125,35 +133,134 @@ def profile_names(config_path: str | Path | None = None) -> list[str]:
     return sorted(profiles(read_json(config_path) if config_path is not None else None))
 
 
-def _profile_layers(known: Mapping[str, Profile], name: str, chain: tuple[str, ...] = ()) -> list[Mapping[str, Any]]:
-    """The override dicts of profile ``name``, parents (``extends``) first."""
+def _profile_layers(known: Mapping[str, Profile], name: str, chain: tuple[str, ...] = ()
+                    ) -> list[tuple[str, Mapping[str, Any]]]:
+    """(profile name, override dict) of profile ``name`` and its parents (``extends``), parents first."""
     if name not in known:
         raise ConfigError(f"experiment.active / --profile: got {name!r}; expected one of {', '.join(sorted(known))}"
                           f"{suggest(name, known)}")
     if name in chain:
         raise ConfigError(f"profile {name!r}: extends forms a cycle {' -> '.join(chain + (name,))}")
-    layers: list[Mapping[str, Any]] = []
+    layers: list[tuple[str, Mapping[str, Any]]] = []
     for parent in known[name].extends:
         layers += _profile_layers(known, parent, chain + (name,))
-    return layers + [known[name].overrides]
+    return layers + [(name, known[name].overrides)]
+
+
+def expand_set(data: Mapping[str, Any], parts: list[str]) -> list[list[str]]:
+    """The concrete key paths of one ``--set`` path: itself, or for ``training.by_loss.*.<key>`` one path per
+    loss plus one per ``by_source`` entry of that loss that already holds ``<key>`` (see the module docstring)."""
+    if WILDCARD not in parts:
+        return [parts]
+    dotted = ".".join(parts)
+    if parts[:2] != ["training", "by_loss"] or parts.index(WILDCARD) != 2 or parts[3:].count(WILDCARD) \
+            or len(parts) < 4:
+        raise ConfigError(f"--set {dotted}: * is allowed only in training.by_loss.*.<key> (every loss at once)")
+    rest = parts[3:]
+    by_loss = (data.get("training") or {}).get("by_loss") or {}
+    names = [n for n in by_loss if n not in LOSS_NAMES] + list(LOSS_NAMES)
+    out = []
+    for name in names:
+        out.append(["training", "by_loss", name, *rest])
+        sources = (by_loss.get(name) or {}).get("by_source") if isinstance(by_loss.get(name), dict) else None
+        if rest[0] != "by_source" and isinstance(sources, dict):
+            out += [["training", "by_loss", name, "by_source", s, *rest] for s, layer in sources.items()
+                    if _holds(layer, rest)]
+    return out
+
+
+def _holds(tree: Any, parts: list[str]) -> bool:
+    for part in parts:
+        if not isinstance(tree, Mapping) or part not in tree:
+            return False
+        tree = tree[part]
+    return True
+
+
+def _nested(parts: list[str], value: Any) -> dict[str, Any]:
+    """``{"a": {"b": value}}`` of ``["a", "b"]``: one ``--set`` as a layer."""
+    node: Any = copy.deepcopy(value)
+    for part in reversed(parts):
+        node = {part: node}
+    return node
+
+
+def apply_sets(data: dict[str, Any], sets: Iterable[str], label: str = "--set") -> list[tuple[str, dict[str, Any]]]:
+    """Apply ``--set`` assignments in order (wildcards expanded); returns each applied path as a (label, layer)."""
+    layers = []
+    for assignment in sets:
+        parts, value = parse_set(assignment)
+        for path in expand_set(data, parts):
+            apply_set(data, path, copy.deepcopy(value))
+            layers.append((label, _nested(path, value)))
+    return layers
+
+
+def _layered(config_path: str | Path | None, profile: str | None, sets: Iterable[str], tuned: Iterable[str] = ()
+             ) -> tuple[dict[str, Any], list[tuple[str, Mapping[str, Any]]]]:
+    """Steps 1-5 of the resolution order: the merged data and every (label, layer) that went into it."""
+    data = read_json(DEFAULT_CONFIG_PATH, "default config")
+    layers: list[tuple[str, Mapping[str, Any]]] = [("default", copy.deepcopy(data))]
+    user = read_json(config_path) if config_path is not None else {}
+    data = deep_merge(data, user)
+    if user:
+        layers.append((f"--config {Path(config_path).name}", user))
+    experiment = data.setdefault("experiment", {})
+    active = profile if profile is not None else experiment.get("active")
+    for name, layer in _profile_layers(profiles(user), active) if active else ():
+        data = deep_merge(data, layer)
+        layers.append((f"profile {name}", layer))
+    overrides = data.get("experiment", {}).get("overrides", {}) or {}
+    data = deep_merge(data, overrides)
+    layers.append(("experiment.overrides", overrides))
+    data["experiment"]["active"] = active
+    layers += apply_sets(data, sets)
+    layers += apply_sets(data, tuned, "tuned")
+    return data, layers
 
 
 def merge_layers(config_path: str | Path | None = None, *, profile: str | None = None,
                  sets: Iterable[str] = ()) -> dict[str, Any]:
     """Steps 1-5 of the resolution order, as plain JSON data (not yet validated)."""
-    data = read_json(DEFAULT_CONFIG_PATH, "default config")
-    user = read_json(config_path) if config_path is not None else {}
-    data = deep_merge(data, user)
-    experiment = data.setdefault("experiment", {})
-    active = profile if profile is not None else experiment.get("active")
-    if active:
-        for layer in _profile_layers(profiles(user), active):
-            data = deep_merge(data, layer)
-    data = deep_merge(data, data.get("experiment", {}).get("overrides", {}) or {})
-    data["experiment"]["active"] = active
-    for assignment in sets:
-        apply_set(data, *parse_set(assignment))
-    return data
+    return _layered(config_path, profile, sets)[0]
+
+
+def _canonical_loss_keys(layer: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``layer`` with loss aliases under ``training.by_loss`` renamed (``le`` → ``localized_entropy``)."""
+    by_loss = (layer.get("training") or {}).get("by_loss") if isinstance(layer.get("training"), Mapping) else None
+    if not isinstance(by_loss, Mapping):
+        return layer
+    aliases = {alias: info.name for info in LOSSES.values() for alias in info.aliases}
+    renamed: dict[str, Any] = {}
+    for name, value in by_loss.items():
+        key = aliases.get(name, name)
+        both = isinstance(renamed.get(key), Mapping) and isinstance(value, Mapping)
+        renamed[key] = deep_merge(renamed[key], value) if both else value
+    return {**layer, "training": {**layer["training"], "by_loss": renamed}}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where each config value comes from: the layers of the resolution order as (label, plain data), in order.
+
+    Labels: ``default`` (configs/default.json), ``--config <file>``, ``profile <name>``, ``experiment.overrides``,
+    ``--set``, ``tuned`` (the best sample of ``le-ray tune``).
+    """
+    layers: tuple[tuple[str, Mapping[str, Any]], ...]
+
+    def origin(self, dotted: str) -> str:
+        """The label of the last layer that sets ``dotted`` (``default`` when none of them does)."""
+        parts = dotted.split(".")
+        for label, layer in reversed(self.layers):
+            if _holds(_canonical_loss_keys(layer), parts):
+                return label
+        return "default"
+
+
+def provenance(config_path: str | Path | None = None, *, profile: str | None = None, sets: Iterable[str] = (),
+               tuned: Iterable[str] = ()) -> Provenance:
+    """The :class:`Provenance` of the config that these arguments resolve to (``tuned``: sets applied last)."""
+    return Provenance(tuple(_layered(config_path, profile, sets, tuned)[1]))
 
 
 def to_plain(value: Any) -> Any:

@@ -23,7 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from le_ray.registry import suggest
 
-__all__ = ["problems_from", "describe_value", "describe_annotation", "checks_failed", "CHECKS_ERROR"]
+__all__ = ["problems_from", "describe_value", "describe_annotation", "checks_failed", "CHECKS_ERROR", "human_size"]
 
 CHECKS_ERROR = "le_ray_checks"
 
@@ -44,6 +44,19 @@ def describe_value(value: Any) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def human_size(n_bytes: float | None) -> str:
+    """A byte count for people: ``512 B``, ``1.5 KiB``, ``3.2 MiB``, ``1.0 GiB`` (powers of 1,024); ``unknown``
+    for None."""
+    if n_bytes is None:
+        return "unknown"
+    size, unit = float(n_bytes), "B"
+    for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(size) < 1024:
+            break
+        size, unit = size / 1024, bigger
+    return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
 
 
 def _bounds(metadata: list) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import shlex
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,14 +22,19 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from le_ray.config.load import deep_merge, merge_layers, parse_set, to_plain, training_layers
+from le_ray.config.load import WILDCARD, deep_merge, merge_layers, parse_set, to_plain, training_layers
 from le_ray.config.messages import describe_value, problems_from
-from le_ray.config.schema import SOURCE_KEYS, SPACE_KINDS, TRAINING_SETTING_KEYS, Config, TrainingSettings
+from le_ray.config.schema import (
+    OPTIMISER_SETTING_KEYS, SOURCE_KEYS, SPACE_KINDS, TRAINING_SETTING_KEYS, Config, TrainingSettings,
+)
 from le_ray.errors import ConfigError
-from le_ray.registry import LOSSES, losses_of, suggest
+from le_ray.registry import LOSSES, canonical_loss, losses_of, suggest
 
 __all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
-           "config_fingerprint", "Shadow", "shadowed_sets", "validate_model"]
+           "config_fingerprint", "Shadow", "shadowed_sets", "validate_model", "set_literal", "every_loss_set",
+           "SAME_SETTINGS_KEY", "tuned_optimiser_keys"]
+
+LOSS_LOOKUP = {key for info in LOSSES.values() for key in (info.name, *info.aliases)}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -77,7 +83,7 @@ def _flatten_tune_space(data: dict[str, Any]) -> None:
     space = (data.get("tune") or {}).get("space")
     if isinstance(space, dict):
         for loss, keys in space.items():
-            if isinstance(keys, dict):
+            if isinstance(keys, dict) and keys:  # {} = no search for this loss
                 space[loss] = _flatten_space(keys)
 
 
@@ -205,9 +211,32 @@ class ConfigShadowWarning(UserWarning):
     """A general ``--set`` that a more specific per-loss / per-source key overrides for some loss."""
 
 
+def set_literal(dotted: str, value: Any) -> str:
+    """``dotted=VALUE`` as one shell word that ``--set`` parses back to ``value`` (quoted when needed)."""
+    text = value if isinstance(value, str) and _parses_as_string(value) else json.dumps(value)
+    return shlex.quote(f"{dotted}={text}")
+
+
+def _parses_as_string(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), str) and json.loads(text) == text
+    except json.JSONDecodeError:
+        return True
+
+
+def every_loss_set(key: str, value: Any) -> str:
+    """The one-liner that sets training key ``key`` for every loss at once (see :func:`le_ray.config.load.expand_set`)."""
+    return f"--set {set_literal(f'training.by_loss.{WILDCARD}.{key}', value)}"
+
+
+SAME_SETTINGS_KEY = "training.same_settings_for_all_losses"
+
+
 @dataclass(frozen=True)
 class Shadow:
-    """``set_key`` (a general training key given with --set) loses to ``winner_key`` = ``winner_value``."""
+    """``set_key`` (a training key given with --set) has no effect for ``loss``: ``winner_key`` = ``winner_value``
+    wins — a more specific per-loss / per-source key, or ``training.same_settings_for_all_losses`` (then the
+    per-loss ``set_key`` is ignored)."""
     set_key: str
     set_value: Any
     loss: str
@@ -215,10 +244,22 @@ class Shadow:
     winner_value: Any
 
     @property
+    def setting(self) -> str:
+        """The training key itself (``batch_size``, ``cross_batch.enabled``)."""
+        parts = self.set_key.split(".")
+        return ".".join(parts[5:] if "by_source" in parts[3:4] else parts[3:] if parts[1] == "by_loss" else parts[1:])
+
+    @property
     def message(self) -> str:
-        return (f"--set {self.set_key}={describe_value(self.set_value)} does not apply to {LOSSES[self.loss].label}: "
+        if self.winner_key == SAME_SETTINGS_KEY:
+            return (f"--set {set_literal(self.set_key, self.set_value)} has no effect on {LOSSES[self.loss].label}: "
+                    f"{SAME_SETTINGS_KEY} is true, so every loss takes {self.setting} from training.{self.setting} "
+                    f"(--set {set_literal(f'training.{self.setting}', self.set_value)})")
+        every = ("" if self.set_key.startswith("training.by_loss.") else
+                 f", or every loss at once with {every_loss_set(self.setting, self.set_value)}")
+        return (f"--set {set_literal(self.set_key, self.set_value)} does not apply to {LOSSES[self.loss].label}: "
                 f"{self.winner_key} = {describe_value(self.winner_value)} is more specific and wins; set that key "
-                f"instead (--set {self.winner_key}={describe_value(self.set_value)})")
+                f"instead (--set {set_literal(self.winner_key, self.set_value)}){every}")
 
 
 def _lookup(tree: Mapping[str, Any], parts: list[str]) -> tuple[bool, Any]:
@@ -230,15 +271,37 @@ def _lookup(tree: Mapping[str, Any], parts: list[str]) -> tuple[bool, Any]:
     return True, node
 
 
+def _ignored_sets(parts: list[str], value: Any, losses: Iterable[str]) -> list[Shadow]:
+    """A per-loss ``--set`` of an optimiser key while same_settings_for_all_losses is true: ignored for its losses."""
+    if len(parts) < 4 or parts[:2] != ["training", "by_loss"]:
+        return []
+    setting = parts[5] if parts[3] == "by_source" and len(parts) > 5 else parts[3]
+    if setting not in OPTIMISER_SETTING_KEYS:
+        return []
+    named = [canonical_loss(parts[2])] if parts[2] != WILDCARD and parts[2] in LOSS_LOOKUP else list(losses)
+    return [Shadow(".".join(parts), value, loss, SAME_SETTINGS_KEY, True) for loss in named if loss in losses]
+
+
 def shadowed_sets(data: Mapping[str, Any], sets: Iterable[str], candidates: tuple[str, ...],
                   losses: Iterable[str]) -> list[Shadow]:
-    """Every ``--set training.<key>`` that a ``by_loss`` / ``by_source`` value overrides for one of ``losses``."""
-    by_loss = (data.get("training") or {}).get("by_loss") or {}
+    """Every ``--set training.<key>`` that a ``by_loss`` / ``by_source`` value overrides for one of ``losses``, and
+    (with ``training.same_settings_for_all_losses``) every per-loss ``--set`` of an optimiser key, which is ignored."""
+    training = data.get("training") or {}
+    by_loss, alike = training.get("by_loss") or {}, training.get("same_settings_for_all_losses") is True
+    losses = tuple(losses)
     out: list[Shadow] = []
     for assignment in sets:
         parts, value = parse_set(assignment)
+        if alike:
+            out += _ignored_sets(parts, value, losses)
+        if parts[:2] == ["training", "by_loss"]:
+            out += [] if alike and _setting_of(parts) in OPTIMISER_SETTING_KEYS else \
+                _per_loss_shadow(by_loss, parts, value, candidates, losses)
+            continue
         if parts[0] != "training" or len(parts) < 2 or parts[1] not in TRAINING_SETTING_KEYS:
             continue
+        if alike and parts[1] in OPTIMISER_SETTING_KEYS:
+            continue  # every loss takes it from training.*: nothing can shadow it
         for loss in losses:
             for prefix, layer in reversed(training_layers(by_loss, loss, candidates)):
                 found, winner = _lookup(layer, parts[1:])
@@ -247,3 +310,33 @@ def shadowed_sets(data: Mapping[str, Any], sets: Iterable[str], candidates: tupl
                         out.append(Shadow(".".join(parts), value, loss, f"{prefix}.{'.'.join(parts[1:])}", winner))
                     break
     return out
+
+
+def _setting_of(parts: list[str]) -> str:
+    """The top training key of a ``training.by_loss...`` path (``lr`` of ``training.by_loss.bce.by_source.x.lr``)."""
+    return parts[5] if len(parts) > 5 and parts[3] == "by_source" else parts[3] if len(parts) > 3 else ""
+
+
+def _per_loss_shadow(by_loss: Mapping[str, Any], parts: list[str], value: Any, candidates: tuple[str, ...],
+                     losses: tuple[str, ...]) -> list[Shadow]:
+    """A ``--set training.by_loss.<loss>.<key>`` that the loss's active ``by_source`` entry overrides."""
+    if len(parts) < 4 or parts[2] not in LOSS_LOOKUP or parts[3] not in TRAINING_SETTING_KEYS:
+        return []
+    loss = canonical_loss(parts[2])
+    layers = training_layers(by_loss, loss, candidates)
+    if loss not in losses or len(layers) < 2:
+        return []
+    prefix, layer = layers[-1]
+    found, winner = _lookup(layer, parts[3:])
+    return [Shadow(".".join(parts), value, loss, f"{prefix}.{'.'.join(parts[3:])}", winner)] \
+        if found and winner != value else []
+
+
+def tuned_optimiser_keys(cfg: Config) -> list[str]:
+    """Problems of ``le-ray tune`` under ``training.same_settings_for_all_losses``: a ``tune.space`` entry that
+    tunes an optimiser key per loss would be ignored (every loss takes it from ``training.*``)."""
+    if not cfg.training.same_settings_for_all_losses:
+        return []
+    return [f"tune.space.{loss}.{key}: tunes an optimiser setting per loss, but {SAME_SETTINGS_KEY} is true, so "
+            f"every loss trains with training.{key}; drop the entry or set {SAME_SETTINGS_KEY}=false"
+            for loss, keys in cfg.tune.space.items() for key in keys if key.split(".")[0] in OPTIMISER_SETTING_KEYS]

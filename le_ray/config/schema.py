@@ -22,7 +22,8 @@ from le_ray.registry import LOSS_NAMES, canonical_loss, losses_of, suggest
 
 __all__ = ["Config", "TrainingSettings", "TrainingConfig", "DeviceConfig", "DataConfig", "SyntheticConfig",
            "CtrDatasetConfig", "FilterConfig", "ModelConfig", "RepeatsConfig", "RayConfig", "EvaluationConfig",
-           "CTR_DATASETS", "SOURCE_KEYS", "TRAINING_SETTING_KEYS", "FrozenDict", "Section"]
+           "CTR_DATASETS", "SOURCE_KEYS", "TRAINING_SETTING_KEYS", "OPTIMISER_SETTING_KEYS", "LOSS_SPECIFIC_KEYS",
+           "FrozenDict", "Section"]
 
 CTR_DATASETS: tuple[str, ...] = ("avazu", "criteo", "yambda")
 SOURCE_KEYS: tuple[str, ...] = ("synthetic", "ctr", *CTR_DATASETS)
@@ -281,12 +282,20 @@ class TrainingSettings(Section):
 
 
 TRAINING_SETTING_KEYS: tuple[str, ...] = tuple(TrainingSettings.model_fields)
+#: The optimiser and schedule: what a fair comparison gives every loss alike. With
+#: ``training.same_settings_for_all_losses`` every loss takes these from ``training.*``, and the audit warns
+#: (``settings_differ``) when they differ between the compared losses.
+OPTIMISER_SETTING_KEYS: tuple[str, ...] = ("epochs", "lr", "lr_decay", "lr_category", "lr_category_decay",
+                                           "lr_zero_after_epochs", "batch_size", "weight_decay", "amp")
+#: Settings that belong to one loss's definition (focal's alpha / gamma, LE's history and base-rate prior): they
+#: keep their per-loss values under ``same_settings_for_all_losses`` and are never a fairness finding.
+LOSS_SPECIFIC_KEYS: tuple[str, ...] = ("focal", "cross_batch", "le")
 
 
 class TrainingConfig(TrainingSettings):
     loss_mode: str | tuple[str, ...]
     eval_compare_losses: bool
-    same_settings_for_all_losses: bool  # true: every loss trains with the general training.* optimiser settings
+    same_settings_for_all_losses: bool  # true: every loss takes OPTIMISER_SETTING_KEYS from training.* (no per-loss)
     by_loss: Annotated[Mapping[str, Mapping[str, Any]], Frozen]
 
 
@@ -341,6 +350,7 @@ class RepeatsConfig(Section):
     min_steps_per_epoch: PositiveInt
     min_eval_clicks: PositiveInt
     allow_unsound: bool
+    max_estimated_hours: PositiveFloat  # the audit refuses a sweep estimated to take longer on the device at hand
 
 
 class ReportConfig(Section):
@@ -486,11 +496,15 @@ class Config(Section):
         """Resolved training settings of every registered loss on the active source (computed once).
 
         ``training.*`` with ``training.by_loss.<loss>`` and then its ``by_source.<key>`` merged over;
-        every layer was validated when the config was, so this cannot fail.
+        every layer was validated when the config was, so this cannot fail. With
+        ``training.same_settings_for_all_losses`` the :data:`OPTIMISER_SETTING_KEYS` come from ``training.*``
+        for every loss (their per-loss overrides are ignored); loss-specific keys keep their layers.
         """
         plain = self.training.model_dump(mode="json")
+        alike = {k: plain[k] for k in OPTIMISER_SETTING_KEYS} if self.training.same_settings_for_all_losses else {}
         return FrozenDict({loss: TrainingSettings.model_validate_json(json.dumps(
-            merged_training(plain, loss, self.source_keys, TRAINING_SETTING_KEYS))) for loss in LOSS_NAMES})
+            {**merged_training(plain, loss, self.source_keys, TRAINING_SETTING_KEYS), **alike}))
+            for loss in LOSS_NAMES})
 
     def training_for(self, loss: str) -> TrainingSettings:
         """Settings of ``loss`` (canonical name or alias) on the active source."""

@@ -3,7 +3,8 @@
 The same preparation (filter, encode, balance, split) and the same experiment audit as ``le-ray repeats``
 (:mod:`le_ray.sweep.audit`): effective settings per loss, train / evaluation rows and clicks per condition
 (after balancing), and every finding; plus the source's row counts, stage timings and, for CTR data,
-the filter statistics plot.
+the filter statistics plot. Exit status: 0 when the audit found no error, 2 when it found one (the same
+refusal ``le-ray repeats`` would give), so a script can use ``le-ray prepare`` as a gate before a sweep.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 
 from le_ray.atomic import atomic_write_json
 from le_ray.sweep.audit import audit_experiment, audit_text
-from le_ray.cli.args import add_config_arguments, command_parser, config_and_shadows, exit_on_user_error
+from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
 from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
 
@@ -31,7 +32,7 @@ def _parser():
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    cfg, shadows = config_and_shadows(args)
+    cfg, shadows, origins = config_shadows_provenance(args)
     data, ctr = prepare_with_source(cfg)
     meta = data.meta
     print(f"{cfg.source_key}: {meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, "
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{0 if data.test is None else len(data.test):,} rows; {data.num_conditions} conditions")
     print("timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in meta.stage_seconds.items())
           + f"; whole preparation {meta.prepare_seconds:.3f}")
-    audit = audit_experiment(cfg, [data], shadows)
+    audit = audit_experiment(cfg, [data], shadows, origins)
     print(audit_text(audit, max_conditions=None))
     if ctr is not None and cfg.plots.enabled and cfg.plots.ctr_filter_stats:
         from le_ray.report import plots
@@ -53,6 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_json(args.json, {"source_rows": meta.source_rows, "kept_rows": meta.kept_rows,
                                       "labelled_rows": meta.labelled_rows, "timings": dict(meta.stage_seconds),
                                       "conditions": kept, "audit": audit.to_record()})
+    if audit.errors:
+        print(f"le-ray prepare: the experiment audit found {len(audit.errors)} error(s) "
+              f"({', '.join(sorted({f.code for f in audit.errors}))}); a sweep of this config would be refused",
+              file=sys.stderr)
+        return 2
     return 0
 
 

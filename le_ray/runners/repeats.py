@@ -12,11 +12,17 @@ Order of work (nothing is created, and Ray is not started, until the pre-flight 
 
 SIGINT and SIGTERM stop cleanly: ``stopped: N of M trials stored; resume with: <command>``, exit 130 / 143.
 With no arguments it runs the ``quickstart`` profile on local Ray.
+
+Resume by name: ``--name X`` (with ``--results-dir D`` where needed) and neither ``--profile`` nor ``--config``
+resumes the stored sweep ``D/X`` with the config it stores (the latest of ``config.history/``), any ``--set``
+applied over it; ``config.history/`` then records the full command that gives that config (the stored one plus
+this run's arguments). A refused rerun prints the sweep's stored command line.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import shlex
 import sys
@@ -26,8 +32,9 @@ from pathlib import Path
 from typing import Sequence
 
 from le_ray.sweep.audit import Audit, audit_experiment, audit_text, refusal
-from le_ray.cli.args import add_config_arguments, command_parser, config_and_shadows, exit_on_user_error
-from le_ray.config import Config, to_dict
+from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
+from le_ray.config import Config, ConfigError, Shadow, merge_layers, resolve_config, shadowed_sets, to_dict
+from le_ray.config.load import Provenance, apply_sets, provenance
 from le_ray.cli.echo import Echo
 from le_ray.errors import ResultsError, UserError
 from le_ray.registry import label
@@ -37,10 +44,12 @@ from le_ray.sweep.driver import StopFlag, StopRequested, connect_ray, run_sweep,
 from le_ray.sweep.plan import SweepPlan, plan_trials, sweep_seeds
 
 __all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_manifest", "resume_command",
-           "stopped_message", "DEFAULT_PROFILE"]
+           "stopped_message", "DEFAULT_PROFILE", "stored_sweep_root", "stored_command", "effective_argv",
+           "parse_arguments", "sweep_config"]
 
 log = logging.getLogger("le_ray.repeats")
 DEFAULT_PROFILE = "quickstart"
+_RUN_FLAGS = ("--resume", "--no-resume", "--extend", "--allow-unsound", "--no-report")  # not part of a config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,6 +80,7 @@ class Preflight:
     resuming: bool
     plan: SweepPlan
     audit: Audit
+    command: list[str] | None = None  # the arguments config.history records (None: this run's own)
 
     @property
     def root(self) -> Path:
@@ -89,13 +99,88 @@ def check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
                            "or drop --no-resume")
     store = SweepStore(root)
     store.read_json("manifest.json") if (root / "manifest.json").exists() else None  # unreadable → error
-    check_resume(root, store.latest_config(), to_dict(cfg), extend=args.extend)
+    try:
+        check_resume(root, store.latest_config(), to_dict(cfg), extend=args.extend)
+    except ResultsError as exc:
+        raise ResultsError(f"{exc}\nThis sweep was last run with:\n  {stored_command(store)}\nand "
+                           f"`le-ray repeats --name {shlex.quote(root.name)} --results-dir {shlex.quote(str(root.parent))}`"
+                           " (no --profile / --config) resumes it with the config it stores.") from None
     return True
+
+
+def stored_sweep_root(args: argparse.Namespace) -> Path | None:
+    """The sweep folder that ``--name`` without ``--profile`` / ``--config`` resumes with its stored config."""
+    if not getattr(args, "name", None) or args.profile is not None or args.config is not None:
+        return None
+    root = resolve_results_dir(args.results_dir, merge_layers()["output"]["results_dir"]) / args.name
+    return root if (root / "config.resolved.json").is_file() else None
+
+
+def _latest_argv(store: SweepStore) -> list[str]:
+    runs = sorted(store.history_dir.glob("*.json"))
+    return list(store.read_json(f"config.history/{runs[-1].name}").get("argv") or []) if runs else []
+
+
+def stored_command(store: SweepStore) -> str:
+    """The command line that resumes ``store``'s sweep as last run (its stored arguments, its folder)."""
+    module = "le_ray.tune" if (store.root / "tune" / "config.json").exists() else "le_ray.repeats"
+    return resume_command(_latest_argv(store), store.root.parent, store.root.name, module)
+
+
+def effective_argv(stored_argv: Sequence[str], argv: Sequence[str]) -> list[str]:
+    """The stored command's config arguments followed by this run's: the full command of the config it resolves to."""
+    out, skip = [], False
+    for arg in stored_argv:
+        if skip or arg in _RUN_FLAGS or arg.startswith(("--name=", "--results-dir=")):
+            skip = False
+            continue
+        skip = arg in ("--name", "--results-dir")
+        if not skip:
+            out.append(arg)
+    return [*out, *argv]
+
+
+def _stored_config(args: argparse.Namespace, root: Path) -> tuple[Config, list[Shadow], Provenance, list[str]]:
+    """The stored sweep's latest config with this run's ``--set`` over it, its shadows, provenance and command."""
+    store = SweepStore(root)
+    data = store.latest_config()
+    origins = Provenance((("stored sweep config", copy.deepcopy(data)),) + tuple(apply_sets(data, args.sets)))
+    cfg = resolve_config(data)
+    this = getattr(args, "argv", None) or ["--name", args.name, *[a for s in args.sets for a in ("--set", s)]]
+    command = effective_argv(_latest_argv(store), this)
+    try:  # where each value came from, replayed from the stored command (labels only)
+        replay = _parser().parse_args(command)
+        origins = provenance(replay.config, profile=replay.profile or cfg.experiment.active, sets=replay.sets)
+    except (ConfigError, SystemExit):
+        pass
+    return cfg, shadowed_sets(data, args.sets, cfg.source_keys, cfg.losses), origins, command
+
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    """The parsed command line: ``--profile quickstart`` when neither a profile, a config file nor a stored sweep
+    (``--name``) says which config to run; ``argv`` kept for config.history."""
+    args = _parser().parse_args(list(argv))
+    args.argv = list(argv)
+    if args.profile is None and args.config is None and stored_sweep_root(args) is None:
+        args.profile = DEFAULT_PROFILE
+    return args
+
+
+def sweep_config(args: argparse.Namespace) -> tuple[Config, list[Shadow], Provenance, list[str] | None]:
+    """The config a sweep of ``args`` runs (a stored sweep's, or the arguments'), its shadowed ``--set`` keys, its
+    provenance and, when resuming a stored sweep by name, the full command config.history records."""
+    root = stored_sweep_root(args)
+    if root is not None:
+        return _stored_config(args, root)
+    return (*config_shadows_provenance(args), None)
 
 
 def preflight(args: argparse.Namespace, echo) -> Preflight:
     """Step 1 of the module docstring; raises a UserError (nothing created, no Ray) when a check fails."""
-    cfg, shadows = config_and_shadows(args)
+    cfg, shadows, origins, command = sweep_config(args)
+    if command is not None:
+        echo(f"resuming sweep {args.name} with the config it stores (profile {cfg.experiment.active}); its command: "
+             f"le-ray repeats {shlex.join(command)}")
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
     name = args.name or f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     if not name or "/" in name or name in (".", ".."):
@@ -104,11 +189,11 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     started = time.perf_counter()
     plan = plan_trials(cfg)
     echo(f"data prepared in {time.perf_counter() - started:.1f} s ({len(plan.data_by_seed)} preparation(s))")
-    audit = audit_experiment(cfg, plan.datasets, shadows)
+    audit = audit_experiment(cfg, plan.datasets, shadows, origins)
     echo(audit_text(audit, max_conditions=cfg.evaluation.print_per_condition_top_k or None))
     if audit.errors and not (args.allow_unsound or cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
-    return Preflight(cfg, results_dir, name, resuming, plan, audit)
+    return Preflight(cfg, results_dir, name, resuming, plan, audit, command)
 
 
 def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit, cluster_resources: dict) -> None:
@@ -168,9 +253,7 @@ def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, s
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
-    if args.profile is None and args.config is None:
-        args.profile = DEFAULT_PROFILE
+    args = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     echo = Echo()
     pre = preflight(args, echo)
@@ -179,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
          f"{', '.join(label(x) for x in cfg.losses)}, {len(sweep_seeds(cfg))} seeds -> {pre.root}")
     store = SweepStore.open(pre.results_dir, pre.name)
     store.clean_temporary_files()
-    store.record_run(to_dict(cfg), argv)
+    store.record_run(to_dict(cfg), pre.command if pre.command is not None else argv)
     pre.plan.done = store.finished_ids()
     context = connect_ray(cfg)  # before our stop handlers: ray.init installs its own (aborting) SIGTERM handler
     if getattr(context, "dashboard_url", None):

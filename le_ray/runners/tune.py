@@ -15,7 +15,9 @@ Protocol (written into the report's tuning section):
    plus the tuning section.
 
 Resumable: each loss's Tune experiment lives under ``<sweep>/tune/<loss>/`` (restored when interrupted);
-a finished search is ``tune/<loss>.json``; the test phase resumes like any sweep.
+a finished search is ``tune/<loss>.json``; the test phase resumes like any sweep. ``tune/summary.json`` holds
+the protocol, every loss's search and ``budget`` (:func:`tuning_budget`: whether every loss was tuned with the
+same budget, and the sentence the report prints). The test sweep's audit names tuned values as ``tuned``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from le_ray.atomic import atomic_write_json
 from le_ray.sweep.audit import audit_experiment, audit_text, refusal
 from le_ray.cli.args import add_config_arguments, command_parser, exit_on_user_error
 from le_ray.config import Config, TrainingSettings, merge_layers, resolve_config, shadowed_sets, to_dict, to_plain
-from le_ray.config.load import apply_set
+from le_ray.config.load import apply_set, provenance
+from le_ray.config.resolve import tuned_optimiser_keys
 from le_ray.data.arrays import PreparedData
 from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import prepare_data, validation_split
@@ -51,7 +54,7 @@ from le_ray.sweep.driver import StopRequested, connect_ray, stop_on_signals
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
 
-__all__ = ["main", "search_space", "apply_sample", "tuning_seed_range", "best_overrides", "TUNE_DIR"]
+__all__ = ["main", "search_space", "apply_sample", "tuning_seed_range", "best_overrides", "tuning_budget", "TUNE_DIR"]
 
 log = logging.getLogger("le_ray.tune")
 TUNE_DIR = "tune"
@@ -192,6 +195,29 @@ def best_overrides(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
     return sets
 
 
+def tuning_budget(cfg: Config, validation_rows: int) -> dict[str, Any]:
+    """The budget each loss's search gets: samples, the most epochs a sample trains (ASHA may stop it sooner),
+    scheduler, metric, validation rows; ``same`` when every compared loss is searched with equal numbers, and
+    ``sentence``: one line that says so (or how they differ) for the report."""
+    epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses}
+    searched = [loss for loss in cfg.losses if cfg.tune.space.get(loss)]
+    unsearched = [label(loss) for loss in cfg.losses if loss not in searched]
+    same = len(set(epochs.values())) == 1 and not unsearched
+    scheduler = (f"ASHA, grace period {cfg.tune.grace_period} epoch(s)" if cfg.tune.scheduler == "asha" else "FIFO")
+    common = f"scored by {cfg.tune.metric} on the same {validation_rows:,} validation rows ({scheduler})"
+    if same:
+        sentence = (f"Each loss was tuned with the same budget: {cfg.tune.num_samples} samples of up to "
+                    f"{next(iter(epochs.values()))} epochs, {common}.")
+    else:
+        per_loss = ", ".join(f"{label(loss)} up to {epochs[loss]}" for loss in searched)
+        sentence = (f"The losses were NOT tuned with the same budget: {cfg.tune.num_samples} samples each, epochs per "
+                    f"sample {per_loss or 'none'}" + (f"; not searched (configured settings): {', '.join(unsearched)}"
+                                                      if unsearched else "") + f", {common}.")
+    return {"num_samples": cfg.tune.num_samples, "epochs": epochs, "searched": searched, "metric": cfg.tune.metric,
+            "scheduler": cfg.tune.scheduler, "grace_period": cfg.tune.grace_period,
+            "validation_rows": validation_rows, "same": same, "sentence": sentence}
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = command_parser("tune")
     add_config_arguments(parser)
@@ -217,8 +243,9 @@ def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_di
     data = merge_layers(args.config, profile=args.profile, sets=sets)
     test_cfg = resolve_config(data)
     plan = plan_trials(test_cfg)
+    origins = provenance(args.config, profile=args.profile, sets=args.sets, tuned=best_overrides(cfg, records))
     audit = audit_experiment(test_cfg, plan.datasets, shadowed_sets(data, args.sets, test_cfg.source_keys,
-                                                                     test_cfg.losses))
+                                                                     test_cfg.losses), origins)
     echo(audit_text(audit, max_conditions=test_cfg.evaluation.print_per_condition_top_k or None))
     if audit.errors and not (args.allow_unsound or test_cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
@@ -248,7 +275,8 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -
                                                 "validation_split": cfg.tune.validation_split,
                                                 "validation_rows": len(tuning.eval), "train_rows": len(tuning.train),
                                                 "seed_range": list(tuning_seed_range(cfg)),
-                                                "test_seeds": sweep_seeds(cfg), "losses": records})
+                                                "test_seeds": sweep_seeds(cfg), "losses": records,
+                                                "budget": tuning_budget(cfg, len(tuning.eval))})
     pre = _test_preflight(args, cfg, records, root.parent, root.name, echo)
     store = SweepStore.open(root.parent, root.name)
     store.clean_temporary_files()
@@ -264,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = resolve_config(merge_layers(args.config, profile=args.profile, sets=args.sets))
     tuning_seed_range(cfg)
+    if tuned_optimiser_keys(cfg):
+        raise ConfigError(tuned_optimiser_keys(cfg))
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
     name = args.name or f"{cfg.experiment.active or 'default'}-tune-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     _check_resume(results_dir / name, cfg)

@@ -22,17 +22,30 @@ code                   severity  fires when
                                  of much older models
 ``le_batch_rate``      warning   LE without history where a condition expects < 1 click per batch
                                  (batch × rate < 1): its per-condition optimum is biased low by construction
-``shadowed_set``       warning   a general ``--set training.<key>`` loses to a per-loss / per-source value
+``shadowed_set``       warning   a general ``--set training.<key>`` loses to a per-loss / per-source value (one
+                                 finding per ``--set``), or a per-loss ``--set`` of an optimiser key is ignored
+                                 under ``training.same_settings_for_all_losses``
+``settings_differ``    warning   an optimiser setting (:data:`le_ray.config.schema.OPTIMISER_SETTING_KEYS`)
+                                 differs between the compared losses: one finding per setting, naming each
+                                 loss's value and where it comes from (default, profile, --set, tuned); the
+                                 comparison then mixes the loss's effect with the optimiser's
+``fixed_split``        warning   several seeds share one preparation of the data (``repeats.resample_data``
+                                 false): seeds vary only the model, not the split (nor synthetic rows)
+``too_slow_here``      error     the sweep's estimated wall time on the device it would run on
+                                 (:mod:`le_ray.sweep.runtime_estimate`) exceeds ``repeats.max_estimated_hours``
 =====================  ========  ==========================================================================
 
 Conditions under a click finding are EXCLUDED from the per-condition tests and the verdict (reported
 as "too few clicks to test"). An error refuses to start unless ``repeats.allow_unsound`` is true
-(``--allow-unsound``). With ``repeats.resample_data`` the data differ per seed: counts are the smallest
-over the seeds' data.
+(``--allow-unsound``). With ``repeats.resample_data`` the data differ per seed: each per-condition count is
+the smallest over the seeds' data (column by column, so a row need not add up to one seed's totals), and
+the record says over how many preparations (``data_draws``). The record's ``fairness`` lists every differing
+optimiser setting as ``{"setting", "losses": {loss: {"value", "key", "source"}}}``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -44,7 +57,10 @@ import polars as pl
 
 from le_ray.metrics.compare import format_table
 from le_ray.config import Config, Shadow, TrainingSettings, to_plain
-from le_ray.config.load import training_layers
+from le_ray.config.load import Provenance, training_layers
+from le_ray.config.messages import describe_value
+from le_ray.config.resolve import SAME_SETTINGS_KEY, every_loss_set, set_literal
+from le_ray.config.schema import OPTIMISER_SETTING_KEYS
 from le_ray.training.cross_batch import history_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
@@ -53,7 +69,7 @@ from le_ray.registry import LOSSES
 from le_ray.stats import min_pairs_for_alpha
 
 __all__ = ["Finding", "Audit", "audit_experiment", "setting_key", "condition_counts_table", "audit_text",
-           "refusal"]
+           "refusal", "fairness_record", "batch_for_steps", "batch_one_liner"]
 
 ERROR, WARNING = "error", "warning"
 CLICK_CODES = ("no_train_click", "no_eval_click", "few_eval_clicks")
@@ -80,6 +96,8 @@ class Audit:
     settings: dict[str, dict[str, Any]]
     conditions: list[dict[str, Any]]
     findings: list[Finding] = field(default_factory=list)
+    fairness: list[dict[str, Any]] = field(default_factory=list)
+    data_draws: int = 1
 
     @property
     def errors(self) -> list[Finding]:
@@ -97,12 +115,16 @@ class Audit:
     def to_record(self) -> dict[str, Any]:
         return {"settings": self.settings, "conditions": self.conditions,
                 "findings": [f.to_record() for f in self.findings],
-                "excluded_conditions": list(self.excluded_conditions)}
+                "excluded_conditions": list(self.excluded_conditions), "fairness": self.fairness,
+                "data_draws": self.data_draws}
 
 
 def setting_key(cfg: Config, loss: str, dotted: str) -> str:
-    """The most specific config key that sets training setting ``dotted`` (e.g. ``batch_size``) for ``loss``."""
+    """The most specific config key that sets training setting ``dotted`` (e.g. ``batch_size``) for ``loss``
+    (``training.<key>`` for an optimiser key under ``training.same_settings_for_all_losses``)."""
     parts = dotted.split(".")
+    if cfg.training.same_settings_for_all_losses and parts[0] in OPTIMISER_SETTING_KEYS:
+        return f"training.{dotted}"
     for prefix, layer in reversed(training_layers(to_plain(cfg.training.by_loss), loss, cfg.source_keys)):
         node: Any = layer
         for part in parts:
@@ -173,16 +195,30 @@ def _capacities(cfg: Config, settings: TrainingSettings, data: PreparedData) -> 
                                          settings.cross_batch.max_window))
 
 
+def batch_for_steps(train_rows: int, steps: int) -> int:
+    """The largest power of two ``b`` with ceil(train_rows / b) >= ``steps`` (b <= train_rows // steps; 1 at least)."""
+    return 1 << max(0, (max(1, train_rows // steps)).bit_length() - 1)
+
+
+def batch_one_liner(cfg: Config, batch: int) -> str:
+    """The ``--set`` that gives every loss batch size ``batch``."""
+    if cfg.training.same_settings_for_all_losses:
+        return f"--set {set_literal('training.batch_size', batch)}"
+    return every_loss_set("batch_size", batch)
+
+
 def _step_findings(cfg: Config, info: dict[str, dict[str, Any]]) -> list[Finding]:
     need = cfg.repeats.min_steps_per_epoch
     out = []
     for loss, s in info.items():
         if s["steps_per_epoch"] < need:
             key = setting_key(cfg, loss, "batch_size")
+            batch = batch_for_steps(s["train_rows"], need)
             out.append(Finding(ERROR, "few_steps", (
                 f"{LOSSES[loss].label} takes {s['steps_per_epoch']} optimiser step(s) per epoch ({s['train_rows']:,} "
-                f"train rows, batch {s['batch_size']:,}); at least {need} are needed for a model that learns: lower "
-                f"{key} (below {max(1, s['train_rows'] // need):,}) or add data"), (key, "repeats.min_steps_per_epoch")))
+                f"train rows, batch {s['batch_size']:,} from {key}); at least {need} are needed for a model that "
+                f"learns: give every loss a batch of {batch:,} with {batch_one_liner(cfg, batch)} (any batch up to "
+                f"{s['train_rows'] // need:,} will do), or add data"), (key, "repeats.min_steps_per_epoch")))
     return out
 
 
@@ -263,11 +299,110 @@ def _history_findings(cfg: Config, info: dict[str, dict[str, Any]], conditions: 
 
 
 def _shadow_findings(shadows: Iterable[Shadow]) -> list[Finding]:
-    return [Finding(WARNING, "shadowed_set", s.message, (s.set_key, s.winner_key)) for s in shadows]
+    """One ``shadowed_set`` finding per ``--set`` (its losses together)."""
+    groups: dict[tuple[str, str, bool], list[Shadow]] = {}
+    for s in shadows:
+        groups.setdefault((s.set_key, json.dumps(s.set_value), s.winner_key == SAME_SETTINGS_KEY), []).append(s)
+    out = []
+    for (set_key, _, ignored), group in groups.items():
+        first = group[0]
+        keys = tuple(dict.fromkeys([set_key, *(s.winner_key for s in group)]))
+        if len(group) == 1:
+            out.append(Finding(WARNING, "shadowed_set", first.message, keys))
+            continue
+        labels = _and([LOSSES[s.loss].label for s in group])
+        assignment = set_literal(set_key, first.set_value)
+        message = (f"--set {assignment} has no effect on {labels}: {SAME_SETTINGS_KEY} is true, so every loss takes "
+                   f"{first.setting} from training.{first.setting} (--set "
+                   f"{set_literal(f'training.{first.setting}', first.set_value)})" if ignored else
+                   f"--set {assignment} does not apply to {labels}: more specific keys win ("
+                   + ", ".join(f"{s.winner_key} = {describe_value(s.winner_value)}" for s in group)
+                   + f"); set it for every loss at once with {every_loss_set(first.setting, first.set_value)}")
+        out.append(Finding(WARNING, "shadowed_set", message, keys))
+    return out
 
 
-def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Iterable[Shadow] = ()) -> Audit:
-    """The audit of training ``cfg.losses`` on ``datasets`` (one per data seed; usually one)."""
+def _and(items: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
+
+
+_SOURCE_WORDS = {"default": "default config"}
+
+
+def fairness_record(cfg: Config, provenance: Provenance | None) -> list[dict[str, Any]]:
+    """Every optimiser setting whose value differs between ``cfg.losses``: per loss its value, the most specific
+    key that sets it and that key's source (:meth:`Provenance.origin`; None when unknown)."""
+    out = []
+    for key in OPTIMISER_SETTING_KEYS:
+        values = {loss: getattr(cfg.training_for(loss), key) for loss in cfg.losses}
+        if len({json.dumps(v) for v in values.values()}) < 2:
+            continue
+        losses = {}
+        for loss, value in values.items():
+            where = setting_key(cfg, loss, key)
+            losses[loss] = {"value": value, "key": where,
+                            "source": None if provenance is None else provenance.origin(where)}
+        out.append({"setting": key, "losses": losses})
+    return out
+
+
+def _fairness_findings(cfg: Config, fairness: list[dict[str, Any]], info: dict[str, dict[str, Any]]) -> list[Finding]:
+    out = []
+    for row in fairness:
+        key, parts = row["setting"], []
+        for loss, v in row["losses"].items():
+            source = "" if v["source"] is None else f" ({_SOURCE_WORDS.get(v['source'], v['source'])})"
+            decayed = (f", {100 * v['value'] ** info[loss]['steps_total']:.3g} % of its start lr after "
+                       f"{info[loss]['steps_total']:,} steps" if key == "lr_decay" else "")
+            parts.append(f"{LOSSES[loss].label} {describe_value(v['value'])}{source}{decayed}")
+        out.append(Finding(WARNING, "settings_differ", (
+            f"{key} differs between the compared losses — {'; '.join(parts)} — so the comparison mixes the effect "
+            f"of the loss with that of its optimiser settings; give every loss one value with "
+            f"{every_loss_set(key, getattr(cfg.training, key))} (or every optimiser setting at once: "
+            f"--set {SAME_SETTINGS_KEY}=true trains every loss with the training.* values)"),
+            tuple(dict.fromkeys(v["key"] for v in row["losses"].values())) + (SAME_SETTINGS_KEY,)))
+    return out
+
+
+def _split_findings(cfg: Config) -> list[Finding]:
+    """``fixed_split``: the seeds share one preparation of the data (``repeats.resample_data`` false)."""
+    if cfg.repeats.resample_data or cfg.repeats.num_runs < 2:
+        return []
+    what = ("the synthetic rows and their train / evaluation split are" if cfg.data.source == "synthetic" else
+            "the train / evaluation split is")
+    return [Finding(WARNING, "fixed_split", (
+        f"the data are prepared once for all {cfg.repeats.num_runs} seeds (repeats.resample_data is false): {what} "
+        f"the same in every seed, so seeds vary only the model (initialisation and batch order) and the seed-to-seed "
+        f"spread leaves out the variation of the data; --set repeats.resample_data=true redraws them per seed"),
+        ("repeats.resample_data",))]
+
+
+def _runtime_findings(cfg: Config, info: dict[str, dict[str, Any]], data: PreparedData) -> list[Finding]:
+    """``too_slow_here``: the estimate on the device at hand against ``repeats.max_estimated_hours``."""
+    from le_ray.sweep.runtime_estimate import estimate_for_config, format_duration
+
+    width = data.num_numeric + cfg.model.embed_dim + len(data.cat_vocab_sizes) * cfg.model.cat_embed_dim
+    rows, epochs = len(data.train), {loss: s["epochs"] for loss, s in info.items()}
+    here = estimate_for_config(cfg, train_rows=rows, input_width=width, epochs_by_loss=epochs)
+    limit = cfg.repeats.max_estimated_hours
+    if here.wall_s <= limit * 3600:
+        return []
+    gpu = estimate_for_config(cfg, train_rows=rows, input_width=width, epochs_by_loss=epochs, cuda_available=True)
+    elsewhere = "" if here.device == "cuda" else f"; on one H200-class GPU about {format_duration(gpu.wall_s)}"
+    return [Finding(ERROR, "too_slow_here", (
+        f"estimated {format_duration(here.wall_s)} on {here.device} ({here.why}): {here.trials} trials on "
+        f"{rows:,} training rows at ~{here.rate:,.0f} samples/s per trial, {here.slots:g} at once "
+        f"({here.source}){elsewhere}; longer than repeats.max_estimated_hours = {limit:g}. Run it on a GPU "
+        "cluster (jobs/submit.sh, ray.address), shrink it (repeats.num_runs, training.epochs, the data), raise "
+        "repeats.max_estimated_hours, or start anyway with --allow-unsound"),
+        ("repeats.max_estimated_hours", "ray.address", "repeats.num_runs", "repeats.allow_unsound"))]
+
+
+def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Iterable[Shadow] = (),
+                     provenance: Provenance | None = None) -> Audit:
+    """The audit of training ``cfg.losses`` on ``datasets`` (one per data seed; usually one); ``provenance``
+    (:func:`le_ray.config.load.provenance`) names where each differing setting comes from."""
     data = datasets[0]
     conditions = _merge_counts([condition_counts_table(cfg, d) for d in datasets])
     info = {loss: _loss_settings(cfg, loss, cfg.training_for(loss), data) for loss in cfg.losses}
@@ -279,7 +414,10 @@ def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Ite
     excluded = {c for f in findings if f.code in CLICK_CODES for c in f.conditions}
     findings += _power_findings(cfg, conditions, excluded)
     findings += _history_findings(cfg, info, conditions, data) + _shadow_findings(shadows)
-    return Audit(info, conditions, findings)
+    fairness = fairness_record(cfg, provenance)
+    findings += _fairness_findings(cfg, fairness, info) + _split_findings(cfg)
+    findings += _runtime_findings(cfg, info, data)
+    return Audit(info, conditions, findings, fairness, len(datasets))
 
 
 _SETTING_COLUMNS = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "lr_category_decay", "steps_per_epoch",
@@ -294,13 +432,20 @@ def audit_text(audit: Audit, *, max_conditions: int | None = 50) -> str:
                              for loss, s in audit.settings.items()], infer_schema_length=None)
     conditions = pl.DataFrame(audit.conditions, infer_schema_length=None)
     lines = ["experiment audit — effective training settings per loss:", format_table(settings), "",
-             "per condition (train / evaluation rows and clicks):",
-             format_table(conditions.drop("condition"), max_rows=max_conditions), ""]
+             _conditions_heading(audit.data_draws),
+             format_table(conditions.drop("condition").rename({"value": "ad_id"}), max_rows=max_conditions), ""]
     if not audit.findings:
         lines.append("audit: no finding; the experiment can answer its question.")
     for f in audit.findings:
         lines.append(f"{f.severity.upper()} [{f.code}] {f.message} (keys: {', '.join(f.keys)})")
     return "\n".join(lines)
+
+
+def _conditions_heading(draws: int) -> str:
+    if draws == 1:
+        return "per ad: train / evaluation rows and clicks:"
+    return (f"per ad: train / evaluation rows and clicks, each the SMALLEST over the {draws} seeds' data draws, "
+            "column by column (so a row need not add up to any one seed's totals):")
 
 
 def refusal(audit: Audit) -> str:
