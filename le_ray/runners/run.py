@@ -27,6 +27,7 @@ import torch
 
 from le_ray import __version__
 from le_ray.sweep.audit import audit_experiment, audit_text
+from le_ray.config.load import provenance
 from le_ray.cli.args import add_config_arguments, command_parser, config_and_shadows, exit_on_user_error
 from le_ray.errors import UserError
 from le_ray.config import Config, losses_of
@@ -79,7 +80,7 @@ def _header(state: RunState, args: argparse.Namespace) -> None:
           f"{cfg.model.name} {list(cfg.model.hidden_sizes)}; output: {state.folders.comparison.parent.parent.parent}")
 
 
-def _prepare(state: RunState) -> None:
+def _prepare(state: RunState, origins=None) -> None:
     _section("data")
     started = time.perf_counter()
     state.data, ctr = prepare_with_source(state.cfg)
@@ -92,7 +93,7 @@ def _prepare(state: RunState) -> None:
     meta = data.meta
     print(f"{meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, {meta.labelled_rows:,} after "
           "balancing; stage timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in meta.stage_seconds.items()))
-    state.audit = audit_experiment(state.cfg, [data], state.shadows)
+    state.audit = audit_experiment(state.cfg, [data], state.shadows, origins)
     print(audit_text(state.audit, max_conditions=state.cfg.evaluation.print_per_condition_top_k or None))
     if ctr is not None:
         if state.cfg.plots.enabled and state.cfg.plots.ctr_filter_stats:
@@ -144,7 +145,7 @@ def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path, sha
     folders = RunFolders(output_root, cfg.source_key, nn_type_of(cfg), filter_mode_of(cfg))
     state = RunState(cfg, folders, shadows=list(shadows))
     _header(state, args)
-    _prepare(state)
+    _prepare(state, provenance(args.config, profile=args.profile, sets=args.sets))
     _diagnostics(state)
     _untrained_model(state)
     _train_losses(state)
