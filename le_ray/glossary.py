@@ -60,6 +60,13 @@ STATISTICS: dict[str, Term] = {t.name: t for t in (
     Term("calibration_ratio", None, "per condition: mean prediction / click rate (1 = calibrated; synthetic: also "
                                     "against the true rate)"),
     Term("NE", None, "normalised entropy, Σ BCE / (N·H(mean y)): the loss curves' common scale"),
+    Term("ad_id", None, "an ad's id: the raw value of its condition column (e.g. C14 = 17753 on Avazu; the condition "
+                        "index on synthetic data); `condition` is le_ray's internal index of it"),
+    Term("rate band", None, "absolute decade of an ad's rate (< 0.1 %, 0.1–1 %, 1–10 %, ≥ 10 %; or "
+                            "report.rate_bands); an ad is rare below 1 %"),
+    Term("informative", None, "whether a paired metric test can say anything: false when the metric is identical in "
+                              "every seed for either loss, or every paired delta is zero; such a metric is left out of "
+                              "the correction family (empty p_adjusted)"),
 )}
 
 

@@ -43,6 +43,8 @@ __all__ = [
     "metric_tests",
     "holm_adjust",
     "bh_adjust",
+    "adjust_p",
+    "is_constant",
     "per_condition_calibration_tests",
     "calibration_tests_from_sums",
     "min_pairs_for_alpha",
@@ -56,6 +58,7 @@ ALTERNATIVES = ("two-sided", "greater", "less")
 ZERO_METHODS = ("wilcox", "pratt", "zsplit")
 CORRECTIONS = ("holm", "bh", "none")
 TIE_TOL = 1e-15  # |delta| ≤ TIE_TOL counts as a tie (delta set to exactly 0)
+CONSTANT_RTOL = 1e-12  # values whose spread is ≤ CONSTANT_RTOL·max(1, |value|) count as one constant value
 _CALIB_SORTS = ("p_value", "abs_delta_mean", "delta_mean", "count", "base_rate")
 
 
@@ -234,7 +237,10 @@ def metric_tests(table: pl.DataFrame, *, baseline: str = "bce", candidate: str =
     Columns: metric, higher_is_better, baseline, candidate (loss names), baseline_mean,
     candidate_mean (over the usable pairs), n, n_nonzero, median_delta, mean_delta,
     statistic, p_value (``paired_wilcoxon``), rank_biserial, ci_low, ci_high (percentile
-    bootstrap CI of the mean delta, rng seeded with ``seed`` for every metric).
+    bootstrap CI of the mean delta, rng seeded with ``seed`` for every metric),
+    baseline_constant / candidate_constant (:func:`is_constant` over the usable pairs, n ≥ 2) and
+    ``informative``: False when either loss's value is constant over the seeds or every delta is a tie —
+    such a test carries no evidence either way and belongs in no correction family (:func:`adjust_p`).
     delta > 0 favours the candidate.
     """
     _check_choice(alternative, ALTERNATIVES, "alternative")
@@ -247,19 +253,34 @@ def metric_tests(table: pl.DataFrame, *, baseline: str = "bce", candidate: str =
         ok = np.isfinite(b) & np.isfinite(c)
         delta = paired_deltas(b, c, higher_is_better=hib)
         low, high = bootstrap_mean_ci(delta, samples=bootstrap_samples, seed=seed, confidence=confidence)
+        test = _wilcoxon_on_delta(delta, alternative, zero_method)
+        flat_b, flat_c = (ok.sum() >= 2 and is_constant(v[ok]) for v in (b, c))
         rows.append({"metric": m, "higher_is_better": hib, "baseline": baseline, "candidate": candidate,
                      "baseline_mean": float(b[ok].mean()) if ok.any() else np.nan,
-                     "candidate_mean": float(c[ok].mean()) if ok.any() else np.nan,
-                     **_wilcoxon_on_delta(delta, alternative, zero_method),
-                     "rank_biserial": rank_biserial(delta), "ci_low": low, "ci_high": high})
+                     "candidate_mean": float(c[ok].mean()) if ok.any() else np.nan, **test,
+                     "rank_biserial": rank_biserial(delta), "ci_low": low, "ci_high": high,
+                     "baseline_constant": bool(flat_b), "candidate_constant": bool(flat_c),
+                     "informative": not (flat_b or flat_c or (test["n"] >= 2 and test["n_nonzero"] == 0))})
     return pl.DataFrame(rows, schema=_METRIC_TEST_SCHEMA)
+
+
+def is_constant(values) -> bool:
+    """True when the finite ``values`` (shape [n]) are all one value: max − min ≤ 1e-12·max(1, max |value|).
+
+    E.g. the accuracy of a model that never predicts p ≥ 0.5 on a fixed evaluation split is the same
+    (1 − click rate) in every seed: a paired test on it measures nothing about the model. False for no value.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return bool(v.size) and float(v.max() - v.min()) <= CONSTANT_RTOL * max(1.0, float(np.abs(v).max()))
 
 
 _METRIC_TEST_SCHEMA = {
     "metric": pl.String, "higher_is_better": pl.Boolean, "baseline": pl.String, "candidate": pl.String,
     "baseline_mean": pl.Float64, "candidate_mean": pl.Float64, "n": pl.Int64, "n_nonzero": pl.Int64,
     "median_delta": pl.Float64, "mean_delta": pl.Float64, "statistic": pl.Float64, "p_value": pl.Float64,
-    "rank_biserial": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+    "rank_biserial": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "baseline_constant": pl.Boolean,
+    "candidate_constant": pl.Boolean, "informative": pl.Boolean,
 }
 
 
@@ -309,6 +330,20 @@ def bh_adjust(p) -> np.ndarray:
     res[order] = np.minimum(adj, 1.0)
     out[ok] = res
     return out
+
+
+def adjust_p(p, correction: str, *, include=None) -> np.ndarray:
+    """Adjusted p-values, shape [m]: ``correction`` ("holm", "bh" or "none") over the entries where ``include``
+    (bool [m], default all) is True and p is not NaN; every other entry is NaN (not in the family, not counted
+    in its size). E.g. a metric constant over the seeds is left out, so it does not dilute the others.
+    """
+    _check_choice(correction, CORRECTIONS, "correction")
+    arr, _ = _finite_p(p)
+    keep = np.ones(arr.shape, dtype=bool) if include is None else np.asarray(include, dtype=bool)
+    if keep.shape != arr.shape:
+        raise ValueError(f"include must have the shape of p {arr.shape}, got {keep.shape}")
+    family = np.where(keep, arr, np.nan)
+    return {"holm": holm_adjust, "bh": bh_adjust, "none": lambda x: x}[correction](family)
 
 
 def min_pairs_for_alpha(alpha: float, *, m_tests: int = 1, correction: str = "holm",

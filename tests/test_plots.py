@@ -410,6 +410,12 @@ def test_condition_gaps_significance_groups():
     assert "favour the candidate" in fig.axes[0].get_title()
 
 
+def test_condition_gaps_points_are_named_by_ad_id():
+    t = {"condition": [0, 1], "ad_id": ["17753", "18993"], "base_rate": [0.01, 0.02], "baseline_gap": [0.2, 0.1],
+         "candidate_gap": [0.1, 0.2], "significant": [False, False], "p_value": [0.5, 0.5]}
+    assert {x.get_text() for x in P.plot_condition_gaps(t).axes[0].texts} == {"17753", "18993"}
+
+
 def test_curves_band_one_panel_per_loss():
     fig = P.plot_curves_band({"bce": [curves(5, .05), curves(3, .05)], "localized_entropy": [curves()]})
     axes = visible_axes(fig)
@@ -426,22 +432,71 @@ def test_comparison_sorted_by_base_rate_with_names():
     assert [x.get_text() for x in fig.axes[0].get_legend().get_texts()][:3] == ["BCE", "LE", "focal"]
 
 
+def _rate_table(rates, ratios=(0.8, 1.0, 1.5), losses=("bce", "localized_entropy")):
+    rows = [(loss, j, str(17000 + j), rate, ratio) for loss in losses for j, rate in enumerate(rates)
+            for ratio in ratios]
+    return pl.DataFrame(rows, orient="row", schema=["loss", "condition", "ad_id", "base_rate", "ratio"])
+
+
 def test_calibration_by_rate_draws_every_loss_with_seed_bars_and_hollow_excluded(tmp_path):
     from matplotlib.collections import LineCollection
 
-    rows = [(loss, j, f"ad{j}", rate, ratio) for loss in ("bce", "localized_entropy")
-            for j, rate in enumerate((0.2, 0.01, 0.001)) for ratio in (0.8, 1.0, 1.5)]
-    table = pl.DataFrame(rows, orient="row", schema=["loss", "condition", "value", "base_rate", "ratio"])
-    fig = P.plot_calibration_by_rate(table, excluded=[2])
+    fig = P.plot_calibration_by_rate(_rate_table((0.2, 0.01, 0.001)), excluded=[2])
     ax = fig.axes[0]
     markers = [line for line in ax.lines if line.get_marker() == "o"]
     assert len(markers) == 6  # 2 losses × 3 conditions, one median point each
     assert sum(line.get_markerfacecolor() == "none" for line in markers) == 2  # the excluded condition, per loss
     bars = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert bars and all(np.allclose(seg[:, 1], [0.8, 1.5]) for c in bars for seg in c.get_segments())
-    assert {t.get_text() for t in ax.texts} >= {"ad0", "ad1", "ad2 (too few clicks)"}
+    assert {t.get_text() for t in ax.texts} >= {"ad 17000", "ad 17001", "ad 17002 (too few clicks)"}
     assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "excluded: too few clicks to test" in legend
     render(fig, tmp_path, "cbr.png")
+
+
+def _tick_labels(ax):
+    ax.figure.canvas.draw()  # tick labels exist once drawn
+    lo, hi = ax.get_xlim()
+    return [t.get_text() for t, v in zip(ax.get_xticklabels(), ax.get_xticks()) if lo <= v <= hi and t.get_text()]
+
+
+def test_calibration_by_rate_has_a_labelled_tick_per_decade_and_no_excluded_entry_when_none():
+    """Rates 0.05 %–0.9 %: the padded axis holds the decades 0.1 % and 1 %, each labelled; rates 4 %–30 % hold only
+    the 10 % decade, so the axis widens to 1 %–100 %."""
+    ax = P.plot_calibration_by_rate(_rate_table((0.0005, 0.002, 0.009))).axes[0]
+    assert _tick_labels(ax) == ["0.1 %", "1 %"]
+    assert ax.get_xlim() == pytest.approx((0.0005 / 1.5, 0.009 * 1.5))
+    ax = P.plot_calibration_by_rate(_rate_table((0.04, 0.3))).axes[0]
+    assert _tick_labels(ax) == ["1 %", "10 %", "100 %"] and ax.get_xlim() == pytest.approx((0.01, 1.0))
+    assert "excluded: too few clicks to test" not in [t.get_text() for t in ax.get_legend().get_texts()]
+    # an excluded id that is not drawn gives no entry either
+    ax = P.plot_calibration_by_rate(_rate_table((0.0005, 0.002)), excluded=[9]).axes[0]
+    assert "excluded: too few clicks to test" not in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_calibration_by_rate_labels_every_ad_up_to_12_then_the_5_rarest():
+    rates = np.geomspace(0.001, 0.3, 12)
+    ax = P.plot_calibration_by_rate(_rate_table(rates)).axes[0]
+    assert sorted(t.get_text() for t in ax.texts if t.get_text().startswith("ad ")) == sorted(
+        f"ad {17000 + j}" for j in range(12))
+    rates = np.geomspace(0.3, 0.001, 13)  # ids 12 → 0 rarest
+    ax = P.plot_calibration_by_rate(_rate_table(rates)).axes[0]
+    assert sorted(t.get_text() for t in ax.texts if t.get_text().startswith("ad ")) == sorted(
+        f"ad {17000 + j}" for j in range(8, 13))
+
+
+def test_calibration_by_rate_without_finite_ratio_warns_nothing():
+    import warnings
+
+    table = _rate_table((0.01, 0.001)).with_columns(
+        pl.when(pl.col("condition") == 1).then(float("nan")).otherwise(pl.col("ratio")).alias("ratio"))
+    nan_rate = _rate_table((float("nan"), 0.01))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t in (table, nan_rate):
+            ax = P.plot_calibration_by_rate(t).axes[0]
+            assert len([line for line in ax.lines if line.get_marker() == "o"]) == 2  # only the finite ad
 
 
 def test_condition_colors_are_stable_across_plots():

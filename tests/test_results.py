@@ -10,7 +10,8 @@ import time
 import pytest
 
 from le_ray.atomic import atomic_write_json, atomic_write_with, check_writable
-from le_ray.sweep.store import ResultsError, SweepStore, environment_manifest, resolve_results_dir, trials_frame
+from le_ray.sweep.store import (ResultsError, SweepStore, ad_ids, environment_manifest, per_condition_frame,
+                                pooled_per_condition, resolve_results_dir, trials_frame)
 
 
 def _record(trial_id, loss, seed, logloss):
@@ -102,3 +103,29 @@ def test_manifest_versions_and_commit(monkeypatch):
     assert manifest["packages"]["torch"].startswith("2.") and manifest["le_ray_version"]
     monkeypatch.setenv("LE_RAY_GIT_COMMIT", "abc123")
     assert environment_manifest()["git_commit"] == "abc123"
+
+
+def _sums_record(loss, seed, conditions):
+    import numpy as np
+
+    from le_ray import metrics
+
+    cond = np.repeat(np.asarray(conditions), 50)
+    p = np.full(cond.size, 0.1)
+    y = (np.arange(cond.size) % 10 == 0).astype(float)
+    sums = metrics.condition_sums(p, y, cond, num_conditions=4)
+    return {"trial_id": f"{loss}-{seed}", "loss": loss, "seed": seed, "condition_sums": metrics.sums_to_record(sums)}
+
+
+def test_per_condition_tables_carry_the_ad_id():
+    values = ["17753", "18993", "20345", "21611"]
+    assert ad_ids([3, 0, 7], values) == ["21611", "17753", "7"] and ad_ids([2], None) == ["2"]
+    records = [_sums_record("bce", 1, [0, 2]), _sums_record("bce", 2, [0, 3])]
+    frame = per_condition_frame(records, values)
+    assert frame.columns[:2] == ["condition", "ad_id"]
+    assert dict(zip(frame["condition"], frame["ad_id"])) == {0: "17753", 2: "20345", 3: "21611"}
+    pooled = pooled_per_condition(records, "bce", values)
+    assert pooled.columns[:2] == ["condition", "ad_id"]
+    assert sorted(zip(pooled["condition"], pooled["ad_id"])) == [(0, "17753"), (2, "20345"), (3, "21611")]
+    assert pooled.filter(pooled["condition"] == 0)["count"][0] == 100  # pooled over both seeds
+    assert per_condition_frame(records)["ad_id"].to_list()[:2] == ["0", "2"]  # values unknown: the index

@@ -210,6 +210,43 @@ def test_bh_matches_scipy_and_monotone():
         S.bh_adjust([1.5])
 
 
+def test_adjust_p_leaves_excluded_tests_out_of_the_family():
+    p = np.array([0.01, 0.04, 1.0, 0.03])
+    keep = np.array([True, True, False, True])
+    out = S.adjust_p(p, "holm", include=keep)
+    assert math.isnan(out[2])
+    np.testing.assert_allclose(out[keep], S.holm_adjust(p[keep]))  # m = 3, not 4
+    np.testing.assert_allclose(out[keep], [0.03, 0.06, 0.06])  # by hand: 3·0.01, max(2·0.03, 0.03), 1·0.04 → 0.06
+    np.testing.assert_allclose(S.adjust_p(p, "bh"), S.bh_adjust(p))
+    assert np.isnan(S.adjust_p(p, "none", include=keep)[2]) and S.adjust_p(p, "none")[1] == 0.04
+    with pytest.raises(ValueError, match="shape"):
+        S.adjust_p(p, "holm", include=[True])
+    with pytest.raises(ValueError, match="correction"):
+        S.adjust_p(p, "bonferroni")
+
+
+def test_is_constant():
+    assert S.is_constant([0.83, 0.83, 0.83]) and S.is_constant([5.0, 5.0 + 1e-13, np.nan])
+    assert not S.is_constant([0.83, 0.8300001]) and not S.is_constant([]) and not S.is_constant([np.nan])
+
+
+def test_metric_constant_over_seeds_is_uninformative():
+    """Focal never predicts p >= 0.5 on a fixed split: its accuracy is 1 − click rate in every seed."""
+    runs = _runs()
+    focal = runs.filter(pl.col("loss") == "bce").with_columns(pl.lit("focal").alias("loss"),
+                                                               pl.lit(0.95).alias("accuracy"))
+    table = pl.concat([runs, focal])
+    out = S.metric_tests(table, baseline="focal", bootstrap_samples=10)
+    acc = out.filter(pl.col("metric") == "accuracy").row(0, named=True)
+    assert acc["baseline_constant"] and not acc["candidate_constant"] and not acc["informative"]
+    assert out.filter(pl.col("metric") != "accuracy")["informative"].all()
+    ties = S.metric_tests(pl.concat([focal, focal.with_columns(pl.lit("bce").alias("loss"))]), baseline="focal",
+                          candidate="bce", bootstrap_samples=10, metrics=["logloss"])
+    assert not ties["informative"][0] and ties["n_nonzero"][0] == 0  # every delta a tie
+    one = S.metric_tests(table.filter(pl.col("seed") == 0), baseline="focal", bootstrap_samples=10)
+    assert one["informative"].all()  # one pair: nothing is "constant over seeds"
+
+
 def test_min_pairs_for_alpha():
     assert S.min_pairs_for_alpha(0.05) == 6  # 2/2^5 = 0.0625 is not < 0.05
     assert S.min_pairs_for_alpha(0.05, alternative="greater") == 5  # 1/32

@@ -1,4 +1,6 @@
-"""Sweep report from stored records: comparison pairs, complete pairs only, exclusions, truth-based gaps, pooling."""
+"""Sweep report from stored records: comparison pairs, complete pairs only, exclusions, truth-based gaps, pooling;
+and whole reports built in-process from a stored sweep folder (no Ray): the bottom line, ad ids in every per-ad
+CSV, one list of caveats, no sentence twice, headed console tables, no leaked warnings."""
 
 import numpy as np
 import polars as pl
@@ -53,7 +55,8 @@ def test_complete_pairs_only_and_orientation():
     assert tests.filter(pl.col("metric") == "logloss")["mean_delta"][0] > 0  # LE better calibrated → lower logloss
     assert "p_adjusted" in tests.columns and (tests["p_adjusted"] >= tests["p_value"]).all()
     cond = tables.condition_tests["LE_vs_BCE"]
-    assert sorted(cond["value"].to_list()) == ["ad_a", "ad_b", "ad_c"]
+    assert sorted(cond["ad_id"].to_list()) == ["ad_a", "ad_b", "ad_c"]
+    assert dict(zip(cond["condition"], cond["ad_id"])) == {0: "ad_a", 1: "ad_b", 2: "ad_c"}
     assert (cond["delta_mean"] > 0).all() and set(cond["n"].to_list()) == {3}
     summary = tables.summary.filter((pl.col("loss") == "bce") & (pl.col("metric") == "logloss"))
     assert summary["n"][0] == 4
@@ -101,3 +104,196 @@ def test_mean_reliability_over_seeds_ignores_empty_bins():
     assert rel["avg_pred"][1] == pytest.approx(0.2 + 0.15)
     assert np.isnan(rel["avg_label"][1]) and rel["avg_label"][0] == 0.1
     assert mean_reliability(records, "focal") == {}
+
+
+# ------------------------------------------------------------------ whole reports from a stored sweep folder
+
+
+def _sweep_record(loss, seed, rates, factor, rows, truth, data_seed):
+    """One trial: predictions = truth × ``factor`` per ad × per-seed noise; labels drawn from ``data_seed`` (the
+    same for every loss of a seed, and for every seed when the split is fixed)."""
+    rng = np.random.default_rng([seed, len(loss)])
+    cond = np.repeat(np.arange(rates.size), rows)
+    p_true = rates[cond]
+    y = (np.random.default_rng(data_seed).random(cond.size) < p_true).astype(float)
+    noise = np.exp(rng.normal(0, 0.15, rates.size)[cond] + rng.normal(0, 0.05, cond.size))  # per ad and per row
+    p = np.clip(p_true * factor[cond] * noise, 1e-7, 0.45)  # never >= 0.5: accuracy is 1 − click rate
+    sums = metrics.condition_sums(p, y, cond, p_true=p_true if truth else None)
+    return {"trial_id": f"{loss}-{seed}", "loss": loss, "seed": seed,
+            "metrics": {k: float(v) for k, v in metrics.model_summary(p, y, cond).items()},
+            "condition_sums": metrics.sums_to_record(sums), "timings": {"total": 1.0}, "node": "n", "device": "cpu",
+            "samples_per_second": 1.0, "curves": {"epoch": [0, 1], "train_loss": [1, 0.5], "eval_loss": [1, 0.6]},
+            "reliability": {"bin": [0, 1, 2], "count": [5, 3, 0], "avg_pred": [0.01, 0.1, None],
+                            "avg_label": [0.012, 0.09, None]}}
+
+
+def _settings(losses, **per_loss):
+    base = {"epochs": 4, "batch_size": 256, "lr": 0.002, "lr_decay": 0.9999, "lr_category": 0.01,
+            "lr_category_decay": 1.0, "lr_zero_after_epochs": None, "steps_per_epoch": 55, "steps_total": 220,
+            "train_rows": 14000, "history": None}
+    return {loss: {**base, **per_loss.get(loss, {})} for loss in losses}
+
+
+def _stored_sweep(root, profile, sets, rates, factors, values, *, rows, findings=(), settings=None):
+    from le_ray.config import to_dict
+    from le_ray.sweep.audit import Audit, fairness_record
+    from le_ray.sweep.store import SweepStore
+
+    cfg = load_config(profile=profile, sets=["plots.dpi=30", "repeats.bootstrap_samples=100", *sets])
+    store = SweepStore.open(root, "s")
+    store.record_run(to_dict(cfg), ["le-ray", "repeats"])
+    truth = cfg.data.source == "synthetic"
+    records = [_sweep_record(loss, s, rates, factors[loss], rows, truth, s if cfg.repeats.resample_data else 0)
+               for s in range(cfg.repeats.num_runs) for loss in cfg.losses]
+    for r in records:
+        store.write_trial(r)
+    conditions = [{"condition": j, "value": values[j], "train_rows": rows, "train_clicks": int(rows * r),
+                   "eval_rows": rows, "eval_clicks": int(rows * r), "true_rate": float(r) if truth else None}
+                  for j, r in enumerate(rates)]
+    audit = Audit(settings or _settings(cfg.losses), conditions, list(findings), fairness=fairness_record(cfg, None))
+    store.write_json("manifest.json", {"data": {"condition_values": values, "train_rows": rows * rates.size,
+                                                "eval_rows": rows * rates.size, "num_conditions": rates.size},
+                                       "audit": audit.to_record(),
+                                       "trials": [{k: r[k] for k in ("trial_id", "loss", "seed")} for r in records]})
+    return store, records
+
+
+def _build(store):
+    import warnings
+
+    from le_ray.report.sweep import build_report
+
+    echoed = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # e.g. numpy's "All-NaN slice" must not leak
+        text = build_report(store.root, echo=echoed.append).read_text()
+    return text, "\n".join(str(x) for x in echoed)
+
+
+def _verdict_lines(text):
+    body = text.split("## Verdict\n", 1)[1]
+    return [line for line in body.splitlines() if line.strip()]
+
+
+def _sentences(markdown):
+    """Every prose sentence of a Markdown document (tables, images and headings left out)."""
+    import re
+
+    out = []
+    for line in markdown.splitlines():
+        line = line.strip().removeprefix("- ").replace("**", "").strip("_ ")
+        if not line or line.startswith(("|", "![", "#")):
+            continue
+        out += [x.strip() for x in re.split(r"(?<=[.!?])\s+(?=[A-Z`])", line) if len(x.split()) >= 4]
+    return out
+
+
+def _no_sentence_twice(text):
+    from collections import Counter
+
+    twice = [s for s, n in Counter(_sentences(text)).items() if n > 1]
+    assert not twice, twice
+
+
+def _per_ad_csvs(store, values):
+    """Every CSV the report wrote with a condition column; each must carry the matching ad_id."""
+    found = []
+    for path in sorted((store.root / "report" / "tables").glob("*.csv")):
+        table = pl.read_csv(path, infer_schema_length=None, schema_overrides={"ad_id": pl.String})
+        if "condition" in table.columns:
+            assert "ad_id" in table.columns, path.name
+            assert all(values[c] == a for c, a in zip(table["condition"], table["ad_id"])), path.name
+            found.append(path.name)
+    return found
+
+
+QUICK_RATES = 10 ** np.array([-2.0, -2.3, -2.6, -3.3])
+
+
+def test_quickstart_like_report_opens_with_the_rarest_ads_calibration(tmp_path):
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.4])}
+    store, records = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both"], QUICK_RATES, factors,
+                                   ["0", "1", "2", "3"], rows=3000)
+    text, console = _build(store)
+    # the expected numbers, by hand from the stored sums: ratio_s = Σp / Σp_true of ad 3 in seed s
+    sums = {(r["loss"], r["seed"]): metrics.sums_from_record(r["condition_sums"]) for r in records}
+    ratio = {loss: np.median([s.sum_p[3] / s.sum_t[3] for (l, _), s in sums.items() if l == loss])
+             for loss in ("bce", "localized_entropy")}
+    rate = sum(s.sum_t[3] for (l, _), s in sums.items() if l == "bce") / sum(
+        s.n[3] for (l, _), s in sums.items() if l == "bce")
+    first = _verdict_lines(text)[0]
+    assert first.startswith("**LE vs BCE, rarest tested ad (< 0.1 %).** Ad 3 (true click probability "
+                            f"{100 * rate:.2g} %)")
+    for loss, name in (("localized_entropy", "LE"), ("bce", "BCE")):
+        way = "over-predicts" if ratio[loss] > 1 else "under-predicts"
+        assert f"{name} {way} it by" in first and f"(ratio {ratio[loss]:.3g}, seed range" in first
+    assert "Per-ad test over 10 paired seeds: BCE's mean gap is smaller than LE's" in first
+    assert ": significant at alpha" in first  # LE 1.4× the truth vs BCE 1×, over 10 seeds
+    assert "No tested ad is below" not in text  # quickstart has a rare ad
+    assert {"condition_tests_LE_vs_BCE.csv", "per_condition_pooled_bce.csv", "per_condition_pooled_le.csv",
+            "calibration_ratio_by_seed.csv"} <= set(_per_ad_csvs(store, ["0", "1", "2", "3"]))
+    assert "ad_id" in pl.read_parquet(store.root / "per_condition.parquet").columns
+    _no_sentence_twice(text)
+    verdict_at = console.index("== verdict")
+    assert console[verdict_at:].splitlines()[1].startswith("LE vs BCE, rarest tested ad (< 0.1 %): Ad 3")
+    assert "(report/tables/condition_tests_LE_vs_BCE.csv) ==" in console
+    assert "(report/tables/metric_tests_LE_vs_BCE.csv) ==" in console and "see the CSV" not in console
+
+
+def _tune_summary(losses):
+    return {"metric": "logloss", "num_samples": 4, "scheduler": "fifo", "seed_range": [1000, 2000],
+            "validation_rows": 500, "train_rows": 4500, "test_seeds": [0, 1, 2],
+            "losses": [{"loss": loss, "space": {"lr": [0.001, 0.01]}, "samples": [{"final": 0.3}, {"final": 0.2}],
+                        "best": {"final": 0.2, "config": {"lr": 0.002}}} for loss in losses]}
+
+
+def test_avazu_like_report_says_no_rare_ad_and_lists_each_caveat_once(tmp_path):
+    import json
+
+    from le_ray.sweep.audit import Finding
+
+    rates = np.array([0.04, 0.06, 0.09, 0.12, 0.2])
+    values = ["17753", "18993", "20345", "21611", "22104"]
+    factors = {"bce": np.ones(5), "localized_entropy": np.full(5, 1.02), "focal": np.full(5, 0.8)}
+    findings = [Finding("warning", "few_eval_clicks", "1 condition(s) with fewer than 20 evaluation clicks: 17753 "
+                        "(3 train / 2 eval clicks); too few clicks to test", ("repeats.min_eval_clicks",), (0,)),
+                Finding("warning", "settings_differ", "the losses train with different settings: lr_decay 0.9999 "
+                        "(BCE), 0.9995 (LE), 0.999 (focal)", ("training.same_settings_for_all_losses",))]
+    settings = _settings(("bce", "localized_entropy", "focal"), localized_entropy={"lr_decay": 0.9995},
+                         focal={"lr_decay": 0.999})
+    store, _ = _stored_sweep(tmp_path, "avazu_sample", ["repeats.num_runs=6"], rates, factors, values, rows=1500,
+                             findings=findings, settings=settings)
+    (store.root / "tune").mkdir()
+    (store.root / "tune" / "summary.json").write_text(json.dumps(_tune_summary(["bce", "localized_entropy", "focal"])))
+    text, console = _build(store)
+    lines = _verdict_lines(text)
+    assert lines[0].startswith("**No tested ad is below 1 % (evaluation click rate): this data cannot answer the "
+                               "rare-ad question; keep the lowest-rate ads with `--set ctr.datasets.avazu.filter")
+    assert lines[1].startswith("**LE vs BCE, rarest tested ad (1–10 %).** Ad 18993")  # 17753 was excluded
+    assert "lr_decay 0.9995 for LE vs 0.9999 for BCE" in lines[1]
+    caveats = text.split("### Caveats\n", 1)[1].split("\n## ", 1)[0]
+    bullets = [x for x in caveats.splitlines() if x.startswith("- ")]
+    assert [b.startswith("- Audit warning `") for b in bullets[:2]] == [True, True]
+    assert sum("`settings_differ`" in b for b in bullets) == 1 and sum("`few_eval_clicks`" in b for b in bullets) == 1
+    assert sum(b.startswith("- One train/evaluation split serves all 6 seeds") for b in bullets) == 1
+    assert sum("tuned by `le-ray tune` with the same budget (4 samples" in b for b in bullets) == 1
+    assert text.count("17753 (3 train / 2 eval clicks)") == 1  # the ad list appears once
+    # predictions never reach 0.5 on one fixed split: accuracy is constant, uninformative, out of the family
+    tests = pl.read_csv(store.root / "report" / "tables" / "metric_tests_LE_vs_BCE.csv")
+    acc = tests.filter(pl.col("metric") == "accuracy").row(0, named=True)
+    assert acc["informative"] is False and (acc["p_adjusted"] is None or np.isnan(acc["p_adjusted"]))
+    assert "accuracy is uninformative for LE vs BCE" in text
+    assert "over the 8 informative metrics of LE vs BCE" in text
+    assert set(_per_ad_csvs(store, values)) >= {"condition_tests_focal_vs_BCE.csv", "per_condition_pooled_focal.csv"}
+    _no_sentence_twice(text)
+    assert "caveats:" in console and "No tested ad is below 1 %" in console
+
+
+def test_console_table_names_the_csv_when_columns_are_cut():
+    from le_ray.report.sweep import console_table
+
+    wide = pl.DataFrame({f"column_{j}": [1.0] for j in range(12)})
+    cut = console_table(wide, "metric_tests_LE_vs_BCE.csv", width=40)
+    assert cut.splitlines()[-1].endswith("; see report/tables/metric_tests_LE_vs_BCE.csv)")
+    assert "more columns: column_" in cut.splitlines()[-1]
+    assert "see report" not in console_table(wide, "x.csv", width=1000)

@@ -1,63 +1,207 @@
-"""The written verdict on hand-made test tables: significant both ways, none, excluded conditions, bands."""
+"""The written verdict on hand-made tables: bottom line (direction, size, significance), absolute rate bands, the
+rare-ad headline, metric results with uninformative metrics, setting differences and one list of caveats."""
 
-import numpy as np
+import math
+
 import polars as pl
+import pytest
 
-from le_ray.report.verdict import VerdictInputs, condition_sentences, metric_sentences, rate_bands, verdict_lines
+from le_ray.report.verdict import (Verdict, VerdictInputs, band_labels, band_sentences, bands_overview, bottom_line,
+                                   caveat_lines, metric_sentences, rare_headline, rate_bands, ratio_stats,
+                                   setting_differences, verdict_markdown, verdict_text)
+
+LE_RATIOS = [1.2, 1.5, 1.41, 3.05, 0.65]  # median 1.41, range 0.65–3.05: over-predicts by 41 %
+BCE_RATIOS = [0.98, 0.67, 1.35, 1.0, 0.9]  # median 0.98: under-predicts by 2 %
 
 
-def _metrics(rows):
-    return pl.DataFrame(rows, orient="row", schema={"metric": pl.String, "higher_is_better": pl.Boolean, "mean_delta": pl.Float64,
-                                      "ci_low": pl.Float64, "ci_high": pl.Float64, "rank_biserial": pl.Float64,
-                                      "p_adjusted": pl.Float64})
+def _metrics(rows, informative=None):
+    t = pl.DataFrame(rows, orient="row", schema={"metric": pl.String, "higher_is_better": pl.Boolean,
+                                                 "mean_delta": pl.Float64, "ci_low": pl.Float64,
+                                                 "ci_high": pl.Float64, "rank_biserial": pl.Float64,
+                                                 "p_adjusted": pl.Float64})
+    t = t.with_columns(pl.lit(12).alias("n"))
+    if informative is not None:
+        t = t.with_columns(pl.Series("informative", informative), pl.Series("baseline_constant", [False] * t.height),
+                           pl.Series("candidate_constant", [not x for x in informative]))
+    return t
 
 
 def _conditions(rows):
-    return pl.DataFrame(rows, orient="row", schema={"condition": pl.Int64, "value": pl.String, "base_rate": pl.Float64,
-                                      "baseline_gap": pl.Float64, "candidate_gap": pl.Float64,
-                                      "p_value": pl.Float64, "p_holm": pl.Float64})
+    return pl.DataFrame(rows, orient="row", schema={"condition": pl.Int64, "ad_id": pl.String, "base_rate": pl.Float64,
+                                                    "baseline_gap": pl.Float64, "candidate_gap": pl.Float64,
+                                                    "n": pl.Int64, "p_value": pl.Float64, "p_holm": pl.Float64})
 
 
-def _inputs(metrics, conditions, excluded=(), bands=None):
-    return VerdictInputs("bce", "localized_entropy", metrics, conditions, list(excluded), alpha=0.05,
-                         correction="holm", seeds=8, gap_reference="the true click probability", bands=bands)
+def _ratios(by_condition):
+    """loss, seed, condition, ratio from {condition: (bce ratios, le ratios)}."""
+    rows = [(loss, s, j, r) for j, (bce, le) in by_condition.items()
+            for loss, values in (("bce", bce), ("localized_entropy", le)) for s, r in enumerate(values)]
+    return pl.DataFrame(rows, orient="row", schema=["loss", "seed", "condition", "ratio"])
 
 
-def test_significant_both_ways_and_not():
+def _inputs(metrics=None, conditions=None, ratios=None, differences=(), edges=(0.001, 0.01, 0.1)):
+    return VerdictInputs("bce", "localized_entropy", metrics if metrics is not None else _metrics([]),
+                         conditions if conditions is not None else _conditions([]),
+                         ratios if ratios is not None else _ratios({}), alpha=0.05, correction="holm", seeds=5,
+                         reference="the true click probability", edges=edges, differences=differences)
+
+
+def test_decade_bands_and_labels():
+    assert band_labels() == ["< 0.1 %", "0.1–1 %", "1–10 %", "≥ 10 %"]
+    assert band_labels((0.005, 0.1)) == ["< 0.5 %", "0.5–10 %", "≥ 10 %"]
+    rates = [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.3, float("nan")]
+    assert rate_bands(rates).tolist() == [0, 1, 1, 2, 2, 3, 3, -1]
+    assert rate_bands(rates, (0.005, 0.1)).tolist() == [0, 0, 1, 1, 1, 2, 2, -1]
+
+
+def test_ratio_stats_median_and_range_over_the_given_seeds():
+    ratios = _ratios({7: (BCE_RATIOS, LE_RATIOS)})
+    assert ratio_stats(ratios, "localized_entropy", 7, range(5)) == (1.41, 0.65, 3.05)
+    assert ratio_stats(ratios, "localized_entropy", 7, [0, 1]) == (pytest.approx(1.35), 1.2, 1.5)
+    assert all(math.isnan(x) for x in ratio_stats(ratios, "focal", 7, range(5)))
+
+
+def test_bottom_line_states_rate_direction_size_and_significance_when_not_significant():
+    cond = _conditions([(7, "17753", 0.0005, 0.00025, 0.00068, 5, 0.2, 0.39),
+                        (1, "20001", 0.004, 0.001, 0.001, 5, 0.5, 1.0)])
+    title, sentences = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (BCE_RATIOS, LE_RATIOS)})))
+    assert title == "LE vs BCE, rarest tested ad (< 0.1 %)"  # only the rarest band's ads
+    text = " ".join(sentences)
+    closer = abs(math.log(1.41)) - abs(math.log(0.98))
+    assert sentences[0] == (
+        "Ad 17753 (true click probability 0.05 %): LE over-predicts it by 41 % (ratio 1.41, seed range 0.65–3.05); "
+        "BCE under-predicts it by 2 % (ratio 0.98, seed range 0.67–1.35); "
+        f"BCE is closer to 1 by {closer:.2g} in |ln ratio| ({abs(math.log(0.98)):.2g} vs {abs(math.log(1.41)):.2g}).")
+    assert sentences[1] == (f"Per-ad test over 5 paired seeds: BCE's mean gap is smaller than LE's by "
+                            f"{0.00068 - 0.00025:.2g} (0.00025 vs 0.00068), holm p = 0.39: not significant at alpha "
+                            "0.05 with these seeds.")
+    assert "20001" not in text
+
+
+def test_bottom_line_significant_untestable_and_differences():
+    cond = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 5, 0.001, 0.01)])
+    sentences = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)}),
+                                    differences=("lr 0.004 for LE vs 0.001 for BCE",)))[1]
+    assert "LE's mean gap" in sentences[1] and "holm p = 0.01: significant at alpha 0.05" in sentences[1]
+    assert sentences[-1].startswith("Caveat for LE vs BCE: the two trained with different settings (lr 0.004")
+    nan = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 1, float("nan"), float("nan"))])
+    text = " ".join(bottom_line(_inputs(conditions=nan, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)})))[1])
+    assert "untestable" in text and "significant" not in text
+    assert bottom_line(_inputs())[1] == ["LE vs BCE: no ad could be tested (too few clicks, or no complete pair of "
+                                         "seeds)."]
+
+
+def test_bottom_line_names_at_most_two_rare_ads_and_one_when_none_is_rare():
+    rare = _conditions([(j, f"ad{j}", 0.0001 * (j + 1), 0.001, 0.002, 5, 0.5, 1.0) for j in range(5)])
+    ratios = _ratios({j: (BCE_RATIOS, LE_RATIOS) for j in range(5)})
+    title, sentences = bottom_line(_inputs(conditions=rare, ratios=ratios))
+    assert title.startswith("LE vs BCE, rarest tested ads (< 0.1 %)")
+    assert [s.split(" ")[1] for s in sentences[::2]] == ["ad0", "ad1"]
+    common = rare.with_columns(pl.col("base_rate") * 100)  # 1 %–5 %: no ad is rare
+    assert len(bottom_line(_inputs(conditions=common, ratios=ratios))[1]) == 2
+
+
+def test_metric_sentences_significant_both_ways_and_uninformative_left_out():
     m = _metrics([("logloss", False, 0.002, 0.001, 0.003, 0.9, 0.01),   # LE better
-                  ("roc_auc", True, -0.01, -0.02, -0.005, -1.0, 0.02),   # BCE better
-                  ("ece", False, 0.0001, -0.001, 0.002, 0.1, 0.6)])
-    text = metric_sentences(_inputs(m, _conditions([])))
+                  ("roc_auc", True, -0.01, -0.02, -0.005, -1.0, 0.02),  # BCE better
+                  ("ece", False, 0.0001, -0.001, 0.002, 0.1, 0.6),
+                  ("accuracy", True, 0.0, 0.0, 0.0, 0.0, float("nan"))], informative=[True, True, True, False])
+    text = metric_sentences(_inputs(metrics=m))
     assert text[0].startswith("LE beats BCE on logloss") and "holm p = 0.01" in text[0]
     assert text[1].startswith("BCE beats LE on roc_auc")
-    assert text[2] == "No significant difference (holm-adjusted p >= 0.05) in: ece."
+    assert text[2] == "LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: ece."
+    assert text[3] == ("accuracy is uninformative for LE vs BCE (identical in all 12 seeds for LE), so it is left out "
+                       "of the holm family.")
 
 
-def test_nothing_significant():
-    m = _metrics([("logloss", False, 0.002, -0.001, 0.003, 0.2, 0.5)])
-    assert metric_sentences(_inputs(m, _conditions([]))) == [
-        "No significant difference (holm-adjusted p >= 0.05) in: logloss."]
+def test_band_sentences_name_only_significant_ads():
+    c = _conditions([(0, "a", 0.0005, 0.002, 0.0005, 5, 0.01, 0.02),   # < 0.1 %: LE better
+                     (1, "b", 0.0008, 0.003, 0.001, 5, 0.01, 0.03),    # < 0.1 %: LE better
+                     (2, "c", 0.005, 0.001, 0.002, 5, 0.4, 0.8),       # 0.1–1 %: nothing
+                     (3, "d", 0.2, 0.001, 0.01, 5, 0.001, 0.004),      # ≥ 10 %: BCE better
+                     (4, "e", 0.3, 0.001, 0.01, 5, 0.3, 0.9)])         # ≥ 10 %: nothing
+    assert band_sentences(_inputs(conditions=c)) == [
+        "LE vs BCE, ads at < 0.1 % (2 tested): LE is better calibrated than BCE on 2 (ad a, b; holm p <= 0.03).",
+        "LE vs BCE, ads at 0.1–1 % (1 tested): LE and BCE do not differ significantly.",
+        "LE vs BCE, ads at ≥ 10 % (2 tested): BCE is better calibrated than LE on 1 (ad d; holm p <= 0.004); LE and "
+        "BCE do not differ significantly on the other 1."]
 
 
-def test_bands_by_tertile_and_explicit():
-    assert rate_bands(np.array([0.3, 0.001, 0.01, 0.02])).tolist() == [2, 0, 0, 1]
-    assert rate_bands(np.array([0.3, 0.001, 0.01]), (0.005, 0.1)).tolist() == [2, 0, 1]
+def _ads(rates, tested):
+    return pl.DataFrame({"condition": range(len(rates)), "ad_id": [f"x{j}" for j in range(len(rates))],
+                         "base_rate": rates, "tested": tested})
 
 
-def test_conditions_grouped_and_excluded_listed():
-    c = _conditions([(0, "a", 0.001, 0.002, 0.0005, 0.01, 0.02),   # rare: LE better
-                     (1, "b", 0.002, 0.003, 0.001, 0.01, 0.03),    # rare: LE better
-                     (2, "c", 0.02, 0.001, 0.002, 0.4, 0.8),        # middle: nothing
-                     (3, "d", 0.2, 0.001, 0.01, 0.001, 0.004)])    # common: BCE better
-    text = condition_sentences(_inputs(_metrics([]), c, excluded=[{"value": "z", "train_clicks": 3,
-                                                                   "eval_clicks": 0}]))
-    assert "rare conditions" in text[1] and "LE is better calibrated on 2 of 2 (holm p <= 0.03)" in text[1]
-    assert "middle conditions" in text[2] and "no significant difference on any of 1" in text[2]
-    assert "common conditions" in text[3] and "BCE is better calibrated on 1 of 1" in text[3]
-    assert text[-1] == "1 condition(s) had too few clicks to test and are not in the verdict: z (3 train / 0 eval clicks)."
+def test_bands_list_each_ad_once_and_headline_when_no_ad_is_rare():
+    ads = _ads([0.05, 0.2, 0.004, 0.03], [True, True, False, True])
+    assert bands_overview(ads, (0.001, 0.01, 0.1)) == [
+        "< 0.1 %: no tested ad", "0.1–1 %: no tested ad; 1 with too few clicks to test (see the caveats)",
+        "1–10 %: 2 tested (ad x3, x0)", "≥ 10 %: 1 tested (ad x1)"]
+    assert rare_headline(ads, "evaluation click rate", "filter on the rarest ads") == [
+        "No tested ad is below 1 % (evaluation click rate; 1 ad(s) below it had too few clicks to test): this data "
+        "cannot answer the rare-ad question; filter on the rarest ads."]
+    assert rare_headline(_ads([0.005, 0.2], [True, True]), "x", "y") == []
 
 
-def test_verdict_carries_caveats():
-    lines = verdict_lines(_inputs(_metrics([]), _conditions([])), ["the audit warned: x"])
-    assert lines[0] == "LE vs BCE over 8 paired seed(s):"
-    assert lines[-1].startswith("Caveats: 8 seeds") and lines[-1].endswith("the audit warned: x")
+def _finding(code, message, severity="warning"):
+    return {"severity": severity, "code": code, "message": message, "keys": ["repeats.num_runs"], "conditions": []}
+
+
+def test_caveats_one_finding_per_line_and_fixed_split():
+    findings = [_finding("few_eval_clicks", "3 condition(s) with fewer than 20 evaluation clicks: a, b, c"),
+                _finding("settings_differ", "lr_decay differs: 0.9999 (BCE), 0.9995 (LE)"),
+                _finding("info_only", "a note", severity="info")]
+    lines = caveat_lines(findings, seeds=12, alternative="two-sided", resampled=False, truth=False)
+    assert lines[0] == ("Audit warning `few_eval_clicks`: 3 condition(s) with fewer than 20 evaluation clicks: a, b, "
+                        "c. Keys: `repeats.num_runs`.")
+    assert lines[1].startswith("Audit warning `settings_differ`: lr_decay differs") and lines[2].startswith("Audit note")
+    assert sum("One train/evaluation split serves all 12 seeds" in x for x in lines) == 1
+    assert sum(f"{2 / 2 ** 12:.3g}" in x for x in lines) == 1
+    assert len(set(lines)) == len(lines)
+    for line in lines:  # no run-on: every line carries one finding
+        assert sum(f"`{f['code']}`" in line for f in findings) <= 1
+    redrawn = caveat_lines([_finding("underpowered", "5 seeds: ...")], seeds=5, alternative="two-sided",
+                           resampled=True, truth=True, missing=2,
+                           tuning={"num_samples": 8, "scheduler": "asha", "metric": "logloss",
+                                   "losses": [{"loss": "bce", "space": {"lr": [0.001, 0.01]}}]})
+    assert not any("split" in x for x in redrawn) and not any("smallest exact" in x for x in redrawn)
+    assert any(x.startswith("2 planned trial(s) are missing") for x in redrawn)
+    assert any("same budget (8 samples" in x for x in redrawn)
+    unequal = {"num_samples": 2, "scheduler": "asha", "metric": "logloss",
+               "losses": [{"loss": "bce", "space": {"lr": [0.001, 0.01]}}, {"loss": "localized_entropy", "space": {}}]}
+    line = caveat_lines([], seeds=6, alternative="two-sided", resampled=True, truth=True, tuning=unequal)[-1]
+    assert line.startswith("Unequal tuning by `le-ray tune` (searched: BCE (2 samples each")
+    assert "not searched, trained as configured: LE" in line and "same budget" not in line
+    budget = {**unequal, "budget": {"same": False, "searched": ["bce", "localized_entropy"],
+                                    "epochs": {"bce": 4, "localized_entropy": 6}}}
+    line = caveat_lines([], seeds=6, alternative="two-sided", resampled=True, truth=True, tuning=budget)[-1]
+    assert "epochs per sample BCE 4, LE 6" in line and "not searched" not in line
+
+
+def test_setting_differences_from_the_audit_settings():
+    settings = {"bce": {"lr": 0.004, "lr_decay": 0.9999, "epochs": 5, "history": None},
+                "localized_entropy": {"lr": 0.004, "lr_decay": 0.9995, "epochs": 5, "history": {"max_window": 9}},
+                "focal": {"lr": 0.001, "lr_decay": 0.999, "epochs": 4, "history": None}}
+    assert setting_differences(settings, "bce", "localized_entropy") == ("lr_decay 0.9995 for LE vs 0.9999 for BCE",)
+    assert setting_differences(settings, "bce", "focal") == (
+        "epochs 4 for focal vs 5 for BCE", "lr 0.001 for focal vs 0.004 for BCE",
+        "lr_decay 0.999 for focal vs 0.9999 for BCE")
+    assert setting_differences({}, "bce", "focal") == ()
+    fairness = [{"setting": "lr_decay", "losses": {"bce": {"value": 0.9999, "source": "profile"},
+                                                   "localized_entropy": {"value": 0.9995, "source": "--set"},
+                                                   "focal": {"value": 0.9999, "source": None}}}]
+    assert setting_differences(settings, "bce", "localized_entropy", fairness) == (
+        "lr_decay 0.9995 for LE (--set) vs 0.9999 for BCE (profile)",)
+    assert setting_differences(settings, "bce", "focal", fairness) == ()  # the audit record wins: equal here
+
+
+def test_rendering_puts_the_headline_and_bottom_line_first():
+    v = Verdict(headline=["No tested ad is below 1 %."], bottom=[("LE vs BCE, rarest tested ad", ["S1.", "S2."])],
+                note="N.", bands=["< 0.1 %: no tested ad"], comparisons=[("LE vs BCE over 5 paired seeds", ["M."])],
+                caveats=["C1.", "C2."])
+    md = verdict_markdown(v)
+    assert md[:3] == ["**No tested ad is below 1 %.**", "", "**LE vs BCE, rarest tested ad.** S1. S2."]
+    assert md[-4:] == ["", "- C1.", "- C2.", ""] and "### Caveats" in md
+    text = verdict_text(v, width=60)
+    assert text[0] == "No tested ad is below 1 %." and text[2].startswith("LE vs BCE, rarest tested ad: S1. S2.")
+    assert text[-2:] == ["  - C1.", "  - C2."]

@@ -1,5 +1,9 @@
-"""``summary.md`` of a sweep, as a document: verdict first, then the rare-ad picture, the experiment, the audit,
-the tables of each comparison, the plots and a glossary of every metric shown.
+"""``summary.md`` of a sweep, as a document: the verdict first (bottom line on the rarest ads, metric-level results,
+ads by absolute rate band, one list of caveats; :mod:`le_ray.report.verdict`), then the rare-ad picture, the
+experiment, the audit, the tables of each comparison, the plots and a glossary of every metric shown.
+
+Every per-ad table names its ads by ``ad_id`` (the raw condition value); each table says which CSV holds it in
+full. No sentence is written twice (tests check it): the audit's findings appear once, as caveats.
 """
 
 from __future__ import annotations
@@ -11,18 +15,22 @@ from typing import Any
 import polars as pl
 
 from le_ray.config import Config
+from le_ray.config.load import profile_names
 from le_ray.glossary import glossary_lines
-from le_ray.registry import label
+from le_ray.registry import LOSSES, label
 from le_ray.report.tables import markdown_table
-from le_ray.report.verdict import VerdictInputs, verdict_lines
+from le_ray.report.verdict import (BAND_EDGES, Verdict, VerdictInputs, band_sentences, bands_overview, bottom_line,
+                                   bottom_note, caveat_lines, metric_sentences, rare_headline, setting_differences,
+                                   verdict_markdown)
 
-__all__ = ["SummaryContext", "summary_markdown", "verdicts", "TEST_COLUMNS", "CONDITION_COLUMNS"]
+__all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
+           "POOLED_COLUMNS", "table_files"]
 
 TEST_COLUMNS = ["metric", "n", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high", "rank_biserial",
                 "p_value", "p_adjusted"]
-CONDITION_COLUMNS = ["value", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "n", "p_value",
+CONDITION_COLUMNS = ["ad_id", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "n", "p_value",
                      "p_holm", "p_bh", "significant"]
-POOLED_COLUMNS = ["value", "count", "base_rate", "true_rate", "pred_mean", "calibration_ratio",
+POOLED_COLUMNS = ["ad_id", "count", "base_rate", "true_rate", "pred_mean", "calibration_ratio",
                   "calibration_ratio_true", "logloss", "ece", "ece_true", "le_ratio"]
 
 
@@ -36,69 +44,131 @@ class SummaryContext:
     status: dict[str, Any]
     plots: dict[str, Path]
     tuning: list[str]
+    tuning_summary: dict[str, Any] | None = None  # tune/summary.json of `le-ray tune`, when the sweep was tuned
+
+
+def table_files(key: str | None = None, loss: str | None = None) -> dict[str, str]:
+    """File names (under report/tables/) of the CSVs behind the tables of a comparison ``key`` or a ``loss``."""
+    if loss is not None:
+        return {"pooled": f"per_condition_pooled_{LOSSES[loss].folder}.csv"}
+    return {"summary": "summary_by_loss.csv"} if key is None else {
+        "metrics": f"metric_tests_{key}.csv", "deltas": f"deltas_by_seed_{key}.csv",
+        "conditions": f"condition_tests_{key}.csv"}
 
 
 def _audit(ctx: SummaryContext) -> dict[str, Any]:
     return ctx.manifest.get("audit") or {"settings": {}, "conditions": [], "findings": [], "excluded_conditions": []}
 
 
-def _caveats(ctx: SummaryContext) -> list[str]:
-    findings = [f for f in _audit(ctx)["findings"] if f["severity"] in ("warning", "error")]
-    out = [f"The audit {f['severity']}s: {f['message']}" for f in findings]
-    if ctx.status["missing"]:
-        out.append(f"{len(ctx.status['missing'])} planned trial(s) missing; tests use complete pairs only.")
-    return out
+def _reference(ctx: SummaryContext) -> str:
+    return "the true click probability" if ctx.tables.truth else "the evaluation click rate"
 
 
-def verdicts(ctx: SummaryContext) -> list[str]:
-    """The verdict of every comparison, as plain text lines (also printed at the end of a sweep)."""
-    rep, tables = ctx.cfg.repeats, ctx.tables
-    excluded_ids = set(_audit(ctx).get("excluded_conditions", []))
-    excluded = [c for c in _audit(ctx)["conditions"] if c["condition"] in excluded_ids]
-    reference = "the true click probability" if tables.truth else "the evaluation click rate"
-    bands = tuple(ctx.cfg.report.rate_bands) if ctx.cfg.report.rate_bands else None
-    lines: list[str] = []
-    for key, tests in tables.metric_tests.items():
-        baseline, candidate = tests["baseline"][0], tests["candidate"][0]
-        inputs = VerdictInputs(baseline, candidate, tests, tables.condition_tests.get(key, pl.DataFrame()), excluded,
-                               rep.per_condition_alpha, rep.per_condition_correction, int(tests["n"].max() or 0),
-                               reference, bands)
-        lines += verdict_lines(inputs, _caveats(ctx)) + [""]
-    if not tables.metric_tests:
-        lines += ["No comparison: fewer than two losses have stored trials.", *_caveats(ctx), ""]
-    return lines
+def _edges(cfg: Config) -> tuple[float, ...]:
+    return tuple(cfg.report.rate_bands) if cfg.report.rate_bands else BAND_EDGES
+
+
+def _rare_advice(cfg: Config) -> str:
+    """How to get rare ads into a sweep, as a sentence fragment naming the exact keys."""
+    profiles = [f"`{n}`" for n in ("decades", "quickstart") if n in profile_names()]
+    synthetic = f"the synthetic {' or '.join(profiles)} profile" if profiles else "synthetic data with rare ads"
+    if cfg.data.source == "synthetic":
+        return f"lower `synthetic.uniform_log10_means` or run {synthetic}"
+    name = cfg.data.ctr_dataset
+    return (f"keep the lowest-rate ads with `--set ctr.datasets.{name}.filter.mode=bottom_k --set "
+            f"ctr.datasets.{name}.filter.metric=rate`, or run {synthetic}")
+
+
+def _ads(ctx: SummaryContext) -> pl.DataFrame:
+    """condition, ad_id, base_rate (pooled reference rate), tested: every ad of the calibration table."""
+    calib = ctx.tables.calibration
+    if calib.height == 0:
+        return pl.DataFrame()
+    tested = {c for t in ctx.tables.condition_tests.values() if t.height for c in t["condition"].to_list()}
+    ads = calib.group_by("condition").agg(pl.col("ad_id").first(), pl.col("base_rate").first())
+    return ads.with_columns(pl.col("condition").is_in(sorted(tested)).alias("tested"))
+
+
+def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs:
+    rep, baseline, candidate, audit = ctx.cfg.repeats, tests["baseline"][0], tests["candidate"][0], _audit(ctx)
+    ratios = ctx.tables.calibration.select("loss", "seed", "condition", "ratio") if ctx.tables.calibration.height \
+        else pl.DataFrame({"loss": [], "seed": [], "condition": [], "ratio": []})
+    return VerdictInputs(baseline, candidate, tests, ctx.tables.condition_tests.get(key, pl.DataFrame()), ratios,
+                         rep.per_condition_alpha, rep.per_condition_correction, int(tests["n"].max() or 0),
+                         _reference(ctx), _edges(ctx.cfg),
+                         setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")))
+
+
+def build_verdict(ctx: SummaryContext) -> Verdict:
+    """The verdict of the whole report (every comparison; one caveat list)."""
+    rep, verdict = ctx.cfg.repeats, Verdict()
+    for key, tests in ctx.tables.metric_tests.items():
+        v = _inputs(ctx, key, tests)
+        verdict.bottom.append(bottom_line(v))
+        title = f"{label(v.candidate)} vs {label(v.baseline)} over {v.seeds} paired seed{'s' if v.seeds != 1 else ''}"
+        verdict.comparisons.append((title, metric_sentences(v) + band_sentences(v)))
+    if not ctx.tables.metric_tests:
+        verdict.bottom.append(("No comparison", ["Fewer than two losses have stored trials, so nothing is compared."]))
+    if any(t.height for t in ctx.tables.condition_tests.values()):
+        verdict.note = bottom_note(_reference(ctx), rep.per_condition_correction)
+    ads = _ads(ctx)
+    verdict.headline = rare_headline(ads, _reference(ctx).removeprefix("the "), _rare_advice(ctx.cfg))
+    verdict.bands = bands_overview(ads, _edges(ctx.cfg))
+    verdict.bands_title = f"Ads by absolute rate band ({_reference(ctx).removeprefix('the ')} of each ad)"
+    verdict.caveats = caveat_lines(_audit(ctx)["findings"], seeds=rep.num_runs, alternative=rep.alternative,
+                                   resampled=rep.resample_data, truth=ctx.tables.truth,
+                                   missing=len(ctx.status["missing"]), tuning=ctx.tuning_summary)
+    return verdict
+
+
+def _ad_id_meaning(cfg: Config) -> str:
+    if cfg.data.source == "synthetic":
+        return "the synthetic condition index"
+    return f"the value of column `{cfg.active_ctr.condition_col}`"
 
 
 def _facts(ctx: SummaryContext) -> pl.DataFrame:
     cfg, m, data, status = ctx.cfg, ctx.manifest, ctx.manifest.get("data", {}), ctx.status
     packages = m.get("packages") or {}
+    split = "data redrawn per seed" if cfg.repeats.resample_data else "one train/eval split for every seed"
     rows = [("profile", f"`{cfg.experiment.active}`"), ("source", cfg.source_key),
             ("losses", ", ".join(label(x) for x in cfg.losses)),
-            ("seeds", f"{cfg.repeats.num_runs} (project.seed {cfg.project.seed}, stride {cfg.repeats.seed_stride}"
-                      f"{', data redrawn per seed' if cfg.repeats.resample_data else ''})"),
+            ("seeds", f"{cfg.repeats.num_runs} (project.seed {cfg.project.seed}, stride {cfg.repeats.seed_stride}; "
+                      f"{split})"),
             ("trials", f"{status['stored']} of {status['planned']} stored, {len(status['failed'])} failed"
                        + (f"; {status['other']} other trial file(s) in the folder (not used)" if status["other"] else "")),
             ("data rows", f"train {data.get('train_rows', 0):,} / eval {data.get('eval_rows', 0):,} / test "
-                          f"{data.get('test_rows', 0):,}; {data.get('num_conditions')} conditions"),
+                          f"{data.get('test_rows', 0):,}; {data.get('num_conditions')} ads"),
+            ("ad_id", _ad_id_meaning(cfg)),
             ("le_ray", f"{m.get('le_ray_version')} (commit {str(m.get('git_commit'))[:12]})"),
             ("packages", ", ".join(f"{k} {v}" for k, v in packages.items() if k in ("torch", "ray", "numpy", "polars",
                                                                                   "scipy")))]
     return pl.DataFrame(rows, schema=["fact", "value"], orient="row")
 
 
+def _settings_table(audit: dict[str, Any]) -> pl.DataFrame:
+    keys = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "steps_per_epoch", "steps_total")
+    return pl.DataFrame([{"loss": label(loss), **{k: s.get(k) for k in keys},
+                          "history": "off" if s.get("history") is None else
+                          f"A = {s['history']['amplification_rate']:g}"}
+                         for loss, s in audit["settings"].items()], infer_schema_length=None)
+
+
 def _audit_section(ctx: SummaryContext) -> list[str]:
     audit = _audit(ctx)
-    settings = pl.DataFrame([{"loss": label(loss), **{k: s[k] for k in ("epochs", "batch_size", "lr", "lr_decay",
-                                                                       "steps_per_epoch", "steps_total")},
-                              "history": "off" if s["history"] is None else
-                              f"A = {s['history']['amplification_rate']:g}"}
-                             for loss, s in audit["settings"].items()], infer_schema_length=None)
     conditions = pl.DataFrame(audit["conditions"], infer_schema_length=None)
+    if conditions.width:
+        conditions = conditions.rename({"value": "ad_id"}).drop("condition")
+    draws = audit.get("data_draws", 2 if ctx.cfg.repeats.resample_data else 1)
+    counts = (f"Rows and clicks per ad, each the smallest over the {draws} seeds' data draws, column by column (so "
+              "a row need not add up to any one seed's totals):" if draws > 1 else
+              "Rows and clicks per ad (one preparation of the data for every seed):")
+    findings = audit["findings"]
     lines = ["## Experiment audit", "", "Effective training settings (after every override):", "",
-             markdown_table(settings), "", "Rows and clicks per condition:", "",
-             markdown_table(conditions.drop("condition") if conditions.width else conditions), ""]
-    lines += [f"- **{f['severity']}** `{f['code']}`: {f['message']} (keys: {', '.join(f['keys'])})"
-              for f in audit["findings"]] or ["No finding: the experiment can answer its question."]
+             markdown_table(_settings_table(audit)), "", counts, "", markdown_table(conditions), ""]
+    codes = ", ".join(f"`{f['code']}`" for f in findings)
+    lines.append(f"The audit's {len(findings)} finding(s) ({codes}) are listed once, under Caveats in the verdict."
+                 if findings else "The audit found nothing to warn about.")
     return lines + [""]
 
 
@@ -106,36 +176,44 @@ def _image(ctx: SummaryContext, name: str, alt: str) -> list[str]:
     return [f"![{alt}]({ctx.plots[name].relative_to(ctx.root)})", ""] if name in ctx.plots else []
 
 
+def _condition_lines(ctx: SummaryContext, key: str, b: str, c: str) -> list[str]:
+    rep, cond = ctx.cfg.repeats, ctx.tables.condition_tests.get(key, pl.DataFrame())
+    if cond.height == 0:
+        return []
+    csv = table_files(key)["conditions"]
+    return [f"### Per-ad calibration ({c} vs {b})", "",
+            f"{c} vs {b}: gap = |mean prediction − {_reference(ctx).removeprefix('the ')}| per ad and seed; "
+            f"{int(cond['significant'].sum())} of {cond.height} ads significant at alpha {rep.per_condition_alpha} "
+            f"after the {rep.per_condition_correction} correction (all columns: `report/tables/{csv}`).", "",
+            markdown_table(cond.select([x for x in CONDITION_COLUMNS if x in cond.columns]),
+                           max_rows=rep.per_condition_top_k, csv=csv), ""]
+
+
 def _pair_sections(ctx: SummaryContext) -> list[str]:
     rep, tables, lines = ctx.cfg.repeats, ctx.tables, []
-    reference = "true click probability" if tables.truth else "evaluation click rate"
     for key, tests in tables.metric_tests.items():
         b, c = label(tests["baseline"][0]), label(tests["candidate"][0])
+        family = int(tests["informative"].sum()) if "informative" in tests.columns else tests.height
         lines += [f"## {c} vs {b}", "",
                   f"Paired Wilcoxon signed-rank over seeds ({rep.alternative}); **delta > 0 favours {c}**; p_adjusted: "
-                  f"{rep.per_condition_correction} over the {tests.height} metrics; CI: "
-                  f"{rep.bootstrap_confidence:.0%} bootstrap of the mean delta.", "",
+                  f"{rep.per_condition_correction} over the {family} informative metrics of {c} vs {b}; CI: "
+                  f"{rep.bootstrap_confidence:.0%} bootstrap of the mean delta (all columns: "
+                  f"`report/tables/{table_files(key)['metrics']}`).", "",
                   markdown_table(tests.select([x for x in TEST_COLUMNS if x in tests.columns])), ""]
-        cond = tables.condition_tests.get(key, pl.DataFrame())
-        if cond.height:
-            lines += [f"### Per-condition calibration ({c} vs {b})", "",
-                      f"gap = |mean prediction − {reference}| per condition and seed; "
-                      f"{int(cond['significant'].sum())} of {cond.height} conditions significant at alpha "
-                      f"{rep.per_condition_alpha} after the {rep.per_condition_correction} correction.", "",
-                      markdown_table(cond.select([x for x in CONDITION_COLUMNS if x in cond.columns]),
-                                     max_rows=rep.per_condition_top_k), ""]
+        lines += _condition_lines(ctx, key, b, c)
         lines += _image(ctx, f"deltas_{key}", f"paired deltas {c} vs {b}")
-        lines += _image(ctx, f"condition_gaps_{key}", f"per-condition gaps {c} vs {b}")
+        lines += _image(ctx, f"condition_gaps_{key}", f"per-ad gaps {c} vs {b}")
     return lines
 
 
 def _pooled_section(ctx: SummaryContext) -> list[str]:
-    lines = ["## Per condition, pooled over seeds", "", "Each table is computed from the seeds' summed statistics "
+    lines = ["## Per ad, pooled over seeds", "", "Each table is computed from the seeds' summed statistics "
              "(exact for every additive column; for the adaptive ECE backends the bins are merged by index).", ""]
     for loss, table in ctx.tables.pooled.items():
         if table.height:
-            lines += [f"### {label(loss)}", "", markdown_table(table.select([c for c in POOLED_COLUMNS
-                                                                            if c in table.columns])), ""]
+            csv = table_files(loss=loss)["pooled"]
+            lines += [f"### {label(loss)}", "", f"All columns: `report/tables/{csv}`.", "",
+                      markdown_table(table.select([c for c in POOLED_COLUMNS if c in table.columns]), csv=csv), ""]
     return lines
 
 
@@ -149,11 +227,10 @@ def _summary_wide(summary: pl.DataFrame) -> pl.DataFrame:
     return text.pivot(on="loss", index="metric", values="value")
 
 
-def summary_markdown(ctx: SummaryContext) -> str:
-    """The whole document."""
+def summary_markdown(ctx: SummaryContext, verdict: Verdict | None = None) -> str:
+    """The whole document (``verdict``: :func:`build_verdict` of ``ctx``, computed when not given)."""
     lines = [f"# le_ray sweep `{ctx.root.name}`", "", "## Verdict", ""]
-    for line in verdicts(ctx):  # headings bold, each result a bullet (Markdown would merge plain lines)
-        lines += ["", f"**{line}**", ""] if line.endswith(":") else [f"- {line}" if line else ""]
+    lines += verdict_markdown(verdict or build_verdict(ctx))
     if "calibration_by_rate" in ctx.plots:
         lines += ["## Calibration by base rate (the rare-ad picture)", "",
                   "Per ad: mean prediction / its rate (1 = calibrated), median over seeds with the min–max bar; "

@@ -4,12 +4,13 @@ Writes ``trials.parquet``, ``per_condition.parquet`` (metrics and additive sums 
 ``report/tables/*.csv``, ``report/plots/*.png`` and ``summary.md`` (:mod:`le_ray.report.summary_md`) into
 the sweep folder, from the trials of the latest run's plan (``manifest.json``), the config of the latest
 run (``config.history``) and the audit stored in the manifest; statistics in
-:mod:`le_ray.report.sweep_stats`. Prints the verdict and terminal-wide tables at the end.
+:mod:`le_ray.report.sweep_stats`. Every per-ad CSV carries ``condition`` and ``ad_id`` (the raw condition value).
+Prints headed, terminal-wide tables (naming the CSV that holds every column) and then the verdict, its bottom
+line first.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,17 +22,33 @@ from le_ray.atomic import atomic_write_text, atomic_write_with
 from le_ray.metrics.compare import format_table, terminal_width
 from le_ray.config import Config, resolve_config
 from le_ray.registry import LOSSES, label
-from le_ray.report.summary_md import CONDITION_COLUMNS, TEST_COLUMNS, SummaryContext, summary_markdown, verdicts
+from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, SummaryContext, build_verdict,
+                                      summary_markdown, table_files)
+from le_ray.report.verdict import verdict_text
 from le_ray.report.sweep_stats import SweepTables, comparison_pairs, compute_tables
 from le_ray.report.tables import write_csv
 from le_ray.report.tuning import best_so_far, load_tuning, tuning_markdown
 from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
 
-__all__ = ["build_report", "comparison_pairs", "SweepTables", "compute_tables", "mean_reliability"]
+__all__ = ["build_report", "comparison_pairs", "SweepTables", "compute_tables", "mean_reliability", "console_table",
+           "CALIBRATION_CSV"]
+
+CALIBRATION_CSV = "calibration_ratio_by_seed.csv"  #: per loss, seed and ad: the calibration ratio of the bottom line
+
+
+def _finite_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Column mean, min and max of ``a`` [S, B] over its finite entries; NaN where a column has none (no warning)."""
+    ok = np.isfinite(a)
+    n = ok.sum(axis=0)
+    mean = np.divide(np.where(ok, a, 0.0).sum(axis=0), n, out=np.full(a.shape[1], np.nan), where=n > 0)
+    low = np.where(n > 0, np.where(ok, a, np.inf).min(axis=0), np.nan)
+    high = np.where(n > 0, np.where(ok, a, -np.inf).max(axis=0), np.nan)
+    return mean, low, high
 
 
 def mean_reliability(records: list[dict[str, Any]], loss: str) -> dict[str, np.ndarray]:
-    """Reliability bins averaged over seeds: mean avg_pred/avg_label/count, min–max band of avg_label."""
+    """Reliability bins averaged over seeds: mean avg_pred/avg_label/count, min–max band of avg_label; a bin
+    empty in every seed stays NaN."""
     tables = [r["reliability"] for r in records if r["loss"] == loss and r.get("reliability")]
     if not tables:
         return {}
@@ -39,12 +56,10 @@ def mean_reliability(records: list[dict[str, Any]], loss: str) -> dict[str, np.n
     def stack(key: str) -> np.ndarray:  # [seeds, bins]; empty bins are null in JSON → NaN
         return np.array([[np.nan if v is None else v for v in t[key]] for t in tables], dtype=np.float64)
 
-    avg_label = stack("avg_label")
-    with warnings.catch_warnings():  # all-NaN bins (empty in every seed) stay NaN quietly
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return {"bin": np.asarray(tables[0]["bin"]), "count": np.nanmean(stack("count"), 0),
-                "avg_pred": np.nanmean(stack("avg_pred"), 0), "avg_label": np.nanmean(avg_label, 0),
-                "avg_label_low": np.nanmin(avg_label, 0), "avg_label_high": np.nanmax(avg_label, 0)}
+    label_mean, label_low, label_high = _finite_stats(stack("avg_label"))
+    return {"bin": np.asarray(tables[0]["bin"]), "count": _finite_stats(stack("count"))[0],
+            "avg_pred": _finite_stats(stack("avg_pred"))[0], "avg_label": label_mean,
+            "avg_label_low": label_low, "avg_label_high": label_high}
 
 
 def _pair_plots(plots, out: Path, dpi: int, tables: SweepTables) -> dict[str, Path]:
@@ -55,8 +70,8 @@ def _pair_plots(plots, out: Path, dpi: int, tables: SweepTables) -> dict[str, Pa
         written[f"deltas_{key}"] = plots.save_figure(fig, out / f"deltas_{key}.png", dpi=dpi)
         cond = tables.condition_tests[key]
         if cond.height:
-            fig = plots.plot_condition_gaps(cond, title=f"{c} vs {b}: per-condition calibration gap", baseline=b,
-                                            candidate=c)
+            fig = plots.plot_condition_gaps(cond, title=f"{c} vs {b}: per-ad calibration gap (points: ad ids)",
+                                            baseline=b, candidate=c)
             written[f"condition_gaps_{key}"] = plots.save_figure(fig, out / f"condition_gaps_{key}.png", dpi=dpi)
     return written
 
@@ -71,7 +86,8 @@ def _plots(root: Path, cfg: Config, tables: SweepTables, records: list[dict[str,
         names = " vs ".join(label(x) for x in cfg.losses)
         fig = plots.plot_calibration_by_rate(tables.calibration, excluded=tables.calibration.filter(
             pl.col("excluded"))["condition"].unique().to_list(), reference="true click rate" if tables.truth else
-            "click rate", title=f"{names}: calibration by base rate, per ad")
+            "click rate", title=f"{names}: calibration by base rate, per ad (labels: ad ids)",
+            edges=tuple(cfg.report.rate_bands) if cfg.report.rate_bands else None)
         written["calibration_by_rate"] = plots.save_figure(fig, out / "calibration_by_rate.png", dpi=dpi)
     losses = sorted({r["loss"] for r in records}, key=list(LOSSES).index)
     reliab = {label(loss): t for loss in losses if (t := mean_reliability(records, loss))}
@@ -86,10 +102,11 @@ def _plots(root: Path, cfg: Config, tables: SweepTables, records: list[dict[str,
     return written
 
 
-def _tuning(root: Path, cfg: Config) -> list[str]:
+def _tuning(root: Path, cfg: Config) -> tuple[list[str], dict[str, Any] | None]:
+    """The tuning section's lines (and its plot) and ``tune/summary.json``; ([], None) for an untuned sweep."""
     summary = load_tuning(root)
     if summary is None:
-        return []
+        return [], None
     from le_ray.glossary import direction
     from le_ray.report import plots
 
@@ -98,20 +115,23 @@ def _tuning(root: Path, cfg: Config) -> list[str]:
     curves = {loss: best_so_far(values, higher) for loss, values in finals.items()}
     path = plots.save_figure(plots.plot_tuning_curves(curves, finals, metric=summary["metric"]),
                              root / "report" / "plots" / "tuning_curves.png", dpi=cfg.plots.dpi)
-    return tuning_markdown(summary, path, root)
+    return tuning_markdown(summary, path, root), summary
 
 
 def _write_tables(root: Path, tables: SweepTables) -> None:
     folder = root / "report" / "tables"
-    write_csv(tables.summary, folder / "summary_by_loss.csv")
+    write_csv(tables.summary, folder / table_files()["summary"])
     for key in tables.metric_tests:
-        write_csv(tables.metric_tests[key], folder / f"metric_tests_{key}.csv")
-        write_csv(tables.deltas[key], folder / f"deltas_by_seed_{key}.csv")
+        names = table_files(key)
+        write_csv(tables.metric_tests[key], folder / names["metrics"])
+        write_csv(tables.deltas[key], folder / names["deltas"])
         if tables.condition_tests[key].height:
-            write_csv(tables.condition_tests[key], folder / f"condition_tests_{key}.csv")
+            write_csv(tables.condition_tests[key], folder / names["conditions"])
     for loss, table in tables.pooled.items():
         if table.height:
-            write_csv(table, folder / f"per_condition_pooled_{LOSSES[loss].folder}.csv")
+            write_csv(table, folder / table_files(loss=loss)["pooled"])
+    if tables.calibration.height:
+        write_csv(tables.calibration, folder / CALIBRATION_CSV)
 
 
 def _status(store: SweepStore, manifest: dict, records: list[dict]) -> dict[str, Any]:
@@ -140,24 +160,39 @@ def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print) ->
     _write_tables(store.root, tables)
     faults.report_pause()
     written = _plots(store.root, cfg, tables, records) if records else {}
+    tuning_lines, tuning_summary = _tuning(store.root, cfg)
     ctx = SummaryContext(cfg, store.root, manifest, tables, _status(store, manifest, records), written,
-                         _tuning(store.root, cfg))
-    path = atomic_write_text(store.root / "summary.md", summary_markdown(ctx) + "\n")
+                         tuning_lines, tuning_summary)
+    verdict = build_verdict(ctx)
+    path = atomic_write_text(store.root / "summary.md", summary_markdown(ctx, verdict) + "\n")
     _echo_tables(ctx, echo)
+    for line in ["", "== verdict (bottom line first; the same text opens summary.md) ==",
+                 *verdict_text(verdict, terminal_width())]:
+        echo(line)
     return path
+
+
+def console_table(df: pl.DataFrame, csv: str, *, width: int, max_rows: int | None = None) -> str:
+    """``df`` as fixed-width text for a terminal ``width`` wide; when columns are cut, the note names ``csv``
+    (the file under report/tables/ that holds them all)."""
+    text = format_table(df, max_width=width, max_rows=max_rows)
+    return text.replace("; see the CSV)", f"; see report/tables/{csv})")
 
 
 def _echo_tables(ctx: SummaryContext, echo) -> None:
     width, tables, status = terminal_width(), ctx.tables, ctx.status
-    echo(f"\n== per-loss summary ({status['stored']}/{status['planned']} trials) ==")
-    echo(format_table(tables.summary, max_width=width))
+    echo(f"\n== per-loss summary over seeds, {status['stored']}/{status['planned']} trials "
+         f"(report/tables/{table_files()['summary']}) ==")
+    echo(console_table(tables.summary, table_files()["summary"], width=width))
     for key, tests in tables.metric_tests.items():
-        echo(f"\n== {key.replace('_', ' ')}: paired Wilcoxon (delta > 0 favours the first) ==")
-        echo(format_table(tests.select([c for c in TEST_COLUMNS if c in tests.columns]), max_width=width))
+        names, pair = table_files(key), key.replace("_", " ")
+        first = label(tests["candidate"][0])
+        echo(f"\n== {pair}: paired Wilcoxon per metric, delta > 0 favours {first} (report/tables/{names['metrics']}) ==")
+        echo(console_table(tests.select([c for c in TEST_COLUMNS if c in tests.columns]), names["metrics"],
+                           width=width))
         cond = tables.condition_tests.get(key)
         if cond is not None and cond.height:
-            echo(format_table(cond.select([c for c in CONDITION_COLUMNS if c in cond.columns]), max_width=width,
-                              max_rows=ctx.cfg.repeats.per_condition_top_k or None))
-    echo("\n== verdict ==")
-    for line in verdicts(ctx):
-        echo(line)
+            echo(f"\n== {pair}: per-ad calibration tests, ad_id = raw condition value "
+                 f"(report/tables/{names['conditions']}) ==")
+            echo(console_table(cond.select([c for c in CONDITION_COLUMNS if c in cond.columns]), names["conditions"],
+                               width=width, max_rows=ctx.cfg.repeats.per_condition_top_k or None))

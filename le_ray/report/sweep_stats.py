@@ -5,12 +5,15 @@ Statistics run on complete pairs only (seeds where both losses of a comparison f
 * per-loss summaries over seeds;
 * metric-level paired Wilcoxon tests with rank-biserial effect sizes and bootstrap CIs (delta > 0 favours
   the candidate: LE vs BCE, focal vs BCE, LE vs focal) and ``p_adjusted``: ``repeats.per_condition_correction``
-  over the metrics of one comparison;
+  over the informative metrics of one comparison (a metric constant over the seeds for either loss, or with
+  every paired delta zero, measures nothing: its p_adjusted is NaN and it does not count in the family);
 * per-condition calibration tests from the trials' additive sums (n, Σp, and Σy, or Σ p_true for synthetic
   data when ``evaluation.synthetic_truth``: the gap is then measured against the true click probability,
   free of label noise), over the conditions the audit did not exclude;
 * per-condition metrics of each loss pooled over seeds (the table of the summed sums);
 * the long calibration table behind the rare-ad picture (ratio per seed, loss and condition).
+
+Every per-ad table carries ``condition`` (the internal index) and ``ad_id`` (the raw condition value).
 """
 
 from __future__ import annotations
@@ -23,9 +26,8 @@ import polars as pl
 
 from le_ray.config import Config
 from le_ray.registry import label
-from le_ray.sweep.store import pooled_per_condition
-from le_ray.stats import (REPEAT_METRICS, bh_adjust, calibration_tests_from_sums, holm_adjust, metric_tests,
-                          summarize_runs)
+from le_ray.sweep.store import ad_ids, pooled_per_condition
+from le_ray.stats import REPEAT_METRICS, adjust_p, calibration_tests_from_sums, metric_tests, summarize_runs
 
 __all__ = ["SweepTables", "compute_tables", "comparison_pairs", "pair_key", "uses_truth"]
 
@@ -103,27 +105,33 @@ def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candida
                                         sort_by=rep.per_condition_sort_by)
     ids = pl.DataFrame({"condition": np.arange(len(conditions), dtype=np.int64), "condition_id": conditions})
     table = table.join(ids, on="condition", how="left").drop("condition").rename({"condition_id": "condition"})
-    if "value" in per_cond.columns:
-        table = table.join(per_cond.select("condition", "value").unique("condition")
-                           .with_columns(pl.col("condition").cast(pl.Int64)), on="condition", how="left")
-    return table.select("condition", *[c for c in table.columns if c != "condition"])
+    table = table.with_columns(pl.Series("ad_id", ad_ids(table["condition"].to_list(), _values(per_cond)),
+                                         dtype=pl.String))
+    return table.select("condition", "ad_id", *[c for c in table.columns if c not in ("condition", "ad_id")])
+
+
+def _values(per_cond: pl.DataFrame) -> list[str] | None:
+    """Ad id by condition index, from the per-condition frame's (condition, ad_id) pairs (None without them)."""
+    if per_cond.height == 0 or "ad_id" not in per_cond.columns:
+        return None
+    pairs = dict(per_cond.select("condition", "ad_id").unique("condition").iter_rows())
+    return [pairs.get(j, str(j)) for j in range(int(max(pairs)) + 1)]
 
 
 def _with_adjusted(tests: pl.DataFrame, correction: str) -> pl.DataFrame:
-    """``p_adjusted``: the correction over the metrics of one comparison (NaN p-values not counted)."""
-    p = tests["p_value"].to_numpy()
-    adjusted = {"holm": holm_adjust, "bh": bh_adjust}.get(correction, lambda x: np.asarray(x, dtype=float))(p)
+    """``p_adjusted``: the correction over the informative metrics of one comparison (others NaN, not counted)."""
+    adjusted = adjust_p(tests["p_value"].to_numpy(), correction, include=tests["informative"].to_numpy())
     return tests.with_columns(pl.Series("p_adjusted", adjusted))
 
 
 def _calibration_long(per_cond: pl.DataFrame, truth: bool, excluded: set[int]) -> pl.DataFrame:
-    """loss, seed, condition, value, base_rate (pooled rate of the condition), ratio (per seed), excluded."""
+    """loss, seed, condition, ad_id, base_rate (pooled rate of the condition), ratio (per seed), excluded."""
     if per_cond.height == 0:
         return pl.DataFrame()
     ref, ratio = ("true_rate", "calibration_ratio_true") if truth else ("base_rate", "calibration_ratio")
     pooled_rate = per_cond.group_by("condition").agg(
         (pl.col("sum_t" if truth else "sum_y").sum() / pl.col("n").sum()).alias("pooled_rate"))
-    cols = ["loss", "seed", "condition", *(["value"] if "value" in per_cond.columns else []), ratio]
+    cols = ["loss", "seed", "condition", *(["ad_id"] if "ad_id" in per_cond.columns else []), ratio]
     out = per_cond.select(cols).rename({ratio: "ratio"}).join(pooled_rate, on="condition", how="left")
     return out.rename({"pooled_rate": "base_rate"}).with_columns(
         pl.col("condition").is_in(sorted(excluded)).alias("excluded"), pl.lit(ref).alias("reference"))
@@ -137,7 +145,7 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
     tables = SweepTables(summarize_runs(trials) if trials.height else pl.DataFrame(), truth=truth)
     present = set(trials["loss"].unique().to_list()) if trials.height else set()
     for loss in [x for x in cfg.losses if x in present]:
-        tables.pooled[loss] = pooled_per_condition(records, loss)
+        tables.pooled[loss] = pooled_per_condition(records, loss, _values(per_cond))
     for baseline, candidate in comparison_pairs(cfg.losses):
         if {baseline, candidate} <= present:
             key = pair_key(baseline, candidate)

@@ -34,8 +34,10 @@ def _cell(value, float_fmt: str) -> str:
     return str(value).replace("|", "\\|")
 
 
-def markdown_table(df: pl.DataFrame, *, float_fmt: str = ".4g", max_rows: int | None = None) -> str:
-    """A GitHub-flavoured Markdown table (NaN/null → n/a); ``max_rows`` ≤ 0 or None shows all."""
+def markdown_table(df: pl.DataFrame, *, float_fmt: str = ".4g", max_rows: int | None = None,
+                   csv: str | None = None) -> str:
+    """A GitHub-flavoured Markdown table (NaN/null → n/a); ``max_rows`` ≤ 0 or None shows all; the note on the
+    rows left out names ``csv`` (the file that holds them all) when given."""
     if df.width == 0:
         return "_(empty)_"
     shown = df if not max_rows or max_rows <= 0 else df.head(max_rows)
@@ -43,7 +45,8 @@ def markdown_table(df: pl.DataFrame, *, float_fmt: str = ".4g", max_rows: int | 
     for row in shown.iter_rows():
         lines.append("| " + " | ".join(_cell(v, float_fmt) for v in row) + " |")
     if shown.height < df.height:
-        lines.append(f"\n_{df.height - shown.height} more rows in the CSV._")
+        where = f"`report/tables/{csv}`" if csv else "the CSV"
+        lines.append(f"\n_{df.height - shown.height} more rows in {where}._")
     return "\n".join(lines)
 
 

@@ -1,25 +1,28 @@
-"""The written verdict of a sweep: plain sentences from the test tables, each with its caveats.
+"""The written verdict of a sweep: the bottom line on the rare ads first, then the metric-level results, the ads
+by absolute rate band and one list of caveats. Plain sentences from the test tables; pure functions of plain data.
 
-Per comparison (candidate vs baseline, delta > 0 favours the candidate):
-
-1. the metric-level paired tests whose adjusted p-value (``p_adjusted``: the chosen correction over the
-   metrics of that comparison) is below alpha, in whose favour, with the mean delta, its bootstrap CI and
-   the rank-biserial effect size; the others are named as "no significant difference";
-2. the per-condition calibration tests grouped by base-rate band: ``rare`` / ``middle`` / ``common`` are
-   the base-rate tertiles of the tested conditions (``numpy.array_split`` of the conditions sorted by
-   rate: rarest third first), or explicit ``report.rate_bands = [low, high]`` (rare: rate < low,
-   common: rate >= high); a condition is better calibrated for a loss when its adjusted p is below
-   alpha and its mean gap is smaller;
-3. the conditions the audit left out ("too few clicks to test"), never counted as significant.
-
-Then the caveats: the audit's warnings, the number of seeds and what the per-condition gap is measured
-against (the true click probabilities of synthetic data, or the evaluation click rate).
+1. **Bottom line**, one paragraph per comparison (candidate vs baseline): for the rarest tested ads (those of the
+   lowest non-empty rate band, at most :data:`MAX_BOTTOM_ADS`), each loss's calibration ratio r = mean prediction
+   / reference rate (the true click probability of synthetic data, else the evaluation click rate), as the
+   median over the paired seeds with its min–max over those seeds; its direction (r > 1 over-predicts by
+   100·(r − 1) %, r < 1 under-predicts by 100·(1 − r) %); which loss is closer to 1 in |ln r| of the medians and
+   by how much; and the per-ad paired Wilcoxon test on the gap |mean prediction − reference| with its adjusted p,
+   stated with direction and size whether significant or not (NaN p: untestable, never "significant").
+2. **Metric-level results**: the paired tests whose ``p_adjusted`` is below alpha, in whose favour, with the
+   mean delta, its bootstrap CI and the rank-biserial effect size; the others as "no significant difference";
+   a metric constant over the seeds (``informative`` false) as uninformative, outside the correction family.
+3. **Rate bands**: absolute decades of the reference rate, edges :data:`BAND_EDGES` (< 0.1 %, 0.1–1 %, 1–10 %,
+   ≥ 10 %) or ``report.rate_bands`` [low, high] (< low, low–high, ≥ high); a rate r lies in band
+   k = #{edges ≤ r}. Each band lists its ads once; when no tested ad lies below :data:`RARE_BELOW` the verdict
+   says the data cannot answer the rare-ad question.
+4. **Caveats**: one list per report, one finding per bullet (:func:`caveat_lines`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,103 +30,408 @@ import polars as pl
 
 from le_ray.registry import label
 
-__all__ = ["VerdictInputs", "rate_bands", "metric_sentences", "condition_sentences", "verdict_lines",
-           "BAND_NAMES"]
+__all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
+           "ratio_stats", "bottom_line", "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
+           "caveat_lines",
+           "setting_differences", "verdict_markdown", "verdict_text"]
 
-BAND_NAMES = ("rare", "middle", "common")
+BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
+RARE_BELOW = 0.01  #: an ad is rare when its rate is below 1 %
+MAX_BOTTOM_ADS = 2  #: the bottom line names at most this many of the rarest tested ads (one when none is rare)
+#: training settings compared between the two losses of a comparison (the LE history is part of the LE method)
+COMPARED_SETTINGS = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "lr_category_decay",
+                     "lr_zero_after_epochs")
 
 
 @dataclass(frozen=True)
 class VerdictInputs:
-    """What one comparison's verdict reads: its tests, the audit's exclusions and warnings, the settings."""
+    """What one comparison's verdict reads: its tests, the per-seed calibration ratios, the settings."""
     baseline: str
     candidate: str
-    metric_tests: pl.DataFrame        # metric, higher_is_better, mean_delta, ci_low, ci_high, rank_biserial, p_adjusted
-    condition_tests: pl.DataFrame     # condition, value, base_rate, baseline_gap, candidate_gap, p_value, p_<correction>
-    excluded: Sequence[dict[str, Any]]  # audit conditions left out: value, train_clicks, eval_clicks
+    metric_tests: pl.DataFrame     # metric, higher_is_better, n, mean_delta, ci_low, ci_high, rank_biserial,
+    #                                p_adjusted, [baseline_constant, candidate_constant, informative]
+    condition_tests: pl.DataFrame  # condition, ad_id, base_rate, baseline_gap, candidate_gap, n, p_value, p_<corr>
+    ratios: pl.DataFrame           # loss, seed, condition, ratio: mean prediction / reference rate per seed
     alpha: float
     correction: str
     seeds: int
-    gap_reference: str                # "the true click probability" or "the evaluation click rate"
-    bands: tuple[float, float] | None = None
+    reference: str                 # "the true click probability" or "the evaluation click rate"
+    edges: tuple[float, ...] = BAND_EDGES
+    differences: tuple[str, ...] = ()  # settings that differ between the two losses (setting_differences)
 
 
-def rate_bands(rates: np.ndarray, bands: tuple[float, float] | None = None) -> np.ndarray:
-    """Band index per condition (0 rare, 1 middle, 2 common) from its base rate (see the module docstring)."""
-    rates = np.asarray(rates, dtype=np.float64)
-    if bands is not None:
-        return np.where(rates < bands[0], 0, np.where(rates >= bands[1], 2, 1))
-    out = np.empty(rates.size, dtype=np.int64)
-    for band, members in enumerate(np.array_split(np.argsort(rates, kind="stable"), 3)):
-        out[members] = band
-    return out
+@dataclass
+class Verdict:
+    """The verdict of a report: bottom line paragraphs (title, sentences), the note defining their terms, the ads
+    by band, per-comparison results (title, sentences) and the caveats, each a plain sentence list."""
+    headline: list[str] = field(default_factory=list)  # said before everything: e.g. no ad is rare
+    bottom: list[tuple[str, list[str]]] = field(default_factory=list)
+    note: str = ""
+    bands: list[str] = field(default_factory=list)
+    bands_title: str = "Ads by absolute rate band"
+    comparisons: list[tuple[str, list[str]]] = field(default_factory=list)
+    caveats: list[str] = field(default_factory=list)
 
 
-def _fmt(x: float) -> str:
+# ------------------------------------------------------------------------------------------------- formatting
+
+
+def _fmt(x: float | None) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.3g}"
 
 
-def metric_sentences(v: VerdictInputs) -> list[str]:
-    """Which metrics differ significantly after the correction, and in whose favour."""
-    t = v.metric_tests
+def _pct(rate: float) -> str:
+    """A probability as a percentage: 0.00051 → '0.051 %', 0.125 → '12 %'."""
+    if rate is None or not np.isfinite(rate):
+        return "n/a"
+    x = 100.0 * rate
+    return f"{x:.0f} %" if x >= 10 else f"{x:.2g} %"
+
+
+def _edge(e: float) -> str:
+    return f"{100.0 * e:g} %"
+
+
+def band_labels(edges: Sequence[float] = BAND_EDGES) -> list[str]:
+    """['< 0.1 %', '0.1–1 %', '1–10 %', '≥ 10 %'] for the decade edges; len(edges) + 1 labels."""
+    inner = [f"{_edge(a).removesuffix(' %')}–{_edge(b)}" for a, b in zip(edges, edges[1:])]
+    return [f"< {_edge(edges[0])}", *inner, f"≥ {_edge(edges[-1])}"]
+
+
+def rate_bands(rates, edges: Sequence[float] = BAND_EDGES) -> np.ndarray:
+    """Band index per rate, k = #{edges ≤ r} (0 = below the first edge); −1 for a NaN rate. Shape of ``rates``."""
+    r = np.asarray(rates, dtype=np.float64)
+    return np.where(np.isnan(r), -1, np.searchsorted(np.asarray(edges, dtype=np.float64), r, side="right"))
+
+
+def _seeds_word(n: int) -> str:
+    return f"{n} paired seed{'s' if n != 1 else ''}"
+
+
+# ------------------------------------------------------------------------------------------------ bottom line
+
+
+def ratio_stats(ratios: pl.DataFrame, loss: str, condition: int, seeds: Sequence[int]) -> tuple[float, float, float]:
+    """(median, min, max) over ``seeds`` of the finite, positive calibration ratios of ``loss`` on ``condition``
+    (NaN when there is none)."""
+    rows = ratios.filter((pl.col("loss") == loss) & (pl.col("condition") == condition)
+                         & pl.col("seed").is_in(list(seeds)))
+    v = rows["ratio"].cast(pl.Float64).to_numpy() if rows.height else np.zeros(0)
+    v = v[np.isfinite(v) & (v > 0)]
+    return (float(np.median(v)), float(v.min()), float(v.max())) if v.size else (math.nan,) * 3
+
+
+def _direction(name: str, stats: tuple[float, float, float]) -> str:
+    mid, lo, hi = stats
+    if not np.isfinite(mid):
+        return f"{name} has no finite ratio"
+    way = "over-predicts it" if mid > 1 else "under-predicts it"
+    size = abs(mid - 1.0)
+    what = f"{way} by {_pct(size)}" if _pct(size) != "0 %" else "is calibrated on it"
+    return f"{name} {what} (ratio {mid:.3g}, seed range {lo:.3g}–{hi:.3g})"
+
+
+def _closer(v: VerdictInputs, b: float, c: float) -> str:
+    if not (np.isfinite(b) and np.isfinite(c)):
+        return "which loss is closer to 1 cannot be said"
+    lb, lc = abs(math.log(b)), abs(math.log(c))
+    if math.isclose(lb, lc, rel_tol=1e-9, abs_tol=1e-12):
+        return f"{label(v.candidate)} and {label(v.baseline)} are equally close to 1"
+    (win, w), (lose, l) = sorted(((v.candidate, lc), (v.baseline, lb)), key=lambda t: t[1])
+    return f"{label(win)} is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.2g} vs {l:.2g})"
+
+
+def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str) -> str:
+    gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], row.get("n") or v.seeds
+    head = f"Per-ad test over {_seeds_word(int(n))}"
+    if not (np.isfinite(gb) and np.isfinite(gc)):
+        return f"{head}: no usable pair, so it is untestable."
+    if gb == gc:
+        gaps = f"{label(v.candidate)} and {label(v.baseline)} have the same mean gap ({gb:.2g})"
+    else:
+        (win, wg), (lose, lg) = sorted(((v.candidate, gc), (v.baseline, gb)), key=lambda t: t[1])
+        gaps = f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} ({wg:.2g} vs {lg:.2g})"
+    if p is None or not np.isfinite(p):
+        return f"{head}: {gaps}; the test is untestable with these seeds."
+    verdict = "significant" if p < v.alpha else "not significant"
+    return f"{head}: {gaps}, {v.correction} p = {p:.2g}: {verdict} at alpha {v.alpha:g} with these seeds."
+
+
+def _rarest(v: VerdictInputs) -> pl.DataFrame:
+    """The tested ads of the lowest non-empty band, rarest first: at most MAX_BOTTOM_ADS, or only the rarest
+    when it is not rare (the data cannot answer the rare-ad question; one ad shows the direction)."""
+    t = v.condition_tests.filter(pl.col("base_rate").is_finite()).sort("base_rate")
     if t.height == 0:
-        return [f"No paired metric test: {label(v.candidate)} and {label(v.baseline)} share no complete seed."]
-    sig = t.filter(pl.col("p_adjusted") < v.alpha)
+        return t
+    band = rate_bands(t["base_rate"].to_numpy(), v.edges)
+    keep = MAX_BOTTOM_ADS if t["base_rate"][0] < RARE_BELOW else 1
+    return t.filter(pl.Series(band == band[0])).head(keep)
+
+
+def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
+    """The comparison's bottom line: (title, sentences) on its rarest tested ads (see the module docstring)."""
+    c, b = label(v.candidate), label(v.baseline)
+    rarest = _rarest(v)
+    if rarest.height == 0:
+        return f"{c} vs {b}", [f"{c} vs {b}: no ad could be tested (too few clicks, or no complete pair of seeds)."]
+    band = band_labels(v.edges)[int(rate_bands([rarest["base_rate"][0]], v.edges)[0])]
+    title = f"{c} vs {b}, rarest tested ad{'s' if rarest.height > 1 else ''} ({band})"
+    seeds = _paired_seeds(v.ratios, v.baseline, v.candidate)
+    p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
+    sentences = []
+    for row in rarest.iter_rows(named=True):
+        rb, rc = (ratio_stats(v.ratios, loss, row["condition"], seeds) for loss in (v.baseline, v.candidate))
+        sentences.append(f"Ad {row['ad_id']} ({v.reference.removeprefix('the ')} {_pct(row['base_rate'])}): "
+                         f"{_direction(c, rc)}; "
+                         f"{_direction(b, rb)}; {_closer(v, rb[0], rc[0])}.")
+        sentences.append(_test_sentence(v, row, p_col))
+    if v.differences:
+        sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings ({'; '.join(v.differences)}), "
+                         "so a difference may come from the settings rather than the loss.")
+    return title, sentences
+
+
+def _paired_seeds(ratios: pl.DataFrame, baseline: str, candidate: str) -> list[int]:
+    if ratios.height == 0:
+        return []
+    by_loss = [set(ratios.filter(pl.col("loss") == loss)["seed"].to_list()) for loss in (baseline, candidate)]
+    return sorted(by_loss[0] & by_loss[1])
+
+
+def bottom_note(reference: str, correction: str) -> str:
+    """The one sentence defining the bottom line's terms."""
+    return (f"Calibration ratio = mean prediction / {reference} over an ad's evaluation rows (1 = calibrated), "
+            "given as the median over the paired seeds with the min–max over those seeds; \"closer to 1\" compares "
+            f"|ln ratio| of the medians; gap = |mean prediction − {reference.removeprefix('the ')}| per seed; the "
+            f"per-ad test is a paired Wilcoxon test of the gaps over the seeds, {correction}-adjusted over the tested "
+            "ads of the comparison.")
+
+
+# --------------------------------------------------------------------------------------------- metric level
+
+
+def _uninformative(v: VerdictInputs, row: dict[str, Any]) -> str:
+    flat = [label(loss) for loss, key in ((v.candidate, "candidate_constant"), (v.baseline, "baseline_constant"))
+            if row.get(key)]
+    if flat:
+        return f"identical in all {row['n']} seeds for {' and '.join(flat)}"
+    return f"the same for {label(v.candidate)} and {label(v.baseline)} in every one of {row['n']} seeds"
+
+
+def metric_sentences(v: VerdictInputs) -> list[str]:
+    """Which metrics differ significantly after the correction, in whose favour; the uninformative ones."""
+    t, c, b = v.metric_tests, label(v.candidate), label(v.baseline)
+    if t.height == 0:
+        return [f"No paired metric test: {c} and {b} share no complete seed."]
+    informative = t["informative"] if "informative" in t.columns else pl.Series([True] * t.height)
+    t = t.with_columns(informative.alias("_informative"))
     lines = []
-    for row in sig.iter_rows(named=True):
-        winner = v.candidate if row["mean_delta"] > 0 else v.baseline
-        loser = v.baseline if winner == v.candidate else v.candidate
+    for row in t.filter(pl.col("_informative") & (pl.col("p_adjusted") < v.alpha)).iter_rows(named=True):
+        win, lose = (c, b) if row["mean_delta"] > 0 else (b, c)
         way = "higher is better" if row["higher_is_better"] else "lower is better"
-        lines.append(f"{label(winner)} beats {label(loser)} on {row['metric']} ({way}): mean delta {_fmt(row['mean_delta'])} "
-                     f"(95% CI [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], favours {label(v.candidate)} when "
-                     f"> 0), rank-biserial {_fmt(row['rank_biserial'])}, {v.correction} p = {_fmt(row['p_adjusted'])}.")
-    rest = [m for m in t["metric"].to_list() if m not in set(sig["metric"].to_list())]
-    if rest:
-        lines.append(f"No significant difference ({v.correction}-adjusted p >= {v.alpha}) in: {', '.join(rest)}.")
+        lines.append(f"{win} beats {lose} on {row['metric']} ({way}): mean delta {_fmt(row['mean_delta'])} "
+                     f"(95% CI [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], favours {c} when > 0), "
+                     f"rank-biserial {_fmt(row['rank_biserial'])}, {v.correction} p = {_fmt(row['p_adjusted'])}.")
+    rest = t.filter(pl.col("_informative") & ~(pl.col("p_adjusted") < v.alpha).fill_null(False))
+    if rest.height:
+        lines.append(f"{c} and {b} do not differ significantly ({v.correction}-adjusted p >= {v.alpha:g}) in: "
+                     f"{', '.join(rest['metric'].to_list())}.")
+    for row in t.filter(~pl.col("_informative")).iter_rows(named=True):
+        lines.append(f"{row['metric']} is uninformative for {c} vs {b} ({_uninformative(v, row)}), so it is left "
+                     f"out of the {v.correction} family.")
     return lines
 
 
-def _band_sentence(name: str, rows: pl.DataFrame, v: VerdictInputs, p_col: str) -> str:
-    n = rows.height
-    better_c = rows.filter((pl.col(p_col) < v.alpha) & (pl.col("candidate_gap") < pl.col("baseline_gap")))
-    better_b = rows.filter((pl.col(p_col) < v.alpha) & (pl.col("candidate_gap") > pl.col("baseline_gap")))
-    lo, hi = rows["base_rate"].min(), rows["base_rate"].max()
-    parts = []
-    for loss, hits in ((v.candidate, better_c), (v.baseline, better_b)):
-        if hits.height:
-            parts.append(f"{label(loss)} is better calibrated on {hits.height} of {n} ({v.correction} p <= "
-                         f"{_fmt(hits[p_col].max())})")
-    if not parts:
-        parts.append(f"no significant difference on any of {n}")
-    rates = _fmt(lo) if lo == hi else f"{_fmt(lo)}–{_fmt(hi)}"
-    return f"{name} conditions (base rate {rates}): " + "; ".join(parts) + "."
+def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str) -> str:
+    c, b = label(v.candidate), label(v.baseline)
+    significant = (pl.col(p_col) < v.alpha).fill_null(False)
+    parts, hits = [], 0
+    for loss, other, better in ((c, b, pl.col("candidate_gap") < pl.col("baseline_gap")),
+                                (b, c, pl.col("candidate_gap") > pl.col("baseline_gap"))):
+        won = rows.filter(significant & better)
+        if won.height:
+            hits += won.height
+            parts.append(f"{loss} is better calibrated than {other} on {won.height} (ad "
+                         f"{', '.join(won['ad_id'].to_list())}; {v.correction} p <= {won[p_col].max():.2g})")
+    if rows.height > hits:
+        rest = "" if rows.height == 1 else f" on the other {rows.height - hits}" if parts else \
+            f" on any of the {rows.height}"
+        parts.append(f"{c} and {b} do not differ significantly{rest}")
+    return f"{c} vs {b}, ads at {name} ({rows.height} tested): " + "; ".join(parts) + "."
 
 
-def condition_sentences(v: VerdictInputs) -> list[str]:
-    """Per-condition calibration results by base-rate band, then the conditions left out."""
-    t, p_col = v.condition_tests, "p_value" if v.correction == "none" else f"p_{v.correction}"
+def band_sentences(v: VerdictInputs) -> list[str]:
+    """Per-ad calibration results of the comparison, by absolute rate band (ads named only when significant)."""
+    t = v.condition_tests
+    if t.height == 0:
+        return []
+    p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
+    band = pl.Series("band", rate_bands(t["base_rate"].to_numpy(), v.edges))
+    t = t.with_columns(band)
+    return [_band_sentence(v, name, t.filter(pl.col("band") == k), p_col)
+            for k, name in enumerate(band_labels(v.edges)) if t.filter(pl.col("band") == k).height]
+
+
+# ------------------------------------------------------------------------------------------------ rate bands
+
+
+def bands_overview(ads: pl.DataFrame, edges: Sequence[float]) -> list[str]:
+    """One line per band with its tested ads (each ad named once in the report: the untested ones only counted,
+    their list is the audit's). ``ads``: condition, ad_id, base_rate (the reference rate), tested (bool)."""
+    if ads.height == 0:
+        return []
+    ads = ads.sort("base_rate")
+    ads = ads.with_columns(pl.Series("band", rate_bands(ads["base_rate"].to_numpy(), edges)))
     lines = []
-    if t.height:
-        t = t.with_columns(pl.Series("band", rate_bands(t["base_rate"].to_numpy(), v.bands)))
-        lines.append(f"Per condition (gap = |mean prediction − {v.gap_reference}|, paired over seeds, "
-                     f"{v.correction} over {t.height} conditions):")
-        lines += [_band_sentence(name, t.filter(pl.col("band") == band), v, p_col)
-                  for band, name in enumerate(BAND_NAMES) if t.filter(pl.col("band") == band).height]
-    elif not v.excluded:
-        lines.append("No per-condition test was possible.")
-    if v.excluded:
-        listed = ", ".join(f"{c['value']} ({c['train_clicks']} train / {c['eval_clicks']} eval clicks)"
-                           for c in v.excluded)
-        lines.append(f"{len(v.excluded)} condition(s) had too few clicks to test and are not in the verdict: {listed}.")
+    for k, name in enumerate(band_labels(edges)):
+        rows = ads.filter(pl.col("band") == k)
+        tested = rows.filter(pl.col("tested"))["ad_id"].to_list()
+        text = f"{name}: " + (f"{len(tested)} tested (ad {', '.join(tested)})" if tested else "no tested ad")
+        untested = rows.height - len(tested)
+        lines.append(text + (f"; {untested} with too few clicks to test (see the caveats)" if untested else ""))
     return lines
 
 
-def verdict_lines(v: VerdictInputs, caveats: Sequence[str]) -> list[str]:
-    """The full verdict of one comparison: heading sentence, metric and condition results, caveats."""
-    lines = [f"{label(v.candidate)} vs {label(v.baseline)} over {v.seeds} paired seed(s):"]
-    lines += metric_sentences(v) + condition_sentences(v)
-    notes = [f"{v.seeds} seeds: the smallest two-sided exact Wilcoxon p is {2 / 2 ** v.seeds:.3g}."] if v.seeds else []
-    notes += list(caveats)
-    if notes:
-        lines.append("Caveats: " + " ".join(notes))
+def rare_headline(ads: pl.DataFrame, reference: str, advice: str) -> list[str]:
+    """When no tested ad's rate lies below RARE_BELOW: that this data cannot answer the rare-ad question, and how
+    to get rare ads (``advice``); else nothing."""
+    if ads.height == 0:
+        return []
+    rare = ads.filter(pl.col("base_rate") < RARE_BELOW)
+    if rare["tested"].any():
+        return []
+    untested = f"; {rare.height} ad(s) below it had too few clicks to test" if rare.height else ""
+    return [f"No tested ad is below {_edge(RARE_BELOW)} ({reference}{untested}): this data cannot answer the "
+            f"rare-ad question; {advice}."]
+
+
+# --------------------------------------------------------------------------------------------------- caveats
+
+FIXED_SPLIT_CODES = ("fixed_split",)  #: audit finding codes that already state the fixed split
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _finding_line(f: dict[str, Any]) -> str:
+    keys = f" Keys: {', '.join(f'`{k}`' for k in f['keys'])}." if f.get("keys") else ""
+    kind = f["severity"] if f.get("severity") in ("warning", "error") else "note"
+    return f"Audit {kind} `{f['code']}`: {_sentence(f['message'])}{keys}"
+
+
+def caveat_lines(findings: Sequence[dict[str, Any]], *, seeds: int, alternative: str, resampled: bool, truth: bool,
+                 missing: int = 0, tuning: dict[str, Any] | None = None) -> list[str]:
+    """The report's caveats, one finding per line: every audit finding (as stored in the manifest: errors and
+    warnings, and notes of any other severity), the power of ``seeds`` seeds (unless the audit already warned
+    ``underpowered``), the fixed split when the data are not redrawn per seed (unless an audit finding of a
+    :data:`FIXED_SPLIT_CODES` code states it), what the per-ad gaps are measured against, missing trials, the
+    tuning budget."""
+    order = {"error": 0, "warning": 1}
+    warned = sorted(findings, key=lambda f: order.get(f.get("severity"), 2))
+    codes = {f["code"] for f in warned}
+    out = [_finding_line(f) for f in warned]
+    if "underpowered" not in codes and seeds:
+        smallest = (2.0 if alternative == "two-sided" else 1.0) / 2 ** seeds
+        out.append(f"With {seeds} seeds the smallest exact {alternative} Wilcoxon p is {smallest:.3g}: only a "
+                   "difference of the same sign in nearly every seed can be significant.")
+    if not resampled and not codes & set(FIXED_SPLIT_CODES):
+        out.append(f"One train/evaluation split serves all {seeds} seeds (repeats.resample_data is false): the seeds "
+                   "vary only the model's initialisation and batch order, so the intervals and tests describe this "
+                   "one sample of rows, not another draw of the data.")
+    out.append("Per-ad gaps and ratios are measured against the true click probability of the synthetic rows, free "
+               "of label noise." if truth else "Per-ad gaps and ratios are measured against each ad's evaluation "
+               "click rate, itself noisy: an ad with few evaluation clicks has an uncertain rate, and its ratio "
+               "scatters for that reason too.")
+    if missing:
+        out.append(f"{missing} planned trial(s) are missing: the tests use complete pairs of seeds only.")
+    if tuning:
+        out.append(_tuning_caveat(tuning))
+    return out
+
+
+def _tuning_caveat(tuning: dict[str, Any]) -> str:
+    """Whether `le-ray tune` gave every loss the same budget (``tune/summary.json``: its ``budget`` when stored,
+    else which losses had a search space)."""
+    budget = tuning.get("budget") or {}
+    records = tuning.get("losses", [])
+    searched = budget.get("searched", [r["loss"] for r in records if r.get("space")])
+    unsearched = [r["loss"] for r in records if r["loss"] not in searched]
+    epochs = budget.get("epochs") or {}
+    same = budget.get("same", not unsearched)
+    what = f"{tuning['num_samples']} samples each, {tuning['scheduler']} scheduler, validation {tuning['metric']}"
+    if same:
+        return (f"Every loss was tuned by `le-ray tune` with the same budget ({what}): the settings compared here are "
+                "each loss's best, not a shared default.")
+    parts = [f"searched: {', '.join(label(x) for x in searched) or 'none'} ({what})"]
+    if unsearched:
+        parts.append(f"not searched, trained as configured: {', '.join(label(x) for x in unsearched)}")
+    if len(set(epochs.values())) > 1:
+        parts.append("epochs per sample " + ", ".join(f"{label(x)} {epochs[x]}" for x in searched if x in epochs))
+    return f"Unequal tuning by `le-ray tune` ({'; '.join(parts)}): the comparison may favour the losses searched more."
+
+
+def _value(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def _from(entry: dict[str, Any]) -> str:
+    return f" ({entry['source']})" if entry.get("source") else ""
+
+
+def setting_differences(settings: dict[str, dict[str, Any]], baseline: str, candidate: str,
+                        fairness: Sequence[dict[str, Any]] | None = None) -> tuple[str, ...]:
+    """The training settings whose effective values differ between the two losses, e.g. ``"lr_decay 0.9995 for LE
+    (profile) vs 0.9999 for BCE (default)"``: from the audit's ``fairness`` rows (``{"setting", "losses": {loss:
+    {"value", "key", "source"}}}``, with where each value comes from) when the record has them, else from its
+    effective ``settings`` (:data:`COMPARED_SETTINGS`; the LE history is part of the LE method, not compared)."""
+    if fairness is not None:
+        out = []
+        for row in fairness:
+            b, c = row["losses"].get(baseline), row["losses"].get(candidate)
+            if b is not None and c is not None and b["value"] != c["value"]:
+                out.append(f"{row['setting']} {_value(c['value'])} for {label(candidate)}{_from(c)} vs "
+                           f"{_value(b['value'])} for {label(baseline)}{_from(b)}")
+        return tuple(out)
+    b, c = settings.get(baseline) or {}, settings.get(candidate) or {}
+    return tuple(f"{k} {_value(c[k])} for {label(candidate)} vs {_value(b[k])} for {label(baseline)}"
+                 for k in COMPARED_SETTINGS if k in b and k in c and b[k] != c[k])
+
+
+# ------------------------------------------------------------------------------------------------- rendering
+
+
+def verdict_markdown(v: Verdict) -> list[str]:
+    """The verdict as Markdown lines (under ``## Verdict``): bottom line paragraphs first."""
+    lines = [x for h in v.headline for x in (f"**{h}**", "")]
+    for title, sentences in v.bottom:
+        lines += [f"**{title}.** " + " ".join(sentences), ""]
+    lines += [f"_{v.note}_", ""] if v.note else []
+    if v.bands:
+        lines += [f"**{v.bands_title}:**", "", *[f"- {line}" for line in v.bands], ""]
+    for title, sentences in v.comparisons:
+        lines += [f"**{title}:**", "", *[f"- {s}" for s in sentences], ""]
+    if v.caveats:
+        lines += ["### Caveats", "", *[f"- {c}" for c in v.caveats], ""]
+    return lines
+
+
+def verdict_text(v: Verdict, width: int = 100) -> list[str]:
+    """The verdict as console lines wrapped to ``width``: bottom line first, then results, bands, caveats."""
+    import textwrap
+
+    def wrap(text: str, first: str = "", rest: str = "  ") -> list[str]:
+        return textwrap.wrap(text, width=max(width, 40), initial_indent=first, subsequent_indent=rest) or [""]
+
+    lines = [x for h in v.headline for x in wrap(h)] + ([""] if v.headline else [])
+    for title, sentences in v.bottom:
+        lines += wrap(f"{title}: " + " ".join(sentences)) + [""]
+    lines += wrap(v.note) + [""] if v.note else []
+    if v.bands:
+        lines += [f"{v.bands_title}:", *[x for b in v.bands for x in wrap(b, "  ", "    ")], ""]
+    for title, sentences in v.comparisons:
+        lines += [f"{title}:", *[x for s in sentences for x in wrap(s, "  - ", "    ")], ""]
+    if v.caveats:
+        lines += ["caveats:", *[x for c in v.caveats for x in wrap(c, "  - ", "    ")]]
     return lines

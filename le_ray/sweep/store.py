@@ -9,7 +9,7 @@ Layout::
     trials/<trial_id>.json   one finished trial (written atomically as it arrives)
     failures/<trial_id>.json a trial that failed after its retries (traceback); retried on resume
     trials.parquet           one row per trial: seed, loss, every metric, seconds, node, device
-    per_condition.parquet    one row per trial × condition
+    per_condition.parquet    one row per trial × condition (with the ad id: the raw condition value)
 
 Resume: a trial whose file exists is not run again; a crashed driver rerun with the same name
 finishes only what is missing. A folder belongs to one config: a rerun whose trial-relevant keys
@@ -41,7 +41,7 @@ from le_ray.errors import ResultsError
 
 __all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest", "TRIAL_KEYS",
            "EXTEND_KEYS", "ConfigChange", "config_changes", "check_resume", "nearest_writable", "trials_frame",
-           "per_condition_frame", "pooled_per_condition"]
+           "per_condition_frame", "pooled_per_condition", "ad_ids"]
 
 #: Config keys (dotted prefixes) that change what a trial computes or which data it sees.
 TRIAL_KEYS = ("project.seed", "data.", "synthetic.", "ctr.", "model.", "training.", "evaluation.", "device.dtype",
@@ -252,9 +252,23 @@ def _sums_columns(sums: metrics.ConditionSums) -> pl.DataFrame:
     return pl.DataFrame(cols)
 
 
+def ad_ids(conditions, condition_values: list[str] | tuple[str, ...] | None) -> list[str]:
+    """The ad id of each condition index: its raw source value (e.g. the C14 value ``"17753"``), or the index as
+    text when the values are unknown (synthetic data's values are their indices)."""
+    values = list(condition_values or [])
+    return [values[int(j)] if 0 <= int(j) < len(values) else str(int(j)) for j in conditions]
+
+
+def _with_ad_id(table: pl.DataFrame, condition_values) -> pl.DataFrame:
+    """``table`` with an ``ad_id`` column right after ``condition``."""
+    ids = pl.Series("ad_id", ad_ids(table["condition"].to_list(), condition_values), dtype=pl.String)
+    out = table.with_columns(ids)
+    return out.select("condition", "ad_id", *[c for c in out.columns if c not in ("condition", "ad_id")])
+
+
 def per_condition_frame(records: list[dict[str, Any]], condition_values: list[str] | None = None) -> pl.DataFrame:
-    """One row per trial × condition: the metrics computed from the trial's sums, the sums themselves, the
-    condition's source value when known."""
+    """One row per trial × condition: the metrics computed from the trial's sums, the sums themselves and the
+    ad id (:func:`ad_ids`)."""
     frames = []
     for r in records:
         if not r.get("condition_sums"):
@@ -265,16 +279,15 @@ def per_condition_frame(records: list[dict[str, Any]], condition_values: list[st
                                          pl.lit(r["loss"]).alias("loss")))
     if not frames:
         return pl.DataFrame()
-    out = pl.concat(frames, how="diagonal_relaxed")
-    if condition_values is not None:
-        names = pl.DataFrame({"condition": list(range(len(condition_values))), "value": list(condition_values)})
-        out = out.join(names.with_columns(pl.col("condition").cast(out.schema["condition"])), on="condition", how="left")
-    return out
+    return _with_ad_id(pl.concat(frames, how="diagonal_relaxed"), condition_values)
 
 
-def pooled_per_condition(records: list[dict[str, Any]], loss: str) -> pl.DataFrame:
+def pooled_per_condition(records: list[dict[str, Any]], loss: str,
+                         condition_values: list[str] | None = None) -> pl.DataFrame:
     """Per-condition metrics of ``loss`` pooled over its seeds: the table of the summed sums (see
-    :func:`le_ray.metrics.merge_sums`; exact for every additive column and the grid-backend ECE)."""
+    :func:`le_ray.metrics.merge_sums`; exact for every additive column and the grid-backend ECE), with the ad id."""
     parts = [metrics.sums_from_record(r["condition_sums"]) for r in records
              if r["loss"] == loss and r.get("condition_sums")]
-    return metrics.per_condition_table(metrics.merge_sums(parts)) if parts else pl.DataFrame()
+    if not parts:
+        return pl.DataFrame()
+    return _with_ad_id(metrics.per_condition_table(metrics.merge_sums(parts)), condition_values)

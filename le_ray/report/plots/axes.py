@@ -86,8 +86,9 @@ def _col(t: dict[str, np.ndarray], name: str, *, required: bool = True) -> np.nd
 
 
 def _names(t: dict[str, np.ndarray]) -> list[str]:
-    """Condition display names: the ``name`` column, else ``condition``, else row numbers."""
-    for key in ("name", "condition"):
+    """Condition display names: the ``name`` column, else ``ad_id`` (the raw condition value), else ``condition``,
+    else row numbers."""
+    for key in ("name", "ad_id", "condition"):
         if key in t:
             return ["?" if v is None else str(v) for v in t[key]]
     return [str(i) for i in range(_rows(t))]

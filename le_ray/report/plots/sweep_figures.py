@@ -1,9 +1,10 @@
-"""Figures of a sweep's comparison: paired deltas by seed, per-condition gaps, calibration ratios compared, the rare-ad picture (calibration ratio against base rate)."""
+"""Figures of a sweep's comparison: paired deltas by seed, per-ad gaps, calibration ratios compared, the rare-ad
+picture (calibration ratio against the ad's rate, with a labelled tick per decade and ads named by their ad id)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -13,7 +14,7 @@ from matplotlib.ticker import FuncFormatter
 
 from le_ray import registry
 from le_ray.report.plots.axes import (
-    _category_axis, MAX_POINT_LABELS, MAX_TICK_LABELS, _annotate, _as_table, _bools, _clip_note, _col, _colors, _diagonal,
+    _category_axis, MAX_TICK_LABELS, _annotate, _as_table, _bools, _clip_note, _col, _colors, _diagonal,
     _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors,
 )
 
@@ -163,6 +164,10 @@ def plot_comparison_calibration(table: Any, *,
 # --------------------------------------------------------------------------- the rare-ad picture
 
 
+MAX_RATE_LABELS = 12  #: the rare-ad picture labels every ad up to this many ...
+RAREST_LABELS = 5  #: ... and only the rarest this many beyond that
+
+
 def _seed_summary(values: np.ndarray) -> tuple[float, float, float]:
     """(median, min, max) of the finite, positive per-seed ratios of one condition (NaN when none)."""
     v = values[np.isfinite(values) & (values > 0)]
@@ -171,60 +176,110 @@ def _seed_summary(values: np.ndarray) -> tuple[float, float, float]:
     return float(np.median(v)), float(v.min()), float(v.max())
 
 
-def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), reference: str = "base rate",
-                             title: str = "Calibration by base rate") -> Figure:
-    """Per condition and loss: calibration ratio (mean prediction / rate, log; 1 = calibrated) vs base rate (log).
+def _ad_points(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per condition id (sorted): its reference rate (first finite positive value, else NaN) and its ad id."""
+    cond, rate = _col(t, "condition"), _col(t, "base_rate")
+    key = "ad_id" if "ad_id" in t else "value" if "value" in t else None
+    ids = np.unique(cond[np.isfinite(cond)]).astype(int)
+    rates, names = np.full(ids.size, np.nan), []
+    for k, j in enumerate(ids):
+        rows = np.flatnonzero(cond == j)
+        good = rows[np.isfinite(rate[rows]) & (rate[rows] > 0)]
+        rates[k] = rate[good[0]] if good.size else np.nan
+        names.append(str(t[key][rows[0]]) if key else str(j))
+    return ids, rates, names
 
-    ``table``: long table with columns loss, condition, value, base_rate and ratio, one row per
-    seed × loss × condition. Each point is the median over seeds, its bar the min–max over seeds;
-    losses are offset slightly along x so their bars do not overlap; points are labelled by the
-    condition's value; conditions in ``excluded`` (too few clicks to test) are drawn hollow.
+
+def _labelled(rates: np.ndarray) -> np.ndarray:
+    """Indices of the ads to label: all up to MAX_RATE_LABELS, else the RAREST_LABELS rarest."""
+    drawn = np.flatnonzero(np.isfinite(rates))
+    if drawn.size <= MAX_RATE_LABELS:
+        return drawn
+    return drawn[np.argsort(rates[drawn], kind="stable")[:RAREST_LABELS]]
+
+
+def _decade_axis(ax, rates: np.ndarray, edges: Sequence[float] | None) -> None:
+    """Log x axis over the ads' rates (padded ×1.5 for the losses' offsets and the markers), widened to whole
+    decades when fewer than two decades fall inside; a labelled tick (in %) at every decade, and a dotted line at
+    each band edge in ``edges`` that is not a decade."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    good = rates[np.isfinite(rates) & (rates > 0)]
+    lo, hi = (good.min() / 1.5, good.max() * 1.5) if good.size else (1e-3, 1.0)
+    if math.floor(math.log10(hi)) - math.ceil(math.log10(lo)) < 1:  # fewer than two decade ticks inside
+        lo, hi = 10.0 ** math.floor(math.log10(lo)), 10.0 ** math.ceil(math.log10(hi))
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(LogLocator(base=10.0, numticks=40))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{100 * v:g} %"))
+    ax.xaxis.set_minor_locator(LogLocator(base=10.0, subs=np.arange(2, 10) / 10.0, numticks=40))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    for e in edges or ():
+        if not math.isclose(math.log10(e), round(math.log10(e))):
+            ax.axvline(e, color="0.5", linestyle=":", linewidth=1)
+
+
+def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
+    """One median point with its min–max bar per loss and ad; returns each ad's median over the drawn points."""
+    cond, ratio, loss_col = _col(t, "condition"), _col(t, "ratio"), np.asarray(t["loss"]).astype(str)
+    shifts = np.exp(np.linspace(-0.08, 0.08, len(losses))) if len(losses) > 1 else [1.0]
+    mids: list[list[float]] = [[] for _ in ids]
+    for color, loss, shift in zip(loss_colors(losses), losses, shifts):
+        for k, j in enumerate(ids):
+            mid, lo, hi = _seed_summary(ratio[(loss_col == loss) & (cond == j)])
+            if not (np.isfinite(mid) and np.isfinite(rates[k])):
+                continue
+            mids[k].append(mid)
+            ax.errorbar([rates[k] * shift], [mid], yerr=[[mid - lo], [hi - mid]], fmt="o", color=color,
+                        markersize=7, markerfacecolor="none" if int(j) in excluded else color, capsize=3, alpha=0.9)
+    return [float(np.median(m)) if m else math.nan for m in mids]
+
+
+def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), reference: str = "base rate",
+                             title: str = "Calibration by base rate",
+                             edges: Sequence[float] | None = None) -> Figure:
+    """Per ad and loss: calibration ratio (mean prediction / rate, log; 1 = calibrated) vs the ad's rate (log, %).
+
+    ``table``: long table with columns loss, condition, ad_id (or value), base_rate and ratio, one row per
+    seed × loss × condition. Each point is the median over seeds, its bar the min–max over seeds; losses are
+    offset slightly along x so their bars do not overlap; the x axis has a labelled tick at every decade (and a
+    dotted line at each non-decade band edge in ``edges``); points are labelled by ad id (every ad up to
+    MAX_RATE_LABELS, else the RAREST_LABELS rarest); ads in ``excluded`` (too few clicks to test) are drawn
+    hollow, with a legend entry only when one is drawn.
     """
     t = _as_table(table)
     fig, axes = _figure(11, 7)
     ax = axes[0, 0]
-    _label(ax, title, f"{reference} of the condition (probability, log)",
+    _label(ax, title, f"{reference} of the ad (log; a tick per decade)",
            f"calibration ratio = mean prediction / {reference} (log; 1 = calibrated)")
     if not _rows(t):
         _no_data(ax)
         return fig
     order = list(registry.LOSSES)
     losses = sorted(dict.fromkeys(str(x) for x in t["loss"]), key=lambda n: order.index(n) if n in order else 99)
-    cond, rate, ratio = _col(t, "condition"), _col(t, "base_rate"), _col(t, "ratio")
-    values = [str(v) for v in t["value"]] if "value" in t else [str(int(c)) for c in cond]
-    ids = np.unique(cond[np.isfinite(cond)]).astype(int)
-    shifts = np.exp(np.linspace(-0.08, 0.08, len(losses))) if len(losses) > 1 else [1.0]
-    for color, loss, shift in zip(loss_colors(losses), losses, shifts):
-        for j in ids:
-            rows = (np.asarray(t["loss"]).astype(str) == loss) & (cond == j)
-            mid, lo, hi = _seed_summary(ratio[rows])
-            x = float(np.nanmean(rate[rows])) * shift
-            if not (np.isfinite(mid) and x > 0):
-                continue
-            hollow = int(j) in set(excluded)
-            ax.errorbar([x], [mid], yerr=[[mid - lo], [hi - mid]], fmt="o", color=color, markersize=7,
-                        markerfacecolor="none" if hollow else color, capsize=3, alpha=0.9)
-    for j in ids:
-        rows = cond == j
-        x, y = float(np.nanmean(rate[rows])), float(np.nanmedian(ratio[rows]))
-        if np.isfinite(x) and np.isfinite(y) and x > 0 and y > 0 and ids.size <= MAX_POINT_LABELS:
-            name = values[int(np.flatnonzero(rows)[0])]
-            ax.annotate(name + (" (too few clicks)" if int(j) in set(excluded) else ""), (x, y), xytext=(6, 6),
-                        textcoords="offset points", fontsize=8)
+    ids, rates, names = _ad_points(t)
+    excluded = {int(j) for j in excluded}
+    mids = _draw_losses(ax, t, losses, ids, rates, excluded)
+    labelled = [k for k in _labelled(rates) if np.isfinite(mids[k])]
+    for i, k in enumerate(sorted(labelled, key=lambda k: rates[k])):
+        note = " (too few clicks)" if int(ids[k]) in excluded else ""
+        offset = ((6, 6), (6, -14), (6, 18))[i % 3]  # neighbours in rate get staggered labels
+        ax.annotate(f"ad {names[k]}{note}", (rates[k], mids[k]), xytext=offset, textcoords="offset points",
+                    fontsize=8)
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
-    ax.set_xscale("log")
+    _decade_axis(ax, rates, edges)
     ax.set_yscale("log")
-    plain = FuncFormatter(lambda v, _: f"{v:g}")  # ratios read as 0.5, 1, 2 rather than 5×10⁻¹
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(plain if axis is ax.yaxis else FuncFormatter(lambda v, _: ""))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # ratios read as 0.5, 1, 2
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.grid(True, which="both", alpha=0.3)
     handles = [Line2D([], [], marker="o", linestyle="", color=c, label=_loss_name(n))
                for c, n in zip(loss_colors(losses), losses)]
-    handles += [Line2D([], [], color="0.3", linestyle="--", label="calibrated (ratio 1)"),
-                Line2D([], [], marker="o", linestyle="", color="0.4", markerfacecolor="none",
-                       label="excluded: too few clicks to test")]
+    handles.append(Line2D([], [], color="0.3", linestyle="--", label="calibrated (ratio 1)"))
+    if any(int(j) in excluded and np.isfinite(m) for j, m in zip(ids, mids)):
+        handles.append(Line2D([], [], marker="o", linestyle="", color="0.4", markerfacecolor="none",
+                              label="excluded: too few clicks to test"))
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.text(0.0, -0.1, "point = median over seeds, bar = min–max over seeds", transform=ax.transAxes, fontsize=8,
-            color="0.35")
+    shown = "every ad" if len(_labelled(rates)) == np.isfinite(rates).sum() else f"the {RAREST_LABELS} rarest ads"
+    ax.text(0.0, -0.12, f"point = median over seeds, bar = min–max over seeds; labels: {shown}",
+            transform=ax.transAxes, fontsize=8, color="0.35")
     return fig
