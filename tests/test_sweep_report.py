@@ -2,6 +2,8 @@
 and whole reports built in-process from a stored sweep folder (no Ray): the bottom line, ad ids in every per-ad
 CSV, one list of caveats, no sentence twice, headed console tables, no leaked warnings."""
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -297,3 +299,14 @@ def test_console_table_names_the_csv_when_columns_are_cut():
     assert cut.splitlines()[-1].endswith("; see report/tables/metric_tests_LE_vs_BCE.csv)")
     assert "more columns: column_" in cut.splitlines()[-1]
     assert "see report" not in console_table(wide, "x.csv", width=1000)
+
+
+def test_tuning_section_states_the_budget_record_of_the_tune_runner():
+    from le_ray.report.tuning import tuning_markdown
+
+    summary = _tune_summary(["bce", "focal"])
+    unequal = "The losses were NOT tuned with the same budget: 4 samples each, epochs per loss 3 (BCE), 5 (focal)."
+    text = "\n".join(tuning_markdown({**summary, "budget": {"same": False, "sentence": unequal}}, None, Path(".")))
+    assert unequal in text and "Each loss was tuned with the same budget" not in text
+    legacy = "\n".join(tuning_markdown(summary, None, Path(".")))  # a summary written before the budget record
+    assert "Each loss was tuned with 4 samples of its search space" in legacy

@@ -56,10 +56,11 @@ def tuning_table(summary: dict[str, Any]) -> pl.DataFrame:
 def tuning_markdown(summary: dict[str, Any], plot: Path | None, root: Path) -> list[str]:
     """The section's lines: the honest protocol, the table, the curve plot."""
     lo, hi = summary["seed_range"]
+    budget = (summary.get("budget") or {}).get("sentence") or (  # older tune summaries carry no budget record
+        f"Each loss was tuned with {summary['num_samples']} samples of its search space, scheduler "
+        f"{summary['scheduler']}, scored by validation {summary['metric']} at the last reported epoch.")
     lines = ["## Tuning", "",
-             f"Each loss was tuned with the same budget: {summary['num_samples']} samples of its search space, "
-             f"scheduler {summary['scheduler']}, scored by validation {summary['metric']} at the last reported "
-             f"epoch. The validation split ({summary['validation_rows']:,} rows) was carved from the train split "
+             f"{budget} The validation split ({summary['validation_rows']:,} rows) was carved from the train split "
              f"(the tuning trials trained on the other {summary['train_rows']:,}); the evaluation split the tests "
              f"below use was never seen while tuning. Tuning seeds were drawn from [{lo}, {hi}); the test seeds "
              f"are {', '.join(map(str, summary['test_seeds']))}. The best settings of each loss were then trained "
