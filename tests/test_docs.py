@@ -317,6 +317,8 @@ def _check_description(name: str, text: str) -> int:
             else cfg.active_ctr.filter.k)),
         (r"([\d.]+) GPU and (\d+) CPUs per trial", lambda g, c: (float(g), int(c)) == (cfg.ray.gpus_per_trial,
                                                                                      cfg.ray.cpus_per_trial)),
+        (r"auto GPU share and (\d+) CPUs per trial", lambda c: (None, int(c)) == (cfg.ray.gpus_per_trial,
+                                                                                 cfg.ray.cpus_per_trial)),
         (r"(\d+) synthetic ads", lambda n: int(n) == cfg.synthetic.num_conditions),
         (r"(\d+) samples per loss", lambda n: int(n) == cfg.tune.num_samples),
         (r"batch (\d+)", lambda b: {cfg.training_for(l).batch_size for l in cfg.losses} == {int(b)}),
@@ -334,10 +336,10 @@ def test_every_number_in_a_profile_description_is_the_profile_s():
 
 
 def test_readme_profile_table_comes_from_the_profiles():
-    seeds, losses, gpus = _find(r"cluster sweeps: (\d+) seeds × (\d+) losses, ([\d./ ]+) GPU per trial")
+    seeds, losses, gpus = _find(r"cluster sweeps: (\d+) seeds × (\d+) losses, ([\w./ ]+) GPU per trial")
     sweeps = [load_config(profile=p) for p in ("avazu_sweep_gpu", "criteo_sweep_gpu")]
     assert {(c.repeats.num_runs, len(c.losses)) for c in sweeps} == {(int(seeds), int(losses))}
-    assert [c.ray.gpus_per_trial for c in sweeps] == [float(g) for g in gpus.split("/")]
+    assert [c.ray.gpus_per_trial for c in sweeps] == [None if g.strip() == "auto" else float(g) for g in gpus.split("/")]
     default = load_config().model
     hidden, activation, dropout = _find(r"default model: hidden ([\d-]+), (\w+), dropout ([\d.]+)")
     assert (tuple(map(int, hidden.split("-"))), default.activation, default.dropout) == (

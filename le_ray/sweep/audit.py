@@ -380,23 +380,13 @@ def _split_findings(cfg: Config) -> list[Finding]:
 
 def _runtime_findings(cfg: Config, info: dict[str, dict[str, Any]], data: PreparedData) -> list[Finding]:
     """``too_slow_here``: the estimate on the device at hand against ``repeats.max_estimated_hours``."""
-    from le_ray.sweep.runtime_estimate import estimate_for_config, format_duration
+    from le_ray.sweep.runtime_estimate import too_slow
 
     width = data.num_numeric + cfg.model.embed_dim + len(data.cat_vocab_sizes) * cfg.model.cat_embed_dim
-    rows, epochs = len(data.train), {loss: s["epochs"] for loss, s in info.items()}
-    here = estimate_for_config(cfg, train_rows=rows, input_width=width, epochs_by_loss=epochs)
-    limit = cfg.repeats.max_estimated_hours
-    if here.wall_s <= limit * 3600:
-        return []
-    gpu = estimate_for_config(cfg, train_rows=rows, input_width=width, epochs_by_loss=epochs, cuda_available=True)
-    elsewhere = "" if here.device == "cuda" else f"; on one H200-class GPU about {format_duration(gpu.wall_s)}"
-    return [Finding(ERROR, "too_slow_here", (
-        f"estimated {format_duration(here.wall_s)} on {here.device} ({here.why}): {here.trials} trials on "
-        f"{rows:,} training rows at ~{here.rate:,.0f} samples/s per trial, {here.slots:g} at once "
-        f"({here.source}){elsewhere}; longer than repeats.max_estimated_hours = {limit:g}. Run it on a GPU "
-        "cluster (jobs/submit.sh, ray.address), shrink it (repeats.num_runs, training.epochs, the data), raise "
-        "repeats.max_estimated_hours, or start anyway with --allow-unsound"),
-        ("repeats.max_estimated_hours", "ray.address", "repeats.num_runs", "repeats.allow_unsound"))]
+    reason = too_slow(cfg, train_rows=len(data.train), input_width=width,
+                      epochs_by_loss={loss: s["epochs"] for loss, s in info.items()})
+    return [] if reason is None else [Finding(ERROR, "too_slow_here", reason, (
+        "repeats.max_estimated_hours", "ray.address", "repeats.num_runs", "repeats.allow_unsound"))]
 
 
 def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Iterable[Shadow] = (),

@@ -3,8 +3,9 @@
 * Connecting: ``ray.address`` from the config, else ``"auto"`` when ``RAY_ADDRESS`` is set (as under
   ``ray job submit``), else a new local instance bound to the loopback interface only (every gRPC
   server, the dashboard and the agents on 127.0.0.1; see :func:`connect_ray`).
-* Tasks: one per pending trial with ``num_gpus = ray.gpus_per_trial`` (auto: 1 when the cluster has
-  GPUs), ``num_cpus = ray.cpus_per_trial``, ``max_retries``; the data object is ``ray.put`` once per
+* Tasks: one per pending trial with ``num_gpus = ray.gpus_per_trial`` (auto: a share 1/k of a GPU by
+  model width and training rows, :func:`auto_gpus_per_trial`, when the cluster has GPUs; else 0),
+  ``num_cpus = ray.cpus_per_trial``, ``max_retries``; the data object is ``ray.put`` once per
   data seed and handed to each task by reference (the task times fetching it).
 * Streaming: ``ray.wait`` one result at a time; each finished trial is written atomically at once; a
   trial that fails after its retries is recorded in ``failures/`` and the sweep goes on.
@@ -34,8 +35,8 @@ from le_ray.sweep.store import SweepStore
 from le_ray.sweep.plan import SweepPlan, for_seed
 from le_ray.training.trial import TrialSpec
 
-__all__ = ["connect_ray", "loopback_only", "warm_up_workers", "trial_task", "run_sweep", "SweepProgress",
-           "StopRequested", "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
+__all__ = ["connect_ray", "loopback_only", "warm_up_workers", "auto_gpus_per_trial", "GPU_PACKING", "trial_task",
+           "run_sweep", "SweepProgress", "StopRequested", "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
 
 log = logging.getLogger("le_ray.sweep")
 CANCEL_GRACE_S = 1.5  # `ray job stop` sends SIGKILL 3 s after SIGTERM by default
@@ -125,23 +126,49 @@ def _import_trial_modules() -> int:
     return os.getpid()
 
 
-def _resources(cfg: Config) -> dict[str, Any]:
+# Trials per GPU when ``ray.gpus_per_trial`` is null (auto), first matching row wins:
+# (largest hidden width up to, training rows up to, trials per GPU); None = any.
+# PROVISIONAL until bench/gpu_check.py's "trials per GPU" rows are measured (bench/README, packing): the one
+# figure so far is 4 default_net trials at 0.25 GPU = 3.16x one trial on an H200 (1M rows, before CUDA
+# graphs). Bigger data keeps one trial busier and costs GPU memory per trial (its split is staged there).
+GPU_PACKING: tuple[tuple[int | None, int | None, int], ...] = (
+    (128, None, 4),           # small nets (quickstart's 128-64): launch-bound, several share a GPU well
+    (256, 20_000_000, 4),     # default_net on up to 20M training rows
+    (256, None, 2),           # default_net on more rows
+    (None, None, 1),          # wider nets: a trial of their own
+)
+
+
+def auto_gpus_per_trial(hidden_sizes, train_rows: int | None, cluster_gpus: float) -> float:
+    """GPU share per trial for ``ray.gpus_per_trial: null``: 0 without GPUs, else ``1 / k`` from :data:`GPU_PACKING`.
+
+    ``hidden_sizes``: the model's hidden widths; ``train_rows``: rows a trial trains on (None: unknown, read as
+    small); ``cluster_gpus``: GPUs in the cluster. The share never exceeds the cluster's GPUs.
+    """
+    if cluster_gpus <= 0:
+        return 0.0
+    width, rows = max(hidden_sizes, default=0), train_rows or 0
+    k = next(k for w, r, k in GPU_PACKING if (w is None or width <= w) and (r is None or rows <= r))
+    return min(1.0 / k, float(cluster_gpus))
+
+
+def _resources(cfg: Config, train_rows: int | None = None) -> dict[str, Any]:
     import ray
 
     gpus = cfg.ray.gpus_per_trial
-    if gpus is None:  # auto: one GPU per trial when the cluster has GPUs
-        gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    if gpus is None:  # auto: a share of a GPU by model and data size when the cluster has GPUs
+        gpus = auto_gpus_per_trial(cfg.model.hidden_sizes, train_rows, ray.cluster_resources().get("GPU", 0))
     return {"num_cpus": cfg.ray.cpus_per_trial, "num_gpus": gpus, "max_retries": cfg.ray.max_retries,
             "retry_exceptions": cfg.ray.retry_exceptions}
 
 
-def warm_up_workers(cfg: Config, num_trials: int) -> list:
+def warm_up_workers(cfg: Config, num_trials: int, train_rows: int | None = None) -> list:
     """Start one worker per trial slot and import the trial code there, without waiting."""
     import ray
 
     cpus = ray.cluster_resources().get("CPU", 1.0)
     slots = max(1, min(num_trials, int(cpus // max(cfg.ray.cpus_per_trial, 1))))
-    task = ray.remote(_import_trial_modules).options(**_resources(cfg))
+    task = ray.remote(_import_trial_modules).options(**_resources(cfg, train_rows))
     return [task.remote() for _ in range(slots)]
 
 
@@ -238,7 +265,8 @@ def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str], refs: dict) -> 
     import ray
 
     refs.update({seed: ray.put(data) for seed, data in plan.data_by_seed.items()})
-    remote = ray.remote(trial_task).options(**_resources(cfg))
+    rows = max((len(d.train) for d in plan.data_by_seed.values()), default=None)
+    remote = ray.remote(trial_task).options(**_resources(cfg, rows))
     log.info("data in the object store: %s bytes for arrays of %s bytes", _stored_bytes(list(refs.values())),
              sum(d.nbytes for d in plan.data_by_seed.values()))
     return {remote.remote([for_seed(refs, spec.seed)], spec, cfg.ray.cpus_per_trial, fault): spec

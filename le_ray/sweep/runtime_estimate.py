@@ -1,0 +1,212 @@
+"""How long a sweep will take on the device it would run on, estimated before any training.
+
+Model of the time (seconds; every quantity per sweep):
+
+* work per training sample ``m`` = multiply-adds of the MLP, Σ_layers in·out (:func:`mlp_macs`);
+* training rate of ONE trial alone, samples/s: :func:`training_rate`, interpolated log-log in ``m``
+  between two anchors per device (a small net and the default net, :data:`ANCHORS`) and ∝ 1/m above the
+  larger (compute-bound); on CPU it scales with the trial's threads (``ray.cpus_per_trial``);
+* one trial: ``train_rows × epochs(loss) / rate × trial_over_training`` (setup, epoch-0 and per-epoch
+  evaluation passes, final metrics);
+* wall: ``FIXED_S + Σ_trials trial_s / (slots · efficiency)`` where slots are concurrent trials (CPU:
+  ``cpus // cpus_per_trial``; GPU: ``gpus / gpus_per_trial``) and efficiency the share of a lone trial's
+  rate each keeps when they run together.
+
+Where the constants come from (keep this list true when a figure is remeasured):
+
+* CPU anchors: bench/README.md, development VM (2 vCPUs, AMD EPYC): default_net 122–152k samples/s per
+  trial at 2 threads (``train_throughput.py``; 70k per thread used), small_net at batch 2,048 ≈ 150k per
+  thread (``repeats_overhead.py``: 190k/s per 1-thread trial counting its evaluation). Whole trial ≈ 1.5×
+  training (``train_throughput.py``: 9.3 s trial for 6.1 s training; ``sweep_scale.py``: 1.3–1.45×).
+* GPU anchors: the issue-19 TARGETS on one H200 (``bench/gpu_check.py`` checks them): default_net at
+  batch 32,768 ≥ 25M samples/s, small_net at 2,048 ≥ 5M samples/s, whole trial ≤ 1.3× training. Packed
+  trials keep ~0.8 of a lone trial's rate each (4 trials at 0.25 GPU gave 3.16× one trial on an H200
+  before CUDA graphs). Until gpu_check's figures replace them these are goals, not measurements: today's
+  measured le_ray rates are lower (bench/README, GPU check), so a GPU estimate is optimistic.
+
+An estimate is good to a factor of about two: it exists to refuse a sweep that would take hours on the
+machine at hand (the audit's ``too_slow_here`` error), not to schedule one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+__all__ = ["Anchor", "ANCHORS", "FIXED_S", "mlp_macs", "training_rate", "SweepEstimate", "estimate_sweep",
+           "trial_device", "estimate_for_config", "too_slow", "planned_synthetic_shape", "format_duration"]
+
+FIXED_S = 15.0  # interpreter, imports, ray.init and worker start-up (bench/README: ~5–10 s each)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A device's training rate for one trial alone: ``samples_per_s`` at ``macs`` multiply-adds per sample."""
+    macs: float
+    samples_per_s: float
+
+
+@dataclass(frozen=True)
+class DeviceModel:
+    """Two anchors (small net, default net), the whole-trial / training ratio, and packed-trial efficiency."""
+    small: Anchor
+    large: Anchor
+    trial_over_training: float
+    packed_efficiency: float
+    source: str
+
+
+# small_net on synthetic data: 11 inputs → 128 → 64 → 1 = 9,664 MACs; default_net: 7 → 256-256-128-64 → 1
+# = 108,352 MACs (see mlp_macs). CPU figures are per torch thread.
+ANCHORS: dict[str, DeviceModel] = {
+    "cpu": DeviceModel(Anchor(9_664, 150_000.0), Anchor(108_352, 70_000.0), 1.5, 1.0,
+                       "measured on a 2-vCPU VM (bench/README: train_throughput, repeats_overhead), per thread"),
+    "cuda": DeviceModel(Anchor(9_664, 5_000_000.0), Anchor(108_352, 25_000_000.0), 1.3, 0.8,
+                        "issue-19 targets for one H200 (bench/gpu_check.py), not yet measured figures"),
+}
+
+
+def mlp_macs(input_width: int, hidden_sizes: Sequence[int]) -> int:
+    """Multiply-adds per sample of the MLP ``input_width → hidden_sizes… → 1``: Σ in·out over its Linears."""
+    widths = [int(input_width), *(int(h) for h in hidden_sizes), 1]
+    return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def training_rate(device: str, macs: float, threads: int = 1) -> float:
+    """Samples/s of one trial alone on ``device`` ("cpu" or "cuda") for a net of ``macs`` per sample.
+
+    Log-log interpolation between the device's two anchors; above the larger anchor the rate falls as
+    1/macs (the matrix products dominate); below the smaller it stays at the smaller's rate (per-step
+    overhead dominates). On CPU the rate is per thread, times ``threads``.
+    """
+    model = ANCHORS[device]
+    lo, hi = model.small, model.large
+    if macs <= lo.macs:
+        rate = lo.samples_per_s
+    elif macs >= hi.macs:
+        rate = hi.samples_per_s * hi.macs / macs
+    else:
+        t = math.log(macs / lo.macs) / math.log(hi.macs / lo.macs)
+        rate = math.exp((1 - t) * math.log(lo.samples_per_s) + t * math.log(hi.samples_per_s))
+    return rate * (max(1, threads) if device == "cpu" else 1)
+
+
+@dataclass(frozen=True)
+class SweepEstimate:
+    """The estimate and what it rests on (plain data; seconds)."""
+    device: str
+    why: str
+    wall_s: float
+    trial_s: dict[str, float]
+    trials: int
+    slots: float
+    rate: float
+    source: str
+
+    def to_record(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def estimate_sweep(device: str, *, train_rows: int, epochs_by_loss: Mapping[str, int], seeds: int, macs: float,
+                   slots: float, threads: int = 1, why: str = "") -> SweepEstimate:
+    """Wall time of ``seeds`` trials per loss (module docstring); ``slots`` concurrent trials (≥ 1)."""
+    model = ANCHORS[device]
+    rate = training_rate(device, macs, threads)
+    trial_s = {loss: train_rows * epochs / rate * model.trial_over_training for loss, epochs in epochs_by_loss.items()}
+    slots = max(1.0, float(slots))
+    efficiency = model.packed_efficiency if slots > 1 and device == "cuda" else 1.0
+    total = sum(trial_s.values()) * seeds
+    # trials are indivisible: the sweep lasts at least one trial, however many slots there are
+    wall = FIXED_S + max(total / (slots * efficiency), max(trial_s.values(), default=0.0))
+    return SweepEstimate(device, why, wall, trial_s, seeds * len(epochs_by_loss), slots, rate, model.source)
+
+
+def trial_device(ray_address: str | None, gpus_per_trial: float | None, *, cuda_available: bool,
+                 ray_job: bool) -> tuple[str, str]:
+    """("cuda" | "cpu", why): where the sweep's trials will train, as far as the driver can tell before Ray.
+
+    An explicit ``ray.gpus_per_trial`` decides; else a visible CUDA device, or a cluster (``ray.address`` /
+    ``RAY_ADDRESS``: le_ray's cluster profiles target GPU nodes, and the driver cannot see the workers) → cuda;
+    else the local CPU.
+    """
+    if gpus_per_trial is not None:
+        return ("cuda", f"ray.gpus_per_trial = {gpus_per_trial:g}") if gpus_per_trial > 0 else \
+            ("cpu", "ray.gpus_per_trial = 0")
+    if cuda_available:
+        return "cuda", "a CUDA device is visible"
+    if ray_address or ray_job:
+        return "cuda", "a Ray cluster (assumed to have GPU workers: the driver cannot see them)"
+    return "cpu", "no CUDA device and no Ray cluster: local CPU trials"
+
+
+def estimate_for_config(cfg, *, train_rows: int, input_width: int, epochs_by_loss: Mapping[str, int],
+                        cuda_available: bool | None = None, cpu_count: int | None = None) -> SweepEstimate:
+    """:func:`estimate_sweep` for ``cfg``'s sweep on the device :func:`trial_device` picks.
+
+    GPU slots: ``ray.num_gpus`` (else the visible CUDA devices, at least 1) shared ``1 / gpus_per_trial`` ways
+    (auto: :func:`le_ray.sweep.driver.auto_gpus_per_trial`); CPU slots: ``ray.num_cpus`` (else this machine's
+    cores) ``// ray.cpus_per_trial``.
+    """
+    import torch
+
+    from le_ray.sweep.driver import auto_gpus_per_trial
+    from le_ray.sweep.plan import sweep_seeds
+
+    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    device, why = trial_device(cfg.ray.address, cfg.ray.gpus_per_trial, cuda_available=cuda,
+                               ray_job=bool(os.environ.get("RAY_ADDRESS")))
+    macs = mlp_macs(input_width, cfg.model.hidden_sizes)
+    per_trial = max(1, cfg.ray.cpus_per_trial)
+    if device == "cuda":
+        gpus = cfg.ray.num_gpus or (torch.cuda.device_count() if cuda else 0) or 1
+        share = cfg.ray.gpus_per_trial or auto_gpus_per_trial(cfg.model.hidden_sizes, train_rows, gpus)
+        slots, threads = gpus / share, per_trial
+    else:
+        cpus = cfg.ray.num_cpus or cpu_count or os.cpu_count() or 1
+        slots, threads = max(1, cpus // per_trial), per_trial
+    return estimate_sweep(device, train_rows=train_rows, epochs_by_loss=epochs_by_loss,
+                          seeds=len(sweep_seeds(cfg)), macs=macs, slots=slots, threads=threads, why=why)
+
+
+def too_slow(cfg, *, train_rows: int, input_width: int, epochs_by_loss: Mapping[str, int],
+             cuda_available: bool | None = None, cpu_count: int | None = None) -> str | None:
+    """Why ``cfg``'s sweep should not start here (its estimate exceeds ``repeats.max_estimated_hours``), or None.
+
+    The sentence gives the estimate, what it rests on, the estimate on one GPU when the device is a CPU, and the
+    keys that change the outcome.
+    """
+    common = dict(train_rows=train_rows, input_width=input_width, epochs_by_loss=epochs_by_loss)
+    here = estimate_for_config(cfg, cuda_available=cuda_available, cpu_count=cpu_count, **common)
+    limit = cfg.repeats.max_estimated_hours
+    if here.wall_s <= limit * 3600:
+        return None
+    gpu = estimate_for_config(cfg, cuda_available=True, **common)
+    elsewhere = "" if here.device == "cuda" else f"; on one H200-class GPU about {format_duration(gpu.wall_s)}"
+    return (f"estimated {format_duration(here.wall_s)} on {here.device} ({here.why}): {here.trials} trials on "
+            f"{train_rows:,} training rows at ~{here.rate:,.0f} samples/s per trial, {here.slots:g} at once "
+            f"({here.source}){elsewhere}; longer than repeats.max_estimated_hours = {limit:g}. Run it on a GPU "
+            "cluster (jobs/submit.sh, ray.address), shrink it (repeats.num_runs, training.epochs, the data), raise "
+            "repeats.max_estimated_hours, or start anyway with --allow-unsound")
+
+
+def planned_synthetic_shape(cfg) -> tuple[int, int] | None:
+    """(training rows, model input width) of synthetic data from the config alone — before generating 10⁸ rows
+    only to refuse them — or None for other sources (their rows are known after preparation)."""
+    if cfg.data.source != "synthetic":
+        return None
+    syn = cfg.synthetic
+    labelled = syn.num_conditions * syn.samples_per_condition
+    if cfg.data.use_test_set:
+        labelled -= math.floor(syn.test_split * labelled)
+    return math.floor(cfg.data.train_split * labelled), len(syn.numeric_features) + cfg.model.embed_dim
+
+
+def format_duration(seconds: float) -> str:
+    """``1 h 05 min``, ``12 min``, ``2.5 min``, ``40 s``."""
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
+    return f"{seconds:.0f} s"
