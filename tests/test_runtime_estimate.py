@@ -180,3 +180,21 @@ def test_decades_is_refused_on_a_cpu_machine_and_fits_15_minutes_on_one_gpu(monk
     found = _runtime_findings(cfg, {loss: {"epochs": e} for loss, e in epochs.items()}, data)
     assert [f.code for f in found] == ["too_slow_here"]
     assert "on cpu" in found[0].message and "on one H200-class GPU about" in found[0].message
+
+
+def test_decades_is_refused_on_a_cpu_before_its_rows_are_generated(tmp_path, capsys, monkeypatch):
+    """On a CPU-only machine `le-ray repeats --profile decades` exits 2 naming too_slow_here and the estimated
+    time, creates no folder and never prepares data (plan_trials is not reached)."""
+    import le_ray.runners.repeats as repeats
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    def no_preparation(cfg):  # would generate 10^8 rows
+        raise AssertionError("data were prepared before the refusal")
+
+    monkeypatch.setattr(repeats, "plan_trials", no_preparation)
+    assert repeats.main(["--profile", "decades", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "too_slow_here" in err and "estimated" in err and "on cpu" in err and "GPU" in err
+    assert list(tmp_path.iterdir()) == []

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from le_ray.sweep.runtime_estimate import planned_synthetic_shape, too_slow
 from le_ray.sweep.audit import Audit, audit_experiment, audit_text, refusal
 from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
 from le_ray.config import Config, ConfigError, Shadow, merge_layers, resolve_config, shadowed_sets, to_dict
@@ -186,6 +187,7 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     if not name or "/" in name or name in (".", ".."):
         raise ResultsError(f"--name {name!r}: expected a plain folder name")
     resuming = check_folder(args, cfg, results_dir / name)
+    _refuse_if_too_slow_before_preparation(args, cfg)
     started = time.perf_counter()
     plan = plan_trials(cfg)
     echo(f"data prepared in {time.perf_counter() - started:.1f} s ({len(plan.data_by_seed)} preparation(s))")
@@ -194,6 +196,19 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     if audit.errors and not (args.allow_unsound or cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
     return Preflight(cfg, results_dir, name, resuming, plan, audit, command)
+
+
+def _refuse_if_too_slow_before_preparation(args: argparse.Namespace, cfg: Config) -> None:
+    """The audit's ``too_slow_here`` check from the config alone, for synthetic data, so that a sweep sized for a
+    GPU cluster (the ``decades`` profile: 10⁸ rows) is refused on a CPU before its rows are generated."""
+    shape = planned_synthetic_shape(cfg)
+    if shape is None or args.allow_unsound or cfg.repeats.allow_unsound:
+        return
+    epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses}
+    reason = too_slow(cfg, train_rows=shape[0], input_width=shape[1], epochs_by_loss=epochs)
+    if reason is not None:
+        raise UserError(f"the experiment audit refuses to start (error too_slow_here, checked before preparing the "
+                        f"data): {reason}")
 
 
 def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit, cluster_resources: dict) -> None:
