@@ -55,7 +55,7 @@ def run_sweep(csv: Path, seeds: int, results: Path) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"sweep failed:\n{output[-5000:]}")
     prep = float(re.search(r"data prepared in ([\d.]+) s", output).group(1))
-    store = re.search(r"data in the object store: (\d+|None) bytes for arrays of (\d+) bytes", output)
+    store = re.search(r"data in the object store: .*?\((\d+|None) bytes\) for arrays of .*?\((\d+) bytes\)", output)
     return {"wall_s": wall, "driver_peak_rss_bytes": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
             "prepare_s": prep, "object_store_bytes": None if store.group(1) == "None" else int(store.group(1)),
             "array_bytes": int(store.group(2))}

@@ -248,7 +248,7 @@ def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, s
     import ray
 
     cfg, plan = pre.cfg, pre.plan
-    warm_up_workers(cfg, len(plan.pending))
+    warm_up_workers(cfg, len(plan.pending), len(plan.datasets[0].train))
     write_manifest(store, cfg, plan, pre.audit, ray.cluster_resources())
     if pre.resuming:
         echo(f"resuming: {len(plan.specs) - len(plan.pending)} of {len(plan.specs)} trials already stored")

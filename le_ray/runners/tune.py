@@ -50,7 +50,7 @@ from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.runners.repeats import Preflight, execute, resume_command
 from le_ray.sweep.store import SweepStore, check_resume, nearest_writable, resolve_results_dir
-from le_ray.sweep.driver import StopRequested, connect_ray, stop_on_signals
+from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
 
@@ -122,6 +122,7 @@ def _trainable(sample: dict[str, Any], *, data: PreparedData, cfg: Config, loss:
 
 
 def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path):
+    import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import BasicVariantGenerator
@@ -131,7 +132,9 @@ def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path):
     scheduler = (ASHAScheduler(time_attr="training_iteration", max_t=epochs, grace_period=min(cfg.tune.grace_period,
                                                                                              epochs))
                  if cfg.tune.scheduler == "asha" else FIFOScheduler())
-    gpus = cfg.ray.gpus_per_trial or 0.0
+    gpus = cfg.ray.gpus_per_trial  # auto: the sweep's packing by model and data size when the cluster has GPUs
+    if gpus is None:
+        gpus = auto_gpus_per_trial(cfg.model.hidden_sizes, len(data.train), ray.cluster_resources().get("GPU", 0))
     trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, cfg=cfg, loss=loss),
                                     {"cpu": cfg.ray.cpus_per_trial, "gpu": gpus})
     path = folder / loss

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator
 from le_ray.sweep import faults
 from le_ray.atomic import to_jsonable
 from le_ray.config import Config
+from le_ray.config.messages import human_size
 from le_ray.data.arrays import PreparedData
 from le_ray.sweep.store import SweepStore
 from le_ray.sweep.plan import SweepPlan, for_seed
@@ -267,8 +268,9 @@ def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str], refs: dict) -> 
     refs.update({seed: ray.put(data) for seed, data in plan.data_by_seed.items()})
     rows = max((len(d.train) for d in plan.data_by_seed.values()), default=None)
     remote = ray.remote(trial_task).options(**_resources(cfg, rows))
-    log.info("data in the object store: %s bytes for arrays of %s bytes", _stored_bytes(list(refs.values())),
-             sum(d.nbytes for d in plan.data_by_seed.values()))
+    stored, arrays = _stored_bytes(list(refs.values())), sum(d.nbytes for d in plan.data_by_seed.values())
+    log.info("data in the object store: %s (%s bytes) for arrays of %s (%s bytes)",
+             "unknown" if stored is None else human_size(stored), stored, human_size(arrays), arrays)
     return {remote.remote([for_seed(refs, spec.seed)], spec, cfg.ray.cpus_per_trial, fault): spec
             for spec in plan.pending}
 
