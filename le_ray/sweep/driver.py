@@ -129,13 +129,13 @@ def _import_trial_modules() -> int:
 
 # Trials per GPU when ``ray.gpus_per_trial`` is null (auto), first matching row wins:
 # (largest hidden width up to, training rows up to, trials per GPU); None = any.
-# PROVISIONAL until bench/gpu_check.py's "trials per GPU" rows are measured (bench/README, packing): the one
-# figure so far is 4 default_net trials at 0.25 GPU = 3.16x one trial on an H200 (1M rows, before CUDA
-# graphs). Bigger data keeps one trial busier and costs GPU memory per trial (its split is staged there).
+# Measured with bench/gpu_check.py's packing stage on one H200 (bench/README, 2026-12-04): 1, 2, 4, 8 trials at
+# once gave 1.00/1.24/1.41/1.48x the trials per minute of one (quickstart shape) and 1.00/1.51/1.98/2.35x
+# (default_net, 2.9M rows); the smallest k within 5% of the best is 8 for both. Larger data is not measured.
 GPU_PACKING: tuple[tuple[int | None, int | None, int], ...] = (
-    (128, None, 4),           # small nets (quickstart's 128-64): launch-bound, several share a GPU well
-    (256, 20_000_000, 4),     # default_net on up to 20M training rows
-    (256, None, 2),           # default_net on more rows
+    (128, None, 8),           # small nets (quickstart's 128-64): 8 at once = 1.48x one trial's trials/min (H200)
+    (256, 20_000_000, 8),     # default_net on up to 20M training rows: 8 at once = 2.35x one (H200, 2.9M rows)
+    (256, None, 2),           # default_net on more rows: not measured; each trial stages its splits on the GPU
     (None, None, 1),          # wider nets: a trial of their own
 )
 

@@ -18,11 +18,11 @@ Where the constants come from (keep this list true when a figure is remeasured):
   trial at 2 threads (``train_throughput.py``; 70k per thread used), small_net at batch 2,048 ≈ 150k per
   thread (``repeats_overhead.py``: 190k/s per 1-thread trial counting its evaluation). Whole trial ≈ 1.5×
   training (``train_throughput.py``: 9.3 s trial for 6.1 s training; ``sweep_scale.py``: 1.3–1.45×).
-* GPU anchors: the issue-19 TARGETS on one H200 (``bench/gpu_check.py`` checks them): default_net at
-  batch 32,768 ≥ 25M samples/s, small_net at 2,048 ≥ 5M samples/s, whole trial ≤ 1.3× training. Packed
-  trials keep ~0.8 of a lone trial's rate each (4 trials at 0.25 GPU gave 3.16× one trial on an H200
-  before CUDA graphs). Until gpu_check's figures replace them these are goals, not measurements: today's
-  measured le_ray rates are lower (bench/README, GPU check), so a GPU estimate is optimistic.
+* GPU anchors: measured on one H200 by ``bench/gpu_check.py`` (2026-12-04, torch 2.11 + CUDA 13, CUDA-graph
+  steps, TF32; bench/README, GPU check): in-trial BCE default_net at batch 32,768 18.9M samples/s, small_net at
+  2,048 6.2M samples/s (capture and warm-up included; steady state 34.6M and 8.1M), whole trial 1.36-1.47×
+  training. Packed trials: 8 at once on one GPU gave 1.48× (quickstart shape) to 2.35× (default_net) the
+  trials per minute of one alone, so each keeps ~0.25 of a lone trial's rate.
 
 An estimate is good to a factor of about two: it exists to refuse a sweep that would take hours on the
 machine at hand (the audit's ``too_slow_here`` error), not to schedule one.
@@ -63,8 +63,8 @@ class DeviceModel:
 ANCHORS: dict[str, DeviceModel] = {
     "cpu": DeviceModel(Anchor(9_664, 150_000.0), Anchor(108_352, 70_000.0), 1.5, 1.0,
                        "measured on a 2-vCPU VM (bench/README: train_throughput, repeats_overhead), per thread"),
-    "cuda": DeviceModel(Anchor(9_664, 5_000_000.0), Anchor(108_352, 25_000_000.0), 1.3, 0.8,
-                        "issue-19 targets for one H200 (bench/gpu_check.py), not yet measured figures"),
+    "cuda": DeviceModel(Anchor(9_664, 6_200_000.0), Anchor(108_352, 18_900_000.0), 1.45, 0.25,
+                        "measured on one H200 (bench/README: GPU check, 2026-12-04)"),
 }
 
 
