@@ -5,7 +5,8 @@
 Model: Linear stack 16 -> 256 -> 256 -> 128 -> 64 -> 1 with SiLU.  Conditions are
 uniform ids with per-condition click rates log-uniform in [0.005, 0.1], which are also
 passed as ``base_rates`` (to the loss and to the history, which sizes its windows from
-them) with ``num_conditions`` given, as in training.  The history is pre-filled with ``--prefill`` update-only
+them) with the per-condition constants prepared once (``le_constants``), as an objective
+does in training.  The history is pre-filled with ``--prefill`` update-only
 batches so that windows are full and every timed step pays for eviction.  Variants are
 interleaved round by round so that drift on a busy machine hits them alike; the table
 reports the median and the minimum ms per step (the minimum is the robust figure on a
@@ -23,7 +24,7 @@ import torch
 from torch import nn
 
 from le_ray.training.cross_batch import CrossBatchHistory
-from le_ray.training.losses import bce_loss, localized_entropy
+from le_ray.training.losses import bce_loss, le_constants, localized_entropy
 
 HIDDEN = (256, 256, 128, 64)
 VARIANTS = ("bce", "le", "le+history")
@@ -55,8 +56,8 @@ def loss_fn(variant: str, rates: torch.Tensor, history):
     if variant == "bce":
         return lambda z, y, c: bce_loss(z, y)
     hist = history if variant == "le+history" else None
-    size = rates.numel()
-    return lambda z, y, c: localized_entropy(z, y, c, base_rates=rates, history=hist, num_conditions=size)
+    constants = le_constants(rates, None, rates.numel(), device=rates.device)
+    return lambda z, y, c: localized_entropy(z, y, c, history=hist, constants=constants)
 
 
 def prefill(history: CrossBatchHistory, batches, steps: int) -> None:

@@ -312,3 +312,23 @@ def test_le_steps_with_history_do_not_synchronise_cuda():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert history.pushed().sum() == 10 * n
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_updates_on_a_side_stream_give_the_same_windows():
+    """use_stream: the update runs beside the caller's work and is joined before any read."""
+    dev = torch.device("cuda")
+    batches = _random_batches(seed=9, n_batches=30, num_conditions=len(RATES))
+    plain = CrossBatchHistory(A, torch.tensor(RATES), max_window=MAX_WINDOW, dtype=torch.float64, device=dev)
+    side = CrossBatchHistory(A, torch.tensor(RATES), max_window=MAX_WINDOW, dtype=torch.float64, device=dev)
+    side.use_stream(torch.cuda.Stream(dev))
+    ref = _DequeHistory([_cap_by_hand(r, A, MAX_WINDOW) for r in RATES])
+    for c, y, b, w in batches:
+        moved = [t.to(dev) for t in (c, y, b, w)]
+        plain.update(*moved[:3], sample_weights=moved[3])
+        side.update(*moved[:3], sample_weights=moved[3])
+        ref.update(c.numpy(), y.numpy(), b.numpy(), w.numpy())
+        del moved  # the history keeps its inputs alive until the join
+    _assert_same(side.to("cpu"), ref)
+    _assert_same(plain.to("cpu"), ref)

@@ -32,7 +32,7 @@ def test_select_device_picks_the_gpu_ray_assigned():
                                        ("localized_entropy", ("training.cross_batch.enabled=true",))])
 def test_training_steps_never_synchronise_with_the_host(loss, sets):
     """torch raises on any synchronising CUDA call inside the optimiser steps."""
-    import le_ray.training.loop as train_module
+    import le_ray.training.graph_step as train_module
 
     cfg, data, settings = _setup(loss, *sets)
     rates = torch.tensor(le_base_rates(data, prior="jeffreys"), device=CUDA)
@@ -41,7 +41,7 @@ def test_training_steps_never_synchronise_with_the_host(loss, sets):
     make = lambda h: make_objective(loss, settings, base_rates=rates, num_conditions=data.num_conditions,  # noqa
                                     device=CUDA, dtype=torch.float32, with_history=h,
 )
-    step = train_module._train_step
+    step = train_module.step_fn
 
     def strict(*a, **k):
         torch.cuda.set_sync_debug_mode("error")
@@ -49,13 +49,13 @@ def test_training_steps_never_synchronise_with_the_host(loss, sets):
             return step(*a, **k)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    train_module._train_step = strict
+    train_module.step_fn = strict
     try:
         out = train_model(model, to_tensors(data.train, device=CUDA, dtype=torch.float32),
                           to_tensors(data.eval, device=CUDA, dtype=torch.float32), make(True), make(False),
                           settings, seed=1)
     finally:
-        train_module._train_step = step
+        train_module.step_fn = step
     assert out.steps > 10
 
 
@@ -66,3 +66,95 @@ def test_cuda_trial_matches_cpu_closely():
     cpu = run_trial(data, spec, assigned_gpu_ids=[])
     assert gpu.device.startswith("cuda:0") and cpu.device.startswith("cpu")
     assert gpu.metrics["logloss"] == pytest.approx(cpu.metrics["logloss"], rel=2e-3)
+
+
+# --------------------------------------------------------------------------- captured training steps
+
+GRAPH_CASES = [("bce", ()), ("focal", ()), ("localized_entropy", ("training.cross_batch.enabled=false",)),
+               ("localized_entropy", ("training.cross_batch.enabled=true",)),
+               ("localized_entropy", ("training.cross_batch.enabled=true", "training.lr_category=0.01",
+                                      "training.lr_category_decay=0.99", "training.lr_zero_after_epochs=1"))]
+
+
+def _graph_run(loss, sets, *, cuda_graphs, stage=True, strict_replays=False):
+    """Train 2 epochs with dropout 0 (identical maths in and out of a graph); return
+    (per-step losses [steps] float64, outcome, optimiser)."""
+    import le_ray.training.graph_step as gs
+    import le_ray.training.loop as loop
+
+    cfg, data, settings = _setup(loss, "training.epochs=2", "model.dropout=0", *sets)
+    rates = torch.tensor(le_base_rates(data, prior="jeffreys"), device=CUDA)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
+                        cat_vocab_sizes=data.cat_vocab_sizes).to(CUDA)
+    make = lambda h: make_objective(loss, settings, base_rates=rates, num_conditions=data.num_conditions,  # noqa
+                                    device=CUDA, dtype=torch.float32, with_history=h,
+                                    max_entries=data.train_condition_counts * settings.epochs)
+    losses, seen = [], {}
+    steps_of, captured = loop._epoch_steps, gs.StaticSteps._captured_step
+
+    def recording(ctx):
+        seen["optimizer"] = ctx.state.optimizer
+        for loss_t, rows in steps_of(ctx):
+            losses.append(loss_t.double().clone())  # the replay overwrites its static output
+            yield loss_t, rows
+
+    def strict(self):  # warm-up steps and replays (not the capture itself) must not synchronise
+        if not strict_replays or (self.graph is None and self.warm >= gs.WARMUP_STEPS):
+            return captured(self)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return captured(self)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    loop._epoch_steps, gs.StaticSteps._captured_step = recording, strict
+    try:
+        out = train_model(model, to_tensors(data.train, device=CUDA, dtype=torch.float32, stage_on_device=stage),
+                          to_tensors(data.eval, device=CUDA, dtype=torch.float32), make(True), make(False),
+                          settings, seed=1, cuda_graphs=cuda_graphs, static_steps=not cuda_graphs)
+    finally:
+        loop._epoch_steps, gs.StaticSteps._captured_step = steps_of, captured
+    return torch.stack(losses).cpu(), out, seen["optimizer"]
+
+
+@pytest.mark.parametrize("loss,sets", GRAPH_CASES)
+def test_graph_steps_match_eager_steps(loss, sets):
+    """The captured step replayed vs the same step function run eagerly: every step's loss agrees to
+    float32 rounding (CUDA scatter-adds use atomics, so the last bits vary even eager vs eager)."""
+    graph, out_g, optimizer = _graph_run(loss, sets, cuda_graphs=True, strict_replays=True)
+    eager, out_e, _ = _graph_run(loss, sets, cuda_graphs=False)
+    assert out_g.cuda_graphs and not out_e.cuda_graphs and len(graph) == len(eager) == out_g.steps > 10
+    rel = ((graph - eager).abs() / eager.abs()).max().item()
+    print(f"{loss} {sets}: max relative step-loss difference graph vs eager {rel:.2e} over {len(graph)} steps")
+    assert rel < 1e-5
+    assert out_g.final_lrs == pytest.approx(out_e.final_lrs, rel=1e-12)
+    group = optimizer.param_groups[0]
+    assert group["fused"] and group["capturable"] and isinstance(group["lr"], torch.Tensor) and group["lr"].is_cuda
+    state = optimizer.state[group["params"][0]]
+    assert state["step"].is_cuda and int(state["step"]) == out_g.steps
+
+
+def test_graph_lr_decay_tensors_follow_the_schedule():
+    _, out, optimizer = _graph_run("bce", ("training.lr_category=0.02", "training.lr_decay=0.99",
+                                           "training.lr_category_decay=0.98", "training.lr_zero_after_epochs=1"),
+                                   cuda_graphs=True)
+    assert out.final_lrs[0] == 0.0
+    assert out.final_lrs[1] == pytest.approx(0.02 * 0.98 ** out.steps, rel=1e-12)
+    assert float(optimizer.param_groups[1]["lr"]) == pytest.approx(out.final_lrs[1], rel=1e-6)  # float32 copy
+
+
+def test_graph_steps_with_the_split_in_host_memory():
+    graph, out, _ = _graph_run("localized_entropy", ("training.cross_batch.enabled=true",), cuda_graphs=True,
+                               stage=False)
+    eager, _, _ = _graph_run("localized_entropy", ("training.cross_batch.enabled=true",), cuda_graphs=False)
+    assert out.cuda_graphs and ((graph - eager).abs() / eager.abs()).max().item() < 1e-5
+
+
+def test_matmul_precision_on_cuda():
+    from le_ray.training.devices import apply_matmul_precision
+    before = torch.get_float32_matmul_precision()
+    try:
+        assert apply_matmul_precision("auto", CUDA) == "high" == torch.get_float32_matmul_precision()
+        assert apply_matmul_precision("highest", CUDA) == "highest" == torch.get_float32_matmul_precision()
+    finally:
+        torch.set_float32_matmul_precision(before)

@@ -68,6 +68,12 @@ def _exclusive_cumsum(x: Tensor) -> Tensor:
     return torch.cumsum(x, 0) - x
 
 
+def _flat(t: Tensor) -> Tensor:
+    """``t`` detached and 1-D, without dispatching a view or detach op when it already is."""
+    t = t.detach() if t.requires_grad else t
+    return t if t.dim() == 1 else t.reshape(-1)
+
+
 class CrossBatchHistory:
     """Per-condition FIFO windows of past entries, persisting across batches and epochs.
 
@@ -83,7 +89,10 @@ class CrossBatchHistory:
     numbered [max(0, pushed_j - ring_j), pushed_j), oldest first, exactly the deque of the
     reference after pushed_j appends.  Running float64 sums (pos weight, neg weight, b) of
     the stored (dtype-rounded) values plus counts of non-zero pos / neg weights are updated
-    with the entries written and overwritten, so reading a window sum costs nothing.
+    with the entries written and overwritten, so reading a window sum costs nothing.  Slots
+    never written and the trash column hold zeros (a batch entry that is not kept is zeroed
+    before it is written to trash), so an overwritten slot's old value can always be
+    subtracted: it is 0 where the slot held no entry of the window.
     """
 
     _TENSORS = ("_cap", "_ring", "_offset", "_pushed", "_acc", "_pool")
@@ -114,16 +123,46 @@ class CrossBatchHistory:
         self._ring = ring.to(self._device)
         self._offset = (1 + _exclusive_cumsum(ring)).to(self._device)
         self._slots = 1 + int(ring.sum())  # host int at construction only
+        # CUDA radix sorts take one pass per 8 key bits: sort ids as the narrowest integer that holds them
+        self._sort_dtype = torch.int16 if cap.numel() <= 2**15 else torch.int32
+        self._stream: Optional[torch.cuda.Stream] = None
+        self._in_flight: tuple = ()
         self.reset()
 
     # ----------------------------------------------------------------- state
     def reset(self) -> None:
         """Forget every window (keeps capacities and layout)."""
+        self.join()
         size = self._cap.numel()
         self._pushed = torch.zeros(size, dtype=torch.long, device=self._device)
         # rows: window sums (pos weight, neg weight, b), counts of non-zero pos / neg weights
         self._acc = torch.zeros(5, size, dtype=torch.float64, device=self._device)
         self._pool = torch.zeros(3, self._slots, dtype=self.dtype, device=self._device)
+        self._bind_views()
+
+    def _bind_views(self) -> None:
+        """Views of the running sums and a 0-d zero, made once per allocation (each view or
+        Python-scalar operand is a dispatched op per update)."""
+        self._acc_weights, self._acc_b, self._acc_nonzero = self._acc[:2], self._acc[2], self._acc[3:]
+        self._zero = self._pool.new_zeros(())
+        self._positions = torch.arange(0, device=self._device)  # 0, 1, ...: grown on demand, sliced per batch
+
+    def use_stream(self, stream: Optional["torch.cuda.Stream"]) -> None:
+        """Run CUDA updates on ``stream`` (None: the caller's stream).
+
+        The update only feeds the NEXT batch's windows, so on its own stream it overlaps the
+        backward pass and the optimiser step (a captured training step becomes a graph with a
+        parallel branch). The caller's stream waits for it at :meth:`join`, which every read of
+        the state and every next update call first; a training step joins at its end."""
+        self.join()
+        self._stream = stream
+
+    def join(self) -> None:
+        """Make the caller's stream wait for an update running on :meth:`use_stream`'s stream, and
+        release the inputs it was reading (kept alive until then)."""
+        if self._in_flight:
+            torch.cuda.current_stream(self._device).wait_stream(self._stream)
+            self._in_flight = ()
 
     @property
     def num_conditions(self) -> int:
@@ -135,13 +174,16 @@ class CrossBatchHistory:
 
     def to(self, device: Union[torch.device, str]) -> "CrossBatchHistory":
         """Move all state to ``device``; :meth:`update` also follows its inputs' device."""
+        self.join()
         self._device = torch.device(device)
         for name in self._TENSORS:
             setattr(self, name, getattr(self, name).to(self._device))
+        self._bind_views()
         return self
 
     def state_dict(self) -> dict:
         """Configuration and cloned state tensors (checkpoints, inspection)."""
+        self.join()
         state = {name.lstrip("_"): getattr(self, name).clone() for name in self._TENSORS}
         state.update(amplification_rate=self.amplification_rate, max_window=self.max_window,
                      eps=self.eps)
@@ -149,16 +191,20 @@ class CrossBatchHistory:
 
     def load_state_dict(self, state: dict) -> None:
         """Replace configuration, layout and windows by ``state`` (kept on this device)."""
+        self.join()
         for name in self._TENSORS:
             setattr(self, name, state[name.lstrip("_")].clone().to(self._device))
         self.amplification_rate = float(state["amplification_rate"])
         self.max_window, self.eps = int(state["max_window"]), float(state["eps"])
         self.dtype, self._slots = self._pool.dtype, self._pool.shape[1]
+        self._pool[:, 0] = 0.0  # the trash column holds zeros (states saved before that rule held a dropped entry)
+        self._bind_views()
 
     # ----------------------------------------------------------------- inspection (may sync)
     def window_totals(self, num_conditions: Optional[int] = None) -> Tensor:
         """[C, 3] float64 window sums (pos weight, neg weight, b); with ``num_conditions``
         exactly that many rows (zero-padded or truncated).  No host synchronisation."""
+        self.join()
         sums = self._acc[:3].t().clamp_min(0.0)  # float64 rounding may leave -1e-17 residues
         if num_conditions is None or num_conditions == sums.shape[0]:
             return sums
@@ -166,8 +212,19 @@ class CrossBatchHistory:
             return sums[:num_conditions]
         return torch.cat([sums, sums.new_zeros(num_conditions - sums.shape[0], 3)])
 
+    def window_rows(self, num_conditions: Optional[int] = None) -> tuple[Tensor, Tensor]:
+        """Window sums as ([2, C] positive / negative weight, [C] b), float64, two kernels and no
+        host synchronisation; with ``num_conditions`` exactly that many conditions."""
+        self.join()
+        if num_conditions is not None and num_conditions != self.num_conditions:
+            sums = self.window_totals(num_conditions).t()
+            return sums[:2], sums[2]
+        # float64 rounding may leave -1e-17 residues
+        return self._acc_weights.clamp_min(0.0), self._acc_b.clamp_min(0.0)
+
     def window_sizes(self) -> np.ndarray:
         """Stored entries per condition, int64 [C]."""
+        self.join()
         return torch.minimum(self._pushed, self._ring).cpu().numpy()
 
     def window_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -185,10 +242,12 @@ class CrossBatchHistory:
 
     def pushed(self) -> np.ndarray:
         """Entries ever appended per condition (kept or not), int64 [C]."""
+        self.join()
         return self._pushed.cpu().numpy()
 
     def window_entries(self, condition: int) -> np.ndarray:
         """[n, 3] float64 (pos weight, neg weight, b) of one window, oldest first."""
+        self.join()
         j = int(condition)
         pushed, ring = int(self._pushed[j]), int(self._ring[j])
         seq = torch.arange(max(0, pushed - ring), pushed, device=self._device)
@@ -207,80 +266,101 @@ class CrossBatchHistory:
         targets: Tensor,
         b: Tensor,
         sample_weights: Optional[Tensor] = None,
+        counts: Optional[Tensor] = None,
     ) -> None:
         """Append a batch: conditions [N] ids in [0, C), targets [N] (binarised at 0.5),
         b [N] = w*BCE (detached; non-finite stored as 0, as the reference does),
-        sample_weights [N] (1 when None).
+        sample_weights [N] (1 when None), counts [C] (the batch's rows per condition, any
+        dtype holding integers; counted here when None).
 
         Batch order is entry order within a condition; only the last ring_j entries of j in
         this batch are written (the earlier ones would be evicted by the later ones anyway).
-        Cost: a stable device sort of the batch by condition plus O(N + C) gathers/scatters;
-        no host synchronisation and no data-dependent shapes.
+        Cost: a stable device sort of the batch by condition (the rank of an entry within its
+        condition in batch order is what decides whether it is kept and where it goes; a
+        scatter cannot rank equal keys, and a one-hot cumulative count is O(N*C)) plus a fixed
+        number of O(N + C) gathers and scatters, independent of C; no host synchronisation and
+        no data-dependent shapes.
         """
-        c = conditions.reshape(-1)
+        self.join()
+        c = conditions if conditions.dim() == 1 else conditions.reshape(-1)
         if c.device != self._device:
             self.to(c.device)
-        c = c.long()
-        e = self._entries(targets, b, sample_weights)
+        if self._stream is None or not c.is_cuda:
+            self._update(c, targets, b, sample_weights, counts)
+            return
+        self._stream.wait_stream(torch.cuda.current_stream(c.device))
+        with torch.cuda.stream(self._stream):
+            self._update(c, targets, b, sample_weights, counts)
+        self._in_flight = (conditions, targets, b, sample_weights, counts)  # alive until the caller's stream joins
+
+    def _update(self, c: Tensor, targets: Tensor, b: Tensor, sample_weights: Optional[Tensor],
+                counts: Optional[Tensor]) -> None:
+        """:meth:`update` on the current stream."""
+        c = c if c.dtype == torch.long else c.long()
         try:
-            k = torch.zeros_like(self._pushed).index_add_(0, c, torch.ones_like(c))
-        except IndexError as err:
+            k = self._batch_counts(c) if counts is None else counts.to(torch.long)
+            cs, order = self._sorted(c)
+            cols, keep = self._slots_of(cs, k)
+        except (IndexError, RuntimeError) as err:
+            if not isinstance(err, IndexError) and "out of" not in str(err):
+                raise
             raise IndexError(f"CrossBatchHistory.update: condition ids must lie in "
                              f"[0, {self.num_conditions})") from err
-        cs, order = torch.sort(c, stable=True)  # batch order kept within a condition
-        e = e.index_select(1, order)
-        cols, keep, valid = self._slots_of(cs, k)
+        # entries not kept are zeroed, so the trash column keeps holding zeros
+        e = torch.where(keep, self._entries(targets, b, sample_weights).index_select(1, order), self._zero)
         old = self._pool.index_select(1, cols)
-        self._pool.index_copy_(1, cols, e)  # dropped entries all land in trash column 0
-        self._accumulate(cs, e, keep, old, valid)
+        self._pool.index_copy_(1, cols, e)
+        self._accumulate(cs, e, old)
         self._pushed += k
+
+    def _sorted(self, c: Tensor) -> tuple[Tensor, Tensor]:
+        """(sorted ids int64, order): a stable sort, so batch order is kept within a condition.
+        On CUDA the keys are int16 / int32 (2 or 4 radix passes instead of 8); the order is the same."""
+        if not c.is_cuda:
+            return torch.sort(c, stable=True)
+        keys, order = torch.sort(c.to(self._sort_dtype), stable=True)
+        return keys.long(), order
+
+    def _batch_counts(self, c: Tensor) -> Tensor:
+        """k [C] int64: entries of each condition in the batch."""
+        return torch.zeros_like(self._pushed).index_add_(0, c, torch.ones_like(c))
 
     def _entries(self, targets: Tensor, b: Tensor, sample_weights: Optional[Tensor]) -> Tensor:
         """[3, N] (w*[y >= 0.5], w*[y < 0.5], b) in the storage dtype."""
-        b = b.detach().reshape(-1).to(self._device, self.dtype)
-        b = torch.where(torch.isfinite(b), b, torch.zeros_like(b))
-        w = torch.ones_like(b) if sample_weights is None else sample_weights.detach().reshape(-1)
-        w = w.to(self._device, self.dtype)
-        pos = targets.detach().reshape(-1).to(self._device) >= 0.5
-        zero = torch.zeros_like(w)
-        return torch.stack([torch.where(pos, w, zero), torch.where(pos, zero, w), b])
+        b = torch.nan_to_num(_flat(b).to(self._device, self.dtype), nan=0.0, posinf=0.0, neginf=0.0)
+        w = torch.ones_like(b) if sample_weights is None else _flat(sample_weights).to(self._device, self.dtype)
+        pos = _flat(targets).to(self._device) >= 0.5
+        return torch.stack([torch.where(pos, w, self._zero), torch.where(pos, self._zero, w), b])
 
-    def _slots_of(self, cs: Tensor, k: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """For the sorted ids cs [N] and batch counts k [C]: pool columns [N] (0 = trash),
-        keep [N] (among the last ring_j of j) and valid [N] (the overwritten slot held an
-        entry of the window).
+    def _slots_of(self, cs: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+        """For the sorted ids cs [N] and batch counts k [C]: pool columns [N] (0 = trash) and
+        keep [N] (among the last ring_j entries of j in the batch).
 
-        Entry i (rank q_i within its condition j) gets number s_i = pushed_j + q_i; it is kept
-        iff s_i >= first_j = pushed_j + max(k_j - ring_j, 0).  For kept entries
-        delta_i = s_i - first_j lies in [0, ring_j), so s_i % ring_j is one conditional
-        subtraction from first_j % ring_j + delta_i (no per-entry int64 division).
+        With start_j / end_j = the exclusive / inclusive cumulative count (condition j occupies
+        sorted positions [start_j, end_j)), entry t of the sorted batch (condition j, rank
+        t - start_j) gets number s_t = pushed_j + t - start_j; it is kept iff
+        s_t >= pushed_j + k_j - ring_j, i.e. t >= end_j - ring_j, and lives in column
+        offset_j + s_t mod ring_j.  One gather of a [C, 4] table serves all four per-entry values.
         """
-        pushed, ring = self._pushed, self._ring
-        first = pushed + (k - ring).clamp_min(0)
-        shift = pushed - first - _exclusive_cumsum(k)  # delta_i = shift_j + position in sorted batch
-        # one gather of a [C, 5] table instead of five [C] gathers
-        table = torch.stack([shift, ring, first % ring, self._offset, pushed], dim=1)
-        shift_i, ring_i, base_i, offset_i, pushed_i = table.index_select(0, cs).unbind(1)
-        delta = shift_i + torch.arange(cs.numel(), device=cs.device)
-        keep = delta >= 0
-        rel = base_i + delta.clamp_min(0)
-        rel = rel - ring_i * (rel >= ring_i)
-        cols = torch.where(keep, offset_i + rel, torch.zeros_like(rel))
-        # before the ring first fills, slots [pushed_j, ring_j) are still empty
-        valid = keep & (rel < pushed_i)
-        return cols, keep, valid
+        end = torch.cumsum(k, 0)
+        start = end - k
+        table = torch.stack([self._pushed - start, end - self._ring, self._ring, self._offset], dim=1)
+        shift, threshold, ring, offset = table.index_select(0, cs).unbind(1)
+        if self._positions.numel() < cs.numel():  # a host-side size check: no sync
+            self._positions = torch.arange(cs.numel(), device=cs.device)
+        t = self._positions[:cs.numel()]
+        keep = t >= threshold
+        cols = (offset + torch.remainder(shift + t, ring)) * keep  # dropped entries go to trash column 0
+        return cols, keep
 
-    def _accumulate(self, cs: Tensor, new: Tensor, keep: Tensor, old: Tensor, valid: Tensor
-                    ) -> None:
-        """acc [5, C] += per-condition sums of kept new entries minus overwritten old ones
-        (values and non-zero indicators of pos / neg weight), in float64, one 1-D index_add."""
-        new, old = new.double(), old.double()
-        kf, vf = keep.double(), valid.double()
-        rows = torch.cat([new * kf - old * vf,
-                          (new[:2] != 0) * kf - (old[:2] != 0) * vf])  # [5, N]
-        size = self.num_conditions
-        index = cs + size * torch.arange(5, device=cs.device)[:, None]
-        self._acc.view(-1).index_add_(0, index.reshape(-1), rows.reshape(-1))
+    def _accumulate(self, cs: Tensor, new: Tensor, old: Tensor) -> None:
+        """acc [5, C] += per-condition sums of (new - old) entries, values and non-zero
+        indicators of pos / neg weight, in float64, in one scatter (each condition's entries in
+        batch order).  ``new`` is 0 for entries not kept and ``old`` is 0 for slots that held no
+        window entry, so no masks are needed."""
+        both = torch.stack([new, old])  # [2, 3, N]
+        full = torch.cat([both, both[:, :2] != 0], dim=1).to(torch.float64)  # [2, 5, N]
+        self._acc.scatter_add_(1, cs.expand(5, -1), full[0] - full[1])
         # a weight sum with no non-zero entry behind it is exactly 0 (kills rounding residues,
         # which matter when p_j sits at the eps clamp)
-        self._acc[:2].masked_fill_(self._acc[3:] == 0, 0.0)
+        self._acc_weights.masked_fill_(self._acc_nonzero == 0, 0.0)

@@ -15,9 +15,14 @@ Normalised entropy (NE, He et al. 2014; dimensionless, 1 = as good as predicting
 recorded for train and eval on the same per-row normalisation (``train_ne``, ``eval_ne``), unlike LE,
 whose value depends on the batch it is normalised over.
 
-No host synchronisation per optimiser step: the step never reads a tensor value on the host. A
-non-finite loss is caught on the device (the first bad step and its batch's conditions are kept in
-device tensors) and raised at the end of the epoch, naming epoch, batch and conditions.
+No host synchronisation per optimiser step: the step (:func:`le_ray.training.graph_step.step_fn`) never
+reads a tensor value on the host; the epoch's loss sums stay on the device and are read once per epoch,
+and so are the epoch-0 sums of :func:`batched_loss`. A non-finite loss is caught on the device (the
+first bad step and its loss are kept in device tensors) and raised at the end of the epoch, naming
+epoch, batch and the batch's conditions (re-derived from the epoch's order).
+Three ways to run the same step: eager (the default, and always on CPU), static (fixed batch buffers,
+lr as device tensors: the captured path run eagerly, for tests), and captured (``cuda_graphs`` on a
+CUDA device: one CUDA graph replay per full-size batch; :mod:`le_ray.training.graph_step`).
 ``training.amp = "bf16"`` runs the model's forward pass under ``torch.autocast`` in bfloat16; the loss is
 always computed in the model's dtype (float32) from the bf16 logits.
 The loop never prints: it logs through a ``logging.Logger``.
@@ -38,7 +43,10 @@ from torch import nn
 from le_ray import seeds
 from le_ray.config import TrainingSettings
 from le_ray.data.batches import Batch, TensorSplit
+from le_ray.training import graph_step
 from le_ray.training.grad_diagnostics import GradSqAccumulator
+from le_ray.training.graph_step import (LrSchedule, NonFiniteGuard, StaticSteps, StepState, bce_sum, forward,
+                                        sum_dtype)
 from le_ray.training.objectives import Objective
 
 __all__ = ["TrainCurves", "TrainOutcome", "NonFiniteLossError", "build_optimizer", "train_model", "forward",
@@ -76,16 +84,20 @@ class TrainOutcome:
     samples_seen: int
     final_lrs: list[float]
     grad_sq: dict[str, np.ndarray] | None = None
+    cuda_graphs: bool = False  # whether full-size steps ran as captured CUDA graph replays
 
     @property
     def samples_per_second(self) -> float:
         return self.samples_seen / self.train_seconds if self.train_seconds > 0 else float("nan")
 
 
-def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim.Adam:
-    """Adam; two groups (everything else, then ``model.embedding``) when ``lr_category`` is set."""
-    # fused Adam keeps its step counters on the GPU (no per-step host reads, one kernel for all params)
-    fused = {"fused": True} if next(model.parameters()).is_cuda else {}
+def build_optimizer(model: nn.Module, settings: TrainingSettings, *, capturable: bool = False) -> torch.optim.Adam:
+    """Adam; two groups (everything else, then ``model.embedding``) when ``lr_category`` is set.
+
+    On CUDA, fused Adam (one kernel for all parameters, step counters on the device); ``capturable``
+    for a step that a CUDA graph captures (no host-side step bookkeeping at all)."""
+    cuda = next(model.parameters()).is_cuda
+    fused = {"fused": True, "capturable": capturable} if cuda else {}
     if settings.lr_category is None:
         return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, **fused)
     cond_params = list(model.embedding.parameters())
@@ -94,31 +106,6 @@ def build_optimizer(model: nn.Module, settings: TrainingSettings) -> torch.optim
     return torch.optim.Adam([{"params": base_params, "lr": settings.lr, "name": "base"},
                              {"params": cond_params, "lr": settings.lr_category, "name": "condition"}],
                             weight_decay=settings.weight_decay, **fused)
-
-
-def _decay_lrs(optimizer: torch.optim.Optimizer, settings: TrainingSettings) -> None:
-    for i, group in enumerate(optimizer.param_groups):
-        group["lr"] *= settings.lr_category_decay if i == 1 else settings.lr_decay
-
-
-def _zero_base_lr_if_due(optimizer: torch.optim.Optimizer, settings: TrainingSettings, epoch: int) -> None:
-    if settings.lr_zero_after_epochs is not None and epoch > settings.lr_zero_after_epochs:
-        optimizer.param_groups[0]["lr"] = 0.0
-
-
-def forward(model: nn.Module, batch: Batch, amp: str = "off") -> torch.Tensor:
-    """Logits [B] in the inputs' dtype; with ``amp="bf16"`` the model runs under bfloat16 autocast."""
-    if amp == "bf16":
-        with torch.autocast(device_type=batch.x_num.device.type, dtype=torch.bfloat16):
-            logits = model(batch.x_num, batch.x_cat, batch.cond)
-        return logits.to(batch.x_num.dtype)
-    return model(batch.x_num, batch.x_cat, batch.cond)
-
-
-def bce_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """Σ_i w_i·BCE(z_i, y_i) in nats (a 0-d tensor, detached)."""
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits.detach(), batch.y, weight=batch.w,
-                                                                reduction="sum")
 
 
 def base_rate_entropy(split: TensorSplit) -> float:
@@ -171,71 +158,39 @@ def batched_loss(model: nn.Module, split: TensorSplit, objective: Objective, bat
     The epoch-0 training loss uses this so it is on the same scale as the per-epoch training
     losses: LE's value depends on the batch it is normalised over (Σ_j term_j / W_b), so a
     whole-split LE and a mean of batch LEs differ by roughly N / B. Returns (that loss, Σ w·BCE in nats).
+    The sums stay on the device (float64, in batch order) and are read once.
     """
     if len(split) == 0 or split.y is None:
         return float("nan"), float("nan")
     was_training = model.training
     model.eval()
-    total = weight = bce = 0.0
+    sums = torch.zeros(3, dtype=sum_dtype(split.device), device=split.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
     for batch in split.sequential(batch_size):
-        w = float(batch.w.sum())
+        weight = batch.w.sum().to(sums.dtype)
         logits = forward(model, batch, amp)
-        total += float(objective(logits, batch, use_history=False)) * w
-        bce += float(bce_sum(logits, batch))
-        weight += w
+        loss = objective(logits, batch, use_history=False).to(sums.dtype)
+        sums += torch.stack([loss * weight, weight, bce_sum(logits, batch).to(sums.dtype)])
     model.train(was_training)
+    total, weight, bce = sums.tolist()  # one host read
     return (total / weight if weight > 0 else float("nan")), bce
-
-
-class _NonFiniteGuard:
-    """The first optimiser step whose loss was not finite, and its batch's conditions, kept on the device."""
-
-    def __init__(self, num_conditions: int, device: torch.device) -> None:
-        self.first_step = torch.full((), -1, dtype=torch.long, device=device)
-        self.conditions = torch.zeros(num_conditions, dtype=torch.bool, device=device)
-        self.first_loss = torch.zeros((), dtype=torch.float64, device=device)
-
-    def record(self, loss: torch.Tensor, batch: Batch, step: torch.Tensor) -> None:
-        """Device-only update: no host synchronisation."""
-        new = ~torch.isfinite(loss.detach()) & (self.first_step < 0)
-        self.first_step = torch.where(new, step, self.first_step)
-        self.first_loss = torch.where(new, loss.detach().double(), self.first_loss)
-        present = torch.zeros_like(self.conditions).index_fill_(0, batch.cond, True)
-        self.conditions |= present & new
-
-    def raise_if_tripped(self, objective: Objective, epoch: int, first_step_of_epoch: int) -> None:
-        """One host read per epoch; raises :class:`NonFiniteLossError` naming epoch, batch and conditions."""
-        step = int(self.first_step)
-        if step < 0:
-            return
-        ids = torch.nonzero(self.conditions).flatten().tolist()
-        rates = objective.base_rates
-        degenerate = rates is not None and any(float(rates[j]) <= 0 or float(rates[j]) >= 1 for j in ids
-                                               if j < rates.numel())
-        raise NonFiniteLossError(
-            f"non-finite {objective.name} training loss ({float(self.first_loss)}) at epoch {epoch}, batch "
-            f"{step - first_step_of_epoch + 1}; conditions involved (ids): {ids or 'none identified'} "
-            "(check training.lr and the inputs)"
-            + ("; some have an LE base rate of 0 or 1, so their LE denominator is ~0: use "
-               "training.le.base_rate_prior=jeffreys" if degenerate else ""))
 
 
 @dataclass
 class _EpochContext:
     """Everything one epoch needs besides the model; bundled to keep signatures short."""
-    optimizer: torch.optim.Optimizer
+    state: StepState
     train: TensorSplit
     eval: TensorSplit | None
     objective: Objective
     settings: TrainingSettings
     generator: torch.Generator
     curves: TrainCurves
-    grad_sq: GradSqAccumulator | None
     on_batch_eval: Callable[[int, np.ndarray], None] | None
     on_step: Callable[[int, int], None] | None = None
-    guard: _NonFiniteGuard | None = None
+    static: StaticSteps | None = None  # the static / captured path; None: eager batches
     step: int = 0
-    step_t: torch.Tensor | None = None  # the step counter on the device (for the guard)
+    epoch: int = 0
+    epoch_first_step: int = 1
 
 
 def _debug_batch(batch: Batch, logits: torch.Tensor, epoch: int, index: int) -> None:
@@ -251,6 +206,25 @@ def _debug_gradients(model: nn.Module, epoch: int, index: int) -> None:
     log.debug("epoch %d batch %d gradient norms: %s", epoch, index, norms)
 
 
+def _diagnostic_hooks(model: nn.Module, settings: TrainingSettings, grad_sq: GradSqAccumulator | None,
+                      ctx_ref: list) -> tuple[Callable | None, Callable | None]:
+    """(observe, after_backward) hooks of :class:`StepState` for gradient statistics and debug logging
+    (they read tensors on the host, so a step that has any is never captured)."""
+    def index() -> tuple[int, int]:
+        ctx = ctx_ref[0]
+        return ctx.epoch, ctx.step + 2 - ctx.epoch_first_step  # the step in progress, 1-based in its epoch
+
+    def observe(logits: torch.Tensor, batch: Batch) -> None:
+        if grad_sq is not None:
+            grad_sq.add(logits.detach(), batch)
+        if settings.debug_le_inputs:
+            _debug_batch(batch, logits, *index())
+
+    wants_observe = grad_sq is not None or settings.debug_le_inputs
+    after = (lambda: _debug_gradients(model, *index())) if settings.debug_gradients else None
+    return (observe if wants_observe else None), after
+
+
 def _batch_eval(model: nn.Module, ctx: _EpochContext, batch_loss: float) -> None:
     """Mid-epoch evaluation every ``eval_every_n_batches`` steps."""
     logits = predict_logits(model, ctx.eval, ctx.settings.eval_batch_size) if ctx.eval is not None else None
@@ -262,45 +236,60 @@ def _batch_eval(model: nn.Module, ctx: _EpochContext, batch_loss: float) -> None
         ctx.on_batch_eval(ctx.step, torch.sigmoid(logits).double().cpu().numpy())
 
 
-def _train_step(model: nn.Module, ctx: _EpochContext, batch: Batch, epoch: int, index: int
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One optimiser step; returns (loss, Σw, Σ w·BCE) as device tensors (nothing read on the host)."""
-    logits = forward(model, batch, ctx.settings.amp)
-    if ctx.grad_sq is not None:
-        ctx.grad_sq.add(logits.detach(), batch)
-    loss = ctx.objective(logits, batch)
-    ctx.step_t += 1
-    ctx.guard.record(loss, batch, ctx.step_t)
-    if ctx.settings.debug_le_inputs:
-        _debug_batch(batch, logits, epoch, index)
-    ctx.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if ctx.settings.debug_gradients:
-        _debug_gradients(model, epoch, index)
-    ctx.optimizer.step()
-    _decay_lrs(ctx.optimizer, ctx.settings)
-    return loss.detach(), batch.w.sum(), bce_sum(logits, batch)
+def _epoch_steps(ctx: _EpochContext):
+    """(loss, rows) per optimiser step of one epoch, in the order of a fresh permutation from ``ctx.generator``."""
+    if ctx.static is None:
+        for batch in ctx.train.shuffled(ctx.settings.batch_size, ctx.generator):
+            yield graph_step.step_fn(ctx.state, batch), len(batch)
+        return
+    # the permutation TensorSplit.shuffled would draw, from the same generator
+    order = torch.randperm(len(ctx.train), generator=ctx.generator).to(ctx.train.cond.device)
+    yield from ctx.static.epoch(order)
+
+
+def _raise_if_tripped(ctx: _EpochContext, order_state: torch.Tensor) -> None:
+    """One host read per epoch; raises :class:`NonFiniteLossError` naming epoch, batch and conditions.
+
+    The batch's conditions come from the epoch's permutation, drawn again from the generator state
+    saved before the epoch (the step itself keeps no per-condition record)."""
+    tripped = ctx.state.guard.tripped()
+    if tripped is None:
+        return
+    step, loss = tripped
+    index = step - ctx.epoch_first_step + 1
+    size = ctx.settings.batch_size
+    order = torch.randperm(len(ctx.train), generator=torch.Generator().set_state(order_state))
+    rows = order[(index - 1) * size:index * size].to(ctx.train.cond.device)
+    ids = torch.unique(ctx.train.cond.index_select(0, rows)).tolist()
+    rates = ctx.objective.base_rates
+    degenerate = rates is not None and any(float(rates[j]) <= 0 or float(rates[j]) >= 1 for j in ids
+                                           if j < rates.numel())
+    raise NonFiniteLossError(
+        f"non-finite {ctx.objective.name} training loss ({loss}) at epoch {ctx.epoch}, batch "
+        f"{index}; conditions involved (ids): {ids or 'none identified'} "
+        "(check training.lr and the inputs)"
+        + ("; some have an LE base rate of 0 or 1, so their LE denominator is ~0: use "
+           "training.le.base_rate_prior=jeffreys" if degenerate else ""))
 
 
 def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[float, float, int]:
     """One pass over shuffled training batches; returns (weight-averaged loss, Σ w·BCE, samples seen)."""
     model.train()
-    _zero_base_lr_if_due(ctx.optimizer, ctx.settings, epoch)
-    sums = torch.zeros(3, dtype=torch.float64, device=ctx.train.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
-    seen, first_step = 0, ctx.step + 1
-    every = ctx.settings.eval_every_n_batches
-    for index, batch in enumerate(ctx.train.shuffled(ctx.settings.batch_size, ctx.generator), start=1):
-        loss, weight, bce = _train_step(model, ctx, batch, epoch, index)
-        sums += torch.stack([loss.double() * weight.double(), weight.double(), bce.double()])
-        seen += len(batch)
+    ctx.state.schedule.zero_base_if_due(ctx.settings, epoch)
+    ctx.state.sums.zero_()  # Σ loss·W_b, Σ W_b, Σ w·BCE of this epoch, on the device
+    order_state = ctx.generator.get_state()
+    ctx.epoch, ctx.epoch_first_step = epoch, ctx.step + 1
+    seen, every = 0, ctx.settings.eval_every_n_batches
+    for loss, rows in _epoch_steps(ctx):
+        seen += rows
         ctx.step += 1
         if ctx.on_step is not None:
             ctx.on_step(epoch, ctx.step)
         if every > 0 and ctx.step % every == 0:
             _batch_eval(model, ctx, float(loss))
             model.train()
-    ctx.guard.raise_if_tripped(ctx.objective, epoch, first_step)
-    loss_sum, weight_sum, bce_total = sums.tolist()  # one host read per epoch
+    _raise_if_tripped(ctx, order_state)
+    loss_sum, weight_sum, bce_total = ctx.state.sums.tolist()  # one host read per epoch
     return (loss_sum / max(weight_sum, 1e-300) if seen else float("nan")), bce_total, seen
 
 
@@ -321,11 +310,35 @@ def _record(curves: TrainCurves, model: nn.Module, eval_split: TensorSplit | Non
         log.info("%s epoch 0: train %.6f eval %.6f", objective.name, train_loss, eval_loss)
 
 
+def _step_state(model: nn.Module, train: TensorSplit, objective: Objective, settings: TrainingSettings,
+                grad_sq: GradSqAccumulator | None, ctx_ref: list, *, device_lr: bool, capture: bool) -> StepState:
+    """The optimiser, lr schedule, guard, sums and step counter of one training run."""
+    dev = train.device
+    optimizer = build_optimizer(model, settings, capturable=capture)
+    observe, after_backward = _diagnostic_hooks(model, settings, grad_sq, ctx_ref)
+    return StepState(model, optimizer, objective, LrSchedule(optimizer, settings, dev if device_lr else None),
+                     NonFiniteGuard(dev), torch.zeros(3, dtype=sum_dtype(dev), device=dev),
+                     torch.zeros((), dtype=torch.long, device=dev), settings.amp, observe, after_backward)
+
+
+def _use_capture(cuda_graphs: bool, train: TensorSplit, settings: TrainingSettings, track_grad_sq: bool) -> bool:
+    """Capture when asked, on CUDA, and when no diagnostic reads tensors inside the step."""
+    if not cuda_graphs or train.device.type != "cuda":
+        return False
+    blockers = [name for name, on in (("plots.grad_sq_by_condition", track_grad_sq),
+                                      ("training.debug_le_inputs", settings.debug_le_inputs),
+                                      ("training.debug_gradients", settings.debug_gradients)) if on]
+    if blockers:
+        log.info("CUDA graphs off for this trial: %s read tensors inside the step", ", ".join(blockers))
+    return not blockers
+
+
 def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | None, objective: Objective,
                 eval_objective: Objective, settings: TrainingSettings, *, seed: int, track_grad_sq: bool = False,
                 on_batch_eval: Callable[[int, np.ndarray], None] | None = None,
                 on_step: Callable[[int, int], None] | None = None,
-                on_epoch: Callable[[int, nn.Module], None] | None = None) -> TrainOutcome:
+                on_epoch: Callable[[int, nn.Module], None] | None = None,
+                cuda_graphs: bool = False, static_steps: bool = False) -> TrainOutcome:
     """Train ``model`` in place for ``settings.epochs`` epochs; return curves and timings.
 
     ``objective`` is the training loss (LE may carry a cross-batch history); ``eval_objective``
@@ -333,13 +346,20 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
     by a ``torch.Generator`` on ``seed``'s ``batch_order`` stream (:mod:`le_ray.seeds`). ``on_batch_eval(step, eval_probabilities)`` runs
     at each mid-epoch evaluation; ``on_step(epoch, step)`` after every optimiser step; ``on_epoch(epoch, model)``
     after each epoch's curves are recorded (``le-ray tune`` reports its metric there).
+    ``cuda_graphs``: on a CUDA device, run full-size steps as replays of one captured CUDA graph (ignored
+    elsewhere, and when gradient diagnostics or debug logging read tensors inside the step).
+    ``static_steps``: the captured path's buffers and device lr without capture (tests, debugging).
     """
     generator = torch.Generator().manual_seed(seeds.torch_seed(seed, "batch_order"))
     grad_sq = GradSqAccumulator(train.device, objective) if track_grad_sq else None
-    ctx = _EpochContext(build_optimizer(model, settings), train, eval_split, objective, settings, generator,
-                        TrainCurves(), grad_sq, on_batch_eval, on_step,
-                        guard=_NonFiniteGuard(model.embedding.num_embeddings, train.device),
-                        step_t=torch.zeros((), dtype=torch.long, device=train.device))
+    capture = _use_capture(cuda_graphs, train, settings, track_grad_sq)
+    ctx_ref: list = []
+    state = _step_state(model, train, objective, settings, grad_sq, ctx_ref, device_lr=capture or static_steps,
+                        capture=capture)
+    static = StaticSteps(state, train, settings.batch_size, capture=capture) if capture or static_steps else None
+    ctx = _EpochContext(state, train, eval_split, objective, settings, generator, TrainCurves(), on_batch_eval,
+                        on_step, static)
+    ctx_ref.append(ctx)
     train_h = base_rate_entropy(train)
     train_loss, train_bce = batched_loss(model, train, eval_objective, settings.batch_size, settings.amp)
     _record(ctx.curves, model, eval_split, eval_objective, settings, 0, train_loss, normalised_entropy(train_bce, train_h))
@@ -351,12 +371,11 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
         seen += n
         _record(ctx.curves, model, eval_split, eval_objective, settings, epoch, train_loss,
                 normalised_entropy(train_bce, train_h))
-        eval_loss = ctx.curves.eval_loss[-1]
         log.info("%s epoch %d/%d: train %.6f eval %.6f (%.1f s, lr %.3g)", objective.name, epoch, settings.epochs,
-                 train_loss, eval_loss, time.perf_counter() - epoch_start, ctx.optimizer.param_groups[0]["lr"])
+                 train_loss, ctx.curves.eval_loss[-1], time.perf_counter() - epoch_start, state.schedule.values()[0])
         if settings.print_embedding_table:
             log.info("condition embedding after epoch %d:\n%s", epoch, model.embedding.weight.detach().cpu().numpy())
         if on_epoch is not None:
             on_epoch(epoch, model)
-    return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, [g["lr"] for g in ctx.optimizer.param_groups],
-                        grad_sq.result() if grad_sq is not None else None)
+    return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, state.schedule.values(),
+                        grad_sq.result() if grad_sq is not None else None, cuda_graphs=capture)

@@ -22,14 +22,19 @@ constant predictor at the condition's base rate would score on the same labels:
 ``cw_j`` is ``condition_weights[j]`` when finite and > 0, else 1.  With
 ``norm_strength = 0`` every factor is 1 and LE is the (weighted) mean BCE.
 
-Everything is vectorised with ``index_add_`` into [C] buffers: no Python loop over
-samples or conditions.  With ``num_conditions`` given the loss, including the update of a
-:class:`le_ray.training.cross_batch.CrossBatchHistory`, performs no host synchronisation.
+Everything is vectorised: the per-condition sums (count, weight, ones) are ONE ``scatter_add_``
+of a stacked [3, N] source into a [3, C] buffer (per slot in row order, so the sums are those of
+three separate 1-D reductions, bit for bit); no Python loop over samples or conditions.  What
+does not change between batches (the supplied rates, their log terms, the condition weights) is
+prepared once as :class:`LEConstants` (an objective keeps it).  With ``num_conditions`` given the
+loss, including the update of a :class:`le_ray.training.cross_batch.CrossBatchHistory`, performs
+no host synchronisation and has static shapes (it can be captured in a CUDA graph).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional, Protocol
 
 import numpy as np
@@ -38,6 +43,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "WindowHistory",
+    "LEConstants",
+    "le_constants",
     "bce_loss",
     "focal_loss",
     "localized_entropy",
@@ -54,12 +61,13 @@ class WindowHistory(Protocol):
     @property
     def num_conditions(self) -> int: ...
 
-    def window_totals(self, num_conditions: Optional[int] = None) -> Tensor:
-        """[C, 3] float64 (positive weight, negative weight, b) window sums."""
+    def window_rows(self, num_conditions: Optional[int] = None) -> tuple[Tensor, Tensor]:
+        """Window sums as ([2, C] positive / negative weight, [C] b), float64."""
 
     def update(self, conditions: Tensor, targets: Tensor, b: Tensor,
-               sample_weights: Optional[Tensor] = None) -> None:
-        """Append a batch (conditions [N], targets [N], b [N] = w*BCE detached, w [N])."""
+               sample_weights: Optional[Tensor] = None, counts: Optional[Tensor] = None) -> None:
+        """Append a batch (conditions [N], targets [N], b [N] = w*BCE detached, w [N];
+        counts [C]: the batch's rows per condition when the caller has them)."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -85,7 +93,8 @@ def _flat_inputs(
     def flat(t: Tensor, name: str, dtype: torch.dtype) -> Tensor:
         if t.numel() != n:
             raise ValueError(f"{name} has {t.numel()} entries, logits have {n}")
-        return t.reshape(-1).to(device=z.device, dtype=dtype)
+        t = t if t.dim() == 1 else t.reshape(-1)  # no view op for what is already flat
+        return t.to(device=z.device, dtype=dtype)
 
     y = flat(targets, "targets", z.dtype)
     c = None if conditions is None else flat(conditions, "conditions", torch.long)
@@ -122,21 +131,22 @@ def _numel(values) -> Optional[int]:
     return None if values is None else torch.as_tensor(values).numel()
 
 
-def _condition_stats(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype) -> Tensor:
-    """[C, 3] columns (count, weight = sum w, ones = sum w*y), detached, in ``dtype``.
+def _condition_rows(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype) -> Tensor:
+    """[3, C] rows (count, weight = sum w, ones = sum w*y), detached, in ``dtype``.
 
-    Accumulated in the inputs' dtype with 1-D index_add (several times faster on CPU than
-    a 2-D scatter), then cast: float32 counts are exact below 2**24 samples per batch.
+    One ``scatter_add_`` of the stacked [3, N] source (1, w, w*y) along the condition axis,
+    accumulated in the inputs' dtype, then cast: float32 counts are exact below 2**24 samples
+    per batch.  Each slot receives its rows in batch order, as three 1-D ``index_add_`` would.
     """
-    y = y.detach()
-    count = y.new_zeros(size).index_add_(0, c, torch.ones_like(y))
+    y = y.detach() if y.requires_grad else y
+    ones = torch.ones_like(y)
     if w is None:
-        weight, ones = count, y.new_zeros(size).index_add_(0, c, y)
+        src = torch.stack([ones, ones, y])
     else:
-        w = w.detach()
-        weight = y.new_zeros(size).index_add_(0, c, w)
-        ones = y.new_zeros(size).index_add_(0, c, w * y)
-    return torch.stack([count, weight, ones], dim=1).to(dtype)
+        w = w.detach() if w.requires_grad else w
+        src = torch.stack([ones, w, w * y])
+    rows = y.new_zeros(3, size).scatter_add_(1, c.expand(3, -1), src)
+    return rows.to(dtype)
 
 
 def _condition_rate(
@@ -226,37 +236,96 @@ def focal_loss(
 # --------------------------------------------------------------------------- Localized Entropy
 
 
-def _le_factor(
-    stats: Tensor,
-    window: Optional[Tensor],
-    base_rates: Optional[Tensor],
-    condition_weights: Optional[Tensor],
-    eps: float,
-    norm_strength: float,
-) -> Tensor:
+@dataclass(frozen=True)
+class LEConstants:
+    """What LE needs per condition that does not change between batches (C conditions, one device).
+
+    ``rate`` [C]: the supplied base rate, NaN where not usable (non-finite, outside [0, 1], or an id
+    beyond len(base_rates)); ``supplied`` [C] bool; ``log_terms`` [2, C] = (-ln p_j, -ln(1 - p_j)) of
+    p_j = clamp(rate_j, eps, 1 - eps) when EVERY rate is supplied (training's usual case: den_j is
+    then one multiply-add per condition), else None (the empirical rate is needed per batch);
+    ``weights`` [C]: cw_j; ``pick`` [2, 3]: maps the batch rows (count, weight, ones) to
+    (ones, weight - ones) in one product (None: two row operations instead; building it costs a
+    host-to-device copy).  Float tensors are in the stats dtype (float64; float32 on MPS).
+    """
+    size: int
+    eps: float
+    rate: Tensor
+    supplied: Tensor
+    log_terms: Optional[Tensor]
+    weights: Tensor
+    pick: Optional[Tensor]
+
+
+def le_constants(base_rates: Optional[Tensor], condition_weights: Optional[Tensor], size: int, *,
+                 device: torch.device, eps: float = 1e-12, precompute_logs: bool = True) -> LEConstants:
+    """The :class:`LEConstants` of C = ``size`` conditions on ``device``.
+
+    ``precompute_logs`` reads on the host whether every rate is supplied (one sync, at build time)
+    and builds ``pick``; :func:`localized_entropy` builds its constants per call with it off, so that
+    a call never synchronises.
+    """
+    dtype = _stats_dtype(torch.device(device))
+    rate = _per_condition(base_rates, size, math.nan, device, dtype)
+    if rate is None:
+        rate = torch.full((size,), math.nan, dtype=dtype, device=device)
+    supplied = torch.isfinite(rate) & (rate >= 0) & (rate <= 1)
+    log_terms = pick = None
+    if precompute_logs:
+        if bool(supplied.all()):
+            p = rate.clamp(eps, 1.0 - eps)
+            log_terms = torch.stack([-torch.log(p), -torch.log1p(-p)])
+        pick = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, -1.0]], dtype=dtype, device=device)
+    weights = _condition_weight_factor(condition_weights, size, rate)
+    return LEConstants(size, float(eps), rate, supplied, log_terms, weights, pick)
+
+
+def _le_factor(rows: Tensor, window: Optional[Tensor], k: LEConstants, norm_strength: float) -> Tensor:
     """factor_j [C] = cw_j / max(den_j, eps)**norm_strength.
 
-    stats [C, 3] (count, weight, ones) of the batch; window [C, 3] (pos weight, neg weight,
-    b sum) of the history, added to ones/zeros before the rate and denominator.
+    rows [3, C] (count, weight, ones) of the batch; window [2, C] (pos weight, neg weight) of the
+    history, added to ones / zeros before the rate and the denominator.  ``pick @ rows`` is
+    (ones, weight - ones) bit for bit (each output is one product by +-1 plus exact zeros); the
+    clamp is for zeros, which soft labels can round slightly below 0 (ones >= 0 already).
     """
-    ones = stats[:, 2]
-    zeros = (stats[:, 1] - ones).clamp_min(0.0)  # soft labels can round slightly below 0
+    oz = k.pick @ rows if k.pick is not None else torch.stack([rows[2], rows[1] - rows[2]])
+    oz = oz.clamp_min(0.0)
     if window is not None:
-        ones, zeros = ones + window[:, 0], zeros + window[:, 1]
-    p, _ = _condition_rate(ones, zeros, base_rates, eps)
-    den = _entropy_den(ones, zeros, p).clamp_min(eps).pow(norm_strength)
-    cw = _condition_weight_factor(condition_weights, ones.numel(), ones)
-    return cw / den
+        oz = oz + window
+    if k.log_terms is not None:
+        den = (oz * k.log_terms).sum(0)  # ones_j * (-ln p_j) + zeros_j * (-ln(1 - p_j))
+    else:
+        ones, zeros = oz.unbind(0)
+        rate = ones / (ones + zeros).clamp_min(1.0)
+        p = torch.where(k.supplied, k.rate, rate).clamp(k.eps, 1.0 - k.eps)
+        den = _entropy_den(ones, zeros, p)
+    den = den.clamp_min(k.eps)
+    if norm_strength != 1.0:  # x ** 1 is x: no kernel for the default
+        den = den.pow(norm_strength)
+    return k.weights / den
+
+
+def _out_of_range(err: Exception) -> bool:
+    """Whether a CPU indexing error says an index lies outside the indexed dimension."""
+    text = str(err)
+    return isinstance(err, IndexError) or "out of bounds" in text or "out of range" in text
+
+
+def _checked_rows(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype) -> Tensor:
+    """:func:`_condition_rows`, with a clear error for ids outside [0, C) (raised on CPU;
+    on CUDA the scatter kernel asserts asynchronously instead)."""
+    try:
+        return _condition_rows(y, c, w, size, dtype)
+    except (IndexError, RuntimeError) as err:
+        if not _out_of_range(err):
+            raise
+        raise IndexError(f"localized_entropy: condition ids must lie in [0, {size}) "
+                         f"(C = num_conditions or the inferred size)") from err
 
 
 def _checked_stats(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype) -> Tensor:
-    """:func:`_condition_stats`, with a clear error for ids outside [0, C) (raised on CPU;
-    on CUDA the index kernel asserts asynchronously instead)."""
-    try:
-        return _condition_stats(y, c, w, size, dtype)
-    except IndexError as err:
-        raise IndexError(f"localized_entropy: condition ids must lie in [0, {size}) "
-                         f"(C = num_conditions or the inferred size)") from err
+    """[C, 3] columns (count, weight, ones): the transpose of :func:`_checked_rows`."""
+    return _checked_rows(y, c, w, size, dtype).t()
 
 
 def localized_entropy(
@@ -272,6 +341,7 @@ def localized_entropy(
     norm_strength: float = 1.0,
     history: Optional[WindowHistory] = None,
     num_conditions: Optional[int] = None,
+    constants: Optional[LEConstants] = None,
 ) -> Tensor:
     """Localized Entropy loss (module docstring has the maths).
 
@@ -286,6 +356,9 @@ def localized_entropy(
     the host.  With C given (and ids in [0, C), else IndexError) the loss, history update
     included, performs no host synchronisation.
 
+    constants: :func:`le_constants` prepared once (an objective does); it then supplies C, the
+    rates, the condition weights and eps, and those arguments are not read.
+
     history: e.g. :class:`le_ray.training.cross_batch.CrossBatchHistory`; its windows' positive /
     negative weight and b sums join ones_j, zeros_j and num_j of every condition present in
     the batch (W stays the batch's), then the batch is appended (the call mutates it).
@@ -295,24 +368,25 @@ def localized_entropy(
     if reduction not in ("mean", "sum"):
         raise ValueError(f"unknown reduction {reduction!r}; expected 'mean' or 'sum'")
     z, y, c, w = _flat_inputs(logits, targets, conditions, sample_weights)
-    size = num_conditions if num_conditions is not None else _infer_num_conditions(
-        c, _numel(base_rates), _numel(condition_weights),
-        None if history is None else history.num_conditions,
-    )
-    stats = _checked_stats(y, c, w, size, _stats_dtype(z.device))
-    window = None
-    if history is not None:
-        window = history.window_totals(size).to(device=stats.device, dtype=stats.dtype)
-    factor = _le_factor(stats, window, base_rates, condition_weights, eps, norm_strength)
+    if constants is None:
+        size = num_conditions if num_conditions is not None else _infer_num_conditions(
+            c, _numel(base_rates), _numel(condition_weights),
+            None if history is None else history.num_conditions,
+        )
+        constants = le_constants(base_rates, condition_weights, size, device=z.device, eps=eps,
+                                 precompute_logs=False)
+    rows = _checked_rows(y, c, w, constants.size, constants.rate.dtype)
+    window = None if history is None else history.window_rows(constants.size)
+    factor = _le_factor(rows, None if window is None else window[0].to(rows.dtype), constants, norm_strength)
     b = _bce_terms(z, y, w)
     total = (b * factor.to(z.dtype).index_select(0, c)).sum()
-    if window is not None:  # the windows' stored b join num_j as constants
-        present = stats[:, 0] > 0
-        total = total + (window[:, 2] * factor * present).sum().to(z.dtype)
+    count = rows[0]
+    if window is not None:  # the windows' stored b join num_j of the conditions present, as constants
+        total = total + (window[1].to(rows.dtype) * factor * (count > 0)).sum().to(z.dtype)
     big_w = w.sum() if w is not None else float(z.numel())
     loss = total / (big_w.clamp_min(1.0) if w is not None else max(big_w, 1.0))
     if history is not None:
-        history.update(c, y, b.detach(), sample_weights=w)
+        history.update(c, y, b.detach(), sample_weights=w, counts=count)
     return loss * big_w if reduction == "sum" else loss
 
 

@@ -18,7 +18,7 @@ import torch
 from le_ray.config import TrainingSettings
 from le_ray.training.cross_batch import CrossBatchHistory
 from le_ray.data.batches import Batch
-from le_ray.training.losses import bce_loss, focal_loss, localized_entropy
+from le_ray.training.losses import LEConstants, bce_loss, focal_loss, le_constants, localized_entropy
 from le_ray.registry import LOSSES, canonical_loss
 
 __all__ = ["Objective", "make_objective", "LOSS_FUNCTIONS"]
@@ -36,7 +36,7 @@ def _focal(objective: "Objective", logits: torch.Tensor, batch: Batch, history) 
 def _le(objective: "Objective", logits: torch.Tensor, batch: Batch, history) -> torch.Tensor:
     return localized_entropy(logits, batch.y, batch.cond, base_rates=objective.base_rates, sample_weights=batch.w,
                              norm_strength=objective.settings.le.norm_strength, history=history,
-                             num_conditions=objective.num_conditions)
+                             num_conditions=objective.num_conditions, constants=objective.le_constants)
 
 
 #: Implementation of each registered loss: ``fn(objective, logits, batch, history) -> scalar``.
@@ -47,13 +47,15 @@ if set(LOSS_FUNCTIONS) != set(LOSSES):  # the registry and the implementations m
 
 @dataclass
 class Objective:
-    """A configured loss. ``history`` (LE with cross_batch on) persists across batches and epochs."""
+    """A configured loss. ``history`` (LE with cross_batch on) persists across batches and epochs;
+    ``le_constants`` (LE) holds the per-condition terms that do not change between batches."""
 
     name: str
     settings: TrainingSettings
     base_rates: torch.Tensor | None
     history: CrossBatchHistory | None = None
     num_conditions: int | None = None
+    le_constants: LEConstants | None = None
 
     def __call__(self, logits: torch.Tensor, batch: Batch, *, use_history: bool = True) -> torch.Tensor:
         """Loss of ``logits`` [B] on ``batch``; ``use_history=False`` for evaluation passes."""
@@ -73,4 +75,7 @@ def make_objective(name: str, settings: TrainingSettings, *, base_rates: torch.T
         history = CrossBatchHistory(settings.cross_batch.amplification_rate, rates,
                                     max_window=settings.cross_batch.max_window, max_entries=max_entries,
                                     device=device, dtype=dtype)
-    return Objective(name, settings, base_rates, history, num_conditions)
+    constants = None
+    if name == "localized_entropy":
+        constants = le_constants(base_rates, None, num_conditions, device=device)
+    return Objective(name, settings, base_rates, history, num_conditions, constants)

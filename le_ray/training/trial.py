@@ -25,15 +25,16 @@ from le_ray import seeds
 from le_ray.config import Config, TrainingSettings, config_fingerprint
 from le_ray.registry import LOSS_NAMES, canonical_loss
 from le_ray.data.arrays import PreparedData, Split
-from le_ray.data.batches import TensorSplit, to_tensors
+from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import le_base_rates
 from le_ray.training.devices import (
-    DeviceChoice, configure_threads, seed_all, select_device, set_determinism, tune_host_allocator,
+    DeviceChoice, apply_matmul_precision, configure_threads, seed_all, select_device, set_determinism,
+    tune_host_allocator,
 )
-from le_ray.training.losses import per_condition_le_stats
+from le_ray.training.evaluation import evaluate_predictions
 from le_ray.training.model import build_model, count_parameters
-from le_ray.training.objectives import make_objective
-from le_ray.training.loop import TrainOutcome, evaluate_loss, predict_logits, train_model
+from le_ray.training.objectives import Objective, make_objective
+from le_ray.training.loop import TrainOutcome, predict_logits, train_model
 
 __all__ = ["TrialSpec", "TrialResult", "run_trial", "trial_id", "evaluation_split", "ece_settings"]
 
@@ -87,6 +88,8 @@ class TrialResult:
     num_parameters: int
     evaluation_split: str
     has_labels: bool
+    matmul_precision: str  # float32 matmul precision in effect while training: "highest" (IEEE FP32) or "high" (TF32)
+    cuda_graphs: bool  # whether full-size training steps ran as captured CUDA graphs
     grad_sq: dict[str, list] | None = None
     le_stats: dict[str, list] | None = None
     eval_predictions: np.ndarray | None = field(default=None, repr=False)
@@ -127,53 +130,18 @@ def ece_settings(cfg: Config) -> dict[str, Any]:
                 small_prob_max=ev.small_prob_max, small_prob_quantile=ev.small_prob_quantile)
 
 
-def _columns(table) -> dict[str, list]:
-    """A Polars/pandas table or dict of arrays as a dict of plain lists."""
-    if table is None:
+def _compare_objectives(cfg: Config, settings: TrainingSettings, base_rates: torch.Tensor, num_conditions: int,
+                        device: torch.device, dtype: torch.dtype) -> dict[str, Objective]:
+    """Every loss definition without history, for the trained model's evaluation loss under each
+    (``training.eval_compare_losses``; empty when off)."""
+    if not cfg.training.eval_compare_losses:
         return {}
-    if hasattr(table, "to_dict") and hasattr(table, "columns"):
-        try:
-            return {c: table[c].to_list() for c in table.columns}
-        except AttributeError:
-            return {c: table[c].tolist() for c in table.columns}
-    return {k: np.asarray(v).tolist() for k, v in table.items()}
+    return {name: make_objective(name, settings, base_rates=base_rates, num_conditions=num_conditions,
+                                 device=device, dtype=dtype, with_history=False) for name in LOSS_NAMES}
 
 
-def _label_metrics(p: np.ndarray, split: Split, cfg: Config, num_conditions: int) -> tuple[dict, dict, dict]:
-    """Model summary, additive per-condition sums and reliability bins of predictions ``p`` on a labelled split.
-
-    With ``evaluation.synthetic_truth`` and the split's true click probabilities (synthetic data), the sums
-    also hold Σ p_true per condition and bin, so gaps, ratios and ECE can be measured against the truth.
-    """
-    kw = ece_settings(cfg)
-    summary = metrics.model_summary(p, split.y, split.cond, **kw)
-    truth = split.p_true if cfg.evaluation.synthetic_truth else None
-    sums = metrics.condition_sums(p, split.y, split.cond, p_true=truth, num_conditions=num_conditions, **kw)
-    # Equal-mass bins for the reliability diagram: CTR probabilities crowd into the lowest
-    # equal-width bin, and the diagrams are drawn on log axes.
-    reliability = metrics.ece_table(p, split.y, method="adaptive", bins=kw["bins"])
-    summary = {k: float(v) for k, v in summary.items() if np.isscalar(v)}
-    return summary, metrics.sums_to_record(sums), _columns(reliability)
-
-
-def _eval_compare(logits: torch.Tensor, split: TensorSplit, settings: TrainingSettings,
-                  base_rates: torch.Tensor, num_conditions: int) -> dict[str, float]:
-    """The trained model's evaluation loss under every loss definition (history off)."""
-    out = {}
-    for name in LOSS_NAMES:
-        objective = make_objective(name, settings, base_rates=base_rates, num_conditions=num_conditions,
-                                   device=split.device, dtype=logits.dtype, with_history=False)
-        out[name] = evaluate_loss(None, split, objective, settings.eval_batch_size, logits)  # type: ignore[arg-type]
-    return out
-
-
-def _le_stats(logits: torch.Tensor, split: TensorSplit, base_rates: torch.Tensor, num_conditions: int) -> dict:
-    stats = per_condition_le_stats(logits, split.y, split.cond, base_rates=base_rates, sample_weights=split.w,
-                                   num_conditions=num_conditions)
-    return {"condition": list(range(num_conditions)), **{k: v.tolist() for k, v in stats.items()}}
-
-
-def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice, TrainingSettings]:
+def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice, str]:
+    """The trial's device, threads, seeds and determinism; returns (device choice, matmul precision in effect)."""
     cfg = spec.config
     choice = select_device(cfg.device, assigned_gpu_ids=assigned_gpu_ids)
     if choice.device.type == "cpu":
@@ -181,7 +149,7 @@ def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice
     configure_threads(num_threads or cfg.device.num_threads)
     seed_all(seeds.torch_seed(spec.seed, "model"))
     set_determinism(cfg.device.deterministic)
-    return choice, spec.settings
+    return choice, apply_matmul_precision(cfg.device.matmul_precision, choice.device)
 
 
 def _node_name() -> str:
@@ -198,7 +166,8 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     """
     t0 = time.perf_counter()
     cfg = spec.config
-    choice, settings = _setup(spec, assigned_gpu_ids, num_threads)
+    choice, precision = _setup(spec, assigned_gpu_ids, num_threads)
+    settings = spec.settings
     dev, dtype = choice.device, choice.dtype
     rates = torch.tensor(le_base_rates(data, prior=settings.le.base_rate_prior,
                                        use_true_rates=cfg.synthetic.use_true_base_rates_for_le), dtype=dtype, device=dev)
@@ -215,29 +184,29 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     grad = cfg.plots.grad_sq_by_condition if track_grad_sq is None else track_grad_sq
     t1 = time.perf_counter()
     outcome: TrainOutcome = train_model(model, train_t, eval_t, make(True), make(False), settings, seed=spec.seed,
-                                        track_grad_sq=grad, on_batch_eval=on_batch_eval,
-                                        on_step=on_step, on_epoch=on_epoch)
+                                        track_grad_sq=grad, on_batch_eval=on_batch_eval, on_step=on_step,
+                                        on_epoch=on_epoch,
+                                        cuda_graphs=cfg.device.cuda_graphs == "auto" and dev.type == "cuda")
     t2 = time.perf_counter()
     logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
-    p = torch.sigmoid(logits.double()).cpu().numpy()
-    summary, sums, reliability, compare, le_stats = {}, {}, {}, {}, None
-    if labelled and len(split):
-        summary, sums, reliability = _label_metrics(p, split, cfg, data.num_conditions)
-        if cfg.training.eval_compare_losses:
-            compare = _eval_compare(logits, eval_t, settings, rates, data.num_conditions)
-        le_stats = _le_stats(logits, eval_t, rates, data.num_conditions)
+    ev = evaluate_predictions(logits, eval_t, split, labelled=labelled, ece=ece_settings(cfg),
+                              p_true=split.p_true if cfg.evaluation.synthetic_truth else None,
+                              compare=_compare_objectives(cfg, settings, rates, data.num_conditions, dev, dtype),
+                              le_rates=rates, num_conditions=data.num_conditions)
     test_p = None
     if keep_predictions and data.test is not None and split_name != "test":
         test_t = to_tensors(data.test.without_labels(), device=dev, dtype=dtype)
         test_p = torch.sigmoid(predict_logits(model, test_t, settings.eval_batch_size, settings.amp).double()).cpu().numpy()
     t3 = time.perf_counter()
     return TrialResult(
-        trial_id=spec.trial_id, loss=spec.loss, seed=spec.seed, metrics=summary,
-        condition_sums=sums, reliability=reliability, curves=outcome.curves.as_dict(), eval_compare=compare,
+        trial_id=spec.trial_id, loss=spec.loss, seed=spec.seed, metrics=ev.summary,
+        condition_sums=ev.condition_sums, reliability=ev.reliability, curves=outcome.curves.as_dict(),
+        eval_compare=ev.eval_compare,
         timings={"setup": t1 - t0, "train": outcome.train_seconds, "train_loop": t2 - t1, "evaluate": t3 - t2,
                  "total": t3 - t0},
         device=choice.reason, node=_node_name(), samples_per_second=outcome.samples_per_second,
         num_parameters=count_parameters(model), evaluation_split=split_name, has_labels=labelled,
+        matmul_precision=precision, cuda_graphs=outcome.cuda_graphs,
         grad_sq=None if outcome.grad_sq is None else {k: np.asarray(v).tolist() for k, v in outcome.grad_sq.items()},
-        le_stats=le_stats, eval_predictions=p if keep_predictions else None, test_predictions=test_p,
+        le_stats=ev.le_stats, eval_predictions=ev.p if keep_predictions else None, test_predictions=test_p,
         model=model if keep_model else None)

@@ -1,0 +1,306 @@
+"""One optimiser step as a pure-ish function, and its capture as a CUDA graph.
+
+:func:`step_fn` is THE training step: forward, loss (BCE, focal, LE, LE + cross-batch history), the
+non-finite guard, backward, Adam, the per-step lr decay and the epoch sums. It reads no tensor on the
+host and updates its state only in place (optimiser moments and step counters, the LE history's ring
+and sums, the guard, the lr tensors, the [3] epoch sums), so the same call can be
+
+* run eagerly (the default path, and always on CPU: ``_train_epoch`` in :mod:`le_ray.training.loop`);
+* run eagerly on static buffers (:class:`StaticSteps` with ``capture=False``): what CPU tests compare
+  with the eager loop, step by step;
+* captured once as a CUDA graph and replayed per full-size batch (:class:`StaticSteps` with
+  ``capture=True``): one graph launch per optimiser step instead of several hundred kernel launches.
+
+Static shapes and addresses: each epoch's permutation is copied into a fixed device buffer, and the
+graph itself gathers batch ``cursor`` into fixed batch buffers (``index_select(out=...)``) and advances
+a device cursor; a last partial batch runs eagerly through the same :func:`step_fn`. The lr of each
+parameter group is a 0-d view of a device tensor multiplied in place every step (float64 master, float32
+copy for fused Adam, which reads lr as float32), so ``lr_decay``, ``lr_category_decay`` and
+``lr_zero_after_epochs`` (a fill between epochs) all work under replay. Adam is fused with
+``capturable=True`` (step counters on the device).
+
+Why hand capture with :class:`torch.cuda.CUDAGraph` rather than ``torch.compile(mode="reduce-overhead")``:
+a trial is short (a few hundred steps) and every trial is a fresh process-level model, so compile time
+(tens of seconds for forward + backward + optimiser, repeated per trial and again for every new batch
+shape or dtype) would eat the gain; ``reduce-overhead`` also recompiles when a guard fails (the lr
+tensors, the history's in-place state, the last partial batch), and its graph trees copy inputs that
+are not static into place. Hand capture of the eager step costs one warm-up of 3 steps and one capture
+(milliseconds), uses exactly the eager kernels (so graph and eager losses agree to float rounding), and
+keeps the eager function as the single definition of the step.
+
+Dropout inside a graph draws from the CUDA generator's Philox offsets, which advance per replay: the
+masks differ from an eager run's, so graph-vs-eager checks use dropout 0 or compare within tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from le_ray.config import TrainingSettings
+from le_ray.data.batches import Batch, TensorSplit
+from le_ray.training.objectives import Objective
+
+__all__ = ["forward", "bce_sum", "sum_dtype", "NonFiniteGuard", "LrSchedule", "StepState", "step_fn",
+           "gather_batch", "BatchFeed", "StaticSteps", "WARMUP_STEPS"]
+
+log = logging.getLogger("le_ray.training.graph_step")
+
+#: Eager steps (on the capture stream) before the capture: lazy optimiser state, cuBLAS handles and
+#: workspaces, autograd's device threads all exist before the graph is recorded.
+WARMUP_STEPS = 3
+
+
+def forward(model: nn.Module, batch: Batch, amp: str = "off") -> torch.Tensor:
+    """Logits [B] in the inputs' dtype; with ``amp="bf16"`` the model runs under bfloat16 autocast.
+
+    The autocast weight cache is off: a cached cast would be recorded into a graph and replayed
+    stale; recasting gives the same values (each weight is used once per forward)."""
+    if amp == "bf16":
+        with torch.autocast(device_type=batch.x_num.device.type, dtype=torch.bfloat16, cache_enabled=False):
+            logits = model(batch.x_num, batch.x_cat, batch.cond)
+        return logits.to(batch.x_num.dtype)
+    return model(batch.x_num, batch.x_cat, batch.cond)
+
+
+def bce_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Σ_i w_i·BCE(z_i, y_i) in nats (a 0-d tensor, detached)."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.detach(), batch.y, weight=batch.w,
+                                                                reduction="sum")
+
+
+def sum_dtype(device: torch.device) -> torch.dtype:
+    """Dtype of the running loss sums: float64, except on MPS (which has none)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+class NonFiniteGuard:
+    """The first optimiser step whose loss was not finite, and that loss, kept on the device.
+
+    ``record`` is two ``where`` written in place: no host read, and capturable. The batch's
+    conditions are not tracked per step: the caller re-derives them from the epoch's order."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.first_step = torch.full((), -1, dtype=torch.long, device=device)
+        self.first_loss = torch.zeros((), dtype=sum_dtype(device), device=device)
+
+    def record(self, loss: torch.Tensor, step: torch.Tensor) -> None:
+        """Keep ``step`` (0-d int64) and ``loss`` if this is the first non-finite loss."""
+        loss = loss.detach()
+        new = ~torch.isfinite(loss) & (self.first_step < 0)
+        self.first_step.copy_(torch.where(new, step, self.first_step))
+        self.first_loss.copy_(torch.where(new, loss.to(self.first_loss.dtype), self.first_loss))
+
+    def tripped(self) -> tuple[int, float] | None:
+        """(first bad step, its loss), or None; one host read."""
+        step = int(self.first_step)
+        return None if step < 0 else (step, float(self.first_loss))
+
+
+class LrSchedule:
+    """Per-step lr decay of the optimiser's groups: ``lr_g ← lr_g · decay_g`` after every step
+    (group 0: ``lr_decay``; group 1, the condition embedding: ``lr_category_decay``).
+
+    Host mode (``device=None``, the eager path): ``group["lr"]`` stays a Python float multiplied on
+    the host. Device mode (static and captured steps): ``group["lr"]`` is a 0-d view of a device
+    tensor; a float64 master [G] is multiplied in place each step and copied into the float32
+    tensor fused Adam reads (2 kernels whatever G). On CPU the master itself is used, so the
+    arithmetic is the host mode's, bit for bit."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, settings: TrainingSettings,
+                 device: torch.device | None = None) -> None:
+        self.groups = optimizer.param_groups
+        factors = [settings.lr_category_decay if i == 1 else settings.lr_decay for i in range(len(self.groups))]
+        self.factors = factors
+        self.master = self.mirror = self.decay = None
+        if device is not None:
+            self.master = torch.tensor([float(g["lr"]) for g in self.groups], dtype=torch.float64, device=device)
+            self.decay = torch.tensor(factors, dtype=torch.float64, device=device)
+            self.mirror = self.master.float() if device.type == "cuda" else self.master
+            for i, group in enumerate(self.groups):
+                group["lr"] = self.mirror[i]
+
+    def decay_(self) -> None:
+        """One step's decay, in place (capturable in device mode)."""
+        if self.master is None:
+            for group, factor in zip(self.groups, self.factors):
+                group["lr"] *= factor
+            return
+        self.master.mul_(self.decay)
+        if self.mirror is not self.master:
+            self.mirror.copy_(self.master)
+
+    def zero_base_if_due(self, settings: TrainingSettings, epoch: int) -> None:
+        """From an epoch ``e > lr_zero_after_epochs`` the base group's lr is 0 (outside any graph)."""
+        if settings.lr_zero_after_epochs is None or epoch <= settings.lr_zero_after_epochs:
+            return
+        if self.master is None:
+            self.groups[0]["lr"] = 0.0
+            return
+        self.master[0] = 0.0
+        if self.mirror is not self.master:
+            self.mirror.copy_(self.master)
+
+    def values(self) -> list[float]:
+        """Current lr of each group (a host read in device mode)."""
+        if self.master is None:
+            return [float(g["lr"]) for g in self.groups]
+        return self.master.tolist()
+
+
+@dataclass
+class StepState:
+    """Everything one optimiser step reads and writes besides the batch; tensors change in place.
+
+    ``sums`` [3]: Σ loss_b·W_b, Σ W_b, Σ w·BCE over the epoch's steps (W_b = Σ w of batch b);
+    ``step``: 0-d int64, optimiser steps taken (the guard's clock). ``observe(logits, batch)`` after
+    the forward and ``after_backward()`` after the backward are diagnostics hooks of the eager path
+    (gradient statistics, debug logging); a captured step has none."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    objective: Objective
+    schedule: LrSchedule
+    guard: NonFiniteGuard
+    sums: torch.Tensor
+    step: torch.Tensor
+    amp: str = "off"
+    observe: Callable[[torch.Tensor, Batch], None] | None = None
+    after_backward: Callable[[], None] | None = None
+
+
+def step_fn(state: StepState, batch: Batch) -> torch.Tensor:
+    """One optimiser step on ``batch``; returns the loss (0-d, detached, on the device).
+
+    forward → loss (the objective updates its history) → guard → backward → Adam → lr decay → epoch
+    sums → join the history's stream. Nothing is read on the host and state only changes in place:
+    this is the function the CUDA graph captures, and the one the eager path runs."""
+    logits = forward(state.model, batch, state.amp)
+    if state.observe is not None:
+        state.observe(logits, batch)
+    loss = state.objective(logits, batch)
+    state.step += 1
+    state.guard.record(loss, state.step)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if state.after_backward is not None:
+        state.after_backward()
+    state.optimizer.step()
+    state.schedule.decay_()
+    loss = loss.detach()
+    weight = batch.w.sum().to(state.sums.dtype)
+    state.sums += torch.stack([loss.to(state.sums.dtype) * weight, weight,
+                               bce_sum(logits, batch).to(state.sums.dtype)])
+    if state.objective.history is not None:
+        state.objective.history.join()  # an update on its own stream (captured steps) rejoins within the step
+    return loss
+
+
+def gather_batch(split: TensorSplit, rows: torch.Tensor) -> Batch:
+    """The rows ``rows`` (int64, on the split's storage device) of ``split`` as a batch on its compute device."""
+    def take(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.index_select(0, rows).to(split.compute_device, non_blocking=True)
+    return Batch(take(split.x_num), take(split.x_cat), take(split.cond), take(split.y), take(split.w))
+
+
+class BatchFeed:
+    """Fixed buffers of one full-size batch on the compute device, filled from the epoch's order.
+
+    ``order`` [n_full·B] int64 (this epoch's permutation, full batches only) and ``cursor`` ([1] int64,
+    the next batch) live on the device when the split does: :meth:`gather` copies the rows
+    ``order[cursor·B : (cursor+1)·B]`` into the buffers with ``index_select(out=...)`` and advances the
+    cursor, device work only, so it is captured with the step. A split kept in host memory
+    (``device.move_dataset_to_cuda=false``) is gathered on the host and copied in by :meth:`fill`
+    before each step instead (``gather`` is then a no-op inside the graph)."""
+
+    def __init__(self, split: TensorSplit, batch_size: int) -> None:
+        if split.y is None:
+            raise ValueError("static training steps need a labelled training split (its y is None)")
+        self.split, self.batch_size = split, batch_size
+        self.full_batches = len(split) // batch_size
+        self.on_device = split.cond.device == split.compute_device
+        home, dev = split.cond.device, split.compute_device
+        self.order = torch.zeros(self.full_batches * batch_size, dtype=torch.long, device=home)
+        self.cursor = torch.zeros(1, dtype=torch.long, device=home)
+        self.sources = [split.x_num, split.x_cat, split.cond, split.y, split.w]
+        self.buffers = [torch.empty((batch_size, *t.shape[1:]), dtype=t.dtype, device=dev) for t in self.sources]
+        self.batch = Batch(*self.buffers)
+
+    def start_epoch(self, order: torch.Tensor) -> None:
+        """Load this epoch's permutation (its full batches) and rewind the cursor."""
+        self.order.copy_(order[: self.order.numel()])
+        self.cursor.zero_()
+
+    def gather(self) -> None:
+        """Device-side gather of batch ``cursor`` into the buffers; advances the cursor (capturable)."""
+        if not self.on_device:
+            return
+        rows = self.order.view(self.full_batches, self.batch_size).index_select(0, self.cursor).view(-1)
+        for src, dst in zip(self.sources, self.buffers):
+            torch.index_select(src, 0, rows, out=dst)
+        self.cursor += 1
+
+    def fill(self, index: int) -> None:
+        """Host-side gather of full batch ``index`` into the buffers (split kept in host memory)."""
+        if self.on_device:
+            return
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        for src, dst in zip(self.sources, self.buffers):
+            dst.copy_(src.index_select(0, rows), non_blocking=True)
+
+
+class StaticSteps:
+    """The epoch's full-size batches through static buffers, as graph replays when ``capture``.
+
+    With ``capture`` (CUDA only): the first :data:`WARMUP_STEPS` steps run eagerly on a side stream,
+    the next is captured on that stream and every full-size step from then on (this epoch and the
+    following ones) is one ``replay()``. A last partial batch runs :func:`step_fn` eagerly."""
+
+    def __init__(self, state: StepState, split: TensorSplit, batch_size: int, *, capture: bool) -> None:
+        if capture and split.compute_device.type != "cuda":
+            raise ValueError(f"CUDA graph capture needs a CUDA device, got {split.compute_device}")
+        self.state, self.split, self.capture = state, split, capture
+        self.feed = BatchFeed(split, batch_size)
+        self.warm = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.stream = torch.cuda.Stream(device=split.compute_device) if capture else None
+        self.static_loss: torch.Tensor | None = None
+        if capture and state.objective.history is not None:
+            # the history update feeds only the next step: a parallel branch of the graph, beside backward and Adam
+            state.objective.history.use_stream(torch.cuda.Stream(device=split.compute_device))
+
+    def _body(self) -> torch.Tensor:
+        self.feed.gather()
+        return step_fn(self.state, self.feed.batch)
+
+    def _captured_step(self) -> torch.Tensor:
+        if self.graph is None and self.warm < WARMUP_STEPS:
+            self.warm += 1
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                loss = self._body()
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return loss
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.graph(self.graph, stream=self.stream, capture_error_mode="thread_local"):
+                self.static_loss = self._body()
+            log.debug("captured the training step as a CUDA graph")
+        self.graph.replay()  # the capture recorded the step without running it
+        return self.static_loss
+
+    def epoch(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, int]]:
+        """Run one epoch in ``order`` (the permutation of the split's rows, on its storage device);
+        yields (loss, rows) per optimiser step."""
+        feed = self.feed
+        feed.start_epoch(order)
+        for index in range(feed.full_batches):
+            feed.fill(index)
+            yield (self._captured_step() if self.capture else self._body()), feed.batch_size
+        rest = order[feed.full_batches * feed.batch_size:]
+        if rest.numel():
+            yield step_fn(self.state, gather_batch(self.split, rest)), int(rest.numel())

@@ -1,0 +1,229 @@
+"""The training step function the CUDA graph captures, run eagerly on CPU; and its launch-count proxy."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import le_ray.training.graph_step as graph_step
+from le_ray import seeds
+from le_ray.config import load_config
+from le_ray.data.batches import to_tensors
+from le_ray.data.prepare import le_base_rates, prepare_data
+from le_ray.training.devices import apply_matmul_precision
+from le_ray.training.graph_step import BatchFeed, LrSchedule, NonFiniteGuard
+from le_ray.training.loop import NonFiniteLossError, batched_loss, build_optimizer, train_model
+from le_ray.training.model import build_model
+from le_ray.training.objectives import make_objective
+
+CPU = torch.device("cpu")
+
+
+def _setup(loss, *sets, profile="small_net"):
+    cfg = load_config(profile=profile, sets=["synthetic.samples_per_condition=700", "synthetic.num_conditions=12",
+                                             "synthetic.condition_mode=random", "training.epochs=2",
+                                             "training.batch_size=500", "training.by_loss={}", *sets])
+    data = prepare_data(cfg)
+    settings = cfg.training_for(loss)
+    rates = torch.tensor(le_base_rates(data, prior="jeffreys"), dtype=torch.float32)
+
+    def make(history):
+        return make_objective(loss, settings, base_rates=rates, num_conditions=data.num_conditions, device=CPU,
+                              dtype=torch.float32, with_history=history,
+                              max_entries=data.train_condition_counts * settings.epochs)
+
+    tr = to_tensors(data.train, device=CPU, dtype=torch.float32)
+    ev = to_tensors(data.eval, device=CPU, dtype=torch.float32)
+    return cfg, data, settings, make, tr, ev
+
+
+def _model(cfg, data):
+    torch.manual_seed(0)
+    return build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
+                       cat_vocab_sizes=data.cat_vocab_sizes)
+
+
+def _run(monkeypatch, loss, sets, static_steps):
+    """Train; return (per-step losses, outcome, final parameters)."""
+    cfg, data, settings, make, tr, ev = _setup(loss, *sets)
+    model = _model(cfg, data)
+    losses = []
+    step = graph_step.step_fn
+    monkeypatch.setattr(graph_step, "step_fn", lambda state, batch: losses.append(step(state, batch)) or losses[-1])
+    torch.manual_seed(7)  # dropout draws
+    out = train_model(model, tr, ev, make(True), make(False), settings, seed=3, static_steps=static_steps)
+    assert len(tr) % settings.batch_size != 0  # every epoch ends with a partial batch (run eagerly)
+    assert out.steps == len(losses) == settings.epochs * tr.num_batches(settings.batch_size)
+    return torch.stack(losses), out, [p.detach().clone() for p in model.parameters()]
+
+
+CASES = [("bce", ()), ("focal", ("model.dropout=0.2",)),
+         ("localized_entropy", ("training.cross_batch.enabled=false",)),
+         ("localized_entropy", ("training.cross_batch.enabled=true", "training.cross_batch.amplification_rate=4")),
+         ("localized_entropy", ("training.cross_batch.enabled=true", "training.lr_category=0.01",
+                                "training.lr_category_decay=0.99", "training.lr_zero_after_epochs=1"))]
+
+
+@pytest.mark.parametrize("loss,sets", CASES)
+def test_static_steps_give_the_eager_loop_numbers(monkeypatch, loss, sets):
+    """The captured path's function, buffers and device lr, run eagerly: the same losses per step,
+    curves, parameters and lrs as the eager loop, bit for bit on CPU (same batch order and dropout draws)."""
+    eager, out_e, params_e = _run(monkeypatch, loss, sets, static_steps=False)
+    static, out_s, params_s = _run(monkeypatch, loss, sets, static_steps=True)
+    assert len(eager) > 10 and torch.isfinite(eager).all()
+    assert torch.equal(eager, static)
+    assert out_e.curves.as_dict() == out_s.curves.as_dict()
+    assert out_e.final_lrs == out_s.final_lrs
+    assert all(torch.equal(a, b) for a, b in zip(params_e, params_s))
+    assert not out_s.cuda_graphs  # never captured on CPU
+
+
+def test_cuda_graphs_flag_is_ignored_on_cpu(monkeypatch):
+    eager, out_e, _ = _run(monkeypatch, "bce", (), static_steps=False)
+    cfg, data, settings, make, tr, ev = _setup("bce")
+    model = _model(cfg, data)
+    torch.manual_seed(7)
+    out = train_model(model, tr, ev, make(True), make(False), settings, seed=3, cuda_graphs=True)
+    assert not out.cuda_graphs and out.curves.as_dict() == out_e.curves.as_dict()
+
+
+def test_batch_feed_gathers_the_shuffled_batches():
+    _, _, _, _, tr, _ = _setup("bce")
+    size = 500
+    gen = torch.Generator().manual_seed(11)
+    expected = list(tr.shuffled(size, gen))
+    order = torch.randperm(len(tr), generator=torch.Generator().manual_seed(11))
+    feed = BatchFeed(tr, size)
+    feed.start_epoch(order)
+    assert feed.full_batches == len(tr) // size and len(expected) == feed.full_batches + 1
+    pointers = [b.data_ptr() for b in feed.buffers]
+    for want in expected[:-1]:
+        feed.gather()
+        got = feed.batch
+        for name in ("x_num", "x_cat", "cond", "y", "w"):
+            assert torch.equal(getattr(got, name), getattr(want, name)), name
+    assert [b.data_ptr() for b in feed.buffers] == pointers  # static addresses
+    rest = graph_step.gather_batch(tr, order[feed.full_batches * size:])
+    assert torch.equal(rest.cond, expected[-1].cond) and torch.equal(rest.x_num, expected[-1].x_num)
+
+
+def test_device_lr_schedule_matches_host_floats():
+    cfg, data, settings, *_ = _setup("bce", "training.lr_category=0.05", "training.lr_decay=0.9",
+                                     "training.lr_category_decay=0.8", "training.lr_zero_after_epochs=1")
+    host = LrSchedule(build_optimizer(_model(cfg, data), settings), settings)
+    dev = LrSchedule(build_optimizer(_model(cfg, data), settings), settings, CPU)
+    assert isinstance(dev.groups[0]["lr"], torch.Tensor) and dev.groups[1]["lr"].dim() == 0
+    for epoch in (1, 2):
+        for s in (host, dev):
+            s.zero_base_if_due(settings, epoch)
+            for _ in range(7):
+                s.decay_()
+    assert dev.values() == host.values() == [0.0, 0.05 * 0.8 ** 14]
+    assert float(dev.groups[1]["lr"]) == host.groups[1]["lr"]  # the optimiser reads the decayed tensor
+
+
+def test_guard_keeps_the_first_non_finite_step():
+    guard = NonFiniteGuard(CPU)
+    step = torch.zeros((), dtype=torch.long)
+    for value in (1.0, 2.0, float("inf"), float("nan"), 3.0):
+        step += 1
+        guard.record(torch.tensor(value), step)
+    assert guard.tripped() == (3, float("inf"))
+    assert NonFiniteGuard(CPU).tripped() is None
+
+
+@pytest.mark.parametrize("static_steps", [False, True])
+def test_non_finite_loss_names_epoch_batch_and_its_conditions(static_steps):
+    cfg, data, settings, make, tr, ev = _setup("localized_entropy", "training.lr=1e30", "training.epochs=1")
+    model = _model(cfg, data)
+    with torch.no_grad():
+        model.net[-1].weight.fill_(float("nan"))
+    # the first batch's conditions, from the loop's batch-order stream
+    order = torch.randperm(len(tr), generator=torch.Generator().manual_seed(seeds.torch_seed(1, "batch_order")))
+    ids = torch.unique(tr.cond[order[:settings.batch_size]]).tolist()
+    assert 1 < len(ids) <= data.num_conditions
+    with pytest.raises(NonFiniteLossError, match=re.escape(f"epoch 1, batch 1; conditions involved (ids): {ids}")):
+        train_model(model, tr, ev, make(True), make(False), settings, seed=1, static_steps=static_steps)
+
+
+def test_batched_loss_sums_on_the_device_like_host_floats():
+    cfg, data, settings, make, tr, _ = _setup("localized_entropy")
+    model = _model(cfg, data).eval()
+    objective = make(False)
+    total = weight = bce = 0.0
+    with torch.no_grad():
+        for batch in tr.sequential(333):
+            w = float(batch.w.sum())
+            logits = model(batch.x_num, batch.x_cat, batch.cond)
+            total += float(objective(logits, batch, use_history=False)) * w
+            bce += float(torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.y, weight=batch.w,
+                                                                              reduction="sum"))
+            weight += w
+    assert batched_loss(model, tr, objective, 333) == (total / weight, bce)
+
+
+def test_matmul_precision_only_changes_cuda():
+    before = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("high")  # as an earlier CUDA trial in this process might leave it
+        assert apply_matmul_precision("high", CPU) == "highest"
+        assert torch.get_float32_matmul_precision() == "highest"
+        assert apply_matmul_precision("auto", "cpu") == "highest"
+        with pytest.raises(ValueError, match="device.matmul_precision"):
+            apply_matmul_precision("medium", CPU)
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+# --------------------------------------------------------------------------- launch-count proxy
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts aten ops (each a kernel launch on a GPU, views and metadata ops included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count, self.on = 0, False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += self.on
+        return func(*args, **(kwargs or {}))
+
+
+def _ops_per_step(loss, *sets):
+    """aten ops dispatched between consecutive ``on_step`` calls (one optimiser step, batch loading and
+    epoch sums included) for the full-size batches of one epoch: 2,000 conditions, batch 1,024, default_net."""
+    cfg = load_config(sets=["synthetic.num_conditions=2000", "synthetic.samples_per_condition=3",
+                            "synthetic.condition_mode=random", "training.epochs=1", "training.by_loss={}",
+                            "training.batch_size=1024", *sets])
+    data = prepare_data(cfg)
+    settings = cfg.training_for(loss)
+    rates = torch.tensor(le_base_rates(data, prior="jeffreys"), dtype=torch.float32)
+    make = lambda h: make_objective(loss, settings, base_rates=rates, num_conditions=2000, device=CPU,  # noqa: E731
+                                    dtype=torch.float32, with_history=h, max_entries=data.train_condition_counts)
+    tr = to_tensors(data.train, device=CPU, dtype=torch.float32)
+    counter, per_step = _OpCounter(), []
+
+    def on_step(epoch, step):
+        if counter.on:
+            per_step.append(counter.count)
+        counter.count, counter.on = 0, True
+    with counter:
+        train_model(_model(cfg, data), tr, None, make(True), make(False), settings, seed=1, on_step=on_step)
+    full = len(tr) // 1024
+    assert full >= 3
+    return per_step[:full - 1]  # steps 2..full: full-size batches only
+
+
+def test_le_with_history_dispatches_at_most_75_ops_more_than_bce():
+    bce = _ops_per_step("bce")
+    le = _ops_per_step("localized_entropy", "training.cross_batch.enabled=false")
+    le_history = _ops_per_step("localized_entropy", "training.cross_batch.enabled=true")
+    print(f"aten ops per optimiser step: BCE {bce[0]}, LE {le[0]}, LE + history {le_history[0]}")
+    for counts in (bce, le, le_history):
+        assert len(set(counts)) == 1  # the same ops every full-size step: static work
+    assert bce[0] < le[0] < le_history[0]  # the counter sees LE's per-condition work and the history's
+    assert le_history[0] <= bce[0] + 75
