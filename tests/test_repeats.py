@@ -1,15 +1,23 @@
-"""The Ray sweep: end-to-end on local Ray, fake GPUs, two nodes, faults, resume, Ctrl-C, bad folders.
+"""The Ray sweep: end-to-end on local Ray, fake GPUs, two nodes, faults, resume, stop signals, bad folders.
 
-These start real Ray instances (a few seconds each), so the module shares one local instance
-where it can and shuts it down before tests that need their own cluster.
+Starting Ray and its workers costs seconds, so the tests share what they can (tests/conftest.py):
+most run on the session's one local instance (``shared_ray``), in-process, SIGTERM included; only the
+drivers killed with SIGKILL run as processes of their own, and the two of them share one sweep folder.
+The disturbed runs (a killed worker, a stop signal, killed drivers, a node taken away) are all compared
+with one undisturbed 6-trial sweep (``reference``, built once per module on the shared instance). The
+job tests share one token-auth head (``ray_head``); the two cluster tests share one three-node
+``Cluster``; the tests with a cluster of their own come last. Report figures are drawn (and checked) by
+the end-to-end test only: elsewhere matplotlib's layout would be most of a report's time.
 """
 
 import json
 import shlex
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,17 +31,19 @@ from le_ray.config import load_config, to_dict
 from le_ray.runners.repeats import main, write_manifest
 from le_ray.report.sweep import build_report
 from le_ray.sweep.store import SweepStore
-from le_ray.sweep.driver import run_sweep
+from le_ray.sweep.driver import StopRequested, run_sweep, stop_on_signals, warm_up_workers
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import run_trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
-TINY = ["synthetic.samples_per_condition=400", "synthetic.uniform_log10_means=[-0.8,-1,-1.2,-1.4]", "training.epochs=1", "training.loss_mode=both",
-        "training.by_loss.bce.by_source={}", "training.by_loss.localized_entropy.by_source={}",
-        "training.by_loss.focal.by_source={}", "training.batch_size=256", "repeats.num_runs=2",
+TINY = ["synthetic.samples_per_condition=400", "synthetic.uniform_log10_means=[-0.8,-1,-1.2,-1.4]",
+        "training.epochs=1", "training.loss_mode=both", "training.by_loss.bce.by_source={}",
+        "training.by_loss.localized_entropy.by_source={}", "training.by_loss.focal.by_source={}", "training.batch_size=256", "repeats.num_runs=2",
         "repeats.bootstrap_samples=200", "repeats.min_steps_per_epoch=1", "repeats.min_eval_clicks=1",
-        "ray.cpus_per_trial=1", "plots.dpi=40"]
+        "ray.cpus_per_trial=1", "ray.include_dashboard=false", "plots.dpi=40"]
+SIX = "repeats.num_runs=3"  # the reference sweep's size: 3 seeds x 2 losses
+TRIAL_COLUMNS = ["trial_id", "seed", "loss", "logloss", "brier", "ece", "ece_small", "roc_auc", "pr_auc", "accuracy"]
 
 
 def tiny_cfg(*extra):
@@ -43,15 +53,6 @@ def tiny_cfg(*extra):
 def tiny_args(*extra) -> list[str]:
     """Command-line arguments equivalent to tiny_cfg (for subprocess drivers; --set replaces, a file would merge)."""
     return ["--profile", "small_net", *[arg for item in [*TINY, *extra] for arg in ("--set", item)]]
-
-
-@pytest.fixture
-def local_ray():
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _sweep(cfg, root: Path, name: str = "s", echo=None):
@@ -64,11 +65,48 @@ def _sweep(cfg, root: Path, name: str = "s", echo=None):
     return store, plan, progress
 
 
-def _metrics(store: SweepStore) -> dict:
-    return {(r["loss"], r["seed"]): r["metrics"] for r in store.load_trials()}
+def _metrics(folder: Path) -> dict:
+    return {(r["loss"], r["seed"]): r["metrics"] for r in SweepStore(folder).load_trials()}
 
 
-def test_end_to_end_files_and_bit_identical_to_in_process(local_ray, tmp_path):
+def _trials_table(folder: Path) -> pl.DataFrame:
+    return pl.read_parquet(folder / "trials.parquet").select(TRIAL_COLUMNS).sort("trial_id")
+
+
+def _copy(folder: Path, results: Path, name: str) -> Path:
+    results.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copytree(folder, results / name))
+
+
+def _without_figures(patch: pytest.MonkeyPatch) -> None:
+    """The sweep report without its PNGs: matplotlib's layout is most of a tiny sweep's report time, and the
+    figures are drawn and checked by the end-to-end test here and by tests/test_plots.py."""
+    import le_ray.report.sweep as sweep_report
+
+    patch.setattr(sweep_report, "_plots", lambda *args, **kwargs: {})
+
+
+@pytest.fixture
+def no_figures(monkeypatch):
+    _without_figures(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def reference(_shared_ray_session, tmp_path_factory) -> Path:
+    """The undisturbed 6-trial tiny sweep with its report tables, run once by ``main`` (in-process, shared
+    instance): what every disturbed run of the same config must reproduce."""
+    _shared_ray_session()
+    results = tmp_path_factory.mktemp("reference")
+    with pytest.MonkeyPatch.context() as patch:
+        _without_figures(patch)
+        assert main([*tiny_args(SIX), "--results-dir", str(results), "--name", "reference"]) == 0
+    return results / "reference"
+
+
+# --------------------------------------------------------------------------- on the shared instance
+
+
+def test_end_to_end_files_and_bit_identical_to_in_process(shared_ray, tmp_path):
     cfg = tiny_cfg()
     store, plan, progress = _sweep(cfg, tmp_path)
     assert progress.done == 4 and progress.failed == 0
@@ -79,16 +117,16 @@ def test_end_to_end_files_and_bit_identical_to_in_process(local_ray, tmp_path):
     assert (store.root / "report" / "tables" / "metric_tests_LE_vs_BCE.csv").exists()
     assert (store.root / "report" / "plots" / "reliability.png").stat().st_size > 1000
     text = summary.read_text()
-    assert "delta > 0 favours LE" in text and "Per-condition calibration" in text
+    assert "delta > 0 favours LE" in text and "Per-ad calibration (LE vs BCE)" in text
     trials = pl.read_parquet(store.root / "trials.parquet")
     assert trials.height == 4 and {"seed", "loss", "logloss", "roc_auc", "node", "device"} <= set(trials.columns)
     per_cond = pl.read_parquet(store.root / "per_condition.parquet")
-    assert per_cond.height == 4 * 4 and "value" in per_cond.columns
+    assert per_cond.height == 4 * 4 and "ad_id" in per_cond.columns
     # the same specs in-process give the same numbers, bit for bit
     threads = torch.get_num_threads()
     try:
         data = plan.data_by_seed[-1]
-        stored = _metrics(store)
+        stored = _metrics(store.root)
         for spec in plan.specs:
             local = run_trial(data, spec, num_threads=cfg.ray.cpus_per_trial)
             assert local.metrics == stored[(spec.loss, spec.seed)]
@@ -98,80 +136,30 @@ def test_end_to_end_files_and_bit_identical_to_in_process(local_ray, tmp_path):
     assert manifest["packages"]["torch"] and manifest["data_fingerprints"] and manifest["cluster_resources"]["CPU"] == 2
 
 
-def test_resume_skips_stored_trials_and_report_is_unchanged(local_ray, tmp_path):
-    cfg = tiny_cfg()
-    store, plan, _ = _sweep(cfg, tmp_path)
-    build_report(store.root, echo=lambda *a: None)
-    before = pl.read_parquet(store.root / "trials.parquet")
-    victim = store.trial_path(plan.specs[1].trial_id)
+def test_resume_skips_stored_trials_and_report_is_unchanged(shared_ray, tmp_path, reference, no_figures):
+    folder = _copy(reference, tmp_path, "s")
+    store = SweepStore(folder)
+    victim = store.trial_path(sorted(store.finished_ids())[1])
     victim.unlink()  # as if the driver died before this trial finished
-    store2, plan2, progress = _sweep(cfg, tmp_path)
-    assert progress.already_done == 3 and progress.done == 1
-    build_report(store2.root, echo=lambda *a: None)
-    after = pl.read_parquet(store.root / "trials.parquet")
-    metric_cols = ["trial_id", "seed", "loss", "logloss", "brier", "ece", "roc_auc", "accuracy"]
-    assert before.select(metric_cols).sort("trial_id").equals(after.select(metric_cols).sort("trial_id"))
+    _, _, progress = _sweep(tiny_cfg(SIX), tmp_path)
+    assert progress.already_done == 5 and progress.done == 1 and victim.exists()
+    build_report(folder, echo=lambda *a: None)
+    assert _trials_table(folder).equals(_trials_table(reference))
 
 
-def test_fake_gpus_fractional_pinning_and_cpu_training(tmp_path, monkeypatch):
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "4")
-        cfg = tiny_cfg("ray.gpus_per_trial=0.5")
-        store, _, progress = _sweep(cfg, tmp_path)
-    finally:
-        ray.shutdown()
-    records = store.load_trials()
-    assert progress.done == 4
-    assert all(len(r["gpu_ids"]) == 1 for r in records)
-    assert {r["gpu_ids"][0] for r in records} == {"0", "1"}
-    assert all("torch sees no CUDA" in r["device"] for r in records)  # trained on CPU
-    # four at a time: every trial's sleep overlaps every other's
-    starts = sorted(r["started_at"] for r in records)
-    ends = sorted(r["finished_at"] for r in records)
-    assert starts[-1] < ends[0]
-
-
-def test_two_nodes_trials_on_both_and_data_fetched_across(tmp_path):
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    try:
-        ray.init(address=cluster.address, log_to_driver=False)
-        os.environ["LE_RAY_TEST_FAULT_SLEEP"] = "2"
-        try:
-            store, _, progress = _sweep(tiny_cfg(), tmp_path)
-            ref = next(iter(progress.data_refs.values()))
-            locations = ray.experimental.get_object_locations([ref])[ref]["node_ids"]
-        finally:
-            del os.environ["LE_RAY_TEST_FAULT_SLEEP"]
-        build_report(store.root, echo=lambda *a: None)
-        nodes = set(pl.read_parquet(store.root / "trials.parquet")["node"].to_list())
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    assert len(nodes) == 2
-    assert len(set(locations)) == 2  # the data object was copied to the second node's store
-
-
-def test_killed_worker_is_retried_with_same_numbers(local_ray, tmp_path, monkeypatch):
+def test_killed_worker_is_retried_with_same_numbers(shared_ray, tmp_path, monkeypatch, reference):
     cfg = tiny_cfg()
-    reference, _, _ = _sweep(cfg, tmp_path, "reference")
     seed = sweep_seeds(cfg)[1]
     monkeypatch.setenv("LE_RAY_TEST_FAULT_EXIT", f"localized_entropy:{seed}")
     monkeypatch.setenv("LE_RAY_TEST_FAULT_DIR", str(tmp_path))
     store, plan, progress = _sweep(cfg, tmp_path, "faulty")
     assert progress.failed == 0 and progress.done == 4
     assert list(tmp_path.glob("exited-*")), "the fault hook did not fire"
-    assert _metrics(store) == _metrics(reference)
+    faulty = _metrics(store.root)
+    assert len(faulty) == 4 and faulty.items() <= _metrics(reference).items()  # a trial's numbers: its seed's alone
 
 
-def test_always_failing_trial_is_recorded_and_others_finish(local_ray, tmp_path, monkeypatch):
+def test_always_failing_trial_is_recorded_and_others_finish(shared_ray, tmp_path, monkeypatch, no_figures):
     cfg = tiny_cfg()
     seed = sweep_seeds(cfg)[0]
     monkeypatch.setenv("LE_RAY_TEST_FAULT_RAISE", f"bce:{seed}")
@@ -183,6 +171,71 @@ def test_always_failing_trial_is_recorded_and_others_finish(local_ray, tmp_path,
     assert "Missing trials" in summary and f"bce seed {seed}" in summary and "FAILED" in summary
     tests = pl.read_csv(store.root / "report" / "tables" / "metric_tests_LE_vs_BCE.csv")
     assert set(tests["n"].to_list()) == {1}  # complete pairs only
+
+
+def _listening(procs) -> set[str]:
+    import psutil
+
+    addresses = set()
+    for proc in procs:
+        try:
+            addresses |= {c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return addresses
+
+
+def test_local_ray_listens_on_loopback_only(shared_ray, tmp_path):
+    """The shared instance is started by ``connect_ray`` (tests/conftest.py), the path of every local sweep."""
+    import psutil
+
+    store, _, progress = _sweep(tiny_cfg(), tmp_path)  # workers start and serve too
+    procs = psutil.Process().children(recursive=True)
+    addresses = _listening([psutil.Process(), *procs])
+    assert progress.done == 4 and len(procs) >= 4 and addresses
+    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
+    assert addresses <= loopback, f"listening beyond loopback: {sorted(addresses - loopback)}"
+
+
+def _main_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
+    return [*tiny_args(), "--results-dir", str(tmp_path / "res"), "--name", name, *extra]
+
+
+def test_extend_with_more_seeds_reuses_stored_trials(shared_ray, tmp_path, capsys, reference, no_figures):
+    assert main(_main_args(tmp_path, "s", "--no-report")) == 0
+    folder = tmp_path / "res" / "s"
+    first = {p.name: p.stat().st_mtime_ns for p in (folder / "trials").glob("*.json")}
+    assert len(first) == 4
+    capsys.readouterr()
+    assert main(_main_args(tmp_path, "s", "--set", SIX, "--extend")) == 0
+    out = capsys.readouterr().out
+    assert "resuming: 4 of 6 trials already stored" in out
+    after = {p.name: p.stat().st_mtime_ns for p in (folder / "trials").glob("*.json")}
+    assert len(after) == 6 and all(after[name] == t for name, t in first.items())  # untouched
+    assert len(list((folder / "config.history").glob("*.json"))) == 2
+    trials = pl.read_parquet(folder / "trials.parquet")
+    assert trials.height == 6 and sorted(set(trials["seed"].to_list())) == sweep_seeds(tiny_cfg(SIX))
+    assert _metrics(folder) == _metrics(reference)  # extended = run at the larger size from the start
+    assert json.loads((folder / "config.resolved.json").read_text())["repeats"]["num_runs"] == 2  # never rewritten
+
+
+def test_resume_with_another_config_is_refused_naming_the_keys(tmp_path, capsys, reference):
+    folder = _copy(reference, tmp_path / "res", "s")
+    config_before = (folder / "config.resolved.json").read_text()
+    trials_before = sorted(p.name for p in (folder / "trials").glob("*.json"))
+    history_before = len(list((folder / "config.history").glob("*.json")))
+    code = main(_main_args(tmp_path, "s", "--set", "training.lr=0.5", "--set", "model.embed_dim=3",
+                           "--set", "repeats.num_runs=4"))
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "model.embed_dim: 8 -> 3" in err and "training.lr: 0.001 -> 0.5" in err
+    assert "repeats.num_runs: 3 -> 4" in err and "--name" in err and "--extend" in err
+    assert (folder / "config.resolved.json").read_text() == config_before
+    assert sorted(p.name for p in (folder / "trials").glob("*.json")) == trials_before
+    assert len(list((folder / "config.history").glob("*.json"))) == history_before == 1
+
+
+# --------------------------------------------------------------------------- refused before Ray starts
 
 
 def test_unwritable_results_folder_refused_before_training(tmp_path, monkeypatch, capsys):
@@ -215,196 +268,10 @@ def test_resample_data_pairs_losses_per_seed():
     assert len({next(iter(f)) for f in by_seed.values()}) == len(seeds)  # data differ across seeds
 
 
-def _driver(tmp_path: Path, name: str, env_extra: dict, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, **env_extra}
-    return subprocess.Popen([sys.executable, "-m", "le_ray.repeats", *tiny_args("repeats.num_runs=3"), "--results-dir",
-                             str(tmp_path / "res"), "--name", name, *extra], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def _wait_for_trials(folder: Path, n: int, proc: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while len(list(folder.glob("*.json"))) < n:
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.time() < deadline, "no trial finished in time"
-        time.sleep(0.2)
-
-
-def test_driver_killed_then_rerun_resumes_to_same_report(tmp_path):
-    if ray.is_initialized():
-        ray.shutdown()
-    proc = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_SLEEP": "1"})
-    _wait_for_trials(tmp_path / "res" / "sweep" / "trials", 2, proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    stored = len(list((tmp_path / "res" / "sweep" / "trials").glob("*.json")))
-    assert 2 <= stored < 6
-    assert not list((tmp_path / "res" / "sweep" / "trials").glob(".tmp-*"))
-    rerun = _driver(tmp_path, "sweep", {})
-    out, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0, out
-    assert f"resuming: {stored} of 6" in out
-    fresh = _driver(tmp_path, "fresh", {})
-    out2, _ = fresh.communicate(timeout=300)
-    assert fresh.returncode == 0, out2
-    cols = ["seed", "loss", "logloss", "brier", "ece", "ece_small", "roc_auc", "pr_auc", "accuracy"]
-    a = pl.read_parquet(tmp_path / "res" / "sweep" / "trials.parquet").select(cols).sort(["loss", "seed"])
-    b = pl.read_parquet(tmp_path / "res" / "fresh" / "trials.parquet").select(cols).sort(["loss", "seed"])
-    assert a.equals(b)
-    ta = pl.read_csv(tmp_path / "res" / "sweep" / "report" / "tables" / "metric_tests_LE_vs_BCE.csv")
-    tb = pl.read_csv(tmp_path / "res" / "fresh" / "report" / "tables" / "metric_tests_LE_vs_BCE.csv")
-    assert ta.equals(tb)
-
-
-@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_stop_signal_keeps_finished_trials_and_prints_the_resume_command(tmp_path, signum, code):
-    if ray.is_initialized():
-        ray.shutdown()
-    proc = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_SLEEP": "3"})
-    trials = tmp_path / "res" / "sweep" / "trials"
-    _wait_for_trials(trials, 1, proc)
-    proc.send_signal(signum)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == code, out
-    assert "SIGTERM received" not in out and "PC: @" not in out and "Traceback" not in out
-    line = next(line for line in out.splitlines() if line.startswith("stopped ("))
-    assert " of 6 trials stored in " in line and "resume with: python -m le_ray.repeats" in line
-    files = list(trials.iterdir())
-    assert files and all(f.suffix == ".json" and not f.name.startswith(".tmp") for f in files)
-    for f in files:
-        json.loads(f.read_text())  # complete JSON
-    stored = int(line.split("): ")[1].split(" of ")[0])
-    assert stored == len(files)
-    command = shlex.split(line.split("resume with: ")[1])
-    rerun = subprocess.run([sys.executable, *command[1:]], capture_output=True, text=True, timeout=300,
-                           env={k: v for k, v in os.environ.items() if not k.startswith("LE_RAY_TEST_FAULT")})
-    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    assert f"resuming: {stored} of 6" in rerun.stdout
-    assert len(list(trials.glob("*.json"))) == 6
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_job_agent(ray_cli: str, dash: int, env: dict, deadline: float) -> None:
-    """Poll the jobs API until a job agent answers (``ray job list`` succeeds); retry connection errors and 5xx
-    "No available agent" answers until ``deadline``."""
-    while True:
-        probe = subprocess.run([ray_cli, "job", "list", "--address", f"http://127.0.0.1:{dash}"], env=env,
-                               capture_output=True, text=True, timeout=120)
-        if probe.returncode == 0:
-            return
-        assert time.time() < deadline, f"the job agent never came up: {probe.stdout[-2000:]}{probe.stderr[-2000:]}"
-        time.sleep(1.0)
-
-
-def test_ray_job_submit_with_token_auth(tmp_path):
-    """A local head (`ray start --head`, token auth, dashboard on 127.0.0.1) runs the sweep as a job."""
-    if ray.is_initialized():
-        ray.shutdown()
-    import secrets
-
-    ray_cli = str(Path(sys.executable).parent / "ray")
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-           "RAY_DISABLE_USAGE_STATS": "1"}
-    env.pop("RAY_ADDRESS", None)
-    gcs, dash = _free_port(), _free_port()
-    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    try:
-        results = tmp_path / "results"
-        repo = Path(__file__).resolve().parents[1]
-        submit = [ray_cli, "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--runtime-env",
-                  "jobs/runtime_env.yaml", "--", sys.executable, "-m", "le_ray.repeats", *tiny_args(),
-                  "--results-dir", str(results), "--name", "job"]
-        _wait_for_job_agent(ray_cli, dash, env, deadline=time.time() + 180)
-        done = subprocess.run(submit, env=env, cwd=repo, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        assert "succeeded" in done.stdout
-        sweep = results / "job"
-        assert (sweep / "summary.md").exists() and (sweep / "trials.parquet").exists()
-        assert len(list((sweep / "trials").glob("*.json"))) == 4
-        manifest = json.loads((sweep / "manifest.json").read_text())
-        assert manifest["ray_job"] is True
-        # the same submission with a relative results dir is refused with a clear message
-        bad = subprocess.run(submit[:-4] + ["--results-dir", "results", "--name", "job2"], env=env, cwd=repo,
-                             capture_output=True, text=True, timeout=600)
-        assert bad.returncode != 0 and "absolute --results-dir" in bad.stdout + bad.stderr
-        # a tiny tune-then-test as a job on the same head
-        tune = [*submit[:submit.index("le_ray.repeats")], "le_ray.tune", *tiny_args(
-            "tune.num_samples=2", 'tune.space.bce.lr={"loguniform": [0.001, 0.01]}'),
-            "--results-dir", str(results), "--name", "tune-job"]
-        tuned = subprocess.run(tune, env=env, cwd=repo, capture_output=True, text=True, timeout=900)
-        assert tuned.returncode == 0 and "succeeded" in tuned.stdout, tuned.stdout[-3000:] + tuned.stderr[-3000:]
-        summary = json.loads((results / "tune-job" / "tune" / "summary.json").read_text())
-        assert [len(r["samples"]) for r in summary["losses"]] == [2, 0]  # LE has no space: tested as configured
-        assert (results / "tune-job" / "summary.md").exists()
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-
-
-# --------------------------------------------------------------------------- reliability
-
-
-def _main_args(tmp_path: Path, name: str, *extra: str) -> list[str]:
-    return [*tiny_args(), "--results-dir", str(tmp_path / "res"), "--name", name, *extra]
-
-
-def test_resume_with_another_config_is_refused_naming_the_keys(tmp_path, capsys):
-    if ray.is_initialized():
-        ray.shutdown()
-    assert main(_main_args(tmp_path, "s", "--no-report")) == 0
-    folder = tmp_path / "res" / "s"
-    config_before = (folder / "config.resolved.json").read_text()
-    trials_before = sorted(p.name for p in (folder / "trials").glob("*.json"))
-    capsys.readouterr()
-    code = main(_main_args(tmp_path, "s", "--set", "training.lr=0.5", "--set", "model.embed_dim=3",
-                           "--set", "repeats.num_runs=3"))
-    err = capsys.readouterr().err
-    assert code == 2
-    assert "model.embed_dim: 8 -> 3" in err and "training.lr: 0.001 -> 0.5" in err
-    assert "repeats.num_runs: 2 -> 3" in err and "--name" in err and "--extend" in err
-    assert (folder / "config.resolved.json").read_text() == config_before
-    assert sorted(p.name for p in (folder / "trials").glob("*.json")) == trials_before
-    assert len(list((folder / "config.history").glob("*.json"))) == 1
-
-
-def test_extend_with_more_seeds_reuses_stored_trials(tmp_path, capsys):
-    if ray.is_initialized():
-        ray.shutdown()
-    assert main(_main_args(tmp_path, "s", "--no-report")) == 0
-    folder = tmp_path / "res" / "s"
-    first = {p.name: p.stat().st_mtime_ns for p in (folder / "trials").glob("*.json")}
-    assert len(first) == 4
-    capsys.readouterr()
-    assert main(_main_args(tmp_path, "s", "--set", "repeats.num_runs=3", "--extend")) == 0
-    out = capsys.readouterr().out
-    assert "resuming: 4 of 6 trials already stored" in out
-    after = {p.name: p.stat().st_mtime_ns for p in (folder / "trials").glob("*.json")}
-    assert len(after) == 6 and all(after[name] == t for name, t in first.items())  # untouched
-    assert len(list((folder / "config.history").glob("*.json"))) == 2
-    trials = pl.read_parquet(folder / "trials.parquet")
-    assert trials.height == 6 and sorted(set(trials["seed"].to_list())) == sweep_seeds(tiny_cfg("repeats.num_runs=3"))
-    assert json.loads((folder / "config.resolved.json").read_text())["repeats"]["num_runs"] == 2  # never rewritten
-
-
 def test_preflight_failures_leave_no_folder_and_start_no_ray(tmp_path, capsys, monkeypatch):
-    if ray.is_initialized():
-        ray.shutdown()
-    import le_ray.sweep.driver as driver
+    import le_ray.runners.repeats as repeats
 
-    monkeypatch.setattr(driver, "connect_ray", lambda cfg: pytest.fail("Ray was started"))
+    monkeypatch.setattr(repeats, "connect_ray", lambda cfg: pytest.fail("Ray was started"))
     missing = main(["--profile", "avazu_top6_by_count", "--set", "ctr.datasets.avazu.train_path=/nope/train.csv",
                     "--results-dir", str(tmp_path / "res"), "--name", "a"])
     assert missing == 2 and "ctr.datasets.avazu.train_path: file not found" in capsys.readouterr().err
@@ -424,95 +291,6 @@ def test_unreadable_manifest_on_resume_names_the_file(tmp_path, capsys):
     assert code == 2 and "manifest.json" in err and "cannot be read as JSON" in err and "Traceback" not in err
 
 
-def _listening(procs) -> set[str]:
-    import psutil
-
-    addresses = set()
-    for proc in procs:
-        try:
-            addresses |= {c.laddr.ip for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return addresses
-
-
-def test_local_ray_listens_on_loopback_only(tmp_path):
-    import psutil
-
-    from le_ray.sweep.driver import connect_ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-    connect_ray(tiny_cfg("ray.num_cpus=2"))
-    try:
-        store, _, progress = _sweep(tiny_cfg(), tmp_path)  # workers start and serve too
-        procs = psutil.Process().children(recursive=True)
-        addresses = _listening([psutil.Process(), *procs])
-    finally:
-        ray.shutdown()
-    assert progress.done == 4 and len(procs) >= 4 and addresses
-    loopback = {"127.0.0.1", "::1", "::ffff:127.0.0.1"}
-    assert addresses <= loopback, f"listening beyond loopback: {sorted(addresses - loopback)}"
-
-
-def test_node_removed_mid_sweep_completes_with_identical_metrics(tmp_path, monkeypatch):
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    cfg = tiny_cfg("repeats.num_runs=3")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    removed: list[float] = []
-
-    def echo(text, live=False):  # after the first stored trial, take a worker node away
-        if not live and text.startswith("[") and not removed:
-            cluster.remove_node(workers[0], allow_graceful=False)
-            removed.append(time.perf_counter())
-    try:
-        ray.init(address=cluster.address, log_to_driver=False)
-        monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "1")
-        disturbed, _, progress = _sweep(cfg, tmp_path, "disturbed", echo=echo)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    assert removed and progress.failed == 0 and progress.done == 6
-    if ray.is_initialized():
-        ray.shutdown()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        calm, _, _ = _sweep(cfg, tmp_path, "calm")
-    finally:
-        ray.shutdown()
-    assert _metrics(disturbed) == _metrics(calm)
-
-
-def test_driver_killed_during_report_then_rebuilt_report_is_the_same(tmp_path):
-    if ray.is_initialized():
-        ray.shutdown()
-    proc = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_REPORT_SLEEP": "60"})
-    tables = tmp_path / "res" / "sweep" / "report" / "tables"
-    deadline = time.time() + 300
-    while not list(tables.glob("metric_tests_*.csv")):
-        assert proc.poll() is None, proc.stdout.read()
-        assert time.time() < deadline, "the report phase never started"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    folder = tmp_path / "res" / "sweep"
-    assert not (folder / "summary.md").exists()
-    rerun = _driver(tmp_path, "sweep", {})
-    out, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0 and "resuming: 6 of 6" in out, out
-    assert (folder / "summary.md").exists() and not list(folder.rglob(".tmp-*"))
-    fresh = _driver(tmp_path, "fresh", {})
-    out2, _ = fresh.communicate(timeout=300)
-    assert fresh.returncode == 0, out2
-    for table in sorted(tables.glob("*.csv")):
-        assert pl.read_csv(table).equals(pl.read_csv(tmp_path / "res" / "fresh" / "report" / "tables" / table.name)), \
-            table.name
-
-
 def test_unsound_real_profile_refuses_naming_the_batch_size_keys(tmp_path, capsys):
     from .sample_data import require_sample
 
@@ -524,3 +302,217 @@ def test_unsound_real_profile_refuses_naming_the_batch_size_keys(tmp_path, capsy
     assert "few_steps" in err and "training.by_loss.localized_entropy.by_source.avazu.batch_size" in err
     assert "training.by_loss.bce.by_source.avazu.batch_size" in err and "--allow-unsound" in err
     assert not (tmp_path / "res").exists()
+
+
+# --------------------------------------------------------------------------- stop signals, killed drivers
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stop_handler_turns_either_signal_into_one_clean_stop(shared_ray, signum, code):
+    """With Ray initialised (its core worker has its own SIGTERM handler), the handler inside stop_on_signals
+    is ours, records the signal, and the next check raises StopRequested with the shell's exit code."""
+    before = signal.getsignal(signum)
+    with stop_on_signals() as flag:
+        ours = signal.getsignal(signum)
+        assert callable(ours) and ours is not before  # else the signal below would go to Ray's or Python's handler
+        flag.check()  # nothing arrived yet
+        os.kill(os.getpid(), signum)
+        deadline = time.time() + 30
+        while flag.signum is None:
+            assert time.time() < deadline, "the handler never ran"
+            time.sleep(0.01)
+        with pytest.raises(StopRequested) as info:
+            flag.check()
+    assert flag.signum == signum and info.value.exit_code == code and str(info.value) == signum.name
+    assert signal.getsignal(signum) is before  # the previous handler is back
+
+
+def _stopped_line(out: str) -> tuple[str, int]:
+    line = next(line for line in out.splitlines() if line.startswith("stopped ("))
+    assert " of 6 trials stored in " in line and "resume with: python -m le_ray.repeats" in line
+    return line, int(line.split("): ")[1].split(" of ")[0])
+
+
+def _stored_trials_are_complete(trials: Path, stored: int) -> None:
+    files = list(trials.iterdir())
+    assert files and all(f.suffix == ".json" and not f.name.startswith(".tmp") for f in files)
+    for f in files:
+        json.loads(f.read_text())  # complete JSON
+    assert stored == len(files)
+
+
+def test_sigterm_stops_the_sweep_and_the_printed_command_resumes(shared_ray, tmp_path, capfd, monkeypatch, reference,
+                                                                 no_figures):
+    """`ray job stop` sends SIGTERM to the driver (here: this process, running ``main`` on the shared instance,
+    whose core worker has its own SIGTERM handler): exit code 143, no native stack trace, the finished trials kept,
+    and the printed command resumes to the undisturbed sweep. Ctrl-C takes the same path (the unit test above)."""
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "2")
+    trials = tmp_path / "res" / "sweep" / "trials"
+    late: list = []
+
+    def stop_after_the_first_trial():
+        deadline = time.time() + 180
+        while not list(trials.glob("*.json")) and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, lambda *a: late.append(a))  # a late signal must not end the session
+    stopper = threading.Thread(target=stop_after_the_first_trial, daemon=True)
+    try:
+        stopper.start()
+        code = main([*tiny_args(SIX), "--results-dir", str(tmp_path / "res"), "--name", "sweep"])
+        stopper.join(timeout=60)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out, err = capfd.readouterr()
+    assert code == 143 and not late, out + err
+    assert "SIGTERM received" not in out + err and "PC: @" not in out + err and "Traceback" not in out + err
+    line, stored = _stopped_line(out)
+    _stored_trials_are_complete(trials, stored)
+    monkeypatch.delenv("LE_RAY_TEST_FAULT_SLEEP")
+    command = shlex.split(line.split("resume with: ")[1])
+    assert command[:3] == ["python", "-m", "le_ray.repeats"]
+    assert main(command[3:]) == 0
+    assert f"resuming: {stored} of 6" in capfd.readouterr().out
+    assert len(list(trials.glob("*.json"))) == 6 and _metrics(trials.parent) == _metrics(reference)
+
+
+def _driver(tmp_path: Path, name: str, env_extra: dict, *extra: str) -> tuple[subprocess.Popen, Path]:
+    """``python -m le_ray.repeats`` of the 6-trial tiny sweep in its own process group; output to a log file."""
+    log = tmp_path / f"{name}-{len(list(tmp_path.glob('*.log')))}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **env_extra}
+    with log.open("w") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "le_ray.repeats", *tiny_args(SIX), "--results-dir",
+                                 str(tmp_path / "res"), "--name", name, *extra], env=env, stdout=sink,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return proc, log
+
+
+def _wait_until(condition, proc: subprocess.Popen, log: Path, what: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, f"the driver exited ({proc.returncode}) before {what}: {log.read_text()[-3000:]}"
+        assert time.time() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.2)
+
+
+def test_driver_killed_mid_sweep_then_mid_report_then_rerun_gives_the_same_report(shared_ray, tmp_path, capsys,
+                                                                                 reference, no_figures):
+    """SIGKILL (no handler runs) first while trials run, then while the report is written; each rerun resumes,
+    and the final folder equals an undisturbed sweep's: trial metrics and every report table."""
+    folder = tmp_path / "res" / "sweep"
+    tables = folder / "report" / "tables"
+    first, log = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_SLEEP": "1"})
+    _wait_until(lambda: len(list((folder / "trials").glob("*.json"))) >= 2, first, log, "two trials were stored")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    stored = len(list((folder / "trials").glob("*.json")))
+    assert 2 <= stored < 6
+    assert not list((folder / "trials").glob(".tmp-*"))
+    second, log = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_REPORT_SLEEP": "60"})
+    _wait_until(lambda: list(tables.glob("metric_tests_*.csv")), second, log, "the report phase started", 300)
+    os.killpg(second.pid, signal.SIGKILL)
+    second.wait(timeout=60)
+    assert f"resuming: {stored} of 6" in log.read_text()
+    assert not (folder / "summary.md").exists()
+    capsys.readouterr()
+    assert main([*tiny_args(SIX), "--results-dir", str(tmp_path / "res"), "--name", "sweep"]) == 0
+    assert "resuming: 6 of 6" in capsys.readouterr().out
+    assert (folder / "summary.md").exists() and not list(folder.rglob(".tmp-*"))
+    assert _trials_table(folder).equals(_trials_table(reference))
+    expected = sorted(p.name for p in (reference / "report" / "tables").glob("*.csv"))
+    assert sorted(p.name for p in tables.glob("*.csv")) == expected and expected
+    for name in expected:
+        assert pl.read_csv(tables / name).equals(pl.read_csv(reference / "report" / "tables" / name)), name
+
+
+# --------------------------------------------------------------------------- as a Ray job
+
+
+def test_ray_job_submit_with_token_auth(no_ray, ray_head, tmp_path):
+    """A local head (`ray start --head`, token auth, dashboard on 127.0.0.1) runs the sweep as a job."""
+    results = tmp_path / "results"
+    job = [sys.executable, "-m", "le_ray.repeats", *tiny_args(), "--results-dir", str(results), "--name", "job"]
+    done = ray_head.submit(*job)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout
+    sweep = results / "job"
+    assert (sweep / "summary.md").exists() and (sweep / "trials.parquet").exists()
+    assert len(list((sweep / "trials").glob("*.json"))) == 4
+    manifest = json.loads((sweep / "manifest.json").read_text())
+    assert manifest["ray_job"] is True
+    # the same submission with a relative results dir is refused with a clear message
+    bad = ray_head.submit(*job[:-4], "--results-dir", "results", "--name", "job2")
+    assert bad.returncode != 0 and "absolute --results-dir" in bad.stdout + bad.stderr
+
+
+# --------------------------------------------------------------------------- their own clusters (last)
+
+
+def test_fake_gpus_fractional_pinning_and_cpu_training(no_ray, tmp_path, monkeypatch):
+    ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    cfg = tiny_cfg("ray.gpus_per_trial=0.5")
+    ray.get(warm_up_workers(cfg, 4))  # four workers up first, so the four trials start together
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "3")
+    store, _, progress = _sweep(cfg, tmp_path)
+    records = store.load_trials()
+    assert progress.done == 4
+    assert all(len(r["gpu_ids"]) == 1 for r in records)
+    assert {r["gpu_ids"][0] for r in records} == {"0", "1"}
+    assert all("torch sees no CUDA" in r["device"] for r in records)  # trained on CPU
+    # four at a time: every trial's sleep overlaps every other's
+    starts = sorted(r["started_at"] for r in records)
+    ends = sorted(r["finished_at"] for r in records)
+    assert starts[-1] < ends[0]
+
+
+@pytest.fixture(scope="module")
+def _three_nodes():
+    """A head without CPUs and two one-CPU worker nodes: every trial runs on a worker node."""
+    from ray.cluster_utils import Cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    try:
+        yield cluster, workers
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        cluster.shutdown()
+
+
+@pytest.fixture
+def on_cluster(_three_nodes):
+    cluster, workers = _three_nodes
+    if ray.is_initialized() and ray.get_runtime_context().gcs_address != cluster.address:
+        ray.shutdown()
+    if not ray.is_initialized():
+        ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+    return cluster, workers
+
+
+def test_two_nodes_trials_on_both_and_data_fetched_across(on_cluster, tmp_path, monkeypatch):
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "1")
+    store, _, progress = _sweep(tiny_cfg(), tmp_path)
+    ref = next(iter(progress.data_refs.values()))
+    locations = set(ray.experimental.get_object_locations([ref])[ref]["node_ids"])
+    nodes = {r["node"] for r in store.load_trials()}
+    assert len(nodes) == 2
+    assert nodes <= locations  # the data object was copied into the store of every node that trained
+
+
+def test_node_removed_mid_sweep_completes_with_identical_metrics(on_cluster, tmp_path, monkeypatch, reference):
+    cluster, workers = on_cluster
+    removed: list[float] = []
+
+    def echo(text, live=False):  # after the first stored trial, take a worker node away
+        if not live and text.startswith("[") and not removed:
+            cluster.remove_node(workers[0], allow_graceful=False)
+            removed.append(time.perf_counter())
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "1")
+    disturbed, _, progress = _sweep(tiny_cfg(SIX), tmp_path, "disturbed", echo=echo)
+    assert removed and progress.failed == 0 and progress.done == 6
+    assert _metrics(disturbed.root) == _metrics(reference)

@@ -82,7 +82,8 @@ def test_empty_eval_split(tmp_path, monkeypatch):
         return dataclasses.replace(data, eval=data.eval.take(np.zeros(0, dtype=np.int64))), source
 
     monkeypatch.setattr(run_module, "prepare_with_source", empty_eval)
-    assert main([*SMALL, "--set", "training.loss_mode=both", "--output-dir", str(tmp_path), "--name", "r"]) == 0
+    assert main([*SMALL, "--set", "training.loss_mode=both", "--set", "plots.enabled=false", "--output-dir",
+                 str(tmp_path), "--name", "r"]) == 0
     metrics = json.loads((tmp_path / "r" / "bce" / "synthetic" / "small" / "none" / "metrics.json").read_text())
     assert metrics["curves"]["eval_loss"] == [None, None]  # NaN, written as null
     assert metrics["metrics"] == {}
@@ -116,7 +117,8 @@ def test_avazu_sample_run_with_unlabelled_test_set(tmp_path, capsys):
 
 
 def test_evaluation_on_unlabelled_test_split_skips_label_metrics(tmp_path, capsys):
-    args = _avazu_args(tmp_path, "--set", "evaluation.split=test", "--set", "training.loss_mode=bce")
+    args = _avazu_args(tmp_path, "--set", "evaluation.split=test", "--set", "training.loss_mode=bce",
+                       "--set", "plots.enabled=false")
     assert main(args) == 0
     assert "has no usable labels; label metrics skipped" in capsys.readouterr().out
     metrics = json.loads((tmp_path / "r" / "bce" / "avazu" / "default" / "top_k" / "metrics.json").read_text())
