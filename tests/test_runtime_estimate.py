@@ -198,3 +198,11 @@ def test_decades_is_refused_on_a_cpu_before_its_rows_are_generated(tmp_path, cap
     err = capsys.readouterr().err
     assert "too_slow_here" in err and "estimated" in err and "on cpu" in err and "GPU" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_no_worker_is_warmed_up_when_no_trial_is_pending():
+    """A resume with every trial stored starts no warm-up task (and needs no Ray for it)."""
+    from le_ray.config import load_config
+    from le_ray.sweep.driver import warm_up_workers
+
+    assert warm_up_workers(load_config(profile="quickstart"), 0) == []

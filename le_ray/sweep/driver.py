@@ -164,7 +164,10 @@ def _resources(cfg: Config, train_rows: int | None = None) -> dict[str, Any]:
 
 
 def warm_up_workers(cfg: Config, num_trials: int, train_rows: int | None = None) -> list:
-    """Start one worker per trial slot and import the trial code there, without waiting."""
+    """Start one worker per trial slot and import the trial code there, without waiting (none when no trial is
+    pending, e.g. a resume with every trial stored)."""
+    if num_trials <= 0:
+        return []
     import ray
 
     cpus = ray.cluster_resources().get("CPU", 1.0)
