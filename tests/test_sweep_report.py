@@ -310,3 +310,13 @@ def test_tuning_section_states_the_budget_record_of_the_tune_runner():
     assert unequal in text and "Each loss was tuned with the same budget" not in text
     legacy = "\n".join(tuning_markdown(summary, None, Path(".")))  # a summary written before the budget record
     assert "Each loss was tuned with 4 samples of its search space" in legacy
+
+
+@pytest.mark.parametrize("switch", ["plots.enabled=false", "output.save_plots=false"])
+def test_report_draws_no_figure_when_plots_are_switched_off(tmp_path, switch):
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.4])}
+    store, _ = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both", switch], QUICK_RATES, factors,
+                             ["0", "1", "2", "3"], rows=3000)
+    text, _ = _build(store)
+    assert "## Verdict" in text and "![" not in text
+    assert not list((store.root / "report").rglob("*.png"))

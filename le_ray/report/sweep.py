@@ -159,7 +159,8 @@ def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print) ->
     tables = compute_tables(cfg, trials, per_cond, records, excluded)
     _write_tables(store.root, tables)
     faults.report_pause()
-    written = _plots(store.root, cfg, tables, records) if records else {}
+    drawing = records and cfg.plots.enabled and cfg.output.save_plots  # the documented switches, as in `le-ray run`
+    written = _plots(store.root, cfg, tables, records) if drawing else {}
     tuning_lines, tuning_summary = _tuning(store.root, cfg)
     ctx = SummaryContext(cfg, store.root, manifest, tables, _status(store, manifest, records), written,
                          tuning_lines, tuning_summary)
