@@ -235,6 +235,32 @@ def test_resume_with_another_config_is_refused_naming_the_keys(tmp_path, capsys,
     assert len(list((folder / "config.history").glob("*.json"))) == history_before == 1
 
 
+def test_stored_avazu_sample_sweep_resumes_by_name_without_its_profile(shared_ray, tmp_path, capsys, no_figures):
+    """`le-ray repeats --name X --results-dir D` resumes a stored avazu_sample sweep with the config it stores:
+    nothing is retrained, config.history records the stored command, and a conflicting profile is refused with
+    the stored command line."""
+    from tests.sample_data import require_sample
+
+    csv = require_sample("avazu", "avazu_sample.csv")
+    first = ["--profile", "avazu_sample", "--set", f"ctr.datasets.avazu.train_path={csv}", "--set",
+             "repeats.num_runs=2", "--set", "training.loss_mode=both", "--set", "training.by_loss.*.epochs=1",
+             "--allow-unsound"]
+    by_name = ["--name", "av", "--results-dir", str(tmp_path)]
+    assert main([*first, *by_name, "--no-report"]) == 0
+    trials = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "av" / "trials").glob("*.json")}
+    assert len(trials) == 4
+    capsys.readouterr()
+    assert main([*by_name, "--allow-unsound", "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "resuming sweep av with the config it stores (profile avazu_sample)" in out
+    assert "resuming: 4 of 4 trials already stored" in out
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "av" / "trials").glob("*.json")} == trials
+    history = sorted((tmp_path / "av" / "config.history").glob("*.json"))
+    assert len(history) == 2 and json.loads(history[-1].read_text())["argv"][:2] == ["--profile", "avazu_sample"]
+    assert main([*by_name, "--profile", "quickstart"]) == 2
+    assert "This sweep was last run with" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- refused before Ray starts
 
 
