@@ -42,15 +42,13 @@ from le_ray.data.batches import TensorSplit
 from le_ray.metrics.binning import _interior_edges
 from le_ray.metrics.pointwise import PROB_CLIP
 from le_ray.metrics.validation import _check_small, _ece_spec, _EceSpec
-from le_ray.training.losses import (_bce_terms, _checked_stats, _condition_rate, _entropy_den, _flat_inputs,
-                                    _stats_dtype)
+from le_ray.training.losses import LE_STAT_KEYS, le_stat_tensors
 from le_ray.training.objectives import Objective
 
 __all__ = ["Evaluation", "DEVICE_ECE_METHODS", "LE_STAT_KEYS", "sums_on_device", "device_condition_sums",
            "device_reliability", "le_stat_tensors", "evaluate_predictions"]
 
 DEVICE_ECE_METHODS = ("custom", "adaptive", "smooth", "smooth_lib")  # exact on the device; adaptive_lib is not
-LE_STAT_KEYS = ("count", "weight", "ones", "zeros", "numerator", "denominator", "base_rate")
 _DENSE_BIN_KEYS = 1 << 18  # (condition, bin) key spaces up to this size are summed densely, larger ones compacted
 _CHUNK_ROWS = 1 << 19  # rows per scatter: bounds the [rows, Σk] index and value matrices (~90 MB each at Σk = 22)
 
@@ -359,24 +357,6 @@ def device_reliability(p: Tensor, y: Tensor, *, bins: int = 20) -> dict[str, lis
     decode = _checked_plan(reader, p, y, cond, None, 1, _ece_kwargs(bins=bins), bins)
     reader.read()
     return decode()[1]
-
-
-@torch.no_grad()
-def le_stat_tensors(logits: Tensor, targets: Tensor, conditions: Tensor, *, num_conditions: int,
-                    base_rates: Tensor | None = None, sample_weights: Tensor | None = None,
-                    eps: float = 1e-12) -> Tensor:
-    """:func:`le_ray.training.losses.per_condition_le_stats` as one device tensor [7, C] float64, rows in
-    ``LE_STAT_KEYS`` order (count, Σw, ones = Σw·y, zeros, num_j = Σ w·BCE, den_j, base rate used;
-    NaN rate for absent conditions without a supplied rate) — the same helpers, nothing read on the host."""
-    z, y, c, w = _flat_inputs(logits, targets, conditions, sample_weights)
-    stats = _checked_stats(y, c, w, num_conditions, _stats_dtype(z.device))
-    num = stats.new_zeros(num_conditions).index_add_(0, c, _bce_terms(z, y, w).to(stats.dtype))
-    ones = stats[:, 2]
-    zeros = (stats[:, 1] - ones).clamp_min(0.0)
-    rate, supplied = _condition_rate(ones, zeros, base_rates, eps)
-    den = _entropy_den(ones, zeros, rate)
-    rate = torch.where(supplied | (stats[:, 0] > 0), rate, torch.full_like(rate, math.nan))
-    return torch.stack([stats[:, 0], stats[:, 1], ones, zeros, num, den, rate]).to(torch.float64)
 
 
 @dataclass

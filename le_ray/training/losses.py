@@ -49,6 +49,8 @@ __all__ = [
     "focal_loss",
     "localized_entropy",
     "per_condition_le_stats",
+    "le_stat_tensors",
+    "LE_STAT_KEYS",
 ]
 
 Tensor = torch.Tensor
@@ -390,7 +392,30 @@ def localized_entropy(
     return loss * big_w if reduction == "sum" else loss
 
 
+#: Rows of :func:`le_stat_tensors`, the keys of :func:`per_condition_le_stats`.
+LE_STAT_KEYS = ("count", "weight", "ones", "zeros", "numerator", "denominator", "base_rate")
+
+
 @torch.no_grad()
+def le_stat_tensors(logits: Tensor, targets: Tensor, conditions: Tensor, *, num_conditions: int,
+                    base_rates: Optional[Tensor] = None, sample_weights: Optional[Tensor] = None,
+                    eps: float = 1e-12) -> Tensor:
+    """Per-condition LE diagnostics as one tensor [7, C] float64 on the logits' device, rows in
+    :data:`LE_STAT_KEYS` order: count (samples), weight (sum w), ones (sum w*y), zeros (weight - ones),
+    numerator (num_j = sum b_i), denominator (den_j before the eps clamp and the power), base_rate (p_j
+    used, clamped; NaN for conditions absent from the batch whose rate was not supplied).  Nothing is
+    read on the host (device evaluation stacks it with its other sums)."""
+    z, y, c, w = _flat_inputs(logits, targets, conditions, sample_weights)
+    stats = _checked_stats(y, c, w, num_conditions, _stats_dtype(z.device))
+    num = stats.new_zeros(num_conditions).index_add_(0, c, _bce_terms(z, y, w).to(stats.dtype))
+    ones = stats[:, 2]
+    zeros = (stats[:, 1] - ones).clamp_min(0.0)
+    rate, supplied = _condition_rate(ones, zeros, base_rates, eps)
+    den = _entropy_den(ones, zeros, rate)
+    rate = torch.where(supplied | (stats[:, 0] > 0), rate, torch.full_like(rate, math.nan))
+    return torch.stack([stats[:, 0], stats[:, 1], ones, zeros, num, den, rate]).to(torch.float64)
+
+
 def per_condition_le_stats(
     logits: Tensor,
     targets: Tensor,
@@ -401,27 +426,10 @@ def per_condition_le_stats(
     eps: float = 1e-12,
     num_conditions: Optional[int] = None,
 ) -> dict[str, np.ndarray]:
-    """Per-condition LE diagnostics, each a float64 numpy array of length C.
-
-    count (samples), weight (sum w), ones (sum w*y), zeros (weight - ones),
-    numerator (num_j = sum b_i), denominator (den_j before the eps clamp and the power),
-    base_rate (p_j used, clamped; NaN for conditions absent from the batch whose rate was
-    not supplied).  C = num_conditions, else inferred as in :func:`localized_entropy`.
-    """
-    z, y, c, w = _flat_inputs(logits, targets, conditions, sample_weights)
-    size = num_conditions if num_conditions is not None else _infer_num_conditions(
-        c, _numel(base_rates)
-    )
-    dtype = _stats_dtype(z.device)
-    stats = _checked_stats(y, c, w, size, dtype)
-    num = stats.new_zeros(size).index_add_(0, c, _bce_terms(z, y, w).to(dtype))
-    ones = stats[:, 2]
-    zeros = (stats[:, 1] - ones).clamp_min(0.0)
-    p, supplied = _condition_rate(ones, zeros, base_rates, eps)
-    den = _entropy_den(ones, zeros, p)
-    p = torch.where(supplied | (stats[:, 0] > 0), p, torch.full_like(p, math.nan))
-    out = {
-        "count": stats[:, 0], "weight": stats[:, 1], "ones": ones, "zeros": zeros,
-        "numerator": num, "denominator": den, "base_rate": p,
-    }
-    return {k: v.double().cpu().numpy() for k, v in out.items()}
+    """:func:`le_stat_tensors` as float64 numpy arrays of length C keyed by :data:`LE_STAT_KEYS`.
+    C = num_conditions, else inferred as in :func:`localized_entropy`."""
+    _, _, c, _ = _flat_inputs(logits, targets, conditions, sample_weights)
+    size = num_conditions if num_conditions is not None else _infer_num_conditions(c, _numel(base_rates))
+    rows = le_stat_tensors(logits, targets, conditions, num_conditions=size, base_rates=base_rates,
+                           sample_weights=sample_weights, eps=eps).cpu().numpy()
+    return dict(zip(LE_STAT_KEYS, rows))
