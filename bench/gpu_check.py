@@ -43,7 +43,6 @@ import argparse
 import concurrent.futures as cf
 import faulthandler
 import json
-import math
 import multiprocessing
 import os
 import platform
@@ -55,7 +54,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F

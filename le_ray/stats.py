@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import math
+
 import numpy as np
 import polars as pl
 from scipy import stats as sps
@@ -35,6 +37,7 @@ __all__ = [
     "ALTERNATIVES",
     "ZERO_METHODS",
     "CORRECTIONS",
+    "median_range",
     "paired_deltas",
     "paired_wilcoxon",
     "rank_biserial",
@@ -69,6 +72,14 @@ def _check_choice(value, allowed: Sequence[str], name: str) -> None:
 
 
 # ---------------------------------------------------------------------------- paired tests
+
+
+def median_range(values) -> tuple[float, float, float]:
+    """(median, min, max) of the finite, positive entries of ``values`` (e.g. one ad's per-seed calibration ratios);
+    NaN three times when there is none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return (float(np.median(v)), float(v.min()), float(v.max())) if v.size else (math.nan,) * 3
 
 
 def paired_deltas(baseline, candidate, *, higher_is_better: bool) -> np.ndarray:

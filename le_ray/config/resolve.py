@@ -275,7 +275,7 @@ def _ignored_sets(parts: list[str], value: Any, losses: Iterable[str]) -> list[S
     """A per-loss ``--set`` of an optimiser key while same_settings_for_all_losses is true: ignored for its losses."""
     if len(parts) < 4 or parts[:2] != ["training", "by_loss"]:
         return []
-    setting = parts[5] if parts[3] == "by_source" and len(parts) > 5 else parts[3]
+    setting = _setting_of(parts)
     if setting not in OPTIMISER_SETTING_KEYS:
         return []
     named = [canonical_loss(parts[2])] if parts[2] != WILDCARD and parts[2] in LOSS_LOOKUP else list(losses)

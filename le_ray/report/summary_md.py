@@ -19,7 +19,7 @@ from le_ray.config.load import profile_names
 from le_ray.glossary import glossary_lines
 from le_ray.registry import LOSSES, label
 from le_ray.report.tables import markdown_table
-from le_ray.report.verdict import (BAND_EDGES, Verdict, VerdictInputs, band_sentences, bands_overview, bottom_line,
+from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, bottom_line,
                                    bottom_note, caveat_lines, metric_sentences, rare_headline, setting_differences,
                                    verdict_markdown)
 
@@ -64,10 +64,6 @@ def _reference(ctx: SummaryContext) -> str:
     return "the true click probability" if ctx.tables.truth else "the evaluation click rate"
 
 
-def _edges(cfg: Config) -> tuple[float, ...]:
-    return tuple(cfg.report.rate_bands) if cfg.report.rate_bands else BAND_EDGES
-
-
 def _rare_advice(cfg: Config) -> str:
     """How to get rare ads into a sweep, as a sentence fragment naming the exact keys."""
     profiles = [f"`{n}`" for n in ("decades", "quickstart") if n in profile_names()]
@@ -95,7 +91,7 @@ def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs
         else pl.DataFrame({"loss": [], "seed": [], "condition": [], "ratio": []})
     return VerdictInputs(baseline, candidate, tests, ctx.tables.condition_tests.get(key, pl.DataFrame()), ratios,
                          rep.per_condition_alpha, rep.per_condition_correction, int(tests["n"].max() or 0),
-                         _reference(ctx), _edges(ctx.cfg),
+                         _reference(ctx), band_edges(ctx.cfg),
                          setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")))
 
 
@@ -113,7 +109,7 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
         verdict.note = bottom_note(_reference(ctx), rep.per_condition_correction)
     ads = _ads(ctx)
     verdict.headline = rare_headline(ads, _reference(ctx).removeprefix("the "), _rare_advice(ctx.cfg))
-    verdict.bands = bands_overview(ads, _edges(ctx.cfg))
+    verdict.bands = bands_overview(ads, band_edges(ctx.cfg))
     verdict.bands_title = f"Ads by absolute rate band ({_reference(ctx).removeprefix('the ')} of each ad)"
     verdict.caveats = caveat_lines(_audit(ctx)["findings"], seeds=rep.num_runs, alternative=rep.alternative,
                                    resampled=rep.resample_data, truth=ctx.tables.truth,

@@ -24,7 +24,7 @@ from le_ray.config import Config, resolve_config
 from le_ray.registry import LOSSES, label
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, SummaryContext, build_verdict,
                                       summary_markdown, table_files)
-from le_ray.report.verdict import verdict_text
+from le_ray.report.verdict import band_edges, verdict_text
 from le_ray.report.sweep_stats import SweepTables, comparison_pairs, compute_tables
 from le_ray.report.tables import write_csv
 from le_ray.report.tuning import best_so_far, load_tuning, tuning_markdown
@@ -87,7 +87,7 @@ def _plots(root: Path, cfg: Config, tables: SweepTables, records: list[dict[str,
         fig = plots.plot_calibration_by_rate(tables.calibration, excluded=tables.calibration.filter(
             pl.col("excluded"))["condition"].unique().to_list(), reference="true click rate" if tables.truth else
             "click rate", title=f"{names}: calibration by base rate, per ad (labels: ad ids)",
-            edges=tuple(cfg.report.rate_bands) if cfg.report.rate_bands else None)
+            edges=band_edges(cfg))
         written["calibration_by_rate"] = plots.save_figure(fig, out / "calibration_by_rate.png", dpi=dpi)
     losses = sorted({r["loss"] for r in records}, key=list(LOSSES).index)
     reliab = {label(loss): t for loss in losses if (t := mean_reliability(records, loss))}

@@ -26,7 +26,7 @@ import polars as pl
 
 from le_ray.config import Config
 from le_ray.registry import label
-from le_ray.sweep.store import ad_ids, pooled_per_condition
+from le_ray.sweep.store import pooled_per_condition, with_ad_id
 from le_ray.stats import REPEAT_METRICS, adjust_p, calibration_tests_from_sums, metric_tests, summarize_runs
 
 __all__ = ["SweepTables", "compute_tables", "comparison_pairs", "pair_key", "uses_truth"]
@@ -88,7 +88,7 @@ def _seed_matrix(per_cond: pl.DataFrame, loss: str, seeds: np.ndarray, condition
 
 
 def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candidate: str,
-                     excluded: set[int]) -> pl.DataFrame:
+                     excluded: set[int], values: list[str] | None) -> pl.DataFrame:
     tested = per_cond.filter(~pl.col("condition").is_in(sorted(excluded))) if excluded else per_cond
     seeds = np.array(sorted(set(tested.filter(pl.col("loss") == baseline)["seed"].to_list())
                             & set(tested.filter(pl.col("loss") == candidate)["seed"].to_list())))
@@ -105,9 +105,7 @@ def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candida
                                         sort_by=rep.per_condition_sort_by)
     ids = pl.DataFrame({"condition": np.arange(len(conditions), dtype=np.int64), "condition_id": conditions})
     table = table.join(ids, on="condition", how="left").drop("condition").rename({"condition_id": "condition"})
-    table = table.with_columns(pl.Series("ad_id", ad_ids(table["condition"].to_list(), _values(per_cond)),
-                                         dtype=pl.String))
-    return table.select("condition", "ad_id", *[c for c in table.columns if c not in ("condition", "ad_id")])
+    return with_ad_id(table, values)
 
 
 def _values(per_cond: pl.DataFrame) -> list[str] | None:
@@ -144,8 +142,9 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
     truth = uses_truth(cfg, per_cond) if per_cond.height else False
     tables = SweepTables(summarize_runs(trials) if trials.height else pl.DataFrame(), truth=truth)
     present = set(trials["loss"].unique().to_list()) if trials.height else set()
+    values = _values(per_cond)  # ad id by condition index, once for every table
     for loss in [x for x in cfg.losses if x in present]:
-        tables.pooled[loss] = pooled_per_condition(records, loss, _values(per_cond))
+        tables.pooled[loss] = pooled_per_condition(records, loss, values)
     for baseline, candidate in comparison_pairs(cfg.losses):
         if {baseline, candidate} <= present:
             key = pair_key(baseline, candidate)
@@ -153,7 +152,7 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
                                  zero_method=rep.zero_method, bootstrap_samples=rep.bootstrap_samples,
                                  seed=cfg.project.seed, confidence=rep.bootstrap_confidence)
             tables.metric_tests[key] = _with_adjusted(tests, rep.per_condition_correction)
-            tables.condition_tests[key] = _condition_tests(cfg, per_cond, baseline, candidate, set(excluded))
+            tables.condition_tests[key] = _condition_tests(cfg, per_cond, baseline, candidate, set(excluded), values)
             tables.deltas[key] = _seed_deltas(trials, baseline, candidate)
     tables.calibration = _calibration_long(per_cond, truth, set(excluded))
     return tables

@@ -28,14 +28,20 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from le_ray.stats import median_range
 from le_ray.registry import label
 
-__all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
+__all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "ratio_stats", "bottom_line", "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
            "caveat_lines",
            "setting_differences", "verdict_markdown", "verdict_text"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
+
+
+def band_edges(cfg) -> tuple[float, ...]:
+    """The rate-band edges of a report: ``report.rate_bands`` when set, else :data:`BAND_EDGES`."""
+    return tuple(cfg.report.rate_bands) if cfg.report.rate_bands else BAND_EDGES
 RARE_BELOW = 0.01  #: an ad is rare when its rate is below 1 %
 MAX_BOTTOM_ADS = 2  #: the bottom line names at most this many of the rarest tested ads (one when none is rare)
 #: training settings compared between the two losses of a comparison (the LE history is part of the LE method)
@@ -116,9 +122,7 @@ def ratio_stats(ratios: pl.DataFrame, loss: str, condition: int, seeds: Sequence
     (NaN when there is none)."""
     rows = ratios.filter((pl.col("loss") == loss) & (pl.col("condition") == condition)
                          & pl.col("seed").is_in(list(seeds)))
-    v = rows["ratio"].cast(pl.Float64).to_numpy() if rows.height else np.zeros(0)
-    v = v[np.isfinite(v) & (v > 0)]
-    return (float(np.median(v)), float(v.min()), float(v.max())) if v.size else (math.nan,) * 3
+    return median_range(rows["ratio"].cast(pl.Float64).to_numpy() if rows.height else np.zeros(0))
 
 
 def _direction(name: str, stats: tuple[float, float, float]) -> str:

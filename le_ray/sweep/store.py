@@ -41,7 +41,7 @@ from le_ray.errors import ResultsError
 
 __all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest", "TRIAL_KEYS",
            "EXTEND_KEYS", "ConfigChange", "config_changes", "check_resume", "nearest_writable", "trials_frame",
-           "per_condition_frame", "pooled_per_condition", "ad_ids"]
+           "per_condition_frame", "pooled_per_condition", "ad_ids", "with_ad_id"]
 
 #: Config keys (dotted prefixes) that change what a trial computes or which data it sees.
 TRIAL_KEYS = ("project.seed", "data.", "synthetic.", "ctr.", "model.", "training.", "evaluation.", "device.dtype",
@@ -259,7 +259,7 @@ def ad_ids(conditions, condition_values: list[str] | tuple[str, ...] | None) -> 
     return [values[int(j)] if 0 <= int(j) < len(values) else str(int(j)) for j in conditions]
 
 
-def _with_ad_id(table: pl.DataFrame, condition_values) -> pl.DataFrame:
+def with_ad_id(table: pl.DataFrame, condition_values) -> pl.DataFrame:
     """``table`` with an ``ad_id`` column right after ``condition``."""
     ids = pl.Series("ad_id", ad_ids(table["condition"].to_list(), condition_values), dtype=pl.String)
     out = table.with_columns(ids)
@@ -279,7 +279,7 @@ def per_condition_frame(records: list[dict[str, Any]], condition_values: list[st
                                          pl.lit(r["loss"]).alias("loss")))
     if not frames:
         return pl.DataFrame()
-    return _with_ad_id(pl.concat(frames, how="diagonal_relaxed"), condition_values)
+    return with_ad_id(pl.concat(frames, how="diagonal_relaxed"), condition_values)
 
 
 def pooled_per_condition(records: list[dict[str, Any]], loss: str,
@@ -290,4 +290,4 @@ def pooled_per_condition(records: list[dict[str, Any]], loss: str,
              if r["loss"] == loss and r.get("condition_sums")]
     if not parts:
         return pl.DataFrame()
-    return _with_ad_id(metrics.per_condition_table(metrics.merge_sums(parts)), condition_values)
+    return with_ad_id(metrics.per_condition_table(metrics.merge_sums(parts)), condition_values)

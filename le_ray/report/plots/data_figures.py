@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from le_ray.report.plots.axes import (
-    _category_axis, MAX_HIST_CONDITIONS, MAX_TICK_LABELS, _as_table, _bools, _clip_note, _col, _colors, _figure, _grid, _label,
+    MAX_HIST_CONDITIONS, _as_table, _bools, _category_axis, _clip_note, _col, _colors, _figure, _grid, _label,
     _legend, _name_of, _names, _no_data, _positive, _rows, _top_conditions, _top_note, condition_color,
 )
 

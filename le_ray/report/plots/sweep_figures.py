@@ -13,8 +13,9 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from le_ray import registry
+from le_ray.stats import median_range
 from le_ray.report.plots.axes import (
-    _category_axis, MAX_TICK_LABELS, _annotate, _as_table, _bools, _clip_note, _col, _colors, _diagonal,
+    MAX_TICK_LABELS, _annotate, _as_table, _bools, _category_axis, _clip_note, _col, _colors, _diagonal,
     _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors,
 )
 
@@ -168,14 +169,6 @@ MAX_RATE_LABELS = 12  #: the rare-ad picture labels every ad up to this many ...
 RAREST_LABELS = 5  #: ... and only the rarest this many beyond that
 
 
-def _seed_summary(values: np.ndarray) -> tuple[float, float, float]:
-    """(median, min, max) of the finite, positive per-seed ratios of one condition (NaN when none)."""
-    v = values[np.isfinite(values) & (values > 0)]
-    if not v.size:
-        return (math.nan,) * 3
-    return float(np.median(v)), float(v.min()), float(v.max())
-
-
 def _ad_points(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Per condition id (sorted): its reference rate (first finite positive value, else NaN) and its ad id."""
     cond, rate = _col(t, "condition"), _col(t, "base_rate")
@@ -226,7 +219,7 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
     mids: list[list[float]] = [[] for _ in ids]
     for color, loss, shift in zip(loss_colors(losses), losses, shifts):
         for k, j in enumerate(ids):
-            mid, lo, hi = _seed_summary(ratio[(loss_col == loss) & (cond == j)])
+            mid, lo, hi = median_range(ratio[(loss_col == loss) & (cond == j)])
             if not (np.isfinite(mid) and np.isfinite(rates[k])):
                 continue
             mids[k].append(mid)
