@@ -55,26 +55,32 @@ class TensorSplit:
         """Where batches (and so the model's inputs) live."""
         return self.compute_device
 
-    def _take(self, idx: torch.Tensor | slice) -> Batch:
+    def take(self, idx: torch.Tensor | slice) -> Batch:
+        """The rows ``idx`` (int64 indices on the storage device, or a slice) as a batch on the compute device."""
         move = (lambda t: t) if self.compute_device == self.cond.device else (  # noqa: E731
             lambda t: t.to(self.compute_device, non_blocking=True))
         return Batch(move(self.x_num[idx]), move(self.x_cat[idx]), move(self.cond[idx]),
                      None if self.y is None else move(self.y[idx]), move(self.w[idx]))
 
+    def permutation(self, generator: torch.Generator) -> torch.Tensor:
+        """A fresh permutation of the rows [N] int64 from ``generator``, on the storage device: the epoch order
+        every training path (eager batches, captured steps, the non-finite report) draws the same way."""
+        return torch.randperm(len(self), generator=generator).to(self.cond.device)
+
     def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        """Batches of a fresh permutation (the last one may be smaller)."""
-        perm = torch.randperm(len(self), generator=generator).to(self.cond.device)
+        """Batches of a fresh :meth:`permutation` (the last one may be smaller)."""
+        perm = self.permutation(generator)
         for start in range(0, len(self), batch_size):
-            yield self._take(perm[start:start + batch_size])
+            yield self.take(perm[start:start + batch_size])
 
     def sequential(self, batch_size: int) -> Iterator[Batch]:
         """Batches in row order (views, no copy) for evaluation and prediction."""
         for start in range(0, len(self), batch_size):
-            yield self._take(slice(start, start + batch_size))
+            yield self.take(slice(start, start + batch_size))
 
     def whole(self) -> Batch:
         """The whole split as one batch on the compute device (views when already there)."""
-        return self._take(slice(None))
+        return self.take(slice(None))
 
     def num_batches(self, batch_size: int) -> int:
         return -(-len(self) // batch_size)

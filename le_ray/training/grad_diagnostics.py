@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from le_ray.data.batches import Batch
-from le_ray.training.losses import bce_loss, localized_entropy
+from le_ray.training.losses import bce_loss, localized_entropy, stats_dtype
 from le_ray.metrics.validation import _ratio as _safe_div  # num / den, NaN where den <= 0
 
 __all__ = ["GradSqAccumulator", "grad_sq_table"]
@@ -29,7 +29,7 @@ class GradSqAccumulator:
     def __init__(self, device: torch.device, objective) -> None:
         self.device = device
         self.base_rates = objective.base_rates
-        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.dtype = stats_dtype(device)
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: torch.Tensor | None = None
 

@@ -43,10 +43,11 @@ from torch import nn
 
 from le_ray.config import TrainingSettings
 from le_ray.data.batches import Batch, TensorSplit
+from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
-__all__ = ["forward", "bce_sum", "sum_dtype", "NonFiniteGuard", "LrSchedule", "StepState", "step_fn",
-           "gather_batch", "BatchFeed", "StaticSteps", "WARMUP_STEPS"]
+__all__ = ["forward", "bce_sum", "NonFiniteGuard", "LrSchedule", "StepState", "step_fn",
+           "BatchFeed", "StaticSteps", "WARMUP_STEPS"]
 
 log = logging.getLogger("le_ray.training.graph_step")
 
@@ -73,11 +74,6 @@ def bce_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
                                                                 reduction="sum")
 
 
-def sum_dtype(device: torch.device) -> torch.dtype:
-    """Dtype of the running loss sums: float64, except on MPS (which has none)."""
-    return torch.float32 if device.type == "mps" else torch.float64
-
-
 class NonFiniteGuard:
     """The first optimiser step whose loss was not finite, and that loss, kept on the device.
 
@@ -86,7 +82,7 @@ class NonFiniteGuard:
 
     def __init__(self, device: torch.device) -> None:
         self.first_step = torch.full((), -1, dtype=torch.long, device=device)
-        self.first_loss = torch.zeros((), dtype=sum_dtype(device), device=device)
+        self.first_loss = torch.zeros((), dtype=stats_dtype(device), device=device)
 
     def record(self, loss: torch.Tensor, step: torch.Tensor) -> None:
         """Keep ``step`` (0-d int64) and ``loss`` if this is the first non-finite loss."""
@@ -199,13 +195,6 @@ def step_fn(state: StepState, batch: Batch) -> torch.Tensor:
     return loss
 
 
-def gather_batch(split: TensorSplit, rows: torch.Tensor) -> Batch:
-    """The rows ``rows`` (int64, on the split's storage device) of ``split`` as a batch on its compute device."""
-    def take(t: torch.Tensor | None) -> torch.Tensor | None:
-        return None if t is None else t.index_select(0, rows).to(split.compute_device, non_blocking=True)
-    return Batch(take(split.x_num), take(split.x_cat), take(split.cond), take(split.y), take(split.w))
-
-
 class BatchFeed:
     """Fixed buffers of one full-size batch on the compute device, filled from the epoch's order.
 
@@ -303,4 +292,4 @@ class StaticSteps:
             yield (self._captured_step() if self.capture else self._body()), feed.batch_size
         rest = order[feed.full_batches * feed.batch_size:]
         if rest.numel():
-            yield step_fn(self.state, gather_batch(self.split, rest)), int(rest.numel())
+            yield step_fn(self.state, self.split.take(rest)), int(rest.numel())

@@ -45,8 +45,8 @@ from le_ray.config import TrainingSettings
 from le_ray.data.batches import Batch, TensorSplit
 from le_ray.training import graph_step
 from le_ray.training.grad_diagnostics import GradSqAccumulator
-from le_ray.training.graph_step import (LrSchedule, NonFiniteGuard, StaticSteps, StepState, bce_sum, forward,
-                                        sum_dtype)
+from le_ray.training.graph_step import LrSchedule, NonFiniteGuard, StaticSteps, StepState, bce_sum, forward
+from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
 __all__ = ["TrainCurves", "TrainOutcome", "NonFiniteLossError", "build_optimizer", "train_model", "forward",
@@ -164,7 +164,7 @@ def batched_loss(model: nn.Module, split: TensorSplit, objective: Objective, bat
         return float("nan"), float("nan")
     was_training = model.training
     model.eval()
-    sums = torch.zeros(3, dtype=sum_dtype(split.device), device=split.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
+    sums = torch.zeros(3, dtype=stats_dtype(split.device), device=split.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
     for batch in split.sequential(batch_size):
         weight = batch.w.sum().to(sums.dtype)
         logits = forward(model, batch, amp)
@@ -242,9 +242,7 @@ def _epoch_steps(ctx: _EpochContext):
         for batch in ctx.train.shuffled(ctx.settings.batch_size, ctx.generator):
             yield graph_step.step_fn(ctx.state, batch), len(batch)
         return
-    # the permutation TensorSplit.shuffled would draw, from the same generator
-    order = torch.randperm(len(ctx.train), generator=ctx.generator).to(ctx.train.cond.device)
-    yield from ctx.static.epoch(order)
+    yield from ctx.static.epoch(ctx.train.permutation(ctx.generator))  # the order shuffled() would draw
 
 
 def _raise_if_tripped(ctx: _EpochContext, order_state: torch.Tensor) -> None:
@@ -258,8 +256,8 @@ def _raise_if_tripped(ctx: _EpochContext, order_state: torch.Tensor) -> None:
     step, loss = tripped
     index = step - ctx.epoch_first_step + 1
     size = ctx.settings.batch_size
-    order = torch.randperm(len(ctx.train), generator=torch.Generator().set_state(order_state))
-    rows = order[(index - 1) * size:index * size].to(ctx.train.cond.device)
+    order = ctx.train.permutation(torch.Generator().set_state(order_state))
+    rows = order[(index - 1) * size:index * size]
     ids = torch.unique(ctx.train.cond.index_select(0, rows)).tolist()
     rates = ctx.objective.base_rates
     degenerate = rates is not None and any(float(rates[j]) <= 0 or float(rates[j]) >= 1 for j in ids
@@ -317,7 +315,7 @@ def _step_state(model: nn.Module, train: TensorSplit, objective: Objective, sett
     optimizer = build_optimizer(model, settings, capturable=capture)
     observe, after_backward = _diagnostic_hooks(model, settings, grad_sq, ctx_ref)
     return StepState(model, optimizer, objective, LrSchedule(optimizer, settings, dev if device_lr else None),
-                     NonFiniteGuard(dev), torch.zeros(3, dtype=sum_dtype(dev), device=dev),
+                     NonFiniteGuard(dev), torch.zeros(3, dtype=stats_dtype(dev), device=dev),
                      torch.zeros((), dtype=torch.long, device=dev), settings.amp, observe, after_backward)
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "focal_loss",
     "localized_entropy",
     "per_condition_le_stats",
+    "stats_dtype",
     "le_stat_tensors",
     "LE_STAT_KEYS",
 ]
@@ -75,8 +76,9 @@ class WindowHistory(Protocol):
 # --------------------------------------------------------------------------- helpers
 
 
-def _stats_dtype(device: torch.device) -> torch.dtype:
-    """Dtype for the [C]-sized statistics: float64 (cheap at size C), except on MPS."""
+def stats_dtype(device: torch.device) -> torch.dtype:
+    """Dtype of accumulated statistics (the [C]-sized LE sums, the loops' running loss sums, gradient
+    diagnostics): float64 (cheap at these sizes), except on MPS, which has none."""
     return torch.float32 if device.type == "mps" else torch.float64
 
 
@@ -267,7 +269,7 @@ def le_constants(base_rates: Optional[Tensor], condition_weights: Optional[Tenso
     and builds ``pick``; :func:`localized_entropy` builds its constants per call with it off, so that
     a call never synchronises.
     """
-    dtype = _stats_dtype(torch.device(device))
+    dtype = stats_dtype(torch.device(device))
     rate = _per_condition(base_rates, size, math.nan, device, dtype)
     if rate is None:
         rate = torch.full((size,), math.nan, dtype=dtype, device=device)
@@ -406,7 +408,7 @@ def le_stat_tensors(logits: Tensor, targets: Tensor, conditions: Tensor, *, num_
     used, clamped; NaN for conditions absent from the batch whose rate was not supplied).  Nothing is
     read on the host (device evaluation stacks it with its other sums)."""
     z, y, c, w = _flat_inputs(logits, targets, conditions, sample_weights)
-    stats = _checked_stats(y, c, w, num_conditions, _stats_dtype(z.device))
+    stats = _checked_stats(y, c, w, num_conditions, stats_dtype(z.device))
     num = stats.new_zeros(num_conditions).index_add_(0, c, _bce_terms(z, y, w).to(stats.dtype))
     ones = stats[:, 2]
     zeros = (stats[:, 1] - ones).clamp_min(0.0)
