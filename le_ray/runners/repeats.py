@@ -130,15 +130,7 @@ def stored_command(store: SweepStore) -> str:
 
 def effective_argv(stored_argv: Sequence[str], argv: Sequence[str]) -> list[str]:
     """The stored command's config arguments followed by this run's: the full command of the config it resolves to."""
-    out, skip = [], False
-    for arg in stored_argv:
-        if skip or arg in _RUN_FLAGS or arg.startswith(("--name=", "--results-dir=")):
-            skip = False
-            continue
-        skip = arg in ("--name", "--results-dir")
-        if not skip:
-            out.append(arg)
-    return [*out, *argv]
+    return [*_without_folder_args(stored_argv, _RUN_FLAGS), *argv]
 
 
 def _stored_config(args: argparse.Namespace, root: Path) -> tuple[Config, list[Shadow], Provenance, list[str]]:
@@ -229,18 +221,22 @@ def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit
 
 def resume_command(argv: Sequence[str], results_dir: Path, name: str, module: str = "le_ray.repeats") -> str:
     """The exact command that resumes this sweep: the same arguments, with its folder spelled out."""
+    out = _without_folder_args(argv, ("--no-resume",))
+    return shlex.join(["python", "-m", module, *out, "--results-dir", str(results_dir), "--name", name])
+
+
+def _without_folder_args(argv: Sequence[str], drop: Sequence[str]) -> list[str]:
+    """``argv`` without ``--name`` / ``--results-dir`` (with their values, in either spelling) and the flags in
+    ``drop``."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
-            continue
-        if arg in ("--name", "--results-dir"):
+        elif arg in ("--name", "--results-dir"):
             skip = True
-            continue
-        if arg.startswith(("--name=", "--results-dir=")) or arg in ("--no-resume",):
-            continue
-        out.append(arg)
-    return shlex.join(["python", "-m", module, *out, "--results-dir", str(results_dir), "--name", name])
+        elif not (arg.startswith(("--name=", "--results-dir=")) or arg in drop):
+            out.append(arg)
+    return out
 
 
 def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag | None = None) -> int:
@@ -248,7 +244,7 @@ def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, s
     import ray
 
     cfg, plan = pre.cfg, pre.plan
-    warm_up_workers(cfg, len(plan.pending), len(plan.datasets[0].train))
+    warm_up_workers(cfg, len(plan.pending), plan.train_rows)
     write_manifest(store, cfg, plan, pre.audit, ray.cluster_resources())
     if pre.resuming:
         echo(f"resuming: {len(plan.specs) - len(plan.pending)} of {len(plan.specs)} trials already stored")

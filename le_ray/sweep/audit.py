@@ -61,6 +61,7 @@ from le_ray.config.load import Provenance, training_layers
 from le_ray.config.messages import describe_value
 from le_ray.config.resolve import SAME_SETTINGS_KEY, every_loss_set, set_literal
 from le_ray.config.schema import OPTIMISER_SETTING_KEYS
+from le_ray.training.model import input_width
 from le_ray.training.cross_batch import history_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
@@ -382,7 +383,7 @@ def _runtime_findings(cfg: Config, info: dict[str, dict[str, Any]], data: Prepar
     """``too_slow_here``: the estimate on the device at hand against ``repeats.max_estimated_hours``."""
     from le_ray.sweep.runtime_estimate import too_slow
 
-    width = data.num_numeric + cfg.model.embed_dim + len(data.cat_vocab_sizes) * cfg.model.cat_embed_dim
+    width = input_width(data.num_numeric, len(data.cat_vocab_sizes), cfg.model.embed_dim, cfg.model.cat_embed_dim)
     reason = too_slow(cfg, train_rows=len(data.train), input_width=width,
                       epochs_by_loss={loss: s["epochs"] for loss, s in info.items()})
     return [] if reason is None else [Finding(ERROR, "too_slow_here", reason, (

@@ -269,8 +269,7 @@ def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str], refs: dict) -> 
     import ray
 
     refs.update({seed: ray.put(data) for seed, data in plan.data_by_seed.items()})
-    rows = max((len(d.train) for d in plan.data_by_seed.values()), default=None)
-    remote = ray.remote(trial_task).options(**_resources(cfg, rows))
+    remote = ray.remote(trial_task).options(**_resources(cfg, plan.train_rows))
     stored, arrays = _stored_bytes(list(refs.values())), sum(d.nbytes for d in plan.data_by_seed.values())
     log.info("data in the object store: %s (%s bytes) for arrays of %s (%s bytes)",
              "unknown" if stored is None else human_size(stored), stored, human_size(arrays), arrays)

@@ -61,6 +61,11 @@ class SweepPlan:
     def datasets(self) -> list[PreparedData]:
         return list(self.data_by_seed.values())
 
+    @property
+    def train_rows(self) -> int | None:
+        """The most training rows any trial trains on (what sizes a trial's GPU share); None without data."""
+        return max((len(d.train) for d in self.data_by_seed.values()), default=None)
+
 
 def plan_trials(cfg: Config, *, data: PreparedData | None = None) -> SweepPlan:
     """Prepare the data (once, or once per seed) and list the trial specs, paired across losses."""

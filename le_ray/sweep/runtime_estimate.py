@@ -35,6 +35,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from le_ray.training.model import input_width
+
 __all__ = ["Anchor", "ANCHORS", "FIXED_S", "mlp_macs", "training_rate", "SweepEstimate", "estimate_sweep",
            "trial_device", "estimate_for_config", "too_slow", "planned_synthetic_shape", "format_duration"]
 
@@ -200,7 +202,8 @@ def planned_synthetic_shape(cfg) -> tuple[int, int] | None:
     labelled = syn.num_conditions * syn.samples_per_condition
     if cfg.data.use_test_set:
         labelled -= math.floor(syn.test_split * labelled)
-    return math.floor(cfg.data.train_split * labelled), len(syn.numeric_features) + cfg.model.embed_dim
+    width = input_width(len(syn.numeric_features), 0, cfg.model.embed_dim, cfg.model.cat_embed_dim)  # no categoricals
+    return math.floor(cfg.data.train_split * labelled), width
 
 
 def format_duration(seconds: float) -> str:

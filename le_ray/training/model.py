@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from le_ray.config.schema import ModelConfig
 
-__all__ = ["ConditionedLogitMLP", "build_model", "count_parameters", "ACTIVATION_LAYERS", "SparseDropout",
+__all__ = ["ConditionedLogitMLP", "input_width", "build_model", "count_parameters", "ACTIVATION_LAYERS", "SparseDropout",
            "bernoulli_positions"]
 
 ACTIVATION_LAYERS = {
@@ -100,6 +100,12 @@ class SparseDropout(nn.Module):
         return f"p={self.p}"
 
 
+def input_width(num_numeric: int, num_categorical: int, embed_dim: int, cat_embed_dim: int) -> int:
+    """Width of the MLP's first layer: numeric features + the condition embedding + one embedding per categorical
+    feature."""
+    return num_numeric + embed_dim + num_categorical * cat_embed_dim
+
+
 def _per_layer(value, n: int, name: str) -> list:
     """A scalar setting repeated n times, or a per-layer list checked for length n."""
     if isinstance(value, (list, tuple)):
@@ -136,7 +142,7 @@ class ConditionedLogitMLP(nn.Module):
         self.embedding = nn.Embedding(num_conditions, embed_dim)
         self.cat_embeddings = nn.ModuleList(nn.Embedding(size, cat_embed_dim) for size in cat_vocab_sizes)
         layers: list[nn.Module] = []
-        width = num_numeric + embed_dim + len(cat_vocab_sizes) * cat_embed_dim
+        width = input_width(num_numeric, len(cat_vocab_sizes), embed_dim, cat_embed_dim)
         self.input_width = width
         for size, act, kind, p in zip(hidden_sizes, acts, norms, drops):
             layers += [nn.Linear(width, size), _norm_layer(kind, size), ACTIVATION_LAYERS[act]()]
