@@ -8,8 +8,8 @@ import sys
 import textwrap
 from typing import Sequence
 
-from le_ray.config import Config, Shadow, load_config, merge_layers, resolve_config, shadowed_sets
-from le_ray.config.load import Provenance, provenance
+from le_ray.config import Config, Shadow, load_config, resolve_config, shadowed_sets
+from le_ray.config.load import Provenance, merge_with_provenance
 from le_ray.cli.commands import COMMANDS, ENVIRONMENT, Command
 from le_ray.errors import UserError
 
@@ -52,15 +52,14 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def config_and_shadows(args: argparse.Namespace) -> tuple[Config, list[Shadow]]:
     """The config of the parsed arguments and the ``--set`` keys a more specific key shadows (for the audit)."""
-    data = merge_layers(args.config, profile=args.profile, sets=args.sets)
-    cfg = resolve_config(data)
-    return cfg, shadowed_sets(data, args.sets, cfg.source_keys, cfg.losses)
+    return config_shadows_provenance(args)[:2]
 
 
 def config_shadows_provenance(args: argparse.Namespace) -> tuple[Config, list[Shadow], Provenance]:
     """:func:`config_and_shadows` plus where each value comes from (for the audit's ``settings_differ``)."""
-    cfg, shadows = config_and_shadows(args)
-    return cfg, shadows, provenance(args.config, profile=args.profile, sets=args.sets)
+    data, origins = merge_with_provenance(args.config, profile=args.profile, sets=args.sets)
+    cfg = resolve_config(data)
+    return cfg, shadowed_sets(data, args.sets, cfg.source_keys, cfg.losses), origins
 
 
 def exit_on_user_error(func):

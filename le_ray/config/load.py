@@ -33,7 +33,7 @@ from le_ray.registry import LOSS_NAMES, LOSSES, suggest
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "Profile", "deep_merge", "read_json", "parse_set",
            "apply_set", "profiles", "profile_names", "merge_layers", "to_plain", "training_layers", "merged_training",
-           "WILDCARD", "expand_set", "apply_sets", "Provenance", "provenance"]
+           "WILDCARD", "expand_set", "apply_sets", "Provenance", "provenance", "merge_with_provenance"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "default.json"
@@ -225,6 +225,14 @@ def merge_layers(config_path: str | Path | None = None, *, profile: str | None =
     return _layered(config_path, profile, sets)[0]
 
 
+def merge_with_provenance(config_path: str | Path | None = None, *, profile: str | None = None,
+                          sets: Iterable[str] = (), tuned: Iterable[str] = ()) -> tuple[dict[str, Any], "Provenance"]:
+    """:func:`merge_layers` (``tuned``: sets applied last) and the :class:`Provenance` of the same layers, from one
+    reading of the files."""
+    data, layers = _layered(config_path, profile, sets, tuned)
+    return data, Provenance(tuple(layers))
+
+
 def _canonical_loss_keys(layer: Mapping[str, Any]) -> Mapping[str, Any]:
     """``layer`` with loss aliases under ``training.by_loss`` renamed (``le`` → ``localized_entropy``)."""
     by_loss = (layer.get("training") or {}).get("by_loss") if isinstance(layer.get("training"), Mapping) else None
@@ -260,7 +268,7 @@ class Provenance:
 def provenance(config_path: str | Path | None = None, *, profile: str | None = None, sets: Iterable[str] = (),
                tuned: Iterable[str] = ()) -> Provenance:
     """The :class:`Provenance` of the config that these arguments resolve to (``tuned``: sets applied last)."""
-    return Provenance(tuple(_layered(config_path, profile, sets, tuned)[1]))
+    return merge_with_provenance(config_path, profile=profile, sets=sets, tuned=tuned)[1]
 
 
 def to_plain(value: Any) -> Any:

@@ -27,8 +27,8 @@ import torch
 
 from le_ray import __version__
 from le_ray.sweep.audit import audit_experiment, audit_text
-from le_ray.config.load import provenance
-from le_ray.cli.args import add_config_arguments, command_parser, config_and_shadows, exit_on_user_error
+from le_ray.config.load import Provenance
+from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
 from le_ray.errors import UserError
 from le_ray.config import Config, losses_of
 from le_ray.data.filters import filter_mode_of
@@ -140,12 +140,13 @@ def _train_losses(state: RunState) -> None:
         run_outputs.report_loss(state, loss, result)
 
 
-def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path, shadows=()) -> RunState:
+def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path, shadows=(),
+                   origins: Provenance | None = None) -> RunState:
     """Steps 1–13 of the module docstring; returns the state (results, figure paths)."""
     folders = RunFolders(output_root, cfg.source_key, nn_type_of(cfg), filter_mode_of(cfg))
     state = RunState(cfg, folders, shadows=list(shadows))
     _header(state, args)
-    _prepare(state, provenance(args.config, profile=args.profile, sets=args.sets))
+    _prepare(state, origins)
     _diagnostics(state)
     _untrained_model(state)
     _train_losses(state)
@@ -181,7 +182,7 @@ def run_folder(args: argparse.Namespace, cfg: Config) -> Path:
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    cfg, shadows = config_and_shadows(args)
+    cfg, shadows, origins = config_shadows_provenance(args)
     root = run_folder(args, cfg)
     tee = _Tee(sys.stdout)
     handler = logging.StreamHandler(tee)
@@ -192,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with contextlib.redirect_stdout(tee):
             started = time.perf_counter()
-            state = run_diagnostic(cfg, args, root, shadows)
+            state = run_diagnostic(cfg, args, root, shadows, origins)
             print(f"\ndone in {time.perf_counter() - started:.1f} s; report: {state.folders.comparison / 'report.md'}")
     finally:
         logger.removeHandler(handler)

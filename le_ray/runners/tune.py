@@ -39,7 +39,7 @@ from le_ray.atomic import atomic_write_json
 from le_ray.sweep.audit import audit_experiment, audit_text, refusal
 from le_ray.cli.args import add_config_arguments, command_parser, exit_on_user_error
 from le_ray.config import Config, TrainingSettings, merge_layers, resolve_config, shadowed_sets, to_dict, to_plain
-from le_ray.config.load import apply_set, provenance
+from le_ray.config.load import apply_set, merge_with_provenance
 from le_ray.config.resolve import tuned_optimiser_keys
 from le_ray.data.arrays import PreparedData
 from le_ray.data.batches import to_tensors
@@ -242,11 +242,10 @@ def _tuning_data(cfg: Config, echo) -> PreparedData:
 
 def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_dir: Path, name: str, echo) -> Preflight:
     """The test sweep's config (best settings set explicitly), plan and audit."""
-    sets = [*args.sets, *best_overrides(cfg, records)]
-    data = merge_layers(args.config, profile=args.profile, sets=sets)
+    data, origins = merge_with_provenance(args.config, profile=args.profile, sets=args.sets,
+                                          tuned=best_overrides(cfg, records))  # the best settings applied last
     test_cfg = resolve_config(data)
     plan = plan_trials(test_cfg)
-    origins = provenance(args.config, profile=args.profile, sets=args.sets, tuned=best_overrides(cfg, records))
     audit = audit_experiment(test_cfg, plan.datasets, shadowed_sets(data, args.sets, test_cfg.source_keys,
                                                                      test_cfg.losses), origins)
     echo(audit_text(audit, max_conditions=test_cfg.evaluation.print_per_condition_top_k or None))
