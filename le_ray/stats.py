@@ -51,6 +51,7 @@ __all__ = [
     "per_condition_calibration_tests",
     "calibration_tests_from_sums",
     "min_pairs_for_alpha",
+    "min_exact_p",
 ]
 
 # the tested metrics and their directions are defined once, with their definitions, in the glossary
@@ -357,11 +358,25 @@ def adjust_p(p, correction: str, *, include=None) -> np.ndarray:
     return {"holm": holm_adjust, "bh": bh_adjust, "none": lambda x: x}[correction](family)
 
 
+def min_exact_p(n_pairs: int, alternative: str = "two-sided") -> float:
+    """Smallest p-value an exact Wilcoxon signed-rank test can give with ``n_pairs`` non-zero paired differences.
+
+    Under H0 each of the 2^n sign patterns of the n ranked differences is equally likely, so the most extreme
+    statistic (every difference of one sign: W+ = n(n+1)/2 or 0) has probability 1/2^n. One-sided
+    ("greater", "less") the smallest p is 1/2^n; two-sided both extremes count, 2/2^n. E.g. n = 5:
+    0.0625 two-sided, 0.03125 one-sided. Exact powers of two (``math.ldexp``), no overflow for large n.
+    """
+    _check_choice(alternative, ALTERNATIVES, "alternative")
+    if int(n_pairs) != n_pairs or n_pairs < 1:
+        raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
+    return math.ldexp(2.0 if alternative == "two-sided" else 1.0, -int(n_pairs))
+
+
 def min_pairs_for_alpha(alpha: float, *, m_tests: int = 1, correction: str = "holm",
                         alternative: str = "two-sided") -> int:
     """Smallest number of pairs n for which an exact Wilcoxon test can give p < alpha_eff.
 
-    The smallest exact p with n pairs is 2/2^n (two-sided) or 1/2^n (one-sided);
+    The smallest exact p with n pairs is :func:`min_exact_p`: 2/2^n (two-sided) or 1/2^n (one-sided);
     alpha_eff = alpha/m_tests for Holm and for BH (the bar of a single rejection), alpha
     for "none".  E.g. alpha 0.05, two-sided: n = 6 (n = 5 gives 0.0625).
     """
@@ -372,9 +387,8 @@ def min_pairs_for_alpha(alpha: float, *, m_tests: int = 1, correction: str = "ho
     if int(m_tests) != m_tests or m_tests < 1:
         raise ValueError(f"m_tests must be a positive integer, got {m_tests!r}")
     target = alpha if correction == "none" else alpha / m_tests
-    tail = 2.0 if alternative == "two-sided" else 1.0
     n = 1
-    while tail / 2.0 ** n >= target:
+    while min_exact_p(n, alternative) >= target:
         n += 1
     return n
 

@@ -134,6 +134,14 @@ def test_format_table_fixed_width():
     assert text.splitlines() == ["  v", "---", "nan", "  1", "… (1 more rows)"]
 
 
+def test_format_table_names_the_csv_of_the_columns_left_out():
+    wide = pl.DataFrame({f"col{j}": [j] for j in range(6)})
+    note = "… (4 more columns: col2, col3, col4, col5; see {})"
+    assert C.format_table(wide, max_width=10).splitlines()[-1] == note.format("the CSV")
+    assert C.format_table(wide, max_width=10, csv="tables/wide.csv").splitlines()[-1] == note.format("tables/wide.csv")
+    assert C.format_table(wide, csv="tables/wide.csv") == C.format_table(wide)  # nothing cut: no note
+
+
 def test_format_table_of_real_comparison(tables):
     text = C.format_table(C.compare_summary(SUMMARIES))
     lines = text.splitlines()

@@ -260,6 +260,25 @@ def test_min_pairs_for_alpha():
         S.min_pairs_for_alpha(0.05, correction="sidak")
 
 
+@pytest.mark.parametrize("alternative", ["two-sided", "greater"])
+@pytest.mark.parametrize("n", range(3, 9))
+def test_min_exact_p_is_scipys_exact_p_of_an_all_positive_sample(n, alternative):
+    # every difference favours one side: the most extreme sign pattern, the smallest p the exact test gives
+    exact = sps.wilcoxon(np.arange(1.0, n + 1.0), alternative=alternative, method="exact").pvalue
+    assert S.min_exact_p(n, alternative) == pytest.approx(exact, rel=1e-12)
+    assert S.min_exact_p(n, alternative) == (2.0 if alternative == "two-sided" else 1.0) / 2**n
+
+
+def test_min_exact_p_hand_and_validation():
+    assert S.min_exact_p(5) == 0.0625 and S.min_exact_p(5, "less") == S.min_exact_p(5, "greater") == 0.03125
+    assert S.min_exact_p(1) == 1.0
+    with pytest.raises(ValueError, match="alternative"):
+        S.min_exact_p(5, "both")
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="n_pairs"):
+            S.min_exact_p(bad, "two-sided")
+
+
 # ------------------------------------------------------------------ per-condition calibration
 
 

@@ -191,14 +191,15 @@ def _cell(value, float_fmt: str, null: str) -> str:
 
 
 def format_table(df, *, float_fmt: str = ".6g", null: str = "n/a", max_rows: int | None = None,
-                 max_width: int | None = None) -> str:
+                 max_width: int | None = None, csv: str | None = None) -> str:
     """Fixed-width text rendering of a table for logs and terminals.
 
     ``df``: Polars (or pandas) frame.  Floats use ``format(v, float_fmt)``; nulls print as
     ``null``; numeric columns are right-aligned, others left-aligned; columns separated by
     two spaces; a dashed rule under the header.  ``max_rows`` truncates with a "…" line;
     ``max_width`` (characters, e.g. the terminal's) keeps the leading columns that fit and
-    names how many were left out (the files keep every column).
+    names how many were left out and the file that keeps every column: ``csv`` as given (a name or
+    path, e.g. ``"report/tables/summary.csv"``) when given, else "the CSV".
     """
     if not isinstance(df, pl.DataFrame):
         df = pl.from_pandas(df)
@@ -216,8 +217,9 @@ def format_table(df, *, float_fmt: str = ".6g", null: str = "n/a", max_rows: int
     if max_rows is not None and df.height > max_rows:
         lines.append(f"… ({df.height - max_rows} more rows)")
     if len(columns) < df.width:
+        where = csv if csv else "the CSV"
         lines.append(f"… ({df.width - len(columns)} more columns: {', '.join(df.columns[len(columns):])[:200]}; "
-                     "see the CSV)")
+                     f"see {where})")
     return "\n".join(lines)
 
 

@@ -176,8 +176,7 @@ def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print) ->
 def console_table(df: pl.DataFrame, csv: str, *, width: int, max_rows: int | None = None) -> str:
     """``df`` as fixed-width text for a terminal ``width`` wide; when columns are cut, the note names ``csv``
     (the file under report/tables/ that holds them all)."""
-    text = format_table(df, max_width=width, max_rows=max_rows)
-    return text.replace("; see the CSV)", f"; see report/tables/{csv})")
+    return format_table(df, max_width=width, max_rows=max_rows, csv=f"report/tables/{csv}")
 
 
 def _echo_tables(ctx: SummaryContext, echo) -> None:

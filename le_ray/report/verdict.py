@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from le_ray.stats import median_range
+from le_ray.stats import median_range, min_exact_p
 from le_ray.registry import label
 
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
@@ -337,7 +337,7 @@ def caveat_lines(findings: Sequence[dict[str, Any]], *, seeds: int, alternative:
     codes = {f["code"] for f in warned}
     out = [_finding_line(f) for f in warned]
     if "underpowered" not in codes and seeds:
-        smallest = (2.0 if alternative == "two-sided" else 1.0) / 2 ** seeds
+        smallest = min_exact_p(seeds, alternative)
         out.append(f"With {seeds} seeds the smallest exact {alternative} Wilcoxon p is {smallest:.3g}: only a "
                    "difference of the same sign in nearly every seed can be significant.")
     if not resampled and not codes & set(FIXED_SPLIT_CODES):

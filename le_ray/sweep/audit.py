@@ -67,7 +67,7 @@ from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
 from le_ray.glossary import TESTED_METRICS
 from le_ray.registry import LOSSES
-from le_ray.stats import min_pairs_for_alpha
+from le_ray.stats import min_exact_p, min_pairs_for_alpha
 
 __all__ = ["Finding", "Audit", "audit_experiment", "setting_key", "condition_counts_table", "audit_text",
            "refusal", "fairness_record", "batch_for_steps", "batch_one_liner"]
@@ -255,7 +255,7 @@ def _power_findings(cfg: Config, conditions: list[dict[str, Any]], excluded: Ite
                                        alternative=rep.alternative) for name, m in families.items()}
     short = {name: need for name, need in needs.items() if rep.num_runs < need}
     if short:
-        smallest = (2.0 if rep.alternative == "two-sided" else 1.0) / 2 ** rep.num_runs
+        smallest = min_exact_p(rep.num_runs, rep.alternative)
         detail = "; ".join(f"{name} ({rep.per_condition_correction} over {families[name]}) need >= {need} seeds"
                            for name, need in short.items())
         out.append(Finding(WARNING, "underpowered", (
