@@ -69,9 +69,13 @@ class TensorSplit:
 
     def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """Batches of a fresh :meth:`permutation` (the last one may be smaller)."""
-        perm = self.permutation(generator)
-        for start in range(0, len(self), batch_size):
-            yield self.take(perm[start:start + batch_size])
+        return self.batches(self.permutation(generator), batch_size)
+
+    def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
+        """Batches of the rows ``order[k·B : (k+1)·B]`` in turn (``order`` [N] int64 on the storage device;
+        the last batch may be smaller)."""
+        for start in range(0, order.numel(), batch_size):
+            yield self.take(order[start:start + batch_size])
 
     def sequential(self, batch_size: int) -> Iterator[Batch]:
         """Batches in row order (views, no copy) for evaluation and prediction."""

@@ -44,6 +44,7 @@ from le_ray import seeds
 from le_ray.config import TrainingSettings
 from le_ray.data.batches import Batch, TensorSplit
 from le_ray.training import graph_step
+from le_ray.training.epoch_orders import EpochOrder, EpochOrders
 from le_ray.training.grad_diagnostics import GradSqAccumulator
 from le_ray.training.graph_step import LrSchedule, NonFiniteGuard, StaticSteps, StepState, bce_sum, forward
 from le_ray.training.losses import stats_dtype
@@ -183,7 +184,7 @@ class _EpochContext:
     eval: TensorSplit | None
     objective: Objective
     settings: TrainingSettings
-    generator: torch.Generator
+    orders: EpochOrders
     curves: TrainCurves
     on_batch_eval: Callable[[int, np.ndarray], None] | None
     on_step: Callable[[int, int], None] | None = None
@@ -236,28 +237,28 @@ def _batch_eval(model: nn.Module, ctx: _EpochContext, batch_loss: float) -> None
         ctx.on_batch_eval(ctx.step, torch.sigmoid(logits).double().cpu().numpy())
 
 
-def _epoch_steps(ctx: _EpochContext):
-    """(loss, rows) per optimiser step of one epoch, in the order of a fresh permutation from ``ctx.generator``."""
+def _epoch_steps(ctx: _EpochContext, order: torch.Tensor):
+    """(loss, rows) per optimiser step of one epoch, batches taken from ``order`` (the epoch's permutation)."""
     if ctx.static is None:
-        for batch in ctx.train.shuffled(ctx.settings.batch_size, ctx.generator):
+        for batch in ctx.train.batches(order, ctx.settings.batch_size):
             yield graph_step.step_fn(ctx.state, batch), len(batch)
         return
-    yield from ctx.static.epoch(ctx.train.permutation(ctx.generator))  # the order shuffled() would draw
+    yield from ctx.static.epoch(order)
 
 
-def _raise_if_tripped(ctx: _EpochContext, order_state: torch.Tensor) -> None:
+def _raise_if_tripped(ctx: _EpochContext, order: EpochOrder) -> None:
     """One host read per epoch; raises :class:`NonFiniteLossError` naming epoch, batch and conditions.
 
     The batch's conditions come from the epoch's permutation, drawn again from the generator state
-    saved before the epoch (the step itself keeps no per-condition record)."""
+    saved before it (the step itself keeps no per-condition record)."""
     tripped = ctx.state.guard.tripped()
     if tripped is None:
         return
     step, loss = tripped
     index = step - ctx.epoch_first_step + 1
     size = ctx.settings.batch_size
-    order = ctx.train.permutation(torch.Generator().set_state(order_state))
-    rows = order[(index - 1) * size:index * size]
+    redrawn = ctx.train.permutation(torch.Generator().set_state(order.generator_state))
+    rows = redrawn[(index - 1) * size:index * size]
     ids = torch.unique(ctx.train.cond.index_select(0, rows)).tolist()
     rates = ctx.objective.base_rates
     degenerate = rates is not None and any(float(rates[j]) <= 0 or float(rates[j]) >= 1 for j in ids
@@ -275,10 +276,10 @@ def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[floa
     model.train()
     ctx.state.schedule.zero_base_if_due(ctx.settings, epoch)
     ctx.state.sums.zero_()  # Σ loss·W_b, Σ W_b, Σ w·BCE of this epoch, on the device
-    order_state = ctx.generator.get_state()
+    order = ctx.orders.next()
     ctx.epoch, ctx.epoch_first_step = epoch, ctx.step + 1
     seen, every = 0, ctx.settings.eval_every_n_batches
-    for loss, rows in _epoch_steps(ctx):
+    for loss, rows in _epoch_steps(ctx, order.rows):
         seen += rows
         ctx.step += 1
         if ctx.on_step is not None:
@@ -286,7 +287,7 @@ def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[floa
         if every > 0 and ctx.step % every == 0:
             _batch_eval(model, ctx, float(loss))
             model.train()
-    _raise_if_tripped(ctx, order_state)
+    _raise_if_tripped(ctx, order)
     loss_sum, weight_sum, bce_total = ctx.state.sums.tolist()  # one host read per epoch
     return (loss_sum / max(weight_sum, 1e-300) if seen else float("nan")), bce_total, seen
 
@@ -348,16 +349,27 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
     elsewhere, and when gradient diagnostics or debug logging read tensors inside the step).
     ``static_steps``: the captured path's buffers and device lr without capture (tests, debugging).
     """
-    generator = torch.Generator().manual_seed(seeds.torch_seed(seed, "batch_order"))
     grad_sq = GradSqAccumulator(train.device, objective) if track_grad_sq else None
     capture = _use_capture(cuda_graphs, train, settings, track_grad_sq)
     ctx_ref: list = []
     state = _step_state(model, train, objective, settings, grad_sq, ctx_ref, device_lr=capture or static_steps,
                         capture=capture)
     static = StaticSteps(state, train, settings.batch_size, capture=capture) if capture or static_steps else None
-    ctx = _EpochContext(state, train, eval_split, objective, settings, generator, TrainCurves(), on_batch_eval,
-                        on_step, static)
-    ctx_ref.append(ctx)
+    generator = torch.Generator().manual_seed(seeds.torch_seed(seed, "batch_order"))
+    # on CUDA epoch 1's order is drawn while the epoch-0 evaluation runs, each later one during the epoch before
+    with EpochOrders(train, generator, settings.epochs, ahead=train.compute_device.type == "cuda") as orders:
+        ctx = _EpochContext(state, train, eval_split, objective, settings, orders, TrainCurves(), on_batch_eval,
+                            on_step, static)
+        ctx_ref.append(ctx)
+        train_seconds, seen = _run_epochs(model, ctx, eval_split, eval_objective, on_epoch)
+    return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, state.schedule.values(),
+                        grad_sq.result() if grad_sq is not None else None, cuda_graphs=capture)
+
+
+def _run_epochs(model: nn.Module, ctx: _EpochContext, eval_split: TensorSplit | None, eval_objective: Objective,
+                on_epoch: Callable[[int, nn.Module], None] | None) -> tuple[float, int]:
+    """The epoch-0 evaluation, then every epoch and its evaluation; returns (seconds in epochs, samples seen)."""
+    train, settings, state, objective = ctx.train, ctx.settings, ctx.state, ctx.objective
     train_h = base_rate_entropy(train)
     train_loss, train_bce = batched_loss(model, train, eval_objective, settings.batch_size, settings.amp)
     _record(ctx.curves, model, eval_split, eval_objective, settings, 0, train_loss, normalised_entropy(train_bce, train_h))
@@ -375,5 +387,4 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
             log.info("condition embedding after epoch %d:\n%s", epoch, model.embedding.weight.detach().cpu().numpy())
         if on_epoch is not None:
             on_epoch(epoch, model)
-    return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, state.schedule.values(),
-                        grad_sq.result() if grad_sq is not None else None, cuda_graphs=capture)
+    return train_seconds, seen
