@@ -15,7 +15,7 @@ from typing import Iterable
 
 from le_ray.errors import ConfigError
 
-__all__ = ["LossInfo", "LOSSES", "LOSS_NAMES", "canonical_loss", "loss_info", "label", "suggest",
+__all__ = ["LossInfo", "LOSSES", "LOSS_NAMES", "loss_key", "canonical_loss", "loss_info", "label", "suggest",
            "losses_of"]
 
 
@@ -57,13 +57,20 @@ def _expected() -> str:
     return ", ".join(f"{i.name} ({', '.join(i.aliases)})" if i.aliases else i.name for i in LOSSES.values())
 
 
+def loss_key(name: object) -> str | None:
+    """The canonical name of a loss name or alias spelled exactly as registered (``le`` → ``localized_entropy``,
+    ``bce`` → ``bce``); None when ``name`` is not one (no case folding: config keys are matched as written)."""
+    return _LOOKUP.get(name) if isinstance(name, str) else None
+
+
 def canonical_loss(name: object, where: str = "loss") -> str:
-    """The canonical name of ``name`` (``le`` → ``localized_entropy``); ConfigError naming ``where`` otherwise."""
-    key = name.strip().lower() if isinstance(name, str) else None
-    if key not in _LOOKUP:
+    """The canonical name of ``name`` (``le`` → ``localized_entropy``; case and surrounding space ignored);
+    ConfigError naming ``where`` otherwise."""
+    key = loss_key(name.strip().lower() if isinstance(name, str) else None)
+    if key is None:
         shown = f'"{name}"' if isinstance(name, str) else repr(name)
         raise ConfigError(f"{where}: got {shown}; expected one of {_expected()}{suggest(name, _LOOKUP)}")
-    return _LOOKUP[key]
+    return key
 
 
 def loss_info(name: str) -> LossInfo:

@@ -373,3 +373,22 @@ def test_per_loss_set_that_its_source_entry_overrides_warns(recwarn):
     assert cfg.training_for("bce").lr == 0.004  # the warning tells the truth: the set did not apply
     load_config(sets=["data.source=ctr", "data.ctr_dataset=yambda", "training.by_loss.bce.lr_decay=0.9"])
     assert not [w for w in recwarn if issubclass(w.category, ConfigShadowWarning)]  # yambda's entry has no lr_decay
+
+
+def test_loss_keys_come_from_the_registry_and_aliases_merge_over_their_canonical_entry():
+    from le_ray.config.load import canonical_loss_keys
+    from le_ray.registry import loss_key
+
+    assert loss_key("le") == "localized_entropy" and loss_key("bce") == "bce"
+    assert loss_key("LE") is None and loss_key("*") is None and loss_key(5) is None  # keys match as written
+    by_loss = {"localized_entropy": {"epochs": 1, "lr": 3}, "bce": {}, "le": {"epochs": 2}, "foo": {"x": 1}}
+    data = {"training": {"lr": 1, "by_loss": by_loss},
+            "tune": {"space": {"le": {"lr": {"uniform": [0, 1]}}}}}
+    before = json.dumps(data)
+    out = canonical_loss_keys(data)
+    assert json.dumps(data) == before  # the input is left as it is
+    assert out["training"] == {"lr": 1, "by_loss": {"localized_entropy": {"epochs": 2, "lr": 3}, "bce": {},
+                                                    "foo": {"x": 1}}}
+    assert out["tune"] == {"space": {"localized_entropy": {"lr": {"uniform": [0, 1]}}}}
+    odd = {"training": {"by_loss": {"le": 5}}}  # not an object: left for validation to name
+    assert canonical_loss_keys(odd) == odd

@@ -29,11 +29,12 @@ from typing import Any
 
 from le_ray.config.messages import describe_value
 from le_ray.errors import ConfigError
-from le_ray.registry import LOSS_NAMES, LOSSES, suggest
+from le_ray.registry import LOSS_NAMES, loss_key, suggest
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "Profile", "deep_merge", "read_json", "parse_set",
            "apply_set", "profiles", "profile_names", "merge_layers", "to_plain", "training_layers", "merged_training",
-           "WILDCARD", "expand_set", "apply_sets", "Provenance", "provenance", "merge_with_provenance"]
+           "WILDCARD", "expand_set", "apply_sets", "Provenance", "provenance", "merge_with_provenance",
+           "LOSS_TABLES", "canonical_loss_keys"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "default.json"
@@ -233,18 +234,28 @@ def merge_with_provenance(config_path: str | Path | None = None, *, profile: str
     return data, Provenance(tuple(layers))
 
 
-def _canonical_loss_keys(layer: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``layer`` with loss aliases under ``training.by_loss`` renamed (``le`` → ``localized_entropy``)."""
-    by_loss = (layer.get("training") or {}).get("by_loss") if isinstance(layer.get("training"), Mapping) else None
-    if not isinstance(by_loss, Mapping):
-        return layer
-    aliases = {alias: info.name for info in LOSSES.values() for alias in info.aliases}
-    renamed: dict[str, Any] = {}
-    for name, value in by_loss.items():
-        key = aliases.get(name, name)
-        both = isinstance(renamed.get(key), Mapping) and isinstance(value, Mapping)
-        renamed[key] = deep_merge(renamed[key], value) if both else value
-    return {**layer, "training": {**layer["training"], "by_loss": renamed}}
+LOSS_TABLES = (("training", "by_loss"), ("tune", "space"))
+
+
+def canonical_loss_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with loss aliases renamed in the tables keyed by loss (:data:`LOSS_TABLES`: ``training.by_loss``,
+    ``tune.space``): an alias's object (``le``) is merged over its canonical entry (``localized_entropy``), which
+    keeps its place or is added at the end. An alias whose value, or whose canonical entry's value, is not an
+    object stays as it is (validation names it). A new dict; ``data`` is left as it is."""
+    out = dict(data)
+    for section, key in LOSS_TABLES:
+        part = out.get(section)
+        table = part.get(key) if isinstance(part, Mapping) else None
+        if not isinstance(table, Mapping):
+            continue
+        table = dict(table)
+        for name in list(table):
+            canonical = loss_key(name)
+            if canonical not in (None, name) and isinstance(table[name], Mapping) \
+                    and isinstance(table.get(canonical, {}), Mapping):
+                table[canonical] = deep_merge(table.get(canonical, {}), table.pop(name))
+        out[section] = {**part, key: table}
+    return out
 
 
 @dataclass(frozen=True)
@@ -260,7 +271,7 @@ class Provenance:
         """The label of the last layer that sets ``dotted`` (``default`` when none of them does)."""
         parts = dotted.split(".")
         for label, layer in reversed(self.layers):
-            if _holds(_canonical_loss_keys(layer), parts):
+            if _holds(canonical_loss_keys(layer), parts):
                 return label
         return "default"
 

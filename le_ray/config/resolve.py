@@ -22,19 +22,19 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from le_ray.config.load import WILDCARD, deep_merge, merge_layers, parse_set, to_plain, training_layers
+from le_ray.config.load import (
+    WILDCARD, canonical_loss_keys, deep_merge, merge_layers, parse_set, to_plain, training_layers,
+)
 from le_ray.config.messages import describe_value, problems_from
 from le_ray.config.schema import (
     OPTIMISER_SETTING_KEYS, SOURCE_KEYS, SPACE_KINDS, TRAINING_SETTING_KEYS, Config, TrainingSettings,
 )
 from le_ray.errors import ConfigError
-from le_ray.registry import LOSSES, canonical_loss, losses_of, suggest
+from le_ray.registry import LOSSES, loss_key, losses_of, suggest
 
 __all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
            "config_fingerprint", "Shadow", "shadowed_sets", "validate_model", "set_literal", "every_loss_set",
            "SAME_SETTINGS_KEY", "tuned_optimiser_keys"]
-
-LOSS_LOOKUP = {key for info in LOSSES.values() for key in (info.name, *info.aliases)}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -55,18 +55,6 @@ def validate_model(model: type[BaseModel], data: Any, problems: list[str], prefi
     except ValidationError as exc:
         problems.extend(problems_from(exc, model, data, prefix))
         return None
-
-
-def _normalise_loss_keys(data: dict[str, Any]) -> None:
-    """Accept aliases (``le``) as keys of ``training.by_loss`` and ``tune.space`` (renamed to the canonical name)."""
-    lookup = {alias: info.name for info in LOSSES.values() for alias in info.aliases}
-    for section, key in (("training", "by_loss"), ("tune", "space")):
-        table = (data.get(section) or {}).get(key)
-        if not isinstance(table, dict):
-            continue
-        for name in list(table):
-            if name in lookup and isinstance(table[name], dict):
-                table[lookup[name]] = deep_merge(table.get(lookup[name], {}), table.pop(name))
 
 
 def _flatten_space(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -167,7 +155,7 @@ def resolve_config(data: Mapping[str, Any]) -> Config:
     """Validate merged JSON data into the frozen :class:`Config` (raises ConfigError listing every problem)."""
     data = copy.deepcopy(dict(data))
     _apply_legacy_ctr_keys(data)
-    _normalise_loss_keys(data)
+    data = canonical_loss_keys(data)  # aliases (le) accepted as keys of training.by_loss and tune.space
     _flatten_tune_space(data)
     _merge_ctr_defaults(data)
     problems: list[str] = []
@@ -278,7 +266,8 @@ def _ignored_sets(parts: list[str], value: Any, losses: Iterable[str]) -> list[S
     setting = _setting_of(parts)
     if setting not in OPTIMISER_SETTING_KEYS:
         return []
-    named = [canonical_loss(parts[2])] if parts[2] != WILDCARD and parts[2] in LOSS_LOOKUP else list(losses)
+    key = loss_key(parts[2])  # None for * or an unknown name: then every loss
+    named = [key] if key is not None else list(losses)
     return [Shadow(".".join(parts), value, loss, SAME_SETTINGS_KEY, True) for loss in named if loss in losses]
 
 
@@ -320,9 +309,9 @@ def _setting_of(parts: list[str]) -> str:
 def _per_loss_shadow(by_loss: Mapping[str, Any], parts: list[str], value: Any, candidates: tuple[str, ...],
                      losses: tuple[str, ...]) -> list[Shadow]:
     """A ``--set training.by_loss.<loss>.<key>`` that the loss's active ``by_source`` entry overrides."""
-    if len(parts) < 4 or parts[2] not in LOSS_LOOKUP or parts[3] not in TRAINING_SETTING_KEYS:
+    loss = loss_key(parts[2]) if len(parts) >= 4 else None
+    if loss is None or parts[3] not in TRAINING_SETTING_KEYS:
         return []
-    loss = canonical_loss(parts[2])
     layers = training_layers(by_loss, loss, candidates)
     if loss not in losses or len(layers) < 2:
         return []
