@@ -216,6 +216,23 @@ def test_evaluation_matches_the_eager_functions(tiny, monkeypatch):
     _assert_close_sums(M.sums_from_record(forced.condition_sums), ref)
     assert forced.reliability["count"] == ev.reliability["count"]
     np.testing.assert_allclose(forced.reliability["avg_pred"], ev.reliability["avg_pred"], rtol=1e-13)
+    # the device's stable order reaches the summary, which then skips its sort: the same numbers, to the bit
+    assert json.dumps(forced.summary) == json.dumps(ev.summary)
+
+
+def test_summary_takes_the_device_order(monkeypatch, tiny):
+    """The forced device path hands model_summary the order it sorted (the host would sort otherwise)."""
+    cfg, data = tiny
+    split, C = data.eval, data.num_conditions
+    eval_t = to_tensors(split, device=torch.device("cpu"), dtype=torch.float32)
+    logits = torch.tensor(np.round(np.random.default_rng(4).normal(-2, 1, len(split)), 1), dtype=torch.float32)  # ties
+    seen = []
+    summary = M.model_summary
+    monkeypatch.setattr(M, "model_summary", lambda *a, **k: seen.append(k.get("order")) or summary(*a, **k))
+    monkeypatch.setattr(E, "sums_on_device", lambda device, method: True)
+    ev = E.evaluate_predictions(logits, eval_t, split, labelled=True, ece=ece_settings(cfg), p_true=None, compare={},
+                                le_rates=None, num_conditions=C)
+    assert len(seen) == 1 and np.array_equal(seen[0], np.argsort(ev.p, kind="stable"))
 
 
 def test_unlabelled_split_gives_predictions_only(tiny):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import warnings
 
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -77,3 +79,30 @@ def test_model_summary_permutation_invariant_and_in_range(method):
     shuffled = M.model_summary(p[perm], y[perm], c[perm], ece_method=method)
     for key, value in s.items():
         assert shuffled[key] == pytest.approx(value, rel=1e-12, abs=1e-14), key
+
+
+@pytest.mark.parametrize("method", ["custom", "adaptive", "smooth", "adaptive_lib"])
+def test_model_summary_with_a_given_stable_order_is_identical(method):
+    """The order a GPU sorted (stable, ties by row; int64 or float64 indices) gives the host's numbers exactly."""
+    rng = np.random.default_rng(8)
+    p = np.round(rng.uniform(0, 0.2, 5_000), 3)  # many ties: their order inside a bin matters for adaptive
+    y = (rng.uniform(size=p.size) < p).astype(float)
+    c = rng.integers(0, 5, p.size)
+    order = np.argsort(p, kind="stable")
+    want = M.model_summary(p, y, c, ece_method=method)
+    for given in (order, order.astype(np.float64)):
+        got = M.model_summary(p, y, c, order=given, ece_method=method)
+        assert json.dumps(got) == json.dumps(want)
+
+
+def test_model_summary_refuses_an_order_that_is_not_the_stable_one():
+    p = np.array([0.3, 0.1, 0.1, 0.2])
+    y = np.array([1.0, 0.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="stable ascending order"):
+        M.model_summary(p, y, order=np.array([2, 1, 3, 0]))  # sorted, but the tie out of row order
+    with pytest.raises(ValueError, match="stable ascending order"):
+        M.model_summary(p, y, order=np.array([1, 2, 0, 3]))  # not sorted
+    with pytest.raises(ValueError, match="row indices"):
+        M.model_summary(p, y, order=np.array([1, 2, 3, 4]))
+    with pytest.raises(ValueError, match="shape"):
+        M.model_summary(p, y, order=np.array([1, 2, 3]))

@@ -45,7 +45,23 @@ def _condition_metrics(total_ce: float, y, p, cond, min_count: int) -> dict:
     return out
 
 
-def model_summary(p, y, conditions=None, *, ece_method: str = "custom", bins: int = 20,
+def _given_order(order, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(order [N] int64, p[order]) from a caller's stable ascending order of p; checked to be one (sorted,
+    ties in row order) in O(N), so a wrong order raises instead of giving wrong metrics."""
+    order = np.asarray(order)
+    if order.shape != p.shape or not (np.issubdtype(order.dtype, np.integer) or np.issubdtype(order.dtype, np.floating)):
+        raise ValueError(f"order must be an index array of shape {p.shape}, got {order.dtype} of shape {order.shape}")
+    order = order.astype(np.int64, copy=False)
+    if order.size and (order.min() < 0 or order.max() >= p.size):
+        raise ValueError(f"order must hold row indices 0..{p.size - 1}")
+    ps = p[order]
+    step, ties = np.diff(ps), ps[1:] == ps[:-1]
+    if np.any(step < 0) or np.any(np.diff(order)[ties] <= 0):
+        raise ValueError("order is not the stable ascending order of p (sorted p, ties in row order)")
+    return order, ps
+
+
+def model_summary(p, y, conditions=None, *, order=None, ece_method: str = "custom", bins: int = 20,
                   min_count: int = 1, smooth_bandwidth: float = 0.05,
                   smooth_grid_bins: int | None = 400, small_prob_max: float = 0.01,
                   small_prob_quantile: float = 0.1) -> dict:
@@ -57,7 +73,9 @@ def model_summary(p, y, conditions=None, *, ece_method: str = "custom", bins: in
     le_ratio = Σ_i BCE(p_i, y_i) / Σ_j n_j·H(base_rate_j) — the pooled per-condition
     base-rate predictor (a single global base rate when ``conditions`` is None; NaN when
     the denominator ≤ 1e-12).  p is sorted once (stable) and the order is reused by the
-    adaptive ECE, the small-p prefix and the AUCs.  Empty input → all NaN.
+    adaptive ECE, the small-p prefix and the AUCs; ``order`` [N] passes that stable ascending order in
+    (e.g. from ``torch.sort(stable=True)`` where p was computed, on a GPU) and skips the host sort, with
+    the same result.  Empty input → all NaN.
     """
     p, y = _check_pair(p, y)
     cond = None if conditions is None else _check_conditions(conditions, p.size)
@@ -66,7 +84,7 @@ def model_summary(p, y, conditions=None, *, ece_method: str = "custom", bins: in
     out = dict.fromkeys(SUMMARY_KEYS, float("nan"))
     if p.size == 0:
         return out
-    order, ps = _stable_argsort(p)
+    order, ps = _stable_argsort(p) if order is None else _given_order(order, p)
     ys = y[order]
     ce_sum = float(np.sum(_bce(ps, ys)))
     e, small, thr, _ = _ece_pair(ps, ys, spec, small_prob_max, small_prob_quantile, presorted=True)
