@@ -26,7 +26,7 @@ Modules
 from le_ray.metrics.calibration import ece, ece_small, ece_table, reliability_curve
 from le_ray.metrics.per_condition import (calibration_ratios, le_ratio_by_condition, logratio_calibration,
                                           per_condition_metrics, per_condition_table)
-from le_ray.metrics.pointwise import binary_classification_metrics, brier, logloss, pr_auc, roc_auc
+from le_ray.metrics.pointwise import binary_classification_metrics, brier, logloss, pr_auc, roc_auc, sorted_curve_areas
 from le_ray.metrics.summary import SUMMARY_KEYS, model_summary
 from le_ray.metrics.sums import (BinSums, ConditionSums, condition_sums, merge_sums, sums_from_record,
                                  sums_to_record)
@@ -38,6 +38,7 @@ __all__ = [
     "logloss",
     "brier",
     "roc_auc",
+    "sorted_curve_areas",
     "pr_auc",
     "binary_classification_metrics",
     "ece",

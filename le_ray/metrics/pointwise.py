@@ -9,11 +9,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.metrics import auc, average_precision_score, roc_curve
 
 from le_ray.metrics.validation import _check_pair
 
-__all__ = ["logloss", "brier", "roc_auc", "pr_auc", "binary_classification_metrics"]
+__all__ = ["logloss", "brier", "roc_auc", "pr_auc", "sorted_curve_areas", "binary_classification_metrics"]
 
 PROB_CLIP = 1e-12  # logloss clips p to [PROB_CLIP, 1 − PROB_CLIP]
 
@@ -83,7 +82,7 @@ def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
 def _binary_labels(y: np.ndarray):
     """int8 labels (y ≥ 0.5), or None (with a RuntimeWarning) when only one class is present.
 
-    int8 labels make scikit-learn's label checks several times faster than float labels.
+    int8: a compact 0/1 vector for the curve counts.
     """
     labels = (y >= 0.5).astype(np.int8)
     if labels.size == 0 or labels.min() == labels.max():
@@ -93,29 +92,56 @@ def _binary_labels(y: np.ndarray):
     return labels
 
 
-def _sklearn_roc_auc(labels: np.ndarray, p: np.ndarray) -> float:
-    """``auc(*roc_curve(labels, p)[:2])`` — the computation scikit-learn's binary
-    ``roc_auc_score`` performs, minus its label re-binarisation (≈5× faster on 10M rows;
-    tests check equality with ``roc_auc_score``)."""
-    fpr, tpr, _ = roc_curve(labels, p)
-    return float(auc(fpr, tpr))
+def sorted_curve_areas(ps: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(ROC-AUC, average precision) of scores ``ps`` [N] sorted ascending (ties in any order) and their 0/1
+    ``labels`` [N], both classes present.
+
+    The thresholds are the distinct scores from the highest down; at the k-th, tp_k and fp_k count the
+    positives and negatives scoring at least it (P = tp_K, N = fp_K, tp_0 = fp_0 = 0):
+
+    * ROC-AUC = Σ_k (fp_k − fp_{k−1})·(tp_k + tp_{k−1}) / (2·P·N), the trapezoids under (fp/N, tp/P),
+      a tie group being one diagonal segment: scikit-learn's ``roc_auc_score`` (``roc_curve`` + ``auc``);
+    * AP = Σ_k (tp_k − tp_{k−1})/P · tp_k/(tp_k + fp_k), precision at each threshold weighted by the recall
+      it adds, not interpolated: scikit-learn's ``average_precision_score``.
+
+    Written out rather than calling scikit-learn because p arrives sorted (the summary sorts it once, on
+    the GPU in a CUDA trial) and scikit-learn re-sorts it and builds each curve separately: at 0.7M rows
+    that was ~80 ms of a ~120 ms host summary, a fixed cost beside a GPU trial's ~0.3 s of training.
+    Equal to scikit-learn's to float64 rounding (tests compare both on random data with ties).
+    """
+    desc = labels[::-1].astype(np.int64)
+    scores = ps[::-1]
+    ends = np.append(np.flatnonzero(scores[1:] != scores[:-1]), scores.size - 1)  # last row of each tie group
+    tp = np.concatenate(([0], np.cumsum(desc)[ends])).astype(np.float64)
+    fp = np.concatenate(([0], ends + 1)).astype(np.float64) - tp
+    positives, negatives = tp[-1], fp[-1]
+    roc = float(np.sum(np.diff(fp) * (tp[1:] + tp[:-1])) / (2.0 * positives * negatives))
+    ap = float(np.sum(np.diff(tp) / positives * (tp[1:] / (tp[1:] + fp[1:]))))
+    return roc, ap
+
+
+def _areas(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(ROC-AUC, AP) of unsorted p; NaN pair (with a RuntimeWarning) when only one class is present."""
+    labels = _binary_labels(y)
+    if labels is None:
+        return float("nan"), float("nan")
+    order = np.argsort(p, kind="stable")
+    return sorted_curve_areas(p[order], labels[order])
 
 
 def roc_auc(p, y) -> float:
-    """ROC-AUC of scores p for labels y ≥ 0.5, computed by scikit-learn (``roc_curve`` + ``auc``).
+    """ROC-AUC of scores p for labels y ≥ 0.5 (:func:`sorted_curve_areas`; equal to scikit-learn's
+    ``roc_auc_score`` to float rounding).
 
     NaN with a RuntimeWarning when only one class is present (or the input is empty).
     """
-    p, y = _check_pair(p, y)
-    labels = _binary_labels(y)
-    return float("nan") if labels is None else _sklearn_roc_auc(labels, p)
+    return _areas(*_check_pair(p, y))[0]
 
 
 def pr_auc(p, y) -> float:
-    """PR-AUC as average precision (``sklearn.metrics.average_precision_score``), labels y ≥ 0.5.
+    """PR-AUC as average precision, labels y ≥ 0.5 (:func:`sorted_curve_areas`; equal to scikit-learn's
+    ``average_precision_score`` to float rounding).
 
     NaN with a RuntimeWarning when only one class is present (or the input is empty).
     """
-    p, y = _check_pair(p, y)
-    labels = _binary_labels(y)
-    return float("nan") if labels is None else float(average_precision_score(labels, p))
+    return _areas(*_check_pair(p, y))[1]

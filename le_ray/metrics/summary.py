@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 from le_ray.metrics.binning import _stable_argsort
 from le_ray.metrics.calibration import _ece_pair
 from le_ray.metrics.per_condition import _constant_ce_sum, _logratio_from_sums
-from le_ray.metrics.pointwise import _accuracy, _bce, _binary_labels, _sklearn_roc_auc
+from le_ray.metrics.pointwise import _accuracy, _bce, _binary_labels, sorted_curve_areas
 from le_ray.metrics.validation import RATIO_EPS, _check_conditions, _check_pair, _check_small, _ece_spec
 
 __all__ = ["SUMMARY_KEYS", "model_summary"]
@@ -18,14 +17,12 @@ SUMMARY_KEYS = ("logloss", "brier", "accuracy", "ece", "ece_small", "ece_small_t
 
 
 def _aucs(ps: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
-    """(ROC-AUC, average precision) from scikit-learn; NaN pair when one class only.
-
-    Called with p already sorted, which makes scikit-learn's internal stable sort linear.
-    """
+    """(ROC-AUC, average precision) of p already sorted ascending (:func:`sorted_curve_areas`); NaN pair when
+    one class only."""
     labels = _binary_labels(ys)
     if labels is None:
         return float("nan"), float("nan")
-    return _sklearn_roc_auc(labels, ps), float(average_precision_score(labels, ps))
+    return sorted_curve_areas(ps, labels)
 
 
 def _condition_metrics(total_ce: float, y, p, cond, min_count: int) -> dict:
@@ -69,7 +66,7 @@ def model_summary(p, y, conditions=None, *, order=None, ece_method: str = "custo
 
     logloss (nats), brier, accuracy (p ≥ 0.5), ece, ece_small, ece_small_threshold,
     logratio_calib_iw / _macro (conditions with count ≥ min_count; NaN without
-    conditions), roc_auc, pr_auc (scikit-learn; NaN with a warning for one class) and
+    conditions), roc_auc, pr_auc (as scikit-learn's, to float rounding; NaN with a warning for one class) and
     le_ratio = Σ_i BCE(p_i, y_i) / Σ_j n_j·H(base_rate_j) — the pooled per-condition
     base-rate predictor (a single global base rate when ``conditions`` is None; NaN when
     the denominator ≤ 1e-12).  p is sorted once (stable) and the order is reused by the
