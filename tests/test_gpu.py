@@ -158,3 +158,15 @@ def test_matmul_precision_on_cuda():
         assert apply_matmul_precision("highest", CUDA) == "highest" == torch.get_float32_matmul_precision()
     finally:
         torch.set_float32_matmul_precision(before)
+
+
+def test_worker_warm_up_initialises_cuda():
+    """A GPU worker's warm-up creates the CUDA context (and runs fused Adam) before its first trial."""
+    import subprocess
+    import sys
+
+    code = ("import torch; from le_ray.sweep.driver import _import_trial_modules as warm; "
+            "before = torch.cuda.is_initialized(); warm(); print(before, torch.cuda.is_initialized())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True"]  # a fresh process: the warm-up made the context

@@ -11,6 +11,7 @@ the end-to-end test only: elsewhere matplotlib's layout would be most of a repor
 """
 
 import json
+import re
 import shlex
 import os
 import shutil
@@ -28,7 +29,7 @@ import torch
 
 from le_ray.sweep.audit import audit_experiment
 from le_ray.config import load_config, to_dict
-from le_ray.runners.repeats import main, write_manifest
+from le_ray.runners.repeats import main, wall_line, write_manifest
 from le_ray.report.sweep import build_report
 from le_ray.sweep.store import SweepStore
 from le_ray.sweep.driver import StopRequested, run_sweep, stop_on_signals, warm_up_workers
@@ -249,7 +250,9 @@ def test_stored_avazu_sample_sweep_resumes_by_name_without_its_profile(shared_ra
     assert main([*first, *by_name, "--no-report"]) == 0
     trials = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "av" / "trials").glob("*.json")}
     assert len(trials) == 4
-    capsys.readouterr()
+    first_out = capsys.readouterr().out  # where the wall time went, phase by phase (no report phase: --no-report)
+    assert re.search(r"^wall \d+\.\d s: data \d+\.\d s, Ray start \d+\.\d s, trials \d+\.\d s, the rest \d+\.\d s ",
+                     first_out, re.M), first_out[-800:]
     assert main([*by_name, "--allow-unsound", "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "resuming sweep av with the config it stores (profile avazu_sample)" in out
@@ -542,3 +545,9 @@ def test_node_removed_mid_sweep_completes_with_identical_metrics(on_cluster, tmp
     disturbed, _, progress = _sweep(tiny_cfg(SIX), tmp_path, "disturbed", echo=echo)
     assert removed and progress.failed == 0 and progress.done == 6
     assert _metrics(disturbed.root) == _metrics(reference)
+
+
+def test_wall_line_splits_the_process_age_into_phases():
+    line = wall_line({"report": 5.0, "data": 1.25, "trials": 7.06, "ray": 4.0}, 42.5)
+    assert line.startswith("wall 42.5 s: data 1.2 s, Ray start 4.0 s, trials 7.1 s, report 5.0 s, the rest 25.2 s (")
+    assert "the rest 0.0 s" in wall_line({"data": 3.0}, 2.0)  # never negative

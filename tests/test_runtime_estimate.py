@@ -206,3 +206,13 @@ def test_no_worker_is_warmed_up_when_no_trial_is_pending():
     from le_ray.sweep.driver import warm_up_workers
 
     assert warm_up_workers(load_config(profile="quickstart"), 0) == []
+
+
+def test_worker_warm_up_runs_the_trial_code_once_here():
+    """The warm-up body itself, in this process: a model summary and one optimiser step (on CPU here; on a
+    GPU worker also on the GPU, tests/test_gpu.py)."""
+    import os
+
+    from le_ray.sweep.driver import _import_trial_modules
+
+    assert _import_trial_modules() == os.getpid()

@@ -111,7 +111,9 @@ def _import_trial_modules() -> int:
     """Warm-up task body: import the trial code and touch its lazy initialisations once.
 
     Importing torch, scikit-learn, scipy and polars and running their first calls costs a new
-    worker several seconds; doing it here keeps that off the first real trial.
+    worker several seconds; doing it here keeps that off the first real trial. In a GPU task (Ray made a
+    GPU visible) the same holds for the CUDA context, cuBLAS and fused Adam's kernels: one tiny step on the
+    GPU creates them while the driver still prepares data and plans. Returns the worker's pid.
     """
     import numpy as np
     import torch
@@ -121,9 +123,15 @@ def _import_trial_modules() -> int:
     rng = np.random.default_rng(0)
     p, y = rng.random(64), (rng.random(64) < 0.5).astype(float)
     metrics.model_summary(p, y, rng.integers(0, 2, 64))
-    layer = torch.nn.Linear(4, 1)
-    torch.optim.Adam(layer.parameters()).zero_grad()
-    layer(torch.randn(8, 4)).sum().backward()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:
+        layer = torch.nn.Linear(4, 1, device=device)
+        cuda = {"fused": True, "capturable": True} if device.type == "cuda" else {}
+        optimizer = torch.optim.Adam(layer.parameters(), **cuda)
+        layer(torch.randn(8, 4, device=device)).sum().backward()
+        optimizer.step()
+    if len(devices) > 1:
+        torch.cuda.synchronize()
     return os.getpid()
 
 
