@@ -161,6 +161,10 @@ def trial_figures(cfg, loss: str, data, cuda: bool, seed: int | None = None) -> 
             "steady_samples_per_s": spec.settings.batch_size / step_s if step_s else None, "step_s": step_s,
             "steps_timed": len(clock.marks), "train_s": t["train"], "total_s": t["total"],
             "trial_over_train": t["total"] / t["train"] if t["train"] else None,
+            # where the rest of the trial went: tensors + model, epoch-0 and per-epoch evaluations, the final
+            # evaluation (its host summary apart)
+            "phases_s": {"setup": t["setup"], "train": t["train"], "epoch_evaluations": t["train_loop"] - t["train"],
+                         "final_evaluation": t["evaluate"], "host_summary": t["host_summary"]},
             "logloss": result.metrics.get("logloss"), "ece": result.metrics.get("ece"), "device": result.device,
             "cuda_graphs": record.get("cuda_graphs"), "matmul_precision": record.get("matmul_precision"),
             "torch_matmul_precision": torch.get_float32_matmul_precision()}
@@ -224,14 +228,10 @@ def stage_agreement(ctx: dict) -> dict:
                            max(worst[name][1], _rel(pair[1][1], pair[0][1]))]
     out = {"max_rel_loss": {k: v[0] for k, v in worst.items()}, "max_rel_grad": {k: v[1] for k, v in worst.items()},
            "loss_grad_within_1e-5": all(v[0] <= 1e-5 and v[1] <= 1e-5 for v in worst.values())}
-    histories = [objs["le+history"].history for objs in objectives]
-    if all(h is not None and hasattr(h, "window_totals") for h in histories):
-        sums = [h.window_totals() for h in histories]
-        rel = _rel(sums[1], sums[0])
-        out.update(history_max_rel=rel, history_bound=batches * EPS32, eps32=EPS32,
-                   history_within_bound=rel <= batches * EPS32)
-    else:
-        out["history_max_rel"] = "not exposed (objective.history.window_totals missing)"
+    sums = [objs["le+history"].history.window_totals() for objs in objectives]
+    rel = _rel(sums[1], sums[0])
+    out.update(history_max_rel=rel, history_bound=batches * EPS32, eps32=EPS32,
+               history_within_bound=rel <= batches * EPS32)
     return out
 
 
@@ -349,12 +349,10 @@ def stage_ceiling(ctx: dict) -> dict:
 # --------------------------------------------------------------------------- stage: throughput
 
 def _ceiling_for(ctx: dict, shape: str, figures: dict) -> float | None:
-    """The same-run graph ceiling at the precision the trial ran with ("highest" unless it says high)."""
+    """The same-run graph ceiling at the matmul precision the trial's record says it ran with (None when the
+    ceiling stage did not run)."""
     ceiling = ctx["results"].get("ceiling", {}).get("samples_per_s", {})
-    precision = figures.get("matmul_precision")
-    if precision not in ("high", "highest"):  # not recorded, or "auto": what torch ran the trial with
-        precision = "high" if figures.get("torch_matmul_precision") in ("high", "medium") else "highest"
-    return ceiling.get(f"{shape}/graph/{precision}")
+    return ceiling.get(f"{shape}/graph/{figures['matmul_precision']}")
 
 
 def stage_throughput(ctx: dict) -> dict:
@@ -478,8 +476,10 @@ def stage_quickstart(ctx: dict) -> dict:
     if not ctx["cuda"]:
         return {"skipped": "no CUDA (smoke): starts Ray", "command": cmd}
     done = run_command(cmd, ctx["timeout"](180))
-    prepared = [line for line in done["stdout"].splitlines() if line.startswith("data prepared")]
-    return {"returncode": done["returncode"], "wall_s": done["wall_s"], "data_line": prepared[:1],
+    lines = done["stdout"].splitlines()
+    return {"returncode": done["returncode"], "wall_s": done["wall_s"],
+            "data_line": [line for line in lines if line.startswith("data prepared")][:1],
+            "wall_line": [line for line in lines if line.startswith("wall ")][:1],  # the driver's own phase split
             **_sweep_spans(results / "quickstart"),
             "tail": (done["stdout"] + done["stderr"])[-2500:] if done["returncode"] != 0 else ""}
 

@@ -249,7 +249,9 @@ def test_trial_record_has_precision_and_graph_fields_and_stable_ids(tiny):
     result = run_trial(data, TrialSpec.make(cfg, "bce", 1, data.fingerprint), assigned_gpu_ids=[])
     record = json.loads(json.dumps(result.to_record()))
     assert record["matmul_precision"] == "highest" and record["cuda_graphs"] is False  # CPU: IEEE FP32, eager
-    assert set(record["timings"]) == {"setup", "train", "train_loop", "evaluate", "total"}
+    timings = record["timings"]
+    assert set(timings) == {"setup", "train", "train_loop", "evaluate", "host_summary", "total"}
+    assert 0 < timings["host_summary"] < timings["evaluate"] and timings["train"] <= timings["train_loop"]
     assert set(record["eval_compare"]) == {"bce", "localized_entropy", "focal"} and record["condition_sums"]
     ids = set()
     for sets in ([], ["device.cuda_graphs=off"], ["device.matmul_precision=high"], ["device.matmul_precision=highest"]):

@@ -30,6 +30,7 @@ path, as do CPU (so CPU records stay bit-identical to the numpy path) and MPS (n
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -372,13 +373,15 @@ def device_reliability(p: Tensor, y: Tensor, *, bins: int = 20) -> dict[str, lis
 @dataclass
 class Evaluation:
     """Host-side outcome: p [N] float64, the model summary, the sums record, the reliability columns,
-    the evaluation loss per loss definition and the LE statistics columns (None without labels)."""
+    the evaluation loss per loss definition and the LE statistics columns (None without labels), and the
+    host's seconds in the model summary (the part of the evaluation that stays on the host)."""
     p: np.ndarray
     summary: dict[str, float]
     condition_sums: dict[str, Any]
     reliability: dict[str, list]
     eval_compare: dict[str, float]
     le_stats: dict[str, list] | None
+    summary_seconds: float = 0.0
 
 
 def _host_label_metrics(p: np.ndarray, split: Split, ece: Mapping[str, Any], p_true, num_conditions: int):
@@ -425,7 +428,9 @@ def evaluate_predictions(logits: Tensor, eval_t: TensorSplit, split: Split, *, l
     host_p = reader[p_slot]
     sums, reliability = plan() if plan is not None else _host_label_metrics(host_p, split, ece, p_true, num_conditions)
     le = reader[le_slot].reshape(len(LE_STAT_KEYS), num_conditions)
-    host_order = None if order_slot is None else reader[order_slot]
-    return Evaluation(host_p, _summary(host_p, split, ece, host_order), metrics.sums_to_record(sums), reliability,
+    started = time.perf_counter()
+    summary = _summary(host_p, split, ece, None if order_slot is None else reader[order_slot])
+    return Evaluation(host_p, summary, metrics.sums_to_record(sums), reliability,
                       {} if compare_slot is None else dict(zip(names, reader[compare_slot].tolist())),
-                      {"condition": list(range(num_conditions)), **dict(zip(LE_STAT_KEYS, le.tolist()))})
+                      {"condition": list(range(num_conditions)), **dict(zip(LE_STAT_KEYS, le.tolist()))},
+                      time.perf_counter() - started)

@@ -203,7 +203,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
         condition_sums=ev.condition_sums, reliability=ev.reliability, curves=outcome.curves.as_dict(),
         eval_compare=ev.eval_compare,
         timings={"setup": t1 - t0, "train": outcome.train_seconds, "train_loop": t2 - t1, "evaluate": t3 - t2,
-                 "total": t3 - t0},
+                 "host_summary": ev.summary_seconds, "total": t3 - t0},
         device=choice.reason, node=_node_name(), samples_per_second=outcome.samples_per_second,
         num_parameters=count_parameters(model), evaluation_split=split_name, has_labels=labelled,
         matmul_precision=precision, cuda_graphs=outcome.cuda_graphs,
