@@ -2,8 +2,9 @@
 
 Data: N predictions p ~ Uniform(0, 1), labels y ~ Bernoulli(p), condition ids uniform on
 0..C-1 (defaults N = 10,000,000, C = 2,000).  For each of the five ECE backends the
-script times ``model_summary(p, y, conditions, ece_method=...)`` and
-``per_condition_metrics(p, y, conditions, ece_method=...)`` (best of ``--repeats`` runs,
+script times ``model_summary(p, y, conditions, ece_method=...)``, the same with ``order=`` (p's stable
+order given, as a CUDA trial's evaluation hands it over from the GPU's sort; the order is computed outside
+the timing) and ``per_condition_metrics(p, y, conditions, ece_method=...)`` (best of ``--repeats`` runs,
 wall-clock seconds) and prints a fixed-width table.
 
 As in a trial process, glibc's allocator is tuned first (``le_ray.training.devices.tune_host_allocator``:
@@ -51,9 +52,15 @@ def run(n: int, n_conditions: int, repeats: int, seed: int) -> pl.DataFrame:
     """Benchmark table: call, ece_method, seconds, throughput (M rows/s)."""
     p, y, conditions = make_data(n, n_conditions, seed)
     model_summary(p[:1000], y[:1000], conditions[:1000])  # warm-up: imports, first-call costs
+    order = np.argsort(p, kind="stable")
+
+    def given_order(*args, **kw):
+        return model_summary(*args, order=order, **kw)
+    calls = (("model_summary", model_summary), ("model_summary(order=)", given_order),
+             ("per_condition_metrics", per_condition_metrics))
     rows = []
     for method in ECE_METHODS:
-        for name, fn in (("model_summary", model_summary), ("per_condition_metrics", per_condition_metrics)):
+        for name, fn in calls:
             seconds = best_time(lambda: fn(p, y, conditions, ece_method=method), repeats)
             rows.append({"call": name, "ece_method": method, "seconds": seconds,
                          "mrows_per_s": n / seconds / 1e6})
