@@ -320,9 +320,9 @@ def _step_state(model: nn.Module, train: TensorSplit, objective: Objective, sett
                      torch.zeros((), dtype=torch.long, device=dev), settings.amp, observe, after_backward)
 
 
-def _use_capture(cuda_graphs: bool, train: TensorSplit, settings: TrainingSettings, track_grad_sq: bool) -> bool:
+def _use_capture(cuda_graphs: bool, on_cuda: bool, settings: TrainingSettings, track_grad_sq: bool) -> bool:
     """Capture when asked, on CUDA, and when no diagnostic reads tensors inside the step."""
-    if not cuda_graphs or train.device.type != "cuda":
+    if not cuda_graphs or not on_cuda:
         return False
     blockers = [name for name, on in (("plots.grad_sq_by_condition", track_grad_sq),
                                       ("training.debug_le_inputs", settings.debug_le_inputs),
@@ -349,15 +349,16 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
     elsewhere, and when gradient diagnostics or debug logging read tensors inside the step).
     ``static_steps``: the captured path's buffers and device lr without capture (tests, debugging).
     """
+    on_cuda = train.device.type == "cuda"  # graphs, and epoch orders drawn ahead, only there
     grad_sq = GradSqAccumulator(train.device, objective) if track_grad_sq else None
-    capture = _use_capture(cuda_graphs, train, settings, track_grad_sq)
+    capture = _use_capture(cuda_graphs, on_cuda, settings, track_grad_sq)
     ctx_ref: list = []
     state = _step_state(model, train, objective, settings, grad_sq, ctx_ref, device_lr=capture or static_steps,
                         capture=capture)
     static = StaticSteps(state, train, settings.batch_size, capture=capture) if capture or static_steps else None
     generator = torch.Generator().manual_seed(seeds.torch_seed(seed, "batch_order"))
     # on CUDA epoch 1's order is drawn while the epoch-0 evaluation runs, each later one during the epoch before
-    with EpochOrders(train, generator, settings.epochs, ahead=train.compute_device.type == "cuda") as orders:
+    with EpochOrders(train, generator, settings.epochs, ahead=on_cuda) as orders:
         ctx = _EpochContext(state, train, eval_split, objective, settings, orders, TrainCurves(), on_batch_eval,
                             on_step, static)
         ctx_ref.append(ctx)

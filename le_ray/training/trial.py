@@ -186,7 +186,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     outcome: TrainOutcome = train_model(model, train_t, eval_t, make(True), make(False), settings, seed=spec.seed,
                                         track_grad_sq=grad, on_batch_eval=on_batch_eval, on_step=on_step,
                                         on_epoch=on_epoch,
-                                        cuda_graphs=cfg.device.cuda_graphs == "auto" and dev.type == "cuda")
+                                        cuda_graphs=cfg.device.cuda_graphs == "auto")  # used on CUDA only
     t2 = time.perf_counter()
     logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
     ev = evaluate_predictions(logits, eval_t, split, labelled=labelled, ece=ece_settings(cfg),
