@@ -7,7 +7,8 @@ import shlex
 
 import pytest
 
-from le_ray.sweep.audit import audit_experiment, audit_text, batch_for_steps, refusal, setting_key
+from le_ray.sweep.audit import (SETTING_COLUMNS, Audit, audit_experiment, audit_text, batch_for_steps, refusal,
+                                setting_key, settings_table)
 from le_ray.cli.args import config_and_shadows, config_shadows_provenance
 from le_ray.config import ConfigShadowWarning, load_config
 from le_ray.data.prepare import prepare_data
@@ -245,3 +246,26 @@ def test_record_round_trip_is_plain_json(loss):
     record = json.loads(json.dumps(audit.to_record()))
     assert set(record) == {"settings", "conditions", "findings", "excluded_conditions", "fairness", "data_draws"}
     assert list(record["settings"]) == [loss]
+
+
+def test_settings_table_is_one_row_per_loss_shared_by_audit_and_summary():
+    """The one effective-settings table: the audit text shows every column with the full history cell,
+    summary.md (:func:`le_ray.report.summary_md._settings_table`) drops ``lr_category_decay`` and shows ``A = rate``."""
+    from le_ray.report.summary_md import _settings_table
+
+    base = {"epochs": 2, "batch_size": 256, "lr": 0.002, "lr_decay": 0.999, "lr_category": None,
+            "lr_category_decay": 0.9999, "steps_per_epoch": 55, "steps_total": 110, "history": None}
+    settings = {"bce": base, "localized_entropy": {**base, "history": {"amplification_rate": 12.5,
+                                                                      "max_window": 1_000_000, "capacity": [3, 4]}}}
+    full = settings_table(settings)
+    assert full.columns == ["loss", *SETTING_COLUMNS, "history"]
+    assert full["loss"].to_list() == ["BCE", "LE"]
+    assert full["history"].to_list() == ["off", "A=12.5, max 1,000,000"]
+    brief = _settings_table({"settings": settings})
+    assert brief.columns == [c for c in full.columns if c != "lr_category_decay"]
+    assert brief["history"].to_list() == ["off", "A = 12.5"]
+    assert brief.drop("history").equals(full.drop("history", "lr_category_decay"))
+    old = {"bce": {k: v for k, v in base.items() if k != "steps_total"}}  # a manifest from before a column existed
+    assert settings_table(old)["steps_total"].to_list() == [None]
+    assert settings_table({}).width == 0
+    assert "A=12.5, max 1,000,000" in audit_text(Audit(settings, [{"condition": 0, "value": "a", "train_rows": 1}]))

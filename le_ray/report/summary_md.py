@@ -22,6 +22,7 @@ from le_ray.report.tables import markdown_table
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, bottom_line,
                                    bottom_note, caveat_lines, metric_sentences, rare_headline, setting_differences,
                                    verdict_markdown)
+from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files"]
@@ -142,12 +143,14 @@ def _facts(ctx: SummaryContext) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["fact", "value"], orient="row")
 
 
+SETTINGS_SHOWN = tuple(k for k in SETTING_COLUMNS if k != "lr_category_decay")
+"""The settings columns summary.md's effective-settings table shows: the audit's, less ``lr_category_decay``."""
+
+
 def _settings_table(audit: dict[str, Any]) -> pl.DataFrame:
-    keys = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "steps_per_epoch", "steps_total")
-    return pl.DataFrame([{"loss": label(loss), **{k: s.get(k) for k in keys},
-                          "history": "off" if s.get("history") is None else
-                          f"A = {s['history']['amplification_rate']:g}"}
-                         for loss, s in audit["settings"].items()], infer_schema_length=None)
+    """summary.md's effective-settings table: :func:`le_ray.sweep.audit.settings_table` of the stored audit with
+    :data:`SETTINGS_SHOWN` and the brief history cell (``A = 64``)."""
+    return settings_table(audit["settings"], columns=SETTINGS_SHOWN, brief_history=True)
 
 
 def _audit_section(ctx: SummaryContext) -> list[str]:

@@ -66,11 +66,12 @@ from le_ray.training.cross_batch import history_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
 from le_ray.glossary import TESTED_METRICS
-from le_ray.registry import LOSSES
+from le_ray.registry import LOSSES, label
 from le_ray.stats import min_exact_p, min_pairs_for_alpha
 
 __all__ = ["Finding", "Audit", "audit_experiment", "setting_key", "condition_counts_table", "audit_text",
-           "refusal", "fairness_record", "batch_for_steps", "batch_one_liner"]
+           "refusal", "fairness_record", "batch_for_steps", "batch_one_liner", "SETTING_COLUMNS", "history_cell",
+           "settings_table"]
 
 ERROR, WARNING = "error", "warning"
 CLICK_CODES = ("no_train_click", "no_eval_click", "few_eval_clicks")
@@ -411,16 +412,35 @@ def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Ite
     return Audit(info, conditions, findings, fairness, len(datasets))
 
 
-_SETTING_COLUMNS = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "lr_category_decay", "steps_per_epoch",
-                    "steps_total")
+SETTING_COLUMNS = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "lr_category_decay", "steps_per_epoch",
+                   "steps_total")
+"""The settings columns of the effective-settings table, in order (between ``loss`` and ``history``)."""
+
+
+def history_cell(history: dict[str, Any] | None, *, brief: bool = False) -> str:
+    """The ``history`` cell of the effective-settings table for a loss's stored ``history`` record: ``off``
+    without one, else ``A=64, max 1,000,000`` (amplification rate and window cap; the audit text) or, ``brief``,
+    ``A = 64`` (the rate alone; summary.md)."""
+    if history is None:
+        return "off"
+    if brief:
+        return f"A = {history['amplification_rate']:g}"
+    return f"A={history['amplification_rate']:g}, max {history['max_window']:,}"
+
+
+def settings_table(settings: dict[str, dict[str, Any]], *, columns: Sequence[str] = SETTING_COLUMNS,
+                   brief_history: bool = False) -> pl.DataFrame:
+    """The effective training settings per loss as a table, one row per loss of ``settings`` (:attr:`Audit.settings`
+    or the manifest's ``audit.settings``): ``loss`` (its label), the ``columns`` (null where a stored record lacks
+    one) and ``history`` (:func:`history_cell`); no column at all when ``settings`` is empty."""
+    return pl.DataFrame([{"loss": label(loss), **{k: s.get(k) for k in columns},
+                          "history": history_cell(s.get("history"), brief=brief_history)}
+                         for loss, s in settings.items()], infer_schema_length=None)
 
 
 def audit_text(audit: Audit, *, max_conditions: int | None = 50) -> str:
     """The audit as text: effective settings per loss, per-condition counts, then the findings."""
-    settings = pl.DataFrame([{"loss": LOSSES[loss].label, **{k: s[k] for k in _SETTING_COLUMNS},
-                              "history": "off" if s["history"] is None else
-                              f"A={s['history']['amplification_rate']:g}, max {s['history']['max_window']:,}"}
-                             for loss, s in audit.settings.items()], infer_schema_length=None)
+    settings = settings_table(audit.settings)
     conditions = pl.DataFrame(audit.conditions, infer_schema_length=None)
     lines = ["experiment audit — effective training settings per loss:", format_table(settings), "",
              _conditions_heading(audit.data_draws),
