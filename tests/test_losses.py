@@ -245,6 +245,26 @@ def test_per_condition_stats():
     assert total == pytest.approx(localized_entropy(z, y, c, sample_weights=w).item(), rel=1e-12)
 
 
+def test_stats_and_loss_share_the_base_rate_fallback():
+    # supplied rates: usable (0.2), NaN, out of range, exact 0 and 1; condition 5 lies beyond
+    # len(base_rates) and condition 6 is absent from the batch
+    eps = 1e-3
+    z = torch.tensor([0.5, -1.0, 0.0, 2.0, -0.5, 1.0, 0.0, 0.3, -2.0, 0.7], dtype=torch.float64)
+    y = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0], dtype=torch.float64)
+    c = torch.tensor([0, 0, 1, 1, 1, 2, 2, 3, 4, 5])
+    w = torch.tensor([1.0, 2.0, 0.5, 1.0, 1.0, 3.0, 1.0, 1.0, 2.0, 1.0], dtype=torch.float64)
+    br = torch.tensor([0.2, float("nan"), -0.5, 0.0, 1.0], dtype=torch.float64)
+    s = per_condition_le_stats(z, y, c, base_rates=br, sample_weights=w, eps=eps, num_conditions=7)
+    empirical = [None, 1.5 / 2.5, 3.0 / 4.0, None, None, 0.0, None]
+    want = [0.2, empirical[1], empirical[2], eps, 1.0 - eps, eps, math.nan]
+    np.testing.assert_array_equal(s["base_rate"], want)
+    total = (s["numerator"] / np.maximum(s["denominator"], eps))[s["count"] > 0].sum() / w.sum().item()
+    for k in ({}, {"num_conditions": 7}):
+        loss = localized_entropy(z, y, c, base_rates=br, sample_weights=w, eps=eps, **k)
+        assert loss.item() == pytest.approx(total, rel=1e-12)
+        assert loss.item() == pytest.approx(_reference_le(z, y, c, w, br.tolist(), eps=eps), rel=1e-12)
+
+
 # --------------------------------------------------------------------------- cross-batch history
 
 

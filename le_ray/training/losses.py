@@ -153,21 +153,28 @@ def _condition_rows(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype)
     return rows.to(dtype)
 
 
-def _condition_rate(
-    ones: Tensor, zeros: Tensor, base_rates: Optional[Tensor], eps: float
+def _supplied_rates(
+    base_rates: Optional[Tensor], size: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
-    """p [C] clamped to [eps, 1-eps], and the mask of conditions whose rate was supplied.
+    """The supplied rates [C] and the mask [C] of the usable ones (finite and in [0, 1]).
 
-    p_j = base_rates[j] when finite and in [0, 1], else ones_j / max(ones_j + zeros_j, 1);
-    ids beyond len(base_rates) are padded with NaN, so they take the empirical rate too.
+    ``base_rates`` is padded with NaN (or truncated) to C, all NaN when None, so ids beyond
+    len(base_rates) are never usable.  Per-batch work is left to :func:`_condition_rate`.
     """
-    rate = ones / (ones + zeros).clamp_min(1.0)
-    supplied = torch.zeros_like(rate, dtype=torch.bool)
-    if base_rates is not None:
-        br = _per_condition(base_rates, rate.numel(), math.nan, rate.device, rate.dtype)
-        supplied = torch.isfinite(br) & (br >= 0) & (br <= 1)
-        rate = torch.where(supplied, br, rate)
-    return rate.clamp(eps, 1.0 - eps), supplied
+    rate = _per_condition(base_rates, size, math.nan, device, dtype)
+    if rate is None:
+        rate = torch.full((size,), math.nan, dtype=dtype, device=device)
+    return rate, torch.isfinite(rate) & (rate >= 0) & (rate <= 1)
+
+
+def _condition_rate(ones: Tensor, zeros: Tensor, rate: Tensor, supplied: Tensor, eps: float) -> Tensor:
+    """p [C] = clamp(rate_j if supplied_j else ones_j / max(ones_j + zeros_j, 1), eps, 1 - eps).
+
+    ``rate`` / ``supplied`` come from :func:`_supplied_rates`; the empirical rate fills in where no
+    usable rate was supplied.  Static shapes, no host synchronisation.
+    """
+    empirical = ones / (ones + zeros).clamp_min(1.0)
+    return torch.where(supplied, rate, empirical).clamp(eps, 1.0 - eps)
 
 
 def _entropy_den(ones: Tensor, zeros: Tensor, p: Tensor) -> Tensor:
@@ -270,14 +277,11 @@ def le_constants(base_rates: Optional[Tensor], condition_weights: Optional[Tenso
     a call never synchronises.
     """
     dtype = stats_dtype(torch.device(device))
-    rate = _per_condition(base_rates, size, math.nan, device, dtype)
-    if rate is None:
-        rate = torch.full((size,), math.nan, dtype=dtype, device=device)
-    supplied = torch.isfinite(rate) & (rate >= 0) & (rate <= 1)
+    rate, supplied = _supplied_rates(base_rates, size, device, dtype)
     log_terms = pick = None
     if precompute_logs:
         if bool(supplied.all()):
-            p = rate.clamp(eps, 1.0 - eps)
+            p = rate.clamp(eps, 1.0 - eps)  # _condition_rate when every rate is supplied
             log_terms = torch.stack([-torch.log(p), -torch.log1p(-p)])
         pick = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, -1.0]], dtype=dtype, device=device)
     weights = _condition_weight_factor(condition_weights, size, rate)
@@ -300,9 +304,7 @@ def _le_factor(rows: Tensor, window: Optional[Tensor], k: LEConstants, norm_stre
         den = (oz * k.log_terms).sum(0)  # ones_j * (-ln p_j) + zeros_j * (-ln(1 - p_j))
     else:
         ones, zeros = oz.unbind(0)
-        rate = ones / (ones + zeros).clamp_min(1.0)
-        p = torch.where(k.supplied, k.rate, rate).clamp(k.eps, 1.0 - k.eps)
-        den = _entropy_den(ones, zeros, p)
+        den = _entropy_den(ones, zeros, _condition_rate(ones, zeros, k.rate, k.supplied, k.eps))
     den = den.clamp_min(k.eps)
     if norm_strength != 1.0:  # x ** 1 is x: no kernel for the default
         den = den.pow(norm_strength)
@@ -412,7 +414,8 @@ def le_stat_tensors(logits: Tensor, targets: Tensor, conditions: Tensor, *, num_
     num = stats.new_zeros(num_conditions).index_add_(0, c, _bce_terms(z, y, w).to(stats.dtype))
     ones = stats[:, 2]
     zeros = (stats[:, 1] - ones).clamp_min(0.0)
-    rate, supplied = _condition_rate(ones, zeros, base_rates, eps)
+    supplied_rate, supplied = _supplied_rates(base_rates, num_conditions, stats.device, stats.dtype)
+    rate = _condition_rate(ones, zeros, supplied_rate, supplied, eps)
     den = _entropy_den(ones, zeros, rate)
     rate = torch.where(supplied | (stats[:, 0] > 0), rate, torch.full_like(rate, math.nan))
     return torch.stack([stats[:, 0], stats[:, 1], ones, zeros, num, den, rate]).to(torch.float64)
