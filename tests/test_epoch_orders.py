@@ -40,30 +40,23 @@ def test_orders_are_the_permutations_drawn_in_sequence(ahead):
     assert len({tuple(g.rows[:20].tolist()) for g in got}) == 4  # a fresh order every epoch
 
 
-def test_ahead_draws_the_next_order_before_it_is_asked_for():
+@pytest.mark.parametrize("epochs, draws", [(3, 2), (1, 1)])
+def test_ahead_draws_the_next_order_before_it_is_asked_for_and_none_past_the_last(epochs, draws):
+    """After the first order is taken, the generator has drawn the second too (in the background), unless the
+    first was the last epoch's."""
     tr = to_tensors(_split(), device=torch.device("cpu"), dtype=torch.float32)
-    gen = torch.Generator().manual_seed(9)
-    reference = torch.Generator().manual_seed(9)
-    with EpochOrders(tr, gen, 3, ahead=True) as orders:
+    gen, reference = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    with EpochOrders(tr, gen, epochs, ahead=True) as orders:
         orders.next()
         deadline = time.monotonic() + 30
-        while not orders._pending.done():
-            assert time.monotonic() < deadline, "the second order was not drawn within 30 s"
+        while orders._pending is not None and not orders._pending.done():
+            assert time.monotonic() < deadline, "the next order was not drawn within 30 s"
             time.sleep(0.01)
-        tr.permutation(reference), tr.permutation(reference)
-        assert torch.equal(gen.get_state(), reference.get_state())  # two draws made, one taken
+        for _ in range(draws):
+            tr.permutation(reference)
+        assert torch.equal(gen.get_state(), reference.get_state())
     with EpochOrders(tr, torch.Generator().manual_seed(9), 3, ahead=False) as lazy:
-        assert lazy._pending is None
-
-
-def test_no_draw_ahead_past_the_last_epoch():
-    tr = to_tensors(_split(), device=torch.device("cpu"), dtype=torch.float32)
-    gen = torch.Generator().manual_seed(2)
-    reference = torch.Generator().manual_seed(2)
-    with EpochOrders(tr, gen, 1, ahead=True) as orders:
-        orders.next()
-    tr.permutation(reference)
-    assert torch.equal(gen.get_state(), reference.get_state())
+        assert lazy._pending is None  # without ahead nothing is drawn before it is asked for
 
 
 @pytest.mark.gpu
