@@ -19,20 +19,20 @@ def test_each_row_once_per_epoch_and_seeded():
     split = _split()
     t = to_tensors(split, device=torch.device("cpu"), dtype=torch.float64)
     assert t.x_num.dtype == torch.float64 and t.cond.dtype == torch.long and t.unit_weights
-    batches = list(t.shuffled(10, torch.Generator().manual_seed(5)))
+    batches = list(t.batches(t.permutation(torch.Generator().manual_seed(5)), 10))
     assert [len(b) for b in batches] == [10] * 10 + [3]
     seen = torch.cat([b.x_num[:, 0] for b in batches]).numpy()
     np.testing.assert_allclose(np.sort(seen), np.sort(split.x_num[:, 0]))
-    again = list(t.shuffled(10, torch.Generator().manual_seed(5)))
+    again = list(t.batches(t.permutation(torch.Generator().manual_seed(5)), 10))
     assert all(torch.equal(a.cond, b.cond) for a, b in zip(batches, again))
-    other = list(t.shuffled(10, torch.Generator().manual_seed(6)))
+    other = list(t.batches(t.permutation(torch.Generator().manual_seed(6)), 10))
     assert not all(torch.equal(a.cond, b.cond) for a, b in zip(batches, other))
 
 
 def test_rows_stay_aligned_and_sequential_order():
     split = _split()
     t = to_tensors(split, device=torch.device("cpu"), dtype=torch.float32)
-    for b in t.shuffled(7, torch.Generator().manual_seed(1)):
+    for b in t.batches(t.permutation(torch.Generator().manual_seed(1)), 7):
         idx = [int(np.flatnonzero(split.x_num[:, 0] == v)[0]) for v in b.x_num[:, 0].tolist()]
         np.testing.assert_array_equal(b.cond.numpy(), split.cond[idx])
         np.testing.assert_array_equal(b.y.numpy(), split.y[idx])

@@ -94,7 +94,7 @@ def test_batch_feed_gathers_the_shuffled_batches():
     _, _, _, _, tr, _ = _setup("bce")
     size = 500
     gen = torch.Generator().manual_seed(11)
-    expected = list(tr.shuffled(size, gen))
+    expected = list(tr.batches(tr.permutation(gen), size))
     order = torch.randperm(len(tr), generator=torch.Generator().manual_seed(11))
     feed = BatchFeed(tr, size)
     feed.start_epoch(order)

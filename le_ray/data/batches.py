@@ -38,7 +38,7 @@ def _tensor(arr: np.ndarray, dtype: torch.dtype, device: torch.device) -> torch.
 
 
 class TensorSplit:
-    """A split's arrays as tensors on one device, with shuffled and sequential batch iterators."""
+    """A split's arrays as tensors on one device, with batch iterators (an epoch's order, or row order)."""
 
     def __init__(self, x_num: torch.Tensor, x_cat: torch.Tensor, cond: torch.Tensor, y: torch.Tensor | None,
                  w: torch.Tensor, *, unit_weights: bool, compute_device: torch.device | None = None):
@@ -66,10 +66,6 @@ class TensorSplit:
         """A fresh permutation of the rows [N] int64 from ``generator``, on the storage device: the epoch order
         every training path (eager batches, captured steps, the non-finite report) draws the same way."""
         return torch.randperm(len(self), generator=generator).to(self.cond.device)
-
-    def shuffled(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
-        """Batches of a fresh :meth:`permutation` (the last one may be smaller)."""
-        return self.batches(self.permutation(generator), batch_size)
 
     def batches(self, order: torch.Tensor, batch_size: int) -> Iterator[Batch]:
         """Batches of the rows ``order[k·B : (k+1)·B]`` in turn (``order`` [N] int64 on the storage device;
