@@ -46,7 +46,8 @@ def _given_order(order, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(order [N] int64, p[order]) from a caller's stable ascending order of p; checked to be one (sorted,
     ties in row order) in O(N), so a wrong order raises instead of giving wrong metrics."""
     order = np.asarray(order)
-    if order.shape != p.shape or not (np.issubdtype(order.dtype, np.integer) or np.issubdtype(order.dtype, np.floating)):
+    indices = np.issubdtype(order.dtype, np.integer) or np.issubdtype(order.dtype, np.floating)
+    if order.shape != p.shape or not indices:
         raise ValueError(f"order must be an index array of shape {p.shape}, got {order.dtype} of shape {order.shape}")
     order = order.astype(np.int64, copy=False)
     if order.size and (order.min() < 0 or order.max() >= p.size):

@@ -201,7 +201,7 @@ PHASES = {"data": "data", "ray": "Ray start", "trials": "trials", "report": "rep
 def wall_line(seconds: Mapping[str, float], total: float) -> str:
     """``wall 42.5 s: data 1.3 s, Ray start 4.0 s, trials 7.1 s, report 5.0 s, the rest 25.1 s (...)``: where a
     sweep's wall time went. ``seconds``: phase → wall seconds (PHASES keys); ``total``: the process's age, so
-    the rest is interpreter start-up, imports, config, the audit, the manifest and waiting for workers."""
+    the rest is interpreter start-up, imports, config, the audit and the manifest (workers start within "trials")."""
     parts = [f"{PHASES[k]} {seconds[k]:.1f} s" for k in PHASES if k in seconds]
     rest = max(total - sum(seconds[k] for k in PHASES if k in seconds), 0.0)
     return (f"wall {total:.1f} s: {', '.join(parts)}, the rest {rest:.1f} s (interpreter start-up, imports, config, "

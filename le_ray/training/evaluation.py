@@ -48,8 +48,8 @@ from le_ray.metrics.validation import _check_small, _ece_spec, _EceSpec
 from le_ray.training.losses import LE_STAT_KEYS, le_stat_tensors
 from le_ray.training.objectives import Objective
 
-__all__ = ["Evaluation", "DEVICE_ECE_METHODS", "LE_STAT_KEYS", "sums_on_device", "stable_order", "device_condition_sums",
-           "device_reliability", "le_stat_tensors", "evaluate_predictions"]
+__all__ = ["Evaluation", "DEVICE_ECE_METHODS", "LE_STAT_KEYS", "sums_on_device", "stable_order",
+           "device_condition_sums", "device_reliability", "le_stat_tensors", "evaluate_predictions"]
 
 DEVICE_ECE_METHODS = ("custom", "adaptive", "smooth", "smooth_lib")  # exact on the device; adaptive_lib is not
 _DENSE_BIN_KEYS = 1 << 18  # (condition, bin) key spaces up to this size are summed densely, larger ones compacted

@@ -362,15 +362,15 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
         ctx = _EpochContext(state, train, eval_split, objective, settings, orders, TrainCurves(), on_batch_eval,
                             on_step, static)
         ctx_ref.append(ctx)
-        train_seconds, seen = _run_epochs(model, ctx, eval_split, eval_objective, on_epoch)
+        train_seconds, seen = _run_epochs(model, ctx, eval_objective, on_epoch)
     return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, state.schedule.values(),
                         grad_sq.result() if grad_sq is not None else None, cuda_graphs=capture)
 
 
-def _run_epochs(model: nn.Module, ctx: _EpochContext, eval_split: TensorSplit | None, eval_objective: Objective,
+def _run_epochs(model: nn.Module, ctx: _EpochContext, eval_objective: Objective,
                 on_epoch: Callable[[int, nn.Module], None] | None) -> tuple[float, int]:
     """The epoch-0 evaluation, then every epoch and its evaluation; returns (seconds in epochs, samples seen)."""
-    train, settings, state, objective = ctx.train, ctx.settings, ctx.state, ctx.objective
+    train, eval_split, settings, state, objective = ctx.train, ctx.eval, ctx.settings, ctx.state, ctx.objective
     train_h = base_rate_entropy(train)
     train_loss, train_bce = batched_loss(model, train, eval_objective, settings.batch_size, settings.amp)
     _record(ctx.curves, model, eval_split, eval_objective, settings, 0, train_loss, normalised_entropy(train_bce, train_h))
