@@ -170,3 +170,38 @@ def test_worker_warm_up_initialises_cuda():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "True"]  # a fresh process: the warm-up made the context
+
+
+@pytest.mark.parametrize("loss,stage", [("bce", True), ("localized_entropy", True), ("localized_entropy", False)])
+def test_captured_epoch_zero_loss_pass_matches_the_eager_pass(loss, stage):
+    """The epoch-0 loss pass as graph replays (split on the GPU, or in host memory and copied in per batch)
+    gives the eager pass's loss and Σ w·BCE to float rounding, without a host read during the replays."""
+    import le_ray.training.graph_step as gs
+    from le_ray.training.loop import batched_loss
+
+    cfg, data, settings = _setup(loss, "model.dropout=0.2")
+    rates = torch.tensor(le_base_rates(data, prior="jeffreys"), device=CUDA)
+    model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
+                        cat_vocab_sizes=data.cat_vocab_sizes).to(CUDA)
+    objective = make_objective(loss, settings, base_rates=rates, num_conditions=data.num_conditions, device=CUDA,
+                               dtype=torch.float32, with_history=False)
+    train = to_tensors(data.train, device=CUDA, dtype=torch.float32, stage_on_device=stage)
+    size = settings.batch_size
+    static = gs.StaticSteps(gs.StepState(model, None, objective, None, None, None, None), train, size, capture=True)
+    replays, replay = [], torch.cuda.CUDAGraph.replay
+
+    def counted(graph):
+        replays.append(1)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return replay(graph)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    eager = batched_loss(model, train, objective, size)
+    torch.cuda.CUDAGraph.replay = counted
+    try:
+        captured = batched_loss(model, train, objective, size, static=static)
+    finally:
+        torch.cuda.CUDAGraph.replay = replay
+    assert len(replays) == static.feed.full_batches - gs.WARMUP_STEPS >= gs.MIN_LOSS_PASS_REPLAYS
+    assert captured == pytest.approx(eager, rel=1e-6)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -108,6 +110,26 @@ def test_batch_feed_gathers_the_shuffled_batches():
     assert [b.data_ptr() for b in feed.buffers] == pointers  # static addresses
     rest = tr.take(order[feed.full_batches * size:])
     assert torch.equal(rest.cond, expected[-1].cond) and torch.equal(rest.x_num, expected[-1].x_num)
+
+
+@pytest.mark.parametrize("loss,sets", [("bce", ()), ("localized_entropy", ("training.cross_batch.enabled=true",))])
+def test_static_loss_pass_gives_the_eager_epoch_zero_sums(loss, sets):
+    """The epoch-0 loss pass through the training steps' batch buffers (what a graph replays) gives the eager
+    pass's loss and Σ w·BCE bit for bit, the partial last batch included; a foreign split is refused."""
+    cfg, data, settings, make, tr, ev = _setup(loss, "model.dropout=0.3", *sets)
+    model = _model(cfg, data)
+    size = settings.batch_size
+    assert len(tr) % size and len(tr) // size >= 3
+    state = SimpleNamespace(objective=make(False))
+    static = graph_step.StaticSteps(state, tr, size, capture=False)
+    eager = batched_loss(model, tr, make(False), size)
+    through = batched_loss(model, tr, make(False), size, static=static)
+    assert model.training  # the mode is restored
+    assert through == eager and all(map(math.isfinite, eager))
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        graph_step.StaticLossPass(static.feed, model, make(False), "off", capture=True)
+    with pytest.raises(ValueError, match="another split or batch size"):
+        batched_loss(model, ev, make(False), size, static=static)
 
 
 def test_device_lr_schedule_matches_host_floats():

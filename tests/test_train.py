@@ -13,7 +13,8 @@ from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import le_base_rates, prepare_data
 from le_ray.training.model import build_model
 from le_ray.training.objectives import make_objective
-from le_ray.training.loop import NonFiniteLossError, build_optimizer, evaluate_loss, train_model
+from le_ray.training.loop import (NonFiniteLossError, base_rate_entropy, bce_sum, build_optimizer, evaluate_loss,
+                                 normalised_entropy, predict_logits, train_model)
 
 CPU = torch.device("cpu")
 
@@ -94,6 +95,21 @@ def test_eval_every_n_batches_curve_and_callback():
     assert out.curves.batch_step == list(range(3, total + 1, 3))
     assert len(out.curves.batch_eval_loss) == len(out.curves.batch_step)
     assert seen and seen[0] == (3, len(ev))
+
+
+@pytest.mark.parametrize("loss", ["bce", "localized_entropy"])
+def test_last_evaluation_is_the_trained_models_and_matches_a_fresh_one(loss):
+    # the trial's final evaluation reuses the last epoch's eval logits: they must be the trained model's, bit
+    # for bit, and the recorded eval loss / NE must be what the split-level functions give for them
+    _, data, settings, model, make, tr, ev = _setup(loss)
+    out = train_model(model, tr, ev, make(True), make(False), settings, seed=1)
+    fresh = predict_logits(model, ev, settings.eval_batch_size)
+    assert out.final_eval_logits is not None and torch.equal(out.final_eval_logits, fresh)
+    assert out.curves.eval_loss[-1] == evaluate_loss(model, ev, make(False), settings.eval_batch_size)
+    bce = float(bce_sum(fresh, ev.whole()))
+    assert out.curves.eval_ne[-1] == normalised_entropy(bce, base_rate_entropy(ev))
+    unlabelled = to_tensors(data.eval.without_labels(), device=CPU, dtype=torch.float32)
+    assert train_model(model, tr, unlabelled, make(True), make(False), settings, seed=1).final_eval_logits is None
 
 
 def test_empty_and_unlabelled_eval_give_nan():

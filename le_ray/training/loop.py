@@ -46,7 +46,8 @@ from le_ray.data.batches import Batch, TensorSplit
 from le_ray.training import graph_step
 from le_ray.training.epoch_orders import EpochOrder, EpochOrders
 from le_ray.training.grad_diagnostics import GradSqAccumulator
-from le_ray.training.graph_step import LrSchedule, NonFiniteGuard, StaticSteps, StepState, bce_sum, forward
+from le_ray.training.graph_step import (LrSchedule, NonFiniteGuard, StaticLossPass, StaticSteps, StepState,
+                                       add_batch_loss, bce_sum, forward)
 from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
@@ -86,6 +87,9 @@ class TrainOutcome:
     final_lrs: list[float]
     grad_sq: dict[str, np.ndarray] | None = None
     cuda_graphs: bool = False  # whether full-size steps ran as captured CUDA graph replays
+    # [N_eval] logits of the trained model on the (labelled) eval split, from the last epoch's evaluation; None
+    # without a labelled eval split. On the trial's device: the final evaluation starts from them.
+    final_eval_logits: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def samples_per_second(self) -> float:
@@ -153,24 +157,28 @@ def evaluate_loss(model: nn.Module, split: TensorSplit | None, objective: Object
 
 @torch.no_grad()
 def batched_loss(model: nn.Module, split: TensorSplit, objective: Objective, batch_size: int,
-                 amp: str = "off") -> tuple[float, float]:
+                 amp: str = "off", static: StaticSteps | None = None) -> tuple[float, float]:
     """Σ_b loss_b·W_b / Σ_b W_b over sequential batches of ``batch_size`` (evaluation mode, no history).
 
     The epoch-0 training loss uses this so it is on the same scale as the per-epoch training
     losses: LE's value depends on the batch it is normalised over (Σ_j term_j / W_b), so a
     whole-split LE and a mean of batch LEs differ by roughly N / B. Returns (that loss, Σ w·BCE in nats).
-    The sums stay on the device (float64, in batch order) and are read once.
+    The sums stay on the device (float64, in batch order) and are read once. ``static``: the training
+    steps' static path (same split and batch size), whose batch buffers carry the full-size batches, as
+    CUDA graph replays when it captures (:class:`le_ray.training.graph_step.StaticLossPass`).
     """
     if len(split) == 0 or split.y is None:
         return float("nan"), float("nan")
     was_training = model.training
     model.eval()
-    sums = torch.zeros(3, dtype=stats_dtype(split.device), device=split.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
-    for batch in split.sequential(batch_size):
-        weight = batch.w.sum().to(sums.dtype)
-        logits = forward(model, batch, amp)
-        loss = objective(logits, batch, use_history=False).to(sums.dtype)
-        sums += torch.stack([loss * weight, weight, bce_sum(logits, batch).to(sums.dtype)])
+    if static is not None and (static.split is not split or static.feed.batch_size != batch_size):
+        raise ValueError("batched_loss: the static path given belongs to another split or batch size")
+    if static is not None:
+        sums = StaticLossPass(static.feed, model, objective, amp, capture=static.capture).run()
+    else:
+        sums = torch.zeros(3, dtype=stats_dtype(split.device), device=split.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
+        for batch in split.sequential(batch_size):
+            add_batch_loss(model, batch, objective, amp, sums)
     model.train(was_training)
     total, weight, bce = sums.tolist()  # one host read
     return (total / weight if weight > 0 else float("nan")), bce
@@ -192,6 +200,8 @@ class _EpochContext:
     step: int = 0
     epoch: int = 0
     epoch_first_step: int = 1
+    eval_entropy: float = float("nan")  # W·H(p̄) of the eval split (the NE denominator), computed once
+    eval_logits: torch.Tensor | None = None  # [N_eval] logits of the latest evaluation (the model as it is now)
 
 
 def _debug_batch(batch: Batch, logits: torch.Tensor, epoch: int, index: int) -> None:
@@ -292,14 +302,24 @@ def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[floa
     return (loss_sum / max(weight_sum, 1e-300) if seen else float("nan")), bce_total, seen
 
 
-def _record(curves: TrainCurves, model: nn.Module, eval_split: TensorSplit | None, objective: Objective,
-            settings: TrainingSettings, epoch: int, train_loss: float, train_ne: float) -> None:
-    """Append epoch ``epoch``'s train values and the eval split's loss and NE (whole split, history off)."""
+def _record(ctx: _EpochContext, model: nn.Module, objective: Objective, epoch: int, train_loss: float,
+            train_ne: float) -> None:
+    """Append epoch ``epoch``'s train values and the eval split's loss and NE (whole split, history off).
+
+    The eval logits are kept in ``ctx.eval_logits``: after the last epoch they are the trained model's, which the
+    trial's final evaluation reuses instead of a second pass. One host read for the loss and Σ w·BCE together."""
     eval_loss = eval_ne = float("nan")
-    if eval_split is not None and len(eval_split) and eval_split.y is not None:
-        logits = predict_logits(model, eval_split, settings.eval_batch_size, settings.amp)
-        eval_loss = evaluate_loss(model, eval_split, objective, settings.eval_batch_size, logits)
-        eval_ne = normalised_entropy(float(bce_sum(logits, eval_split.whole())), base_rate_entropy(eval_split))
+    split = ctx.eval
+    if split is not None and len(split) and split.y is not None:
+        logits = predict_logits(model, split, ctx.settings.eval_batch_size, ctx.settings.amp)
+        whole = split.whole()
+        with torch.no_grad():
+            loss, bce = objective(logits, whole, use_history=False), bce_sum(logits, whole)
+            dtype = torch.promote_types(loss.dtype, bce.dtype)  # both exact in it: the floats read are theirs
+            eval_loss, eval_bce = torch.stack([loss.to(dtype), bce.to(dtype)]).tolist()
+        eval_ne = normalised_entropy(eval_bce, ctx.eval_entropy)
+        ctx.eval_logits = logits
+    curves = ctx.curves
     curves.epoch.append(epoch)
     curves.train_loss.append(train_loss)
     curves.eval_loss.append(eval_loss)
@@ -364,7 +384,8 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
         ctx_ref.append(ctx)
         train_seconds, seen = _run_epochs(model, ctx, eval_objective, on_epoch)
     return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, state.schedule.values(),
-                        grad_sq.result() if grad_sq is not None else None, cuda_graphs=capture)
+                        grad_sq.result() if grad_sq is not None else None, cuda_graphs=capture,
+                        final_eval_logits=ctx.eval_logits)
 
 
 def _run_epochs(model: nn.Module, ctx: _EpochContext, eval_objective: Objective,
@@ -372,16 +393,16 @@ def _run_epochs(model: nn.Module, ctx: _EpochContext, eval_objective: Objective,
     """The epoch-0 evaluation, then every epoch and its evaluation; returns (seconds in epochs, samples seen)."""
     train, eval_split, settings, state, objective = ctx.train, ctx.eval, ctx.settings, ctx.state, ctx.objective
     train_h = base_rate_entropy(train)
-    train_loss, train_bce = batched_loss(model, train, eval_objective, settings.batch_size, settings.amp)
-    _record(ctx.curves, model, eval_split, eval_objective, settings, 0, train_loss, normalised_entropy(train_bce, train_h))
+    ctx.eval_entropy = base_rate_entropy(eval_split) if eval_split is not None else float("nan")
+    train_loss, train_bce = batched_loss(model, train, eval_objective, settings.batch_size, settings.amp, ctx.static)
+    _record(ctx, model, eval_objective, 0, train_loss, normalised_entropy(train_bce, train_h))
     train_seconds, seen = 0.0, 0
     for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
         train_loss, train_bce, n = _train_epoch(model, ctx, epoch)
         train_seconds += time.perf_counter() - epoch_start
         seen += n
-        _record(ctx.curves, model, eval_split, eval_objective, settings, epoch, train_loss,
-                normalised_entropy(train_bce, train_h))
+        _record(ctx, model, eval_objective, epoch, train_loss, normalised_entropy(train_bce, train_h))
         log.info("%s epoch %d/%d: train %.6f eval %.6f (%.1f s, lr %.3g)", objective.name, epoch, settings.epochs,
                  train_loss, ctx.curves.eval_loss[-1], time.perf_counter() - epoch_start, state.schedule.values()[0])
         if settings.print_embedding_table:

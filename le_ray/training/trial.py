@@ -188,7 +188,9 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
                                         on_epoch=on_epoch,
                                         cuda_graphs=cfg.device.cuda_graphs == "auto")  # used on CUDA only
     t2 = time.perf_counter()
-    logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
+    logits = outcome.final_eval_logits  # the last epoch's evaluation already ran the trained model on eval_t
+    if logits is None:
+        logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
     ev = evaluate_predictions(logits, eval_t, split, labelled=labelled, ece=ece_settings(cfg),
                               p_true=split.p_true if cfg.evaluation.synthetic_truth else None,
                               compare=_compare_objectives(cfg, settings, rates, data.num_conditions, dev, dtype),
