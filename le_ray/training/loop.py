@@ -22,7 +22,10 @@ first bad step and its loss are kept in device tensors) and raised at the end of
 epoch, batch and the batch's conditions (re-derived from the epoch's order).
 Three ways to run the same step: eager (the default, and always on CPU), static (fixed batch buffers,
 lr as device tensors: the captured path run eagerly, for tests), and captured (``cuda_graphs`` on a
-CUDA device: one CUDA graph replay per full-size batch; :mod:`le_ray.training.graph_step`).
+CUDA device: one CUDA graph replay per full-size batch; :mod:`le_ray.training.graph_step`). The epoch-0
+training-loss pass takes the same path as the steps (static buffers, and a graph replay per batch when they
+are captured). The last epoch's eval logits are handed back (``TrainOutcome.final_eval_logits``): the
+trial's final evaluation starts from them instead of a second forward pass.
 ``training.amp = "bf16"`` runs the model's forward pass under ``torch.autocast`` in bfloat16; the loss is
 always computed in the model's dtype (float32) from the bf16 logits.
 The loop never prints: it logs through a ``logging.Logger``.
