@@ -457,16 +457,29 @@ def stage_pytest(ctx: dict) -> dict:
             "tail": (done["stdout"] + done["stderr"])[-3000:] if done["returncode"] != 0 else ""}
 
 
-def _sweep_spans(root: Path) -> dict:
-    """From the stored trial files: trials, devices, first start → last finish, mean in-trial samples/s."""
+def _sweep_spans(root: Path, launched_at: float | None = None, ended_at: float | None = None) -> dict:
+    """From the stored trial files: trials, devices, first start → last finish, mean in-trial samples/s, and where
+    a sweep trial's time goes. ``launched_at`` / ``ended_at`` (epoch seconds around the driver process) split the
+    rest of the wall: launch → first trial start (imports, data, Ray start, worker start-up and warm-up) and
+    last trial finish → process exit (report, Ray shutdown)."""
     records = [json.loads(p.read_text()) for p in sorted((root / "trials").glob("*.json"))]
     if not records:
         return {"trials": 0}
     start, end = min(r["started_at"] for r in records), max(r["finished_at"] for r in records)
-    return {"trials": len(records), "devices": sorted({r["device"].split(" ")[0] for r in records}),
-            "trials_span_s": end - start, "gpu_ids": sorted({",".join(r.get("gpu_ids", [])) for r in records}),
-            "mean_trial_s": statistics.mean(r["timings"]["total"] for r in records),
-            "mean_samples_per_s": statistics.mean(r["samples_per_second"] for r in records)}
+    phases = ("attach_data", "setup", "train", "train_loop", "evaluate", "host_summary", "total")
+    out = {"trials": len(records), "devices": sorted({r["device"].split(" ")[0] for r in records}),
+           "trials_span_s": end - start, "gpu_ids": sorted({",".join(r.get("gpu_ids", [])) for r in records}),
+           "mean_trial_s": statistics.mean(r["timings"]["total"] for r in records),
+           "mean_samples_per_s": statistics.mean(r["samples_per_second"] for r in records),
+           # median seconds per phase over the sweep's trials, and the task's wall (start → finish in the worker)
+           "median_phases_s": {k: statistics.median(r["timings"].get(k, float("nan")) for r in records) for k in phases},
+           "median_task_s": statistics.median(r["finished_at"] - r["started_at"] for r in records),
+           "workers": len({r.get("worker_pid") for r in records})}
+    if launched_at is not None:
+        out["launch_to_first_trial_s"] = start - launched_at
+    if ended_at is not None:
+        out["last_trial_to_exit_s"] = ended_at - end
+    return out
 
 
 def stage_quickstart(ctx: dict) -> dict:
@@ -475,12 +488,13 @@ def stage_quickstart(ctx: dict) -> dict:
            "--name", "quickstart"]
     if not ctx["cuda"]:
         return {"skipped": "no CUDA (smoke): starts Ray", "command": cmd}
+    launched_at = time.time()
     done = run_command(cmd, ctx["timeout"](180))
     lines = done["stdout"].splitlines()
     return {"returncode": done["returncode"], "wall_s": done["wall_s"],
             "data_line": [line for line in lines if line.startswith("data prepared")][:1],
             "wall_line": [line for line in lines if line.startswith("wall ")][:1],  # the driver's own phase split
-            **_sweep_spans(results / "quickstart"),
+            **_sweep_spans(results / "quickstart", launched_at, launched_at + done["wall_s"]),
             "tail": (done["stdout"] + done["stderr"])[-2500:] if done["returncode"] != 0 else ""}
 
 
@@ -631,6 +645,12 @@ def _other_rows(r: dict, rows: list) -> None:
     if "wall_s" in q:
         _speed_row(r, rows, f"quickstart sweep wall s ({q.get('trials')} trials, rc {q.get('returncode')})",
                    q["wall_s"], "<= 30", q["wall_s"] <= 30 and q.get("returncode") == 0)
+        for key, what in (("launch_to_first_trial_s", "launch -> first trial start"),
+                          ("trials_span_s", "first trial start -> last trial end"),
+                          ("last_trial_to_exit_s", "last trial end -> exit (report, Ray shutdown)"),
+                          ("median_task_s", "median trial task, in the worker")):
+            if key in q:
+                _row(rows, f"  quickstart: {what}, s", q[key])
     for shape in ("quickstart", "default_net"):
         for k, g in r.get("packing", {}).get(shape, {}).items():
             _row(rows, f"{k} {shape} trials at once: trials/min (x{_fmt(g.get('speedup_vs_1'))} of one)",

@@ -81,3 +81,21 @@ def test_step_clock_uses_intervals_inside_later_epochs_only():
     assert clock.median_step_s() == pytest.approx(0.2)  # epoch 1 (capture) and the gaps between epochs left out
     clock.marks = [(1, 0.0), (1, 0.3), (1, 0.4)]
     assert clock.median_step_s() == pytest.approx(0.2)  # one epoch: all of it
+
+
+def test_sweep_spans_split_the_quickstart_wall_around_its_trials(tmp_path):
+    """The quickstart stage's breakdown from trial files: launch → first start, span, last end → exit, medians."""
+    (tmp_path / "trials").mkdir()
+    timing = {"attach_data": 0.01, "setup": 0.02, "train": 0.2, "train_loop": 0.25, "evaluate": 0.03,
+              "host_summary": 0.01, "total": 0.3}
+    for i, (start, end, pid) in enumerate([(105.0, 105.5, 1), (105.2, 106.0, 2), (106.0, 107.5, 1)]):
+        record = {"started_at": start, "finished_at": end, "worker_pid": pid, "device": "cuda:0 (Ray GPU ids)",
+                  "gpu_ids": ["0"], "samples_per_second": 1e6 * (i + 1), "timings": {**timing, "train": 0.1 * (i + 1)}}
+        (tmp_path / "trials" / f"t{i}.json").write_text(json.dumps(record))
+    spans = _gpu_check()._sweep_spans(tmp_path, 100.0, 110.0)
+    assert spans["launch_to_first_trial_s"] == pytest.approx(5.0)
+    assert spans["trials_span_s"] == pytest.approx(2.5)
+    assert spans["last_trial_to_exit_s"] == pytest.approx(2.5)
+    assert spans["median_task_s"] == pytest.approx(0.8) and spans["workers"] == 2
+    assert spans["median_phases_s"]["train"] == pytest.approx(0.2) and spans["devices"] == ["cuda:0"]
+    assert _gpu_check()._sweep_spans(tmp_path / "missing") == {"trials": 0}
