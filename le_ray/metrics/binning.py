@@ -21,7 +21,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import pandas as pd
 
 from le_ray.metrics.validation import _EceSpec
 
@@ -79,6 +78,8 @@ def _qcut_index(p: np.ndarray, n_bins: int) -> tuple[np.ndarray, int]:
     """
     if p.size == 0:
         return np.zeros(0, dtype=np.intp), 0
+    import pandas as pd  # here, not at the top: only adaptive_lib needs it, and it costs every Ray worker ~0.4 s
+
     codes = np.asarray(pd.qcut(p, q=min(n_bins, p.size), duplicates="drop", labels=False), dtype=np.float64)
     if np.isnan(codes).any():
         return np.zeros(p.size, dtype=np.intp), 1

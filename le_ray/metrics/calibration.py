@@ -23,7 +23,6 @@ from functools import lru_cache
 
 import numpy as np
 import polars as pl
-from scipy.ndimage import convolve1d, gaussian_filter1d
 
 from le_ray.metrics.binning import _bin_index, _binned_p, _grid_index, _stable_argsort
 from le_ray.metrics.validation import _check_pair, _check_small, _ece_spec, _EceSpec, _ratio
@@ -47,6 +46,9 @@ def _smooth(h: np.ndarray, sigma: float, lib: bool) -> np.ndarray:
     h = np.asarray(h, dtype=np.float64)
     if sigma <= 0:
         return h
+    # imported here: only the smooth ECE methods need scipy.ndimage, and it costs every Ray worker ~0.15 s
+    from scipy.ndimage import convolve1d, gaussian_filter1d
+
     if lib:
         return gaussian_filter1d(h, sigma, axis=-1, mode="nearest", truncate=4.0)
     return convolve1d(h, _gaussian_kernel(sigma), axis=-1, mode="constant", cval=0.0)
