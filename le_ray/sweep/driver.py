@@ -110,8 +110,8 @@ def _peak_rss() -> int:
 def _import_trial_modules() -> int:
     """Warm-up task body: import the trial code and touch its lazy initialisations once.
 
-    Importing torch, scikit-learn, scipy and polars and running their first calls costs a new
-    worker several seconds; doing it here keeps that off the first real trial. In a GPU task (Ray made a
+    Importing torch, polars and the trial code and running their first calls costs a new worker
+    seconds; doing it here keeps that off the first real trial. In a GPU task (Ray made a
     GPU visible) the same holds for the CUDA context, cuBLAS and fused Adam's kernels: one tiny step on the
     GPU creates them while the driver still prepares data and plans. Returns the worker's pid.
     """
