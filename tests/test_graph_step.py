@@ -132,10 +132,11 @@ def test_static_loss_pass_gives_the_eager_epoch_zero_sums(loss, sets):
         batched_loss(model, ev, make(False), size, static=static)
 
 
-def test_capture_records_the_body_between_begin_and_end_and_returns_its_output():
-    """The capture protocol without a GPU (a recording stand-in for the graph; stream None is the current
-    one): begin in thread-local mode, the body, end, the end also when the body fails."""
+def test_capture_records_the_body_between_begin_and_end_and_returns_its_output(monkeypatch):
+    """The capture protocol without a GPU (a recording stand-in for the graph and the device sync; stream None
+    is the current one): sync, begin in thread-local mode, the body, end, the end also when the body fails."""
     calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("sync", {})))
 
     class Graph:
         def capture_begin(self, **kwargs):
@@ -144,11 +145,11 @@ def test_capture_records_the_body_between_begin_and_end_and_returns_its_output()
         def capture_end(self):
             calls.append(("end", {}))
     assert graph_step.capture(Graph(), None, lambda: calls.append(("body", {})) or "static out") == "static out"
-    assert calls == [("begin", {"capture_error_mode": "thread_local"}), ("body", {}), ("end", {})]
+    assert calls == [("sync", {}), ("begin", {"capture_error_mode": "thread_local"}), ("body", {}), ("end", {})]
     calls.clear()
     with pytest.raises(ZeroDivisionError):
         graph_step.capture(Graph(), None, lambda: 1 / 0)
-    assert [c for c, _ in calls] == ["begin", "end"]
+    assert [c for c, _ in calls] == ["sync", "begin", "end"]
 
 
 def test_device_lr_schedule_matches_host_floats():

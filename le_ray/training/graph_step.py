@@ -217,13 +217,15 @@ def step_fn(state: StepState, batch: Batch) -> torch.Tensor:
 def capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, body: Callable[[], T]) -> T:
     """Record ``body()`` into ``graph`` on ``stream`` (nothing runs) and return its static output.
 
-    What ``torch.cuda.graph`` does, less its preamble: it synchronises the device and empties the caching
-    allocator and the pinned host cache before every capture, to leave the graph room. A trial captures twice
-    (the epoch-0 loss pass and the training step) while its data, model and next epoch's order stay
-    allocated, so the flushes free nothing it could use and only make the allocations after them
-    (evaluation buffers, the next pinned order buffer) go back to cudaMalloc / cudaHostAlloc.
-    ``thread_local``: only this thread's calls are bound by the capture's rules, not other threads' (the
-    epoch-order draw runs beside it)."""
+    What ``torch.cuda.graph`` does, less two of its preamble's steps: it also empties the caching allocator
+    and the pinned host cache before every capture, to leave the graph room. A trial captures twice (the
+    epoch-0 loss pass and the training step) while its data, model and next epoch's order stay allocated,
+    so those flushes free nothing it could use and only send the allocations after them (evaluation
+    buffers, the next pinned order buffer) back to cudaMalloc / cudaHostAlloc. The device synchronisation
+    stays: every stream (the LE history's included) is idle when the capture begins, as under
+    ``torch.cuda.graph``. ``thread_local``: only this thread's calls are bound by the capture's rules, not
+    other threads' (the epoch-order draw runs beside it)."""
+    torch.cuda.synchronize(stream.device if stream is not None else None)
     with torch.cuda.stream(stream):
         graph.capture_begin(capture_error_mode="thread_local")
         try:
