@@ -4,7 +4,9 @@ Data: N predictions p ~ Uniform(0, 1), labels y ~ Bernoulli(p), condition ids un
 0..C-1 (defaults N = 10,000,000, C = 2,000).  For each of the five ECE backends the
 script times ``model_summary(p, y, conditions, ece_method=...)``, the same with ``order=`` (p's stable
 order given, as a CUDA trial's evaluation hands it over from the GPU's sort; the order is computed outside
-the timing) and ``per_condition_metrics(p, y, conditions, ece_method=...)`` (best of ``--repeats`` runs,
+the timing), ``summary_from_sums`` (what is left on the host when a CUDA trial computes the summary's statistics
+on the device: the per-condition and pooled sums, Σ (p − y)² and the curve terms are computed outside the
+timing) and ``per_condition_metrics(p, y, conditions, ece_method=...)`` (best of ``--repeats`` runs,
 wall-clock seconds) and prints a fixed-width table.
 
 As in a trial process, glibc's allocator is tuned first (``le_ray.training.devices.tune_host_allocator``:
@@ -26,7 +28,8 @@ import polars as pl
 
 from le_ray.metrics.compare import format_table
 from le_ray.training.devices import tune_host_allocator
-from le_ray.metrics import ECE_METHODS, model_summary, per_condition_metrics
+from le_ray.metrics import (ECE_METHODS, condition_sums, model_summary, per_condition_metrics, sorted_curve_areas,
+                            summary_from_sums)
 
 
 def make_data(n: int, n_conditions: int, seed: int):
@@ -48,6 +51,17 @@ def best_time(fn, repeats: int) -> float:
     return min(times)
 
 
+def from_sums(p, y, conditions, order, ece_method: str):
+    """A timed callable: ``summary_from_sums`` on statistics computed here, before the timing (as a GPU computes
+    them in a CUDA trial)."""
+    labels = (y[order] >= 0.5).astype(np.int8)
+    curve = (*sorted_curve_areas(p[order], labels), float(labels.sum()), float(labels.size - labels.sum()))
+    squared_error = float(np.sum((p - y) ** 2))
+    sums = condition_sums(p, y, conditions, ece_method=ece_method)
+    pooled = condition_sums(p, y, np.zeros_like(conditions), num_conditions=1, ece_method=ece_method)
+    return lambda *args, **kw: summary_from_sums(sums, pooled, squared_error=squared_error, curve=curve)
+
+
 def run(n: int, n_conditions: int, repeats: int, seed: int) -> pl.DataFrame:
     """Benchmark table: call, ece_method, seconds, throughput (M rows/s)."""
     p, y, conditions = make_data(n, n_conditions, seed)
@@ -56,11 +70,12 @@ def run(n: int, n_conditions: int, repeats: int, seed: int) -> pl.DataFrame:
 
     def given_order(*args, **kw):
         return model_summary(*args, order=order, **kw)
-    calls = (("model_summary", model_summary), ("model_summary(order=)", given_order),
+    calls = (("model_summary", model_summary), ("model_summary(order=)", given_order), ("summary_from_sums", None),
              ("per_condition_metrics", per_condition_metrics))
     rows = []
     for method in ECE_METHODS:
         for name, fn in calls:
+            fn = fn or from_sums(p, y, conditions, order, method)
             seconds = best_time(lambda: fn(p, y, conditions, ece_method=method), repeats)
             rows.append({"call": name, "ece_method": method, "seconds": seconds,
                          "mrows_per_s": n / seconds / 1e6})

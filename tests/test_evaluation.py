@@ -216,23 +216,49 @@ def test_evaluation_matches_the_eager_functions(tiny, monkeypatch):
     _assert_close_sums(M.sums_from_record(forced.condition_sums), ref)
     assert forced.reliability["count"] == ev.reliability["count"]
     np.testing.assert_allclose(forced.reliability["avg_pred"], ev.reliability["avg_pred"], rtol=1e-13)
-    # the device's stable order reaches the summary, which then skips its sort: the same numbers, to the bit
-    assert json.dumps(forced.summary) == json.dumps(ev.summary)
+    # the summary from the device's statistics: model_summary's numbers up to float64 summation order
+    assert set(forced.summary) == set(ev.summary)
+    for key, value in ev.summary.items():
+        assert forced.summary[key] == pytest.approx(value, rel=1e-12, abs=1e-15, nan_ok=True), key
 
 
-def test_summary_takes_the_device_order(monkeypatch, tiny):
-    """The forced device path hands model_summary the order it sorted (the host would sort otherwise)."""
+@pytest.mark.parametrize("method", E.DEVICE_ECE_METHODS)
+def test_device_summary_equals_model_summary_and_keeps_p_only_when_asked(monkeypatch, tiny, method):
+    """The device path (forced on CPU tensors) assembles the summary from its own statistics, ties and
+    ece_small fallback included, without handing p to model_summary; p reaches the host only with keep_p."""
     cfg, data = tiny
     split, C = data.eval, data.num_conditions
     eval_t = to_tensors(split, device=torch.device("cpu"), dtype=torch.float32)
-    logits = torch.tensor(np.round(np.random.default_rng(4).normal(-2, 1, len(split)), 1), dtype=torch.float32)  # ties
-    seen = []
-    summary = M.model_summary
-    monkeypatch.setattr(M, "model_summary", lambda *a, **k: seen.append(k.get("order")) or summary(*a, **k))
+    logits = torch.tensor(np.round(np.random.default_rng(4).normal(-3, 1.5, len(split)), 1), dtype=torch.float32)
+    ece = {**ece_settings(cfg), "ece_method": method, "small_prob_max": 0.005, "small_prob_quantile": 0.3}
+    p = torch.sigmoid(logits.double()).numpy()
+    want = M.model_summary(p, split.y, split.cond, **ece)
     monkeypatch.setattr(E, "sums_on_device", lambda device, method: True)
-    ev = E.evaluate_predictions(logits, eval_t, split, labelled=True, ece=ece_settings(cfg), p_true=None, compare={},
-                                le_rates=None, num_conditions=C)
-    assert len(seen) == 1 and np.array_equal(seen[0], np.argsort(ev.p, kind="stable"))
+    monkeypatch.setattr(M, "model_summary", lambda *a, **k: pytest.fail("the device path called model_summary"))
+    kw = dict(labelled=True, ece=ece, p_true=None, compare={}, le_rates=None, num_conditions=C)
+    kept = E.evaluate_predictions(logits, eval_t, split, **kw)
+    dropped = E.evaluate_predictions(logits, eval_t, split, keep_p=False, **kw)
+    assert np.array_equal(kept.p, p) and dropped.p is None
+    for key, value in want.items():
+        assert kept.summary[key] == pytest.approx(value, rel=1e-12, abs=1e-15, nan_ok=True), key
+    assert dropped.summary == kept.summary and dropped.condition_sums == kept.condition_sums
+
+
+def test_device_curve_terms_equal_the_sorted_curve_areas():
+    """ROC-AUC and AP from running sums over tie groups on the device vs the numpy scan and scikit-learn."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+    rng = np.random.default_rng(8)
+    for n, levels in ((1, 5), (2, 1), (500, 7), (3000, 1000), (3000, 10**9)):
+        p = np.round(rng.random(n) * levels) / levels
+        y = (rng.random(n) < 0.3).astype(float)
+        y[0], y[-1] = 1.0, 0.0 if n > 1 else y[0]
+        terms = E._curve_terms(torch.tensor(p), torch.tensor(y), E.stable_order(torch.tensor(p))).tolist()
+        assert terms[2:] == [float((y >= 0.5).sum()), float((y < 0.5).sum())]
+        if n > 1:
+            order = np.argsort(p, kind="stable")
+            want = M.sorted_curve_areas(p[order], (y[order] >= 0.5).astype(np.int8))
+            assert terms[:2] == pytest.approx(want, rel=1e-12)
+            assert terms[:2] == pytest.approx([roc_auc_score(y, p), average_precision_score(y, p)], rel=1e-12)
 
 
 def test_unlabelled_split_gives_predictions_only(tiny):

@@ -106,3 +106,42 @@ def test_model_summary_refuses_an_order_that_is_not_the_stable_one():
         M.model_summary(p, y, order=np.array([1, 2, 3, 4]))
     with pytest.raises(ValueError, match="shape"):
         M.model_summary(p, y, order=np.array([1, 2, 3]))
+
+
+def _from_sums(p, y, c, **ece):
+    """summary_from_sums fed by the host's own sums: what a device computes, the numpy way."""
+    labels = (y >= 0.5).astype(np.int8)
+    order = np.argsort(p, kind="stable")
+    positives, negatives = float(labels.sum()), float(labels.size - labels.sum())
+    areas = M.sorted_curve_areas(p[order], labels[order]) if positives and negatives else (0.0, 0.0)
+    sums = M.condition_sums(p, y, c, num_conditions=int(c.max()) + 1, **ece)
+    pooled = M.condition_sums(p, y, np.zeros_like(c), num_conditions=1, **ece)
+    return M.summary_from_sums(sums, pooled, squared_error=float(np.sum((p - y) ** 2)),
+                               curve=(*areas, positives, negatives), min_count=ece.get("min_count", 1),
+                               smooth_bandwidth=ece.get("smooth_bandwidth", 0.05))
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("min_count", [1, 40])
+def test_summary_from_sums_equals_model_summary(method, min_count):
+    """Every key of model_summary from sums: the pooled condition's ECE pair and threshold, logloss, brier,
+    accuracy from its sums, le_ratio and the log-ratio calibration from the per-condition sums."""
+    p, y, c = _data(4000, seed=21, c=11)
+    p = np.round(p ** 3, 3)  # CTR-like small p, with ties; some below the ece_small cut-off
+    ece = dict(ece_method=method, bins=15, min_count=min_count, small_prob_max=0.01, small_prob_quantile=0.2)
+    want = M.model_summary(p, y, c, **ece)
+    got = _from_sums(p, y, c, **ece)
+    assert tuple(got) == M.SUMMARY_KEYS
+    for key in M.SUMMARY_KEYS:
+        assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-15, nan_ok=True), key
+    assert all(math.isfinite(got[k]) for k in ("ece", "ece_small", "roc_auc", "le_ratio", "logratio_calib_iw"))
+
+
+def test_summary_from_sums_one_class_and_empty():
+    p, y, c = _data(500, seed=3, c=4)
+    with pytest.warns(RuntimeWarning, match="only one class"):
+        got = _from_sums(p, np.zeros_like(y), c)
+    assert math.isnan(got["roc_auc"]) and math.isnan(got["pr_auc"]) and math.isfinite(got["logloss"])
+    empty = M.condition_sums(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), num_conditions=1)
+    out = M.summary_from_sums(empty, empty, squared_error=0.0, curve=(0.0, 0.0, 0.0, 0.0))
+    assert all(math.isnan(v) for v in out.values())

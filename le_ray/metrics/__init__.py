@@ -20,14 +20,14 @@ Modules
 * ``sums``: additive per-condition sufficient statistics (``condition_sums``,
   ``merge_sums``, JSON records) — merging shards or seeds is a sum.
 * ``per_condition``: every per-condition table, computed from those sums.
-* ``summary``: ``model_summary``, one flat dict per model.
+* ``summary``: ``model_summary``, one flat dict per model (``summary_from_sums``: the same from sums).
 """
 
 from le_ray.metrics.calibration import ece, ece_small, ece_table, reliability_curve
 from le_ray.metrics.per_condition import (calibration_ratios, le_ratio_by_condition, logratio_calibration,
                                           per_condition_metrics, per_condition_table)
 from le_ray.metrics.pointwise import binary_classification_metrics, brier, logloss, pr_auc, roc_auc, sorted_curve_areas
-from le_ray.metrics.summary import SUMMARY_KEYS, model_summary
+from le_ray.metrics.summary import SUMMARY_KEYS, model_summary, summary_from_sums
 from le_ray.metrics.sums import (BinSums, ConditionSums, condition_sums, merge_sums, sums_from_record,
                                  sums_to_record)
 from le_ray.metrics.validation import ECE_METHODS
@@ -50,6 +50,7 @@ __all__ = [
     "le_ratio_by_condition",
     "logratio_calibration",
     "model_summary",
+    "summary_from_sums",
     "BinSums",
     "ConditionSums",
     "condition_sums",

@@ -1,16 +1,20 @@
-"""One flat dict of float metrics per model: ``model_summary``."""
+"""One flat dict of float metrics per model: ``model_summary`` from predictions, ``summary_from_sums`` from
+sufficient statistics computed elsewhere (on a GPU, where the predictions are)."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
 from le_ray.metrics.binning import _stable_argsort
 from le_ray.metrics.calibration import _ece_pair
-from le_ray.metrics.per_condition import _constant_ce_sum, _logratio_from_sums
+from le_ray.metrics.per_condition import _constant_ce_sum, _logratio_from_sums, per_condition_table
 from le_ray.metrics.pointwise import _accuracy, _bce, _binary_labels, sorted_curve_areas
+from le_ray.metrics.sums import ConditionSums
 from le_ray.metrics.validation import RATIO_EPS, _check_conditions, _check_pair, _check_small, _ece_spec
 
-__all__ = ["SUMMARY_KEYS", "model_summary"]
+__all__ = ["SUMMARY_KEYS", "model_summary", "summary_from_sums"]
 
 SUMMARY_KEYS = ("logloss", "brier", "accuracy", "ece", "ece_small", "ece_small_threshold",
                 "logratio_calib_iw", "logratio_calib_macro", "roc_auc", "pr_auc", "le_ratio")
@@ -31,14 +35,53 @@ def _condition_metrics(total_ce: float, y, p, cond, min_count: int) -> dict:
     One global condition (and NaN log-ratio calibration) when ``cond`` is None.
     """
     if cond is None:
-        n, sum_y = np.array([y.size]), np.array([y.sum()])
+        return _le_ratio_and_logratio(total_ce, np.array([y.size]), np.array([y.sum()]), None, min_count)
+    return _le_ratio_and_logratio(total_ce, np.bincount(cond), np.bincount(cond, weights=y),
+                                  np.bincount(cond, weights=p), min_count)
+
+
+def _le_ratio_and_logratio(total_ce: float, n: np.ndarray, sum_y: np.ndarray, sum_p: np.ndarray | None,
+                           min_count: int) -> dict:
+    """:func:`_condition_metrics` from per-condition counts and sums [C] (``sum_p`` None: one global condition,
+    NaN log-ratio calibration)."""
+    if sum_p is None:
         out = {"logratio_calib_iw": float("nan"), "logratio_calib_macro": float("nan")}
     else:
-        n, sum_y, sum_p = np.bincount(cond), np.bincount(cond, weights=y), np.bincount(cond, weights=p)
         out = _logratio_from_sums(n, sum_y, sum_p, min_count)
         n, sum_y = n[n > 0], sum_y[n > 0]
     base = float(_constant_ce_sum(n, sum_y).sum())
     out["le_ratio"] = float(total_ce / base) if base > RATIO_EPS else float("nan")
+    return out
+
+
+def summary_from_sums(sums: ConditionSums, pooled: ConditionSums, *, squared_error: float,
+                      curve: tuple[float, float, float, float], min_count: int = 1,
+                      smooth_bandwidth: float = 0.05) -> dict:
+    """:func:`model_summary` (keys ``SUMMARY_KEYS``) from statistics computed where the predictions are.
+
+    ``sums``: the per-condition sums [C]; ``pooled``: the same statistics of all rows as ONE condition
+    (its ECE bins, ece_small subset and threshold are then the whole split's, as in ``model_summary``);
+    ``squared_error`` = Σ (p − y)²; ``curve`` = (ROC-AUC, average precision, positives P, negatives N) as
+    :func:`le_ray.metrics.sorted_curve_areas` computes them. logloss = Σ BCE / n, brier = Σ (p − y)² / n,
+    accuracy = (tp + tn) / n. Equal to ``model_summary`` of the same predictions up to float64 summation order.
+    ``min_count`` / ``smooth_bandwidth``: the ECE settings, as in ``model_summary``. Empty → all NaN.
+    """
+    out = dict.fromkeys(SUMMARY_KEYS, float("nan"))
+    n = int(pooled.n.sum())
+    if n == 0:
+        return out
+    table = per_condition_table(pooled, min_count=min_count, smooth_bandwidth=smooth_bandwidth)
+    total_ce = float(pooled.sum_ce.sum())
+    out.update(logloss=total_ce / n, brier=squared_error / n, accuracy=float(pooled.tp.sum() + pooled.tn.sum()) / n,
+               ece=float(table["ece"][0]), ece_small=float(table["ece_small"][0]),
+               ece_small_threshold=float(pooled.small_threshold[0]))
+    out.update(_le_ratio_and_logratio(total_ce, sums.n, sums.sum_y, sums.sum_p, min_count))
+    roc, ap, positives, negatives = curve
+    if positives == 0 or negatives == 0:
+        warnings.warn("ROC-AUC / PR-AUC undefined: only one class present in y; returning NaN", RuntimeWarning,
+                      stacklevel=2)
+    else:
+        out["roc_auc"], out["pr_auc"] = float(roc), float(ap)
     return out
 
 

@@ -4,10 +4,13 @@ After training, everything a trial record needs from the evaluation split (N row
 computed on the trial's device and copied to the host in ONE transfer (:class:`_HostRead`, one float64
 buffer):
 
-* ``p = sigmoid(z)`` in float64 [N].  The host still needs the whole vector for ROC-AUC, PR-AUC and
-  :func:`le_ray.metrics.model_summary`, so it rides in the same buffer, and with it p's stable ascending
-  order [N], sorted on the device (the ranks below need it anyway): the host summary skips its own sort
-  (~60 ms of its ~170 ms at 0.7M rows on the development VM).
+* The model summary of :func:`le_ray.metrics.model_summary`, assembled on the host by
+  :func:`le_ray.metrics.summary_from_sums` from statistics computed here: the per-condition sums below, the
+  same sums with every row as ONE condition (the split's own ECE bins, ece_small subset and threshold),
+  Σ (p − y)², and ROC-AUC / average precision from p's stable order, sorted on the device once
+  (:func:`_curve_terms`). The host used to receive p and scan it itself: 40–70 ms at 0.7M rows and
+  0.7–0.9 s at 10M on the development VM (given the device's order), beside a GPU trial's training of a few tenths of a second.
+* ``p = sigmoid(z)`` in float64 [N], only where the caller keeps the predictions (``keep_p``).
 * The additive per-condition sums of :func:`le_ray.metrics.condition_sums` (n, Σy, Σp, Σp², Σy·p,
   Σ BCE, tp / fp / fn / tn, Σ p_true), its sparse ECE bins and small-p bins, and the equal-mass
   reliability bins of :func:`le_ray.metrics.ece_table` (``method="adaptive"``): all of them one
@@ -114,7 +117,9 @@ def _ranks(p: Tensor, cond: Tensor, num_conditions: int, order: Tensor | None = 
     """Two stable sorts: by p (ties by row; ``order`` when already sorted), then by condition; within a condition
     rows stay in p order."""
     order = stable_order(p) if order is None else order
-    grouped = order.index_select(0, torch.sort(cond.index_select(0, order), stable=True).indices)
+    # one condition: the stable sort by condition is the identity, so the grouped order is p's order itself
+    grouped = order if num_conditions == 1 else order.index_select(
+        0, torch.sort(cond.index_select(0, order), stable=True).indices)
     n = torch.zeros(num_conditions, dtype=torch.long, device=p.device).index_add_(0, cond, torch.ones_like(cond))
     start = torch.cumsum(n, 0) - n
     pos = torch.arange(p.numel(), device=p.device)
@@ -338,6 +343,48 @@ def _checked_plan(reader: _HostRead, p, y, cond, p_true, num_conditions, ece: Ma
                       reliability_bins, order)
 
 
+def _curve_terms(p: Tensor, y: Tensor, order: Tensor) -> Tensor:
+    """[4] float64: ROC-AUC, average precision, positives P and negatives N of p [N] with labels y ≥ 0.5, from p's
+    stable ascending ``order`` [N]: :func:`le_ray.metrics.sorted_curve_areas` on the device, without a host read.
+
+    Rows from the highest p down; tp_i, fp_i [N] count positives and negatives at or above row i (int64 cumsum,
+    exact). A threshold is the last row of a tie group (``end``); each end's previous end comes from a running
+    maximum of end positions, so the curve's steps are summed where they are, with no compaction (which
+    would read the number of groups on the host). Each term is the numpy formula's; only the order of the final
+    float64 sums differs. P or N = 0 gives NaN or inf here; the caller reports one class as NaN."""
+    desc = order.flip(0)
+    scores = p.index_select(0, desc)
+    tp = torch.cumsum((y.index_select(0, desc) >= 0.5).to(torch.long), 0)
+    pos = torch.arange(p.numel(), device=p.device)
+    fp = pos + 1 - tp
+    end = torch.ones_like(scores, dtype=torch.bool)
+    end[:-1] = scores[1:] != scores[:-1]
+    last_end = torch.cummax(torch.where(end, pos, torch.full_like(pos, -1)), 0).values  # last end at or before i
+    prev = torch.cat([last_end.new_full((1,), -1), last_end[:-1]])  # the end before row i's group
+    first = prev < 0
+    tp_f, fp_f = tp.to(torch.float64), fp.to(torch.float64)
+    tp_prev = torch.where(first, 0.0, tp_f.index_select(0, prev.clamp_min(0)))
+    fp_prev = torch.where(first, 0.0, fp_f.index_select(0, prev.clamp_min(0)))
+    positives, negatives = tp_f[-1], fp_f[-1]
+    roc = torch.where(end, (fp_f - fp_prev) * (tp_f + tp_prev), 0.0).sum() / (2.0 * positives * negatives)
+    ap = torch.where(end, (tp_f - tp_prev) / positives * (tp_f / (tp_f + fp_f)), 0.0).sum()
+    return torch.stack([roc, ap, positives, negatives])
+
+
+def _summary_plan(reader: _HostRead, p: Tensor, y: Tensor, order: Tensor, ece: Mapping[str, Any]):
+    """Queue what :func:`le_ray.metrics.summary_from_sums` needs beside the per-condition sums: the pooled
+    statistics (every row as one condition: the whole split's ECE bins, ece_small subset and threshold),
+    Σ (p − y)² and the curve terms. Returns the decoder (pooled sums, Σ (p − y)², curve tuple)."""
+    pooled = _checked_plan(reader, p, y, torch.zeros_like(order), None, 1, ece, 1, order)
+    y64 = y.to(torch.float64)
+    scalars = reader.add(torch.cat([(p - y64).square().sum().reshape(1), _curve_terms(p, y64, order)]))
+
+    def decode() -> tuple[metrics.ConditionSums, float, tuple[float, float, float, float]]:
+        values = reader[scalars].tolist()
+        return pooled()[0], values[0], tuple(values[1:])
+    return decode
+
+
 def _ece_kwargs(ece_method="custom", bins=20, min_count=1, smooth_bandwidth=0.05, smooth_grid_bins=400,
                 small_prob_max=0.01, small_prob_quantile=0.1) -> dict[str, Any]:
     """The metrics functions' ECE keyword arguments with their defaults, as one dict."""
@@ -372,10 +419,11 @@ def device_reliability(p: Tensor, y: Tensor, *, bins: int = 20) -> dict[str, lis
 
 @dataclass
 class Evaluation:
-    """Host-side outcome: p [N] float64, the model summary, the sums record, the reliability columns,
-    the evaluation loss per loss definition and the LE statistics columns (None without labels), and the
-    host's seconds in the model summary (the part of the evaluation that stays on the host)."""
-    p: np.ndarray
+    """Host-side outcome: p [N] float64 (None when the device path was told not to copy it), the model summary,
+    the sums record, the reliability columns, the evaluation loss per loss definition and the LE statistics
+    columns (None without labels), and the host's seconds in the model summary (``model_summary`` on the numpy
+    path; assembling it from the sums on the device path)."""
+    p: np.ndarray | None
     summary: dict[str, float]
     condition_sums: dict[str, Any]
     reliability: dict[str, list]
@@ -391,45 +439,53 @@ def _host_label_metrics(p: np.ndarray, split: Split, ece: Mapping[str, Any], p_t
     return sums, {c: table[c].to_list() for c in table.columns}
 
 
-def _summary(p: np.ndarray, split: Split, ece: Mapping[str, Any], order: np.ndarray | None) -> dict[str, float]:
-    summary = metrics.model_summary(p, split.y, split.cond, order=order, **ece)
+def _summary(p: np.ndarray, split: Split, ece: Mapping[str, Any]) -> dict[str, float]:
+    summary = metrics.model_summary(p, split.y, split.cond, **ece)
     return {k: float(v) for k, v in summary.items() if np.isscalar(v)}
 
 
 def evaluate_predictions(logits: Tensor, eval_t: TensorSplit, split: Split, *, labelled: bool,
                          ece: Mapping[str, Any], p_true: np.ndarray | None, compare: Mapping[str, Objective],
-                         le_rates: Tensor | None, num_conditions: int) -> Evaluation:
+                         le_rates: Tensor | None, num_conditions: int, keep_p: bool = True) -> Evaluation:
     """Everything the trial records about the evaluation split, with one device → host copy.
 
     logits [N] of ``eval_t`` (the split ``split`` as tensors); ``labelled``: labels usable; ``ece``: the
     metrics' ECE keywords; ``p_true`` [N] or None; ``compare``: loss name → objective without history.
     Reliability bins: equal-mass (adaptive) over all p — CTR probabilities crowd into the lowest
-    equal-width bin, and the diagrams are drawn on log axes.
+    equal-width bin, and the diagrams are drawn on log axes. Where the sums are on the device, so is the model
+    summary (:func:`le_ray.metrics.summary_from_sums`), and p [N] is copied to the host only with ``keep_p``
+    (``Evaluation.p`` is None otherwise).
     """
     reader = _HostRead(logits.device)
     p = torch.sigmoid(logits.detach().to(reader.device).to(torch.float64))
-    p_slot = reader.add(p)
+    on_device = labelled and p.numel() > 0 and sums_on_device(p.device, ece["ece_method"])
+    p_slot = reader.add(p) if keep_p or not on_device else None
     if not labelled or p.numel() == 0:
         reader.read()
         return Evaluation(reader[p_slot], {}, {}, {}, {}, None)
     batch = eval_t.whole()
-    plan = order_slot = None
-    if sums_on_device(p.device, ece["ece_method"]):
+    plan = summary_plan = None
+    if on_device:
         truth = None if p_true is None else _upload(p_true, p.device)
-        order = stable_order(p)  # sorted here once: the sums' ranks, and the host summary skips its own sort
-        order_slot = reader.add(order)  # exact as float64 (N < 2**53)
+        order = stable_order(p)  # sorted once: the sums' ranks and the summary's pooled bins and curves
         plan = _checked_plan(reader, p, batch.y, batch.cond, truth, num_conditions, ece, ece["bins"], order)
+        summary_plan = _summary_plan(reader, p, batch.y, order, ece)
     names = list(compare)
     losses = [compare[k](logits, batch, use_history=False) for k in names]
     compare_slot = reader.add(torch.stack(losses)) if losses else None
     le_slot = reader.add(le_stat_tensors(logits, batch.y, batch.cond, num_conditions=num_conditions,
                                          base_rates=le_rates, sample_weights=batch.w))
     reader.read()
-    host_p = reader[p_slot]
+    host_p = None if p_slot is None else reader[p_slot]
     sums, reliability = plan() if plan is not None else _host_label_metrics(host_p, split, ece, p_true, num_conditions)
     le = reader[le_slot].reshape(len(LE_STAT_KEYS), num_conditions)
     started = time.perf_counter()
-    summary = _summary(host_p, split, ece, None if order_slot is None else reader[order_slot])
+    if summary_plan is not None:
+        pooled, squared_error, curve = summary_plan()
+        summary = metrics.summary_from_sums(sums, pooled, squared_error=squared_error, curve=curve,
+                                            min_count=ece["min_count"], smooth_bandwidth=ece["smooth_bandwidth"])
+    else:
+        summary = _summary(host_p, split, ece)
     return Evaluation(host_p, summary, metrics.sums_to_record(sums), reliability,
                       {} if compare_slot is None else dict(zip(names, reader[compare_slot].tolist())),
                       {"condition": list(range(num_conditions)), **dict(zip(LE_STAT_KEYS, le.tolist()))},

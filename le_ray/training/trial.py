@@ -194,7 +194,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     ev = evaluate_predictions(logits, eval_t, split, labelled=labelled, ece=ece_settings(cfg),
                               p_true=split.p_true if cfg.evaluation.synthetic_truth else None,
                               compare=_compare_objectives(cfg, settings, rates, data.num_conditions, dev, dtype),
-                              le_rates=rates, num_conditions=data.num_conditions)
+                              le_rates=rates, num_conditions=data.num_conditions, keep_p=keep_predictions)
     test_p = None
     if keep_predictions and data.test is not None and split_name != "test":
         test_t = to_tensors(data.test.without_labels(), device=dev, dtype=dtype)
