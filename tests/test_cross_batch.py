@@ -101,8 +101,10 @@ def test_capacity_rule_by_hand():
     assert caps.dtype == np.int64
     assert caps.tolist() == [30, 8, 3, 2, 2, 40, 40, 40, 40, 5]
     assert caps.tolist() == [_cap_by_hand(r, A, MAX_WINDOW) for r in RATES]
-    # float64 division as the reference: 64 / 0.005 = 12800.000000000002, so 12801
-    assert history_capacities([0.005, 0.1, 1e-300], 64.0, 10**6).tolist() == [12801, 640, 10**6]
+    # plain numbers are float64, as the reference's Python floats: 64 / 0.005 = 12800.0 exactly
+    assert history_capacities([0.005, 0.1, 1e-300], 64.0, 10**6).tolist() == [12800, 640, 10**6]
+    # a float32 tensor's rates are taken as they are: 0.005 in float32 is 0.00499999988824, so 12801
+    assert history_capacities(torch.tensor([0.005]), 64.0, 10**6).tolist() == [12801]
     # a Tensor in gives a Tensor out; max_entries bounds the ring (at least one slot)
     got = history_capacities(torch.tensor(RATES[:4]), A, MAX_WINDOW, max_entries=[5, 100, 0, 1])
     assert isinstance(got, torch.Tensor) and got.dtype == torch.int64

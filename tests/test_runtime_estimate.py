@@ -63,6 +63,41 @@ def test_trial_device():
     assert R.trial_device(None, 0.0, cuda_available=True, ray_job=True)[0] == "cpu"  # explicitly no GPU
 
 
+@pytest.mark.parametrize("init,count,expected", [(0, 2, 2), (0, 0, 0), (100, 3, 0), (None, 0, 0)])
+def test_visible_cuda_devices_asks_the_driver_library(monkeypatch, init, count, expected):
+    """cuInit then cuDeviceGetCount through ctypes (a stand-in library here); no library (None), a driver
+    error (100: no device) or no device gives 0."""
+    import ctypes
+
+    class Driver:
+        def cuInit(self, flags):
+            return init
+
+        def cuDeviceGetCount(self, out):
+            out._obj.value = count
+            return 0
+
+    def load(name):
+        assert name == "libcuda.so.1"
+        if init is None:
+            raise OSError("libcuda.so.1: cannot open shared object file")
+        return Driver()
+    monkeypatch.setattr(ctypes, "CDLL", load)
+    assert R.visible_cuda_devices() == expected
+
+
+def test_the_sweep_driver_never_imports_torch():
+    """The driver plans, audits, estimates and starts Ray without torch (only its trials need it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, le_ray.runners.repeats, le_ray.report.sweep, le_ray.cli.console; "
+            "print(sorted(m for m in ('torch', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["[]"]
+
+
 def test_format_duration():
     assert [R.format_duration(s) for s in (40, 150, 1500, 3900)] == ["40 s", "2.5 min", "25 min", "1 h 05 min"]
 
@@ -173,7 +208,7 @@ def test_decades_is_refused_on_a_cpu_machine_and_fits_15_minutes_on_one_gpu(monk
                                 cuda_available=True)
     assert gpu.wall_s <= 15 * 60  # at the issue-19 target rates
     # a CPU-only machine with 16 cores, no cluster: the audit's finding, without preparing 75M rows
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(R, "visible_cuda_devices", lambda: 0)
     monkeypatch.setattr(R.os, "cpu_count", lambda: 16)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     data = SimpleNamespace(num_numeric=len(cfg.synthetic.numeric_features), cat_vocab_sizes=(), train=range(train_rows))
@@ -187,7 +222,7 @@ def test_decades_is_refused_on_a_cpu_before_its_rows_are_generated(tmp_path, cap
     time, creates no folder and never prepares data (plan_trials is not reached)."""
     import le_ray.runners.repeats as repeats
 
-    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(R, "visible_cuda_devices", lambda: 0)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
 
     def no_preparation(cfg):  # would generate 10^8 rows

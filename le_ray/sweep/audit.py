@@ -61,8 +61,8 @@ from le_ray.config.load import Provenance, training_layers
 from le_ray.config.messages import describe_value
 from le_ray.config.resolve import SAME_SETTINGS_KEY, every_loss_set, set_literal
 from le_ray.config.schema import OPTIMISER_SETTING_KEYS
-from le_ray.training.model import input_width
-from le_ray.training.cross_batch import history_capacities
+from le_ray.training.shapes import input_width
+from le_ray.training.shapes import window_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
 from le_ray.glossary import TESTED_METRICS
@@ -192,9 +192,9 @@ def _le_rates(cfg: Config, settings: TrainingSettings, data: PreparedData) -> np
 
 
 def _capacities(cfg: Config, settings: TrainingSettings, data: PreparedData) -> np.ndarray:
-    """The LE history's window capacity per condition (:func:`le_ray.training.cross_batch.history_capacities`)."""
-    return np.asarray(history_capacities(_le_rates(cfg, settings, data), settings.cross_batch.amplification_rate,
-                                         settings.cross_batch.max_window))
+    """The LE history's window capacity per condition (:func:`le_ray.training.shapes.window_capacities`)."""
+    return window_capacities(_le_rates(cfg, settings, data), settings.cross_batch.amplification_rate,
+                             settings.cross_batch.max_window)
 
 
 def batch_for_steps(train_rows: int, steps: int) -> int:

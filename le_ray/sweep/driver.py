@@ -34,7 +34,7 @@ from le_ray.config.messages import human_size
 from le_ray.data.arrays import PreparedData
 from le_ray.sweep.store import SweepStore
 from le_ray.sweep.plan import SweepPlan, for_seed
-from le_ray.training.trial import TrialSpec
+from le_ray.training.spec import TrialSpec
 
 __all__ = ["connect_ray", "loopback_only", "warm_up_workers", "auto_gpus_per_trial", "GPU_PACKING", "trial_task",
            "run_sweep", "SweepProgress", "StopRequested", "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]

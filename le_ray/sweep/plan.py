@@ -14,7 +14,7 @@ from typing import Any
 from le_ray.config import Config
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import prepare_data
-from le_ray.training.trial import TrialSpec
+from le_ray.training.spec import TrialSpec
 
 __all__ = ["SHARED", "sweep_seeds", "SweepPlan", "plan_trials", "for_seed"]
 

@@ -35,10 +35,11 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from le_ray.training.model import input_width
+from le_ray.training.shapes import input_width
 
 __all__ = ["Anchor", "ANCHORS", "FIXED_S", "mlp_macs", "training_rate", "SweepEstimate", "estimate_sweep",
-           "trial_device", "estimate_for_config", "too_slow", "planned_synthetic_shape", "format_duration"]
+           "trial_device", "visible_cuda_devices", "estimate_for_config", "too_slow", "planned_synthetic_shape",
+           "format_duration"]
 
 FIXED_S = 15.0  # interpreter, imports, ray.init and worker start-up (bench/README: ~5–10 s each)
 
@@ -143,6 +144,27 @@ def trial_device(ray_address: str | None, gpus_per_trial: float | None, *, cuda_
     return "cpu", "no CUDA device and no Ray cluster: local CPU trials"
 
 
+def visible_cuda_devices() -> int:
+    """The CUDA devices this process can see (CUDA_VISIBLE_DEVICES applies), asked of the CUDA driver library
+    itself: ``cuInit`` and ``cuDeviceGetCount`` through ctypes, what ``torch.cuda.device_count`` ends up asking.
+
+    Not through torch because the sweep's driver never imports it (seconds of start-up before Ray starts,
+    more with a CUDA build) and needs nothing else of it. 0 without a CUDA driver (no ``libcuda.so.1``: a CPU
+    machine, macOS) or when the driver reports an error (no device, CUDA_VISIBLE_DEVICES empty). Creates no
+    context and takes no GPU memory.
+    """
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return 0
+    count = ctypes.c_int(0)
+    if driver.cuInit(0) != 0 or driver.cuDeviceGetCount(ctypes.byref(count)) != 0:
+        return 0
+    return int(count.value)
+
+
 def estimate_for_config(cfg, *, train_rows: int, input_width: int, epochs_by_loss: Mapping[str, int],
                         cuda_available: bool | None = None, cpu_count: int | None = None) -> SweepEstimate:
     """:func:`estimate_sweep` for ``cfg``'s sweep on the device :func:`trial_device` picks.
@@ -151,18 +173,17 @@ def estimate_for_config(cfg, *, train_rows: int, input_width: int, epochs_by_los
     (auto: :func:`le_ray.sweep.driver.auto_gpus_per_trial`); CPU slots: ``ray.num_cpus`` (else this machine's
     cores) ``// ray.cpus_per_trial``.
     """
-    import torch
-
     from le_ray.sweep.driver import auto_gpus_per_trial
     from le_ray.sweep.plan import sweep_seeds
 
-    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    devices = visible_cuda_devices()
+    cuda = devices > 0 if cuda_available is None else cuda_available
     device, why = trial_device(cfg.ray.address, cfg.ray.gpus_per_trial, cuda_available=cuda,
                                ray_job=bool(os.environ.get("RAY_ADDRESS")))
     macs = mlp_macs(input_width, cfg.model.hidden_sizes)
     per_trial = max(1, cfg.ray.cpus_per_trial)
     if device == "cuda":
-        gpus = cfg.ray.num_gpus or (torch.cuda.device_count() if cuda else 0) or 1
+        gpus = cfg.ray.num_gpus or (devices if cuda else 0) or 1
         share = cfg.ray.gpus_per_trial or auto_gpus_per_trial(cfg.model.hidden_sizes, train_rows, gpus)
         slots, threads = gpus / share, per_trial
     else:

@@ -18,11 +18,12 @@ are the capacities, the ring layout and the memory: an update needs no host sync
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+from le_ray.training.shapes import window_capacities
 
 __all__ = ["CrossBatchHistory", "history_capacities"]
 
@@ -36,32 +37,15 @@ def history_capacities(
     max_window: int,
     max_entries: Optional[ArrayLike] = None,
 ) -> Union[np.ndarray, Tensor]:
-    """Window capacities int64 [C] from base rates [C] (rule in the module docstring).
-
-    With ``max_entries`` [C] (an upper bound on the entries condition j will ever receive)
-    the result is the ring size max(1, min(cap_j, max_entries_j)): a window never holds more
-    than was pushed, so the window is unchanged while memory stays <= sum_j max_entries_j.
-    Returns a Tensor on the rates' device when ``base_rates`` is a Tensor, else numpy.
-    """
-    if not (math.isfinite(amplification_rate) and amplification_rate > 0):
-        raise ValueError(f"amplification_rate must be finite and > 0, got {amplification_rate}")
-    if int(max_window) < 1:
-        raise ValueError(f"max_window must be >= 1, got {max_window}")
-    as_tensor = isinstance(base_rates, Tensor)
-    r = torch.as_tensor(base_rates).detach().to(torch.float64).reshape(-1)
-    a, top = float(amplification_rate), float(int(max_window))
-    inside = (r > 0) & (r < 1)  # False for NaN
-    ratio = torch.ceil(a / torch.where(inside, r, torch.ones_like(r)))
-    # rate >= 1: the reference falls back to the window's rate, 1 when every label is positive
-    edge = torch.where(torch.isfinite(r) & (r >= 1), torch.full_like(r, math.ceil(a)),
-                       torch.full_like(r, top))
-    cap = torch.where(inside, ratio, edge).clamp(1.0, top).long()
-    if max_entries is not None:
-        limit = torch.as_tensor(max_entries).reshape(-1).to(device=cap.device, dtype=torch.long)
-        if limit.numel() != cap.numel():
-            raise ValueError(f"max_entries has {limit.numel()} entries, base_rates {cap.numel()}")
-        cap = torch.minimum(cap, limit).clamp_min(1)
-    return cap if as_tensor else cap.cpu().numpy()
+    """Window capacities int64 [C] from base rates [C]: :func:`le_ray.training.shapes.window_capacities` (the rule
+    in the module docstring), as a Tensor on the rates' device when ``base_rates`` is a Tensor, else numpy.
+    A Tensor's rates are read to the host once, when the history is built, never in a step."""
+    if isinstance(base_rates, Tensor):
+        rates = base_rates.detach().to(torch.float64).cpu().numpy()
+        limit = None if max_entries is None else torch.as_tensor(max_entries).reshape(-1).cpu().numpy()
+        caps = window_capacities(rates, amplification_rate, max_window, limit)
+        return torch.as_tensor(caps, device=base_rates.device)
+    return window_capacities(base_rates, amplification_rate, max_window, max_entries)
 
 
 def _exclusive_cumsum(x: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from le_ray.config.schema import ModelConfig
+from le_ray.training.shapes import input_width
 
 __all__ = ["ConditionedLogitMLP", "input_width", "build_model", "count_parameters", "ACTIVATION_LAYERS", "SparseDropout",
            "bernoulli_positions"]
@@ -98,12 +99,6 @@ class SparseDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
-
-
-def input_width(num_numeric: int, num_categorical: int, embed_dim: int, cat_embed_dim: int) -> int:
-    """Width of the MLP's first layer: numeric features + the condition embedding + one embedding per categorical
-    feature."""
-    return num_numeric + embed_dim + num_categorical * cat_embed_dim
 
 
 def _per_layer(value, n: int, name: str) -> list:

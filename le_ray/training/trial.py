@@ -22,9 +22,9 @@ import torch
 
 from le_ray import metrics
 from le_ray import seeds
-from le_ray.config import Config, TrainingSettings, config_fingerprint
-from le_ray.registry import LOSS_NAMES, canonical_loss
-from le_ray.data.arrays import PreparedData, Split
+from le_ray.config import Config, TrainingSettings
+from le_ray.registry import LOSS_NAMES
+from le_ray.data.arrays import PreparedData
 from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import le_base_rates
 from le_ray.training.devices import (
@@ -35,39 +35,11 @@ from le_ray.training.evaluation import evaluate_predictions
 from le_ray.training.model import build_model, count_parameters
 from le_ray.training.objectives import Objective, make_objective
 from le_ray.training.loop import TrainOutcome, predict_logits, train_model
+from le_ray.training.spec import TrialSpec, ece_settings, evaluation_split, trial_id
 
 __all__ = ["TrialSpec", "TrialResult", "run_trial", "trial_id", "evaluation_split", "ece_settings"]
 
 log = logging.getLogger("le_ray.training.trial")
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    """What defines a trial: config, canonical loss, seed, the prepared data's fingerprint, and the loss's
-    resolved ``settings`` and ``trial_id``, both computed once when the spec is made (:meth:`make`)."""
-    config: Config
-    loss: str
-    seed: int
-    data_fingerprint: str
-    settings: TrainingSettings
-    trial_id: str
-
-    @classmethod
-    def make(cls, cfg: Config, loss: str, seed: int, data_fingerprint: str,
-             settings: TrainingSettings | None = None) -> "TrialSpec":
-        """The spec of ``loss`` with ``seed`` on data ``data_fingerprint`` (``settings``: the config's by default)."""
-        loss = canonical_loss(loss)
-        settings = cfg.training_for(loss) if settings is None else settings
-        return cls(cfg, loss, seed, data_fingerprint, settings,
-                   trial_id(cfg, loss, seed, data_fingerprint, settings))
-
-
-def trial_id(cfg: Config, loss: str, seed: int, data_fingerprint: str, settings: TrainingSettings) -> str:
-    """Stable hash of everything that changes a trial's numbers (not runner or report settings)."""
-    relevant = {"model": cfg.model, "training": settings, "evaluation": cfg.evaluation,
-                "dtype": cfg.device.dtype, "deterministic": cfg.device.deterministic,
-                "loss": loss, "seed": seed, "data": data_fingerprint}
-    return f"{loss}-s{seed}-{config_fingerprint(relevant)}"
 
 
 @dataclass
@@ -109,25 +81,6 @@ class TrialResult:
         """The JSON record stored per trial (no arrays, no model)."""
         skip = {"eval_predictions", "test_predictions", "model"}
         return {k: v for k, v in self.__dict__.items() if k not in skip}
-
-
-def evaluation_split(data: PreparedData, cfg: Config) -> tuple[str, Split, bool]:
-    """(name, split, labels usable) for ``evaluation.split``; test labels need ``use_test_labels``."""
-    name = cfg.evaluation.split
-    split = data.split(name)
-    if split is None:
-        raise ValueError(f"evaluation.split: got {name!r} but the prepared data has no {name} split "
-                         "(set data.use_test_set true, or choose train/eval)")
-    labelled = split.has_labels and (name != "test" or cfg.evaluation.use_test_labels)
-    return name, split, labelled
-
-
-def ece_settings(cfg: Config) -> dict[str, Any]:
-    """Keyword arguments of the metrics functions from ``evaluation.*``."""
-    ev = cfg.evaluation
-    return dict(ece_method=ev.ece_method, bins=ev.ece_bins, min_count=ev.ece_min_count,
-                smooth_bandwidth=ev.ece_smooth_bandwidth, smooth_grid_bins=ev.ece_smooth_grid_bins,
-                small_prob_max=ev.small_prob_max, small_prob_quantile=ev.small_prob_quantile)
 
 
 def _compare_objectives(cfg: Config, settings: TrainingSettings, base_rates: torch.Tensor, num_conditions: int,

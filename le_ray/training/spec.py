@@ -1,0 +1,65 @@
+"""What defines a trial, without torch: :class:`TrialSpec`, its id, and the evaluation settings it implies.
+
+The sweep driver plans, stores and resumes trials by their specs and ids; it runs no trial itself, so it
+imports this module and never :mod:`le_ray.training.trial` (which imports torch: seconds of a driver's
+start-up before Ray even starts, more with a CUDA build). :mod:`le_ray.training.trial` re-exports all of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from le_ray.config import Config, TrainingSettings, config_fingerprint
+from le_ray.data.arrays import PreparedData, Split
+from le_ray.registry import canonical_loss
+
+__all__ = ["TrialSpec", "trial_id", "evaluation_split", "ece_settings"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What defines a trial: config, canonical loss, seed, the prepared data's fingerprint, and the loss's
+    resolved ``settings`` and ``trial_id``, both computed once when the spec is made (:meth:`make`)."""
+    config: Config
+    loss: str
+    seed: int
+    data_fingerprint: str
+    settings: TrainingSettings
+    trial_id: str
+
+    @classmethod
+    def make(cls, cfg: Config, loss: str, seed: int, data_fingerprint: str,
+             settings: TrainingSettings | None = None) -> "TrialSpec":
+        """The spec of ``loss`` with ``seed`` on data ``data_fingerprint`` (``settings``: the config's by default)."""
+        loss = canonical_loss(loss)
+        settings = cfg.training_for(loss) if settings is None else settings
+        return cls(cfg, loss, seed, data_fingerprint, settings,
+                   trial_id(cfg, loss, seed, data_fingerprint, settings))
+
+
+def trial_id(cfg: Config, loss: str, seed: int, data_fingerprint: str, settings: TrainingSettings) -> str:
+    """Stable hash of everything that changes a trial's numbers (not runner or report settings)."""
+    relevant = {"model": cfg.model, "training": settings, "evaluation": cfg.evaluation,
+                "dtype": cfg.device.dtype, "deterministic": cfg.device.deterministic,
+                "loss": loss, "seed": seed, "data": data_fingerprint}
+    return f"{loss}-s{seed}-{config_fingerprint(relevant)}"
+
+
+def evaluation_split(data: PreparedData, cfg: Config) -> tuple[str, Split, bool]:
+    """(name, split, labels usable) for ``evaluation.split``; test labels need ``use_test_labels``."""
+    name = cfg.evaluation.split
+    split = data.split(name)
+    if split is None:
+        raise ValueError(f"evaluation.split: got {name!r} but the prepared data has no {name} split "
+                         "(set data.use_test_set true, or choose train/eval)")
+    labelled = split.has_labels and (name != "test" or cfg.evaluation.use_test_labels)
+    return name, split, labelled
+
+
+def ece_settings(cfg: Config) -> dict[str, Any]:
+    """Keyword arguments of the metrics functions from ``evaluation.*``."""
+    ev = cfg.evaluation
+    return dict(ece_method=ev.ece_method, bins=ev.ece_bins, min_count=ev.ece_min_count,
+                smooth_bandwidth=ev.ece_smooth_bandwidth, smooth_grid_bins=ev.ece_smooth_grid_bins,
+                small_prob_max=ev.small_prob_max, small_prob_quantile=ev.small_prob_quantile)
