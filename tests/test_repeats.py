@@ -32,7 +32,8 @@ from le_ray.config import load_config, to_dict
 from le_ray.runners.repeats import main, wall_line, write_manifest
 from le_ray.report.sweep import build_report
 from le_ray.sweep.store import SweepStore
-from le_ray.sweep.driver import StopRequested, run_sweep, stop_on_signals, warm_up_workers
+from le_ray.report.plots import render_png
+from le_ray.sweep.driver import StopRequested, map_on_workers, run_sweep, stop_on_signals, warm_up_workers
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import run_trial
 
@@ -111,7 +112,13 @@ def test_end_to_end_files_and_bit_identical_to_in_process(shared_ray, tmp_path):
     cfg = tiny_cfg()
     store, plan, progress = _sweep(cfg, tmp_path)
     assert progress.done == 4 and progress.failed == 0
-    summary = build_report(store.root, echo=lambda *a: None)
+    # the figures drawn by Ray tasks, as the driver draws them, and here in one process: the same PNG bytes
+    serial = build_report(_copy(store.root, tmp_path / "serial", "s"), echo=lambda *a: None).parent
+    summary = build_report(store.root, echo=lambda *a: None, render=lambda jobs: map_on_workers(render_png, jobs))
+    pngs = sorted(p.name for p in (serial / "report" / "plots").glob("*.png"))
+    assert len(pngs) >= 5
+    assert all((store.root / "report" / "plots" / n).read_bytes() == (serial / "report" / "plots" / n).read_bytes()
+               for n in pngs)
     for name in ("config.resolved.json", "manifest.json", "trials.parquet", "per_condition.parquet", "summary.md"):
         assert (store.root / name).exists(), name
     assert len(list((store.root / "trials").glob("*.json"))) == 4
@@ -135,6 +142,28 @@ def test_end_to_end_files_and_bit_identical_to_in_process(shared_ray, tmp_path):
         torch.set_num_threads(threads)
     manifest = json.loads((store.root / "manifest.json").read_text())
     assert manifest["packages"]["torch"] and manifest["data_fingerprints"] and manifest["cluster_resources"]["CPU"] == 2
+
+
+def test_map_on_workers_runs_tasks_and_redoes_failed_or_late_ones_here(shared_ray):
+    """Results in order from the workers; a call that fails on its worker, or is not back in time, is made in the
+    driver instead (the same function, the same item)."""
+    driver_pid = os.getpid()
+
+    def worker_pid(_):
+        return os.getpid()
+
+    def only_on_the_driver(x):
+        if os.getpid() != driver_pid:
+            raise RuntimeError("not on the driver")
+        return x
+
+    def nap(seconds):
+        time.sleep(seconds)
+        return seconds
+    pids = map_on_workers(worker_pid, [0, 1, 2])
+    assert len(pids) == 3 and driver_pid not in pids  # drawn on the workers
+    assert map_on_workers(only_on_the_driver, [5, 6]) == [5, 6]  # every worker call failed: redone here
+    assert map_on_workers(nap, [0.0, 5.0], wait_s=0.5) == [0.0, 5.0]  # the late one cancelled and redone here
 
 
 def test_resume_skips_stored_trials_and_report_is_unchanged(shared_ray, tmp_path, reference, no_figures):

@@ -30,7 +30,7 @@ from le_ray.report.tables import write_csv
 from le_ray.report.tuning import best_so_far, load_tuning, tuning_markdown
 from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
 
-__all__ = ["build_report", "comparison_pairs", "SweepTables", "compute_tables", "mean_reliability", "console_table",
+__all__ = ["build_report", "render_here", "comparison_pairs", "SweepTables", "compute_tables", "mean_reliability", "console_table",
            "CALIBRATION_CSV"]
 
 CALIBRATION_CSV = "calibration_ratio_by_seed.csv"  #: per loss, seed and ad: the calibration ratio of the bottom line
@@ -62,44 +62,65 @@ def mean_reliability(records: list[dict[str, Any]], loss: str) -> dict[str, np.n
             "avg_label_low": label_low, "avg_label_high": label_high}
 
 
-def _pair_plots(plots, out: Path, dpi: int, tables: SweepTables) -> dict[str, Path]:
-    written = {}
+def _pair_jobs(plots, dpi: int, tables: SweepTables) -> dict[str, tuple[str, Any]]:
+    """name → (file name, FigureJob) of each comparison's paired deltas and per-ad calibration gaps."""
+    jobs = {}
     for key, deltas in tables.deltas.items():
         b, c = (label(tables.metric_tests[key][x][0]) for x in ("baseline", "candidate"))
-        fig = plots.plot_paired_deltas(deltas, title=f"{c} vs {b}: paired metric deltas by seed (> 0 favours {c})")
-        written[f"deltas_{key}"] = plots.save_figure(fig, out / f"deltas_{key}.png", dpi=dpi)
+        jobs[f"deltas_{key}"] = (f"deltas_{key}.png", plots.FigureJob(
+            plots.plot_paired_deltas, (deltas,), {"title": f"{c} vs {b}: paired metric deltas by seed (> 0 favours {c})"},
+            dpi))
         cond = tables.condition_tests[key]
         if cond.height:
-            fig = plots.plot_condition_gaps(cond, title=f"{c} vs {b}: per-ad calibration gap (points: ad ids)",
-                                            baseline=b, candidate=c)
-            written[f"condition_gaps_{key}"] = plots.save_figure(fig, out / f"condition_gaps_{key}.png", dpi=dpi)
-    return written
+            jobs[f"condition_gaps_{key}"] = (f"condition_gaps_{key}.png", plots.FigureJob(
+                plots.plot_condition_gaps, (cond,), {"title": f"{c} vs {b}: per-ad calibration gap (points: ad ids)",
+                                                      "baseline": b, "candidate": c}, dpi))
+    return jobs
 
 
-def _plots(root: Path, cfg: Config, tables: SweepTables, records: list[dict[str, Any]]) -> dict[str, Path]:
-    """Write the sweep's PNGs; returns name → path."""
+def _figure_jobs(cfg: Config, tables: SweepTables, records: list[dict[str, Any]]) -> dict[str, tuple[str, Any]]:
+    """name → (file name, FigureJob) of every PNG of the sweep: plain data, drawable in any process."""
     from le_ray.report import plots
 
-    out, dpi = root / "report" / "plots", cfg.plots.dpi
-    written = _pair_plots(plots, out, dpi, tables)
+    dpi = cfg.plots.dpi
+    jobs = _pair_jobs(plots, dpi, tables)
     if tables.calibration.height:
         names = " vs ".join(label(x) for x in cfg.losses)
-        fig = plots.plot_calibration_by_rate(tables.calibration, excluded=tables.calibration.filter(
-            pl.col("excluded"))["condition"].unique().to_list(), reference="true click rate" if tables.truth else
-            "click rate", title=f"{names}: calibration by base rate, per ad (labels: ad ids)",
-            edges=band_edges(cfg))
-        written["calibration_by_rate"] = plots.save_figure(fig, out / "calibration_by_rate.png", dpi=dpi)
+        excluded = tables.calibration.filter(pl.col("excluded"))["condition"].unique().to_list()
+        jobs["calibration_by_rate"] = ("calibration_by_rate.png", plots.FigureJob(
+            plots.plot_calibration_by_rate, (tables.calibration,),
+            {"excluded": excluded, "reference": "true click rate" if tables.truth else "click rate",
+             "title": f"{names}: calibration by base rate, per ad (labels: ad ids)", "edges": band_edges(cfg)}, dpi))
     losses = sorted({r["loss"] for r in records}, key=list(LOSSES).index)
     reliab = {label(loss): t for loss in losses if (t := mean_reliability(records, loss))}
     if reliab:
-        fig = plots.plot_reliability_diagram(reliab, title="Reliability (mean over seeds; band = min–max)")
-        written["reliability"] = plots.save_figure(fig, out / "reliability.png", dpi=dpi)
+        jobs["reliability"] = ("reliability.png", plots.FigureJob(
+            plots.plot_reliability_diagram, (reliab,), {"title": "Reliability (mean over seeds; band = min–max)"},
+            dpi))
     curves = {label(loss): [r["curves"] for r in records if r["loss"] == loss] for loss in losses}
     if any(curves.values()):
-        fig = plots.plot_curves_band(curves, normalised=True, title="Train and eval normalised entropy by epoch "
-                                     "(mean over seeds; band = min–max)")
-        written["curves"] = plots.save_figure(fig, out / "loss_curves.png", dpi=dpi)
-    return written
+        jobs["curves"] = ("loss_curves.png", plots.FigureJob(
+            plots.plot_curves_band, (curves,), {"normalised": True, "title": "Train and eval normalised entropy by "
+                                                "epoch (mean over seeds; band = min–max)"}, dpi))
+    return jobs
+
+
+def render_here(jobs: list) -> list[bytes]:
+    """Draw each figure job in this process, in order (``le-ray report``; the default of :func:`build_report`)."""
+    from le_ray.report.plots import render_png
+
+    return [render_png(job) for job in jobs]
+
+
+def _plots(root: Path, cfg: Config, tables: SweepTables, records: list[dict[str, Any]],
+           render: Callable[[list], list[bytes]]) -> dict[str, Path]:
+    """Draw the sweep's PNGs through ``render`` (jobs → PNG bytes, in order) and write them; returns name → path."""
+    from le_ray.report.plots import write_png
+
+    jobs = _figure_jobs(cfg, tables, records)
+    pngs = render([job for _, job in jobs.values()])
+    out = root / "report" / "plots"
+    return {name: write_png(out / filename, png) for (name, (filename, _)), png in zip(jobs.items(), pngs)}
 
 
 def _tuning(root: Path, cfg: Config) -> tuple[list[str], dict[str, Any] | None]:
@@ -145,8 +166,12 @@ def _status(store: SweepStore, manifest: dict, records: list[dict]) -> dict[str,
             "failed": [m for m in missing if m["error"]]}
 
 
-def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print) -> Path:
-    """Rebuild every table, plot and ``summary.md`` of a sweep from its stored trials."""
+def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print,
+                 render: Callable[[list], list[bytes]] = render_here) -> Path:
+    """Rebuild every table, plot and ``summary.md`` of a sweep from its stored trials.
+
+    ``render``: draws the figure jobs (plain data, :class:`le_ray.report.plots.FigureJob`) into PNG bytes, in
+    order; by default here, one after the other (the sweep driver hands them to its idle Ray workers)."""
     store = SweepStore(Path(sweep_dir).resolve())
     cfg = resolve_config(store.latest_config())
     manifest = store.read_json("manifest.json")
@@ -160,7 +185,7 @@ def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print) ->
     _write_tables(store.root, tables)
     faults.report_pause()
     drawing = records and cfg.plots.enabled and cfg.output.save_plots  # the documented switches, as in `le-ray run`
-    written = _plots(store.root, cfg, tables, records) if drawing else {}
+    written = _plots(store.root, cfg, tables, records, render) if drawing else {}
     tuning_lines, tuning_summary = _tuning(store.root, cfg)
     ctx = SummaryContext(cfg, store.root, manifest, tables, _status(store, manifest, records), written,
                          tuning_lines, tuning_summary)

@@ -43,7 +43,8 @@ from le_ray.errors import ResultsError, UserError
 from le_ray.registry import label
 from le_ray.sweep.store import SweepStore, check_resume, environment_manifest, is_ray_job, nearest_writable, \
     resolve_results_dir
-from le_ray.sweep.driver import StopFlag, StopRequested, connect_ray, run_sweep, stop_on_signals, warm_up_workers
+from le_ray.sweep.driver import (StopFlag, StopRequested, connect_ray, map_on_workers, run_sweep, stop_on_signals,
+                                 warm_up_workers)
 from le_ray.sweep.plan import SweepPlan, plan_trials, sweep_seeds
 
 __all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_manifest", "resume_command",
@@ -275,10 +276,11 @@ def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, s
     if args.no_report:
         echo(f"trials stored in {store.root}; build the report with: le-ray report {store.root}")
     else:
+        from le_ray.report.plots import render_png
         from le_ray.report.sweep import build_report
 
-        started = time.perf_counter()
-        echo(f"report: {build_report(store.root, echo=echo)}")
+        started = time.perf_counter()  # the figures are drawn in parallel on the now idle workers
+        echo(f"report: {build_report(store.root, echo=echo, render=lambda jobs: map_on_workers(render_png, jobs))}")
         pre.seconds["report"] = time.perf_counter() - started
     echo(wall_line(pre.seconds, time.time() - psutil.Process().create_time()))
     return 0 if progress.failed == 0 else 1

@@ -1,7 +1,8 @@
 """Report figures: one function per PNG, plain arrays / tables in, a ``Figure`` out; one module per family.
 
-* :mod:`~le_ray.report.plots.axes`: saving (PNG, atomic, figure closed), table access, one colour per condition
-  and per loss, shared axes helpers.
+* :mod:`~le_ray.report.plots.axes`: saving (PNG, atomic, figure closed), figure jobs (``FigureJob``: a figure
+  as plain data, drawn by :func:`render_png` in any process — the sweep driver hands them to its idle Ray
+  workers), table access, one colour per condition and per loss, shared axes helpers.
 * :mod:`~le_ray.report.plots.calibration`: a diagnostic run's calibration figures.
 * :mod:`~le_ray.report.plots.curves`: loss curves of a run, the seed band of a sweep, tuning curves.
 * :mod:`~le_ray.report.plots.data_figures`: data and LE internals (features, LE stats, filters, gradients).
@@ -23,7 +24,8 @@ Conventions shared by every figure:
 
 
 from le_ray.report.plots.axes import (
-    MAX_HIST_CONDITIONS, MAX_POINT_LABELS, PROB_FLOOR, condition_color, loss_colors, save_figure,
+    MAX_HIST_CONDITIONS, MAX_POINT_LABELS, PROB_FLOOR, FigureJob, condition_color, loss_colors, render_png,
+    save_figure, write_png,
 )
 from le_ray.report.plots.calibration import (
     plot_avg_vs_train_rate, plot_calibration_ratio, plot_prediction_histograms, plot_reliability_diagram,
@@ -35,7 +37,7 @@ from le_ray.report.plots.sweep_figures import (
 )
 
 __all__ = [
-    "PROB_FLOOR", "MAX_HIST_CONDITIONS", "MAX_POINT_LABELS", "save_figure",
+    "PROB_FLOOR", "MAX_HIST_CONDITIONS", "MAX_POINT_LABELS", "save_figure", "FigureJob", "render_png", "write_png",
     "plot_avg_vs_train_rate", "plot_loss_curves", "plot_prediction_histograms", "plot_calibration_ratio",
     "plot_reliability_diagram", "plot_feature_distributions", "plot_le_stats", "plot_filter_stats",
     "plot_grad_sq", "plot_paired_deltas", "plot_condition_gaps", "plot_curves_band",

@@ -6,10 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: no display is ever needed
 
+import io
 import math
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -28,6 +30,36 @@ LOSS_UNITS = "loss (nats / row)"
 
 
 # --------------------------------------------------------------------------- saving
+
+
+@dataclass(frozen=True)
+class FigureJob:
+    """One PNG to draw, as plain data: ``draw(*args, **kwargs)`` (a ``plot_*`` function of this package, so the
+    job pickles by reference and can be drawn in another process) → a Figure, written at ``dpi``."""
+    draw: Callable[..., Figure]
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    dpi: int = 110
+
+
+def render_png(job: FigureJob) -> bytes:
+    """The job's figure as PNG bytes (what :func:`save_figure` writes for the same figure), the figure closed."""
+    fig = job.draw(*job.args, **dict(job.kwargs))
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=job.dpi)
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def write_png(path: str | Path, png: bytes) -> Path:
+    """Write PNG bytes at ``path`` atomically, readable by all (as :func:`save_figure`)."""
+    def write(tmp: str) -> None:
+        Path(tmp).write_bytes(png)
+        os.chmod(tmp, 0o644)
+
+    return atomic_write_with(path, write)
 
 
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:

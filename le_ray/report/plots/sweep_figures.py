@@ -13,7 +13,6 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from le_ray import registry
-from le_ray.stats import median_range
 from le_ray.report.plots.axes import (
     MAX_TICK_LABELS, _annotate, _as_table, _bools, _category_axis, _clip_note, _col, _colors, _diagonal,
     _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors,
@@ -214,6 +213,8 @@ def _decade_axis(ax, rates: np.ndarray, edges: Sequence[float] | None) -> None:
 
 def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
     """One median point with its min–max bar per loss and ad; returns each ad's median over the drawn points."""
+    from le_ray.stats import median_range  # here: keeps scipy.stats out of a figure-drawing worker's imports
+
     cond, ratio, loss_col = _col(t, "condition"), _col(t, "ratio"), np.asarray(t["loss"]).astype(str)
     shifts = np.exp(np.linspace(-0.08, 0.08, len(losses))) if len(losses) > 1 else [1.0]
     mids: list[list[float]] = [[] for _ in ids]
