@@ -100,7 +100,7 @@ def _graph_run(loss, sets, *, cuda_graphs, stage=True, strict_replays=False):
             yield loss_t, rows
 
     def strict(self):  # warm-up steps and replays (not the capture itself) must not synchronise
-        if not strict_replays or (self.graph is None and self.warm >= gs.WARMUP_STEPS):
+        if not strict_replays or (self.replayed.graph is None and self.replayed.warm >= gs.WARMUP_STEPS):
             return captured(self)
         torch.cuda.set_sync_debug_mode("error")
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from types import SimpleNamespace
@@ -150,6 +151,42 @@ def test_capture_records_the_body_between_begin_and_end_and_returns_its_output(m
     with pytest.raises(ZeroDivisionError):
         graph_step.capture(Graph(), None, lambda: 1 / 0)
     assert [c for c, _ in calls] == ["sync", "begin", "end"]
+
+
+def test_replayed_call_warms_up_then_captures_once_then_replays(monkeypatch):
+    """Without a GPU (recording stand-ins for the stream, the graph and the device sync): WARMUP_STEPS eager
+    calls of the body on the side stream, one capture (the body recorded, not run), then a replay per call,
+    each returning the capture's static output."""
+    events = []
+
+    class Stream:
+        def __init__(self, device=None):
+            self.device = device
+
+        def wait_stream(self, other):
+            events.append("wait")
+
+    class Graph:
+        def capture_begin(self, **kwargs):
+            events.append("begin")
+
+        def capture_end(self):
+            events.append("end")
+
+        def replay(self):
+            events.append("replay")
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda: Stream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append("sync"))
+    calls = iter(range(100))
+    call = graph_step.ReplayedCall(lambda: events.append("body") or next(calls), CPU, "a test body")
+    outputs = [call() for _ in range(graph_step.WARMUP_STEPS + 3)]
+    warm = ["wait", "body", "wait"] * graph_step.WARMUP_STEPS
+    assert events == [*warm, "wait", "sync", "begin", "body", "end", "replay", "replay", "replay"]
+    static = graph_step.WARMUP_STEPS  # the body's output while it was being recorded
+    assert outputs == [*range(graph_step.WARMUP_STEPS), static, static, static]
 
 
 def test_device_lr_schedule_matches_host_floats():

@@ -51,7 +51,7 @@ from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
 __all__ = ["forward", "bce_sum", "add_batch_loss", "NonFiniteGuard", "LrSchedule", "StepState", "step_fn",
-           "capture", "BatchFeed", "StaticSteps", "StaticLossPass", "WARMUP_STEPS", "MIN_LOSS_PASS_REPLAYS"]
+           "capture", "ReplayedCall", "BatchFeed", "StaticSteps", "StaticLossPass", "WARMUP_STEPS", "MIN_LOSS_PASS_REPLAYS"]
 
 log = logging.getLogger("le_ray.training.graph_step")
 T = TypeVar("T")
@@ -234,6 +234,39 @@ def capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, body: Callab
             graph.capture_end()
 
 
+class ReplayedCall:
+    """``body()`` (static inputs and outputs, no host read) on a CUDA side stream, as a graph once it can be:
+    the first :data:`WARMUP_STEPS` calls run it eagerly there, the next captures it (:func:`capture`), and that
+    call and every later one is one ``replay()``. Each call returns the body's output; from the capture on, the
+    graph's static output, overwritten by every replay. ``what`` names the body in the debug log.
+
+    The one warm-up / capture / replay mechanism of the training step (:class:`StaticSteps`) and the epoch-0
+    loss pass (:class:`StaticLossPass`)."""
+
+    def __init__(self, body: Callable[[], T], device: torch.device, what: str) -> None:
+        self.body, self.what = body, what
+        self.stream = torch.cuda.Stream(device=device)
+        self.warm = 0
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.output = None
+
+    def __call__(self) -> T:
+        if self.graph is None and self.warm < WARMUP_STEPS:
+            self.warm += 1
+            self.stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.stream):
+                output = self.body()
+            torch.cuda.current_stream().wait_stream(self.stream)
+            return output
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            self.stream.wait_stream(torch.cuda.current_stream())
+            self.output = capture(self.graph, self.stream, self.body)
+            log.debug("captured %s as a CUDA graph", self.what)
+        self.graph.replay()  # the capture recorded the body without running it
+        return self.output
+
+
 class BatchFeed:
     """Fixed buffers of one full-size batch on the compute device, filled from the epoch's order.
 
@@ -292,10 +325,7 @@ class StaticSteps:
             raise ValueError(f"CUDA graph capture needs a CUDA device, got {split.compute_device}")
         self.state, self.split, self.capture = state, split, capture
         self.feed = BatchFeed(split, batch_size)
-        self.warm = 0
-        self.graph: torch.cuda.CUDAGraph | None = None
-        self.stream = torch.cuda.Stream(device=split.compute_device) if capture else None
-        self.static_loss: torch.Tensor | None = None
+        self.replayed = ReplayedCall(self._body, split.compute_device, "the training step") if capture else None
         if capture and state.objective.history is not None:
             # the history update feeds only the next step: a parallel branch of the graph, beside backward and Adam
             state.objective.history.use_stream(torch.cuda.Stream(device=split.compute_device))
@@ -305,20 +335,7 @@ class StaticSteps:
         return step_fn(self.state, self.feed.batch)
 
     def _captured_step(self) -> torch.Tensor:
-        if self.graph is None and self.warm < WARMUP_STEPS:
-            self.warm += 1
-            self.stream.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(self.stream):
-                loss = self._body()
-            torch.cuda.current_stream().wait_stream(self.stream)
-            return loss
-        if self.graph is None:
-            self.graph = torch.cuda.CUDAGraph()
-            self.stream.wait_stream(torch.cuda.current_stream())
-            self.static_loss = capture(self.graph, self.stream, self._body)
-            log.debug("captured the training step as a CUDA graph")
-        self.graph.replay()  # the capture recorded the step without running it
-        return self.static_loss
+        return self.replayed()
 
     def epoch(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, int]]:
         """Run one epoch in ``order`` (the permutation of the split's rows, on its storage device);
@@ -351,39 +368,20 @@ class StaticLossPass:
         self.feed, self.model, self.objective, self.amp = feed, model, objective, amp
         self.capture = capture and feed.full_batches >= WARMUP_STEPS + MIN_LOSS_PASS_REPLAYS
         self.sums = torch.zeros(3, dtype=stats_dtype(dev), device=dev)
-        self.stream = torch.cuda.Stream(device=dev) if self.capture else None
 
     def _body(self) -> None:
         self.feed.gather()
         add_batch_loss(self.model, self.feed.batch, self.objective, self.amp, self.sums)
 
-    def _on_side_stream(self, graph: torch.cuda.CUDAGraph | None = None) -> None:
-        """One eager batch on the side stream, or (``graph`` given) its capture, which runs nothing."""
-        self.stream.wait_stream(torch.cuda.current_stream())
-        if graph is None:
-            with torch.cuda.stream(self.stream):
-                self._body()
-            torch.cuda.current_stream().wait_stream(self.stream)
-            return
-        capture(graph, self.stream, self._body)
-
     def run(self) -> torch.Tensor:
         """The [3] sums (Σ loss_b·W_b, Σ W_b, Σ w·BCE) on the device, batches in row order."""
-        feed, graph = self.feed, None
+        feed = self.feed
         split = feed.split
+        one_batch = ReplayedCall(self._body, split.compute_device, "the epoch-0 loss pass") if self.capture else self._body
         feed.start_epoch(torch.arange(len(split), device=split.cond.device))
         for index in range(feed.full_batches):
             feed.fill(index)
-            if not self.capture:
-                self._body()
-            elif index < WARMUP_STEPS:
-                self._on_side_stream()
-            else:
-                if graph is None:
-                    graph = torch.cuda.CUDAGraph()
-                    self._on_side_stream(graph)
-                    log.debug("captured the epoch-0 loss pass as a CUDA graph")
-                graph.replay()
+            one_batch()
         start = feed.full_batches * feed.batch_size
         if start < len(split):
             add_batch_loss(self.model, split.take(slice(start, None)), self.objective, self.amp, self.sums)
