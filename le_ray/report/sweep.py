@@ -30,8 +30,8 @@ from le_ray.report.tables import write_csv
 from le_ray.report.tuning import best_so_far, load_tuning, tuning_markdown
 from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
 
-__all__ = ["build_report", "render_here", "comparison_pairs", "SweepTables", "compute_tables", "mean_reliability", "console_table",
-           "CALIBRATION_CSV"]
+__all__ = ["build_report", "render_here", "comparison_pairs", "SweepTables", "compute_tables", "mean_reliability",
+           "console_table", "CALIBRATION_CSV"]
 
 CALIBRATION_CSV = "calibration_ratio_by_seed.csv"  #: per loss, seed and ad: the calibration ratio of the bottom line
 
@@ -67,9 +67,9 @@ def _pair_jobs(plots, dpi: int, tables: SweepTables) -> dict[str, tuple[str, Any
     jobs = {}
     for key, deltas in tables.deltas.items():
         b, c = (label(tables.metric_tests[key][x][0]) for x in ("baseline", "candidate"))
-        jobs[f"deltas_{key}"] = (f"deltas_{key}.png", plots.FigureJob(
-            plots.plot_paired_deltas, (deltas,), {"title": f"{c} vs {b}: paired metric deltas by seed (> 0 favours {c})"},
-            dpi))
+        title = f"{c} vs {b}: paired metric deltas by seed (> 0 favours {c})"
+        jobs[f"deltas_{key}"] = (f"deltas_{key}.png",
+                                 plots.FigureJob(plots.plot_paired_deltas, (deltas,), {"title": title}, dpi))
         cond = tables.condition_tests[key]
         if cond.height:
             jobs[f"condition_gaps_{key}"] = (f"condition_gaps_{key}.png", plots.FigureJob(

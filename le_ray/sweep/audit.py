@@ -61,8 +61,7 @@ from le_ray.config.load import Provenance, training_layers
 from le_ray.config.messages import describe_value
 from le_ray.config.resolve import SAME_SETTINGS_KEY, every_loss_set, set_literal
 from le_ray.config.schema import OPTIMISER_SETTING_KEYS
-from le_ray.training.shapes import input_width
-from le_ray.training.shapes import window_capacities
+from le_ray.training.shapes import input_width, window_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
 from le_ray.glossary import TESTED_METRICS

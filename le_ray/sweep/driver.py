@@ -189,10 +189,11 @@ def map_on_workers(fn: Callable[[Any], Any], items: list, *, wait_s: float = MAP
     """``[fn(x) for x in items]``, each call a Ray task (1 CPU, no retry) on the cluster's workers, in parallel.
 
     For independent host work after the trials, when the workers sit idle: the report's figures (each ~0.2–0.7 s
-    of matplotlib, one after another in the driver otherwise). ``fn`` must be importable by reference (a
-    module-level function). A call not back within ``wait_s`` (a cluster with no free CPU), or one that failed
-    on its worker, is made here instead, so the result never depends on the cluster's state. Without Ray
-    connected, or with one item, everything runs here.
+    of matplotlib, one after another in the driver otherwise). Ray ships ``fn`` with cloudpickle: a module-level
+    function (``render_png``) travels by reference, so each worker imports only its module. A call not back
+    within ``wait_s`` (a cluster with no free CPU), or one that failed on its worker, is made here instead, so
+    the result never depends on the cluster's state. Without Ray connected, or with one item, everything runs
+    here.
     """
     import ray
 
