@@ -7,11 +7,13 @@ import shlex
 
 import pytest
 
-from le_ray.sweep.audit import (SETTING_COLUMNS, Audit, audit_experiment, audit_text, batch_for_steps, refusal,
-                                setting_key, settings_table)
+import numpy as np
+
+from le_ray.sweep.audit import (SETTING_COLUMNS, Audit, audit_experiment, audit_text, batch_for_steps,
+                                expected_clicks_per_batch, refusal, setting_key, settings_table)
 from le_ray.cli.args import config_and_shadows, config_shadows_provenance
 from le_ray.config import ConfigShadowWarning, load_config
-from le_ray.data.prepare import prepare_data
+from le_ray.data.prepare import le_base_rates, prepare_data
 
 BASE = ["synthetic.samples_per_condition=6000", "synthetic.uniform_log10_means=[-0.8,-1,-1.1,-1.2]",
         "synthetic.uniform_log10_std=0.2", "training.loss_mode=all", "training.by_loss={}", "training.batch_size=256",
@@ -212,6 +214,39 @@ def test_le_without_history_and_rare_clicks_per_batch_warns():
     with_history, _ = _audit("training.batch_size=8", "repeats.min_steps_per_epoch=1",
                              "training.cross_batch.enabled=true", "training.cross_batch.amplification_rate=1")
     assert not [f for f in with_history.findings if f.code == "le_batch_rate"]
+
+
+def test_expected_clicks_per_batch_is_the_batch_share_times_the_rate():
+    clicks = expected_clicks_per_batch(1000, [300, 100, 600, 0], np.array([0.01, 0.5, 0.002, 0.3]))
+    assert np.allclose(clicks, [1000 * 0.3 * 0.01, 1000 * 0.1 * 0.5, 1000 * 0.6 * 0.002, 0.0])
+
+
+def test_le_batch_rate_counts_a_condition_s_share_of_the_batch():
+    # batch 16 over 4 equal conditions with rates 0.06-0.16: batch x rate >= 1 for each, but a batch holds
+    # only 4 rows of each, so every condition expects < 1 click per batch
+    audit, cfg = _audit("training.batch_size=16", "repeats.min_steps_per_epoch=1")
+    finding = next(f for f in audit.findings if f.code == "le_batch_rate")
+    data = prepare_data(cfg)
+    rates = le_base_rates(data, prior=cfg.training_for("localized_entropy").le.base_rate_prior,
+                          use_true_rates=cfg.synthetic.use_true_base_rates_for_le)
+    assert all(16 * r >= 1 for r in rates) and finding.conditions == (0, 1, 2, 3)
+
+
+def test_le_history_warmup_names_the_conditions_without_a_click_per_batch():
+    sets = ("training.cross_batch.enabled=true", "training.cross_batch.amplification_rate=2",
+            "repeats.min_steps_per_epoch=1")
+    audit, cfg = _audit("training.batch_size=16", *sets)
+    finding = next(f for f in audit.findings if f.code == "le_history_warmup")
+    assert finding.conditions == (0, 1, 2, 3) and finding.keys == ("training.batch_size",
+                                                                   "training.cross_batch.amplification_rate")
+    rows = [c["train_rows"] for c in audit.conditions]
+    rates = le_base_rates(prepare_data(cfg), prior=cfg.training_for("localized_entropy").le.base_rate_prior,
+                          use_true_rates=cfg.synthetic.use_true_base_rates_for_le)
+    first = 16 * rows[0] / sum(rows) * rates[0]
+    assert f"0 ({first:.2g}; first click after ~{math.ceil(1 / first)} steps" in finding.message
+    assert not [f for f in audit.findings if f.code == "le_batch_rate"]  # that one is for LE without history
+    roomy, _ = _audit("training.batch_size=512", *sets)
+    assert not [f for f in roomy.findings if f.code == "le_history_warmup"]
 
 
 def test_shadowed_set_reaches_the_audit():

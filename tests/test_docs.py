@@ -218,6 +218,28 @@ def test_quickstart_smallest_training_clicks_over_the_draws(quickstart):
     assert stated == fewest
 
 
+def test_quickstart_history_warmup_is_the_audit_s(quickstart):
+    from le_ray.data.prepare import prepare_data
+    from le_ray.sweep.audit import audit_experiment, expected_clicks_per_batch
+
+    clicks, batch = _find(
+        rf"the rarest ad expects about ([\d.]+) clicks in a batch of {NUMBER} \(`le_history_warmup`\)")
+    data = prepare_data(quickstart)
+    audit = audit_experiment(quickstart, [data])
+    (finding,) = [f for f in audit.findings if f.code == "le_history_warmup"]
+    rare = min(range(quickstart.synthetic.num_conditions), key=lambda j: quickstart.synthetic.uniform_log10_means[j])
+    assert finding.conditions == (rare,) and quickstart.training_for("le").batch_size == _num(batch)
+    expected = expected_clicks_per_batch(int(_num(batch)), data.train_condition_counts, _le_rates(quickstart, data))
+    assert round(float(expected[rare]), 1) == float(clicks)
+
+
+def _le_rates(cfg, data):
+    from le_ray.data.prepare import le_base_rates
+
+    return le_base_rates(data, prior=cfg.training_for("le").le.base_rate_prior,
+                         use_true_rates=cfg.synthetic.use_true_base_rates_for_le)
+
+
 def test_quickstart_seeds_and_learning_rates(quickstart):
     seeds, needed, metrics, needed_again = _find(
         r"(\d+) seeds are one more than the (\d+) an exact Wilcoxon test needs to reach 0\.05 after a Holm correction "
@@ -264,7 +286,17 @@ def test_avazu_sample_data_and_audit_as_the_readme_says(monkeypatch):
     assert rates.min() > float(floor) / 100 and round(100 * rates.min(), 1) == float(rarest)
     audit = audit_experiment(cfg, [data])
     assert not audit.errors
-    assert {"settings_differ", "fixed_split"} <= {f.code for f in audit.warnings}
+    assert {"settings_differ", "fixed_split", "le_history_warmup"} <= {f.code for f in audit.warnings}
+    ads, kept, batch, fill, steps = _find(
+        rf"and that (\d+) of the (\d+) ads expect fewer than 1 click per batch of (\d+) \(`le_history_warmup`; "
+        rf"their LE windows fill within the first (\d+) of the {NUMBER} steps\)")
+    (warmup,) = [f for f in audit.findings if f.code == "le_history_warmup"]
+    le = audit.settings["localized_entropy"]
+    rows = np.array([c["train_rows"] for c in audit.conditions])
+    per_batch = le["batch_size"] * rows / rows.sum()
+    fills = np.asarray(le["history"]["capacity"])[list(warmup.conditions)] / per_batch[list(warmup.conditions)]
+    assert (len(warmup.conditions), data.num_conditions, le["batch_size"]) == (int(ads), int(kept), int(batch))
+    assert math.ceil(fills.max()) == int(fill) and le["steps_total"] == _num(steps)
     stated = dict(zip(("bce", "localized_entropy", "focal"), map(float, _find(
         r"lr_decay differs between the losses \(the per-loss Avazu defaults: BCE ([\d.]+), LE ([\d.]+), focal ([\d.]+)\)"))))
     (row,) = [r for r in audit.fairness]

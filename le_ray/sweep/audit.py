@@ -21,7 +21,12 @@ code                   severity  fires when
                                  per epoch: the window never evicts within an epoch and carries numerators
                                  of much older models
 ``le_batch_rate``      warning   LE without history where a condition expects < 1 click per batch
-                                 (batch × rate < 1): its per-condition optimum is biased low by construction
+                                 (e_j = batch × its share of the train rows × rate < 1): its per-condition
+                                 optimum is biased low by construction
+``le_history_warmup``  warning   LE with history where a condition expects < 1 click per batch (e_j < 1): the
+                                 windows start empty, so early batches without its click weigh its rows by up
+                                 to 1 / (expected clicks); such early steps can drive every condition's
+                                 predictions towards 0 (README, "Testing LE's claim at scale")
 ``shadowed_set``       warning   a general ``--set training.<key>`` loses to a per-loss / per-source value (one
                                  finding per ``--set``), or a per-loss ``--set`` of an optimiser key is ignored
                                  under ``training.same_settings_for_all_losses``
@@ -69,8 +74,8 @@ from le_ray.registry import LOSSES, label
 from le_ray.stats import min_exact_p, min_pairs_for_alpha
 
 __all__ = ["Finding", "Audit", "audit_experiment", "setting_key", "condition_counts_table", "audit_text",
-           "refusal", "fairness_record", "batch_for_steps", "batch_one_liner", "SETTING_COLUMNS", "history_cell",
-           "settings_table"]
+           "refusal", "fairness_record", "batch_for_steps", "expected_clicks_per_batch", "batch_one_liner",
+           "SETTING_COLUMNS", "history_cell", "settings_table"]
 
 ERROR, WARNING = "error", "warning"
 CLICK_CODES = ("no_train_click", "no_eval_click", "few_eval_clicks")
@@ -267,35 +272,67 @@ def _power_findings(cfg: Config, conditions: list[dict[str, Any]], excluded: Ite
     return out
 
 
+def expected_clicks_per_batch(batch_size: int, train_rows: Sequence[int], rates: np.ndarray) -> np.ndarray:
+    """e_j [C] = B · (n_j / Σ_k n_k) · r_j: the clicks of condition j in one shuffled batch of B rows, from its train
+    rows n_j and LE's base rate r_j (a batch holds each condition's share of the rows)."""
+    rows = np.asarray(train_rows, dtype=np.float64)
+    total = rows.sum()
+    return batch_size * (rows / total if total > 0 else rows) * np.asarray(rates, dtype=np.float64)
+
+
+def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list[dict[str, Any]],
+                     clicks: np.ndarray) -> list[Finding]:
+    """``history_spans_epochs`` and ``le_history_warmup`` of a loss that keeps an LE history."""
+    cap = np.asarray(s["history"]["capacity"])
+    rows = np.array([c["train_rows"] for c in conditions])
+    out, window_key = [], setting_key(cfg, loss, "cross_batch.max_window")
+    big = [j for j in range(len(rows)) if rows[j] > 0 and cap[j] > rows[j]]
+    if big:
+        listed = ", ".join(f"{conditions[j]['value']} (capacity {cap[j]:,} > {rows[j]:,} rows per epoch)"
+                           for j in big[:6])
+        out.append(Finding(WARNING, "history_spans_epochs", (
+            f"{LOSSES[loss].label} history windows larger than a condition's train rows per epoch: {listed}; "
+            f"the window then never evicts and holds numerators of much older models; lower {window_key}"),
+            (window_key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(big)))
+    low = sorted((j for j in range(len(rows)) if rows[j] > 0 and clicks[j] < 1), key=lambda j: clicks[j])
+    if low:  # fewest clicks first: the conditions whose windows stay empty longest
+        key = setting_key(cfg, loss, "batch_size")
+        fill = cap / np.maximum(s["batch_size"] * rows / max(rows.sum(), 1), 1e-300)  # steps to a full window
+        listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g}; first click after ~"
+                           f"{math.ceil(1 / clicks[j]):,} steps, window full after ~{math.ceil(fill[j]):,})"
+                           if clicks[j] > 0 else f"{conditions[j]['value']} (0)" for j in low[:6])
+        listed += " ..." if len(low) > 6 else ""
+        out.append(Finding(WARNING, "le_history_warmup", (
+            f"{LOSSES[loss].label}: {len(low)} condition(s) expect fewer than 1 click per batch: {listed} "
+            f"(of {s['steps_total']:,} steps); the history windows start empty, so until they hold clicks a batch "
+            f"without one normalises its condition by a fraction of a click (den_j = rows × −ln(1 − p_j)) and its "
+            f"rows weigh up to 1 / (expected clicks) times a BCE row, so the steps before the windows fill can push "
+            f"every condition's predictions towards 0; raise {key} so that every batch holds clicks of each condition"),
+            (key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(sorted(low))))
+    return out
+
+
 def _history_findings(cfg: Config, info: dict[str, dict[str, Any]], conditions: list[dict[str, Any]],
                       data: PreparedData) -> list[Finding]:
+    """LE's per-batch normalisation where clicks per batch are rare, with and without its history."""
     out = []
+    rows = [c["train_rows"] for c in conditions]
     for loss, s in info.items():
-        settings = cfg.training_for(loss)
+        if not LOSSES[loss].supports_history:
+            continue
+        clicks = expected_clicks_per_batch(s["batch_size"], rows, _le_rates(cfg, cfg.training_for(loss), data))
         if s["history"] is not None:
-            cap = np.asarray(s["history"]["capacity"])
-            rows = np.array([c["train_rows"] for c in conditions])
-            big = [j for j in range(len(rows)) if rows[j] > 0 and cap[j] > rows[j]]
-            if big:
-                key = setting_key(cfg, loss, "cross_batch.max_window")
-                listed = ", ".join(f"{conditions[j]['value']} (capacity {cap[j]:,} > {rows[j]:,} rows per epoch)"
-                                   for j in big[:6])
-                out.append(Finding(WARNING, "history_spans_epochs", (
-                    f"{LOSSES[loss].label} history windows larger than a condition's train rows per epoch: {listed}; "
-                    f"the window then never evicts and holds numerators of much older models; lower {key}"),
-                    (key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(big)))
-        elif loss == "localized_entropy":
-            rates = _le_rates(cfg, settings, data)
-            low = [j for j in range(len(rates)) if conditions[j]["train_rows"] > 0
-                   and settings.batch_size * rates[j] < 1]
-            if low:
-                key = setting_key(cfg, loss, "batch_size")
-                listed = ", ".join(f"{conditions[j]['value']} ({settings.batch_size * rates[j]:.2f})" for j in low[:6])
-                out.append(Finding(WARNING, "le_batch_rate", (
-                    f"LE without history, expected clicks per batch < 1 for {listed}: the per-condition optimum is "
-                    f"then biased low by construction; raise {key} or turn on the history "
-                    f"({setting_key(cfg, loss, 'cross_batch.enabled')})"),
-                    (key, setting_key(cfg, loss, "cross_batch.enabled")), tuple(low)))
+            out += _window_findings(cfg, loss, s, conditions, clicks)
+            continue
+        low = [j for j in range(len(rows)) if rows[j] > 0 and clicks[j] < 1]
+        if low:
+            key = setting_key(cfg, loss, "batch_size")
+            listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g})" for j in low[:6])
+            out.append(Finding(WARNING, "le_batch_rate", (
+                f"LE without history, expected clicks per batch < 1 for {listed}: the per-condition optimum is "
+                f"then biased low by construction; raise {key} or turn on the history "
+                f"({setting_key(cfg, loss, 'cross_batch.enabled')})"),
+                (key, setting_key(cfg, loss, "cross_batch.enabled")), tuple(low)))
     return out
 
 
