@@ -389,3 +389,22 @@ def test_the_same_settings_example_trains_every_loss_alike_and_soundly():
         assert len({json.dumps(getattr(cfg.training_for(loss), key)) for loss in cfg.losses}) == 1, key
     train_rows = math.floor(cfg.data.train_split * cfg.synthetic.num_conditions * cfg.synthetic.samples_per_condition)
     assert math.ceil(train_rows / cfg.training.batch_size) >= cfg.repeats.min_steps_per_epoch
+
+
+# ---------------------------------------------------------------- decades ------------------------------------------
+
+@pytest.mark.slow  # prepares 10M synthetic rows (~8 s)
+def test_decades_rarest_ads_and_their_clicks_per_batch_are_the_audit_s():
+    """The README's four rarest decades ads and their expected clicks per batch, from the audit at 1/10 of the rows
+    (a condition's share of a batch and its rate do not depend on the row count; 1/10 keeps ~30 clicks per rare ad)."""
+    from le_ray.data.prepare import prepare_data
+    from le_ray.sweep.audit import audit_experiment, expected_clicks_per_batch
+
+    low, high, batch = _find(rf"The four rarest expect ([\d.]+)–([\d.]+) clicks in a batch of {NUMBER}\.")
+    cfg = load_config(profile="decades", sets=["synthetic.samples_per_condition=1000000"])
+    data = prepare_data(cfg)
+    (finding,) = [f for f in audit_experiment(cfg, [data]).findings if f.code == "le_history_warmup"]
+    rarest = sorted(range(cfg.synthetic.num_conditions), key=lambda j: cfg.synthetic.uniform_log10_means[j])[:4]
+    assert finding.conditions == tuple(sorted(rarest)) and cfg.training_for("le").batch_size == _num(batch)
+    clicks = expected_clicks_per_batch(int(_num(batch)), data.train_condition_counts, _le_rates(cfg, data))[rarest]
+    assert (float(f"{clicks.min():.1g}"), float(f"{clicks.max():.1g}")) == (float(low), float(high))
