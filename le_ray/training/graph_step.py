@@ -50,8 +50,9 @@ from le_ray.data.batches import Batch, TensorSplit
 from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
-__all__ = ["forward", "bce_sum", "add_batch_loss", "NonFiniteGuard", "LrSchedule", "StepState", "step_fn",
-           "capture", "ReplayedCall", "BatchFeed", "StaticSteps", "StaticLossPass", "WARMUP_STEPS", "MIN_LOSS_PASS_REPLAYS"]
+__all__ = ["forward", "bce_sum", "add_loss_sums", "add_batch_loss", "NonFiniteGuard", "LrSchedule", "StepState",
+           "step_fn", "capture", "ReplayedCall", "BatchFeed", "StaticSteps", "StaticLossPass", "WARMUP_STEPS",
+           "MIN_LOSS_PASS_REPLAYS"]
 
 log = logging.getLogger("le_ray.training.graph_step")
 T = TypeVar("T")
@@ -82,15 +83,19 @@ def bce_sum(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
                                                                 reduction="sum")
 
 
-def add_batch_loss(model: nn.Module, batch: Batch, objective: Objective, amp: str, sums: torch.Tensor) -> None:
-    """``sums`` [3] += (loss_b·W_b, W_b, Σ w·BCE) of one batch in the model's current mode, history off
-    (W_b = Σ w of the batch; the loss in nats per unit weight). In place and without a host read: the body
-    of the epoch-0 loss pass, eager (:func:`le_ray.training.loop.batched_loss`) or captured
-    (:class:`StaticLossPass`)."""
+def add_loss_sums(sums: torch.Tensor, loss: torch.Tensor, logits: torch.Tensor, batch: Batch) -> None:
+    """``sums`` [3] += (loss_b·W_b, W_b, Σ w·BCE) of one batch (W_b = Σ w of the batch; ``loss`` 0-d, in nats per
+    unit weight), in ``sums``' dtype, in place and without a host read: the epoch sums of the training steps and
+    of the epoch-0 loss pass alike."""
     weight = batch.w.sum().to(sums.dtype)
+    sums += torch.stack([loss.to(sums.dtype) * weight, weight, bce_sum(logits, batch).to(sums.dtype)])
+
+
+def add_batch_loss(model: nn.Module, batch: Batch, objective: Objective, amp: str, sums: torch.Tensor) -> None:
+    """:func:`add_loss_sums` of one batch in the model's current mode, history off: the body of the epoch-0 loss
+    pass, eager (:func:`le_ray.training.loop.batched_loss`) or captured (:class:`StaticLossPass`)."""
     logits = forward(model, batch, amp)
-    loss = objective(logits, batch, use_history=False).to(sums.dtype)
-    sums += torch.stack([loss * weight, weight, bce_sum(logits, batch).to(sums.dtype)])
+    add_loss_sums(sums, objective(logits, batch, use_history=False), logits, batch)
 
 
 class NonFiniteGuard:
@@ -206,9 +211,7 @@ def step_fn(state: StepState, batch: Batch) -> torch.Tensor:
     state.optimizer.step()
     state.schedule.decay_()
     loss = loss.detach()
-    weight = batch.w.sum().to(state.sums.dtype)
-    state.sums += torch.stack([loss.to(state.sums.dtype) * weight, weight,
-                               bce_sum(logits, batch).to(state.sums.dtype)])
+    add_loss_sums(state.sums, loss, logits, batch)
     if state.objective.history is not None:
         state.objective.history.join()  # an update on its own stream (captured steps) rejoins within the step
     return loss
@@ -377,7 +380,8 @@ class StaticLossPass:
         """The [3] sums (Σ loss_b·W_b, Σ W_b, Σ w·BCE) on the device, batches in row order."""
         feed = self.feed
         split = feed.split
-        one_batch = ReplayedCall(self._body, split.compute_device, "the epoch-0 loss pass") if self.capture else self._body
+        one_batch = (ReplayedCall(self._body, split.compute_device, "the epoch-0 loss pass") if self.capture
+                     else self._body)
         feed.start_epoch(torch.arange(len(split), device=split.cond.device))
         for index in range(feed.full_batches):
             feed.fill(index)
