@@ -756,7 +756,8 @@ def _watchdog(results: dict, out: Path, deadline: float) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "bench" / "results" / "gpu_check.json"))
+    parser.add_argument("--out", default=None, help="the JSON to write (default: bench/results/gpu_check.json on "
+                        "CUDA, the committed record; bench/results/gpu_check.smoke.json, git-ignored, otherwise)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, even when CUDA is there")
     parser.add_argument("--only", default="", help="comma-separated stages to run (default: all)")
     parser.add_argument("--skip", default="", help="comma-separated stages to leave out")
@@ -778,7 +779,8 @@ def main(argv=None) -> int:
            "size_name": "full" if cuda else "smoke", "pack_processes": cuda or args.pack_processes,
            "results": results, "late": lambda: time.time() > args.deadline,
            "timeout": lambda own: max(5.0, min(own, args.deadline + 10 - time.time()))}
-    out = Path(args.out)
+    # a CPU or --smoke run never overwrites the committed GPU record
+    out = Path(args.out or REPO / "bench" / "results" / ("gpu_check.json" if cuda else "gpu_check.smoke.json"))
     _watchdog(results, out, args.deadline)
     run_stages(names, ctx, args, out)
     write(results, out)
