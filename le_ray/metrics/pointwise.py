@@ -79,6 +79,12 @@ def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
     return float(np.count_nonzero((p >= 0.5) == (y >= 0.5)) / p.size) if p.size else float("nan")
 
 
+def _warn_one_class(stacklevel: int) -> None:
+    """The RuntimeWarning for ROC-AUC / PR-AUC when y holds one class (the areas are then NaN)."""
+    warnings.warn("ROC-AUC / PR-AUC undefined: only one class present in y; returning NaN", RuntimeWarning,
+                  stacklevel=stacklevel + 1)
+
+
 def _binary_labels(y: np.ndarray):
     """int8 labels (y ≥ 0.5), or None (with a RuntimeWarning) when only one class is present.
 
@@ -86,8 +92,7 @@ def _binary_labels(y: np.ndarray):
     """
     labels = (y >= 0.5).astype(np.int8)
     if labels.size == 0 or labels.min() == labels.max():
-        warnings.warn("ROC-AUC / PR-AUC undefined: only one class present in y; returning NaN",
-                      RuntimeWarning, stacklevel=3)
+        _warn_one_class(stacklevel=3)
         return None
     return labels
 

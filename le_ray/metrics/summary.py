@@ -3,14 +3,12 @@ sufficient statistics computed elsewhere (on a GPU, where the predictions are)."
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from le_ray.metrics.binning import _stable_argsort
 from le_ray.metrics.calibration import _ece_pair
 from le_ray.metrics.per_condition import _constant_ce_sum, _logratio_from_sums, per_condition_table
-from le_ray.metrics.pointwise import _accuracy, _bce, _binary_labels, sorted_curve_areas
+from le_ray.metrics.pointwise import _accuracy, _bce, _binary_labels, _warn_one_class, sorted_curve_areas
 from le_ray.metrics.sums import ConditionSums
 from le_ray.metrics.validation import RATIO_EPS, _check_conditions, _check_pair, _check_small, _ece_spec
 
@@ -78,8 +76,7 @@ def summary_from_sums(sums: ConditionSums, pooled: ConditionSums, *, squared_err
     out.update(_le_ratio_and_logratio(total_ce, sums.n, sums.sum_y, sums.sum_p, min_count))
     roc, ap, positives, negatives = curve
     if positives == 0 or negatives == 0:
-        warnings.warn("ROC-AUC / PR-AUC undefined: only one class present in y; returning NaN", RuntimeWarning,
-                      stacklevel=2)
+        _warn_one_class(stacklevel=2)
     else:
         out["roc_auc"], out["pr_auc"] = float(roc), float(ap)
     return out
