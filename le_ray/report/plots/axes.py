@@ -42,40 +42,35 @@ class FigureJob:
     dpi: int = 110
 
 
-def render_png(job: FigureJob) -> bytes:
-    """The job's figure as PNG bytes (what :func:`save_figure` writes for the same figure), the figure closed."""
-    fig = job.draw(*job.args, **dict(job.kwargs))
+def _png_bytes(fig: Figure, dpi: int) -> bytes:
+    """``fig`` as PNG bytes at ``dpi``, the figure closed. The pixel size is exactly ``figsize * dpi`` (no tight
+    bounding box; figures use the constrained layout instead)."""
     try:
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=job.dpi)
+        fig.savefig(buffer, format="png", dpi=dpi)
         return buffer.getvalue()
     finally:
         plt.close(fig)
 
 
+def render_png(job: FigureJob) -> bytes:
+    """The job's figure as PNG bytes (what :func:`save_figure` writes for the same figure), the figure closed."""
+    return _png_bytes(job.draw(*job.args, **dict(job.kwargs)), job.dpi)
+
+
 def write_png(path: str | Path, png: bytes) -> Path:
-    """Write PNG bytes at ``path`` atomically, readable by all (as :func:`save_figure`)."""
+    """Write PNG bytes at ``path`` atomically (temp file in the same folder + rename), readable by all; returns the
+    final path."""
     def write(tmp: str) -> None:
         Path(tmp).write_bytes(png)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; plots are meant to be shared
 
     return atomic_write_with(path, write)
 
 
 def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG at ``path`` atomically (temp file in the same folder + rename), then close it.
-
-    The pixel size is exactly ``figsize * dpi`` (no tight bounding box; figures use the
-    constrained layout instead).  Returns the final path.
-    """
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=dpi)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; plots are meant to be shared
-
-    try:
-        return atomic_write_with(path, write)
-    finally:
-        plt.close(fig)
+    """Write ``fig`` as a PNG at ``path`` atomically (:func:`write_png`), the figure closed; returns the final path."""
+    return write_png(path, _png_bytes(fig, dpi))
 
 
 # --------------------------------------------------------------------------- input helpers
