@@ -280,11 +280,11 @@ def expected_clicks_per_batch(batch_size: int, train_rows: Sequence[int], rates:
     return batch_size * (rows / total if total > 0 else rows) * np.asarray(rates, dtype=np.float64)
 
 
-def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list[dict[str, Any]],
-                     clicks: np.ndarray) -> list[Finding]:
-    """``history_spans_epochs`` and ``le_history_warmup`` of a loss that keeps an LE history."""
+def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list[dict[str, Any]], rows: np.ndarray,
+                     clicks: np.ndarray, low: list[int]) -> list[Finding]:
+    """``history_spans_epochs`` and ``le_history_warmup`` of a loss that keeps an LE history (``rows`` [C] train
+    rows, ``clicks`` [C] expected clicks per batch, ``low``: the conditions with rows and clicks < 1)."""
     cap = np.asarray(s["history"]["capacity"])
-    rows = np.array([c["train_rows"] for c in conditions])
     out, window_key = [], setting_key(cfg, loss, "cross_batch.max_window")
     big = [j for j in range(len(rows)) if rows[j] > 0 and cap[j] > rows[j]]
     if big:
@@ -294,13 +294,13 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
             f"{LOSSES[loss].label} history windows larger than a condition's train rows per epoch: {listed}; "
             f"the window then never evicts and holds numerators of much older models; lower {window_key}"),
             (window_key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(big)))
-    low = sorted((j for j in range(len(rows)) if rows[j] > 0 and clicks[j] < 1), key=lambda j: clicks[j])
-    if low:  # fewest clicks first: the conditions whose windows stay empty longest
+    if low:  # listed fewest clicks first: the conditions whose windows stay empty longest
         key = setting_key(cfg, loss, "batch_size")
         fill = cap / np.maximum(s["batch_size"] * rows / max(rows.sum(), 1), 1e-300)  # steps to a full window
         listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g}; first click after ~"
                            f"{math.ceil(1 / clicks[j]):,} steps, window full after ~{math.ceil(fill[j]):,})"
-                           if clicks[j] > 0 else f"{conditions[j]['value']} (0)" for j in low[:6])
+                           if clicks[j] > 0 else f"{conditions[j]['value']} (0)"
+                           for j in sorted(low, key=lambda j: clicks[j])[:6])
         listed += " ..." if len(low) > 6 else ""
         out.append(Finding(WARNING, "le_history_warmup", (
             f"{LOSSES[loss].label}: {len(low)} condition(s) expect fewer than 1 click per batch: {listed} "
@@ -308,7 +308,7 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
             f"without one normalises its condition by a fraction of a click (den_j = rows × −ln(1 − p_j)) and its "
             f"rows weigh up to 1 / (expected clicks) times a BCE row, so the steps before the windows fill can push "
             f"every condition's predictions towards 0; raise {key} so that every batch holds clicks of each condition"),
-            (key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(sorted(low))))
+            (key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(low)))
     return out
 
 
@@ -316,16 +316,15 @@ def _history_findings(cfg: Config, info: dict[str, dict[str, Any]], conditions: 
                       data: PreparedData) -> list[Finding]:
     """LE's per-batch normalisation where clicks per batch are rare, with and without its history."""
     out = []
-    rows = [c["train_rows"] for c in conditions]
+    rows = np.array([c["train_rows"] for c in conditions])
     for loss, s in info.items():
         if not LOSSES[loss].supports_history:
             continue
         clicks = expected_clicks_per_batch(s["batch_size"], rows, _le_rates(cfg, cfg.training_for(loss), data))
+        low = [j for j in range(len(rows)) if rows[j] > 0 and clicks[j] < 1]  # fewer than 1 click per batch
         if s["history"] is not None:
-            out += _window_findings(cfg, loss, s, conditions, clicks)
-            continue
-        low = [j for j in range(len(rows)) if rows[j] > 0 and clicks[j] < 1]
-        if low:
+            out += _window_findings(cfg, loss, s, conditions, rows, clicks, low)
+        elif low:
             key = setting_key(cfg, loss, "batch_size")
             listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g})" for j in low[:6])
             out.append(Finding(WARNING, "le_batch_rate", (
