@@ -207,6 +207,29 @@ def test_history_capacity_beyond_train_rows_warns():
     assert not [f for f in fine.findings if f.code == "history_spans_epochs"]
 
 
+def test_history_capacity_is_the_trials_at_a_float32_boundary():
+    """A = 1000 · r_0 puts A / r_0 on an integer in float64 but not in float32, where a float32 trial builds its
+    history: the audit reports the capacity that trial's history has."""
+    import torch
+
+    from le_ray.training.objectives import make_objective
+
+    cfg = load_config(sets=[*BASE, "training.cross_batch.enabled=true"])
+    settings = cfg.training_for("localized_entropy")
+    rates = le_base_rates(prepare_data(cfg), prior=settings.le.base_rate_prior,
+                          use_true_rates=cfg.synthetic.use_true_base_rates_for_le)
+    j = int(np.flatnonzero(rates.astype(np.float32) < rates)[0])
+    a = 1000 * float(rates[j])
+    audit, cfg = _audit("training.cross_batch.enabled=true", f"training.cross_batch.amplification_rate={a!r}")
+    settings = cfg.training_for("localized_entropy")
+    trial_rates = torch.tensor(rates, dtype=torch.float32)  # as run_trial holds them (device.dtype float32)
+    history = make_objective("localized_entropy", settings, base_rates=trial_rates, num_conditions=len(rates),
+                             device=torch.device("cpu"), dtype=torch.float32).history
+    reported = audit.settings["localized_entropy"]["history"]["capacity"]
+    assert reported == history.capacities().tolist()
+    assert math.ceil(a / rates[j]) == 1000 and reported[j] == 1001  # the boundary is real: float64 says 1000
+
+
 def test_le_without_history_and_rare_clicks_per_batch_warns():
     audit, _ = _audit("training.batch_size=8", "repeats.min_steps_per_epoch=1")
     finding = next(f for f in audit.findings if f.code == "le_batch_rate")

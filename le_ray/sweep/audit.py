@@ -196,8 +196,11 @@ def _le_rates(cfg: Config, settings: TrainingSettings, data: PreparedData) -> np
 
 
 def _capacities(cfg: Config, settings: TrainingSettings, data: PreparedData) -> np.ndarray:
-    """The LE history's window capacity per condition (:func:`le_ray.training.shapes.window_capacities`)."""
-    return window_capacities(_le_rates(cfg, settings, data), settings.cross_batch.amplification_rate,
+    """The LE history's window capacity per condition (:func:`le_ray.training.shapes.window_capacities`), from the
+    rates as a trial holds them: rounded to ``device.dtype`` (a float32 trial builds its history from float32
+    rates, and ceil(A / r_j) can move by one where A / r_j sits within float32 rounding of an integer)."""
+    rates = _le_rates(cfg, settings, data).astype(np.float32 if cfg.device.dtype == "float32" else np.float64)
+    return window_capacities(rates, settings.cross_batch.amplification_rate,
                              settings.cross_batch.max_window)
 
 
