@@ -19,6 +19,13 @@ def _gpu_check():
     return module
 
 
+def _gpu_bench(name: str):
+    """A module of bench/gpu_bench (the GPU check's parts), imported the way gpu_check.py imports it."""
+    if str(REPO / "bench") not in sys.path:
+        sys.path.insert(0, str(REPO / "bench"))
+    return importlib.import_module(f"gpu_bench.{name}")
+
+
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_stage_and_writes_its_json(tmp_path):
     out = tmp_path / "gpu_check.json"
@@ -76,7 +83,7 @@ def test_table_never_judges_speed_measured_without_cuda():
 
 
 def test_step_clock_uses_intervals_inside_later_epochs_only():
-    clock = _gpu_check().StepClock(cuda=False)
+    clock = _gpu_bench("common").StepClock(cuda=False)
     clock.marks = [(1, 0.0), (1, 5.0), (1, 5.1), (2, 10.0), (2, 10.2), (2, 10.4), (2, 10.6), (3, 20.0), (3, 20.2)]
     assert clock.median_step_s() == pytest.approx(0.2)  # epoch 1 (capture) and the gaps between epochs left out
     clock.marks = [(1, 0.0), (1, 0.3), (1, 0.4)]
@@ -92,10 +99,10 @@ def test_sweep_spans_split_the_quickstart_wall_around_its_trials(tmp_path):
         record = {"started_at": start, "finished_at": end, "worker_pid": pid, "device": "cuda:0 (Ray GPU ids)",
                   "gpu_ids": ["0"], "samples_per_second": 1e6 * (i + 1), "timings": {**timing, "train": 0.1 * (i + 1)}}
         (tmp_path / "trials" / f"t{i}.json").write_text(json.dumps(record))
-    spans = _gpu_check()._sweep_spans(tmp_path, 100.0, 110.0)
+    spans = _gpu_bench("subprocesses").sweep_spans(tmp_path, 100.0, 110.0)
     assert spans["launch_to_first_trial_s"] == pytest.approx(5.0)
     assert spans["trials_span_s"] == pytest.approx(2.5)
     assert spans["last_trial_to_exit_s"] == pytest.approx(2.5)
     assert spans["median_task_s"] == pytest.approx(0.8) and spans["workers"] == 2
     assert spans["median_phases_s"]["train"] == pytest.approx(0.2) and spans["devices"] == ["cuda:0"]
-    assert _gpu_check()._sweep_spans(tmp_path / "missing") == {"trials": 0}
+    assert _gpu_bench("subprocesses").sweep_spans(tmp_path / "missing") == {"trials": 0}
