@@ -25,7 +25,10 @@ that poisons the process's context moves the remaining stages into a fresh proce
 ``pytest_gpu``   ``pytest -m gpu`` over every test file with a gpu mark;
 ``quickstart``   ``python -m le_ray.repeats --profile quickstart`` on the GPU (local Ray), results under /tmp: wall;
 ``packing``      1, 2, 4 and 8 BCE trials at once in separate processes on the one GPU (quickstart shape and
-                 default_net, graphs auto): trials per minute and training samples per second of wall.
+                 default_net, graphs auto): trials per minute and training samples per second of wall;
+``launches``     one trial per shape (default_net one epoch, the quickstart trial) for BCE and LE + history under
+                 ``torch.profiler``: kernels, GPU busy time, kernel and graph launch calls per step, busiest host ops
+                 (the quantities issue 19 reported before this round: 12,851 / 57,882 launches per 99-step trial).
 
 Targets (issue 19, one H200): BCE default_net @ 32,768 ≥ 25M samples/s and ≥ 0.85× the same-run ceiling;
 small_net @ 2,048 ≥ 5M samples/s; LE + history ≤ 1.15× a BCE step, LE and focal ≤ 1.10×; whole trial ≤ 1.3×
@@ -57,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # gpu_bench, when run 
 
 from gpu_bench.ceiling import stage_ceiling  # noqa: E402
 from gpu_bench.common import REPO, SIZES, STAGES  # noqa: E402
+from gpu_bench.launches import stage_launches  # noqa: E402
 from gpu_bench.packing import stage_packing  # noqa: E402
 from gpu_bench.subprocesses import child_env, stage_pytest, stage_quickstart  # noqa: E402
 from gpu_bench.table import print_table, table_rows  # noqa: E402
@@ -69,7 +73,7 @@ HARD_S = 350.0  # the watchdog writes the JSON and the table, then exits
 
 FUNCS = {"device": stage_device, "agreement": stage_agreement, "ceiling": stage_ceiling,
          "throughput": stage_throughput, "step_ratio": stage_step_ratio, "precision": stage_precision,
-         "pytest_gpu": stage_pytest, "quickstart": stage_quickstart, "packing": stage_packing}
+         "launches": stage_launches, "pytest_gpu": stage_pytest, "quickstart": stage_quickstart, "packing": stage_packing}
 
 
 def _cuda_healthy() -> bool:

@@ -47,6 +47,10 @@ def test_gpu_check_smoke_runs_every_stage_and_writes_its_json(tmp_path):
     assert set(report["precision"]["runs"]) == {"highest", "high"}
     for shape in ("quickstart", "default_net"):
         assert report["packing"][shape]["1"]["speedup_vs_1"] == 1.0 and "2" in report["packing"][shape]
+    launches = {k: v for k, v in report["launches"].items() if k != "seconds"}
+    assert set(launches) == {"default_net/bce", "default_net/le+history", "small_net/bce", "small_net/le+history"}
+    assert all(v["steps"] > 0 and v["aten_ops"] > 0 and v["top_host_ops_ms"] for v in launches.values())
+    assert launches["small_net/le+history"]["aten_ops"] > launches["small_net/bce"]["aten_ops"]  # LE's own ops
     assert "tests/test_gpu.py" in report["pytest_gpu"]["command"]
     assert "le_ray.repeats" in report["quickstart"]["command"]
     assert report["table"] and all(row["pass"] is not False for row in report["table"])
@@ -106,3 +110,24 @@ def test_sweep_spans_split_the_quickstart_wall_around_its_trials(tmp_path):
     assert spans["median_task_s"] == pytest.approx(0.8) and spans["workers"] == 2
     assert spans["median_phases_s"]["train"] == pytest.approx(0.2) and spans["devices"] == ["cuda:0"]
     assert _gpu_bench("subprocesses").sweep_spans(tmp_path / "missing") == {"trials": 0}
+
+
+def test_launch_counts_split_kernels_launch_calls_and_graph_replays():
+    """count_events on made-up profiler events: GPU kernels and their busy time, the host's launch calls (kernel
+    and graph), and aten ops by self time."""
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    def event(name, device, us=0.0, self_us=0.0):
+        return SimpleNamespace(name=name, device_type=device, self_cpu_time_total=self_us,
+                               time_range=SimpleNamespace(elapsed_us=lambda: us))
+    cpu, gpu = DeviceType.CPU, DeviceType.CUDA
+    events = ([event("ampere_sgemm", gpu, 30.0)] * 4 + [event("cudaLaunchKernel", cpu)] * 3
+              + [event("cudaLaunchKernelExC", cpu)] + [event("cudaGraphLaunch", cpu)] * 2
+              + [event("aten::mm", cpu, self_us=500.0)] * 2 + [event("aten::add_", cpu, self_us=100.0)])
+    counts = _gpu_bench("launches").count_events(events, steps=2)
+    assert counts["kernels"] == 4 and counts["gpu_busy_s"] == pytest.approx(120e-6)
+    assert counts["kernel_launch_calls"] == 4 and counts["graph_launches"] == 2
+    assert counts["launch_calls_per_step"] == 2.0 and counts["aten_ops"] == 3
+    assert counts["top_host_ops_ms"] == {"aten::mm": 1.0, "aten::add_": 0.1}

@@ -21,7 +21,7 @@ from le_ray.training.trial import TrialSpec, run_trial  # noqa: E402
 
 EPS32 = float(torch.finfo(torch.float32).eps)
 STAGES = ("device", "agreement", "ceiling", "throughput", "step_ratio", "precision", "pytest_gpu", "quickstart",
-          "packing")
+          "packing", "launches")  # launches last: a diagnostic, and the profiler is the likeliest to upset CUDA
 # benchmark name → (loss, LE history on/off; None where the loss has no history)
 LOSSES = {"bce": ("bce", None), "le": ("localized_entropy", False), "le+history": ("localized_entropy", True),
           "focal": ("focal", None)}

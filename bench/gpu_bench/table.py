@@ -67,6 +67,11 @@ def _other_rows(r: dict, rows: list) -> None:
     if "high_over_highest_samples_per_s" in pr:
         _row(rows, "matmul high / highest: BCE default_net samples/s", pr["high_over_highest_samples_per_s"])
         _row(rows, "matmul high - highest: eval logloss", pr["logloss_high_minus_highest"])
+    for key, v in r.get("launches", {}).items():
+        if isinstance(v, dict):
+            _row(rows, f"{key.replace('/', ' ')}: kernel launch calls per step ({_fmt(v['graph_launches'])} graph "
+                 f"launches, {v['kernels']} kernels, GPU busy {_fmt(v['gpu_busy_s'])} s)", v["launch_calls_per_step"])
+            _row(rows, f"  {key.replace('/', ' ')}: host aten ops in the trial ({v['steps']} steps)", v["aten_ops"])
     q = r.get("quickstart", {})
     if "wall_s" in q:
         _speed_row(r, rows, f"quickstart sweep wall s ({q.get('trials')} trials, rc {q.get('returncode')})",
