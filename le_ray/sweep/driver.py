@@ -25,7 +25,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from le_ray.sweep import faults
 from le_ray.atomic import to_jsonable
@@ -36,8 +36,8 @@ from le_ray.sweep.store import SweepStore
 from le_ray.sweep.plan import SweepPlan, for_seed
 from le_ray.training.spec import TrialSpec
 
-__all__ = ["connect_ray", "loopback_only", "warm_up_workers", "map_on_workers", "auto_gpus_per_trial", "GPU_PACKING",
-           "trial_task", "run_sweep", "SweepProgress", "StopRequested", "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
+__all__ = ["connect_ray", "loopback_only", "concurrent_trials", "warm_up_workers", "map_on_workers",
+           "auto_gpus_per_trial", "GPU_PACKING", "trial_task", "run_sweep", "SweepProgress", "StopRequested", "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
 
 log = logging.getLogger("le_ray.sweep")
 CANCEL_GRACE_S = 1.5  # `ray job stop` sends SIGKILL 3 s after SIGTERM by default
@@ -172,16 +172,26 @@ def _resources(cfg: Config, train_rows: int | None = None) -> dict[str, Any]:
             "retry_exceptions": cfg.ray.retry_exceptions}
 
 
+def concurrent_trials(cluster: Mapping[str, float], cpus_per_trial: int, gpus_per_trial: float) -> int:
+    """Trials Ray can run at once on a cluster of ``cluster`` resources (``ray.cluster_resources()``: CPU, GPU
+    counts): CPUs // cpus_per_trial, and for GPU trials no more than GPUs / gpus_per_trial (Ray counts fractions
+    in 1/10,000ths, so 1 / (1/3) is 3, not 2.999...); at least 1."""
+    slots = int(cluster.get("CPU", 1.0) // max(cpus_per_trial, 1))
+    if gpus_per_trial > 0:
+        slots = min(slots, int(cluster.get("GPU", 0.0) / gpus_per_trial + 1e-6))
+    return max(1, slots)
+
+
 def warm_up_workers(cfg: Config, num_trials: int, train_rows: int | None = None) -> list:
-    """Start one worker per trial slot and import the trial code there, without waiting (none when no trial is
-    pending, e.g. a resume with every trial stored)."""
+    """Start one worker per trial slot (:func:`concurrent_trials`) and import the trial code there, without
+    waiting (none when no trial is pending, e.g. a resume with every trial stored)."""
     if num_trials <= 0:
         return []
     import ray
 
-    cpus = ray.cluster_resources().get("CPU", 1.0)
-    slots = max(1, min(num_trials, int(cpus // max(cfg.ray.cpus_per_trial, 1))))
-    task = ray.remote(_import_trial_modules).options(**_resources(cfg, train_rows))
+    options = _resources(cfg, train_rows)
+    slots = min(num_trials, concurrent_trials(ray.cluster_resources(), options["num_cpus"], options["num_gpus"]))
+    task = ray.remote(_import_trial_modules).options(**options)
     return [task.remote() for _ in range(slots)]
 
 

@@ -9,8 +9,11 @@ Model of the time (seconds; every quantity per sweep):
 * one trial: ``train_rows × epochs(loss) / rate × trial_over_training`` (setup, epoch-0 and per-epoch
   evaluation passes, final metrics);
 * wall: ``FIXED_S + Σ_trials trial_s / (slots · efficiency)`` where slots are concurrent trials (CPU:
-  ``cpus // cpus_per_trial``; GPU: ``gpus / gpus_per_trial``) and efficiency the share of a lone trial's
-  rate each keeps when they run together.
+  ``cpus // cpus_per_trial``; GPU: ``gpus / gpus_per_trial``, and no more than the CPU bound, as Ray schedules
+  them) and efficiency the share of a lone trial's rate each keeps when k share a GPU: the measured trials per
+  minute of k packed trials over one alone (:func:`packed_speedup`), divided by k. The estimate "on
+  one GPU" given beside a CPU estimate assumes a host of :data:`GPU_HOST_CPUS` cores, the one the GPU anchors
+  were measured on.
 
 Where the constants come from (keep this list true when a figure is remeasured):
 
@@ -21,8 +24,8 @@ Where the constants come from (keep this list true when a figure is remeasured):
 * GPU anchors: measured on one H200 by ``bench/gpu_check.py`` (2026-12-04, torch 2.11 + CUDA 13, CUDA-graph
   steps, TF32; bench/README, GPU check): in-trial BCE default_net at batch 32,768 18.9M samples/s, small_net at
   2,048 6.2M samples/s (capture and warm-up included; steady state 34.6M and 8.1M), whole trial 1.36-1.47×
-  training. Packed trials: 8 at once on one GPU gave 1.48× (quickstart shape) to 2.35× (default_net) the
-  trials per minute of one alone, so each keeps ~0.25 of a lone trial's rate.
+  training. Packed trials: 2 / 4 / 8 at once on one GPU gave 1.24 / 1.41 / 1.48× (quickstart shape) and
+  1.51 / 1.98 / 2.35× (default_net, 2.9M rows) the trials per minute of one alone.
 
 An estimate is good to a factor of about two: it exists to refuse a sweep that would take hours on the
 machine at hand (the audit's ``too_slow_here`` error), not to schedule one.
@@ -37,11 +40,13 @@ from typing import Any, Mapping, Sequence
 
 from le_ray.training.shapes import input_width
 
-__all__ = ["Anchor", "ANCHORS", "FIXED_S", "mlp_macs", "training_rate", "SweepEstimate", "estimate_sweep",
-           "trial_device", "visible_cuda_devices", "estimate_for_config", "too_slow", "planned_synthetic_shape",
+__all__ = ["Anchor", "ANCHORS", "FIXED_S", "GPU_HOST_CPUS", "mlp_macs", "packed_speedup", "training_rate",
+           "SweepEstimate", "estimate_sweep", "trial_device", "visible_cuda_devices", "estimate_for_config", "too_slow", "planned_synthetic_shape",
            "format_duration"]
 
 FIXED_S = 15.0  # interpreter, imports, ray.init and worker start-up (bench/README: ~5–10 s each)
+#: CPU cores of the one-GPU host the "on one GPU" estimate assumes: the H200 machine of the GPU anchors had 16
+GPU_HOST_CPUS = 16
 
 
 @dataclass(frozen=True)
@@ -53,20 +58,24 @@ class Anchor:
 
 @dataclass(frozen=True)
 class DeviceModel:
-    """Two anchors (small net, default net), the whole-trial / training ratio, and packed-trial efficiency."""
+    """Two anchors (small net, default net), the whole-trial / training ratio, and what packing gives: rows
+    (k, speed-up small, speed-up large) = trials per minute of k trials sharing one device over one alone, at
+    each anchor's net (empty: trials never share a device)."""
     small: Anchor
     large: Anchor
     trial_over_training: float
-    packed_efficiency: float
+    packed_speedup: tuple[tuple[int, float, float], ...]
     source: str
 
 
 # small_net on synthetic data: 11 inputs → 128 → 64 → 1 = 9,664 MACs; default_net: 7 → 256-256-128-64 → 1
 # = 108,352 MACs (see mlp_macs). CPU figures are per torch thread.
 ANCHORS: dict[str, DeviceModel] = {
-    "cpu": DeviceModel(Anchor(9_664, 150_000.0), Anchor(108_352, 70_000.0), 1.5, 1.0,
+    "cpu": DeviceModel(Anchor(9_664, 150_000.0), Anchor(108_352, 70_000.0), 1.5, (),
                        "measured on a 2-vCPU VM (bench/README: train_throughput, repeats_overhead), per thread"),
-    "cuda": DeviceModel(Anchor(9_664, 6_200_000.0), Anchor(108_352, 18_900_000.0), 1.45, 0.25,
+    # packing: gpu_check.py's packing stage, quickstart shape (small) and default_net on 2.9M rows (large)
+    "cuda": DeviceModel(Anchor(9_664, 6_200_000.0), Anchor(108_352, 18_900_000.0), 1.45,
+                        ((1, 1.0, 1.0), (2, 1.24, 1.51), (4, 1.41, 1.98), (8, 1.48, 2.35)),
                         "measured on one H200 (bench/README: GPU check, 2026-12-04)"),
 }
 
@@ -75,6 +84,31 @@ def mlp_macs(input_width: int, hidden_sizes: Sequence[int]) -> int:
     """Multiply-adds per sample of the MLP ``input_width → hidden_sizes… → 1``: Σ in·out over its Linears."""
     widths = [int(input_width), *(int(h) for h in hidden_sizes), 1]
     return sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+
+
+def _net_position(model: DeviceModel, macs: float) -> float:
+    """Where ``macs`` sits between the small (0) and large (1) anchor, in log macs, clamped to [0, 1]."""
+    t = math.log(max(macs, 1.0) / model.small.macs) / math.log(model.large.macs / model.small.macs)
+    return min(max(t, 0.0), 1.0)
+
+
+def packed_speedup(device: str, sharing: float, macs: float) -> float:
+    """Trials per minute of ``sharing`` trials on one device over one trial alone, for a net of ``macs``.
+
+    From the device's measured rows (k = 1, 2, 4, 8): linear in log k between rows, flat beyond the last
+    (more trials than measured are assumed to add nothing), and between the two anchors' nets linear in log
+    macs. 1 for a device whose trials never share it, or ``sharing`` <= 1."""
+    rows = ANCHORS[device].packed_speedup
+    if not rows or sharing <= 1:
+        return 1.0
+    t = _net_position(ANCHORS[device], macs)
+    ks = [k for k, *_ in rows]
+    values = [(1 - t) * small + t * large for _, small, large in rows]
+    if sharing >= ks[-1]:
+        return values[-1]
+    i = next(i for i in range(1, len(ks)) if sharing <= ks[i])
+    w = math.log(sharing / ks[i - 1]) / math.log(ks[i] / ks[i - 1])
+    return (1 - w) * values[i - 1] + w * values[i]
 
 
 def training_rate(device: str, macs: float, threads: int = 1) -> float:
@@ -91,7 +125,7 @@ def training_rate(device: str, macs: float, threads: int = 1) -> float:
     elif macs >= hi.macs:
         rate = hi.samples_per_s * hi.macs / macs
     else:
-        t = math.log(macs / lo.macs) / math.log(hi.macs / lo.macs)
+        t = _net_position(model, macs)
         rate = math.exp((1 - t) * math.log(lo.samples_per_s) + t * math.log(hi.samples_per_s))
     return rate * (max(1, threads) if device == "cpu" else 1)
 
@@ -113,13 +147,14 @@ class SweepEstimate:
 
 
 def estimate_sweep(device: str, *, train_rows: int, epochs_by_loss: Mapping[str, int], seeds: int, macs: float,
-                   slots: float, threads: int = 1, why: str = "") -> SweepEstimate:
-    """Wall time of ``seeds`` trials per loss (module docstring); ``slots`` concurrent trials (≥ 1)."""
+                   slots: float, threads: int = 1, sharing: float = 1.0, why: str = "") -> SweepEstimate:
+    """Wall time of ``seeds`` trials per loss (module docstring); ``slots`` concurrent trials (≥ 1), ``sharing``
+    of them on each device (GPU packing: each keeps :func:`packed_speedup` / ``sharing`` of a lone trial's rate)."""
     model = ANCHORS[device]
     rate = training_rate(device, macs, threads)
     trial_s = {loss: train_rows * epochs / rate * model.trial_over_training for loss, epochs in epochs_by_loss.items()}
     slots = max(1.0, float(slots))
-    efficiency = model.packed_efficiency if slots > 1 and device == "cuda" else 1.0
+    efficiency = packed_speedup(device, sharing, macs) / sharing if sharing > 1 else 1.0
     total = sum(trial_s.values()) * seeds
     # trials are indivisible: the sweep lasts at least one trial, however many slots there are
     wall = FIXED_S + max(total / (slots * efficiency), max(trial_s.values(), default=0.0))
@@ -169,11 +204,11 @@ def estimate_for_config(cfg, *, train_rows: int, input_width: int, epochs_by_los
                         cuda_available: bool | None = None, cpu_count: int | None = None) -> SweepEstimate:
     """:func:`estimate_sweep` for ``cfg``'s sweep on the device :func:`trial_device` picks.
 
-    GPU slots: ``ray.num_gpus`` (else the visible CUDA devices, at least 1) shared ``1 / gpus_per_trial`` ways
-    (auto: :func:`le_ray.sweep.driver.auto_gpus_per_trial`); CPU slots: ``ray.num_cpus`` (else this machine's
-    cores) ``// ray.cpus_per_trial``.
+    Slots (:func:`le_ray.sweep.driver.concurrent_trials`): ``ray.num_cpus`` (else this machine's cores)
+    ``// ray.cpus_per_trial``, and on GPUs no more than ``ray.num_gpus`` (else the visible CUDA devices, at least
+    1) shared ``1 / gpus_per_trial`` ways (auto: :func:`le_ray.sweep.driver.auto_gpus_per_trial`).
     """
-    from le_ray.sweep.driver import auto_gpus_per_trial
+    from le_ray.sweep.driver import auto_gpus_per_trial, concurrent_trials
     from le_ray.sweep.plan import sweep_seeds
 
     devices = visible_cuda_devices()
@@ -182,15 +217,15 @@ def estimate_for_config(cfg, *, train_rows: int, input_width: int, epochs_by_los
                                ray_job=bool(os.environ.get("RAY_ADDRESS")))
     macs = mlp_macs(input_width, cfg.model.hidden_sizes)
     per_trial = max(1, cfg.ray.cpus_per_trial)
+    cluster = {"CPU": float(cfg.ray.num_cpus or cpu_count or os.cpu_count() or 1)}
+    share = 0.0
     if device == "cuda":
-        gpus = cfg.ray.num_gpus or (devices if cuda else 0) or 1
-        share = cfg.ray.gpus_per_trial or auto_gpus_per_trial(cfg.model.hidden_sizes, train_rows, gpus)
-        slots, threads = gpus / share, per_trial
-    else:
-        cpus = cfg.ray.num_cpus or cpu_count or os.cpu_count() or 1
-        slots, threads = max(1, cpus // per_trial), per_trial
+        cluster["GPU"] = float(cfg.ray.num_gpus or (devices if cuda else 0) or 1)
+        share = cfg.ray.gpus_per_trial or auto_gpus_per_trial(cfg.model.hidden_sizes, train_rows, cluster["GPU"])
+    slots = concurrent_trials(cluster, per_trial, share)
     return estimate_sweep(device, train_rows=train_rows, epochs_by_loss=epochs_by_loss,
-                          seeds=len(sweep_seeds(cfg)), macs=macs, slots=slots, threads=threads, why=why)
+                          seeds=len(sweep_seeds(cfg)), macs=macs, slots=slots, threads=per_trial,
+                          sharing=slots / cluster["GPU"] if share else 1.0, why=why)
 
 
 def too_slow(cfg, *, train_rows: int, input_width: int, epochs_by_loss: Mapping[str, int],
@@ -205,7 +240,7 @@ def too_slow(cfg, *, train_rows: int, input_width: int, epochs_by_loss: Mapping[
     limit = cfg.repeats.max_estimated_hours
     if here.wall_s <= limit * 3600:
         return None
-    gpu = estimate_for_config(cfg, cuda_available=True, **common)
+    gpu = estimate_for_config(cfg, cuda_available=True, cpu_count=GPU_HOST_CPUS, **common)
     elsewhere = "" if here.device == "cuda" else f"; on one H200-class GPU about {format_duration(gpu.wall_s)}"
     return (f"estimated {format_duration(here.wall_s)} on {here.device} ({here.why}): {here.trials} trials on "
             f"{train_rows:,} training rows at ~{here.rate:,.0f} samples/s per trial, {here.slots:g} at once "
