@@ -73,7 +73,8 @@ HARD_S = 350.0  # the watchdog writes the JSON and the table, then exits
 
 FUNCS = {"device": stage_device, "agreement": stage_agreement, "ceiling": stage_ceiling,
          "throughput": stage_throughput, "step_ratio": stage_step_ratio, "precision": stage_precision,
-         "launches": stage_launches, "pytest_gpu": stage_pytest, "quickstart": stage_quickstart, "packing": stage_packing}
+         "pytest_gpu": stage_pytest, "quickstart": stage_quickstart, "packing": stage_packing,
+         "launches": stage_launches}
 
 
 def _cuda_healthy() -> bool:
@@ -96,7 +97,8 @@ def _in_fresh_process(rest: list[str], args, results: dict) -> None:
     child = Path(args.out).with_suffix(".rest.json")
     cmd = [sys.executable, __file__, "--out", str(child), "--only", ",".join(rest), "--deadline", str(args.deadline)]
     try:
-        subprocess.run(cmd, cwd=REPO, env=child_env(), timeout=max(10.0, args.deadline + HARD_S - BUDGET_S - time.time()))
+        left = args.deadline + HARD_S - BUDGET_S - time.time()
+        subprocess.run(cmd, cwd=REPO, env=child_env(), timeout=max(10.0, left))
         merged = json.loads(child.read_text())
     except Exception as exc:  # noqa: BLE001 - the child died or overran: say so, keep what this process has
         merged = {name: {"error": f"fresh process: {type(exc).__name__}: {str(exc)[:300]}"} for name in rest}

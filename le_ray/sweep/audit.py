@@ -275,12 +275,18 @@ def _power_findings(cfg: Config, conditions: list[dict[str, Any]], excluded: Ite
     return out
 
 
+def _rows_per_batch(batch_size: int, train_rows: Sequence[int]) -> np.ndarray:
+    """B · n_j / Σ_k n_k [C]: the rows of condition j in one shuffled batch of B rows (its share of the train rows;
+    0 for every condition when there are none)."""
+    rows = np.asarray(train_rows, dtype=np.float64)
+    total = rows.sum()
+    return batch_size * (rows / total if total > 0 else rows)
+
+
 def expected_clicks_per_batch(batch_size: int, train_rows: Sequence[int], rates: np.ndarray) -> np.ndarray:
     """e_j [C] = B · (n_j / Σ_k n_k) · r_j: the clicks of condition j in one shuffled batch of B rows, from its train
     rows n_j and LE's base rate r_j (a batch holds each condition's share of the rows)."""
-    rows = np.asarray(train_rows, dtype=np.float64)
-    total = rows.sum()
-    return batch_size * (rows / total if total > 0 else rows) * np.asarray(rates, dtype=np.float64)
+    return _rows_per_batch(batch_size, train_rows) * np.asarray(rates, dtype=np.float64)
 
 
 def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list[dict[str, Any]], rows: np.ndarray,
@@ -299,7 +305,7 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
             (window_key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(big)))
     if low:  # listed fewest clicks first: the conditions whose windows stay empty longest
         key = setting_key(cfg, loss, "batch_size")
-        fill = cap / np.maximum(s["batch_size"] * rows / max(rows.sum(), 1), 1e-300)  # steps to a full window
+        fill = cap / np.maximum(_rows_per_batch(s["batch_size"], rows), 1e-300)  # steps to a full window
         listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g}; first click after ~"
                            f"{math.ceil(1 / clicks[j]):,} steps, window full after ~{math.ceil(fill[j]):,})"
                            if clicks[j] > 0 else f"{conditions[j]['value']} (0)"

@@ -37,7 +37,8 @@ from le_ray.sweep.plan import SweepPlan, for_seed
 from le_ray.training.spec import TrialSpec
 
 __all__ = ["connect_ray", "loopback_only", "concurrent_trials", "warm_up_workers", "map_on_workers",
-           "auto_gpus_per_trial", "GPU_PACKING", "trial_task", "run_sweep", "SweepProgress", "StopRequested", "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
+           "auto_gpus_per_trial", "GPU_PACKING", "trial_task", "run_sweep", "SweepProgress", "StopRequested",
+           "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
 
 log = logging.getLogger("le_ray.sweep")
 CANCEL_GRACE_S = 1.5  # `ray job stop` sends SIGKILL 3 s after SIGTERM by default

@@ -41,8 +41,8 @@ from typing import Any, Mapping, Sequence
 from le_ray.training.shapes import input_width
 
 __all__ = ["Anchor", "ANCHORS", "FIXED_S", "GPU_HOST_CPUS", "mlp_macs", "packed_speedup", "training_rate",
-           "SweepEstimate", "estimate_sweep", "trial_device", "visible_cuda_devices", "estimate_for_config", "too_slow", "planned_synthetic_shape",
-           "format_duration"]
+           "SweepEstimate", "estimate_sweep", "trial_device", "visible_cuda_devices", "estimate_for_config",
+           "too_slow", "planned_synthetic_shape", "format_duration"]
 
 FIXED_S = 15.0  # interpreter, imports, ray.init and worker start-up (bench/README: ~5–10 s each)
 #: CPU cores of the one-GPU host the "on one GPU" estimate assumes: the H200 machine of the GPU anchors had 16
