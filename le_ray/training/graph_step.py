@@ -24,7 +24,7 @@ a trial is short (a few hundred steps) and every trial is a fresh process-level 
 (tens of seconds for forward + backward + optimiser, repeated per trial and again for every new batch
 shape or dtype) would eat the gain; ``reduce-overhead`` also recompiles when a guard fails (the lr
 tensors, the history's in-place state, the last partial batch), and its graph trees copy inputs that
-are not static into place. Hand capture of the eager step costs one warm-up of 3 steps and one capture
+are not static into place. Hand capture of the eager step costs one eager warm-up step and one capture
 (milliseconds), uses exactly the eager kernels (so graph and eager losses agree to float rounding), and
 keeps the eager function as the single definition of the step.
 
@@ -57,9 +57,13 @@ __all__ = ["forward", "bce_sum", "add_loss_sums", "add_batch_loss", "NonFiniteGu
 log = logging.getLogger("le_ray.training.graph_step")
 T = TypeVar("T")
 
-#: Eager steps (on the capture stream) before the capture: lazy optimiser state, cuBLAS handles and
-#: workspaces, autograd's device threads all exist before the graph is recorded.
-WARMUP_STEPS = 3
+#: Eager steps (on the capture stream) before the capture. Everything a capture must not create is created on
+#: first use: fused Adam's state (moments, device step counters), the capture stream's cuBLAS handle and
+#: workspace, autograd's device thread, the LE history's stream; nothing in :func:`step_fn` initialises on a
+#: second call. So one warm-up suffices, as in ``torch.compile``'s CUDA Graph Trees (one eager warm-up run, then
+#: record). Was 3, the count of torch's whole-network capture example (DDP, which needs 11, is not used here): each
+#: extra warm-up is an eager step of several hundred launches (~3.6 ms of default_net @ 32,768 on an H200, 2026-12-04).
+WARMUP_STEPS = 1
 #: A loss pass is captured only when at least this many full batches would replay the graph: below that the
 #: capture and instantiation (a few ms) cost more than the kernel launches they save.
 MIN_LOSS_PASS_REPLAYS = 8
