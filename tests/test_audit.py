@@ -25,6 +25,12 @@ def _audit(*sets, shadows=()):
     return audit_experiment(cfg, [prepare_data(cfg)], shadows), cfg
 
 
+def _le_rates(cfg, data) -> np.ndarray:
+    """LE's base rate per condition as a trial computes them (``le_base_rates`` with the config's prior)."""
+    return le_base_rates(data, prior=cfg.training_for("localized_entropy").le.base_rate_prior,
+                         use_true_rates=cfg.synthetic.use_true_base_rates_for_le)
+
+
 def _cli_audit(*sets, profile=None):
     """The audit as a runner builds it: shadows and provenance from the parsed arguments."""
     args = argparse.Namespace(config=None, profile=profile, sets=[*BASE, *sets])
@@ -215,9 +221,7 @@ def test_history_capacity_is_the_trials_at_a_float32_boundary():
     from le_ray.training.objectives import make_objective
 
     cfg = load_config(sets=[*BASE, "training.cross_batch.enabled=true"])
-    settings = cfg.training_for("localized_entropy")
-    rates = le_base_rates(prepare_data(cfg), prior=settings.le.base_rate_prior,
-                          use_true_rates=cfg.synthetic.use_true_base_rates_for_le)
+    rates = _le_rates(cfg, prepare_data(cfg))
     j = int(np.flatnonzero(rates.astype(np.float32) < rates)[0])
     a = 1000 * float(rates[j])
     audit, cfg = _audit("training.cross_batch.enabled=true", f"training.cross_batch.amplification_rate={a!r}")
@@ -250,8 +254,7 @@ def test_le_batch_rate_counts_a_condition_s_share_of_the_batch():
     audit, cfg = _audit("training.batch_size=16", "repeats.min_steps_per_epoch=1")
     finding = next(f for f in audit.findings if f.code == "le_batch_rate")
     data = prepare_data(cfg)
-    rates = le_base_rates(data, prior=cfg.training_for("localized_entropy").le.base_rate_prior,
-                          use_true_rates=cfg.synthetic.use_true_base_rates_for_le)
+    rates = _le_rates(cfg, data)
     assert all(16 * r >= 1 for r in rates) and finding.conditions == (0, 1, 2, 3)
 
 
@@ -263,8 +266,7 @@ def test_le_history_warmup_names_the_conditions_without_a_click_per_batch():
     assert finding.conditions == (0, 1, 2, 3) and finding.keys == ("training.batch_size",
                                                                    "training.cross_batch.amplification_rate")
     rows = [c["train_rows"] for c in audit.conditions]
-    rates = le_base_rates(prepare_data(cfg), prior=cfg.training_for("localized_entropy").le.base_rate_prior,
-                          use_true_rates=cfg.synthetic.use_true_base_rates_for_le)
+    rates = _le_rates(cfg, prepare_data(cfg))
     first = 16 * rows[0] / sum(rows) * rates[0]
     assert f"0 ({first:.2g}; first click after ~{math.ceil(1 / first)} steps" in finding.message
     assert not [f for f in audit.findings if f.code == "le_batch_rate"]  # that one is for LE without history
