@@ -44,9 +44,9 @@ def _ceiling_parts(dev: torch.device, shape: dict, rows: int, graph: bool):
         loss.backward()
         opt.step()
         group = opt.param_groups[0]
-        if torch.is_tensor(group["lr"]):
-            group["lr"].mul_(0.999)  # on the device: the decay replays with the graph
-        elif not graph:
+        if torch.is_tensor(group["lr"]):  # graph: lr is a device tensor, and the decay replays with the graph
+            group["lr"].mul_(0.999)
+        else:
             group["lr"] *= 0.999
         total.add_(loss.detach())
 

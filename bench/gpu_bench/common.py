@@ -42,7 +42,6 @@ SIZES = {  # smoke: the least work that still runs every line of every in-proces
 }
 
 
-
 def default_sets(size: dict, epochs: int | None = None) -> list[str]:
     """default_net @ 32,768 for every loss (lr 0.004), 4 synthetic conditions of ``default_rows`` rows."""
     return [f"synthetic.samples_per_condition={size['default_rows']}", "training.by_loss={}",

@@ -27,7 +27,6 @@ def stage_device(ctx: dict) -> dict:
     return out
 
 
-
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     """max |a − b| / max |b| in float64 (0 when both are zero)."""
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
@@ -49,8 +48,8 @@ def stage_agreement(ctx: dict) -> dict:
     batches, n, c = ctx["size"]["agree"]
     g = torch.Generator().manual_seed(0)
     rates = torch.exp(torch.empty(c).uniform_(-7.0, -1.0, generator=g))
-    objectives = [_objectives(d, rates) for d in (torch.device("cpu"), ctx["dev"])]  # reference first
-    devices = (torch.device("cpu"), ctx["dev"])
+    devices = (torch.device("cpu"), ctx["dev"])  # reference first
+    objectives = [_objectives(d, rates) for d in devices]
     worst = {name: [0.0, 0.0] for name in LOSSES}
     empty = torch.zeros(n, 0)
 
@@ -76,7 +75,6 @@ def stage_agreement(ctx: dict) -> dict:
     out.update(history_max_rel=rel, history_bound=batches * EPS32, eps32=EPS32,
                history_within_bound=rel <= batches * EPS32)
     return out
-
 
 
 def _ceiling_for(ctx: dict, shape: str, figures: dict) -> float | None:
