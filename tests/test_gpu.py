@@ -76,26 +76,27 @@ GRAPH_CASES = [("bce", ()), ("focal", ()), ("localized_entropy", ("training.cros
                                       "training.lr_category_decay=0.99", "training.lr_zero_after_epochs=1"))]
 
 
-def _graph_run(loss, sets, *, cuda_graphs, stage=True, strict_replays=False):
+def _graph_run(loss, sets, *, cuda_graphs, stage=True, strict_replays=False, device=CUDA):
     """Train 2 epochs with dropout 0 (identical maths in and out of a graph); return
-    (per-step losses [steps] float64, outcome, optimiser)."""
+    (per-step losses [steps] float64, outcome, optimiser). ``device`` CPU (with ``cuda_graphs=False``: the
+    static path, eagerly) is how a CPU test keeps this helper's seams in step with the loop's."""
     import le_ray.training.graph_step as gs
     import le_ray.training.loop as loop
 
     cfg, data, settings = _setup(loss, "training.epochs=2", "model.dropout=0", *sets)
-    rates = torch.tensor(le_base_rates(data, prior="jeffreys"), device=CUDA)
+    rates = torch.tensor(le_base_rates(data, prior="jeffreys"), device=device)
     torch.manual_seed(0)
     model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
-                        cat_vocab_sizes=data.cat_vocab_sizes).to(CUDA)
+                        cat_vocab_sizes=data.cat_vocab_sizes).to(device)
     make = lambda h: make_objective(loss, settings, base_rates=rates, num_conditions=data.num_conditions,  # noqa
-                                    device=CUDA, dtype=torch.float32, with_history=h,
+                                    device=device, dtype=torch.float32, with_history=h,
                                     max_entries=data.train_condition_counts * settings.epochs)
     losses, seen = [], {}
     steps_of, captured = loop._epoch_steps, gs.StaticSteps._captured_step
 
-    def recording(ctx):
+    def recording(ctx, order):
         seen["optimizer"] = ctx.state.optimizer
-        for loss_t, rows in steps_of(ctx):
+        for loss_t, rows in steps_of(ctx, order):
             losses.append(loss_t.double().clone())  # the replay overwrites its static output
             yield loss_t, rows
 
@@ -109,8 +110,8 @@ def _graph_run(loss, sets, *, cuda_graphs, stage=True, strict_replays=False):
             torch.cuda.set_sync_debug_mode("default")
     loop._epoch_steps, gs.StaticSteps._captured_step = recording, strict
     try:
-        out = train_model(model, to_tensors(data.train, device=CUDA, dtype=torch.float32, stage_on_device=stage),
-                          to_tensors(data.eval, device=CUDA, dtype=torch.float32), make(True), make(False),
+        out = train_model(model, to_tensors(data.train, device=device, dtype=torch.float32, stage_on_device=stage),
+                          to_tensors(data.eval, device=device, dtype=torch.float32), make(True), make(False),
                           settings, seed=1, cuda_graphs=cuda_graphs, static_steps=not cuda_graphs)
     finally:
         loop._epoch_steps, gs.StaticSteps._captured_step = steps_of, captured

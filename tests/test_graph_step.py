@@ -93,6 +93,38 @@ def test_cuda_graphs_flag_is_ignored_on_cpu(monkeypatch):
     assert not out.cuda_graphs and out.curves.as_dict() == out_e.curves.as_dict()
 
 
+@pytest.mark.parametrize("loss,sets", [("bce", ()), ("localized_entropy", ("training.cross_batch.enabled=true",))])
+def test_the_gpu_tests_graph_helper_runs_on_cpu(loss, sets):
+    """tests/test_gpu.py's ``_graph_run`` wraps the loop's seams (``_epoch_steps``, ``_captured_step``); run here on
+    the static path, it breaks on CPU when a seam's signature changes, not first on the next lent GPU."""
+    from tests.test_gpu import _graph_run
+
+    losses, out, optimizer = _graph_run(loss, sets, cuda_graphs=False, device=CPU)
+    assert len(losses) == out.steps > 10 and torch.isfinite(losses).all()
+    assert optimizer.param_groups[0]["params"] and not out.cuda_graphs
+
+
+def test_static_steps_are_freed_without_the_cycle_collector():
+    """The captured body must not hold its StaticSteps: a bound method would close a reference cycle
+    (StaticSteps → ReplayedCall → body → StaticSteps) that keeps the graph, its memory pool, the model and
+    the optimiser's state alive after the trial until Python's cycle collector happens to run."""
+    import gc
+    import weakref
+
+    cfg, data, settings, make, tr, _ = _setup("localized_entropy", "training.cross_batch.enabled=true")
+    model = _model(cfg, data)
+    state = graph_step.StepState(model, build_optimizer(model, settings), make(True), None, None, None, None)
+    static = graph_step.StaticSteps(state, tr, settings.batch_size, capture=False)
+    static.replayed = SimpleNamespace(body=static._body)  # what capture=True holds (a ReplayedCall of the body)
+    alive = weakref.ref(static)
+    gc.disable()
+    try:
+        del static
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
 def test_batch_feed_gathers_the_shuffled_batches():
     _, _, _, _, tr, _ = _setup("bce")
     size = 500

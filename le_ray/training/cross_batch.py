@@ -275,7 +275,7 @@ class CrossBatchHistory:
         self._stream.wait_stream(torch.cuda.current_stream(c.device))
         with torch.cuda.stream(self._stream):
             self._update(c, targets, b, sample_weights, counts)
-        self._in_flight = (conditions, targets, b, sample_weights, counts)  # alive until the caller's stream joins
+        self._in_flight = (c, targets, b, sample_weights, counts)  # alive until the caller's stream joins (c: read there)
 
     def _update(self, c: Tensor, targets: Tensor, b: Tensor, sample_weights: Optional[Tensor],
                 counts: Optional[Tensor]) -> None:

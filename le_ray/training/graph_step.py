@@ -38,6 +38,7 @@ masks differ from an eager run's, so graph-vs-eager checks use dropout 0 or comp
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Callable, Iterator, TypeVar
@@ -320,6 +321,12 @@ class BatchFeed:
             dst.copy_(src.index_select(0, rows), non_blocking=True)
 
 
+def _gather_and_step(feed: BatchFeed, state: StepState) -> torch.Tensor:
+    """The captured training step: gather the next full-size batch into ``feed``'s buffers, then :func:`step_fn`."""
+    feed.gather()
+    return step_fn(state, feed.batch)
+
+
 class StaticSteps:
     """The epoch's full-size batches through static buffers, as graph replays when ``capture``.
 
@@ -332,14 +339,13 @@ class StaticSteps:
             raise ValueError(f"CUDA graph capture needs a CUDA device, got {split.compute_device}")
         self.state, self.split, self.capture = state, split, capture
         self.feed = BatchFeed(split, batch_size)
+        # a closure over the feed and state, not a bound method: the ReplayedCall (graph, memory pool) held here
+        # must not hold this object back, or the pair is a cycle that outlives the trial until a gc pass
+        self._body = functools.partial(_gather_and_step, self.feed, state)
         self.replayed = ReplayedCall(self._body, split.compute_device, "the training step") if capture else None
         if capture and state.objective.history is not None:
             # the history update feeds only the next step: a parallel branch of the graph, beside backward and Adam
             state.objective.history.use_stream(torch.cuda.Stream(device=split.compute_device))
-
-    def _body(self) -> torch.Tensor:
-        self.feed.gather()
-        return step_fn(self.state, self.feed.batch)
 
     def _captured_step(self) -> torch.Tensor:
         return self.replayed()
