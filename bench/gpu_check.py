@@ -92,9 +92,10 @@ def write(results: dict, out: Path) -> None:
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
-def _in_fresh_process(rest: list[str], args, results: dict) -> None:
-    """Run the remaining stages in a new process (this one's CUDA context is broken) and merge its results."""
-    child = Path(args.out).with_suffix(".rest.json")
+def _in_fresh_process(rest: list[str], args, results: dict, out: Path) -> None:
+    """Run the remaining stages in a new process (this one's CUDA context is broken) and merge its results
+    (``out``: this run's JSON, the default one when no ``--out`` was given; the child writes beside it)."""
+    child = out.with_suffix(".rest.json")
     cmd = [sys.executable, __file__, "--out", str(child), "--only", ",".join(rest), "--deadline", str(args.deadline)]
     try:
         left = args.deadline + HARD_S - BUDGET_S - time.time()
@@ -113,25 +114,34 @@ def run_stages(names: list[str], ctx: dict, args, out: Path) -> None:
             results[name] = {"skipped": f"time budget ({args.budget:.0f} s) reached"}
             continue
         started = time.perf_counter()
+        # a stage that fills ctx["stage_out"] as it goes leaves what it measured to the watchdog and to a crash
+        results[name] = ctx["stage_out"] = {}
         try:
             results[name] = FUNCS[name](ctx)
         except Exception as exc:  # noqa: BLE001 - one stage failing must not hide the others
-            results[name] = {"error": f"{type(exc).__name__}: {str(exc)[:800]}"}
+            results[name] = {**ctx["stage_out"], "error": f"{type(exc).__name__}: {str(exc)[:800]}"}
         results[name]["seconds"] = round(time.perf_counter() - started, 2)
         print(f"{name:<11} {json.dumps(results[name], default=str)[:700]}", flush=True)
         write(results, out)
         if ctx["cuda"] and i + 1 < len(names) and not _cuda_healthy():
             print("CUDA context broken: the remaining stages run in a fresh process", flush=True)
-            _in_fresh_process(names[i + 1:], args, results)
+            _in_fresh_process(names[i + 1:], args, results, out)
             return
 
 
 def _watchdog(results: dict, out: Path, deadline: float) -> None:
     def fire() -> None:
         results["watchdog"] = f"stopped at {HARD_S:.0f} s: a stage overran"
-        write(results, out)
-        print_table(results)
-        os._exit(3)
+        try:
+            for attempt in range(3):  # the running stage may add a figure while the JSON is written: try again
+                try:
+                    write(results, out)
+                    break
+                except RuntimeError:  # dictionary changed size during iteration
+                    time.sleep(0.05)
+            print_table(results)
+        finally:
+            os._exit(3)
     timer = threading.Timer(max(1.0, deadline + HARD_S - BUDGET_S - time.time()), fire)
     timer.daemon = True
     timer.start()

@@ -123,11 +123,52 @@ def test_launch_counts_split_kernels_launch_calls_and_graph_replays():
         return SimpleNamespace(name=name, device_type=device, self_cpu_time_total=self_us,
                                time_range=SimpleNamespace(elapsed_us=lambda: us))
     cpu, gpu = DeviceType.CPU, DeviceType.CUDA
-    events = ([event("ampere_sgemm", gpu, 30.0)] * 4 + [event("cudaLaunchKernel", cpu)] * 3
-              + [event("cudaLaunchKernelExC", cpu)] + [event("cudaGraphLaunch", cpu)] * 2
+    events = ([event("ampere_sgemm", gpu, 30.0)] * 4 + [event("Memcpy HtoD (Pinned -> Device)", gpu, 5.0)]
+              + [event("cudaLaunchKernel", cpu)] * 2 + [event("__cudaLaunchKernel", cpu)]
+              + [event("cudaLaunchKernelExC", cpu)] + [event("cudaGraphLaunch", cpu)] * 2 + [event("INVALID", cpu)]
               + [event("aten::mm", cpu, self_us=500.0)] * 2 + [event("aten::add_", cpu, self_us=100.0)])
     counts = _gpu_bench("launches").count_events(events, steps=2)
-    assert counts["kernels"] == 4 and counts["gpu_busy_s"] == pytest.approx(120e-6)
+    assert counts["kernels"] == 4 and counts["copies_and_fills"] == 1 and counts["gpu_busy_s"] == pytest.approx(125e-6)
     assert counts["kernel_launch_calls"] == 4 and counts["graph_launches"] == 2
     assert counts["launch_calls_per_step"] == 2.0 and counts["aten_ops"] == 3
+    assert counts["top_other_host_calls"] == {"cudaLaunchKernel": 2, "cudaGraphLaunch": 2, "__cudaLaunchKernel": 1,
+                                              "cudaLaunchKernelExC": 1, "INVALID": 1}
     assert counts["top_host_ops_ms"] == {"aten::mm": 1.0, "aten::add_": 0.1}
+
+
+def test_agreement_gives_each_device_its_own_leaf_and_gradient():
+    """Each call differentiates a fresh copy of the logits: z itself never requires grad, and calling twice gives
+    the same gradient (no pile-up), equal to BCE's by hand: (σ(z) − y)·w / Σw."""
+    import torch
+
+    from le_ray.config import load_config
+    from le_ray.data.batches import Batch
+    from le_ray.training.objectives import make_objective
+
+    trials = _gpu_bench("trials")
+    n = 64
+    g = torch.Generator().manual_seed(1)
+    z, y = torch.randn(n, generator=g), (torch.rand(n, generator=g) < 0.3).float()
+    batch = Batch(torch.zeros(n, 0), torch.zeros(n, 0, dtype=torch.long), torch.zeros(n, dtype=torch.long), y,
+                  torch.ones(n))
+    bce = make_objective("bce", load_config().training_for("bce"), base_rates=torch.full((1,), 0.3), num_conditions=1,
+                         device=torch.device("cpu"), dtype=torch.float32, with_history=False)
+    (_, first), (_, second) = (trials.loss_and_logit_grad(bce, z, batch) for _ in range(2))
+    assert not z.requires_grad and z.grad is None and first is not second
+    assert torch.allclose(first, second) and torch.allclose(first, (torch.sigmoid(z) - y) / n, atol=1e-7)
+
+
+def test_a_stage_that_crashes_keeps_the_figures_it_stored(tmp_path, monkeypatch):
+    """run_stages: what a stage put in ctx["stage_out"] before it raised stays in the JSON beside the error."""
+    from types import SimpleNamespace
+
+    gpu_check = _gpu_check()
+
+    def half_done(ctx):
+        ctx["stage_out"]["default_net/bce/auto"] = {"samples_per_s": 2.0e7, "trial_over_train": 1.2}
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    monkeypatch.setitem(gpu_check.FUNCS, "throughput", half_done)
+    ctx = {"results": {}, "late": lambda: False, "cuda": False}
+    gpu_check.run_stages(["throughput"], ctx, SimpleNamespace(budget=330.0), tmp_path / "out.json")
+    kept = json.loads((tmp_path / "out.json").read_text())["throughput"]
+    assert kept["default_net/bce/auto"]["samples_per_s"] == 2.0e7 and kept["error"].startswith("RuntimeError: CUDA")

@@ -67,7 +67,8 @@ def stage_packing(ctx: dict) -> dict:
     else:
         pack_worker_init(ctx["size_name"])
         pool = cf.ThreadPoolExecutor(max(ks))
-    out: dict = {"mode": "processes" if processes else "threads (smoke)"}
+    out: dict = ctx["stage_out"]  # each shape's groups stored as they come
+    out["mode"] = "processes" if processes else "threads (smoke)"
     with pool:
         started = time.perf_counter()
         hold, pids = (1.0 if processes else 0.0), set()
@@ -77,7 +78,7 @@ def stage_packing(ctx: dict) -> dict:
                 break
         out.update(workers=len(pids), workers_ready_s=time.perf_counter() - started)
         for name in ("quickstart", "default_net"):
-            groups = {}
+            groups = out[name] = {}  # stored as each k comes
             for k in ks:
                 if ctx["late"]():
                     out["partial"] = "time budget reached"

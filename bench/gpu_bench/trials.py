@@ -43,6 +43,16 @@ def _objectives(dev: torch.device, rates: torch.Tensor) -> dict:
     return out
 
 
+def loss_and_logit_grad(objective, z: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, d loss / d z [N]) of ``objective`` at logits ``z`` on ``batch``'s device. ``z`` is copied into a fresh
+    leaf there, so neither ``z`` nor another device's call is touched (``z.to("cpu")`` would return ``z`` itself:
+    marking that as requiring grad made the CUDA copy a non-leaf without ``.grad``, and piled gradients up in ``z``)."""
+    leaf = z.detach().to(batch.cond.device, copy=True).requires_grad_(True)
+    loss = objective(leaf, batch)
+    loss.backward()
+    return loss.detach(), leaf.grad
+
+
 def stage_agreement(ctx: dict) -> dict:
     """Per loss the worst relative loss / logit-gradient difference over the batches; history window sums."""
     batches, n, c = ctx["size"]["agree"]
@@ -60,12 +70,7 @@ def stage_agreement(ctx: dict) -> dict:
         y = (torch.rand(n, generator=g) < rates[cond]).float()
         z = torch.randn(n, generator=g) * 2 - 3
         for name in LOSSES:
-            pair = []
-            for d, objs in zip(devices, objectives):
-                zd = z.to(d).requires_grad_(True)
-                loss = objs[name](zd, batch(d, cond, y))
-                loss.backward()
-                pair.append((loss, zd.grad))
+            pair = [loss_and_logit_grad(objs[name], z, batch(d, cond, y)) for d, objs in zip(devices, objectives)]
             worst[name] = [max(worst[name][0], _rel(pair[1][0], pair[0][0])),
                            max(worst[name][1], _rel(pair[1][1], pair[0][1]))]
     out = {"max_rel_loss": {k: v[0] for k, v in worst.items()}, "max_rel_grad": {k: v[1] for k, v in worst.items()},
@@ -85,8 +90,9 @@ def _ceiling_for(ctx: dict, shape: str, figures: dict) -> float | None:
 
 
 def stage_throughput(ctx: dict) -> dict:
-    """Every loss × graphs off / auto for both shapes, beside the same-run ceiling."""
-    out: dict = {}
+    """Every loss × graphs off / auto for both shapes, beside the same-run ceiling (each trial's figures stored
+    as they come, in ``ctx["stage_out"]``)."""
+    out: dict = ctx["stage_out"]
     for shape in SHAPES:
         data = cached_data(ctx, shape_config(shape, ctx["size"]))
         for mode in ctx["size"]["modes"]:
@@ -107,7 +113,7 @@ def stage_throughput(ctx: dict) -> dict:
 
 def stage_step_ratio(ctx: dict) -> dict:
     """Median step time of each loss / BCE's at the same batch, 50 and 2,000 conditions (graphs auto)."""
-    size, out = ctx["size"], {}
+    size, out = ctx["size"], ctx["stage_out"]  # each condition count's ratios stored as they come
     for conditions in size["ratio_conditions"]:
         sets = [f"synthetic.num_conditions={conditions}", "synthetic.condition_mode=random",
                 f"synthetic.samples_per_condition={max(size['ratio_rows'] // conditions, 4)}", "training.by_loss={}",
