@@ -77,6 +77,11 @@ FUNCS = {"device": stage_device, "agreement": stage_agreement, "ceiling": stage_
          "launches": stage_launches}
 
 
+def _hard_stop(deadline: float) -> float:
+    """Epoch seconds at which the watchdog stops the run: ``HARD_S - BUDGET_S`` after the last stage may start."""
+    return deadline + HARD_S - BUDGET_S
+
+
 def _cuda_healthy() -> bool:
     try:
         torch.ones(1, device="cuda").add_(1).item()
@@ -98,7 +103,7 @@ def _in_fresh_process(rest: list[str], args, results: dict, out: Path) -> None:
     child = out.with_suffix(".rest.json")
     cmd = [sys.executable, __file__, "--out", str(child), "--only", ",".join(rest), "--deadline", str(args.deadline)]
     try:
-        left = args.deadline + HARD_S - BUDGET_S - time.time()
+        left = _hard_stop(args.deadline) - time.time()
         subprocess.run(cmd, cwd=REPO, env=child_env(), timeout=max(10.0, left))
         merged = json.loads(child.read_text())
     except Exception as exc:  # noqa: BLE001 - the child died or overran: say so, keep what this process has
@@ -142,10 +147,10 @@ def _watchdog(results: dict, out: Path, deadline: float) -> None:
             print_table(results)
         finally:
             os._exit(3)
-    timer = threading.Timer(max(1.0, deadline + HARD_S - BUDGET_S - time.time()), fire)
+    timer = threading.Timer(max(1.0, _hard_stop(deadline) - time.time()), fire)
     timer.daemon = True
     timer.start()
-    faulthandler.dump_traceback_later(max(1.0, deadline + HARD_S - BUDGET_S - time.time() - 2), exit=False)
+    faulthandler.dump_traceback_later(max(1.0, _hard_stop(deadline) - time.time() - 2), exit=False)
 
 
 def main(argv=None) -> int:

@@ -38,6 +38,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from le_ray.training.shapes import input_width
 
 __all__ = ["Anchor", "ANCHORS", "FIXED_S", "GPU_HOST_CPUS", "mlp_macs", "packed_speedup", "training_rate",
@@ -102,13 +104,9 @@ def packed_speedup(device: str, sharing: float, macs: float) -> float:
     if not rows or sharing <= 1:
         return 1.0
     t = _net_position(ANCHORS[device], macs)
-    ks = [k for k, *_ in rows]
+    log_ks = [math.log(k) for k, *_ in rows]
     values = [(1 - t) * small + t * large for _, small, large in rows]
-    if sharing >= ks[-1]:
-        return values[-1]
-    i = next(i for i in range(1, len(ks)) if sharing <= ks[i])
-    w = math.log(sharing / ks[i - 1]) / math.log(ks[i] / ks[i - 1])
-    return (1 - w) * values[i - 1] + w * values[i]
+    return float(np.interp(math.log(sharing), log_ks, values))  # np.interp holds the end values beyond the rows
 
 
 def training_rate(device: str, macs: float, threads: int = 1) -> float:
