@@ -147,3 +147,19 @@ def test_format_table_of_real_comparison(tables):
     lines = text.splitlines()
     assert lines[0].startswith("metric") and set(lines[1]) <= {"-", " "}
     assert len(lines) == 2 + 4 and "n/a" in text
+
+
+def test_data_differences_empty_when_every_table_has_the_same_rows_and_rates(tables):
+    assert C.data_differences(tables, baseline="bce", candidate="localized_entropy") == []
+
+
+def test_data_differences_names_missing_and_changed_conditions_up_to_the_limit(tables):
+    other = per_condition_metrics(np.full(12, 0.3), Y[:12], COND[:12])  # condition 2 keeps 4 of its 8 rows
+    other = other.vstack(other.filter(pl.col("condition") == 2).with_columns(pl.lit(9).cast(other["condition"].dtype)
+                                                                            .alias("condition")))
+    out = C.data_differences({"bce": tables["bce"], "le": other}, baseline="bce", candidate="le")
+    assert out[0] == "1 condition(s) only in the le run"
+    assert out[1] == "condition 2: 8 rows at rate 0.125 (bce) vs 4 rows at rate 0.25 (le)"
+    assert len(out) == 2
+    assert C.data_differences({"bce": tables["bce"], "le": other}, baseline="bce", candidate="le", limit=0)[1:] == [
+        "and 1 more condition(s) whose rows or rate differ"]

@@ -8,9 +8,9 @@ import pytest
 from le_ray.runners.compare_runs import main
 
 
-def _run_folder(path, loss, pred_means, metrics):
+def _run_folder(path, loss, pred_means, metrics, counts=(100, 50), rates=(0.1, 0.02)):
     path.mkdir(parents=True)
-    pl.DataFrame({"condition": [0, 1], "value": ["a", "b"], "count": [100, 50], "base_rate": [0.1, 0.02],
+    pl.DataFrame({"condition": [0, 1], "value": ["a", "b"], "count": list(counts), "base_rate": list(rates),
                   "pred_mean": pred_means, "calibration_ratio": [pred_means[0] / 0.1, pred_means[1] / 0.02],
                   "logloss": [0.3, 0.1], "le_ratio": [0.95, 1.01]}).write_csv(path / "per_condition.csv")
     (path / "metrics.json").write_text(json.dumps({"loss": loss, "metrics": metrics}))
@@ -35,3 +35,35 @@ def test_compare_two_runs(tmp_path, capsys):
 def test_compare_rejects_non_run_folder(tmp_path, capsys):
     assert main([str(tmp_path), str(tmp_path / "x")]) == 2
     assert "is not a le_ray run folder" in capsys.readouterr().err
+
+
+def test_compare_refuses_two_runs_of_one_loss_without_a_traceback(tmp_path, capsys):
+    bce = _run_folder(tmp_path / "a", "bce", [0.12, 0.03], {})
+    other = _run_folder(tmp_path / "b", "bce", [0.11, 0.02], {})
+    assert main([str(bce), str(other), "--out", str(tmp_path / "cmp")]) == 2
+    assert "both runs trained bce" in capsys.readouterr().err
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_refuses_a_file_as_out_before_reading_the_runs(tmp_path, capsys):
+    (tmp_path / "taken").write_text("x")
+    assert main([str(tmp_path / "no-run"), str(tmp_path / "no-run-2"), "--out", str(tmp_path / "taken")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_compare_warns_when_the_runs_were_evaluated_on_different_data(tmp_path, capsys):
+    bce = _run_folder(tmp_path / "bce", "bce", [0.12, 0.03], {}, counts=(100, 50), rates=(0.1, 0.02))
+    le = _run_folder(tmp_path / "le", "localized_entropy", [0.105, 0.021], {}, counts=(100, 52), rates=(0.1, 0.025))
+    assert main([str(bce), str(le), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert "evaluated on different data" in out
+    assert "condition 1: 50 rows at rate 0.02 (bce) vs 52 rows at rate 0.025 (localized_entropy)" in out
+    assert "condition 0" not in out.split("per condition")[0]
+    assert "different data" in (tmp_path / "cmp" / "comparison.txt").read_text()
+
+
+def test_compare_says_nothing_of_data_when_both_runs_share_it(tmp_path, capsys):
+    bce = _run_folder(tmp_path / "bce", "bce", [0.12, 0.03], {})
+    le = _run_folder(tmp_path / "le", "localized_entropy", [0.105, 0.021], {})
+    assert main([str(bce), str(le), "--out", str(tmp_path / "cmp")]) == 0
+    assert "different data" not in capsys.readouterr().out

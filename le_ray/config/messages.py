@@ -171,8 +171,10 @@ def _problem(model: type[BaseModel], err: dict, data: Any, prefix: str) -> str:
         return f"{path}.{key}: unknown key; allowed keys here: {', '.join(allowed)}{suggest(key, allowed)}"
     if err["type"] == "missing":
         return f"{path}: missing; expected {describe_annotation(tp, meta)}"
-    value = _value_at(data, parts)
-    return f"{path}: got {describe_value(value)}; expected {describe_annotation(tp, meta)}"
+    value, expected = _value_at(data, parts), describe_annotation(tp, meta)
+    if err["type"] == "finite_number":
+        expected = expected.replace("a number", "a finite number", 1)
+    return f"{path}: got {describe_value(value)}; expected {expected}"
 
 
 def problems_from(exc: ValidationError, model: type[BaseModel], data: Any, prefix: str = "") -> list[str]:

@@ -62,8 +62,9 @@ DropoutRate = Annotated[float, Field(ge=0, lt=1)]
 
 
 class Section(BaseModel):
-    """Base of every config section: frozen, unknown keys are errors, strict types."""
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    """Base of every config section: frozen, unknown keys are errors, strict types, every float finite (a
+    ``--set`` of ``Infinity`` or ``NaN`` is refused by name before any work, whatever the key's bounds)."""
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ProjectConfig(Section):

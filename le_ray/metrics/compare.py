@@ -23,6 +23,7 @@ __all__ = [
     "calibration_closeness",
     "compare_summary",
     "count_closer_conditions",
+    "data_differences",
     "format_table",
     "terminal_width",
 ]
@@ -179,6 +180,30 @@ def count_closer_conditions(tables: Mapping[str, pl.DataFrame], *, baseline: str
             "baseline_closer": int(np.count_nonzero(diff < -GAP_TOL)),
             "ties": int(np.count_nonzero(np.abs(diff) <= GAP_TOL)),
             "conditions": int(df.height)}
+
+
+def data_differences(tables: Mapping[str, pl.DataFrame], *, baseline: str, candidate: str,
+                     limit: int = 5) -> list[str]:
+    """Where the two runs' evaluation data differ, one sentence each (empty when they agree).
+
+    Per condition, its row ``count`` and click ``base_rate`` (a probability) must be the same in both
+    tables, else the per-condition comparison sets two different evaluation sets side by side (e.g. runs of
+    different seeds on redrawn synthetic data); :func:`compare_conditions` shows the baseline's count and rate.
+    Rates are compared to 1e-12. Lists at most ``limit`` differing conditions, and the count of the rest."""
+    _check_tables(tables, [baseline, candidate])
+    ids = {name: set(tables[name].get_column("condition").cast(pl.String).to_list()) for name in (baseline, candidate)}
+    out = [f"{len(ids[a] - ids[b])} condition(s) only in the {a} run" for a, b in
+           ((baseline, candidate), (candidate, baseline)) if ids[a] - ids[b]]
+    df = _joined(tables, [baseline, candidate], ["count", "base_rate"])
+    counts = [df.get_column(f"count_{name}").to_numpy().astype(np.float64) for name in (baseline, candidate)]
+    rates = [df.get_column(f"base_rate_{name}").to_numpy().astype(np.float64) for name in (baseline, candidate)]
+    differ = np.flatnonzero((counts[0] != counts[1]) | ~np.isclose(rates[0], rates[1], rtol=0.0, atol=GAP_TOL))
+    for i in differ[:limit]:
+        out.append(f"condition {df.get_column('condition')[int(i)]}: {counts[0][i]:.0f} rows at rate "
+                   f"{rates[0][i]:.6g} ({baseline}) vs {counts[1][i]:.0f} rows at rate {rates[1][i]:.6g} ({candidate})")
+    if differ.size > limit:
+        out.append(f"and {differ.size - limit} more condition(s) whose rows or rate differ")
+    return out
 
 
 def _cell(value, float_fmt: str, null: str) -> str:

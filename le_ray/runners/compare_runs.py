@@ -18,6 +18,7 @@ import polars as pl
 from le_ray.metrics import compare
 from le_ray.cli.args import command_parser, exit_on_user_error
 from le_ray.atomic import atomic_write_text
+from le_ray.errors import UserError
 from le_ray.report.tables import format_table, write_csv
 
 __all__ = ["main", "load_run"]
@@ -49,17 +50,21 @@ def _parser():
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {str(out)!r} is a file; expected a folder for the tables (new or existing)")
     base_loss, base_table, base_summary = load_run(args.baseline)
     cand_loss, cand_table, cand_summary = load_run(args.candidate)
     if base_loss == cand_loss:
-        raise ValueError(f"both runs trained {base_loss}; expected two different losses")
+        raise UserError(f"both runs trained {base_loss} ({args.baseline!r}, {args.candidate!r}); expected two "
+                        "different losses, e.g. output/<run>/bce/... and output/<run>/le/...")
     tables = {base_loss: base_table, cand_loss: cand_table}
+    differences = compare.data_differences(tables, baseline=base_loss, candidate=cand_loss)
     conditions = compare.compare_conditions(tables, baseline=base_loss, candidate=cand_loss, sort_by=args.sort_by)
     closeness = compare.calibration_closeness(tables)
     summary = compare.compare_summary({base_loss: base_summary, cand_loss: cand_summary}, baseline=base_loss,
                                       candidate=cand_loss)
     closer = compare.count_closer_conditions(tables, baseline=base_loss, candidate=cand_loss)
-    out = Path(args.out)
     write_csv(conditions, out / "conditions.csv")
     write_csv(closeness, out / "calibration_closeness.csv")
     write_csv(summary, out / "summary.csv")
@@ -67,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"|1 - calibration ratio|:\n{format_table(closeness)}\n\nsummary (positive pct_change favours "
             f"{cand_loss}):\n{format_table(summary)}\nconditions where {cand_loss}'s |pred_mean - base_rate| is "
             f"smaller: {closer['candidate_closer']} of {closer['conditions']} (ties {closer['ties']})")
+    if differences:  # e.g. two seeds on redrawn synthetic data: the tables set two evaluation sets side by side
+        text = ("WARNING: the two runs were evaluated on different data; the per-condition count and base_rate "
+                f"below are the {base_loss} run's:\n" + "\n".join(f"  - {d}" for d in differences) + "\n\n" + text)
     atomic_write_text(out / "comparison.txt", text + "\n")
     print(text)
     print(f"\ntables written to {out}")
