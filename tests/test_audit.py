@@ -329,3 +329,15 @@ def test_settings_table_is_one_row_per_loss_shared_by_audit_and_summary():
     assert settings_table(old)["steps_total"].to_list() == [None]
     assert settings_table({}).width == 0
     assert "A=12.5, max 1,000,000" in audit_text(Audit(settings, [{"condition": 0, "value": "a", "train_rows": 1}]))
+
+
+def test_one_run_audit_drops_only_the_findings_about_a_sweeps_seeds_and_wall_time():
+    from le_ray.sweep.audit import ERROR, WARNING, Finding, one_run_audit
+
+    findings = [Finding(WARNING, code, code, ()) for code in ("underpowered", "fixed_split", "few_eval_clicks",
+                                                               "settings_differ")]
+    findings += [Finding(ERROR, "too_slow_here", "slow", ()), Finding(ERROR, "few_steps", "one step", ())]
+    audit = Audit({}, [], findings)
+    kept = one_run_audit(audit)
+    assert [f.code for f in kept.findings] == ["few_eval_clicks", "settings_differ", "few_steps"]
+    assert [f.code for f in kept.errors] == ["few_steps"] and len(audit.findings) == 6

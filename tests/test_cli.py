@@ -85,6 +85,18 @@ def test_config_show_effective_prints_each_loss(capsys):
     assert shown["localized_entropy"]["cross_batch"]["enabled"] is True
 
 
+def test_config_show_names_a_shadowed_set_as_the_audit_does_not_as_a_python_warning(capsys, recwarn):
+    import json
+
+    assert main(["config", "show", "--profile", "quickstart", "--set", "training.batch_size=512"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["training"]["batch_size"] == 512
+    lines = captured.err.splitlines()
+    assert len(lines) == 3 and all(line.startswith("WARNING [shadowed_set] --set training.batch_size=512 does not "
+                                                   "apply to ") for line in lines)
+    assert not [w for w in recwarn if "ConfigShadowWarning" in type(w.message).__name__]
+
+
 def test_submit_sh_parses_its_own_options_before_the_separator():
     out = subprocess.run(["bash", "jobs/submit.sh", "--no-wait", "--address", "http://127.0.0.1:1", "--dry-run", "--",
                           "--profile", "quickstart", "--results-dir", "/tmp/r"], capture_output=True, text=True,

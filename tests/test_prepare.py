@@ -150,3 +150,24 @@ def test_prepare_exits_2_on_an_undersized_csv_and_its_advice_makes_it_pass(tmp_p
     assert len(advice) == 1
     assert main([*argv, "--set", advice.pop()]) == 0
     assert "ERROR" not in capsys.readouterr().out
+
+
+def test_prepare_refuses_a_folder_as_json_before_preparing(tmp_path, capsys, monkeypatch):
+    import le_ray.runners.prepare as prepare_runner
+
+    def never(cfg):
+        raise AssertionError("the data were prepared before --json was checked")
+    monkeypatch.setattr(prepare_runner, "prepare_with_source", never)
+    assert prepare_runner.main(["--profile", "quickstart", "--json", str(tmp_path)]) == 2
+    assert "is a folder; expected the name of a file" in capsys.readouterr().err
+
+
+def test_prepare_puts_the_filter_plot_under_output_dir(tmp_path, capsys):
+    from le_ray.runners.prepare import main
+
+    from .sample_data import require_sample
+
+    train = require_sample("avazu", "avazu_sample.csv")
+    main(["--profile", "avazu_sample", "--set", f"ctr.datasets.avazu.train_path={train}", "--output-dir",
+          str(tmp_path / "o"), "--set", "plots.dpi=30"])
+    assert list((tmp_path / "o" / "prepare" / "avazu").glob("*/filter_stats.png"))

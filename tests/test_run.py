@@ -147,3 +147,83 @@ def test_two_runs_with_default_names_write_two_folders_and_never_overwrite(tmp_p
     assert main([*args, "--name", folders[0]]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--name", folders[0], "--overwrite"]) == 0
+
+
+def _report(root):
+    return (root / "comparison" / "synthetic" / "small" / "none" / "report.md").read_text()
+
+
+def test_report_says_what_one_seed_can_say_and_reads_calibration_against_the_truth(tmp_path, capsys):
+    assert main([*SMALL, "--set", "plots.enabled=false", "--output-dir", str(tmp_path), "--name", "r"]) == 0
+    printed = capsys.readouterr().out
+    assert f"output: {tmp_path / 'r'};" in printed or printed.split("output: ")[1].split("\n")[0] == str(tmp_path / "r")
+    report = _report(tmp_path / "r")
+    assert "## How to read this run" in report and "One seed per loss (seed " in report
+    assert "| metric | BCE | LE | better in this run |" in report and "| winner |" not in report
+    header = next(line for line in report.splitlines() if line.startswith("| ad |"))
+    assert "ratio to truth (LE)" in header and header.rstrip(" |").endswith("closest to 1 (truth)")
+    # the sweep-only findings (seeds, shared split) say nothing of one run
+    assert "`fixed_split`" not in report and "`underpowered`" not in report
+
+
+def test_a_run_the_audit_finds_unsound_trains_and_its_report_says_so(tmp_path, capsys):
+    args = [*SMALL, "--set", "training.batch_size=4096", "--set", "training.loss_mode=bce", "--set",
+            "plots.enabled=false", "--output-dir", str(tmp_path), "--name", "r"]
+    assert main(args) == 0
+    assert "the audit found 1 error(s): this run trains anyway" in capsys.readouterr().out
+    report = _report(tmp_path / "r")
+    assert "**The experiment audit found 1 error(s)** (`few_steps`; see Audit)" in report
+    fine = [*SMALL, "--set", "training.batch_size=32", "--set", "training.loss_mode=bce", "--set",
+            "plots.enabled=false", "--output-dir", str(tmp_path), "--name", "fine"]
+    assert main(fine) == 0
+    assert "audit found" not in capsys.readouterr().out and "audit found" not in _report(tmp_path / "fine")
+
+
+def test_overwrite_replaces_the_old_run_whole_and_a_failed_rerun_puts_it_back(tmp_path, capsys, monkeypatch):
+    first = [*SMALL, "--set", "plots.enabled=false", "--output-dir", str(tmp_path), "--name", "r"]
+    assert main(first) == 0
+    old_le = tmp_path / "r" / "le" / "synthetic" / "small" / "none" / "metrics.json"
+    old_text = old_le.read_text()
+    (tmp_path / "r" / "mine.txt").write_text("kept with the run it belongs to")
+
+    def fail(state):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(run_module, "_train_losses", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        main([*first, "--set", "training.loss_mode=bce", "--overwrite"])
+    assert old_le.read_text() == old_text and (tmp_path / "r" / "mine.txt").exists()
+    assert "holds the earlier run again, unchanged" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]  # nothing set aside is left behind
+    monkeypatch.undo()
+    assert main([*first, "--set", "training.loss_mode=bce", "--overwrite"]) == 0
+    assert not (tmp_path / "r" / "le").exists() and not (tmp_path / "r" / "mine.txt").exists()
+    assert (tmp_path / "r" / "bce" / "synthetic" / "small" / "none" / "metrics.json").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["r"]
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "thesis.tex").write_text("x")
+    assert main([*SMALL, "--output-dir", str(tmp_path), "--name", "r", "--overwrite"]) == 2
+    assert "is not a le_ray run folder" in capsys.readouterr().err
+    assert (tmp_path / "r" / "thesis.tex").exists()
+
+
+def test_a_run_that_fails_part_way_says_so_in_its_folder(tmp_path, monkeypatch):
+    def fail(state):
+        print("about to fail")
+        raise RuntimeError("boom")
+    monkeypatch.setattr(run_module, "_train_losses", fail)
+    with pytest.raises(RuntimeError):
+        main([*SMALL, "--output-dir", str(tmp_path), "--name", "r"])
+    log_text = (tmp_path / "r" / "run_log.txt").read_text()
+    assert "about to fail" in log_text and log_text.rstrip().endswith("FAILED: RuntimeError: boom")
+
+
+def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path, monkeypatch):
+    def fail(state, origins=None):
+        raise RuntimeError("no data")
+    monkeypatch.setattr(run_module, "_prepare", fail)
+    with pytest.raises(RuntimeError):
+        main([*SMALL, "--output-dir", str(tmp_path), "--name", "r"])
+    assert not (tmp_path / "r").exists()

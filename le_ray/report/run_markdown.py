@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from le_ray.atomic import atomic_write_text
@@ -67,6 +68,46 @@ def _compact(table: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
+def _reading(state: RunState) -> list[str]:
+    """What a one-seed run can say, and whether the audit found the experiment unsound as configured."""
+    cfg = state.cfg
+    profile = f" --profile {cfg.experiment.active}" if cfg.experiment.active else ""
+    lines = ["## How to read this run", "", f"One seed per loss (seed {cfg.project.seed}): a difference between the "
+             "losses below may be seed-to-seed noise, and no test is made; the `better in this run` column says only "
+             f"which value was better in this one run. `le-ray repeats{profile}` trains {cfg.repeats.num_runs} seeds "
+             "and tests the differences (paired Wilcoxon tests, per-ad calibration tests).", ""]
+    errors = state.audit.errors if state.audit is not None else []
+    if errors:
+        codes = ", ".join(dict.fromkeys(f"`{f.code}`" for f in errors))
+        lines += [f"**The experiment audit found {len(errors)} error(s)** ({codes}; "
+                  "see Audit): as configured, the experiment cannot answer its question. Read the figures and tables "
+                  "below as diagnostics of the training, not as results.", ""]
+    return lines
+
+
+def _truth_ratios(state: RunState, per_ad: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
+    """``per_ad`` with, per loss, mean prediction / the ad's mean true click probability (synthetic data, where
+    every row's probability is known) and ``closest to 1 (truth)``: the loss with the smallest |1 − that ratio|
+    (``tie`` within 1e-12). Unchanged, and False, when the data carry no truth."""
+    labels, names = [], []
+    for loss, result in state.results.items():
+        table = result.per_condition()
+        if "calibration_ratio_true" in table.columns:
+            labels.append(label(loss))
+            names.append(f"ratio to truth ({labels[-1]})")
+            per_ad = per_ad.join(table.select("condition", pl.col("calibration_ratio_true").alias(names[-1])),
+                                 on="condition", how="left")
+    if not names:
+        return per_ad, False
+    gaps = np.abs(1.0 - per_ad.select(names).to_numpy().astype(np.float64).reshape(per_ad.height, len(names)))
+    closest = []
+    for row in gaps:
+        finite = np.isfinite(row)
+        best = np.flatnonzero(finite & (row <= np.min(row, where=finite, initial=np.inf) + 1e-12))
+        closest.append(None if not finite.any() else "tie" if best.size > 1 else labels[best[0]])
+    return per_ad.with_columns(pl.Series("closest to 1 (truth)", closest, dtype=pl.String)), True
+
+
 def _comparison(state: RunState) -> list[str]:
     lines, per_ad = [], None
     for key, comp in state.comparisons.items():
@@ -74,7 +115,8 @@ def _comparison(state: RunState) -> list[str]:
             continue
         b, c, closer = label(comp["baseline"]), label(comp["candidate"]), comp["closer"]
         summary = comp["summary"].select("metric", pl.col("baseline").alias(b), pl.col("candidate").alias(c),
-                                         pl.col("winner").replace({n: label(n) for n in LOSSES}),
+                                         pl.col("winner").replace({n: label(n) for n in LOSSES})
+                                         .alias("better in this run"),
                                          pl.col("pct_change_label").alias(f"change ({c} vs {b})"))
         lines += [f"## {c} vs {b}", "", f"A positive change favours {c}. {c}'s |mean prediction − click rate| is "
                   f"smaller on {closer['candidate_closer']} of {closer['conditions']} ads (ties {closer['ties']}).", "",
@@ -85,15 +127,20 @@ def _comparison(state: RunState) -> list[str]:
         if closest is not None:
             per_ad = per_ad.join(closest.select("condition", pl.col("closest").replace({n: label(n) for n in LOSSES})
                                                 .alias("closest to 1")), on="condition", how="left")
+        per_ad, truth = _truth_ratios(state, per_ad)
         per_ad = per_ad.drop("condition")
-        lines += ["## Per ad, every loss", "", "ratio = mean prediction / click rate (1 = calibrated); the CSV files "
-                  "have every column.", "", markdown_table(per_ad, max_rows=state.cfg.comparison.top_k or None), ""]
+        note = (" ratio to truth = mean prediction / the ad's mean true click probability (synthetic data): free of "
+                "the noise in the evaluation clicks, which the click rate and ratio carry (a rare ad's few clicks "
+                "move them a lot), so read calibration from it." if truth else "")
+        lines += ["## Per ad, every loss", "", "ratio = mean prediction / click rate on the evaluation split "
+                  f"(1 = calibrated); `closest to 1` by that ratio.{note} The CSV files have every column.", "",
+                  markdown_table(per_ad, max_rows=state.cfg.comparison.top_k or None), ""]
     return lines
 
 
 def report_markdown(state: RunState) -> str:
     lines = [f"# Diagnostic run: {state.cfg.source_key} / {state.folders.nn_type} / {state.folders.filter_mode}", "",
-             markdown_table(_facts(state)), ""]
+             markdown_table(_facts(state)), ""] + _reading(state)
     if state.audit is not None and state.audit.findings:
         lines += ["## Audit", ""] + [f"- **{f.severity}** `{f.code}`: {f.message}" for f in state.audit.findings] + [""]
     if any(r.metrics for r in state.results.values()):

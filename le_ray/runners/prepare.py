@@ -18,6 +18,7 @@ from le_ray.sweep.audit import audit_experiment, audit_text
 from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
 from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
+from le_ray.errors import UserError
 
 __all__ = ["main"]
 
@@ -26,6 +27,8 @@ def _parser():
     parser = command_parser("prepare")
     add_config_arguments(parser)
     parser.add_argument("--json", metavar="FILE", help="also write the audit, row counts and timings as JSON")
+    parser.add_argument("--output-dir", help="where the filter statistics plot of CTR data goes, under "
+                        "prepare/<source>/<filter>/ (default output.dir, 'output')")
     return parser
 
 
@@ -33,6 +36,8 @@ def _parser():
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     cfg, shadows, origins = config_shadows_provenance(args)
+    if args.json and Path(args.json).is_dir():
+        raise UserError(f"--json {args.json!r} is a folder; expected the name of a file for the audit JSON")
     data, ctr = prepare_with_source(cfg)
     meta = data.meta
     print(f"{cfg.source_key}: {meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, "
@@ -45,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ctr is not None and cfg.plots.enabled and cfg.plots.ctr_filter_stats:
         from le_ray.report import plots
 
-        path = Path(cfg.output.dir) / "prepare" / cfg.source_key / filter_mode_of(cfg) / "filter_stats.png"
+        path = Path(args.output_dir or cfg.output.dir) / "prepare" / cfg.source_key / filter_mode_of(cfg) / "filter_stats.png"
         plots.save_figure(plots.plot_filter_stats(ctr.filter_stats), path, dpi=cfg.plots.dpi)
         print(f"filter statistics plot: {path}")
     if args.json:

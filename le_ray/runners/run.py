@@ -18,6 +18,8 @@ import argparse
 import contextlib
 import io
 import logging
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -26,13 +28,14 @@ from typing import Sequence
 import torch
 
 from le_ray import __version__
-from le_ray.sweep.audit import audit_experiment, audit_text
+from le_ray.sweep.audit import audit_experiment, audit_text, one_run_audit
 from le_ray.config.load import Provenance
 from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
 from le_ray.errors import UserError
 from le_ray.config import Config, losses_of
 from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
+from le_ray.registry import LOSSES
 from le_ray.training.devices import select_device
 from le_ray.report import run_outputs
 from le_ray.report.run_markdown import write_logs
@@ -77,7 +80,7 @@ def _header(state: RunState, args: argparse.Namespace) -> None:
     print(f"seed: {cfg.project.seed}; device: {choice.reason}; dtype: {choice.dtype}; torch threads: "
           f"{torch.get_num_threads()}")
     print(f"source: {cfg.source_key}; losses: {', '.join(losses_of(cfg.training.loss_mode))}; model: "
-          f"{cfg.model.name} {list(cfg.model.hidden_sizes)}; output: {state.folders.comparison.parent.parent.parent}")
+          f"{cfg.model.name} {list(cfg.model.hidden_sizes)}; output: {state.folders.root}")
 
 
 def _prepare(state: RunState, origins=None) -> None:
@@ -93,8 +96,11 @@ def _prepare(state: RunState, origins=None) -> None:
     meta = data.meta
     print(f"{meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, {meta.labelled_rows:,} after "
           "balancing; stage timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in meta.stage_seconds.items()))
-    state.audit = audit_experiment(state.cfg, [data], state.shadows, origins)
+    state.audit = one_run_audit(audit_experiment(state.cfg, [data], state.shadows, origins))
     print(audit_text(state.audit, max_conditions=state.cfg.evaluation.print_per_condition_top_k or None))
+    if state.audit.errors:  # a diagnostic run is for looking, so it trains; its report says the results are unsound
+        print(f"the audit found {len(state.audit.errors)} error(s): this run trains anyway, as a diagnostic run does, "
+              "and report.md marks its results as unsound (le-ray repeats refuses such a sweep)")
     if ctr is not None:
         if state.cfg.plots.enabled and state.cfg.plots.ctr_filter_stats:
             state.figures["filter_stats"] = run_outputs.filter_stats_plot(state, ctr.filter_stats)
@@ -169,21 +175,33 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_folder(args: argparse.Namespace, cfg: Config) -> Path:
-    """``<output dir>/<name>``: a new folder per run; an existing one only with ``--overwrite``."""
+    """``<output dir>/<name>`` (not created here): a new folder per run; an existing one only with ``--overwrite``."""
     name = args.name or f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     if not name or "/" in name or name in (".", ".."):
         raise UserError(f"--name {name!r}: expected a plain folder name")
     root = Path(args.output_dir or cfg.output.dir) / name
     if root.exists() and any(root.iterdir()) and not args.overwrite:
         raise UserError(f"run folder {str(root)!r} exists; choose another --name, or pass --overwrite to reuse it")
-    return check_writable(root, "output folder")
+    return root
 
 
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    cfg, shadows, origins = config_shadows_provenance(args)
-    root = run_folder(args, cfg)
+def set_aside(root: Path) -> Path | None:
+    """With ``--overwrite``: move the run folder ``root`` holds out of the way, to a hidden sibling, so that the new
+    run starts empty (no file of the old run left among the new ones). The caller deletes it once the new run is
+    written, or puts it back if the new run fails: a failed rerun never loses the run it was to replace.
+    Refuses a non-empty folder that is not a run folder (no ``comparison/`` nor loss folder in it)."""
+    if not root.is_dir() or not any(root.iterdir()):
+        return None
+    if not any((root / sub).is_dir() for sub in ("comparison", *(loss.folder for loss in LOSSES.values()))):
+        raise UserError(f"--overwrite: {str(root)!r} is not a le_ray run folder (no comparison/ nor loss folder in "
+                        "it); refusing to replace it: choose another --name")
+    aside = root.with_name(f".{root.name}.replaced-{os.getpid()}")
+    root.rename(aside)
+    return aside
+
+
+def _run_logged(cfg: Config, args: argparse.Namespace, root: Path, shadows, origins) -> tuple[RunState, str]:
+    """:func:`run_diagnostic` with everything printed and logged kept for run_log.txt; (state, that text)."""
     tee = _Tee(sys.stdout)
     handler = logging.StreamHandler(tee)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -195,9 +213,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.perf_counter()
             state = run_diagnostic(cfg, args, root, shadows, origins)
             print(f"\ndone in {time.perf_counter() - started:.1f} s; report: {state.folders.comparison / 'report.md'}")
+    except BaseException as exc:  # a run that fails part-way says so in its folder, beside what it had written
+        if root.is_dir() and any(root.iterdir()):
+            (root / "run_log.txt").write_text(f"{tee.buffer_text.getvalue()}\nFAILED: {type(exc).__name__}: {exc}\n")
+        raise
     finally:
         logger.removeHandler(handler)
-    write_logs(state, tee.buffer_text.getvalue())
+    return state, tee.buffer_text.getvalue()
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    cfg, shadows, origins = config_shadows_provenance(args)
+    root = run_folder(args, cfg)
+    aside = set_aside(root) if args.overwrite else None
+    created = not root.exists()
+    try:
+        check_writable(root, "output folder")
+        state, log_text = _run_logged(cfg, args, root, shadows, origins)
+        write_logs(state, log_text)
+    except BaseException:
+        if aside is not None:  # the new run's partial files go; the run it was to replace comes back
+            shutil.rmtree(root, ignore_errors=True)
+            aside.rename(root)
+            print(f"le-ray: the run did not finish; {str(root)!r} holds the earlier run again, unchanged",
+                  file=sys.stderr)
+        elif created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()  # failed before writing anything (e.g. a data error): no empty folder left behind
+        raise
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
     return 0
 
 

@@ -53,7 +53,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -73,8 +73,8 @@ from le_ray.glossary import TESTED_METRICS
 from le_ray.registry import LOSSES, label
 from le_ray.stats import min_exact_p, min_pairs_for_alpha
 
-__all__ = ["Finding", "Audit", "audit_experiment", "setting_key", "condition_counts_table", "audit_text",
-           "refusal", "fairness_record", "batch_for_steps", "expected_clicks_per_batch", "batch_one_liner",
+__all__ = ["Finding", "Audit", "audit_experiment", "one_run_audit", "SWEEP_ONLY_CODES", "setting_key",
+           "condition_counts_table", "audit_text", "refusal", "fairness_record", "batch_for_steps", "expected_clicks_per_batch", "batch_one_liner",
            "SETTING_COLUMNS", "history_cell", "settings_table"]
 
 ERROR, WARNING = "error", "warning"
@@ -501,6 +501,16 @@ def _conditions_heading(draws: int) -> str:
         return "per ad: train / evaluation rows and clicks:"
     return (f"per ad: train / evaluation rows and clicks, each the SMALLEST over the {draws} seeds' data draws, "
             "column by column (so a row need not add up to any one seed's totals):")
+
+
+#: Findings about a sweep's seeds (how many, whether they share one split) and its estimated wall time: they say
+#: nothing about one diagnostic run (``le-ray run``: one seed per loss, no test).
+SWEEP_ONLY_CODES = ("underpowered", "fixed_split", "too_slow_here")
+
+
+def one_run_audit(audit: Audit) -> Audit:
+    """``audit`` as it applies to one diagnostic run: without the :data:`SWEEP_ONLY_CODES` findings."""
+    return replace(audit, findings=[f for f in audit.findings if f.code not in SWEEP_ONLY_CODES])
 
 
 def refusal(audit: Audit) -> str:
