@@ -302,22 +302,26 @@ def test_missing_column(avazu_raw, tmp_path):
 def test_non_binary_label(avazu_raw, tmp_path):
     path = write_variant(avazu_raw, tmp_path / "train.csv",
                          click=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("2")).otherwise(pl.col("click")))
-    with pytest.raises(DataError, match=r"train\.csv', column 'click', data row 7: got '?2'?; expected 0 or 1"):
+    with pytest.raises(DataError, match=r"train\.csv', column 'click', data row 7 \(line 9 of the file\): "
+                                        r"got '?2'?; expected 0 or 1"):
         load_ctr(avazu_cfg(path))
     path = write_variant(avazu_raw, tmp_path / "train2.csv",
                          click=pl.when(pl.int_range(pl.len()) == 9).then(pl.lit("yes")).otherwise(pl.col("click")))
-    with pytest.raises(DataError, match=r"train2\.csv', column 'click', data row 9: got 'yes'; expected an integer"):
+    with pytest.raises(DataError, match=r"train2\.csv', column 'click', data row 9 \(line 11 of the file\): "
+                                        r"got 'yes'; expected an integer"):
         load_ctr(avazu_cfg(path))
 
 
 def test_unparsable_hour(avazu_raw, tmp_path):
     path = write_variant(avazu_raw, tmp_path / "train.csv",
                          hour=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("14102199")).otherwise(pl.col("hour")))
-    with pytest.raises(DataError, match=r"column 'hour', data row 0: got '?14102199'?; expected YYMMDDHH"):
+    with pytest.raises(DataError, match=r"column 'hour', data row 0 \(line 2 of the file\): got '?14102199'?; "
+                                        r"expected YYMMDDHH"):
         load_ctr(avazu_cfg(path))
     path = write_variant(avazu_raw, tmp_path / "train2.csv",
                          hour=pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("2014-10-21")).otherwise(pl.col("hour")))
-    with pytest.raises(DataError, match=r"column 'hour', data row 5: got '2014-10-21'; expected YYMMDDHH"):
+    with pytest.raises(DataError, match=r"column 'hour', data row 5 \(line 7 of the file\): got '2014-10-21'; "
+                                        r"expected YYMMDDHH"):
         load_ctr(avazu_cfg(path))
 
 
@@ -349,7 +353,8 @@ def test_unparsable_numeric(criteo_path, tmp_path):
     rows = pl.read_csv(criteo_path, infer_schema=False).head(400)
     path = write_variant(rows, tmp_path / "c.csv",
                          I3=pl.when(pl.int_range(pl.len()) == 150).then(pl.lit("abc")).otherwise(pl.col("I3")))
-    with pytest.raises(DataError, match=r"column 'I3', data row 150: got 'abc'; expected a number"):
+    with pytest.raises(DataError, match=r"column 'I3', data row 150 \(line 152 of the file\): got 'abc'; "
+                                             r"expected a number"):
         load_ctr(criteo_cfg(path))
 
 
@@ -410,3 +415,15 @@ def test_yambda_hash_split_is_stable(tmp_path):
     s = load_ctr(yambda_cfg(tmp_path / "s.parquet", *keep_all))
     keys = lambda df, ids: set(df[ids.tolist()].select("uid", "item_id", "timestamp").iter_rows())
     assert keys(frame, a.test_rows.row_id) == keys(shuffled, s.test_rows.row_id)
+
+
+@pytest.mark.parametrize("fmt, place", [("csv", "data row 5 (line 7 of the file)"),
+                                        ("tsv", "data row 5 (line 7 of the file)"),
+                                        ("criteo_raw", "data row 5 (line 6 of the file)"),
+                                        ("parquet", "row 5 (counting from 0)")])
+def test_a_bad_value_is_placed_at_the_line_a_person_opens(fmt, place):
+    from pathlib import Path
+
+    from le_ray.data.scan import SourceFile, _row_place
+
+    assert _row_place(SourceFile(Path("f"), "k", fmt, True), 5) == place  # raw Criteo has no header line

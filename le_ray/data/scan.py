@@ -146,8 +146,8 @@ def _raise_untyped_value(plan: ScanPlan, src: SourceFile) -> None:
                       and pl.Series([row[c]]).cast(t, strict=False).is_null().all())
     expected = ("YYMMDDHH (e.g. 14102100 = 2014-10-21 00h)" if col == plan.schema.time_col
                 else "an integer" if dtype == pl.Int64 else "a number or an empty field")
-    raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, data row {row[ROW]}: got {row[col]!r}; "
-                    f"expected {expected}")
+    raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, {_row_place(src, row[ROW])}: "
+                    f"got {row[col]!r}; expected {expected}")
 
 
 def scan_file(src: SourceFile, max_rows: int | None = None, facts: KindFacts | None = None,
@@ -273,12 +273,20 @@ def prepared(plan: ScanPlan, lf: pl.LazyFrame, src: SourceFile, split: bool) -> 
 
 # ----------------------------------------------------------------------------------------- stats
 
+def _row_place(src: SourceFile, row: int) -> str:
+    """Where data row ``row`` (0-based, header excluded) is, as a person finds it: its line in a text file (the
+    header is line 1; raw Criteo has none), its 0-based index in a Parquet file."""
+    if src.fmt == "parquet":
+        return f"row {row} (counting from 0)"
+    return f"data row {row} (line {row + (1 if src.fmt == 'criteo_raw' else 2)} of the file)"
+
+
 def _raise_bad_label(lf: pl.LazyFrame, src: SourceFile, schema: DatasetSchema) -> None:
     bad = _guarded(src, lambda: lf.filter(pl.col(Y).is_null()).select(ROW, schema.label_col).head(1).collect())
     row, value = bad[ROW][0], bad[schema.label_col][0]
     expected = (f"one of the event types (positives: {list(schema.positive_values)})"
                 if schema.positive_values is not None else "0 or 1")
-    raise DataError(f"{src.key}: file {str(src.path)!r}, column {schema.label_col!r}, data row {row}: "
+    raise DataError(f"{src.key}: file {str(src.path)!r}, column {schema.label_col!r}, {_row_place(src, row)}: "
                     f"got {value!r}; expected {expected}")
 
 
@@ -326,7 +334,7 @@ def contiguous(df: pl.DataFrame) -> pl.DataFrame:
 def _first_bad(df: pl.DataFrame, mask: pl.Series, col: str, src: SourceFile, expected: str) -> None:
     if mask.any():
         i = int(mask.arg_max())
-        raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, data row {df[ROW][i]}: "
+        raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, {_row_place(src, df[ROW][i])}: "
                         f"got {df[col][i]!r}; expected {expected}")
 
 
