@@ -341,3 +341,24 @@ def test_one_run_audit_drops_only_the_findings_about_a_sweeps_seeds_and_wall_tim
     kept = one_run_audit(audit)
     assert [f.code for f in kept.findings] == ["few_eval_clicks", "settings_differ", "few_steps"]
     assert [f.code for f in kept.errors] == ["few_steps"] and len(audit.findings) == 6
+
+
+def test_with_the_synthetic_truth_a_seed_drawing_few_clicks_does_not_exclude_an_ad():
+    """The truth-based per-ad tests do not read the realised clicks: the rule counts the expected ones (Σ p_true)."""
+    sets = [*BASE, "synthetic.uniform_log10_means=[-0.8,-1,-1.1,-2.3]"]
+    datasets = [prepare_data(load_config(sets=sets), seed=s) for s in range(6)]
+    merged = audit_experiment(load_config(sets=sets), datasets).conditions[3]
+    eval_p = [np.bincount(d.eval.cond, weights=d.eval.p_true, minlength=4)[3] for d in datasets]
+    assert merged["eval_expected_clicks"] == pytest.approx(min(eval_p), abs=0.05)
+    realised = merged["eval_clicks"]
+    assert realised + 1 < merged["eval_expected_clicks"]  # one of the six draws fell short of its expectation
+    need = f"repeats.min_eval_clicks={realised + 1}"
+    with_truth = audit_experiment(load_config(sets=[*sets, need]), datasets)
+    assert 3 not in with_truth.excluded_conditions
+    without = audit_experiment(load_config(sets=[*sets, need, "evaluation.synthetic_truth=false"]), datasets)
+    assert 3 in without.excluded_conditions
+    finding = next(f for f in without.findings if f.code == "few_eval_clicks")
+    assert "expected" not in finding.message
+    few = audit_experiment(load_config(sets=[*sets, "repeats.min_eval_clicks=1000"]), datasets)
+    finding = next(f for f in few.findings if f.code == "few_eval_clicks")
+    assert "fewer than 1000 expected evaluation clicks" in finding.message and " expected)" in finding.message
