@@ -136,7 +136,9 @@ def _settings(losses, **per_loss):
     return {loss: {**base, **per_loss.get(loss, {})} for loss in losses}
 
 
-def _stored_sweep(root, profile, sets, rates, factors, values, *, rows, findings=(), settings=None):
+def _stored_sweep(root, profile, sets, rates, factors, values, *, rows, findings=(), settings=None, keep=None):
+    """A sweep folder as `le-ray repeats` leaves it; ``keep(loss, seed)``: which planned trials are stored (all by
+    default; a stopped sweep keeps fewer, and its manifest still plans them all)."""
     from le_ray.config import to_dict
     from le_ray.sweep.audit import Audit, fairness_record
     from le_ray.sweep.store import SweepStore
@@ -148,7 +150,8 @@ def _stored_sweep(root, profile, sets, rates, factors, values, *, rows, findings
     records = [_sweep_record(loss, s, rates, factors[loss], rows, truth, s if cfg.repeats.resample_data else 0)
                for s in range(cfg.repeats.num_runs) for loss in cfg.losses]
     for r in records:
-        store.write_trial(r)
+        if keep is None or keep(r["loss"], r["seed"]):
+            store.write_trial(r)
     conditions = [{"condition": j, "value": values[j], "train_rows": rows, "train_clicks": int(rows * r),
                    "eval_rows": rows, "eval_clicks": int(rows * r), "true_rate": float(r) if truth else None}
                   for j, r in enumerate(rates)]
@@ -320,3 +323,69 @@ def test_report_draws_no_figure_when_plots_are_switched_off(tmp_path, switch):
     text, _ = _build(store)
     assert "## Verdict" in text and "![" not in text
     assert not list((store.root / "report").rglob("*.png"))
+
+
+# ------------------------------------------------- stopped sweeps and seeds too few to test (review findings)
+
+
+@pytest.mark.parametrize("stored", ["le_only", "disjoint"])
+def test_stopped_sweep_says_no_comparison_is_possible_yet_not_that_ads_had_too_few_clicks(tmp_path, stored):
+    """Trials run LE-first: a stop leaves LE trials only (or seeds no two losses share); the audit excluded no ad."""
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.4])}
+    keep = {"le_only": lambda loss, seed: loss == "localized_entropy" and seed < 3,
+            "disjoint": lambda loss, seed: (seed < 2) == (loss == "bce") and seed < 5}[stored]
+    store, _ = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both"], QUICK_RATES, factors,
+                             ["0", "1", "2", "3"], rows=3000, keep=keep)
+    text, console = _build(store)
+    verdict = text.split("## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    counts = {"le_only": "BCE 0 of 10, LE 3 of 10", "disjoint": "BCE 2 of 10, LE 3 of 10"}[stored]
+    assert _verdict_lines(text)[0] == (
+        f"**No comparison is possible yet: no two losses share a stored seed (trials stored per loss: {counts}), so "
+        "nothing could be tested: the sweep stopped early, which says nothing about the data. It can be resumed with "
+        f"`le-ray repeats --name s --results-dir {store.root.parent}` (stored trials are kept), or this report "
+        "rebuilt once paired seeds are stored.**")
+    assert "too few clicks" not in verdict and "rare-ad question" not in text
+    assert "- < 0.1 %: no tested ad; 1 untested (ad 3: no two losses share a stored seed yet)" in verdict
+    assert "smallest exact" not in verdict  # no paired seed: no power to state
+    assert "No comparison is possible yet" in console
+    _no_sentence_twice(text)
+
+
+def test_one_paired_seed_is_untestable_and_the_caveat_counts_the_seeds_stored(tmp_path):
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.4])}
+    store, _ = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both"], QUICK_RATES, factors,
+                             ["0", "1", "2", "3"], rows=3000, keep=lambda loss, seed: loss != "bce" or seed == 0)
+    text, _ = _build(store)
+    verdict = text.split("## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    assert "differ significantly" not in verdict and "not significant" not in verdict
+    assert "LE vs BCE is untestable with 1 paired seed in: logloss" in verdict
+    assert "untestable on all 4 with 1 paired seed" not in verdict  # ads spread over bands: counted per band
+    assert verdict.count("holm p = 1, but untestable with 1 paired seed (the smallest exact two-sided Wilcoxon p at "
+                         "n = 1 is 1, not below alpha 0.05)") == 1  # quickstart's rarest band holds one ad
+    assert ("- With 1 paired seed (1 of 10 seeds stored) the smallest exact two-sided Wilcoxon p is 1: no test of 1 "
+            "paired seed can reach alpha 0.05") in verdict
+    assert "With 10 seeds" not in verdict and "10 paired seeds" not in verdict
+    _no_sentence_twice(text)
+
+
+def test_truth_based_rate_is_named_true_rate_and_base_rate_is_the_click_rate(tmp_path):
+    """One summary.md, one meaning per column name: base_rate = Σy / n (the evaluation click rate) in every table;
+    the pooled true click probability Σ p_true / n is true_rate, in the per-ad tests as in the pooled tables."""
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.4])}
+    store, records = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both", "repeats.num_runs=6"],
+                                   QUICK_RATES, factors, ["0", "1", "2", "3"], rows=3000)
+    text, console = _build(store)
+    folder = store.root / "report" / "tables"
+    tests = pl.read_csv(folder / "condition_tests_LE_vs_BCE.csv").sort("condition")
+    assert "true_rate" in tests.columns and "base_rate" not in tests.columns
+    sums = [metrics.sums_from_record(r["condition_sums"]) for r in records if r["loss"] == "bce"]
+    by_hand = sum(s.sum_t for s in sums) / sum(s.n for s in sums)  # the data are redrawn per seed: pooled
+    assert tests["true_rate"].to_numpy() == pytest.approx(by_hand[tests["condition"].to_numpy()], rel=1e-12)
+    pooled = pl.read_csv(folder / "per_condition_pooled_bce.csv").sort("condition")
+    assert pooled["true_rate"].to_numpy() == pytest.approx(by_hand, rel=1e-12)
+    assert pooled["base_rate"].to_numpy() == pytest.approx(sum(s.sum_y for s in sums) / sum(s.n for s in sums))
+    assert "true_rate" in pl.read_csv(folder / "calibration_ratio_by_seed.csv").columns
+    header = "| ad_id | count | true_rate | baseline_gap | candidate_gap |"
+    assert text.split("### Per-ad calibration (LE vs BCE)", 1)[1].split("\n## ", 1)[0].count(header) == 1
+    assert "true_rate = the ad's pooled true click probability" in text
+    assert "true_rate" in console.split("per-ad calibration tests", 1)[1]

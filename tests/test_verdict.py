@@ -62,8 +62,8 @@ def test_ratio_stats_median_and_range_over_the_given_seeds():
 
 
 def test_bottom_line_states_rate_direction_size_and_significance_when_not_significant():
-    cond = _conditions([(7, "17753", 0.0005, 0.00025, 0.00068, 5, 0.2, 0.39),
-                        (1, "20001", 0.004, 0.001, 0.001, 5, 0.5, 1.0)])
+    cond = _conditions([(7, "17753", 0.0005, 0.00025, 0.00068, 8, 0.2, 0.39),  # 8 seeds: p can reach 2 / 2^8
+                        (1, "20001", 0.004, 0.001, 0.001, 8, 0.5, 1.0)])
     title, sentences = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (BCE_RATIOS, LE_RATIOS)})))
     assert title == "LE vs BCE, rarest tested ad (< 0.1 %)"  # only the rarest band's ads
     text = " ".join(sentences)
@@ -72,14 +72,14 @@ def test_bottom_line_states_rate_direction_size_and_significance_when_not_signif
         "Ad 17753 (true click probability 0.05 %): LE over-predicts it by 41 % (ratio 1.41, seed range 0.65–3.05); "
         "BCE under-predicts it by 2 % (ratio 0.98, seed range 0.67–1.35); "
         f"BCE is closer to 1 by {closer:.2g} in |ln ratio| ({abs(math.log(0.98)):.2g} vs {abs(math.log(1.41)):.2g}).")
-    assert sentences[1] == (f"Per-ad test over 5 paired seeds: BCE's mean gap is smaller than LE's by "
+    assert sentences[1] == (f"Per-ad test over 8 paired seeds: BCE's mean gap is smaller than LE's by "
                             f"{0.00068 - 0.00025:.2g} (0.00025 vs 0.00068), holm p = 0.39: not significant at alpha "
                             "0.05 with these seeds.")
     assert "20001" not in text
 
 
 def test_bottom_line_significant_untestable_and_differences():
-    cond = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 5, 0.001, 0.01)])
+    cond = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 8, 0.001, 0.01)])
     sentences = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)}),
                                     differences=("lr 0.004 for LE vs 0.001 for BCE",)))[1]
     assert "LE's mean gap" in sentences[1] and "holm p = 0.01: significant at alpha 0.05" in sentences[1]
@@ -115,11 +115,11 @@ def test_metric_sentences_significant_both_ways_and_uninformative_left_out():
 
 
 def test_band_sentences_name_only_significant_ads():
-    c = _conditions([(0, "a", 0.0005, 0.002, 0.0005, 5, 0.01, 0.02),   # < 0.1 %: LE better
-                     (1, "b", 0.0008, 0.003, 0.001, 5, 0.01, 0.03),    # < 0.1 %: LE better
-                     (2, "c", 0.005, 0.001, 0.002, 5, 0.4, 0.8),       # 0.1–1 %: nothing
-                     (3, "d", 0.2, 0.001, 0.01, 5, 0.001, 0.004),      # ≥ 10 %: BCE better
-                     (4, "e", 0.3, 0.001, 0.01, 5, 0.3, 0.9)])         # ≥ 10 %: nothing
+    c = _conditions([(0, "a", 0.0005, 0.002, 0.0005, 12, 0.01, 0.02),   # < 0.1 %: LE better
+                     (1, "b", 0.0008, 0.003, 0.001, 12, 0.01, 0.03),    # < 0.1 %: LE better
+                     (2, "c", 0.005, 0.001, 0.002, 12, 0.4, 0.8),       # 0.1–1 %: nothing
+                     (3, "d", 0.2, 0.001, 0.01, 12, 0.001, 0.004),      # ≥ 10 %: BCE better
+                     (4, "e", 0.3, 0.001, 0.01, 12, 0.3, 0.9)])         # ≥ 10 %: nothing
     assert band_sentences(_inputs(conditions=c)) == [
         "LE vs BCE, ads at < 0.1 % (2 tested): LE is better calibrated than BCE on 2 (ad a, b; holm p <= 0.03).",
         "LE vs BCE, ads at 0.1–1 % (1 tested): LE and BCE do not differ significantly.",
@@ -127,9 +127,10 @@ def test_band_sentences_name_only_significant_ads():
         "BCE do not differ significantly on the other 1."]
 
 
-def _ads(rates, tested):
+def _ads(rates, tested, excluded=None):
     return pl.DataFrame({"condition": range(len(rates)), "ad_id": [f"x{j}" for j in range(len(rates))],
-                         "base_rate": rates, "tested": tested})
+                         "base_rate": rates, "tested": tested,
+                         "excluded": excluded if excluded is not None else [not t for t in tested]})
 
 
 def test_bands_list_each_ad_once_and_headline_when_no_ad_is_rare():
@@ -205,3 +206,100 @@ def test_rendering_puts_the_headline_and_bottom_line_first():
     text = verdict_text(v, width=60)
     assert text[0] == "No tested ad is below 1 %." and text[2].startswith("LE vs BCE, rarest tested ad: S1. S2.")
     assert text[-2:] == ["  - C1.", "  - C2."]
+
+
+# ------------------------------------------------- stopped sweeps and seeds too few to test (review findings)
+
+
+def test_untested_ads_have_too_few_clicks_only_when_the_audit_excluded_them():
+    # x0 (0.05 %) and x2 (0.4 %) are untested for want of paired seeds, x1 (0.4 %) was excluded by the audit
+    ads = _ads([0.0005, 0.004, 0.004, 0.03], [False, False, False, True], excluded=[False, True, False, False])
+    assert bands_overview(ads, (0.001, 0.01, 0.1), "no two losses share a stored seed yet") == [
+        "< 0.1 %: no tested ad; 1 untested (ad x0: no two losses share a stored seed yet)",
+        "0.1–1 %: no tested ad; 1 with too few clicks to test (see the caveats); 1 untested (ad x2: no two losses "
+        "share a stored seed yet)",
+        "1–10 %: 1 tested (ad x3)", "≥ 10 %: no tested ad"]
+    assert rare_headline(ads, "r", "a") == [
+        "No tested ad is below 1 % (r; 1 ad(s) below it had too few clicks to test; 2 ad(s) below it had no usable "
+        "pair of seeds): this data cannot answer the rare-ad question; a."]
+    none_excluded = bands_overview(_ads([0.0005, 0.004], [False, False], excluded=[False, False]), (0.001, 0.01, 0.1))
+    assert not any("too few clicks" in line for line in none_excluded)
+
+
+def test_pending_headline_names_the_stored_trials_and_the_resume_command():
+    from le_ray.report.verdict import pending_headline
+
+    trials = {"bce": (0, 10), "localized_entropy": (4, 10), "focal": (0, 10)}
+    pairs = [("bce", "localized_entropy"), ("bce", "focal"), ("focal", "localized_entropy")]
+    assert pending_headline(trials, pairs, 0, "`le-ray repeats --name s6 --results-dir r`") == [
+        "No comparison is possible yet: no two losses share a stored seed (trials stored per loss: BCE 0 of 10, LE 4 "
+        "of 10, focal 0 of 10), so nothing could be tested: the sweep stopped early, which says nothing about the "
+        "data. It can be resumed with `le-ray repeats --name s6 --results-dir r` (stored trials are kept), or this "
+        "report rebuilt once paired seeds are stored."]
+    partial = pending_headline({"bce": (10, 10), "localized_entropy": (10, 10), "focal": (0, 10)}, pairs[1:], 1, "`x`")
+    assert partial == ["Not compared yet: focal vs BCE, LE vs focal (no seed stored for both losses; trials stored per "
+                       "loss: BCE 10 of 10, LE 10 of 10, focal 0 of 10); the sweep can be resumed with `x`."]
+    assert pending_headline(trials, [], 3, "`x`") == []
+
+
+@pytest.mark.parametrize("n", range(1, 11))
+def test_smallest_reachable_p_is_scipys_exact_p_of_all_one_sign(n):
+    """Reference: scipy's exact Wilcoxon p of n differences of one sign (the most extreme statistic), and the
+    project's own Holm / BH adjustment of a family of m such p-values."""
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    from le_ray.report.verdict import smallest_reachable_p
+    from le_ray.stats import bh_adjust, holm_adjust
+
+    extreme = np.arange(1.0, n + 1)
+    for alternative in ("two-sided", "greater"):
+        p = wilcoxon(extreme, alternative=alternative, method="exact").pvalue
+        assert smallest_reachable_p(n, alternative) == pytest.approx(p, rel=1e-12)
+        assert smallest_reachable_p(n, alternative, "holm", 9) == pytest.approx(holm_adjust([p] * 9).min())
+        assert smallest_reachable_p(n, alternative, "bh", 9) == pytest.approx(bh_adjust([p] * 9).min())
+    assert smallest_reachable_p(0, "two-sided") == 1.0
+
+
+def test_metric_sentences_say_untestable_when_the_seeds_cannot_reach_alpha():
+    two = _metrics([("logloss", False, 0.002, 0.002, 0.002, 1.0, 1.0), ("ece", False, 0.001, 0.001, 0.001, 1.0, 1.0)],
+                   informative=[True, True])
+    one_seed = metric_sentences(_inputs(metrics=two.with_columns(pl.lit(1).alias("n"))))
+    assert one_seed == ["LE vs BCE is untestable with 1 paired seed in: logloss, ece (the smallest exact two-sided "
+                        "Wilcoxon p at n = 1 is 1, not below alpha 0.05; the bootstrap CI of one seed is a single "
+                        "point); this is no evidence that they are alike."]
+    # 6 seeds: 2 / 2^6 = 0.031 < 0.05, but Holm over 2 metrics can give no p below 2 · 0.031 = 0.0625
+    six = metric_sentences(_inputs(metrics=two.with_columns(pl.lit(6).alias("n"))))
+    assert six[0].startswith("LE vs BCE is untestable with 6 paired seeds in: logloss, ece (the smallest exact "
+                             f"two-sided Wilcoxon p at n = 6 is {2 / 2 ** 6:.3g}, {2 * 2 / 2 ** 6:.3g} after holm over "
+                             "2 tests, not below alpha 0.05")
+    seven = metric_sentences(_inputs(metrics=two.with_columns(pl.lit(7).alias("n"))))  # 2 · 2 / 2^7 < 0.05
+    assert seven == ["LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: logloss, ece."]
+    assert not any("differ significantly" in x for x in one_seed + six)
+
+
+def test_per_ad_tests_of_one_seed_are_untestable_not_insignificant():
+    cond = _conditions([(0, "a", 0.0005, 0.0001, 0.0004, 1, 1.0, 1.0), (1, "b", 0.0008, 0.0002, 0.0001, 1, 1.0, 1.0)])
+    ratios = _ratios({0: ([1.0], [1.8]), 1: ([1.3], [1.1])})
+    v = _inputs(conditions=cond, ratios=ratios)
+    assert band_sentences(v) == ["LE vs BCE, ads at < 0.1 % (2 tested): untestable on all 2 with 1 paired seed (the "
+                                 "smallest exact two-sided Wilcoxon p at n = 1 is 1, not below alpha 0.05)."]
+    tests = bottom_line(v)[1][1::2]
+    assert len(tests) == 2 and all("holm p = 1, but untestable with 1 paired seed" in x for x in tests)
+    assert not any("not significant" in x for x in tests)
+
+
+def test_power_caveat_uses_the_paired_seeds_stored_not_the_configured_number():
+    lines = caveat_lines([], seeds={"LE vs BCE": 3}, alternative="two-sided", resampled=False, truth=True,
+                         planned=10, alpha=0.05)
+    assert lines[0] == ("With 3 paired seeds (3 of 10 seeds stored) the smallest exact two-sided Wilcoxon p is "
+                        f"{2 / 2 ** 3:.3g}: no test of 3 paired seeds can reach alpha 0.05, so those tests are "
+                        "untestable, not negative; store more seeds.")
+    assert lines[1].startswith("One train/evaluation split serves all 10 seeds")
+    mixed = caveat_lines([], seeds={"LE vs BCE": 10, "focal vs BCE": 7, "LE vs focal": 7}, alternative="two-sided",
+                         resampled=True, truth=True, planned=10, alpha=0.05)
+    assert mixed[0] == (f"The smallest exact two-sided Wilcoxon p is {2 / 2 ** 10:.3g} with 10 paired seeds (LE vs "
+                        f"BCE) and {2 / 2 ** 7:.3g} with 7 paired seeds (focal vs BCE, LE vs focal; 7 of 10 seeds "
+                        "stored): only a difference of the same sign in nearly every seed can be significant.")
+    assert not any("smallest exact" in x for x in caveat_lines([], seeds={"LE vs BCE": 0}, alternative="two-sided",
+                                                               resampled=True, truth=True, planned=10))

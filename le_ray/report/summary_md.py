@@ -18,14 +18,15 @@ from le_ray.config import Config
 from le_ray.config.load import profile_names
 from le_ray.glossary import glossary_lines
 from le_ray.registry import LOSSES, label
+from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, bottom_line,
-                                   bottom_note, caveat_lines, metric_sentences, rare_headline, setting_differences,
-                                   verdict_markdown)
+                                   bottom_note, caveat_lines, metric_sentences, pending_headline, rare_headline,
+                                   setting_differences, verdict_markdown)
 from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
-           "POOLED_COLUMNS", "table_files"]
+           "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command"]
 
 TEST_COLUMNS = ["metric", "n", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high", "rank_biserial",
                 "p_value", "p_adjusted"]
@@ -33,6 +34,30 @@ CONDITION_COLUMNS = ["ad_id", "count", "base_rate", "baseline_gap", "candidate_g
                      "p_holm", "p_bh", "significant"]
 POOLED_COLUMNS = ["ad_id", "count", "base_rate", "true_rate", "pred_mean", "calibration_ratio",
                   "calibration_ratio_true", "logloss", "ece", "ece_true", "le_ratio"]
+
+
+def condition_table(table: pl.DataFrame, truth: bool) -> pl.DataFrame:
+    """A per-ad table of the sweep as shown and written (condition tests, calibration ratio by seed): its pooled
+    reference rate is named ``true_rate`` when it is the synthetic truth (Σ p_true / n), as in the pooled per-ad
+    tables, and stays ``base_rate`` (Σ y / n, the evaluation click rate) otherwise; so ``base_rate`` means the
+    empirical click rate in every table of a report."""
+    if not truth or "base_rate" not in table.columns or "true_rate" in table.columns:
+        return table
+    return table.rename({"base_rate": "true_rate"})
+
+
+def shown_table(table: pl.DataFrame, columns: list[str], truth: bool) -> pl.DataFrame:
+    """``columns`` of ``table`` as shown (:func:`condition_table`; ``base_rate`` shows as ``true_rate`` for truth)."""
+    table = condition_table(table, truth)
+    names = ["true_rate" if c == "base_rate" and truth else c for c in columns]
+    return table.select([c for c in names if c in table.columns])
+
+
+def resume_command(root: Path) -> str:
+    """The command that resumes the sweep in ``root`` with the config it stores."""
+    import shlex
+
+    return f"`le-ray repeats --name {shlex.quote(root.name)} --results-dir {shlex.quote(str(root.parent))}`"
 
 
 @dataclass
@@ -77,12 +102,14 @@ def _rare_advice(cfg: Config) -> str:
 
 
 def _ads(ctx: SummaryContext) -> pl.DataFrame:
-    """condition, ad_id, base_rate (pooled reference rate), tested: every ad of the calibration table."""
+    """condition, ad_id, base_rate (pooled reference rate), tested (some comparison tested it), excluded (the audit
+    left it out for too few clicks): every ad of the calibration table."""
     calib = ctx.tables.calibration
     if calib.height == 0:
         return pl.DataFrame()
     tested = {c for t in ctx.tables.condition_tests.values() if t.height for c in t["condition"].to_list()}
-    ads = calib.group_by("condition").agg(pl.col("ad_id").first(), pl.col("base_rate").first())
+    excluded = [pl.col("excluded").first()] if "excluded" in calib.columns else [pl.lit(False).alias("excluded")]
+    ads = calib.group_by("condition").agg(pl.col("ad_id").first(), pl.col("base_rate").first(), *excluded)
     return ads.with_columns(pl.col("condition").is_in(sorted(tested)).alias("tested"))
 
 
@@ -93,28 +120,48 @@ def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs
     return VerdictInputs(baseline, candidate, tests, ctx.tables.condition_tests.get(key, pl.DataFrame()), ratios,
                          rep.per_condition_alpha, rep.per_condition_correction, int(tests["n"].max() or 0),
                          _reference(ctx), band_edges(ctx.cfg),
-                         setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")))
+                         setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")),
+                         alternative=rep.alternative)
+
+
+def _pairing(ctx: SummaryContext) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], int]]:
+    """loss → (stored, planned) trials, and (baseline, candidate) → seeds stored for both, of every comparison the
+    config plans (from the status's per-loss record of the latest run's plan)."""
+    by_loss = ctx.status.get("by_loss", {})
+    trials = {loss: (len(by_loss[loss]["stored"]), by_loss[loss]["planned"]) for loss in ctx.cfg.losses
+              if loss in by_loss}
+    seeds = {loss: set(by_loss.get(loss, {}).get("stored", [])) for loss in ctx.cfg.losses}
+    return trials, {(b, c): len(seeds[b] & seeds[c]) for b, c in comparison_pairs(ctx.cfg.losses)}
 
 
 def build_verdict(ctx: SummaryContext) -> Verdict:
-    """The verdict of the whole report (every comparison; one caveat list)."""
+    """The verdict of the whole report (every comparison; one caveat list). When no two losses share a stored
+    seed, the headline says that no comparison is possible yet instead of judging the data's rare ads."""
     rep, verdict = ctx.cfg.repeats, Verdict()
+    trials, paired = _pairing(ctx)
+    unpaired = [pair for pair, n in paired.items() if n == 0]
+    compared = len(paired) - len(unpaired)
     for key, tests in ctx.tables.metric_tests.items():
         v = _inputs(ctx, key, tests)
         verdict.bottom.append(bottom_line(v))
         title = f"{label(v.candidate)} vs {label(v.baseline)} over {v.seeds} paired seed{'s' if v.seeds != 1 else ''}"
         verdict.comparisons.append((title, metric_sentences(v) + band_sentences(v)))
-    if not ctx.tables.metric_tests:
-        verdict.bottom.append(("No comparison", ["Fewer than two losses have stored trials, so nothing is compared."]))
+    if not paired:
+        verdict.bottom.append(("No comparison", ["Fewer than two losses are configured, so nothing is compared."]))
     if any(t.height for t in ctx.tables.condition_tests.values()):
         verdict.note = bottom_note(_reference(ctx), rep.per_condition_correction)
-    ads = _ads(ctx)
-    verdict.headline = rare_headline(ads, _reference(ctx).removeprefix("the "), _rare_advice(ctx.cfg))
-    verdict.bands = bands_overview(ads, band_edges(ctx.cfg))
-    verdict.bands_title = f"Ads by absolute rate band ({_reference(ctx).removeprefix('the ')} of each ad)"
-    verdict.caveats = caveat_lines(_audit(ctx)["findings"], seeds=rep.num_runs, alternative=rep.alternative,
-                                   resampled=rep.resample_data, truth=ctx.tables.truth,
-                                   missing=len(ctx.status["missing"]), tuning=ctx.tuning_summary)
+    ads, reference = _ads(ctx), _reference(ctx).removeprefix("the ")
+    verdict.headline = pending_headline(trials, unpaired, compared, resume_command(ctx.root))
+    if compared:
+        verdict.headline += rare_headline(ads, reference, _rare_advice(ctx.cfg))
+    untested = ("no usable pair of seeds" if compared else "no two losses share a stored seed yet" if paired
+                else "fewer than two losses are configured")
+    verdict.bands = bands_overview(ads, band_edges(ctx.cfg), untested)
+    verdict.bands_title = f"Ads by absolute rate band ({reference} of each ad)"
+    verdict.caveats = caveat_lines(_audit(ctx)["findings"], seeds={
+        f"{label(c)} vs {label(b)}": n for (b, c), n in paired.items()}, alternative=rep.alternative,
+        resampled=rep.resample_data, truth=ctx.tables.truth, missing=len(ctx.status["missing"]),
+        tuning=ctx.tuning_summary, planned=rep.num_runs, alpha=rep.per_condition_alpha)
     return verdict
 
 
@@ -180,12 +227,14 @@ def _condition_lines(ctx: SummaryContext, key: str, b: str, c: str) -> list[str]
     if cond.height == 0:
         return []
     csv = table_files(key)["conditions"]
+    rate = ("true_rate = the ad's pooled true click probability (base_rate, in the pooled tables below, is its "
+            "evaluation click rate)" if ctx.tables.truth else "base_rate = the ad's pooled evaluation click rate")
     return [f"### Per-ad calibration ({c} vs {b})", "",
-            f"{c} vs {b}: gap = |mean prediction − {_reference(ctx).removeprefix('the ')}| per ad and seed; "
+            f"{c} vs {b}: gap = |mean prediction − {_reference(ctx).removeprefix('the ')}| per ad and seed; {rate}; "
             f"{int(cond['significant'].sum())} of {cond.height} ads significant at alpha {rep.per_condition_alpha} "
             f"after the {rep.per_condition_correction} correction (all columns: `report/tables/{csv}`).", "",
-            markdown_table(cond.select([x for x in CONDITION_COLUMNS if x in cond.columns]),
-                           max_rows=rep.per_condition_top_k, csv=csv), ""]
+            markdown_table(shown_table(cond, CONDITION_COLUMNS, ctx.tables.truth), max_rows=rep.per_condition_top_k,
+                           csv=csv), ""]
 
 
 def _pair_sections(ctx: SummaryContext) -> list[str]:

@@ -4,7 +4,9 @@ Writes ``trials.parquet``, ``per_condition.parquet`` (metrics and additive sums 
 ``report/tables/*.csv``, ``report/plots/*.png`` and ``summary.md`` (:mod:`le_ray.report.summary_md`) into
 the sweep folder, from the trials of the latest run's plan (``manifest.json``), the config of the latest
 run (``config.history``) and the audit stored in the manifest; statistics in
-:mod:`le_ray.report.sweep_stats`. Every per-ad CSV carries ``condition`` and ``ad_id`` (the raw condition value).
+:mod:`le_ray.report.sweep_stats`. Every per-ad CSV carries ``condition`` and ``ad_id`` (the raw condition value);
+``base_rate`` is always the evaluation click rate Σy / n, and the per-ad tests and calibration ratios measured
+against the synthetic truth name their pooled rate Σ p_true / n ``true_rate``, as the pooled per-ad tables do.
 Prints headed, terminal-wide tables (naming the CSV that holds every column) and then the verdict, its bottom
 line first.
 """
@@ -23,7 +25,7 @@ from le_ray.metrics.compare import format_table, terminal_width
 from le_ray.config import Config, resolve_config
 from le_ray.registry import LOSSES, label
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, SummaryContext, build_verdict,
-                                      summary_markdown, table_files)
+                                      condition_table, shown_table, summary_markdown, table_files)
 from le_ray.report.verdict import band_edges, verdict_text
 from le_ray.report.sweep_stats import SweepTables, comparison_pairs, compute_tables
 from le_ray.report.tables import write_csv
@@ -140,6 +142,8 @@ def _tuning(root: Path, cfg: Config) -> tuple[list[str], dict[str, Any] | None]:
 
 
 def _write_tables(root: Path, tables: SweepTables) -> None:
+    """Every CSV of the report; the per-ad condition tests and calibration ratios name their pooled reference
+    rate ``true_rate`` when it is the synthetic truth (:func:`le_ray.report.summary_md.condition_table`)."""
     folder = root / "report" / "tables"
     write_csv(tables.summary, folder / table_files()["summary"])
     for key in tables.metric_tests:
@@ -147,23 +151,31 @@ def _write_tables(root: Path, tables: SweepTables) -> None:
         write_csv(tables.metric_tests[key], folder / names["metrics"])
         write_csv(tables.deltas[key], folder / names["deltas"])
         if tables.condition_tests[key].height:
-            write_csv(tables.condition_tests[key], folder / names["conditions"])
+            write_csv(condition_table(tables.condition_tests[key], tables.truth), folder / names["conditions"])
     for loss, table in tables.pooled.items():
         if table.height:
             write_csv(table, folder / table_files(loss=loss)["pooled"])
     if tables.calibration.height:
-        write_csv(tables.calibration, folder / CALIBRATION_CSV)
+        write_csv(condition_table(tables.calibration, tables.truth), folder / CALIBRATION_CSV)
 
 
 def _status(store: SweepStore, manifest: dict, records: list[dict]) -> dict[str, Any]:
+    """Planned, stored, missing, failed and other trials; ``by_loss``: loss → {planned: trials of the plan,
+    stored: the seeds of its stored trials} (which comparisons have paired seeds yet)."""
     planned = manifest.get("trials", [])
     stored = {r["trial_id"] for r in records}
     failures = store.failures()
     missing = [{**t, "error": failures.get(t["trial_id"], {}).get("error")} for t in planned
                if t["trial_id"] not in stored]
     other = len(store.finished_ids() - {t["trial_id"] for t in planned})
+    by_loss: dict[str, dict[str, Any]] = {}
+    for t in planned:
+        entry = by_loss.setdefault(t["loss"], {"planned": 0, "stored": []})
+        entry["planned"] += 1
+        if t["trial_id"] in stored:
+            entry["stored"].append(t["seed"])
     return {"planned": len(planned), "stored": len(stored), "missing": missing, "other": other,
-            "failed": [m for m in missing if m["error"]]}
+            "failed": [m for m in missing if m["error"]], "by_loss": by_loss}
 
 
 def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print,
@@ -219,5 +231,5 @@ def _echo_tables(ctx: SummaryContext, echo) -> None:
         if cond is not None and cond.height:
             echo(f"\n== {pair}: per-ad calibration tests, ad_id = raw condition value "
                  f"(report/tables/{names['conditions']}) ==")
-            echo(console_table(cond.select([c for c in CONDITION_COLUMNS if c in cond.columns]), names["conditions"],
+            echo(console_table(shown_table(cond, CONDITION_COLUMNS, tables.truth), names["conditions"],
                                width=width, max_rows=ctx.cfg.repeats.per_condition_top_k or None))

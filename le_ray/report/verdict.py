@@ -7,15 +7,24 @@ by absolute rate band and one list of caveats. Plain sentences from the test tab
    median over the paired seeds with its min–max over those seeds; its direction (r > 1 over-predicts by
    100·(r − 1) %, r < 1 under-predicts by 100·(1 − r) %); which loss is closer to 1 in |ln r| of the medians and
    by how much; and the per-ad paired Wilcoxon test on the gap |mean prediction − reference| with its adjusted p,
-   stated with direction and size whether significant or not (NaN p: untestable, never "significant").
+   stated with direction and size whether significant or not (NaN p, or too few paired seeds: untestable,
+   never "significant" nor "not significant").
 2. **Metric-level results**: the paired tests whose ``p_adjusted`` is below alpha, in whose favour, with the
-   mean delta, its bootstrap CI and the rank-biserial effect size; the others as "no significant difference";
-   a metric constant over the seeds (``informative`` false) as uninformative, outside the correction family.
+   mean delta, its bootstrap CI and the rank-biserial effect size; the others as "no significant difference"
+   when the test could have reached alpha, else as untestable (:func:`smallest_reachable_p`); a metric constant
+   over the seeds (``informative`` false) as uninformative, outside the correction family.
 3. **Rate bands**: absolute decades of the reference rate, edges :data:`BAND_EDGES` (< 0.1 %, 0.1–1 %, 1–10 %,
    ≥ 10 %) or ``report.rate_bands`` [low, high] (< low, low–high, ≥ high); a rate r lies in band
-   k = #{edges ≤ r}. Each band lists its ads once; when no tested ad lies below :data:`RARE_BELOW` the verdict
-   says the data cannot answer the rare-ad question.
+   k = #{edges ≤ r}. Each band lists its ads once; an untested ad is said to have too few clicks only when the
+   audit excluded it. When no tested ad lies below :data:`RARE_BELOW` the verdict says the data cannot answer
+   the rare-ad question; when no two losses share a stored seed it says instead that no comparison is possible
+   yet (:func:`pending_headline`): a stopped sweep, not a property of the data.
 4. **Caveats**: one list per report, one finding per bullet (:func:`caveat_lines`).
+
+Testability: an exact Wilcoxon test of n paired seeds cannot give p below p_min(n) = 2/2^n (two-sided; 1/2^n
+one-sided), and a correction over a family of m tests cannot lower it (Holm: every adjusted p ≥ m·p_min; BH
+and none: ≥ p_min). When that bound is ≥ alpha, p ≥ alpha holds by construction, so the verdict says the
+comparison is untestable with n seeds rather than "not significantly different".
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from le_ray.registry import label
 
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "ratio_stats", "bottom_line", "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
-           "caveat_lines",
+           "pending_headline", "smallest_reachable_p", "caveat_lines",
            "setting_differences", "verdict_markdown", "verdict_text"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
@@ -64,6 +73,7 @@ class VerdictInputs:
     reference: str                 # "the true click probability" or "the evaluation click rate"
     edges: tuple[float, ...] = BAND_EDGES
     differences: tuple[str, ...] = ()  # settings that differ between the two losses (setting_differences)
+    alternative: str = "two-sided"  # of the Wilcoxon tests: sets the smallest exact p (smallest_reachable_p)
 
 
 @dataclass
@@ -114,6 +124,45 @@ def _seeds_word(n: int) -> str:
     return f"{n} paired seed{'s' if n != 1 else ''}"
 
 
+# ------------------------------------------------------------------------------------------------ testability
+
+
+def smallest_reachable_p(n: int, alternative: str, correction: str = "none", m: int = 1) -> float:
+    """The smallest p a paired exact Wilcoxon test of ``n`` seeds can report after ``correction`` over a family
+    of ``m`` tests: p_min = 2/2^n two-sided, 1/2^n one-sided (:func:`le_ray.stats.min_exact_p`); Holm's adjusted
+    p_(i) = max_{k ≤ i} (m − k + 1)·p_(k) ≥ m·p_min, so min(1, m·p_min); BH's min_{j ≥ i} (m/j)·p_(j) ≥ p_min and
+    none: p_min. 1 when n < 1 (no pair: nothing can be shown)."""
+    if n < 1:
+        return 1.0
+    p = min_exact_p(int(n), alternative)
+    return min(1.0, max(int(m), 1) * p) if correction == "holm" else p
+
+
+def _untestable(v: VerdictInputs, n: int, m: int) -> bool:
+    """Whether a test of ``n`` paired seeds in a family of ``m`` cannot reach p < alpha by construction."""
+    return smallest_reachable_p(n, v.alternative, v.correction, m) >= v.alpha
+
+
+def _why_untestable(v: VerdictInputs, n: int, m: int) -> str:
+    """Why a test of ``n`` paired seeds cannot reach alpha: its smallest exact p (and adjusted p, for Holm)."""
+    if n < 1:
+        return "no seed is stored for both losses"
+    p = smallest_reachable_p(n, v.alternative)
+    held = f"the smallest exact {v.alternative} Wilcoxon p at n = {n} is {p:.3g}"
+    adjusted = smallest_reachable_p(n, v.alternative, v.correction, m)
+    if adjusted > p:
+        held += f", {adjusted:.3g} after {v.correction} over {m} tests"
+    return f"{held}, not below alpha {v.alpha:g}"
+
+
+def _family(t: pl.DataFrame, p_col: str) -> int:
+    """Size m of a correction family: the tests with a finite adjusted p in ``p_col`` (adjust_p leaves every test
+    outside the family NaN)."""
+    if t.height == 0 or p_col not in t.columns:
+        return 0
+    return int(t[p_col].cast(pl.Float64).is_finite().fill_null(False).sum())
+
+
 # ------------------------------------------------------------------------------------------------ bottom line
 
 
@@ -145,7 +194,9 @@ def _closer(v: VerdictInputs, b: float, c: float) -> str:
     return f"{label(win)} is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.2g} vs {l:.2g})"
 
 
-def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str) -> str:
+def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: int) -> str:
+    """The per-ad test in words: gaps, adjusted p and its reading (untestable when p is NaN or cannot reach
+    alpha with ``n`` seeds in a family of ``m``)."""
     gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], row.get("n") or v.seeds
     head = f"Per-ad test over {_seeds_word(int(n))}"
     if not (np.isfinite(gb) and np.isfinite(gc)):
@@ -157,6 +208,9 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str) -> str:
         gaps = f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} ({wg:.2g} vs {lg:.2g})"
     if p is None or not np.isfinite(p):
         return f"{head}: {gaps}; the test is untestable with these seeds."
+    if _untestable(v, int(n), m):
+        return (f"{head}: {gaps}; {v.correction} p = {p:.2g}, but untestable with {_seeds_word(int(n))} "
+                f"({_why_untestable(v, int(n), m)}): p >= alpha by construction, which says nothing either way.")
     verdict = "significant" if p < v.alpha else "not significant"
     return f"{head}: {gaps}, {v.correction} p = {p:.2g}: {verdict} at alpha {v.alpha:g} with these seeds."
 
@@ -164,6 +218,8 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str) -> str:
 def _rarest(v: VerdictInputs) -> pl.DataFrame:
     """The tested ads of the lowest non-empty band, rarest first: at most MAX_BOTTOM_ADS, or only the rarest
     when it is not rare (the data cannot answer the rare-ad question; one ad shows the direction)."""
+    if v.condition_tests.height == 0:  # no ad tested (e.g. no paired seed: a frame without columns)
+        return v.condition_tests
     t = v.condition_tests.filter(pl.col("base_rate").is_finite()).sort("base_rate")
     if t.height == 0:
         return t
@@ -177,7 +233,8 @@ def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
     c, b = label(v.candidate), label(v.baseline)
     rarest = _rarest(v)
     if rarest.height == 0:
-        return f"{c} vs {b}", [f"{c} vs {b}: no ad could be tested (too few clicks, or no complete pair of seeds)."]
+        why = "no seed is stored for both losses yet" if v.seeds < 1 else "too few clicks, or no complete pair of seeds"
+        return f"{c} vs {b}", [f"{c} vs {b}: no ad could be tested ({why})."]
     band = band_labels(v.edges)[int(rate_bands([rarest["base_rate"][0]], v.edges)[0])]
     title = f"{c} vs {b}, rarest tested ad{'s' if rarest.height > 1 else ''} ({band})"
     seeds = _paired_seeds(v.ratios, v.baseline, v.candidate)
@@ -188,7 +245,7 @@ def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
         sentences.append(f"Ad {row['ad_id']} ({v.reference.removeprefix('the ')} {_pct(row['base_rate'])}): "
                          f"{_direction(c, rc)}; "
                          f"{_direction(b, rb)}; {_closer(v, rb[0], rc[0])}.")
-        sentences.append(_test_sentence(v, row, p_col))
+        sentences.append(_test_sentence(v, row, p_col, _family(v.condition_tests, p_col)))
     if v.differences:
         sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings ({'; '.join(v.differences)}), "
                          "so a difference may come from the settings rather than the loss.")
@@ -222,13 +279,36 @@ def _uninformative(v: VerdictInputs, row: dict[str, Any]) -> str:
     return f"the same for {label(v.candidate)} and {label(v.baseline)} in every one of {row['n']} seeds"
 
 
+def _untestable_mask(v: VerdictInputs, t: pl.DataFrame, p_col: str, m: int) -> pl.Series:
+    """Per row of ``t``: its p is NaN, or its test of ``n`` seeds cannot reach alpha (family of ``m``)."""
+    p = t[p_col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    n = t["n"].fill_null(0).to_list() if "n" in t.columns else [v.seeds] * t.height
+    return pl.Series([not np.isfinite(x) or _untestable(v, int(k), m) for x, k in zip(p, n)], dtype=pl.Boolean)
+
+
+def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: int) -> list[str]:
+    """One sentence per seed count n: the metrics that cannot be tested with n paired seeds, and why."""
+    c, b, lines = label(v.candidate), label(v.baseline), []
+    for n in sorted(set(rows["n"].fill_null(0).to_list())):
+        names = ", ".join(rows.filter(pl.col("n").fill_null(0) == n)["metric"].to_list())
+        why = (_why_untestable(v, int(n), m) if _untestable(v, int(n), m)
+               else "the test gave no p-value")
+        point = "; the bootstrap CI of one seed is a single point" if n == 1 else ""
+        lines.append(f"{c} vs {b} is untestable with {_seeds_word(int(n))} in: {names} ({why}{point}); this is "
+                     "no evidence that they are alike.")
+    return lines
+
+
 def metric_sentences(v: VerdictInputs) -> list[str]:
-    """Which metrics differ significantly after the correction, in whose favour; the uninformative ones."""
+    """Which metrics differ significantly after the correction, in whose favour; those no test of this many
+    seeds could show (untestable); the uninformative ones."""
     t, c, b = v.metric_tests, label(v.candidate), label(v.baseline)
     if t.height == 0:
         return [f"No paired metric test: {c} and {b} share no complete seed."]
     informative = t["informative"] if "informative" in t.columns else pl.Series([True] * t.height)
     t = t.with_columns(informative.alias("_informative"))
+    m = _family(t.filter(pl.col("_informative")), "p_adjusted")
+    t = t.with_columns(_untestable_mask(v, t, "p_adjusted", m).alias("_untestable"))
     lines = []
     for row in t.filter(pl.col("_informative") & (pl.col("p_adjusted") < v.alpha)).iter_rows(named=True):
         win, lose = (c, b) if row["mean_delta"] > 0 else (b, c)
@@ -236,17 +316,19 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
         lines.append(f"{win} beats {lose} on {row['metric']} ({way}): mean delta {_fmt(row['mean_delta'])} "
                      f"(95% CI [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], favours {c} when > 0), "
                      f"rank-biserial {_fmt(row['rank_biserial'])}, {v.correction} p = {_fmt(row['p_adjusted'])}.")
-    rest = t.filter(pl.col("_informative") & ~(pl.col("p_adjusted") < v.alpha).fill_null(False))
+    not_below = pl.col("_informative") & ~(pl.col("p_adjusted") < v.alpha).fill_null(False)
+    rest = t.filter(not_below & ~pl.col("_untestable"))
     if rest.height:
         lines.append(f"{c} and {b} do not differ significantly ({v.correction}-adjusted p >= {v.alpha:g}) in: "
                      f"{', '.join(rest['metric'].to_list())}.")
+    lines += _untestable_lines(v, t.filter(not_below & pl.col("_untestable")), m)
     for row in t.filter(~pl.col("_informative")).iter_rows(named=True):
         lines.append(f"{row['metric']} is uninformative for {c} vs {b} ({_uninformative(v, row)}), so it is left "
                      f"out of the {v.correction} family.")
     return lines
 
 
-def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str) -> str:
+def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, m: int) -> str:
     c, b = label(v.candidate), label(v.baseline)
     significant = (pl.col(p_col) < v.alpha).fill_null(False)
     parts, hits = [], 0
@@ -257,56 +339,100 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str) 
             hits += won.height
             parts.append(f"{loss} is better calibrated than {other} on {won.height} (ad "
                          f"{', '.join(won['ad_id'].to_list())}; {v.correction} p <= {won[p_col].max():.2g})")
-    if rows.height > hits:
-        rest = "" if rows.height == 1 else f" on the other {rows.height - hits}" if parts else \
-            f" on any of the {rows.height}"
-        parts.append(f"{c} and {b} do not differ significantly{rest}")
-    return f"{c} vs {b}, ads at {name} ({rows.height} tested): " + "; ".join(parts) + "."
+    total, rows = rows.height, rows.filter(~significant)
+    untestable = rows.filter(_untestable_mask(v, rows, p_col, m))
+    for n in sorted(set(untestable["n"].fill_null(0).to_list())):
+        k = untestable.filter(pl.col("n").fill_null(0) == n).height
+        why = _why_untestable(v, int(n), m) if _untestable(v, int(n), m) else "the test gave no p-value"
+        where = "" if total == 1 else f" on {'all ' if k == total else ''}{k}"
+        parts.append(f"untestable{where} with {_seeds_word(int(n))} ({why})")
+    rest = rows.height - untestable.height
+    if rest:
+        more = "" if total == 1 else f" on the other {rest}" if parts else f" on any of the {total}"
+        parts.append(f"{c} and {b} do not differ significantly{more}")
+    return f"{c} vs {b}, ads at {name} ({total} tested): " + "; ".join(parts) + "."
 
 
 def band_sentences(v: VerdictInputs) -> list[str]:
-    """Per-ad calibration results of the comparison, by absolute rate band (ads named only when significant)."""
+    """Per-ad calibration results of the comparison, by absolute rate band (ads named only when significant;
+    untestable ones counted with the reason)."""
     t = v.condition_tests
     if t.height == 0:
         return []
     p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
     band = pl.Series("band", rate_bands(t["base_rate"].to_numpy(), v.edges))
-    t = t.with_columns(band)
-    return [_band_sentence(v, name, t.filter(pl.col("band") == k), p_col)
+    t, m = t.with_columns(band), _family(t, p_col)
+    return [_band_sentence(v, name, t.filter(pl.col("band") == k), p_col, m)
             for k, name in enumerate(band_labels(v.edges)) if t.filter(pl.col("band") == k).height]
 
 
 # ------------------------------------------------------------------------------------------------ rate bands
 
 
-def bands_overview(ads: pl.DataFrame, edges: Sequence[float]) -> list[str]:
-    """One line per band with its tested ads (each ad named once in the report: the untested ones only counted,
-    their list is the audit's). ``ads``: condition, ad_id, base_rate (the reference rate), tested (bool)."""
+def _flag(ads: pl.DataFrame, name: str) -> pl.Series:
+    """Boolean column ``name`` of ``ads`` (False where absent or null)."""
+    return ads[name].fill_null(False) if name in ads.columns else pl.Series(name, [False] * ads.height)
+
+
+def bands_overview(ads: pl.DataFrame, edges: Sequence[float], untested: str = "no usable pair of seeds") -> list[str]:
+    """One line per band with its tested ads (each ad named once in the report). ``ads``: condition, ad_id,
+    base_rate (the reference rate), tested (bool), excluded (bool: the audit left the ad out for too few clicks;
+    those are only counted, their list is the audit's). An ad neither tested nor excluded is named with the
+    reason ``untested`` (e.g. no two losses share a stored seed yet), never as having too few clicks."""
     if ads.height == 0:
         return []
+    ads = ads.with_columns(_flag(ads, "tested").alias("tested"), _flag(ads, "excluded").alias("excluded"))
     ads = ads.sort("base_rate")
     ads = ads.with_columns(pl.Series("band", rate_bands(ads["base_rate"].to_numpy(), edges)))
     lines = []
     for k, name in enumerate(band_labels(edges)):
         rows = ads.filter(pl.col("band") == k)
         tested = rows.filter(pl.col("tested"))["ad_id"].to_list()
-        text = f"{name}: " + (f"{len(tested)} tested (ad {', '.join(tested)})" if tested else "no tested ad")
-        untested = rows.height - len(tested)
-        lines.append(text + (f"; {untested} with too few clicks to test (see the caveats)" if untested else ""))
+        parts = [f"{len(tested)} tested (ad {', '.join(tested)})" if tested else "no tested ad"]
+        excluded = rows.filter(~pl.col("tested") & pl.col("excluded")).height
+        if excluded:
+            parts.append(f"{excluded} with too few clicks to test (see the caveats)")
+        other = rows.filter(~pl.col("tested") & ~pl.col("excluded"))["ad_id"].to_list()
+        if other:
+            parts.append(f"{len(other)} untested (ad {', '.join(other)}: {untested})")
+        lines.append(f"{name}: " + "; ".join(parts))
     return lines
 
 
 def rare_headline(ads: pl.DataFrame, reference: str, advice: str) -> list[str]:
     """When no tested ad's rate lies below RARE_BELOW: that this data cannot answer the rare-ad question, and how
-    to get rare ads (``advice``); else nothing."""
+    to get rare ads (``advice``); else nothing. Rare ads the audit excluded are said to have too few clicks;
+    rare ads untested for another reason are counted apart (not blamed on the clicks)."""
     if ads.height == 0:
         return []
     rare = ads.filter(pl.col("base_rate") < RARE_BELOW)
-    if rare["tested"].any():
+    if _flag(rare, "tested").any():
         return []
-    untested = f"; {rare.height} ad(s) below it had too few clicks to test" if rare.height else ""
-    return [f"No tested ad is below {_edge(RARE_BELOW)} ({reference}{untested}): this data cannot answer the "
-            f"rare-ad question; {advice}."]
+    excluded = int(_flag(rare, "excluded").sum())
+    notes = [f"{excluded} ad(s) below it had too few clicks to test"] if excluded else []
+    if rare.height - excluded:
+        notes.append(f"{rare.height - excluded} ad(s) below it had no usable pair of seeds")
+    return [f"No tested ad is below {_edge(RARE_BELOW)} ({'; '.join([reference, *notes])}): this data cannot answer "
+            f"the rare-ad question; {advice}."]
+
+
+def pending_headline(trials: dict[str, tuple[int, int]], unpaired: Sequence[tuple[str, str]], compared: int,
+                     resume: str) -> list[str]:
+    """What a stopped or partial sweep cannot say yet: ``unpaired`` (baseline, candidate) comparisons share no
+    stored seed; ``trials``: loss → (stored, planned) trials; ``compared``: comparisons that do share one;
+    ``resume``: the command that resumes the sweep. None compared: no comparison is possible at all (and the
+    rare-ad question is not the data's fault); else the comparisons still missing. Nothing when none is."""
+    if not unpaired:
+        return []
+    stored = ", ".join(f"{label(loss)} {k} of {n}" for loss, (k, n) in trials.items())
+    if not compared:
+        return [f"No comparison is possible yet: no two losses share a stored seed (trials stored per loss: "
+                f"{stored}), so nothing could be tested: the sweep stopped early, which says nothing about the data. "
+                f"It can be resumed with {resume} (stored trials are kept), or this report rebuilt once paired "
+                "seeds are stored."]
+    names = ", ".join(f"{label(c)} vs {label(b)}" for b, c in unpaired)
+    return [f"Not compared yet: {names} (no seed stored for both losses; trials stored per loss: {stored}); the "
+            f"sweep can be resumed with {resume}."]
 
 
 # --------------------------------------------------------------------------------------------------- caveats
@@ -325,25 +451,55 @@ def _finding_line(f: dict[str, Any]) -> str:
     return f"Audit {kind} `{f['code']}`: {_sentence(f['message'])}{keys}"
 
 
-def caveat_lines(findings: Sequence[dict[str, Any]], *, seeds: int, alternative: str, resampled: bool, truth: bool,
-                 missing: int = 0, tuning: dict[str, Any] | None = None) -> list[str]:
+def _power_line(paired: dict[str, int], planned: int, alternative: str, alpha: float | None) -> str | None:
+    """The smallest exact p of the paired seeds actually stored (comparison title → paired seeds), saying
+    "k of N seeds stored" when fewer than the ``planned`` N are paired; None when no comparison has a pair."""
+    groups: dict[int, list[str]] = {}
+    for name, n in paired.items():
+        if n >= 1:
+            groups.setdefault(int(n), []).append(name)
+    if not groups:
+        return None
+
+    def stored(n: int) -> list[str]:
+        return [f"{n} of {planned} seeds stored"] if planned and n < planned else []
+
+    if len(groups) == 1:
+        n = next(iter(groups))
+        head = (f"With {_seeds_word(n)}{''.join(f' ({x})' for x in stored(n))} the smallest exact {alternative} "
+                f"Wilcoxon p is {min_exact_p(n, alternative):.3g}")
+    else:
+        parts = [f"{min_exact_p(n, alternative):.3g} with {_seeds_word(n)} "
+                 f"({'; '.join([', '.join(names), *stored(n)])})" for n, names in sorted(groups.items(), reverse=True)]
+        head = f"The smallest exact {alternative} Wilcoxon p is " + " and ".join(parts)
+    if alpha is not None and min_exact_p(min(groups), alternative) >= alpha:
+        return (f"{head}: no test of {_seeds_word(min(groups))} can reach alpha {alpha:g}, so those tests are "
+                "untestable, not negative; store more seeds.")
+    return f"{head}: only a difference of the same sign in nearly every seed can be significant."
+
+
+def caveat_lines(findings: Sequence[dict[str, Any]], *, seeds: int | dict[str, int], alternative: str,
+                 resampled: bool, truth: bool, missing: int = 0, tuning: dict[str, Any] | None = None,
+                 planned: int | None = None, alpha: float | None = None) -> list[str]:
     """The report's caveats, one finding per line: every audit finding (as stored in the manifest: errors and
-    warnings, and notes of any other severity), the power of ``seeds`` seeds (unless the audit already warned
-    ``underpowered``), the fixed split when the data are not redrawn per seed (unless an audit finding of a
-    :data:`FIXED_SPLIT_CODES` code states it), what the per-ad gaps are measured against, missing trials, the
-    tuning budget."""
+    warnings, and notes of any other severity), the power of the paired seeds actually stored (``seeds``: one
+    count, or comparison title → count; :func:`_power_line`; left out when the audit already warned
+    ``underpowered`` and every comparison has all ``planned`` seeds), the fixed split when the data are not
+    redrawn per seed (unless an audit finding of a :data:`FIXED_SPLIT_CODES` code states it), what the per-ad gaps
+    are measured against, missing trials, the tuning budget. ``planned``: the configured seeds (default: ``seeds``)."""
     order = {"error": 0, "warning": 1}
     warned = sorted(findings, key=lambda f: order.get(f.get("severity"), 2))
     codes = {f["code"] for f in warned}
     out = [_finding_line(f) for f in warned]
-    if "underpowered" not in codes and seeds:
-        smallest = min_exact_p(seeds, alternative)
-        out.append(f"With {seeds} seeds the smallest exact {alternative} Wilcoxon p is {smallest:.3g}: only a "
-                   "difference of the same sign in nearly every seed can be significant.")
+    paired = seeds if isinstance(seeds, dict) else {"": seeds}
+    planned = planned if planned is not None else max(paired.values(), default=0)
+    if "underpowered" not in codes or any(n < planned for n in paired.values()):
+        if line := _power_line(paired, planned, alternative, alpha):
+            out.append(line)
     if not resampled and not codes & set(FIXED_SPLIT_CODES):
-        out.append(f"One train/evaluation split serves all {seeds} seeds (repeats.resample_data is false): the seeds "
-                   "vary only the model's initialisation and batch order, so the intervals and tests describe this "
-                   "one sample of rows, not another draw of the data.")
+        out.append(f"One train/evaluation split serves all {planned} seeds (repeats.resample_data is false): the "
+                   "seeds vary only the model's initialisation and batch order, so the intervals and tests describe "
+                   "this one sample of rows, not another draw of the data.")
     out.append("Per-ad gaps and ratios are measured against the true click probability of the synthetic rows, free "
                "of label noise." if truth else "Per-ad gaps and ratios are measured against each ad's evaluation "
                "click rate, itself noisy: an ad with few evaluation clicks has an uncertain rate, and its ratio "
