@@ -17,7 +17,7 @@ case "${1:-start}" in
     ray start --head --node-ip-address 127.0.0.1 --port "${GCS_PORT:-6379}" \
       --dashboard-host 127.0.0.1 --dashboard-port "${DASHBOARD_PORT:-8265}" \
       --ray-client-server-port "${CLIENT_PORT:-10001}" --disable-usage-stats
-    echo "submit with: RAY_AUTH_MODE=token RAY_ADDRESS=http://127.0.0.1:${DASHBOARD_PORT:-8265} jobs/submit.sh --profile quickstart --results-dir \$PWD/results"
+    echo "submit with: RAY_AUTH_MODE=token RAY_ADDRESS=http://127.0.0.1:${DASHBOARD_PORT:-8265} jobs/submit.sh -- --profile quickstart --results-dir \$PWD/results"
     ;;
   stop) ray stop ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;

@@ -126,7 +126,8 @@ def _stored_sweep(tmp_path, argv):
 
 
 def test_repeats_resumes_a_stored_sweep_by_name_without_its_profile(tmp_path):
-    from le_ray.runners.repeats import DEFAULT_PROFILE, parse_arguments, preflight, stored_sweep_root
+    from le_ray.errors import ResultsError
+    from le_ray.runners.repeats import parse_arguments, preflight, stored_sweep_root
 
     stored = _stored_sweep(tmp_path, ["--profile", "wide_net", *SMALL, "--name", "mine", "--results-dir", str(tmp_path)])
     by_name = ["--name", "mine", "--results-dir", str(tmp_path)]
@@ -137,7 +138,8 @@ def test_repeats_resumes_a_stored_sweep_by_name_without_its_profile(tmp_path):
     assert pre.resuming and pre.cfg == stored and pre.cfg.model.name == "wide"
     assert pre.command == ["--profile", "wide_net", *SMALL, *by_name]  # what config.history records
     assert lines[0].startswith("resuming sweep mine with the config it stores (profile wide_net)")
-    assert parse_arguments(["--name", "other", "--results-dir", str(tmp_path)]).profile == DEFAULT_PROFILE
+    with pytest.raises(ResultsError, match="no stored sweep 'other'"):  # a typo never starts the default profile
+        parse_arguments(["--name", "other", "--results-dir", str(tmp_path)])
     extended = preflight(parse_arguments([*by_name, "--extend", "--set", "repeats.num_runs=3"]), lines.append)
     assert extended.cfg.repeats.num_runs == 3 and extended.cfg.model.name == "wide"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import re
 import shlex
 from pathlib import Path
@@ -73,6 +74,22 @@ def _runner(name: str):
     return importlib.import_module(entry.main.__module__)
 
 
+def _store_the_named_sweep(module, rest: list[str]) -> None:
+    """A quickstart sweep stored under the example's ``--name`` and results folder, as ``le-ray repeats`` leaves it
+    before Ray starts; a relative ``--results-dir`` is redirected to the test's results folder first (in place)."""
+    from le_ray.config import to_dict
+    from le_ray.config.load import merge_layers
+    from le_ray.sweep.store import SweepStore, resolve_results_dir
+
+    if "--results-dir" in rest and not Path(rest[rest.index("--results-dir") + 1]).is_absolute():
+        rest[rest.index("--results-dir") + 1] = os.environ["LE_RAY_RESULTS"]
+    given = rest[rest.index("--results-dir") + 1] if "--results-dir" in rest else None
+    name, argv = rest[rest.index("--name") + 1], ["--profile", "quickstart"]
+    cfg = module.sweep_config(module.parse_arguments(argv))[0]
+    results = resolve_results_dir(given, merge_layers()["output"]["results_dir"])
+    SweepStore.open(results, name).record_run(to_dict(cfg), [*argv, "--name", name])
+
+
 def _resolve_training_command(name: str, rest: list[str]):
     """What the runner does before any work, without training: parse, then resolve the config."""
     from le_ray.cli.args import config_and_shadows
@@ -80,6 +97,8 @@ def _resolve_training_command(name: str, rest: list[str]):
 
     module = _runner(name)
     if name == "repeats":
+        if "--name" in rest and not {"--profile", "--config"} & set(rest):
+            _store_the_named_sweep(module, rest)  # the example resumes or extends a sweep stored before
         return module.sweep_config(module.parse_arguments(rest))[0]
     args = module._parser().parse_args(rest)
     cfg = config_and_shadows(args)[0]

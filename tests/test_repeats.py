@@ -454,6 +454,24 @@ def _wait_until(condition, proc: subprocess.Popen, log: Path, what: str, timeout
         time.sleep(0.2)
 
 
+def test_sigterm_while_ray_starts_stops_cleanly_with_the_resume_command(tmp_path):
+    """An early `ray job stop` (SIGTERM to the driver once the sweep folder exists, while ray.init runs): exit 143
+    with the stopped line, not Ray's exit 15 or a native stack trace, and no trial trained."""
+    history = tmp_path / "res" / "early" / "config.history"
+    proc, log = _driver(tmp_path, "early", {})
+    try:
+        _wait_until(lambda: list(history.glob("*.json")), proc, log, "the sweep folder was written")
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=180) == 143, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "\nstopped (SIGTERM): 0 of 6 trials stored in " in text and "resume with: python -m le_ray.repeats" in text
+    assert "PC: @" not in text and "Traceback" not in text
+    assert not list((tmp_path / "res" / "early" / "trials").glob("*.json"))
+
+
 def test_driver_killed_mid_sweep_then_mid_report_then_rerun_gives_the_same_report(shared_ray, tmp_path, capsys,
                                                                                  reference, no_figures):
     """SIGKILL (no handler runs) first while trials run, then while the report is written; each rerun resumes,

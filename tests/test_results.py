@@ -129,3 +129,45 @@ def test_per_condition_tables_carry_the_ad_id():
     assert sorted(zip(pooled["condition"], pooled["ad_id"])) == [(0, "17753"), (2, "20345"), (3, "21611")]
     assert pooled.filter(pooled["condition"] == 0)["count"][0] == 100  # pooled over both seeds
     assert per_condition_frame(records)["ad_id"].to_list()[:2] == ["0", "2"]  # values unknown: the index
+
+
+def test_unreadable_trial_file_counts_as_not_stored_and_a_resume_replaces_it(tmp_path, caplog):
+    """A damaged trial file (not JSON, or JSON that is not that trial's record) is pending for a resume, skipped by
+    readers with one warning naming it, and replaced atomically when the trial is stored again."""
+    store = SweepStore.open(tmp_path, "s")
+    store.write_trial(_record("a", "bce", 1, 0.2))
+    (tmp_path / "s" / "trials" / "b.json").write_text('{"bad": ')
+    (tmp_path / "s" / "trials" / "c.json").write_text('{"bad": 1}')
+    with caplog.at_level("WARNING", logger="le_ray.sweep"):
+        assert store.finished_ids() == {"a"}  # what a resume skips: b and c are retrained
+        assert [r["trial_id"] for r in store.load_trials()] == ["a"]
+        assert [r["trial_id"] for r in store.load_trials(["a", "b", "c"])] == ["a"]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2  # once per file
+    assert any("b.json" in m and "cannot be read as JSON" in m and "retrains it" in m for m in warned)
+    assert any("c.json" in m and "is not the record of that trial" in m for m in warned)
+    store.write_trial(_record("b", "bce", 2, 0.3))  # the resumed trial
+    assert store.finished_ids() == {"a", "b"} and [r["seed"] for r in store.load_trials(["a", "b"])] == [1, 2]
+    assert not list((tmp_path / "s" / "trials").glob(".tmp-*"))
+
+
+def test_report_with_a_damaged_trial_file_counts_it_as_missing(tmp_path, caplog):
+    """The report skips a damaged trial file with a warning naming it and lists the trial as missing, as it does a
+    failed trial's (le_ray/sweep/store.py, load_trials, says why)."""
+    import numpy as np
+
+    from le_ray.report.sweep import build_report
+    from tests.test_sweep_report import QUICK_RATES, _stored_sweep
+
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.4])}
+    store, records = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both", "plots.enabled=false"],
+                                   QUICK_RATES, factors, ["0", "1", "2", "3"], rows=3000)
+    damaged = store.trial_path(records[0]["trial_id"])
+    damaged.write_text('{"bad": ')
+    with caplog.at_level("WARNING", logger="le_ray.sweep"):
+        text = build_report(store.root, echo=lambda *a: None).read_text()
+    assert any(str(damaged) in r.getMessage() for r in caplog.records)
+    first = records[0]
+    assert f"| trials | {len(records) - 1} of {len(records)} stored, 0 failed |" in text
+    assert f"**Missing trials** (statistics use complete pairs only):\n\n- {first['loss']} seed {first['seed']} " \
+           f"(`{first['trial_id']}`)" in text

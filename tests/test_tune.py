@@ -105,3 +105,22 @@ def test_tiny_tune_then_test_as_a_ray_job_and_resume(ray_head, tmp_path):
     again = json.loads((root / "tune" / "bce.json").read_text())
     assert again["best"] == best["bce"]  # restored from Ray Tune's experiment state, not searched anew
     assert "resuming: 4 of 4 trials already stored" in second.stdout
+
+
+def test_a_stop_while_ray_starts_ends_tune_with_the_resume_command(tmp_path, monkeypatch, capsys):
+    """The stop handlers are on before ray.init: a Ctrl-C while Ray starts stops the tune like one mid-trial."""
+    import os
+    import signal
+    import time
+
+    import le_ray.runners.tune as tune
+
+    def connect(cfg, stop):
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 10
+        while stop.signum is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    monkeypatch.setattr(tune, "connect_ray", connect)
+    monkeypatch.setattr(tune, "_tune_and_test", lambda *a: pytest.fail("the tune went on after the stop"))
+    assert tune.main([*tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]) == 130
+    assert "stopped (SIGINT); resume with: python -m le_ray.tune" in capsys.readouterr().out

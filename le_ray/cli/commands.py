@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "ray.address), store each trial as it finishes, and report paired Wilcoxon tests, per-condition "
             "calibration tests and a written verdict. An audit checks the experiment before any training. "
             "Without --profile/--config it runs the quickstart profile; --name of a stored sweep without "
-            "--profile/--config resumes that sweep with the config it stores.",
+            "--profile/--config resumes that sweep with the config it stores (a name with no stored sweep is refused).",
             (("le-ray repeats", f"the quickstart sweep on embedded synthetic data ({QUICKSTART_TIME})"),
              ("le-ray repeats --profile avazu_sample --set ctr.datasets.avazu.train_path=data/avazu/my.csv "
               "--set 'training.by_loss.*.batch_size=64'",

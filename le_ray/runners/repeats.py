@@ -10,13 +10,17 @@ Order of work (nothing is created, and Ray is not started, until the pre-flight 
 3. Ray (:mod:`le_ray.sweep.driver`): data ``ray.put`` once, one task per pending trial, streamed;
 4. the report (:mod:`le_ray.report.sweep`), rebuilt any time with ``le-ray report``.
 
-SIGINT and SIGTERM stop cleanly: ``stopped: N of M trials stored; resume with: <command>``, exit 130 / 143.
+SIGINT and SIGTERM stop cleanly from the moment the sweep folder exists (while Ray starts too):
+``stopped: N of M trials stored; resume with: <command>`` (under ``ray job submit``: ``jobs/submit.sh -- ...``),
+exit 130 / 143; once the trials are over, a stop ends the report at once and names ``le-ray report <folder>``.
 With no arguments it runs the ``quickstart`` profile on local Ray.
 
 Resume by name: ``--name X`` (with ``--results-dir D`` where needed) and neither ``--profile`` nor ``--config``
 resumes the stored sweep ``D/X`` with the config it stores (the latest of ``config.history/``), any ``--set``
 applied over it; ``config.history/`` then records the full command that gives that config (the stored one plus
-this run's arguments). A refused rerun prints the sweep's stored command line.
+this run's arguments). A refused rerun prints the sweep's stored command line. ``--name X`` with no stored sweep
+``D/X`` and neither ``--profile`` nor ``--config`` is refused (it names the closest stored sweep), as is ``--extend``
+without a stored sweep or with fewer seeds or losses than it stores.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from le_ray.config import Config, ConfigError, Shadow, merge_layers, resolve_con
 from le_ray.config.load import Provenance, apply_sets, provenance
 from le_ray.cli.echo import Echo
 from le_ray.errors import ResultsError, UserError
-from le_ray.registry import label
+from le_ray.registry import label, suggest
 from le_ray.sweep.store import SweepStore, check_resume, environment_manifest, is_ray_job, nearest_writable, \
     resolve_results_dir
 from le_ray.sweep.driver import (StopFlag, StopRequested, connect_ray, map_on_workers, run_sweep, stop_on_signals,
@@ -49,7 +53,7 @@ from le_ray.sweep.plan import SweepPlan, plan_trials, sweep_seeds
 
 __all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_manifest", "resume_command",
            "stopped_message", "DEFAULT_PROFILE", "stored_sweep_root", "stored_command", "effective_argv",
-           "parse_arguments", "sweep_config", "PHASES", "wall_line"]
+           "parse_arguments", "sweep_config", "PHASES", "wall_line", "no_stored_sweep"]
 
 log = logging.getLogger("le_ray.repeats")
 DEFAULT_PROFILE = "quickstart"
@@ -96,6 +100,9 @@ def check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
     """Whether ``root`` is an existing sweep to resume (refusals raise ResultsError); creates nothing."""
     nearest_writable(root)
     if not (root / "config.resolved.json").exists():
+        if args.extend:
+            raise no_stored_sweep(root.name, root.parent, "--extend adds seeds or losses to a stored sweep; drop it "
+                                  f"to start a new sweep named {root.name!r}")
         if root.exists() and any(root.iterdir()) and not (root / "trials").is_dir():
             raise ResultsError(f"{str(root)!r} exists and is not a le_ray sweep folder; choose another --name")
         return False
@@ -158,9 +165,25 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     (``--name``) says which config to run; ``argv`` kept for config.history."""
     args = _parser().parse_args(list(argv))
     args.argv = list(argv)
+    if args.extend and not args.name:
+        raise ResultsError("--extend adds seeds or losses to a stored sweep: give its --name (and --results-dir "
+                           "where it is not the default)")
     if args.profile is None and args.config is None and stored_sweep_root(args) is None:
+        if args.name:  # a typo or a forgotten --results-dir must not train the default profile
+            results_dir = resolve_results_dir(args.results_dir, merge_layers()["output"]["results_dir"])
+            raise no_stored_sweep(args.name, results_dir, "--name without --profile / --config resumes a stored "
+                                  f"sweep (is --results-dir right?); give --profile or --config to start a new sweep "
+                                  f"named {args.name!r}")
         args.profile = DEFAULT_PROFILE
     return args
+
+
+def no_stored_sweep(name: str, results_dir: Path, advice: str) -> ResultsError:
+    """``no stored sweep 'X' under '<results dir>'; <advice>; did you mean "Y"?``, Y the closest name of a stored
+    sweep there (no suggestion when none is close)."""
+    stored = [p.name for p in results_dir.iterdir() if (p / "config.resolved.json").is_file()] \
+        if results_dir.is_dir() else []
+    return ResultsError(f"no stored sweep {name!r} under {str(results_dir)!r}; {advice}{suggest(name, sorted(stored))}")
 
 
 def sweep_config(args: argparse.Namespace) -> tuple[Config, list[Shadow], Provenance, list[str] | None]:
@@ -239,9 +262,12 @@ def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit
 
 
 def resume_command(argv: Sequence[str], results_dir: Path, name: str, module: str = "le_ray.repeats") -> str:
-    """The exact command that resumes this sweep: the same arguments, with its folder spelled out."""
-    out = _without_folder_args(argv, ("--no-resume",))
-    return shlex.join(["python", "-m", module, *out, "--results-dir", str(results_dir), "--name", name])
+    """The exact command that resumes this sweep: the same arguments, with its folder spelled out; under
+    ``ray job submit`` a sweep resubmits as a job (``jobs/submit.sh -- <arguments>``, which runs le_ray.repeats)."""
+    out = [*_without_folder_args(argv, ("--no-resume",)), "--results-dir", str(results_dir), "--name", name]
+    if is_ray_job() and module == "le_ray.repeats":
+        return shlex.join(["jobs/submit.sh", "--", *out])
+    return shlex.join(["python", "-m", module, *out])
 
 
 def _without_folder_args(argv: Sequence[str], drop: Sequence[str]) -> list[str]:
@@ -276,14 +302,25 @@ def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, s
     if args.no_report:
         echo(f"trials stored in {store.root}; build the report with: le-ray report {store.root}")
     else:
-        from le_ray.report.plots import render_png
-        from le_ray.report.sweep import build_report
-
-        started = time.perf_counter()  # the figures are drawn in parallel on the now idle workers
-        echo(f"report: {build_report(store.root, echo=echo, render=lambda jobs: map_on_workers(render_png, jobs))}")
-        pre.seconds["report"] = time.perf_counter() - started
+        _report(pre, store, echo, stop or StopFlag())
     echo(wall_line(pre.seconds, time.time() - psutil.Process().create_time()))
     return 0 if progress.failed == 0 else 1
+
+
+def _report(pre: Preflight, store: SweepStore, echo, stop: StopFlag) -> None:
+    """Step 4. A stop signal ends it at once (every report file is written atomically; a figure task under way
+    ends first), and :func:`stopped_message` says how to rebuild it."""
+    from le_ray.report.plots import render_png
+    from le_ray.report.sweep import build_report
+
+    def render(jobs: list) -> list[bytes]:  # the figures are drawn in parallel on the now idle workers
+        with stop.deferred():  # Ray calls: the signal handler must not raise inside them
+            return map_on_workers(render_png, jobs)
+
+    started = time.perf_counter()
+    with stop.raising(f"the trials are stored; the report is cut short, `le-ray report {store.root}` builds it"):
+        echo(f"report: {build_report(store.root, echo=echo, render=render)}")
+    pre.seconds["report"] = time.perf_counter() - started
 
 
 @exit_on_user_error
@@ -297,28 +334,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo(f"le_ray repeats: profile {cfg.experiment.active}, source {cfg.source_key}, losses "
          f"{', '.join(label(x) for x in cfg.losses)}, {len(sweep_seeds(cfg))} seeds -> {pre.root}")
     store = SweepStore.open(pre.results_dir, pre.name)
+    with stop_on_signals() as stop:  # from here on a stop keeps what is stored and says how to go on
+        try:
+            return _run(pre, store, args, echo, stop)
+        except StopRequested as stopped:
+            echo.close()
+            print(stopped_message(stopped, pre, store, resume_command(argv, pre.results_dir, pre.name)), flush=True)
+            return stopped.exit_code
+
+
+def _run(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag) -> int:
+    """Steps 2-4 of the module docstring in the sweep folder ``store``, ``stop`` checked before each."""
     store.clean_temporary_files()
-    store.record_run(to_dict(cfg), pre.command if pre.command is not None else argv)
+    store.record_run(to_dict(pre.cfg), pre.command if pre.command is not None else args.argv)
     pre.plan.done = store.finished_ids()
+    stop.check()
+    doing, stop.doing = stop.doing, "once Ray has started; no trial will run"
     started = time.perf_counter()
-    context = connect_ray(cfg)  # before our stop handlers: ray.init installs its own (aborting) SIGTERM handler
+    context = connect_ray(pre.cfg, stop)  # a stop while Ray starts is only recorded; checked below
     pre.seconds["ray"] = time.perf_counter() - started
+    stop.check()
+    stop.doing = doing
     if getattr(context, "dashboard_url", None):
         echo(f"Ray dashboard: http://{context.dashboard_url}")
-    try:
-        with stop_on_signals() as stop:
-            return execute(pre, store, args, echo, stop)
-    except StopRequested as stop:
-        echo.close()
-        print(stopped_message(stop, pre, store, resume_command(argv, pre.results_dir, pre.name)), flush=True)
-        return stop.exit_code
+    return execute(pre, store, args, echo, stop)
 
 
 def stopped_message(stop: StopRequested, pre: Preflight, store: SweepStore, command: str) -> str:
-    """``stopped (SIGTERM): N of M trials stored in <folder>; resume with: <command>``."""
+    """``stopped (SIGTERM): N of M trials stored in <folder>; resume with: <command>``; once the trials are over
+    (a stop in the report), how to build the report instead (and to resume, when a trial failed)."""
     stored = len({s.trial_id for s in pre.plan.specs} & store.finished_ids())
-    return (f"\nstopped ({stop}): {stored} of {len(pre.plan.specs)} trials stored in {store.root}; resume with: "
-            f"{command}")
+    where = f"{stored} of {len(pre.plan.specs)} trials stored in {store.root}"
+    if "trials" not in pre.seconds:  # the trials phase has not ended
+        return f"\nstopped ({stop}): {where}; resume with: {command}"
+    missing = "" if stored == len(pre.plan.specs) else f"; run the missing trials with: {command}"
+    return (f"\nstopped ({stop}) after the trials: {where}; build the report with: "
+            f"le-ray report {shlex.quote(str(store.root))}{missing}")
 
 
 if __name__ == "__main__":

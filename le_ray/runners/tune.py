@@ -302,9 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo = Echo()
     echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "
          f"{cfg.tune.num_samples} samples each, metric {cfg.tune.metric} -> {results_dir / name}")
-    connect_ray(cfg)  # before our stop handlers: ray.init installs its own (aborting) SIGTERM handler
     try:
-        with stop_on_signals() as stop:
+        with stop_on_signals() as stop:  # from before Ray starts: a stop while it starts is one like any other
+            connect_ray(cfg, stop)
+            stop.check()
             return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop)
     except StopRequested as stop:
         echo.close()

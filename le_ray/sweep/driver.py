@@ -9,10 +9,11 @@
   data seed and handed to each task by reference (the task times fetching it).
 * Streaming: ``ray.wait`` one result at a time; each finished trial is written atomically at once; a
   trial that fails after its retries is recorded in ``failures/`` and the sweep goes on.
-* Stopping: SIGINT (Ctrl-C) and SIGTERM (``ray job stop``) take one path (:class:`StopRequested`):
+* Stopping: SIGINT (Ctrl-C) and SIGTERM (``ray job stop``) take one path (:class:`StopRequested`), from
+  before ``ray.init`` on (:func:`stop_on_signals`, then :func:`connect_ray` with its flag):
   outstanding trials are cancelled gently (``force=False``), given a bounded grace to end, and only
-  those still running are force-cancelled; trials that finished meanwhile are still stored. A second
-  signal exits at once.
+  those still running are force-cancelled; trials that finished meanwhile are still stored. Host work
+  after the trials (the report) stops at once (:meth:`StopFlag.raising`). A second signal exits at once.
 """
 
 from __future__ import annotations
@@ -60,12 +61,28 @@ def loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def connect_ray(cfg: Config):
-    """``ray.init`` per the module docstring; returns the context (``dashboard_url`` may be empty)."""
+def connect_ray(cfg: Config, stop: "StopFlag | None" = None):
+    """``ray.init`` per the module docstring; returns the context (``dashboard_url`` may be empty).
+
+    ``stop``: the flag of an entered :func:`stop_on_signals`. A SIGINT or SIGTERM while Ray starts is then recorded
+    in it like one during the trials (the caller checks it when this returns): Ray's own SIGTERM handlers are kept
+    off while ``ray.init`` runs (:func:`_without_ray_sigterm_handlers`), and ours is put back on when it returns
+    (Ray's core worker installs a native, aborting one).
+    """
     import ray
 
     if ray.is_initialized():
         return None
+    if stop is None:
+        return ray.init(**_init_arguments(cfg))
+    with _without_ray_sigterm_handlers():
+        context = ray.init(**_init_arguments(cfg))
+    stop.install()
+    return context
+
+
+def _init_arguments(cfg: Config) -> dict[str, Any]:
+    """``ray.init``'s keyword arguments for ``cfg`` (module docstring: the address, or a new loopback-only instance)."""
     address = cfg.ray.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
     kwargs: dict[str, Any] = {"namespace": cfg.ray.namespace, "log_to_driver": True}
     if address is None:  # a new local instance, never a stray cluster that happens to run on this machine
@@ -74,7 +91,26 @@ def connect_ray(cfg: Config):
                       dashboard_host=cfg.ray.dashboard_host, include_dashboard=cfg.ray.include_dashboard)
     else:
         kwargs["address"] = address
-    return ray.init(**kwargs)
+    return kwargs
+
+
+@contextmanager
+def _without_ray_sigterm_handlers() -> Iterator[None]:
+    """While inside, Ray does not install its Python SIGTERM handlers, so a SIGTERM reaches the one installed before.
+
+    ``ray.init`` installs one that exits at once with status 15 and, when it starts a local instance, one that kills
+    that instance and exits with status 1; either would turn an early ``ray job stop`` into an exit without the
+    "stopped" line. Both go through ``ray._private.utils.set_sigterm_handler`` (tests/test_lifecycle.py checks it
+    is still there), a no-op while inside.
+    """
+    from ray._private import utils
+
+    original = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
 
 
 # --------------------------------------------------------------------------- the Ray task
@@ -243,25 +279,65 @@ class StopRequested(BaseException):
 
 
 class StopFlag:
-    """Which stop signal arrived (None while running); the driver checks it between ``ray.wait`` calls."""
+    """Which stop signal arrived (None while running); the driver checks it between ``ray.wait`` calls.
+
+    ``doing``: what the first signal's message says happens next; ``at_once``: raise :class:`StopRequested` from the
+    handler itself (only inside :meth:`raising`, where no Ray call is under way).
+    """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.doing = "cancelling outstanding trials"
+        self.at_once = False
+        self.handler: Callable[[int, Any], None] | None = None  # set by stop_on_signals
 
     def check(self) -> None:
         """Raise :class:`StopRequested` when a stop signal has arrived."""
         if self.signum is not None:
             raise StopRequested(self.signum)
 
+    def install(self) -> None:
+        """(Re)install the handler on SIGINT and SIGTERM, e.g. after ``ray.init`` (its core worker puts its own
+        native handler on SIGTERM)."""
+        if self.handler is not None:
+            for s in _STOP_SIGNALS:
+                signal.signal(s, self.handler)
+
+    @contextmanager
+    def raising(self, doing: str) -> Iterator[None]:
+        """While inside, a stop signal raises :class:`StopRequested` at once (one that came before raises on entry):
+        for host work that a stop may cut anywhere because every file it writes is written atomically (the report).
+        ``doing``: what the signal's message says happens. Ray calls inside go in :meth:`deferred`."""
+        self.doing, self.at_once = doing, True
+        try:
+            self.check()
+            yield
+        finally:
+            self.at_once = False
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Inside :meth:`raising`: a stop signal is only recorded while a Ray call runs, and raised when it returns."""
+        at_once, self.at_once = self.at_once, False
+        try:
+            yield
+        finally:
+            self.at_once = at_once
+        self.check()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 @contextmanager
 def stop_on_signals() -> Iterator[StopFlag]:
     """While inside: the first SIGINT/SIGTERM sets the yielded :class:`StopFlag`, a second one exits at once.
 
-    The handler only records the signal: raising from it while Ray's native code runs (``ray.wait``)
-    corrupts the interpreter state, so the driver raises :class:`StopRequested` itself at its next check
-    (at most :data:`WAIT_S` later). Enter it after ``ray.init``: it replaces the handler Ray's core worker
-    puts on SIGTERM (which prints a native stack trace and aborts).
+    The handler only records the signal (outside :meth:`StopFlag.raising`): raising from it while Ray's native
+    code runs (``ray.wait``) corrupts the interpreter state, so the driver raises :class:`StopRequested` itself at
+    its next check (at most :data:`WAIT_S` later). Entered before ``ray.init``, pass the flag to
+    :func:`connect_ray`, which puts the handler back on after Ray's core worker replaced it on SIGTERM (with a
+    native handler that prints a stack trace and aborts).
     """
     flag = StopFlag()
 
@@ -270,15 +346,19 @@ def stop_on_signals() -> Iterator[StopFlag]:
             os.write(2, f"\nsecond {signal.Signals(signum).name}: exiting now\n".encode())
             os._exit(128 + signum)
         flag.signum = signum
-        os.write(2, f"\n{signal.Signals(signum).name}: stopping (cancelling outstanding trials; a second signal "
-                    "exits at once)\n".encode())
+        os.write(2, f"\n{signal.Signals(signum).name}: stopping ({flag.doing}; a second signal exits at "
+                    "once)\n".encode())
+        if flag.at_once:
+            raise StopRequested(signum)
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    flag.handler = handler
+    previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+    flag.install()
     try:
         yield flag
     finally:
         for s, h in previous.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_DFL if h is None else h)  # None: a handler not set from Python
 
 
 # --------------------------------------------------------------------------- streaming driver

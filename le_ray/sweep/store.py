@@ -11,10 +11,12 @@ Layout::
     trials.parquet           one row per trial: seed, loss, every metric, seconds, node, device
     per_condition.parquet    one row per trial × condition (with the ad id: the raw condition value)
 
-Resume: a trial whose file exists is not run again; a crashed driver rerun with the same name
-finishes only what is missing. A folder belongs to one config: a rerun whose trial-relevant keys
+Resume: a trial whose file holds its record is not run again (a file that cannot be read as one is
+pending, with a warning naming it, and replaced when the trial is stored); a crashed driver rerun with
+the same name finishes only what is missing. A folder belongs to one config: a rerun whose trial-relevant keys
 (:data:`TRIAL_KEYS`) differ is refused, naming each key old → new; ``--extend`` allows only changes that
-add trials (:data:`EXTEND_KEYS`: more seeds, more losses) and keep every stored trial valid. Other keys
+add trials (:data:`EXTEND_KEYS`: more seeds, more losses; fewer of either is refused) and keep every stored
+trial valid. Other keys
 (Ray, output, report and statistics settings) may change freely; each run is kept in config.history. Only complete trial files exist (temp + rename), so a kill at any
 moment never leaves a trial file that a resume would wrongly trust.
 """
@@ -22,11 +24,12 @@ moment never leaves a trial file that a resume would wrongly trust.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
@@ -37,7 +40,9 @@ import polars as pl
 from le_ray import __version__, metrics
 from le_ray.version import git_commit
 from le_ray.atomic import atomic_write_json, check_writable
-from le_ray.errors import ResultsError
+from le_ray.errors import ResultsError, UserError
+from le_ray.registry import losses_of
+from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
 
 __all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest", "TRIAL_KEYS",
            "EXTEND_KEYS", "ConfigChange", "config_changes", "check_resume", "nearest_writable", "trials_frame",
@@ -48,8 +53,10 @@ TRIAL_KEYS = ("project.seed", "data.", "synthetic.", "ctr.", "model.", "training
               "device.deterministic", "repeats.seed_stride", "repeats.resample_data")
 #: Trial-relevant keys whose change only adds (or drops) whole trials: every stored trial stays valid.
 EXTEND_KEYS = ("repeats.num_runs", "training.loss_mode")
-_NOT_TRIAL = ("evaluation.print_per_condition_top_k",)
+#: Keys under TRIAL_KEYS that change no trial's numbers (display only; their trial ids ignore them too).
+_NOT_TRIAL = tuple(f"evaluation.{key}" for key in DISPLAY_ONLY_EVALUATION)
 
+log = logging.getLogger("le_ray.sweep")
 _PACKAGES = ("torch", "ray", "numpy", "polars", "pandas", "scipy", "scikit-learn", "matplotlib", "pyarrow")
 
 
@@ -121,11 +128,30 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ConfigChang
     return [ConfigChange(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 
+def _drops_trials(change: ConfigChange) -> bool:
+    """Whether an :data:`EXTEND_KEYS` change leaves stored trials out: fewer seeds, or a stored loss not trained."""
+    if change.key == "repeats.num_runs":
+        return isinstance(change.old, int) and isinstance(change.new, int) and change.new < change.old
+    try:
+        return bool(set(losses_of(change.old)) - set(losses_of(change.new)))
+    except (UserError, TypeError):  # a value the config would not accept: not an extension either
+        return True
+
+
 def check_resume(folder: Path, old: dict[str, Any], new: dict[str, Any], *, extend: bool) -> list[ConfigChange]:
-    """Refuse (ResultsError) a rerun of ``folder`` whose trial-relevant config differs; returns the changes."""
+    """Refuse (ResultsError) a rerun of ``folder`` whose trial-relevant config differs, or an ``--extend`` that drops
+    seeds or losses instead of adding them; returns the changes."""
     changes = config_changes(old, new)
     relevant = [c for c in changes if c.trial_relevant]
     blocking = [c for c in relevant if not (extend and c.extends)]
+    shrinking = [c for c in relevant if extend and c.extends and _drops_trials(c)]
+    if shrinking and not blocking:
+        lines = "\n".join(f"  - {c}" for c in shrinking)
+        raise ResultsError(
+            f"--extend only adds seeds or losses to sweep folder {str(folder)!r}, but (stored -> now):\n{lines}\n"
+            "would leave stored trials out of its report; nothing was run and nothing was changed. Keep "
+            "repeats.num_runs at least the stored value and training.loss_mode training every stored loss, or start "
+            "a new sweep (--name <new name>).")
     if blocking:
         lines = "\n".join(f"  - {c}" for c in blocking)
         raise ResultsError(
@@ -153,6 +179,7 @@ class SweepStore:
     """Read/write access to one sweep folder."""
 
     root: Path
+    _warned: set = field(default_factory=set, init=False, repr=False, compare=False)  # trial files warned about
 
     @classmethod
     def open(cls, results_dir: Path, name: str) -> "SweepStore":
@@ -172,7 +199,26 @@ class SweepStore:
         return self.trials_dir / f"{trial_id}.json"
 
     def finished_ids(self) -> set[str]:
-        return {p.stem for p in self.trials_dir.glob("*.json")}
+        """Ids of the stored trials: the trial files that read as complete records (:meth:`read_trial`). A file
+        that does not (edited, or damaged outside le_ray) counts as not stored: a resume retrains the trial and
+        replaces the file atomically."""
+        return {p.stem for p in self.trials_dir.glob("*.json") if self.read_trial(p) is not None}
+
+    def read_trial(self, path: Path) -> dict[str, Any] | None:
+        """The trial record in ``path``, or None with a warning naming the file (once per store) when it is not a
+        JSON object of that trial (``trial_id`` = the file's name)."""
+        try:
+            record = json.loads(path.read_text())
+            if isinstance(record, dict) and record.get("trial_id") == path.stem:
+                return record
+            problem = "is not the record of that trial"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            problem = f"cannot be read as JSON ({exc})"
+        if path not in self._warned:
+            self._warned.add(path)
+            log.warning("trial file %r %s; the trial counts as not stored (a resume of the sweep retrains it and "
+                        "replaces the file)", str(path), problem)
+        return None
 
     def write_trial(self, record: dict[str, Any]) -> Path:
         (self.root / "failures" / f"{record['trial_id']}.json").unlink(missing_ok=True)
@@ -188,7 +234,11 @@ class SweepStore:
     def load_trials(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Stored trial records (all, or those in ``ids`` that exist), sorted by loss then seed."""
         paths = ([self.trial_path(i) for i in ids] if ids is not None else list(self.trials_dir.glob("*.json")))
-        records = [json.loads(p.read_text()) for p in paths if p.exists()]
+        # An unreadable file is skipped with a warning naming it (read_trial), not an error: the report then counts
+        # the trial as missing, exactly like a trial that failed (summary.md lists it, the statistics use complete
+        # pairs), so one damaged file neither hides the rest of the sweep's results nor passes unnoticed, and the
+        # warning says that a resume retrains it.
+        records = [r for r in (self.read_trial(p) for p in paths if p.exists()) if r is not None]
         return sorted(records, key=lambda r: (r["loss"], r["seed"]))
 
     def write_json(self, name: str, data: Any) -> Path:

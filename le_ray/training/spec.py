@@ -14,7 +14,13 @@ from le_ray.config import Config, TrainingSettings, config_fingerprint
 from le_ray.data.arrays import PreparedData, Split
 from le_ray.registry import canonical_loss
 
-__all__ = ["TrialSpec", "trial_id", "evaluation_split", "ece_settings"]
+__all__ = ["TrialSpec", "trial_id", "evaluation_split", "ece_settings", "DISPLAY_ONLY_EVALUATION"]
+
+#: ``evaluation.*`` keys that only change what is printed, never a trial's numbers, with the value :func:`trial_id`
+#: hashes them at whatever they are set to: configs/default.json's (no profile changes them), so the ids of sweeps
+#: stored before these keys were left out of the hash stay the same. A resume may change them
+#: (le_ray/sweep/store.py).
+DISPLAY_ONLY_EVALUATION: dict[str, Any] = {"print_per_condition_top_k": 50}
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,10 @@ class TrialSpec:
 
 
 def trial_id(cfg: Config, loss: str, seed: int, data_fingerprint: str, settings: TrainingSettings) -> str:
-    """Stable hash of everything that changes a trial's numbers (not runner or report settings)."""
-    relevant = {"model": cfg.model, "training": settings, "evaluation": cfg.evaluation,
+    """Stable hash of everything that changes a trial's numbers (not runner, report or display settings: the
+    evaluation keys of :data:`DISPLAY_ONLY_EVALUATION` are hashed at their fixed value)."""
+    evaluation = cfg.evaluation.model_copy(update=DISPLAY_ONLY_EVALUATION)
+    relevant = {"model": cfg.model, "training": settings, "evaluation": evaluation,
                 "dtype": cfg.device.dtype, "deterministic": cfg.device.deterministic,
                 "loss": loss, "seed": seed, "data": data_fingerprint}
     return f"{loss}-s{seed}-{config_fingerprint(relevant)}"
