@@ -188,3 +188,11 @@ def test_human_size(n, text):
     from le_ray.config.messages import human_size
 
     assert human_size(n) == text
+
+
+def test_resume_and_no_resume_together_are_refused_by_the_parser(capsys):
+    from le_ray.runners.repeats import parse_arguments
+
+    with pytest.raises(SystemExit) as refused:
+        parse_arguments(["--resume", "--no-resume", "--profile", "quickstart"])
+    assert refused.value.code == 2 and "not allowed with argument --resume" in capsys.readouterr().err

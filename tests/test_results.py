@@ -151,6 +151,17 @@ def test_unreadable_trial_file_counts_as_not_stored_and_a_resume_replaces_it(tmp
     assert not list((tmp_path / "s" / "trials").glob(".tmp-*"))
 
 
+def test_a_damaged_failure_file_still_marks_its_trial_failed(tmp_path, caplog):
+    store = SweepStore.open(tmp_path, "s")
+    store.write_failure("a", {"loss": "bce", "seed": 1, "error": "RuntimeError('x')"})
+    (tmp_path / "s" / "failures" / "b.json").write_text('{"err')
+    with caplog.at_level("WARNING", logger="le_ray.sweep"):
+        failures = store.failures()
+    assert failures["a"]["error"] == "RuntimeError('x')"
+    assert failures["b"]["error"].startswith("failed; its failure file cannot be read")
+    assert any("b.json" in r.getMessage() for r in caplog.records)
+
+
 def test_report_with_a_damaged_trial_file_counts_it_as_missing(tmp_path, caplog):
     """The report skips a damaged trial file with a warning naming it and lists the trial as missing, as it does a
     failed trial's (le_ray/sweep/store.py, load_trials, says why)."""

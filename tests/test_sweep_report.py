@@ -389,3 +389,17 @@ def test_truth_based_rate_is_named_true_rate_and_base_rate_is_the_click_rate(tmp
     assert text.split("### Per-ad calibration (LE vs BCE)", 1)[1].split("\n## ", 1)[0].count(header) == 1
     assert "true_rate = the ad's pooled true click probability" in text
     assert "true_rate" in console.split("per-ad calibration tests", 1)[1]
+
+
+def test_trials_that_ran_on_mixed_hardware_or_precision_get_a_caveat():
+    from le_ray.report.summary_md import mixed_runtime_lines
+    from le_ray.report.sweep import _ran_on
+
+    alike = [{"device": "cuda:0 (NVIDIA H200)", "matmul_precision": "high"},
+             {"device": "cuda:1 (NVIDIA H200)", "matmul_precision": "high"}]
+    assert _ran_on(alike) == {"device": {"cuda": 2}, "matmul_precision": {"high": 2}}
+    assert mixed_runtime_lines(_ran_on(alike)) == []
+    mixed = [*alike, {"device": "cpu (no accelerator)", "matmul_precision": "highest"}]
+    lines = mixed_runtime_lines(_ran_on(mixed))
+    assert len(lines) == 1
+    assert ("device kinds cpu (1), cuda (2); float32 matmul precisions high (2), highest (1) trials" in lines[0])

@@ -26,7 +26,7 @@ from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sent
 from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
-           "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command"]
+           "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines"]
 
 TEST_COLUMNS = ["metric", "n", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high", "rank_biserial",
                 "p_value", "p_adjusted"]
@@ -162,7 +162,22 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
         f"{label(c)} vs {label(b)}": n for (b, c), n in paired.items()}, alternative=rep.alternative,
         resampled=rep.resample_data, truth=ctx.tables.truth, missing=len(ctx.status["missing"]),
         tuning=ctx.tuning_summary, planned=rep.num_runs, alpha=rep.per_condition_alpha)
+    verdict.caveats += mixed_runtime_lines(ctx.status.get("ran_on", {}))
     return verdict
+
+
+def mixed_runtime_lines(ran_on: dict[str, dict[str, int]]) -> list[str]:
+    """A caveat when the stored trials ran on more than one device kind or float32 matmul precision (a sweep resumed
+    on other hardware, or with another ``device.matmul_precision``): their numbers differ by float rounding (TF32
+    vs FP32 changed a training loss by ~6e-5 relative on one H200), far below the seed-to-seed spread, but the
+    seeds of one comparison then did not all run alike."""
+    words = {"device": "device kinds", "matmul_precision": "float32 matmul precisions"}
+    mixed = [f"{words[key]} " + ", ".join(f"{name} ({n})" for name, n in sorted(counts.items()))
+             for key, counts in ran_on.items() if key in words and len(counts) > 1]
+    if not mixed:
+        return []
+    return [f"The stored trials ran on more than one setting: {'; '.join(mixed)} trials. Their numbers differ by "
+            "float rounding, far below the seed-to-seed spread, but not every seed of a comparison ran alike."]
 
 
 def _ad_id_meaning(cfg: Config) -> str:

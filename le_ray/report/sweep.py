@@ -175,7 +175,19 @@ def _status(store: SweepStore, manifest: dict, records: list[dict]) -> dict[str,
         if t["trial_id"] in stored:
             entry["stored"].append(t["seed"])
     return {"planned": len(planned), "stored": len(stored), "missing": missing, "other": other,
-            "failed": [m for m in missing if m["error"]], "by_loss": by_loss}
+            "failed": [m for m in missing if m["error"]], "by_loss": by_loss, "ran_on": _ran_on(records)}
+
+
+def _ran_on(records: list[dict]) -> dict[str, dict[str, int]]:
+    """How many stored trials ran on each device kind (``cpu``, ``cuda``, ...) and at each float32 matmul precision
+    (``highest`` FP32, ``high`` TF32): a sweep resumed elsewhere can mix them, which the trial ids do not see."""
+    out: dict[str, dict[str, int]] = {"device": {}, "matmul_precision": {}}
+    for r in records:
+        kind = str(r.get("device") or "unknown").split(" ")[0].split(":")[0]
+        out["device"][kind] = out["device"].get(kind, 0) + 1
+        precision = str(r.get("matmul_precision") or "unknown")
+        out["matmul_precision"][precision] = out["matmul_precision"].get(precision, 0) + 1
+    return out
 
 
 def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print,

@@ -66,9 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--results-dir", help="where sweep folders go (default output.results_dir, or "
                         "$LE_RAY_RESULTS); must be absolute under `ray job submit`")
     parser.add_argument("--name", help="sweep folder name (default: <profile>-<UTC timestamp>)")
-    parser.add_argument("--resume", dest="resume", action="store_true", default=None,
+    resume = parser.add_mutually_exclusive_group()  # both at once: argparse names the pair and exits 2
+    resume.add_argument("--resume", dest="resume", action="store_true", default=None,
                         help="skip trials already stored (default when the sweep folder exists)")
-    parser.add_argument("--no-resume", dest="resume", action="store_false",
+    resume.add_argument("--no-resume", dest="resume", action="store_false",
                         help="refuse to reuse an existing sweep folder")
     parser.add_argument("--extend", action="store_true", help="rerun a sweep folder with more seeds or losses "
                         "(repeats.num_runs, training.loss_mode); every stored trial stays valid")

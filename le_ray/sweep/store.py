@@ -229,7 +229,16 @@ class SweepStore:
                                                                                 "time": time.time()})
 
     def failures(self) -> dict[str, dict]:
-        return {p.stem: json.loads(p.read_text()) for p in sorted((self.root / "failures").glob("*.json"))}
+        """trial id → its failure record (``error``: the exception's repr, ``traceback``, ...). A damaged failure file
+        still marks its trial as failed, with an ``error`` that says the file could not be read (and a warning)."""
+        out = {}
+        for path in sorted((self.root / "failures").glob("*.json")):
+            try:
+                out[path.stem] = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                log.warning("failure file %r cannot be read as JSON (%s); its trial counts as failed", str(path), exc)
+                out[path.stem] = {"trial_id": path.stem, "error": f"failed; its failure file cannot be read ({exc})"}
+        return out
 
     def load_trials(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Stored trial records (all, or those in ``ids`` that exist), sorted by loss then seed."""
