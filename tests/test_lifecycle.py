@@ -143,6 +143,28 @@ def test_extend_that_drops_seeds_or_losses_is_refused_naming_both_values(tmp_pat
             assert [c.key for c in check_resume(tmp_path, old, new, extend=True)] == ["repeats.num_runs"]
 
 
+def test_a_change_the_active_source_never_reads_does_not_refuse_a_resume(tmp_path):
+    """Keys of another data source (its data section, its per-source training values) leave every trial id as it
+    was: a resume with them changed goes on; the active source's own keys still refuse."""
+    old = to_dict(load_config(profile="quickstart"))
+    unread = ["ctr.datasets.criteo.filter.k=7", "training.by_loss.bce.by_source.avazu.lr=0.5"]
+    new = to_dict(load_config(profile="quickstart", sets=unread))
+    changes = check_resume(tmp_path, old, new, extend=False)
+    assert {c.key for c in changes} == {"ctr.datasets.criteo.filter.k", "training.by_loss.bce.by_source.avazu.lr"}
+    with pytest.raises(ResultsError, match="training.by_loss.bce.by_source.synthetic.lr"):
+        check_resume(tmp_path, old, to_dict(load_config(profile="quickstart", sets=[
+            "training.by_loss.bce.by_source.synthetic.lr=0.5"])), extend=False)
+    ctr_old = to_dict(load_config(profile="avazu_sample"))
+    for key, refused in (("synthetic.samples_per_condition=10", False), ("ctr.datasets.criteo.filter.k=3", False),
+                         ("ctr.datasets.avazu.filter.k=3", True), ("training.by_loss.bce.by_source.ctr.lr=0.5", True)):
+        ctr_new = to_dict(load_config(profile="avazu_sample", sets=[key]))
+        if refused:
+            with pytest.raises(ResultsError, match=key.split("=")[0]):
+                check_resume(tmp_path, ctr_old, ctr_new, extend=False)
+        else:
+            check_resume(tmp_path, ctr_old, ctr_new, extend=False)
+
+
 # --------------------------------------------------------------------------- 2, 3: stop signals
 
 

@@ -138,11 +138,28 @@ def _drops_trials(change: ConfigChange) -> bool:
         return True
 
 
+def _unread_by_source(key: str, config: dict[str, Any]) -> bool:
+    """True for a dotted key that trials on ``config``'s data source never read: another source's data section
+    (``synthetic.*`` under CTR data; ``ctr.*`` under synthetic data, or another dataset's ``ctr.datasets.<name>``) and
+    another source's per-loss values (``training.by_loss.<loss>.by_source.<other>``). Trial ids hash the settings
+    resolved for the active source and the data's fingerprint, so such a change leaves every stored trial valid.
+    A change of the source itself is a ``data.*`` key, read by every trial."""
+    data, parts = config.get("data", {}), key.split(".")
+    synthetic = data.get("source") == "synthetic"
+    if parts[0] == "synthetic":
+        return not synthetic
+    if parts[0] == "ctr":
+        return synthetic or (len(parts) > 2 and parts[1] == "datasets" and parts[2] != data.get("ctr_dataset"))
+    if parts[:2] == ["training", "by_loss"] and len(parts) > 4 and parts[3] == "by_source":
+        return parts[4] not in (("synthetic",) if synthetic else (data.get("ctr_dataset"), "ctr"))
+    return False
+
+
 def check_resume(folder: Path, old: dict[str, Any], new: dict[str, Any], *, extend: bool) -> list[ConfigChange]:
     """Refuse (ResultsError) a rerun of ``folder`` whose trial-relevant config differs, or an ``--extend`` that drops
     seeds or losses instead of adding them; returns the changes."""
     changes = config_changes(old, new)
-    relevant = [c for c in changes if c.trial_relevant]
+    relevant = [c for c in changes if c.trial_relevant and not _unread_by_source(c.key, new)]
     blocking = [c for c in relevant if not (extend and c.extends)]
     shrinking = [c for c in relevant if extend and c.extends and _drops_trials(c)]
     if shrinking and not blocking:
