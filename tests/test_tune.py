@@ -124,3 +124,54 @@ def test_a_stop_while_ray_starts_ends_tune_with_the_resume_command(tmp_path, mon
     monkeypatch.setattr(tune, "_tune_and_test", lambda *a: pytest.fail("the tune went on after the stop"))
     assert tune.main([*tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]) == 130
     assert "stopped (SIGINT); resume with: python -m le_ray.tune" in capsys.readouterr().out
+
+
+def test_the_search_stops_on_our_stop_flag_and_a_pickled_stopper_is_inert():
+    import pickle
+
+    from ray import cloudpickle
+    from ray.tune.stopper import NoopStopper
+
+    from le_ray.runners.tune import signal_stopper
+    from le_ray.sweep.driver import StopFlag
+
+    flag = StopFlag()
+    stopper = signal_stopper(flag)
+    assert not stopper.stop_all() and not stopper("t", {"logloss": 0.1})
+    flag.signum = 2
+    assert stopper.stop_all()
+    for dump, load in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
+        assert isinstance(load(dump(stopper)), NoopStopper)  # Tune stores its run config for a restore
+    assert not signal_stopper(None).stop_all()
+
+
+def test_a_tune_rerun_with_another_search_space_is_refused(tmp_path):
+    from le_ray.config import to_dict
+    from le_ray.errors import ResultsError
+    from le_ray.runners.tune import TUNE_DIR, _check_resume
+    from le_ray.atomic import atomic_write_json
+
+    cfg = load_config(profile="small_net", sets=TINY)
+    atomic_write_json(tmp_path / "t" / TUNE_DIR / "config.json", {"config": to_dict(cfg), "argv": []})
+    _check_resume(tmp_path / "t", cfg)  # the same config resumes
+    other = load_config(profile="small_net", sets=[*TINY, 'tune.space.bce.lr={"loguniform": [0.002, 0.02]}'])
+    with pytest.raises(ResultsError, match=r"another tune config.*\n  - tune.space.bce.lr.loguniform"):
+        _check_resume(tmp_path / "t", other)
+
+
+def test_a_search_stopped_by_a_signal_leaves_no_record_and_no_tune_folder_so_a_resume_searches_again(
+        tmp_path, monkeypatch):
+    import le_ray.runners.tune as tune
+    from le_ray.sweep.driver import StopFlag, StopRequested
+
+    flag, cfg = StopFlag(), load_config(profile="small_net", sets=TINY)
+
+    class Stopped:
+        def fit(self):
+            (tmp_path / "bce" / "trial").mkdir(parents=True)  # what Ray Tune had written of the search
+            flag.signum = 2
+            return None
+    monkeypatch.setattr(tune, "_tuner", lambda *a: Stopped())
+    with pytest.raises(StopRequested):
+        tune.run_search(cfg, "bce", None, tmp_path, lambda *a: None, flag)
+    assert not (tmp_path / "bce").exists() and not (tmp_path / "bce.json").exists()

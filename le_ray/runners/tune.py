@@ -26,6 +26,8 @@ import argparse
 import json
 import logging
 import math
+import os
+import shutil
 import signal
 import sys
 import time
@@ -45,11 +47,12 @@ from le_ray.data.arrays import PreparedData
 from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import prepare_data, validation_split
 from le_ray.cli.echo import Echo
-from le_ray.errors import ConfigError, UserError
+from le_ray.errors import ConfigError, ResultsError, UserError
 from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.runners.repeats import Preflight, execute, resume_command
-from le_ray.sweep.store import SweepStore, check_resume, nearest_writable, resolve_results_dir
+from le_ray.sweep.store import (SweepStore, check_resume, config_changes, nearest_writable,
+                                resolve_results_dir)
 from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
@@ -121,7 +124,33 @@ def _trainable(sample: dict[str, Any], *, data: PreparedData, cfg: Config, loss:
               on_epoch=_metric_reporter(cfg, data, settings))
 
 
-def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path):
+def _inert_stopper():
+    """What a pickled :func:`signal_stopper` becomes (Ray Tune stores its run config for a restore): a stopper that
+    never stops, since the flag of the process that pickled it means nothing in another."""
+    from ray.tune.stopper import NoopStopper
+
+    return NoopStopper()
+
+
+def signal_stopper(stop):
+    """A Ray Tune stopper that ends the whole search once ``stop`` (a :class:`le_ray.sweep.driver.StopFlag`, or None)
+    has recorded SIGINT or SIGTERM: the search then stops like the sweep's trials do, through our handler (Tune's
+    own SIGINT handler, which would swallow the signal and let the run go on, is kept off)."""
+    from ray.tune.stopper import Stopper
+
+    class SignalStopper(Stopper):
+        def __call__(self, trial_id, result) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return stop is not None and stop.signum is not None
+
+        def __reduce__(self):
+            return (_inert_stopper, ())
+    return SignalStopper()
+
+
+def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path, stop=None):
     import ray
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -144,7 +173,7 @@ def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path):
         metric=cfg.tune.metric, mode=mode, num_samples=cfg.tune.num_samples, scheduler=scheduler,
         max_concurrent_trials=cfg.tune.max_concurrent,
         search_alg=BasicVariantGenerator(random_state=cfg.project.seed)),
-        run_config=tune.RunConfig(name=loss, storage_path=str(folder), verbose=0))
+        run_config=tune.RunConfig(name=loss, storage_path=str(folder), verbose=0, stop=signal_stopper(stop)))
 
 
 def _search_record(cfg: Config, loss: str, grid) -> dict[str, Any]:
@@ -164,8 +193,10 @@ def _search_record(cfg: Config, loss: str, grid) -> dict[str, Any]:
             "space": to_plain(cfg.tune.space.get(loss) or {}), "samples": samples, "best": best}
 
 
-def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo) -> dict[str, Any]:
-    """The search of one loss (or its stored result when it finished before)."""
+def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo, stop=None) -> dict[str, Any]:
+    """The search of one loss (or its stored result when it finished before). A stop signal during it (``stop``)
+    ends the search, drops its Ray Tune folder and raises :class:`StopRequested` before its record is written, so a
+    resume searches that loss again."""
     done = folder / f"{loss}.json"
     if done.exists():
         echo(f"tuning {label(loss)}: already finished ({done})")
@@ -174,7 +205,13 @@ def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo) -
         record = {"loss": loss, "metric": cfg.tune.metric, "space": {}, "samples": [], "best": None}
     else:
         started = time.perf_counter()
-        grid = _tuner(cfg, loss, data, folder).fit()
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ray Tune reads it in fit(): SIGINT stays ours (stopper)
+        grid = _tuner(cfg, loss, data, folder, stop).fit()
+        if stop is not None:
+            stop.install()  # in case the search put a handler of its own on a stop signal
+            if stop.signum is not None:  # its samples ended as "terminated", which a restore would keep as final:
+                shutil.rmtree(folder / loss, ignore_errors=True)  # the resume searches this loss again, whole
+            stop.check()
         if grid.num_terminated + grid.num_errors < cfg.tune.num_samples:  # Ray Tune stopped early (Ctrl-C)
             raise StopRequested(signal.SIGINT)
         record = _search_record(cfg, loss, grid)
@@ -260,7 +297,14 @@ def _check_resume(root: Path, cfg: Config) -> None:
     nearest_writable(root)
     stored = root / TUNE_DIR / "config.json"
     if stored.exists():
-        check_resume(root, SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], to_dict(cfg), extend=False)
+        old = SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"]
+        check_resume(root, old, to_dict(cfg), extend=False)
+        searched = [c for c in config_changes(old, to_dict(cfg)) if c.key.startswith("tune.")]
+        if searched:  # a stored search answered another question: its records would be reused as if it were this one
+            lines = "\n".join(f"  - {c}" for c in searched)
+            raise ResultsError(f"tune folder {str(root)!r} holds searches of another tune config (stored -> now):\n"
+                               f"{lines}\nnothing was run and nothing was changed; start a new tune "
+                               "(--name <new name>)")
 
 
 def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -> int:
@@ -270,7 +314,7 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -
     tuning = _tuning_data(cfg, echo)
     records = []
     for loss in cfg.losses:
-        records.append(run_search(cfg, loss, tuning, folder, echo))
+        records.append(run_search(cfg, loss, tuning, folder, echo, stop))
         stop.check()
     atomic_write_json(folder / "summary.json", {"metric": cfg.tune.metric, "scheduler": cfg.tune.scheduler,
                                                 "num_samples": cfg.tune.num_samples,
