@@ -13,6 +13,7 @@ line first.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
@@ -167,7 +168,7 @@ def _status(store: SweepStore, manifest: dict, records: list[dict]) -> dict[str,
     failures = store.failures()
     missing = [{**t, "error": failures.get(t["trial_id"], {}).get("error")} for t in planned
                if t["trial_id"] not in stored]
-    other = len(store.finished_ids() - {t["trial_id"] for t in planned})
+    other = len(store.finished_ids(excluding=(t["trial_id"] for t in planned)))  # the planned ones are read already
     by_loss: dict[str, dict[str, Any]] = {}
     for t in planned:
         entry = by_loss.setdefault(t["loss"], {"planned": 0, "stored": []})
@@ -181,13 +182,9 @@ def _status(store: SweepStore, manifest: dict, records: list[dict]) -> dict[str,
 def _ran_on(records: list[dict]) -> dict[str, dict[str, int]]:
     """How many stored trials ran on each device kind (``cpu``, ``cuda``, ...) and at each float32 matmul precision
     (``highest`` FP32, ``high`` TF32): a sweep resumed elsewhere can mix them, which the trial ids do not see."""
-    out: dict[str, dict[str, int]] = {"device": {}, "matmul_precision": {}}
-    for r in records:
-        kind = str(r.get("device") or "unknown").split(" ")[0].split(":")[0]
-        out["device"][kind] = out["device"].get(kind, 0) + 1
-        precision = str(r.get("matmul_precision") or "unknown")
-        out["matmul_precision"][precision] = out["matmul_precision"].get(precision, 0) + 1
-    return out
+    kinds = Counter(str(r.get("device") or "unknown").split(" ")[0].split(":")[0] for r in records)
+    precisions = Counter(str(r.get("matmul_precision") or "unknown") for r in records)
+    return {"device": dict(kinds), "matmul_precision": dict(precisions)}
 
 
 def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print,

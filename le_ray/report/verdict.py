@@ -144,7 +144,10 @@ def _untestable(v: VerdictInputs, n: int, m: int) -> bool:
 
 
 def _why_untestable(v: VerdictInputs, n: int, m: int) -> str:
-    """Why a test of ``n`` paired seeds cannot reach alpha: its smallest exact p (and adjusted p, for Holm)."""
+    """Why a test of ``n`` paired seeds in a family of ``m`` is untestable: its smallest exact p (and adjusted p, for
+    Holm) cannot reach alpha, or else the test gave no p-value (NaN)."""
+    if not _untestable(v, n, m):
+        return "the test gave no p-value"
     if n < 1:
         return "no seed is stored for both losses"
     p = smallest_reachable_p(n, v.alternative)
@@ -291,8 +294,7 @@ def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: int) -> list[str]
     c, b, lines = label(v.candidate), label(v.baseline), []
     for n in sorted(set(rows["n"].fill_null(0).to_list())):
         names = ", ".join(rows.filter(pl.col("n").fill_null(0) == n)["metric"].to_list())
-        why = (_why_untestable(v, int(n), m) if _untestable(v, int(n), m)
-               else "the test gave no p-value")
+        why = _why_untestable(v, int(n), m)
         point = "; the bootstrap CI of one seed is a single point" if n == 1 else ""
         lines.append(f"{c} vs {b} is untestable with {_seeds_word(int(n))} in: {names} ({why}{point}); this is "
                      "no evidence that they are alike.")
@@ -343,7 +345,7 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
     untestable = rows.filter(_untestable_mask(v, rows, p_col, m))
     for n in sorted(set(untestable["n"].fill_null(0).to_list())):
         k = untestable.filter(pl.col("n").fill_null(0) == n).height
-        why = _why_untestable(v, int(n), m) if _untestable(v, int(n), m) else "the test gave no p-value"
+        why = _why_untestable(v, int(n), m)
         where = "" if total == 1 else f" on {'all ' if k == total else ''}{k}"
         parts.append(f"untestable{where} with {_seeds_word(int(n))} ({why})")
     rest = rows.height - untestable.height

@@ -51,8 +51,7 @@ from le_ray.errors import ConfigError, ResultsError, UserError
 from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.runners.repeats import Preflight, execute, resume_command
-from le_ray.sweep.store import (SweepStore, check_resume, config_changes, nearest_writable,
-                                resolve_results_dir)
+from le_ray.sweep.store import SweepStore, check_resume, nearest_writable, resolve_results_dir
 from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
@@ -297,9 +296,9 @@ def _check_resume(root: Path, cfg: Config) -> None:
     nearest_writable(root)
     stored = root / TUNE_DIR / "config.json"
     if stored.exists():
-        old = SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"]
-        check_resume(root, old, to_dict(cfg), extend=False)
-        searched = [c for c in config_changes(old, to_dict(cfg)) if c.key.startswith("tune.")]
+        changes = check_resume(root, SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], to_dict(cfg),
+                               extend=False)
+        searched = [c for c in changes if c.key.startswith("tune.")]
         if searched:  # a stored search answered another question: its records would be reused as if it were this one
             lines = "\n".join(f"  - {c}" for c in searched)
             raise ResultsError(f"tune folder {str(root)!r} holds searches of another tune config (stored -> now):\n"

@@ -215,11 +215,12 @@ class SweepStore:
     def trial_path(self, trial_id: str) -> Path:
         return self.trials_dir / f"{trial_id}.json"
 
-    def finished_ids(self) -> set[str]:
-        """Ids of the stored trials: the trial files that read as complete records (:meth:`read_trial`). A file
-        that does not (edited, or damaged outside le_ray) counts as not stored: a resume retrains the trial and
-        replaces the file atomically."""
-        return {p.stem for p in self.trials_dir.glob("*.json") if self.read_trial(p) is not None}
+    def finished_ids(self, excluding: Iterable[str] = ()) -> set[str]:
+        """Ids of the stored trials, but those in ``excluding`` (whose files are then not read): the trial files that
+        read as complete records (:meth:`read_trial`). A file that does not (edited, or damaged outside le_ray)
+        counts as not stored: a resume retrains the trial and replaces the file atomically."""
+        skip = set(excluding)
+        return {p.stem for p in self.trials_dir.glob("*.json") if p.stem not in skip and self.read_trial(p) is not None}
 
     def read_trial(self, path: Path) -> dict[str, Any] | None:
         """The trial record in ``path``, or None with a warning naming the file (once per store) when it is not a
