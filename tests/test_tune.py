@@ -41,6 +41,56 @@ def test_space_errors_name_the_dotted_key(assignment, fragment):
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize("assignment,message", [
+    ('tune.space.bce.lr={"choice": ["fast", 0.01]}',
+     'tune.space.bce.lr.choice: choice "fast" is refused by training.lr: got "fast"; expected a number > 0'),
+    ('tune.space.bce.batch_size={"uniform": [100, 2000]}',
+     'tune.space.bce.batch_size.uniform: draws floats, but training.batch_size takes integers: use {"int": [100, 2000]}'),
+    ('tune.space.bce.lr={"uniform": [-0.1, 0.01]}',
+     "tune.space.bce.lr.uniform: low end -0.1 is refused by training.lr: got -0.1; expected a number > 0"),
+    ('tune.space.focal.focal.gamma={"uniform": [0.5, 1e400]}', "tune.space.focal.focal.gamma.uniform: got [0.5, "
+                                                              "Infinity]; expected [low, high] with low < high, both finite"),
+    ('tune.space.bce.epochs={"int": [0, 3]}',
+     "tune.space.bce.epochs.int: low end 0 is refused by training.epochs: got 0; expected an integer >= 1"),
+    ('tune.space.le.amp={"choice": ["off", "fp16"]}', 'tune.space.localized_entropy.amp.choice: choice "fp16" is '
+                                                      'refused by training.amp'),
+])
+def test_a_space_that_can_draw_a_value_its_key_refuses_is_refused_before_any_search(assignment, message):
+    """Before, these passed the config and failed inside every Ray Tune trial, after Ray had started."""
+    with pytest.raises(ConfigError) as info:
+        load_config(profile="quickstart_tune", sets=[assignment])
+    assert message in str(info.value) and len(info.value.problems) == 1, str(info.value)
+
+
+def test_a_space_within_its_keys_bounds_passes_and_its_samples_validate():
+    cfg = load_config(profile="quickstart_tune", sets=['tune.space.bce.batch_size={"int": [100, 2000]}',
+                                                       'tune.space.bce.lr_zero_after_epochs={"choice": [null, 2]}'])
+    settings = apply_sample(cfg.training_for("bce"), {"batch_size": np.int64(512), "lr_zero_after_epochs": None,
+                                                      "seed": 7})
+    assert settings.batch_size == 512 and settings.lr_zero_after_epochs is None
+
+
+def test_a_later_layers_distribution_replaces_the_profiles_instead_of_merging_into_it(tmp_path):
+    """An alias's entry merges over the canonical one, and a user profile over its parent: a distribution of another
+    kind used to merge into the profile's, giving the entry two distributions and an error against the profile's
+    valid one."""
+    cfg = load_config(profile="quickstart_tune", sets=['tune.space.le.lr={"uniform": [0.001, 0.01]}'])
+    assert dict(cfg.tune.space["localized_entropy"]["lr"]) == {"uniform": (0.001, 0.01)}
+    user = tmp_path / "mine.json"
+    user.write_text(json.dumps({"experiment": {"definitions": {"mine": {
+        "extends": "quickstart_tune", "tune": {"space": {"focal": {"focal.gamma": {"choice": [0.5, 1.0]}}}}}}}}))
+    cfg = load_config(user, profile="mine")
+    assert dict(cfg.tune.space["focal"]["focal.gamma"]) == {"choice": (0.5, 1.0)}
+    assert dict(cfg.tune.space["focal"]["lr"]) == {"loguniform": (0.0005, 0.02)}
+
+
+def test_two_distributions_in_one_entry_are_refused_as_such():
+    with pytest.raises(ConfigError) as info:
+        load_config(sets=['tune.space.bce.lr={"uniform": [0.001, 0.01], "loguniform": [0.001, 0.01]}'])
+    assert info.value.problems == ['tune.space.bce.lr: got {"uniform": [0.001, 0.01], "loguniform": [0.001, 0.01]}; '
+                                   'expected one distribution, not 2 (uniform, loguniform)']
+
+
 def test_space_accepts_aliases_and_nested_keys():
     cfg = load_config(sets=['tune.space.le.focal.gamma={"uniform": [0.5, 2]}',
                             'tune.space.le.cross_batch.amplification_rate={"choice": [8, 64]}'])

@@ -34,13 +34,15 @@ from le_ray.registry import LOSS_NAMES, loss_key, suggest
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "Profile", "deep_merge", "read_json", "parse_set",
            "apply_set", "profiles", "profile_names", "merge_layers", "to_plain", "training_layers", "merged_training",
            "WILDCARD", "expand_set", "apply_sets", "Provenance", "provenance", "merge_with_provenance",
-           "LOSS_TABLES", "canonical_loss_keys"]
+           "LOSS_TABLES", "canonical_loss_keys", "SPACE_KINDS", "is_distribution"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent.parent / "configs"
 DEFAULT_CONFIG_PATH = CONFIG_DIR / "default.json"
 PROFILES_DIR = CONFIG_DIR / "profiles"
 _PROFILE_META = ("extends", "description")
 WILDCARD = "*"
+#: The search distributions of a ``tune.space.<loss>.<key>`` entry: ``{"loguniform": [low, high]}``, ...
+SPACE_KINDS = ("loguniform", "uniform", "choice", "int")
 
 
 @dataclass(frozen=True)
@@ -53,11 +55,19 @@ class Profile:
     source: str
 
 
+def is_distribution(value: Any) -> bool:
+    """Whether ``value`` is a ``tune.space`` entry's distribution: a non-empty object whose keys are all
+    :data:`SPACE_KINDS`. A distribution is one value, not a section of keys."""
+    return isinstance(value, Mapping) and bool(value) and all(key in SPACE_KINDS for key in value)
+
+
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``override`` merged in: dicts recurse, anything else replaces."""
+    """Return ``base`` with ``override`` merged in: dicts recurse, anything else replaces. A search distribution
+    replaces whole (merging ``{"uniform": ..}`` into a profile's ``{"loguniform": ..}`` would give one entry two)."""
     out = copy.deepcopy(dict(base))
     for key, value in override.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) \
+                and not (is_distribution(value) or is_distribution(out[key])):
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import shlex
 import warnings
 from collections.abc import Iterable, Mapping
@@ -23,18 +24,19 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from le_ray.config.load import (
-    WILDCARD, canonical_loss_keys, deep_merge, merge_layers, parse_set, to_plain, training_layers,
+    WILDCARD, apply_set, canonical_loss_keys, deep_merge, is_distribution, merge_layers, parse_set, to_plain,
+    training_layers,
 )
 from le_ray.config.messages import describe_value, problems_from
 from le_ray.config.schema import (
-    OPTIMISER_SETTING_KEYS, SOURCE_KEYS, SPACE_KINDS, TRAINING_SETTING_KEYS, Config, TrainingSettings,
+    OPTIMISER_SETTING_KEYS, SOURCE_KEYS, TRAINING_SETTING_KEYS, Config, TrainingSettings,
 )
 from le_ray.errors import ConfigError
 from le_ray.registry import LOSSES, loss_key, losses_of, suggest
 
 __all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
            "config_fingerprint", "Shadow", "shadowed_sets", "validate_model", "set_literal", "every_loss_set",
-           "SAME_SETTINGS_KEY", "tuned_optimiser_keys"]
+           "SAME_SETTINGS_KEY", "tuned_optimiser_keys", "with_training_values", "space_value_problems"]
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -59,7 +61,7 @@ def validate_model(model: type[BaseModel], data: Any, problems: list[str], prefi
 
 def _flatten_space(node: Any, prefix: str = "") -> dict[str, Any]:
     """``{"focal": {"gamma": {"uniform": [..]}}}`` → ``{"focal.gamma": {"uniform": [..]}}`` (what --set writes)."""
-    if isinstance(node, dict) and node and not (len(node) == 1 and next(iter(node)) in SPACE_KINDS):
+    if isinstance(node, dict) and node and not is_distribution(node):
         out: dict[str, Any] = {}
         for key, value in node.items():
             out.update(_flatten_space(value, f"{prefix}.{key}" if prefix else key))
@@ -144,7 +146,61 @@ def _validate_training_layers(training: Mapping[str, Any], problems: list[str]) 
                              f"{path}.by_source.{source}", problems)
 
 
+def with_training_values(settings: TrainingSettings, values: Mapping[str, Any], problems: list[str] | None = None
+                         ) -> TrainingSettings | None:
+    """``settings`` with each dotted training key of ``values`` replaced, validated like a config layer. With
+    ``problems`` a refused value is appended there (None returned); without, pydantic's error is raised."""
+    plain = to_plain(settings)
+    for key, value in values.items():
+        apply_set(plain, key.split("."), value)
+    if problems is None:
+        return TrainingSettings.model_validate_json(json.dumps(plain))
+    return validate_model(TrainingSettings, plain, problems)
+
+
+def _refused(settings: TrainingSettings, key: str, value: Any) -> str | None:
+    """Why the training settings refuse ``key`` = ``value`` (the config's message), or None."""
+    problems: list[str] = []
+    with_training_values(settings, {key: value}, problems)
+    return f"training.{problems[0]}" if problems else None
+
+
+def _distribution_problem(settings: TrainingSettings, key: str, kind: str, args: Any) -> str | None:
+    """Why ``{kind: args}`` can draw a value ``settings`` refuse for ``key``, or None. The values tried bound what it
+    draws: every choice; the ends of a range; for uniform / loguniform also a float just above low, since they never
+    draw integers (the validation is strict: 100.0 is not an integer)."""
+    if kind == "choice":
+        tried = [(f"choice {json.dumps(value, default=str)}", value) for value in args]
+    else:
+        low, high = (int(args[0]), int(args[1])) if kind == "int" else (float(args[0]), float(args[1]))
+        whole = (math.ceil(low), math.floor(high))
+        if kind != "int" and whole[0] <= whole[1] and _refused(settings, key, math.nextafter(low, high)) \
+                and not _refused(settings, key, whole[0]):
+            return f"draws floats, but training.{key} takes integers: use {{\"int\": [{whole[0]}, {whole[1]}]}}"
+        tried = [(f"low end {low}", low), (f"high end {high}", high)]
+    for what, value in tried:
+        why = _refused(settings, key, value)
+        if why:
+            return f"{what} is refused by {why}"
+    return None
+
+
+def space_value_problems(cfg: Config) -> list[str]:
+    """Each ``tune.space`` distribution that can draw a value its loss's training settings would refuse (the key's
+    type, bounds, literals), checked on the active source's settings before any search starts instead of inside a
+    Ray trial."""
+    problems = []
+    for loss, keys in cfg.tune.space.items():
+        for key, spec in keys.items():
+            for kind, args in spec.items():
+                why = _distribution_problem(cfg.training_for(loss), key, kind, args)
+                if why:
+                    problems.append(f"tune.space.{loss}.{key}.{kind}: {why}")
+    return problems
+
+
 def _cross_checks(cfg: Config, problems: list[str]) -> None:
+    problems.extend(space_value_problems(cfg))
     if cfg.data.source == "ctr" and cfg.data.ctr_dataset not in cfg.ctr.datasets:
         problems.append(f"data.ctr_dataset: got {cfg.data.ctr_dataset!r}; no ctr.datasets entry of that name")
     if cfg.evaluation.split == "test" and not cfg.data.use_test_set:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from le_ray.config.load import merged_training
+from le_ray.config.load import SPACE_KINDS, is_distribution, merged_training
 from le_ray.config.messages import checks_failed
 from le_ray.registry import LOSS_NAMES, canonical_loss, losses_of, suggest
 
@@ -366,7 +367,9 @@ class ReportConfig(Section):
         return self
 
 
-SPACE_KINDS = ("loguniform", "uniform", "choice", "int")
+def _json(value: Any) -> str:
+    """``value`` as the JSON a user wrote (frozen mappings as objects)."""
+    return json.dumps(value, default=lambda v: dict(v) if isinstance(v, Mapping) else str(v))
 
 
 def _space_problems(loss: str, key: str, spec: Any) -> list[str]:
@@ -377,7 +380,7 @@ def _space_problems(loss: str, key: str, spec: Any) -> list[str]:
     for i, part in enumerate(parts):
         if not (isinstance(node, type) and issubclass(node, BaseModel)):  # a leaf reached: the rest is its spec
             leaf, rest = ".".join(parts[:i]), {parts[i]: spec}
-            return [f"space.{loss}.{leaf}: got {json.dumps(rest, default=str)}; expected one of "
+            return [f"space.{loss}.{leaf}: got {_json(rest)}; expected one of "
                     + ", ".join(f'{{"{k}": ...}}' for k in SPACE_KINDS)]
         fields = node.model_fields
         if part not in fields:
@@ -385,17 +388,18 @@ def _space_problems(loss: str, key: str, spec: Any) -> list[str]:
         node = fields[part].annotation
     if isinstance(node, type) and issubclass(node, BaseModel):
         return [f"{where}: {key} is a section; name one of its keys ({', '.join(node.model_fields)})"]
-    if not isinstance(spec, Mapping) or len(spec) != 1 or next(iter(spec)) not in SPACE_KINDS:
-        return [f"{where}: got {json.dumps(spec, default=str)}; expected one of "
-                + ", ".join(f'{{"{k}": ...}}' for k in SPACE_KINDS)]
+    if is_distribution(spec) and len(spec) > 1:
+        return [f"{where}: got {_json(spec)}; expected one distribution, not {len(spec)} ({', '.join(spec)})"]
+    if not is_distribution(spec):
+        return [f"{where}: got {_json(spec)}; expected one of " + ", ".join(f'{{"{k}": ...}}' for k in SPACE_KINDS)]
     kind, args = next(iter(spec.items()))
     if kind == "choice":
         ok = isinstance(args, (list, tuple)) and len(args) > 0
-        return [] if ok else [f"{where}.choice: got {args!r}; expected a non-empty list of values"]
+        return [] if ok else [f"{where}.choice: got {_json(args)}; expected a non-empty list of values"]
     nums = isinstance(args, (list, tuple)) and len(args) == 2 and all(
-        isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)
+        isinstance(a, (int, float)) and not isinstance(a, bool) and math.isfinite(a) for a in args)
     if not nums or not args[0] < args[1]:
-        return [f"{where}.{kind}: got {args!r}; expected [low, high] with low < high"]
+        return [f"{where}.{kind}: got {_json(args)}; expected [low, high] with low < high, both finite"]
     if kind == "loguniform" and args[0] <= 0:
         return [f"{where}.loguniform: got {list(args)}; expected low > 0"]
     if kind == "int" and not all(float(a).is_integer() for a in args):

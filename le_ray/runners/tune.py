@@ -41,8 +41,8 @@ from le_ray.atomic import atomic_write_json
 from le_ray.sweep.audit import audit_experiment, audit_text, refusal
 from le_ray.cli.args import add_config_arguments, command_parser, exit_on_user_error
 from le_ray.config import Config, TrainingSettings, merge_layers, resolve_config, shadowed_sets, to_dict, to_plain
-from le_ray.config.load import apply_set, merge_with_provenance
-from le_ray.config.resolve import tuned_optimiser_keys
+from le_ray.config.load import merge_with_provenance
+from le_ray.config.resolve import tuned_optimiser_keys, with_training_values
 from le_ray.data.arrays import PreparedData
 from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import prepare_data, validation_split
@@ -86,11 +86,8 @@ def search_space(cfg: Config, loss: str) -> dict[str, Any]:
 
 def apply_sample(settings: TrainingSettings, sample: dict[str, Any]) -> TrainingSettings:
     """``settings`` with each dotted training key of ``sample`` (the seed excluded) replaced."""
-    plain = to_plain(settings)
-    for key, value in sample.items():
-        if key != "seed":
-            apply_set(plain, key.split("."), value.item() if isinstance(value, np.generic) else value)
-    return TrainingSettings.model_validate_json(json.dumps(plain))
+    return with_training_values(settings, {key: value.item() if isinstance(value, np.generic) else value
+                                           for key, value in sample.items() if key != "seed"})
 
 
 def _metric_reporter(cfg: Config, data: PreparedData, settings: TrainingSettings):
