@@ -10,7 +10,8 @@ import pytest
 from le_ray.config import ConfigError, load_config
 from le_ray.data.prepare import prepare_data, validation_split
 from le_ray.sweep.plan import sweep_seeds
-from le_ray.runners.tune import apply_sample, best_overrides, tuning_seed_range
+from le_ray.report.tuning import search_counts
+from le_ray.runners.tune import apply_sample, best_overrides, search_record, tuning_budget, tuning_seed_range
 
 TINY = ["synthetic.samples_per_condition=600", "synthetic.uniform_log10_means=[-0.8,-1,-1.2,-1.4]",
         "training.epochs=2", "training.loss_mode=both", "training.by_loss={}", "training.batch_size=128",
@@ -89,6 +90,54 @@ def test_two_distributions_in_one_entry_are_refused_as_such():
         load_config(sets=['tune.space.bce.lr={"uniform": [0.001, 0.01], "loguniform": [0.001, 0.01]}'])
     assert info.value.problems == ['tune.space.bce.lr: got {"uniform": [0.001, 0.01], "loguniform": [0.001, 0.01]}; '
                                    'expected one distribution, not 2 (uniform, loguniform)']
+
+
+def _sample(lr, curve, error=None):
+    return {"config": {"lr": lr}, "seed": 1, "curve": curve, "final": curve[-1] if curve else None,
+            "epochs": len(curve), "error": error}
+
+
+def test_the_best_sample_is_ranked_at_the_epoch_the_full_length_samples_reached_and_failures_never_win():
+    """ASHA stopped the 0.002 sample after 1 epoch, at a lower logloss than either full-length sample reached at
+    epoch 3; and a sample that crashed after 2 epochs had the lowest value of all. Before, the best was picked by the
+    last reported value of any sample, so the stopped (or crashed) one won against the 3-epoch samples."""
+    cfg = load_config(profile="quickstart_tune")
+    samples = [_sample(0.001, [0.40, 0.36, 0.35]), _sample(0.002, [0.30]), _sample(0.004, [0.39, 0.34, 0.33]),
+               _sample(0.008, [0.31, 0.20], error="RuntimeError: CUDA out of memory"), _sample(0.016, [float("nan")])]
+    record = search_record(cfg, "bce", samples)
+    assert record["best"]["config"] == {"lr": 0.004} and record["ranked_epochs"] == 3
+    assert search_counts(record) == {"samples": 5, "failed": 2, "epochs_trained": 10, "ranked": 2, "ranked_epochs": 3}
+    auc = search_record(load_config(profile="quickstart_tune", sets=["tune.metric=roc_auc"]), "bce",
+                        [_sample(0.001, [0.60, 0.71]), _sample(0.002, [0.80]), _sample(0.004, [0.62, 0.70])])
+    assert auc["best"]["config"] == {"lr": 0.001}  # higher is better, still among the 2-epoch samples
+
+
+def test_the_budget_is_not_called_the_same_when_a_loss_lost_samples_and_says_what_asha_ranked():
+    cfg = load_config(profile="quickstart_tune", sets=["training.loss_mode=both"])
+    full = [_sample(0.001, [0.4, 0.3, 0.3, 0.3, 0.3]), _sample(0.002, [0.5])]
+    records = [search_record(cfg, "bce", full + [_sample(0.003, [], error="ValueError")] * 4),
+               search_record(cfg, "localized_entropy", full * 3)]
+    budget = tuning_budget(cfg, 1000, records)
+    assert budget["same"] is False and budget["counts"]["bce"]["failed"] == 4
+    assert budget["sentence"].startswith("The losses were NOT tuned with the same budget")
+    assert "samples that failed or ended without a finite logloss: BCE 4 of 6," in budget["sentence"]
+    assert "each loss's best was ranked among its samples that trained the most epochs (BCE 1 at 5, LE 3 at 5 " \
+           "epochs)" in budget["sentence"]
+    even = tuning_budget(cfg, 1000, [records[1], {**records[1], "loss": "bce"}])
+    assert even["same"] is True and even["sentence"].startswith("Each loss was tuned with the same budget: 6 samples")
+    fifo = load_config(profile="quickstart_tune", sets=["training.loss_mode=both", "tune.scheduler=fifo"])
+    assert "ASHA" not in tuning_budget(fifo, 1000, [records[1], {**records[1], "loss": "bce"}])["sentence"]
+
+
+def test_the_tuning_table_ranks_like_the_search_and_counts_failures():
+    from le_ray.report.tuning import tuning_table
+
+    cfg = load_config(profile="quickstart_tune")
+    record = search_record(cfg, "bce", [_sample(0.001, [0.4, 0.35]), _sample(0.002, [0.3]),
+                                        _sample(0.004, [0.4, 0.33]), _sample(0.008, [], error="boom")])
+    row = tuning_table({"metric": "logloss", "losses": [record]}).row(0, named=True)
+    assert (row["samples"], row["failed"], row["ranked"]) == (4, 1, "2 at epoch 2")
+    assert (row["best logloss"], row["min"], row["max"]) == (0.33, 0.33, 0.35)
 
 
 def test_space_accepts_aliases_and_nested_keys():

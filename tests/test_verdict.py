@@ -177,6 +177,12 @@ def test_caveats_one_finding_per_line_and_fixed_split():
                                     "epochs": {"bce": 4, "localized_entropy": 6}}}
     line = caveat_lines([], seeds=6, alternative="two-sided", resampled=True, truth=True, tuning=budget)[-1]
     assert "epochs per sample BCE 4, LE 6" in line and "not searched" not in line
+    failed = {**unequal, "budget": {"same": False, "searched": ["bce", "localized_entropy"],
+                                    "epochs": {"bce": 4, "localized_entropy": 4},
+                                    "counts": {"bce": {"samples": 2, "failed": 1}, "localized_entropy": {
+                                        "samples": 2, "failed": 0}}}}
+    line = caveat_lines([], seeds=6, alternative="two-sided", resampled=True, truth=True, tuning=failed)[-1]
+    assert line.startswith("Unequal tuning") and line.count("samples failed: BCE 1 of 2)") == 1 and "LE 0" not in line
 
 
 def test_setting_differences_from_the_audit_settings():

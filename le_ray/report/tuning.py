@@ -17,12 +17,33 @@ import polars as pl
 from le_ray.registry import label
 from le_ray.report.tables import markdown_table
 
-__all__ = ["load_tuning", "tuning_table", "tuning_markdown", "best_so_far"]
+__all__ = ["load_tuning", "tuning_table", "tuning_markdown", "best_so_far", "is_counted", "search_counts"]
 
 
 def load_tuning(root: Path) -> dict[str, Any] | None:
     path = Path(root) / "tune" / "summary.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def is_counted(sample: dict[str, Any]) -> bool:
+    """Whether a tuning sample counts: it ended without error at a finite metric."""
+    return sample["error"] is None and sample["final"] is not None and math.isfinite(sample["final"])
+
+
+def _ranked(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The counted samples the best was ranked among: those at ``ranked_epochs`` (a record written before it was
+    stored ranked every counted sample)."""
+    rung = record.get("ranked_epochs")
+    return [s for s in record.get("samples") or [] if is_counted(s) and (rung is None or s["epochs"] == rung)]
+
+
+def search_counts(record: dict[str, Any]) -> dict[str, int]:
+    """What one loss's search spent: samples run, samples that failed (an error, or no finite metric), epochs
+    trained by all samples, and how many samples its best was ranked among, at how many epochs."""
+    samples = record.get("samples") or []
+    return {"samples": len(samples), "failed": sum(not is_counted(s) for s in samples),
+            "epochs_trained": sum(s["epochs"] for s in samples), "ranked": len(_ranked(record)),
+            "ranked_epochs": record.get("ranked_epochs", max((s["epochs"] for s in samples), default=0))}
 
 
 def best_so_far(finals: list[float | None], higher_is_better: bool) -> list[float]:
@@ -37,12 +58,14 @@ def best_so_far(finals: list[float | None], higher_is_better: bool) -> list[floa
 
 
 def tuning_table(summary: dict[str, Any]) -> pl.DataFrame:
-    """One row per loss: samples, finished, best metric, min / median / max of the finals, best settings."""
+    """One row per loss: samples, failed, the samples the best was ranked among (and at which epoch), best
+    metric, min / median / max of the ranked samples' finals, best settings."""
     rows = []
     for record in summary["losses"]:
-        finals = np.array([s["final"] for s in record["samples"] if s["final"] is not None], dtype=float)
-        best = record.get("best") or {}
-        rows.append({"loss": label(record["loss"]), "samples": len(record["samples"]), "finished": int(finals.size),
+        finals = np.array([s["final"] for s in _ranked(record)], dtype=float)
+        best, counts = record.get("best") or {}, search_counts(record)
+        rows.append({"loss": label(record["loss"]), "samples": counts["samples"], "failed": counts["failed"],
+                     "ranked": f"{counts['ranked']} at epoch {counts['ranked_epochs']}" if counts["samples"] else "",
                      f"best {summary['metric']}": best.get("final"),
                      "min": float(finals.min()) if finals.size else None,
                      "median": float(np.median(finals)) if finals.size else None,

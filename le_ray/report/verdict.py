@@ -531,6 +531,8 @@ def _tuning_caveat(tuning: dict[str, Any]) -> str:
         parts.append(f"not searched, trained as configured: {', '.join(label(x) for x in unsearched)}")
     if len(set(epochs.values())) > 1:
         parts.append("epochs per sample " + ", ".join(f"{label(x)} {epochs[x]}" for x in searched if x in epochs))
+    failed = [f"{label(x)} {c['failed']} of {c['samples']}" for x, c in (budget.get("counts") or {}).items() if c["failed"]]
+    parts += [f"samples failed: {', '.join(failed)}"] if failed else []
     return f"Unequal tuning by `le-ray tune` ({'; '.join(parts)}): the comparison may favour the losses searched more."
 
 

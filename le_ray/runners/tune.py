@@ -10,7 +10,9 @@ Protocol (written into the report's tuning section):
    ``tune.grace_period``, or FIFO), each sample a Ray Tune trial that runs the one ``run_trial`` with a
    per-epoch report of ``tune.metric`` on the validation split (direction from :mod:`le_ray.glossary`);
    tuning seeds are ``project.seed + tune.seed_offset + draw`` and never meet the test seeds;
-3. the best sample of every loss (last reported epoch) becomes that loss's ``by_source`` settings, and a
+3. the best sample of every loss becomes that loss's ``by_source`` settings (:func:`search_record`: ranked at
+   its last epoch among the samples that trained the most epochs any sample of the loss trained, so an ASHA
+   sample stopped early is never compared with full-length ones at another epoch), and a
    ``repeats`` sweep of all losses runs on the test seeds into the same folder, with the usual report
    plus the tuning section.
 
@@ -25,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -50,13 +51,15 @@ from le_ray.cli.echo import Echo
 from le_ray.errors import ConfigError, ResultsError, UserError
 from le_ray.glossary import direction
 from le_ray.registry import label
+from le_ray.report.tuning import is_counted, search_counts
 from le_ray.runners.repeats import Preflight, execute, resume_command
 from le_ray.sweep.store import SweepStore, check_resume, nearest_writable, resolve_results_dir
 from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
 
-__all__ = ["main", "search_space", "apply_sample", "tuning_seed_range", "best_overrides", "tuning_budget", "TUNE_DIR"]
+__all__ = ["main", "search_space", "apply_sample", "tuning_seed_range", "best_overrides", "tuning_budget", "TUNE_DIR",
+           "search_record"]
 
 log = logging.getLogger("le_ray.tune")
 TUNE_DIR = "tune"
@@ -172,21 +175,31 @@ def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path, stop=None):
         run_config=tune.RunConfig(name=loss, storage_path=str(folder), verbose=0, stop=signal_stopper(stop)))
 
 
-def _search_record(cfg: Config, loss: str, grid) -> dict[str, Any]:
-    """Every sample (settings, seed, metric per epoch, final) and the best one, as plain data."""
+def _sample_rows(grid, metric: str) -> list[dict[str, Any]]:
+    """Every sample of a Ray Tune result grid as plain data: settings, seed, metric per epoch, final, error."""
     samples = []
     for result in grid:
         history = result.metrics_dataframe
-        values = [] if history is None or cfg.tune.metric not in history else history[cfg.tune.metric].tolist()
+        values = [] if history is None or metric not in history else history[metric].tolist()
         config = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in (result.config or {}).items()}
         samples.append({"config": {k: v for k, v in config.items() if k != "seed"}, "seed": config.get("seed"),
                         "curve": values, "final": values[-1] if values else None, "epochs": len(values),
                         "error": None if result.error is None else str(result.error)[:500]})
+    return samples
+
+
+def search_record(cfg: Config, loss: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """One loss's search: its samples and the best one. A sample counts when it ended without error at a finite
+    metric; the best is ranked by the metric at the last epoch among the counted samples that trained the most
+    epochs any counted sample trained (``ranked_epochs``). ASHA stops a sample at a rung when it ranks low there;
+    ranking its value at that rung beside full-length samples' last epoch would compare two different budgets."""
     better = max if direction(cfg.tune.metric) else min
-    finished = [s for s in samples if s["final"] is not None and math.isfinite(s["final"])]
-    best = better(finished, key=lambda s: s["final"]) if finished else None
+    counted = [s for s in samples if is_counted(s)]
+    rung = max((s["epochs"] for s in counted), default=0)
+    ranked = [s for s in counted if s["epochs"] == rung]
     return {"loss": loss, "metric": cfg.tune.metric, "mode": "max" if direction(cfg.tune.metric) else "min",
-            "space": to_plain(cfg.tune.space.get(loss) or {}), "samples": samples, "best": best}
+            "space": to_plain(cfg.tune.space.get(loss) or {}), "samples": samples, "ranked_epochs": rung,
+            "best": better(ranked, key=lambda s: s["final"]) if ranked else None}
 
 
 def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo, stop=None) -> dict[str, Any]:
@@ -210,7 +223,7 @@ def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo, s
             stop.check()
         if grid.num_terminated + grid.num_errors < cfg.tune.num_samples:  # Ray Tune stopped early (Ctrl-C)
             raise StopRequested(signal.SIGINT)
-        record = _search_record(cfg, loss, grid)
+        record = search_record(cfg, loss, _sample_rows(grid, cfg.tune.metric))
         record["seconds"] = time.perf_counter() - started
         best = record["best"]
         echo(f"tuning {label(loss)}: {len(record['samples'])} samples in {record['seconds']:.0f} s; best "
@@ -231,27 +244,44 @@ def best_overrides(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
     return sets
 
 
-def tuning_budget(cfg: Config, validation_rows: int) -> dict[str, Any]:
-    """The budget each loss's search gets: samples, the most epochs a sample trains (ASHA may stop it sooner),
-    scheduler, metric, validation rows; ``same`` when every compared loss is searched with equal numbers, and
-    ``sentence``: one line that says so (or how they differ) for the report."""
-    epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses}
-    searched = [loss for loss in cfg.losses if cfg.tune.space.get(loss)]
-    unsearched = [label(loss) for loss in cfg.losses if loss not in searched]
-    same = len(set(epochs.values())) == 1 and not unsearched
+def _budget_sentence(cfg: Config, epochs: dict[str, int], counts: dict[str, dict[str, int]], unsearched: list[str],
+                     same: bool, validation_rows: int) -> str:
     scheduler = (f"ASHA, grace period {cfg.tune.grace_period} epoch(s)" if cfg.tune.scheduler == "asha" else "FIFO")
     common = f"scored by {cfg.tune.metric} on the same {validation_rows:,} validation rows ({scheduler})"
+    failed = ", ".join(f"{label(loss)} {c['failed']} of {c['samples']}" for loss, c in counts.items() if c["failed"])
     if same:
         sentence = (f"Each loss was tuned with the same budget: {cfg.tune.num_samples} samples of up to "
                     f"{next(iter(epochs.values()))} epochs, {common}.")
     else:
-        per_loss = ", ".join(f"{label(loss)} up to {epochs[loss]}" for loss in searched)
+        per_loss = ", ".join(f"{label(loss)} up to {epochs[loss]}" for loss in counts)
         sentence = (f"The losses were NOT tuned with the same budget: {cfg.tune.num_samples} samples each, epochs per "
                     f"sample {per_loss or 'none'}" + (f"; not searched (configured settings): {', '.join(unsearched)}"
-                                                      if unsearched else "") + f", {common}.")
-    return {"num_samples": cfg.tune.num_samples, "epochs": epochs, "searched": searched, "metric": cfg.tune.metric,
+                                                      if unsearched else "")
+                    + (f"; samples that failed or ended without a finite {cfg.tune.metric}: {failed}" if failed else "")
+                    + f", {common}.")
+    if counts and cfg.tune.scheduler == "asha":
+        trained = ", ".join(f"{label(loss)} {c['epochs_trained']}" for loss, c in counts.items())
+        ranked = ", ".join(f"{label(loss)} {c['ranked']} at {c['ranked_epochs']}" for loss, c in counts.items())
+        sentence += (f" ASHA stopped low-ranked samples early (epochs trained in all: {trained}); each loss's best was "
+                     f"ranked among its samples that trained the most epochs ({ranked} epochs). Which samples ASHA "
+                     "stops depends on the order samples report in, so a rerun can stop others and pick another best.")
+    return sentence
+
+
+def tuning_budget(cfg: Config, validation_rows: int, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The budget each loss's search got: samples, the most epochs a sample trains (ASHA may stop it sooner),
+    scheduler, metric, validation rows, and per searched loss what it spent (:func:`search_counts`); ``same`` when
+    every compared loss was searched with equal numbers and none lost a sample to a failure, and ``sentence``: what
+    the report says of it."""
+    epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses}
+    counts = {r["loss"]: search_counts(r) for r in records if r.get("samples")}
+    unsearched = [label(loss) for loss in cfg.losses if loss not in counts]
+    same = len(set(epochs.values())) == 1 and not unsearched and all(
+        c["samples"] == cfg.tune.num_samples and not c["failed"] for c in counts.values())
+    return {"num_samples": cfg.tune.num_samples, "epochs": epochs, "searched": list(counts), "metric": cfg.tune.metric,
             "scheduler": cfg.tune.scheduler, "grace_period": cfg.tune.grace_period,
-            "validation_rows": validation_rows, "same": same, "sentence": sentence}
+            "validation_rows": validation_rows, "same": same, "counts": counts,
+            "sentence": _budget_sentence(cfg, epochs, counts, unsearched, same, validation_rows)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -318,7 +348,7 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -
                                                 "validation_rows": len(tuning.eval), "train_rows": len(tuning.train),
                                                 "seed_range": list(tuning_seed_range(cfg)),
                                                 "test_seeds": sweep_seeds(cfg), "losses": records,
-                                                "budget": tuning_budget(cfg, len(tuning.eval))})
+                                                "budget": tuning_budget(cfg, len(tuning.eval), records)})
     pre = _test_preflight(args, cfg, records, root.parent, root.name, echo)
     store = SweepStore.open(root.parent, root.name)
     store.clean_temporary_files()
