@@ -152,7 +152,7 @@ def test_loss_mode_forms(mode, expected):
     ("ctr.datasets.avazu.filter.mode=topk", "ctr.datasets.avazu.filter.mode"),
     ("model.dropout=[0.1, 0.1]", "model.dropout: got a list of 2; expected one value or a list of 4"),
     ("training.typo=1", "training.typo: unknown key"),
-    ("training.by_loss.le.by_source.avazu.lr=0", "training.by_loss.localized_entropy.by_source.avazu.lr: got 0"),
+    ("training.by_loss.le.by_source.avazu.lr=0", "training.by_loss.localized_entropy (le).by_source.avazu.lr: got 0"),
     ("training.by_loss.le.by_source.mars={}", "by_source.mars: unknown source"),
     ("training.by_loss.hinge={}", "training.by_loss.hinge: unknown loss"),
     ("training.focal.alpha=2", "training.focal.alpha"),

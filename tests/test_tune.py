@@ -53,7 +53,7 @@ def test_space_errors_name_the_dotted_key(assignment, fragment):
                                                               "Infinity]; expected [low, high] with low < high, both finite"),
     ('tune.space.bce.epochs={"int": [0, 3]}',
      "tune.space.bce.epochs.int: low end 0 is refused by training.epochs: got 0; expected an integer >= 1"),
-    ('tune.space.le.amp={"choice": ["off", "fp16"]}', 'tune.space.localized_entropy.amp.choice: choice "fp16" is '
+    ('tune.space.le.amp={"choice": ["off", "fp16"]}', 'tune.space.localized_entropy (le).amp.choice: choice "fp16" is '
                                                       'refused by training.amp'),
 ])
 def test_a_space_that_can_draw_a_value_its_key_refuses_is_refused_before_any_search(assignment, message):
@@ -83,6 +83,17 @@ def test_a_later_layers_distribution_replaces_the_profiles_instead_of_merging_in
     cfg = load_config(user, profile="mine")
     assert dict(cfg.tune.space["focal"]["focal.gamma"]) == {"choice": (0.5, 1.0)}
     assert dict(cfg.tune.space["focal"]["lr"]) == {"loguniform": (0.0005, 0.02)}
+
+
+def test_a_problem_under_an_alias_names_the_alias_the_user_wrote():
+    for assignment, path in [('tune.space.le.lr={"uniform": [-1, 1]}', "tune.space.localized_entropy (le).lr.uniform"),
+                             ("training.by_loss.le.lr=-1", "training.by_loss.localized_entropy (le).lr")]:
+        with pytest.raises(ConfigError) as info:
+            load_config(sets=[assignment])
+        assert [p.split(":")[0] for p in info.value.problems] == [path]
+    with pytest.raises(ConfigError) as info:
+        load_config(sets=['tune.space.localized_entropy.lr={"uniform": [-1, 1]}'])
+    assert info.value.problems[0].startswith("tune.space.localized_entropy.lr.uniform: low end -1.0")
 
 
 def test_two_distributions_in_one_entry_are_refused_as_such():

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from le_ray.config.load import (
-    WILDCARD, apply_set, canonical_loss_keys, deep_merge, is_distribution, merge_layers, parse_set, to_plain,
+    LOSS_TABLES, WILDCARD, apply_set, canonical_loss_keys, deep_merge, is_distribution, merge_layers, parse_set, to_plain,
     training_layers,
 )
 from le_ray.config.messages import describe_value, problems_from
@@ -211,6 +211,7 @@ def resolve_config(data: Mapping[str, Any]) -> Config:
     """Validate merged JSON data into the frozen :class:`Config` (raises ConfigError listing every problem)."""
     data = copy.deepcopy(dict(data))
     _apply_legacy_ctr_keys(data)
+    aliases = _aliases_written(data)
     data = canonical_loss_keys(data)  # aliases (le) accepted as keys of training.by_loss and tune.space
     _flatten_tune_space(data)
     _merge_ctr_defaults(data)
@@ -226,8 +227,27 @@ def resolve_config(data: Mapping[str, Any]) -> Config:
     if cfg is not None and not problems:
         _cross_checks(cfg, problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([_named_as_written(p, aliases) for p in problems])
     return cfg
+
+
+def _aliases_written(data: Mapping[str, Any]) -> dict[str, str]:
+    """``{"tune.space.localized_entropy": "le"}``: the loss tables' keys written as an alias, by canonical path."""
+    out = {}
+    for section, key in LOSS_TABLES:
+        table = (data.get(section) or {}).get(key) if isinstance(data.get(section), Mapping) else None
+        for name in table if isinstance(table, Mapping) else ():
+            if loss_key(name) not in (None, name):
+                out[f"{section}.{key}.{loss_key(name)}"] = name
+    return out
+
+
+def _named_as_written(problem: str, aliases: Mapping[str, str]) -> str:
+    """``problem`` with a canonical loss path the user wrote as an alias shown as both (``localized_entropy (le)``)."""
+    for path, alias in aliases.items():
+        if problem.startswith((f"{path}.", f"{path}:")):
+            return f"{path} ({alias}){problem[len(path):]}"
+    return problem
 
 
 def load_config(config_path: str | Path | None = None, *, profile: str | None = None,
