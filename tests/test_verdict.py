@@ -1,13 +1,15 @@
 """The written verdict on hand-made tables: bottom line (direction, size, significance), absolute rate bands, the
 rare-ad headline, metric results with uninformative metrics, setting differences and one list of caveats."""
 
+import dataclasses
 import math
 
 import polars as pl
 import pytest
 
-from le_ray.report.verdict import (Verdict, VerdictInputs, band_labels, band_sentences, bands_overview, bottom_line,
-                                   caveat_lines, metric_sentences, rare_headline, rate_bands, ratio_stats,
+from le_ray.report.bottom_line import bottom_line, ratio_readings, ratio_stats
+from le_ray.report.verdict import (Verdict, VerdictInputs, band_labels, band_sentences, bands_overview,
+                                   caveat_lines, metric_sentences, rare_headline, rate_bands,
                                    setting_differences, verdict_markdown, verdict_text)
 
 LE_RATIOS = [1.2, 1.5, 1.41, 3.05, 0.65]  # median 1.41, range 0.65–3.05: over-predicts by 41 %
@@ -69,8 +71,8 @@ def test_bottom_line_states_rate_direction_size_and_significance_when_not_signif
     text = " ".join(sentences)
     closer = abs(math.log(1.41)) - abs(math.log(0.98))
     assert sentences[0] == (
-        "Ad 17753 (true click probability 0.05 %): LE over-predicts it by 41 % (ratio 1.41, seed range 0.65–3.05); "
-        "BCE under-predicts it by 2 % (ratio 0.98, seed range 0.67–1.35); "
+        "Ad 17753 (true click probability 0.05 %): LE over-predicts it by 41 % in the median (ratio 1.41, seed range "
+        "0.65–3.05 spans 1); BCE under-predicts it by 2 % in the median (ratio 0.98, seed range 0.67–1.35 spans 1); "
         f"BCE is closer to 1 by {closer:.2g} in |ln ratio| ({abs(math.log(0.98)):.2g} vs {abs(math.log(1.41)):.2g}).")
     assert sentences[1] == (f"Per-ad test over 8 paired seeds: BCE's mean gap is smaller than LE's by "
                             f"{0.00068 - 0.00025:.2g} (0.00025 vs 0.00068), holm p = 0.39: not significant at alpha "
@@ -99,6 +101,57 @@ def test_bottom_line_names_at_most_two_rare_ads_and_one_when_none_is_rare():
     assert [s.split(" ")[1] for s in sentences[::2]] == ["ad0", "ad1"]
     common = rare.with_columns(pl.col("base_rate") * 100)  # 1 %–5 %: no ad is rare
     assert len(bottom_line(_inputs(conditions=common, ratios=ratios))[1]) == 2
+
+
+def _eval_ratios(by_condition, rows, clicks, overall=None):
+    """_ratios with the evaluation rows, clicks (ref_sum) and Σ p per seed: Σ p = ratio · clicks, or the
+    ``overall`` ratio per loss when given."""
+    t = _ratios(by_condition).with_columns(pl.lit(rows).alias("n"), pl.lit(clicks).alias("ref_sum"))
+    scale = pl.col("loss").replace_strict(overall, default=None) if overall else pl.col("ratio")
+    return t.with_columns((scale * pl.col("ref_sum")).alias("sum_p"))
+
+
+def test_a_ratio_inside_the_evaluation_noise_is_said_to_be_so_with_the_training_rate_beside_it():
+    """An ad with 21 clicks in 543 evaluation rows (rate 3.9 %): its Wilson 95 % interval [2.54 %, 5.84 %] (scipy)
+    lets a calibrated model show any ratio in 0.66–1.51. LE's 1.41 lies inside it; before, the bottom line said
+    "LE over-predicts it by 41 %" and nothing else."""
+    from scipy.stats import binomtest
+
+    cond = _conditions([(7, "21611", 21 / 543, 0.01, 0.012, 5, 0.2, 0.39)])
+    v = _inputs(conditions=cond, ratios=_eval_ratios({7: ([1.3, 1.35, 1.38, 1.36, 1.4], LE_RATIOS)}, 543, 21))
+    v = dataclasses.replace(v, reference="the evaluation click rate", train_rates={7: 0.0492})
+    sentences = bottom_line(v)[1]
+    readings = ratio_readings([v, dataclasses.replace(v, candidate="focal")])  # the same ad in two comparisons
+    ci = binomtest(21, 543).proportion_ci(confidence_level=0.95, method="wilson")
+    low, high = ci.low * 543 / 21, ci.high * 543 / 21
+    assert (round(low, 2), round(high, 2)) == (0.66, 1.51)
+    assert "LE over-predicts it by 41 % in the median (ratio 1.41, seed range 0.65–3.05 spans 1, inside the " \
+           "evaluation noise)" in sentences[0]
+    assert "BCE over-predicts it by 36 % (ratio 1.36, seed range 1.3–1.4, inside the evaluation noise)" in sentences[0]
+    assert len(sentences) == 2 and sentences[1].startswith("Per-ad test") and sum("rests on" in r for r in readings) == 1
+    assert readings[0] == (f"Ad 21611's evaluation rate rests on 21 clicks in 543 rows: a calibrated model could show any "
+                            f"ratio in {low:.2f}–{high:.2f} (95% Wilson interval of that rate), so a ratio inside it "
+                            f"is no evidence of miscalibration; its training rate is 4.9 %, "
+                            f"{0.0492 / (21 / 543):.2f}× the evaluation rate (the ratio of a model that learned the "
+                            "training rate).")
+    truth = dataclasses.replace(v, reference="the true click probability")
+    assert not any("Wilson" in s or "noise" in s for s in bottom_line(truth)[1] + ratio_readings([truth]))
+
+
+def test_nearly_equal_closeness_is_not_a_winner_and_a_shift_over_all_ads_is_named():
+    """Criteo: |ln| 0.1384 vs 0.1410 used to read "BCE is closer to 1 by 0.0026"; focal predicting 0.55× the rate
+    over all ads used to go unmentioned while it was called closer to 1 on an over-predicted ad."""
+    cond = _conditions([(7, "68fd1e64", 0.02, 0.01, 0.012, 5, 0.2, 0.39)])
+    ratios = _eval_ratios({7: ([1.1485] * 5, [1.1515] * 5)}, 5000, 100, overall={"bce": 1.02,
+                                                                                "localized_entropy": 0.55})
+    v = dataclasses.replace(_inputs(conditions=cond, ratios=ratios), reference="the evaluation click rate")
+    sentences = bottom_line(v)[1]
+    assert "LE and BCE are about equally close to 1 (|ln ratio| 0.14 vs 0.14)" in sentences[0]
+    assert ratio_readings([v, v])[-1] == ("Over all ads, LE predicts 0.55× the evaluation click rate (under-predicts "
+                             "across the board): that shift moves every ad's ratio, so being nearer 1 on a rare ad "
+                             "may come from it rather than from calibration on rare ads.")
+    even = _eval_ratios({7: ([1.1485] * 5, [1.1515] * 5)}, 5000, 100, overall={"bce": 1.02, "localized_entropy": 1.09})
+    assert not any("Over all ads" in s for s in ratio_readings([dataclasses.replace(v, ratios=even)]))
 
 
 def test_metric_sentences_significant_both_ways_and_uninformative_left_out():

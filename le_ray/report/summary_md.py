@@ -20,9 +20,10 @@ from le_ray.glossary import glossary_lines
 from le_ray.registry import LOSSES, label
 from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
-from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, bottom_line,
-                                   bottom_note, caveat_lines, metric_sentences, pending_headline, rare_headline,
-                                   setting_differences, verdict_markdown)
+from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
+from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, caveat_lines,
+                                   metric_sentences, pending_headline, rare_headline, setting_differences,
+                                   verdict_markdown)
 from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
@@ -115,13 +116,23 @@ def _ads(ctx: SummaryContext) -> pl.DataFrame:
 
 def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs:
     rep, baseline, candidate, audit = ctx.cfg.repeats, tests["baseline"][0], tests["candidate"][0], _audit(ctx)
-    ratios = ctx.tables.calibration.select("loss", "seed", "condition", "ratio") if ctx.tables.calibration.height \
-        else pl.DataFrame({"loss": [], "seed": [], "condition": [], "ratio": []})
+    extra = [c for c in ("n", "ref_sum", "sum_p") if c in ctx.tables.calibration.columns]
+    ratios = ctx.tables.calibration.select("loss", "seed", "condition", "ratio", *extra) \
+        if ctx.tables.calibration.height else pl.DataFrame({"loss": [], "seed": [], "condition": [], "ratio": []})
     return VerdictInputs(baseline, candidate, tests, ctx.tables.condition_tests.get(key, pl.DataFrame()), ratios,
                          rep.per_condition_alpha, rep.per_condition_correction, int(tests["n"].max() or 0),
                          _reference(ctx), band_edges(ctx.cfg),
                          setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")),
-                         alternative=rep.alternative)
+                         alternative=rep.alternative, train_rates=_train_rates(audit))
+
+
+def _train_rates(audit: dict[str, Any]) -> dict[int, float]:
+    """condition → training click rate, from the audit's counts when the sweep used one data draw (a fixed split:
+    the rate every seed trained on); empty otherwise."""
+    if audit.get("data_draws", 1) != 1:
+        return {}
+    return {int(c["condition"]): c["train_clicks"] / c["train_rows"] for c in audit.get("conditions") or []
+            if c.get("train_rows") and c.get("train_clicks") is not None}
 
 
 def _pairing(ctx: SummaryContext) -> tuple[dict[str, tuple[int, int]], dict[tuple[str, str], int]]:
@@ -141,11 +152,14 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
     trials, paired = _pairing(ctx)
     unpaired = [pair for pair, n in paired.items() if n == 0]
     compared = len(paired) - len(unpaired)
+    inputs = []
     for key, tests in ctx.tables.metric_tests.items():
         v = _inputs(ctx, key, tests)
+        inputs.append(v)
         verdict.bottom.append(bottom_line(v))
         title = f"{label(v.candidate)} vs {label(v.baseline)} over {v.seeds} paired seed{'s' if v.seeds != 1 else ''}"
         verdict.comparisons.append((title, metric_sentences(v) + band_sentences(v)))
+    verdict.readings = ratio_readings(inputs)
     if not paired:
         verdict.bottom.append(("No comparison", ["Fewer than two losses are configured, so nothing is compared."]))
     if any(t.height for t in ctx.tables.condition_tests.values()):

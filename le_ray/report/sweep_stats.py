@@ -123,14 +123,18 @@ def _with_adjusted(tests: pl.DataFrame, correction: str) -> pl.DataFrame:
 
 
 def _calibration_long(per_cond: pl.DataFrame, truth: bool, excluded: set[int]) -> pl.DataFrame:
-    """loss, seed, condition, ad_id, base_rate (pooled rate of the condition), ratio (per seed), excluded."""
+    """loss, seed, condition, ad_id, base_rate (pooled rate of the condition), ratio, n, sum_p and ref_sum (Σ
+    reference: clicks, or Σ p_true) per seed, excluded."""
     if per_cond.height == 0:
         return pl.DataFrame()
     ref, ratio = ("true_rate", "calibration_ratio_true") if truth else ("base_rate", "calibration_ratio")
     pooled_rate = per_cond.group_by("condition").agg(
         (pl.col("sum_t" if truth else "sum_y").sum() / pl.col("n").sum()).alias("pooled_rate"))
+    sums = [pl.col(c) for c in ("n", "sum_p") if c in per_cond.columns]
+    if ("sum_t" if truth else "sum_y") in per_cond.columns:
+        sums.append(pl.col("sum_t" if truth else "sum_y").alias("ref_sum"))
     cols = ["loss", "seed", "condition", *(["ad_id"] if "ad_id" in per_cond.columns else []), ratio]
-    out = per_cond.select(cols).rename({ratio: "ratio"}).join(pooled_rate, on="condition", how="left")
+    out = per_cond.select(*cols, *sums).rename({ratio: "ratio"}).join(pooled_rate, on="condition", how="left")
     return out.rename({"pooled_rate": "base_rate"}).with_columns(
         pl.col("condition").is_in(sorted(excluded)).alias("excluded"), pl.lit(ref).alias("reference"))
 

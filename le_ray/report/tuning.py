@@ -27,14 +27,15 @@ def load_tuning(root: Path) -> dict[str, Any] | None:
 
 def is_counted(sample: dict[str, Any]) -> bool:
     """Whether a tuning sample counts: it ended without error at a finite metric."""
-    return sample["error"] is None and sample["final"] is not None and math.isfinite(sample["final"])
+    final = sample.get("final")
+    return sample.get("error") is None and final is not None and math.isfinite(final)
 
 
 def _ranked(record: dict[str, Any]) -> list[dict[str, Any]]:
     """The counted samples the best was ranked among: those at ``ranked_epochs`` (a record written before it was
     stored ranked every counted sample)."""
     rung = record.get("ranked_epochs")
-    return [s for s in record.get("samples") or [] if is_counted(s) and (rung is None or s["epochs"] == rung)]
+    return [s for s in record.get("samples") or [] if is_counted(s) and (rung is None or s.get("epochs") == rung)]
 
 
 def search_counts(record: dict[str, Any]) -> dict[str, int]:
@@ -42,8 +43,8 @@ def search_counts(record: dict[str, Any]) -> dict[str, int]:
     trained by all samples, and how many samples its best was ranked among, at how many epochs."""
     samples = record.get("samples") or []
     return {"samples": len(samples), "failed": sum(not is_counted(s) for s in samples),
-            "epochs_trained": sum(s["epochs"] for s in samples), "ranked": len(_ranked(record)),
-            "ranked_epochs": record.get("ranked_epochs", max((s["epochs"] for s in samples), default=0))}
+            "epochs_trained": sum(s.get("epochs", 0) for s in samples), "ranked": len(_ranked(record)),
+            "ranked_epochs": record.get("ranked_epochs", max((s.get("epochs", 0) for s in samples), default=0))}
 
 
 def best_so_far(finals: list[float | None], higher_is_better: bool) -> list[float]:

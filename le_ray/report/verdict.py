@@ -1,14 +1,8 @@
 """The written verdict of a sweep: the bottom line on the rare ads first, then the metric-level results, the ads
 by absolute rate band and one list of caveats. Plain sentences from the test tables; pure functions of plain data.
 
-1. **Bottom line**, one paragraph per comparison (candidate vs baseline): for the rarest tested ads (those of the
-   lowest non-empty rate band, at most :data:`MAX_BOTTOM_ADS`), each loss's calibration ratio r = mean prediction
-   / reference rate (the true click probability of synthetic data, else the evaluation click rate), as the
-   median over the paired seeds with its min–max over those seeds; its direction (r > 1 over-predicts by
-   100·(r − 1) %, r < 1 under-predicts by 100·(1 − r) %); which loss is closer to 1 in |ln r| of the medians and
-   by how much; and the per-ad paired Wilcoxon test on the gap |mean prediction − reference| with its adjusted p,
-   stated with direction and size whether significant or not (NaN p, or too few paired seeds: untestable,
-   never "significant" nor "not significant").
+1. **Bottom line**, one paragraph per comparison on its rarest tested ads: :mod:`le_ray.report.bottom_line`
+   (built from this module's :class:`VerdictInputs`).
 2. **Metric-level results**: the paired tests whose ``p_adjusted`` is below alpha, in whose favour, with the
    mean delta, its bootstrap CI and the rank-biserial effect size; the others as "no significant difference"
    when the test could have reached alpha, else as untestable (:func:`smallest_reachable_p`); a metric constant
@@ -29,20 +23,20 @@ comparison is untestable with n seeds rather than "not significantly different".
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from le_ray.stats import median_range, min_exact_p
+from le_ray.stats import min_exact_p
 from le_ray.registry import label
 
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
-           "ratio_stats", "bottom_line", "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
-           "pending_headline", "smallest_reachable_p", "caveat_lines",
+           "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
+           "pending_headline", "smallest_reachable_p", "caveat_lines", "percent", "seeds_word", "is_untestable",
+           "why_untestable", "family_size",
            "setting_differences", "verdict_markdown", "verdict_text"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
@@ -66,7 +60,8 @@ class VerdictInputs:
     metric_tests: pl.DataFrame     # metric, higher_is_better, n, mean_delta, ci_low, ci_high, rank_biserial,
     #                                p_adjusted, [baseline_constant, candidate_constant, informative]
     condition_tests: pl.DataFrame  # condition, ad_id, base_rate, baseline_gap, candidate_gap, n, p_value, p_<corr>
-    ratios: pl.DataFrame           # loss, seed, condition, ratio: mean prediction / reference rate per seed
+    ratios: pl.DataFrame           # loss, seed, condition, ratio: mean prediction / reference rate per seed;
+    #                                optional n, ref_sum, sum_p (rows, Σ reference, Σ predictions) per seed
     alpha: float
     correction: str
     seeds: int
@@ -74,6 +69,7 @@ class VerdictInputs:
     edges: tuple[float, ...] = BAND_EDGES
     differences: tuple[str, ...] = ()  # settings that differ between the two losses (setting_differences)
     alternative: str = "two-sided"  # of the Wilcoxon tests: sets the smallest exact p (smallest_reachable_p)
+    train_rates: Mapping[int, float] = field(default_factory=dict)  # condition → training click rate (fixed split)
 
 
 @dataclass
@@ -82,6 +78,7 @@ class Verdict:
     by band, per-comparison results (title, sentences) and the caveats, each a plain sentence list."""
     headline: list[str] = field(default_factory=list)  # said before everything: e.g. no ad is rare
     bottom: list[tuple[str, list[str]]] = field(default_factory=list)
+    readings: list[str] = field(default_factory=list)  # what the bottom lines' ratios can and cannot show
     note: str = ""
     bands: list[str] = field(default_factory=list)
     bands_title: str = "Ads by absolute rate band"
@@ -96,7 +93,7 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.3g}"
 
 
-def _pct(rate: float) -> str:
+def percent(rate: float) -> str:
     """A probability as a percentage: 0.00051 → '0.051 %', 0.125 → '12 %'."""
     if rate is None or not np.isfinite(rate):
         return "n/a"
@@ -120,7 +117,7 @@ def rate_bands(rates, edges: Sequence[float] = BAND_EDGES) -> np.ndarray:
     return np.where(np.isnan(r), -1, np.searchsorted(np.asarray(edges, dtype=np.float64), r, side="right"))
 
 
-def _seeds_word(n: int) -> str:
+def seeds_word(n: int) -> str:
     return f"{n} paired seed{'s' if n != 1 else ''}"
 
 
@@ -138,15 +135,15 @@ def smallest_reachable_p(n: int, alternative: str, correction: str = "none", m: 
     return min(1.0, max(int(m), 1) * p) if correction == "holm" else p
 
 
-def _untestable(v: VerdictInputs, n: int, m: int) -> bool:
+def is_untestable(v: VerdictInputs, n: int, m: int) -> bool:
     """Whether a test of ``n`` paired seeds in a family of ``m`` cannot reach p < alpha by construction."""
     return smallest_reachable_p(n, v.alternative, v.correction, m) >= v.alpha
 
 
-def _why_untestable(v: VerdictInputs, n: int, m: int) -> str:
+def why_untestable(v: VerdictInputs, n: int, m: int) -> str:
     """Why a test of ``n`` paired seeds in a family of ``m`` is untestable: its smallest exact p (and adjusted p, for
     Holm) cannot reach alpha, or else the test gave no p-value (NaN)."""
-    if not _untestable(v, n, m):
+    if not is_untestable(v, n, m):
         return "the test gave no p-value"
     if n < 1:
         return "no seed is stored for both losses"
@@ -158,117 +155,12 @@ def _why_untestable(v: VerdictInputs, n: int, m: int) -> str:
     return f"{held}, not below alpha {v.alpha:g}"
 
 
-def _family(t: pl.DataFrame, p_col: str) -> int:
+def family_size(t: pl.DataFrame, p_col: str) -> int:
     """Size m of a correction family: the tests with a finite adjusted p in ``p_col`` (adjust_p leaves every test
     outside the family NaN)."""
     if t.height == 0 or p_col not in t.columns:
         return 0
     return int(t[p_col].cast(pl.Float64).is_finite().fill_null(False).sum())
-
-
-# ------------------------------------------------------------------------------------------------ bottom line
-
-
-def ratio_stats(ratios: pl.DataFrame, loss: str, condition: int, seeds: Sequence[int]) -> tuple[float, float, float]:
-    """(median, min, max) over ``seeds`` of the finite, positive calibration ratios of ``loss`` on ``condition``
-    (NaN when there is none)."""
-    rows = ratios.filter((pl.col("loss") == loss) & (pl.col("condition") == condition)
-                         & pl.col("seed").is_in(list(seeds)))
-    return median_range(rows["ratio"].cast(pl.Float64).to_numpy() if rows.height else np.zeros(0))
-
-
-def _direction(name: str, stats: tuple[float, float, float]) -> str:
-    mid, lo, hi = stats
-    if not np.isfinite(mid):
-        return f"{name} has no finite ratio"
-    way = "over-predicts it" if mid > 1 else "under-predicts it"
-    size = abs(mid - 1.0)
-    what = f"{way} by {_pct(size)}" if _pct(size) != "0 %" else "is calibrated on it"
-    return f"{name} {what} (ratio {mid:.3g}, seed range {lo:.3g}–{hi:.3g})"
-
-
-def _closer(v: VerdictInputs, b: float, c: float) -> str:
-    if not (np.isfinite(b) and np.isfinite(c)):
-        return "which loss is closer to 1 cannot be said"
-    lb, lc = abs(math.log(b)), abs(math.log(c))
-    if math.isclose(lb, lc, rel_tol=1e-9, abs_tol=1e-12):
-        return f"{label(v.candidate)} and {label(v.baseline)} are equally close to 1"
-    (win, w), (lose, l) = sorted(((v.candidate, lc), (v.baseline, lb)), key=lambda t: t[1])
-    return f"{label(win)} is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.2g} vs {l:.2g})"
-
-
-def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: int) -> str:
-    """The per-ad test in words: gaps, adjusted p and its reading (untestable when p is NaN or cannot reach
-    alpha with ``n`` seeds in a family of ``m``)."""
-    gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], row.get("n") or v.seeds
-    head = f"Per-ad test over {_seeds_word(int(n))}"
-    if not (np.isfinite(gb) and np.isfinite(gc)):
-        return f"{head}: no usable pair, so it is untestable."
-    if gb == gc:
-        gaps = f"{label(v.candidate)} and {label(v.baseline)} have the same mean gap ({gb:.2g})"
-    else:
-        (win, wg), (lose, lg) = sorted(((v.candidate, gc), (v.baseline, gb)), key=lambda t: t[1])
-        gaps = f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} ({wg:.2g} vs {lg:.2g})"
-    if p is None or not np.isfinite(p):
-        return f"{head}: {gaps}; the test is untestable with these seeds."
-    if _untestable(v, int(n), m):
-        return (f"{head}: {gaps}; {v.correction} p = {p:.2g}, but untestable with {_seeds_word(int(n))} "
-                f"({_why_untestable(v, int(n), m)}): p >= alpha by construction, which says nothing either way.")
-    verdict = "significant" if p < v.alpha else "not significant"
-    return f"{head}: {gaps}, {v.correction} p = {p:.2g}: {verdict} at alpha {v.alpha:g} with these seeds."
-
-
-def _rarest(v: VerdictInputs) -> pl.DataFrame:
-    """The tested ads of the lowest non-empty band, rarest first: at most MAX_BOTTOM_ADS, or only the rarest
-    when it is not rare (the data cannot answer the rare-ad question; one ad shows the direction)."""
-    if v.condition_tests.height == 0:  # no ad tested (e.g. no paired seed: a frame without columns)
-        return v.condition_tests
-    t = v.condition_tests.filter(pl.col("base_rate").is_finite()).sort("base_rate")
-    if t.height == 0:
-        return t
-    band = rate_bands(t["base_rate"].to_numpy(), v.edges)
-    keep = MAX_BOTTOM_ADS if t["base_rate"][0] < RARE_BELOW else 1
-    return t.filter(pl.Series(band == band[0])).head(keep)
-
-
-def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
-    """The comparison's bottom line: (title, sentences) on its rarest tested ads (see the module docstring)."""
-    c, b = label(v.candidate), label(v.baseline)
-    rarest = _rarest(v)
-    if rarest.height == 0:
-        why = "no seed is stored for both losses yet" if v.seeds < 1 else "too few clicks, or no complete pair of seeds"
-        return f"{c} vs {b}", [f"{c} vs {b}: no ad could be tested ({why})."]
-    band = band_labels(v.edges)[int(rate_bands([rarest["base_rate"][0]], v.edges)[0])]
-    title = f"{c} vs {b}, rarest tested ad{'s' if rarest.height > 1 else ''} ({band})"
-    seeds = _paired_seeds(v.ratios, v.baseline, v.candidate)
-    p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
-    sentences = []
-    for row in rarest.iter_rows(named=True):
-        rb, rc = (ratio_stats(v.ratios, loss, row["condition"], seeds) for loss in (v.baseline, v.candidate))
-        sentences.append(f"Ad {row['ad_id']} ({v.reference.removeprefix('the ')} {_pct(row['base_rate'])}): "
-                         f"{_direction(c, rc)}; "
-                         f"{_direction(b, rb)}; {_closer(v, rb[0], rc[0])}.")
-        sentences.append(_test_sentence(v, row, p_col, _family(v.condition_tests, p_col)))
-    if v.differences:
-        sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings ({'; '.join(v.differences)}), "
-                         "so a difference may come from the settings rather than the loss.")
-    return title, sentences
-
-
-def _paired_seeds(ratios: pl.DataFrame, baseline: str, candidate: str) -> list[int]:
-    if ratios.height == 0:
-        return []
-    by_loss = [set(ratios.filter(pl.col("loss") == loss)["seed"].to_list()) for loss in (baseline, candidate)]
-    return sorted(by_loss[0] & by_loss[1])
-
-
-def bottom_note(reference: str, correction: str) -> str:
-    """The one sentence defining the bottom line's terms."""
-    return (f"Calibration ratio = mean prediction / {reference} over an ad's evaluation rows (1 = calibrated), "
-            "given as the median over the paired seeds with the min–max over those seeds; \"closer to 1\" compares "
-            f"|ln ratio| of the medians; gap = |mean prediction − {reference.removeprefix('the ')}| per seed; the "
-            f"per-ad test is a paired Wilcoxon test of the gaps over the seeds, {correction}-adjusted over the tested "
-            "ads of the comparison.")
 
 
 # --------------------------------------------------------------------------------------------- metric level
@@ -286,7 +178,7 @@ def _untestable_mask(v: VerdictInputs, t: pl.DataFrame, p_col: str, m: int) -> p
     """Per row of ``t``: its p is NaN, or its test of ``n`` seeds cannot reach alpha (family of ``m``)."""
     p = t[p_col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     n = t["n"].fill_null(0).to_list() if "n" in t.columns else [v.seeds] * t.height
-    return pl.Series([not np.isfinite(x) or _untestable(v, int(k), m) for x, k in zip(p, n)], dtype=pl.Boolean)
+    return pl.Series([not np.isfinite(x) or is_untestable(v, int(k), m) for x, k in zip(p, n)], dtype=pl.Boolean)
 
 
 def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: int) -> list[str]:
@@ -294,9 +186,9 @@ def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: int) -> list[str]
     c, b, lines = label(v.candidate), label(v.baseline), []
     for n in sorted(set(rows["n"].fill_null(0).to_list())):
         names = ", ".join(rows.filter(pl.col("n").fill_null(0) == n)["metric"].to_list())
-        why = _why_untestable(v, int(n), m)
+        why = why_untestable(v, int(n), m)
         point = "; the bootstrap CI of one seed is a single point" if n == 1 else ""
-        lines.append(f"{c} vs {b} is untestable with {_seeds_word(int(n))} in: {names} ({why}{point}); this is "
+        lines.append(f"{c} vs {b} is untestable with {seeds_word(int(n))} in: {names} ({why}{point}); this is "
                      "no evidence that they are alike.")
     return lines
 
@@ -309,7 +201,7 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
         return [f"No paired metric test: {c} and {b} share no complete seed."]
     informative = t["informative"] if "informative" in t.columns else pl.Series([True] * t.height)
     t = t.with_columns(informative.alias("_informative"))
-    m = _family(t.filter(pl.col("_informative")), "p_adjusted")
+    m = family_size(t.filter(pl.col("_informative")), "p_adjusted")
     t = t.with_columns(_untestable_mask(v, t, "p_adjusted", m).alias("_untestable"))
     lines = []
     for row in t.filter(pl.col("_informative") & (pl.col("p_adjusted") < v.alpha)).iter_rows(named=True):
@@ -345,9 +237,9 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
     untestable = rows.filter(_untestable_mask(v, rows, p_col, m))
     for n in sorted(set(untestable["n"].fill_null(0).to_list())):
         k = untestable.filter(pl.col("n").fill_null(0) == n).height
-        why = _why_untestable(v, int(n), m)
+        why = why_untestable(v, int(n), m)
         where = "" if total == 1 else f" on {'all ' if k == total else ''}{k}"
-        parts.append(f"untestable{where} with {_seeds_word(int(n))} ({why})")
+        parts.append(f"untestable{where} with {seeds_word(int(n))} ({why})")
     rest = rows.height - untestable.height
     if rest:
         more = "" if total == 1 else f" on the other {rest}" if parts else f" on any of the {total}"
@@ -363,7 +255,7 @@ def band_sentences(v: VerdictInputs) -> list[str]:
         return []
     p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
     band = pl.Series("band", rate_bands(t["base_rate"].to_numpy(), v.edges))
-    t, m = t.with_columns(band), _family(t, p_col)
+    t, m = t.with_columns(band), family_size(t, p_col)
     return [_band_sentence(v, name, t.filter(pl.col("band") == k), p_col, m)
             for k, name in enumerate(band_labels(v.edges)) if t.filter(pl.col("band") == k).height]
 
@@ -468,14 +360,14 @@ def _power_line(paired: dict[str, int], planned: int, alternative: str, alpha: f
 
     if len(groups) == 1:
         n = next(iter(groups))
-        head = (f"With {_seeds_word(n)}{''.join(f' ({x})' for x in stored(n))} the smallest exact {alternative} "
+        head = (f"With {seeds_word(n)}{''.join(f' ({x})' for x in stored(n))} the smallest exact {alternative} "
                 f"Wilcoxon p is {min_exact_p(n, alternative):.3g}")
     else:
-        parts = [f"{min_exact_p(n, alternative):.3g} with {_seeds_word(n)} "
+        parts = [f"{min_exact_p(n, alternative):.3g} with {seeds_word(n)} "
                  f"({'; '.join([', '.join(names), *stored(n)])})" for n, names in sorted(groups.items(), reverse=True)]
         head = f"The smallest exact {alternative} Wilcoxon p is " + " and ".join(parts)
     if alpha is not None and min_exact_p(min(groups), alternative) >= alpha:
-        return (f"{head}: no test of {_seeds_word(min(groups))} can reach alpha {alpha:g}, so those tests are "
+        return (f"{head}: no test of {seeds_word(min(groups))} can reach alpha {alpha:g}, so those tests are "
                 "untestable, not negative; store more seeds.")
     return f"{head}: only a difference of the same sign in nearly every seed can be significant."
 
@@ -571,6 +463,7 @@ def verdict_markdown(v: Verdict) -> list[str]:
     lines = [x for h in v.headline for x in (f"**{h}**", "")]
     for title, sentences in v.bottom:
         lines += [f"**{title}.** " + " ".join(sentences), ""]
+    lines += ["**Reading these ratios.** " + " ".join(v.readings), ""] if v.readings else []
     lines += [f"_{v.note}_", ""] if v.note else []
     if v.bands:
         lines += [f"**{v.bands_title}:**", "", *[f"- {line}" for line in v.bands], ""]
@@ -591,6 +484,7 @@ def verdict_text(v: Verdict, width: int = 100) -> list[str]:
     lines = [x for h in v.headline for x in wrap(h)] + ([""] if v.headline else [])
     for title, sentences in v.bottom:
         lines += wrap(f"{title}: " + " ".join(sentences)) + [""]
+    lines += wrap("Reading these ratios: " + " ".join(v.readings)) + [""] if v.readings else []
     lines += wrap(v.note) + [""] if v.note else []
     if v.bands:
         lines += [f"{v.bands_title}:", *[x for b in v.bands for x in wrap(b, "  ", "    ")], ""]
