@@ -160,7 +160,10 @@ def test_metric_sentences_significant_both_ways_and_uninformative_left_out():
                   ("ece", False, 0.0001, -0.001, 0.002, 0.1, 0.6),
                   ("accuracy", True, 0.0, 0.0, 0.0, 0.0, float("nan"))], informative=[True, True, True, False])
     text = metric_sentences(_inputs(metrics=m))
-    assert text[0].startswith("LE beats BCE on logloss") and "holm p = 0.01" in text[0]
+    assert text[0] == ("LE beats BCE on logloss (lower is better): mean delta 0.002 (95% bootstrap CI [0.001, 0.003], "
+                       "unadjusted; favours LE when > 0), rank-biserial 0.9, holm p = 0.01.")
+    ninety = metric_sentences(dataclasses.replace(_inputs(metrics=m), confidence=0.9))  # the configured confidence
+    assert "(90% bootstrap CI [0.001, 0.003], unadjusted;" in ninety[0]
     assert text[1].startswith("BCE beats LE on roc_auc")
     assert text[2] == "LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: ece."
     assert text[3] == ("accuracy is uninformative for LE vs BCE (identical in all 12 seeds for LE), so it is left out "
@@ -333,7 +336,16 @@ def test_metric_sentences_say_untestable_when_the_seeds_cannot_reach_alpha():
                              f"two-sided Wilcoxon p at n = 6 is {2 / 2 ** 6:.3g}, {2 * 2 / 2 ** 6:.3g} after holm over "
                              "2 tests, not below alpha 0.05")
     seven = metric_sentences(_inputs(metrics=two.with_columns(pl.lit(7).alias("n"))))  # 2 · 2 / 2^7 < 0.05
-    assert seven == ["LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: logloss, ece."]
+    assert seven == ["LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: logloss, ece. The "
+                     "unadjusted 95% bootstrap CI of the mean delta excludes 0 for logloss, ece; the test, corrected "
+                     "over 2 metrics, does not reach alpha."]
+    spans = two.with_columns(pl.lit(7).alias("n"), pl.Series("ci_low", [0.001, -0.001]))
+    assert metric_sentences(_inputs(metrics=spans))[0].endswith(
+        "in: logloss, ece. The unadjusted 95% bootstrap CI of the mean delta excludes 0 for logloss; the test, "
+        "corrected over 2 metrics, does not reach alpha.")
+    across = spans.with_columns(pl.Series("ci_low", [-0.001, -0.001]))
+    assert metric_sentences(_inputs(metrics=across)) == [
+        "LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: logloss, ece."]
     assert not any("differ significantly" in x for x in one_seed + six)
 
 
@@ -362,3 +374,19 @@ def test_power_caveat_uses_the_paired_seeds_stored_not_the_configured_number():
                         "stored): only a difference of the same sign in nearly every seed can be significant.")
     assert not any("smallest exact" in x for x in caveat_lines([], seeds={"LE vs BCE": 0}, alternative="two-sided",
                                                                resampled=True, truth=True, planned=10))
+
+
+def test_ece_small_caveat_only_when_trials_mixed_its_two_rules():
+    """Avazu sample: 2 of 36 trials had a prediction <= 0.01 and took the few rows below it, 34 took their model's
+    10 % quantile; the paired ece_small tests compared the two kinds with no word of it."""
+    from le_ray.report.verdict import ece_small_caveat
+
+    mixed = pl.DataFrame({"loss": ["bce", "bce", "focal", "localized_entropy"], "seed": [42, 43, 42, 42],
+                          "ece_small_threshold": [0.01, 0.0359, 0.0823, 0.05]})
+    assert ece_small_caveat(mixed, 0.01, 0.1) == (
+        "ece_small mixed its two rules across the trials: 1 of 4 had a prediction <= 0.01 and took the rows below it, "
+        "3 (BCE 1, focal 1, LE 1) had none and took their model's 10% quantile of p (thresholds 0.0359–0.0823); its "
+        "per-seed values then cover rows chosen by different rules, so its paired tests compare unlike quantities.")
+    assert ece_small_caveat(mixed.filter(pl.col("ece_small_threshold") > 0.01), 0.01, 0.1) is None  # one rule
+    assert ece_small_caveat(mixed.with_columns(pl.lit(0.01).alias("ece_small_threshold")), 0.01, 0.1) is None
+    assert ece_small_caveat(pl.DataFrame(), 0.01, 0.1) is None

@@ -22,6 +22,7 @@ from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
 from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, caveat_lines,
+                                   ece_small_caveat,
                                    metric_sentences, pending_headline, rare_headline, setting_differences,
                                    verdict_markdown)
 from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
@@ -123,7 +124,8 @@ def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs
                          rep.per_condition_alpha, rep.per_condition_correction, int(tests["n"].max() or 0),
                          _reference(ctx), band_edges(ctx.cfg),
                          setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")),
-                         alternative=rep.alternative, train_rates=_train_rates(audit))
+                         alternative=rep.alternative, train_rates=_train_rates(audit),
+                         confidence=rep.bootstrap_confidence)
 
 
 def _train_rates(audit: dict[str, Any]) -> dict[int, float]:
@@ -175,7 +177,10 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
     verdict.caveats = caveat_lines(_audit(ctx)["findings"], seeds={
         f"{label(c)} vs {label(b)}": n for (b, c), n in paired.items()}, alternative=rep.alternative,
         resampled=rep.resample_data, truth=ctx.tables.truth, missing=len(ctx.status["missing"]),
-        tuning=ctx.tuning_summary, planned=rep.num_runs, alpha=rep.per_condition_alpha)
+        tuning=ctx.tuning_summary, planned=rep.num_runs, alpha=rep.per_condition_alpha,
+        extra=[c for c in (ece_small_caveat(getattr(ctx.tables, "ece_small_thresholds", pl.DataFrame()),
+                                            ctx.cfg.evaluation.small_prob_max,
+                                            ctx.cfg.evaluation.small_prob_quantile),) if c])
     verdict.caveats += mixed_runtime_lines(ctx.status.get("ran_on", {}))
     return verdict
 

@@ -56,6 +56,7 @@ class SweepTables:
     pooled: dict[str, pl.DataFrame] = field(default_factory=dict)
     calibration: pl.DataFrame = field(default_factory=pl.DataFrame)
     truth: bool = False
+    ece_small_thresholds: pl.DataFrame = field(default_factory=pl.DataFrame)  # loss, seed, ece_small_threshold
 
 
 def uses_truth(cfg: Config, per_cond: pl.DataFrame) -> bool:
@@ -159,4 +160,6 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
             tables.condition_tests[key] = _condition_tests(cfg, per_cond, baseline, candidate, set(excluded), values)
             tables.deltas[key] = _seed_deltas(trials, baseline, candidate)
     tables.calibration = _calibration_long(per_cond, truth, set(excluded))
+    if "ece_small_threshold" in trials.columns:
+        tables.ece_small_thresholds = trials.select("loss", "seed", "ece_small_threshold")
     return tables

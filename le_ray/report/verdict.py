@@ -36,7 +36,7 @@ from le_ray.registry import label
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
            "pending_headline", "smallest_reachable_p", "caveat_lines", "percent", "seeds_word", "is_untestable",
-           "why_untestable", "family_size",
+           "why_untestable", "family_size", "ece_small_caveat",
            "setting_differences", "verdict_markdown", "verdict_text"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
@@ -70,6 +70,7 @@ class VerdictInputs:
     differences: tuple[str, ...] = ()  # settings that differ between the two losses (setting_differences)
     alternative: str = "two-sided"  # of the Wilcoxon tests: sets the smallest exact p (smallest_reachable_p)
     train_rates: Mapping[int, float] = field(default_factory=dict)  # condition → training click rate (fixed split)
+    confidence: float = 0.95  # of the bootstrap CIs (repeats.bootstrap_confidence)
 
 
 @dataclass
@@ -208,18 +209,30 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
         win, lose = (c, b) if row["mean_delta"] > 0 else (b, c)
         way = "higher is better" if row["higher_is_better"] else "lower is better"
         lines.append(f"{win} beats {lose} on {row['metric']} ({way}): mean delta {_fmt(row['mean_delta'])} "
-                     f"(95% CI [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], favours {c} when > 0), "
+                     f"({v.confidence:.0%} bootstrap CI [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], "
+                     f"unadjusted; favours {c} when > 0), "
                      f"rank-biserial {_fmt(row['rank_biserial'])}, {v.correction} p = {_fmt(row['p_adjusted'])}.")
     not_below = pl.col("_informative") & ~(pl.col("p_adjusted") < v.alpha).fill_null(False)
     rest = t.filter(not_below & ~pl.col("_untestable"))
     if rest.height:
         lines.append(f"{c} and {b} do not differ significantly ({v.correction}-adjusted p >= {v.alpha:g}) in: "
-                     f"{', '.join(rest['metric'].to_list())}.")
+                     f"{', '.join(rest['metric'].to_list())}.{_ci_apart(v, rest, m)}")
     lines += _untestable_lines(v, t.filter(not_below & pl.col("_untestable")), m)
     for row in t.filter(~pl.col("_informative")).iter_rows(named=True):
         lines.append(f"{row['metric']} is uninformative for {c} vs {b} ({_uninformative(v, row)}), so it is left "
                      f"out of the {v.correction} family.")
     return lines
+
+
+def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, m: int) -> str:
+    """For metrics not significant after the correction whose unadjusted bootstrap CI excludes 0: that it does."""
+    if not {"ci_low", "ci_high"} <= set(rest.columns):
+        return ""
+    apart = rest.filter((pl.col("ci_low") > 0) | (pl.col("ci_high") < 0))["metric"].to_list()
+    if not apart:
+        return ""
+    return (f" The unadjusted {v.confidence:.0%} bootstrap CI of the mean delta excludes 0 for {', '.join(apart)}; "
+            f"the test, corrected over {m} metrics, does not reach alpha.")
 
 
 def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, m: int) -> str:
@@ -374,13 +387,14 @@ def _power_line(paired: dict[str, int], planned: int, alternative: str, alpha: f
 
 def caveat_lines(findings: Sequence[dict[str, Any]], *, seeds: int | dict[str, int], alternative: str,
                  resampled: bool, truth: bool, missing: int = 0, tuning: dict[str, Any] | None = None,
-                 planned: int | None = None, alpha: float | None = None) -> list[str]:
+                 planned: int | None = None, alpha: float | None = None, extra: Sequence[str] = ()) -> list[str]:
     """The report's caveats, one finding per line: every audit finding (as stored in the manifest: errors and
     warnings, and notes of any other severity), the power of the paired seeds actually stored (``seeds``: one
     count, or comparison title → count; :func:`_power_line`; left out when the audit already warned
     ``underpowered`` and every comparison has all ``planned`` seeds), the fixed split when the data are not
     redrawn per seed (unless an audit finding of a :data:`FIXED_SPLIT_CODES` code states it), what the per-ad gaps
-    are measured against, missing trials, the tuning budget. ``planned``: the configured seeds (default: ``seeds``)."""
+    are measured against, missing trials, the tuning budget, then ``extra`` (e.g. :func:`ece_small_caveat`).
+    ``planned``: the configured seeds (default: ``seeds``)."""
     order = {"error": 0, "warning": 1}
     warned = sorted(findings, key=lambda f: order.get(f.get("severity"), 2))
     codes = {f["code"] for f in warned}
@@ -402,7 +416,27 @@ def caveat_lines(findings: Sequence[dict[str, Any]], *, seeds: int | dict[str, i
         out.append(f"{missing} planned trial(s) are missing: the tests use complete pairs of seeds only.")
     if tuning:
         out.append(_tuning_caveat(tuning))
-    return out
+    return out + list(extra)
+
+
+def ece_small_caveat(thresholds: pl.DataFrame, max_prob: float, quantile: float) -> str | None:
+    """When ``ece_small`` mixed its two definitions across the trials: some trials had a prediction ≤ ``max_prob``
+    and took the rows below it, others took their model's ``quantile`` of p. The per-seed values then cover rows
+    chosen by different rules, and the paired tests compare them anyway. ``thresholds``: loss, seed,
+    ece_small_threshold."""
+    if thresholds.height == 0:
+        return None
+    t = thresholds["ece_small_threshold"].cast(pl.Float64)
+    fixed = (t - max_prob).abs() <= 1e-12 * max_prob
+    own = thresholds.filter(t.is_finite() & ~fixed)
+    if own.height == 0 or not fixed.any():
+        return None
+    by_loss = ", ".join(f"{label(loss)} {n}" for loss, n in sorted(own.group_by("loss").len().iter_rows()))
+    values = own["ece_small_threshold"]
+    return (f"ece_small mixed its two rules across the trials: {int(fixed.sum())} of {thresholds.height} had a "
+            f"prediction <= {max_prob:g} and took the rows below it, {own.height} ({by_loss}) had none and took their "
+            f"model's {quantile:.0%} quantile of p (thresholds {values.min():.3g}–{values.max():.3g}); its per-seed "
+            "values then cover rows chosen by different rules, so its paired tests compare unlike quantities.")
 
 
 def _tuning_caveat(tuning: dict[str, Any]) -> str:
