@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -484,6 +485,16 @@ def test_calibration_by_rate_labels_every_ad_up_to_12_then_the_5_rarest():
     ax = P.plot_calibration_by_rate(_rate_table(rates)).axes[0]
     assert sorted(t.get_text() for t in ax.texts if t.get_text().startswith("ad ")) == sorted(
         f"ad {17000 + j}" for j in range(8, 13))
+
+
+def test_calibration_by_rate_says_the_losses_sit_side_by_side_and_draws_them_so():
+    """The losses' points of one ad are offset along x (×e^∓0.08); before, the footnote did not say so and a reader
+    took the offset points for different rates."""
+    ax = P.plot_calibration_by_rate(_rate_table((0.0387,))).axes[0]
+    note = next(t.get_text() for t in ax.texts if t.get_text().startswith("point = median"))
+    assert "losses drawn side by side at the ad's rate ×0.92–×1.08" in note
+    xs = sorted(line.get_xdata()[0] for line in ax.lines if line.get_marker() == "o")
+    assert xs[0] == pytest.approx(0.0387 * math.exp(-0.08)) and xs[-1] == pytest.approx(0.0387 * math.exp(0.08))
 
 
 def test_calibration_by_rate_without_finite_ratio_warns_nothing():

@@ -292,6 +292,23 @@ def test_avazu_like_report_says_no_rare_ad_and_lists_each_caveat_once(tmp_path):
     assert set(_per_ad_csvs(store, values)) >= {"condition_tests_focal_vs_BCE.csv", "per_condition_pooled_focal.csv"}
     _no_sentence_twice(text)
     assert "caveats:" in console and "No tested ad is below 1 %" in console
+    # the ratios read against the evaluation noise of ad 18993 (90 clicks in 1,500 rows) and focal's shift (×0.8)
+    from scipy.stats import binomtest
+
+    import re
+
+    readings = next(x for x in lines if x.startswith("**Reading these ratios.**"))
+    k = int(re.search(r"Ad 18993's evaluation rate rests on (\d+) clicks in 1,500 rows", readings).group(1))
+    ci = binomtest(k, 1500).proportion_ci(confidence_level=0.95, method="wilson")
+    assert (f"a calibrated model could show any ratio in {ci.low * 1500 / k:.2f}–{ci.high * 1500 / k:.2f} (95% "
+            "Wilson interval") in readings
+    assert f"its training rate is 6 %, {0.06 * 1500 / k:.2f}× the evaluation rate" in readings
+    shift = re.search(r"Over all ads, focal predicts (0\.\d\d)× the evaluation click rate \(under-predicts across the "
+                      r"board\)", readings)
+    assert shift and 0.7 < float(shift.group(1)) < 0.85  # drawn at 0.8 × the rate
+    assert "LE predicts" not in readings  # 1.02×: within 10 % of 1
+    assert "| metric | n | n_nonzero |" in text and "count = the ad's evaluation rows (the one split every seed " \
+                                                  "shares)" in text
 
 
 def test_console_table_names_the_csv_when_columns_are_cut():

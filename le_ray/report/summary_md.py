@@ -30,8 +30,8 @@ from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines"]
 
-TEST_COLUMNS = ["metric", "n", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high", "rank_biserial",
-                "p_value", "p_adjusted"]
+TEST_COLUMNS = ["metric", "n", "n_nonzero", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high",
+                "rank_biserial", "p_value", "p_adjusted"]
 CONDITION_COLUMNS = ["ad_id", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "n", "p_value",
                      "p_holm", "p_bh", "significant"]
 POOLED_COLUMNS = ["ad_id", "count", "base_rate", "true_rate", "pred_mean", "calibration_ratio",
@@ -261,10 +261,12 @@ def _condition_lines(ctx: SummaryContext, key: str, b: str, c: str) -> list[str]
     if cond.height == 0:
         return []
     csv = table_files(key)["conditions"]
+    rows = "summed over the seeds' draws" if rep.resample_data else "the one split every seed shares"
     rate = ("true_rate = the ad's pooled true click probability (base_rate, in the pooled tables below, is its "
             "evaluation click rate)" if ctx.tables.truth else "base_rate = the ad's pooled evaluation click rate")
     return [f"### Per-ad calibration ({c} vs {b})", "",
             f"{c} vs {b}: gap = |mean prediction − {_reference(ctx).removeprefix('the ')}| per ad and seed; {rate}; "
+            f"count = the ad's evaluation rows ({rows}); n = paired seeds; "
             f"{int(cond['significant'].sum())} of {cond.height} ads significant at alpha {rep.per_condition_alpha} "
             f"after the {rep.per_condition_correction} correction (all columns: `report/tables/{csv}`).", "",
             markdown_table(shown_table(cond, CONDITION_COLUMNS, ctx.tables.truth), max_rows=rep.per_condition_top_k,
@@ -277,7 +279,9 @@ def _pair_sections(ctx: SummaryContext) -> list[str]:
         b, c = label(tests["baseline"][0]), label(tests["candidate"][0])
         family = int(tests["informative"].sum()) if "informative" in tests.columns else tests.height
         lines += [f"## {c} vs {b}", "",
-                  f"Paired Wilcoxon signed-rank over seeds ({rep.alternative}); **delta > 0 favours {c}**; p_adjusted: "
+                  f"Paired Wilcoxon signed-rank over seeds ({rep.alternative}; n = paired seeds, n_nonzero = those "
+                  f"with a nonzero delta{', the only ones the test ranks' if rep.zero_method == 'wilcox' else ''}); "
+                  f"**delta > 0 favours {c}**; p_adjusted: "
                   f"{rep.per_condition_correction} over the {family} informative metrics of {c} vs {b}; CI: "
                   f"{rep.bootstrap_confidence:.0%} bootstrap of the mean delta (all columns: "
                   f"`report/tables/{table_files(key)['metrics']}`).", "",
@@ -290,7 +294,9 @@ def _pair_sections(ctx: SummaryContext) -> list[str]:
 
 def _pooled_section(ctx: SummaryContext) -> list[str]:
     lines = ["## Per ad, pooled over seeds", "", "Each table is computed from the seeds' summed statistics "
-             "(exact for every additive column; for the adaptive ECE backends the bins are merged by index).", ""]
+             "(exact for every additive column; for the adaptive ECE backends the bins are merged by index): count = "
+             "evaluation rows summed over the seeds; calibration_ratio = Σ predictions / Σ clicks over the seeds, a "
+             "pooled ratio, not the verdict's median over seeds.", ""]
     for loss, table in ctx.tables.pooled.items():
         if table.height:
             csv = table_files(loss=loss)["pooled"]
@@ -316,8 +322,9 @@ def summary_markdown(ctx: SummaryContext, verdict: Verdict | None = None) -> str
     if "calibration_by_rate" in ctx.plots:
         lines += ["## Calibration by base rate (the rare-ad picture)", "",
                   "Per ad: mean prediction / its rate (1 = calibrated), median over seeds with the min–max bar; "
-                  "hollow markers had too few clicks to test.", ""] + _image(ctx, "calibration_by_rate", "calibration "
-                                                                             "by base rate")
+                  "the losses' points of one ad are drawn side by side around its rate (x up to ×0.92–×1.08), not at "
+                  "different rates; hollow markers had too few clicks to test.", ""]
+        lines += _image(ctx, "calibration_by_rate", "calibration by base rate")
     lines += ["## Experiment", "", markdown_table(_facts(ctx)), ""]
     if ctx.status["missing"]:
         lines += ["**Missing trials** (statistics use complete pairs only):", ""]

@@ -166,6 +166,7 @@ def plot_comparison_calibration(table: Any, *,
 
 MAX_RATE_LABELS = 12  #: the rare-ad picture labels every ad up to this many ...
 RAREST_LABELS = 5  #: ... and only the rarest this many beyond that
+LOSS_SHIFT = 0.08  #: the losses' points of one ad sit at its rate × e^±LOSS_SHIFT (side by side, bars apart)
 
 
 def _ad_points(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -216,7 +217,7 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
     from le_ray.stats import median_range  # here: keeps scipy.stats out of a figure-drawing worker's imports
 
     cond, ratio, loss_col = _col(t, "condition"), _col(t, "ratio"), np.asarray(t["loss"]).astype(str)
-    shifts = np.exp(np.linspace(-0.08, 0.08, len(losses))) if len(losses) > 1 else [1.0]
+    shifts = np.exp(np.linspace(-LOSS_SHIFT, LOSS_SHIFT, len(losses))) if len(losses) > 1 else [1.0]
     mids: list[list[float]] = [[] for _ in ids]
     for color, loss, shift in zip(loss_colors(losses), losses, shifts):
         for k, j in enumerate(ids):
@@ -274,6 +275,8 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
                               label="excluded: too few clicks to test"))
     ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     shown = "every ad" if len(_labelled(rates)) == np.isfinite(rates).sum() else f"the {RAREST_LABELS} rarest ads"
-    ax.text(0.0, -0.12, f"point = median over seeds, bar = min–max over seeds; labels: {shown}",
+    spread = f"; losses drawn side by side at the ad's rate ×{math.exp(-LOSS_SHIFT):.2f}–×{math.exp(LOSS_SHIFT):.2f}" \
+        if len(losses) > 1 else ""
+    ax.text(0.0, -0.12, f"point = median over seeds, bar = min–max over seeds{spread}; labels: {shown}",
             transform=ax.transAxes, fontsize=8, color="0.35")
     return fig
