@@ -273,7 +273,10 @@ def test_avazu_like_report_says_no_rare_ad_and_lists_each_caveat_once(tmp_path):
     text, console = _build(store)
     lines = _verdict_lines(text)
     assert lines[0].startswith("**No tested ad is below 1 % (evaluation click rate): this data cannot answer the "
-                               "rare-ad question; keep the lowest-rate ads with `--set ctr.datasets.avazu.filter")
+                               "rare-ad question; on a file large enough that its lowest-rate ads keep at least 10 "
+                               "evaluation clicks each, keep those ads with `--set ctr.datasets.avazu.filter.mode="
+                               "bottom_k --set ctr.datasets.avazu.filter.metric=rate` (check first with `le-ray "
+                               "prepare --profile avazu_sample --set ctr.datasets.avazu.filter.mode=bottom_k")
     assert lines[1].startswith("**LE vs BCE, rarest tested ad (1–10 %).** Ad 18993")  # 17753 was excluded
     assert "lr_decay 0.9995 for LE vs 0.9999 for BCE" in lines[1]
     caveats = text.split("### Caveats\n", 1)[1].split("\n## ", 1)[0]
@@ -281,6 +284,8 @@ def test_avazu_like_report_says_no_rare_ad_and_lists_each_caveat_once(tmp_path):
     assert [b.startswith("- Audit warning `") for b in bullets[:2]] == [True, True]
     assert sum("`settings_differ`" in b for b in bullets) == 1 and sum("`few_eval_clicks`" in b for b in bullets) == 1
     assert sum(b.startswith("- One train/evaluation split serves all 6 seeds") for b in bullets) == 1
+    assert sum(b.startswith("- Each holm correction runs within one comparison") and "across the 3 comparisons" in b
+               for b in bullets) == 1
     assert sum("tuned by `le-ray tune` with the same budget (4 samples" in b for b in bullets) == 1
     assert text.count("17753 (3 train / 2 eval clicks)") == 1  # the ad list appears once
     # predictions never reach 0.5 on one fixed split: accuracy is constant, uninformative, out of the family

@@ -99,8 +99,11 @@ def _rare_advice(cfg: Config) -> str:
     if cfg.data.source == "synthetic":
         return f"lower `synthetic.uniform_log10_means` or run {synthetic}"
     name = cfg.data.ctr_dataset
-    return (f"keep the lowest-rate ads with `--set ctr.datasets.{name}.filter.mode=bottom_k --set "
-            f"ctr.datasets.{name}.filter.metric=rate`, or run {synthetic}")
+    sets = f"--set ctr.datasets.{name}.filter.mode=bottom_k --set ctr.datasets.{name}.filter.metric=rate"
+    profile = f" --profile {cfg.experiment.active}" if cfg.experiment.active else ""
+    return (f"on a file large enough that its lowest-rate ads keep at least {cfg.repeats.min_eval_clicks} evaluation "
+            f"clicks each, keep those ads with `{sets}` (check first with `le-ray prepare{profile} {sets}`: on a small "
+            f"file they have too few clicks, and its audit says so), or run {synthetic}")
 
 
 def _ads(ctx: SummaryContext) -> pl.DataFrame:
@@ -181,6 +184,13 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
         extra=[c for c in (ece_small_caveat(getattr(ctx.tables, "ece_small_thresholds", pl.DataFrame()),
                                             ctx.cfg.evaluation.small_prob_max,
                                             ctx.cfg.evaluation.small_prob_quantile),) if c])
+    if compared > 1:
+        within = ("No correction is applied (repeats.per_condition_correction is none), within a comparison or"
+                  if rep.per_condition_correction == "none" else
+                  f"Each {rep.per_condition_correction} correction runs within one comparison (over its informative "
+                  "metrics, and apart over its tested ads); nothing corrects")
+        verdict.caveats.append(f"{within} across the {compared} comparisons, so the chance of at least one false "
+                               f"positive somewhere in this report is higher than alpha {rep.per_condition_alpha:g}.")
     verdict.caveats += mixed_runtime_lines(ctx.status.get("ran_on", {}))
     return verdict
 
