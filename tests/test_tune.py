@@ -51,8 +51,9 @@ def test_space_errors_name_the_dotted_key(assignment, fragment):
      "tune.space.bce.lr.uniform: low end -0.1 is refused by training.lr: got -0.1; expected a number > 0"),
     ('tune.space.focal.focal.gamma={"uniform": [0.5, 1e400]}', "tune.space.focal.focal.gamma.uniform: got [0.5, "
                                                               "Infinity]; expected [low, high] with low < high, both finite"),
-    ('tune.space.bce.epochs={"int": [0, 3]}',
-     "tune.space.bce.epochs.int: low end 0 is refused by training.epochs: got 0; expected an integer >= 1"),
+    ('tune.space.bce.eval_batch_size={"int": [0, 3]}',
+     "tune.space.bce.eval_batch_size.int: low end 0 is refused by training.eval_batch_size: got 0; expected an "
+     "integer >= 1"),
     ('tune.space.le.amp={"choice": ["off", "fp16"]}', 'tune.space.localized_entropy (le).amp.choice: choice "fp16" is '
                                                       'refused by training.amp'),
 ])
@@ -117,7 +118,8 @@ def test_the_best_sample_is_ranked_at_the_epoch_the_full_length_samples_reached_
                _sample(0.008, [0.31, 0.20], error="RuntimeError: CUDA out of memory"), _sample(0.016, [float("nan")])]
     record = search_record(cfg, "bce", samples)
     assert record["best"]["config"] == {"lr": 0.004} and record["ranked_epochs"] == 3
-    assert search_counts(record) == {"samples": 5, "failed": 2, "epochs_trained": 10, "ranked": 2, "ranked_epochs": 3}
+    assert search_counts(record) == {"samples": 5, "failed": 2, "stopped": 1, "epochs_trained": 10, "ranked": 2,
+                                     "ranked_epochs": 3}
     auc = search_record(load_config(profile="quickstart_tune", sets=["tune.metric=roc_auc"]), "bce",
                         [_sample(0.001, [0.60, 0.71]), _sample(0.002, [0.80]), _sample(0.004, [0.62, 0.70])])
     assert auc["best"]["config"] == {"lr": 0.001}  # higher is better, still among the 2-epoch samples
@@ -152,9 +154,27 @@ def test_the_tuning_table_ranks_like_the_search_and_counts_failures():
 
 
 def test_space_accepts_aliases_and_nested_keys():
-    cfg = load_config(sets=['tune.space.le.focal.gamma={"uniform": [0.5, 2]}',
+    cfg = load_config(sets=['tune.space.le.le.norm_strength={"uniform": [0.5, 2]}',
                             'tune.space.le.cross_batch.amplification_rate={"choice": [8, 64]}'])
-    assert set(cfg.tune.space["localized_entropy"]) == {"focal.gamma", "cross_batch.amplification_rate"}
+    assert set(cfg.tune.space["localized_entropy"]) == {"le.norm_strength", "cross_batch.amplification_rate"}
+
+
+@pytest.mark.parametrize("assignment,message", [
+    ('tune.space.bce.focal.gamma={"uniform": [0.1, 2]}', "tune.space.bce.focal.gamma: only focal reads focal.*, so "
+                                                        "searching it for bce changes nothing; search it under "
+                                                        "tune.space.focal"),
+    ('tune.space.focal.cross_batch.amplification_rate={"choice": [8]}', "tune.space.focal.cross_batch.amplification_"
+                                                                       "rate: only localized_entropy reads cross_batch"),
+    ('tune.space.le.focal={"gamma": {"uniform": [0.1, 2]}}', "tune.space.localized_entropy (le).focal.gamma: only "
+                                                             "focal reads focal.*"),
+    ('tune.space.bce.epochs={"int": [1, 3]}', "tune.space.bce.epochs: ASHA's budget is the epochs"),
+])
+def test_a_space_key_its_loss_never_reads_or_asha_cannot_search_is_refused(assignment, message):
+    """Before, BCE spent its samples on focal.gamma (a no-op) and the report showed it as BCE's best setting."""
+    with pytest.raises(ConfigError) as info:
+        load_config(sets=[assignment])
+    assert [p for p in info.value.problems if p.startswith(message)], info.value.problems
+    load_config(sets=['tune.space.bce.epochs={"int": [1, 3]}', "tune.scheduler=fifo"])
 
 
 def test_validation_rows_come_from_train_and_never_from_eval():
@@ -265,8 +285,13 @@ def test_a_tune_rerun_with_another_search_space_is_refused(tmp_path):
     atomic_write_json(tmp_path / "t" / TUNE_DIR / "config.json", {"config": to_dict(cfg), "argv": []})
     _check_resume(tmp_path / "t", cfg)  # the same config resumes
     other = load_config(profile="small_net", sets=[*TINY, 'tune.space.bce.lr={"loguniform": [0.002, 0.02]}'])
-    with pytest.raises(ResultsError, match=r"another tune config.*\n  - tune.space.bce.lr.loguniform"):
+    with pytest.raises(ResultsError, match=r"searches and trials of another config.*\n  - tune.space.bce.lr.loguniform"):
         _check_resume(tmp_path / "t", other)
+    batch = load_config(profile="small_net", sets=[*TINY, "training.batch_size=64"])  # the searches trained at 128
+    with pytest.raises(ResultsError, match=r"\n  - training.batch_size: 128 -> 64\n.*`le-ray tune --name <its name>` "
+                                           r"alone\), or start a new tune") as info:
+        _check_resume(tmp_path / "t", batch)
+    assert "--extend" not in str(info.value)  # le-ray tune has none
 
 
 def test_a_search_stopped_by_a_signal_leaves_no_record_and_no_tune_folder_so_a_resume_searches_again(
@@ -285,3 +310,99 @@ def test_a_search_stopped_by_a_signal_leaves_no_record_and_no_tune_folder_so_a_r
     with pytest.raises(StopRequested):
         tune.run_search(cfg, "bce", None, tmp_path, lambda *a: None, flag)
     assert not (tmp_path / "bce").exists() and not (tmp_path / "bce.json").exists()
+
+
+class _RayStarted(Exception):
+    pass
+
+
+def _no_ray(monkeypatch):
+    import le_ray.runners.tune as tune
+
+    def connect(cfg, stop):
+        raise _RayStarted
+    monkeypatch.setattr(tune, "connect_ray", connect)
+    return tune
+
+
+def test_an_audit_error_no_searched_key_can_change_refuses_the_tune_before_ray_and_any_search(
+        tmp_path, monkeypatch, capsys):
+    """Before, the audit ran only after every search: ~35 s of searching, then 'nothing was trained'."""
+    tune = _no_ray(monkeypatch)
+    few_steps = [*TINY, "training.batch_size=1024", "repeats.min_steps_per_epoch=5"]  # 1,944 train rows: 1 step
+    assert tune.main([*tiny_args(few_steps), "--results-dir", str(tmp_path), "--name", "t"]) == 2
+    err = capsys.readouterr().err
+    assert "refused before any search, nothing was trained" in err and "[few_steps] BCE takes" in err
+    assert not (tmp_path / "t").exists()
+    tuned = [*few_steps, 'tune.space.bce.batch_size={"choice": [32, 64]}', 'tune.space.le.batch_size={"choice": [64]}']
+    with pytest.raises(_RayStarted):  # a searched key can change the finding: the search goes ahead
+        tune.main([*tiny_args(tuned), "--results-dir", str(tmp_path), "--name", "t2"])
+    with pytest.raises(_RayStarted):
+        tune.main([*tiny_args(few_steps), "--allow-unsound", "--results-dir", str(tmp_path), "--name", "t3"])
+
+
+def test_a_tuning_split_too_small_to_train_on_is_refused_before_ray(tmp_path, monkeypatch, capsys):
+    tune = _no_ray(monkeypatch)
+    small = [*TINY, "repeats.min_steps_per_epoch=5", "tune.validation_split=0.8"]  # 1,944 train rows → 388 to tune
+    assert tune.main([*tiny_args(small), "--results-dir", str(tmp_path), "--name", "t"]) == 2
+    assert "tuning BCE: 389 tuning train rows (tune.validation_split 0.8 of 1,944) give 3 step(s) of batch 128 per " \
+           "epoch; at least 5 (repeats.min_steps_per_epoch)" in capsys.readouterr().err
+
+
+def test_a_grace_period_that_reaches_every_searched_losss_epochs_is_refused():
+    with pytest.raises(ConfigError) as info:
+        load_config(profile="small_net", sets=[*TINY, "tune.grace_period=2"])
+    assert info.value.problems == ["tune.grace_period: got 2; ASHA stops a sample only after it, so it must be below "
+                                   "the epochs of a searched loss (bce 2, localized_entropy 2): lower it, or set "
+                                   "tune.scheduler=fifo"]
+    load_config(profile="small_net", sets=[*TINY, "tune.grace_period=2", "tune.scheduler=fifo"])
+
+
+def test_a_search_whose_every_sample_failed_stops_the_tune_and_stores_nothing(tmp_path, monkeypatch):
+    """Before, 'tuning BCE: no sample finished' and the test sweep ran on with the untuned settings as if tuned."""
+    import le_ray.runners.tune as tune
+    from le_ray.errors import UserError
+
+    cfg = load_config(profile="small_net", sets=TINY)
+    samples = [_sample(0.001, [], error="ray::trial_task()\nNonFiniteLossError: non-finite training loss at epoch 1"),
+               _sample(0.002, [])]
+
+    class Finished:
+        num_terminated, num_errors = 1, 1
+
+        def fit(self):
+            (tmp_path / "bce" / "trial").mkdir(parents=True)  # what Ray Tune wrote of the search
+            return self
+    monkeypatch.setattr(tune, "_tuner", lambda *a: Finished())
+    monkeypatch.setattr(tune, "_sample_rows", lambda grid, metric: samples)
+    with pytest.raises(UserError) as info:
+        tune.run_search(cfg, "bce", None, tmp_path, lambda *a: None)
+    assert str(info.value) == ("tuning BCE: none of its 2 samples finished (1 failed; first: NonFiniteLossError: "
+                               "non-finite training loss at epoch 1); nothing was tested, and nothing is stored for "
+                               "this search: fix the cause and rerun the same command to search it again")
+    assert not (tmp_path / "bce.json").exists() and not (tmp_path / "bce").exists()
+
+
+def test_tune_name_alone_resumes_the_stored_tune_and_an_unknown_name_is_refused(tmp_path, monkeypatch, capsys):
+    """Before, `le-ray tune --name t` resolved the default config and was refused with a 20-key diff."""
+    from le_ray.atomic import atomic_write_json
+    from le_ray.config import to_dict
+
+    tune = _no_ray(monkeypatch)
+    argv = [*tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]
+    cfg = load_config(profile="small_net", sets=TINY)
+    atomic_write_json(tmp_path / "t" / "tune" / "config.json", {"config": to_dict(cfg), "argv": argv})
+    with pytest.raises(_RayStarted):  # resumed with the stored profile and sets: no refusal, on to Ray
+        tune.main(["--name", "t", "--results-dir", str(tmp_path)])
+    assert "le_ray tune: profile small_net" in capsys.readouterr().out
+    assert tune.main(["--name", "tt", "--results-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no stored sweep 'tt'" in err and "resumes a stored tune" in err
+
+
+def test_the_wall_line_names_the_tuning_searches():
+    from le_ray.runners.repeats import wall_line
+
+    line = wall_line({"ray": 3.0, "tuning": 40.0, "trials": 6.0, "report": 3.0}, 55.0)
+    assert line.startswith("wall 55.0 s: Ray start 3.0 s, tuning searches 40.0 s, trials 6.0 s, report 3.0 s, the rest "
+                           "3.0 s")

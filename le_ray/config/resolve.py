@@ -199,8 +199,19 @@ def space_value_problems(cfg: Config) -> list[str]:
     return problems
 
 
+def _grace_problems(cfg: Config) -> list[str]:
+    """ASHA whose grace period reaches every searched loss's epochs: it could stop no sample (a FIFO search in
+    ASHA's name)."""
+    epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses if cfg.tune.space.get(loss)}
+    if cfg.tune.scheduler != "asha" or not epochs or cfg.tune.grace_period < max(epochs.values()):
+        return []
+    return [f"tune.grace_period: got {cfg.tune.grace_period}; ASHA stops a sample only after it, so it must be below "
+            f"the epochs of a searched loss ({', '.join(f'{loss} {n}' for loss, n in epochs.items())}): lower it, or "
+            "set tune.scheduler=fifo"]
+
+
 def _cross_checks(cfg: Config, problems: list[str]) -> None:
-    problems.extend(space_value_problems(cfg))
+    problems.extend(space_value_problems(cfg) + _grace_problems(cfg))
     if cfg.data.source == "ctr" and cfg.data.ctr_dataset not in cfg.ctr.datasets:
         problems.append(f"data.ctr_dataset: got {cfg.data.ctr_dataset!r}; no ctr.datasets entry of that name")
     if cfg.evaluation.split == "test" and not cfg.data.use_test_set:

@@ -135,9 +135,13 @@ class SyntheticConfig(Section):
             grid = getattr(self, name)
             if len(grid) != 3 or grid[2] < 1 or not float(grid[2]).is_integer() or grid[0] > grid[1]:
                 problems.append(f"{name}: got {list(grid)}; expected [low, high, points] with low <= high, points >= 1")
-        if self.condition_mode != "random" and len(self.uniform_log10_means) < self.num_conditions:
-            problems.append(f"uniform_log10_means: got {len(self.uniform_log10_means)} value(s); expected one per "
-                            f"condition (num_conditions = {self.num_conditions})")
+        # One mean per condition, exactly: a longer list used to be cut silently (num_conditions=3 with the default
+        # four means dropped the 4th, the rare ad), a shorter one refused. Nothing relies on the cut: every profile
+        # gives as many means as conditions, and condition_mode "random" ignores the means (so it skips this rule).
+        if self.condition_mode != "random" and len(self.uniform_log10_means) != self.num_conditions:
+            problems.append(f"uniform_log10_means: got {len(self.uniform_log10_means)} value(s) but "
+                            f"synthetic.num_conditions = {self.num_conditions}; expected one mean per condition "
+                            f"(change synthetic.num_conditions or synthetic.uniform_log10_means so that they agree)")
         if any(m > 0 for m in self.uniform_log10_means):
             problems.append(f"uniform_log10_means: got {list(self.uniform_log10_means)}; expected log10 rates <= 0")
         allowed = ("age", "net_worth", "log10_net_worth")
@@ -292,6 +296,8 @@ OPTIMISER_SETTING_KEYS: tuple[str, ...] = ("epochs", "lr", "lr_decay", "lr_categ
 #: Settings that belong to one loss's definition (focal's alpha / gamma, LE's history and base-rate prior): they
 #: keep their per-loss values under ``same_settings_for_all_losses`` and are never a fairness finding.
 LOSS_SPECIFIC_KEYS: tuple[str, ...] = ("focal", "cross_batch", "le")
+#: The one loss that reads each loss-specific section (training/objectives.py): tuning it for another is a no-op.
+SECTION_READER: dict[str, str] = {"focal": "focal", "cross_batch": "localized_entropy", "le": "localized_entropy"}
 
 
 class TrainingConfig(TrainingSettings):
@@ -388,6 +394,10 @@ def _space_problems(loss: str, key: str, spec: Any) -> list[str]:
         node = fields[part].annotation
     if isinstance(node, type) and issubclass(node, BaseModel):
         return [f"{where}: {key} is a section; name one of its keys ({', '.join(node.model_fields)})"]
+    reader = SECTION_READER.get(parts[0])
+    if reader is not None and reader != loss:
+        return [f"{where}: only {reader} reads {parts[0]}.*, so searching it for {loss} changes nothing; search it "
+                f"under tune.space.{reader}"]
     if is_distribution(spec) and len(spec) > 1:
         return [f"{where}: got {_json(spec)}; expected one distribution, not {len(spec)} ({', '.join(spec)})"]
     if not is_distribution(spec):
@@ -430,6 +440,10 @@ class TuneConfig(Section):
                 continue
             for key, spec in keys.items():
                 problems += _space_problems(loss, key, spec)
+            if "epochs" in keys and self.scheduler == "asha":
+                problems.append(f"space.{loss}.epochs: ASHA's budget is the epochs (it trains a sample up to the "
+                                "configured training epochs), so it cannot search them; set tune.scheduler=fifo to "
+                                "search epochs")
         ranked = [n for n, t in METRICS.items() if t.higher_is_better is not None]
         if self.metric not in ranked:
             problems.append(f"metric: got {json.dumps(self.metric)}; expected one of {', '.join(ranked)}"

@@ -39,12 +39,15 @@ def _ranked(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def search_counts(record: dict[str, Any]) -> dict[str, int]:
-    """What one loss's search spent: samples run, samples that failed (an error, or no finite metric), epochs
-    trained by all samples, and how many samples its best was ranked among, at how many epochs."""
+    """What one loss's search spent: samples run, samples that failed (an error, or no finite metric), samples
+    stopped before the most epochs any sample trained (ASHA), epochs trained by all samples, and how many samples its
+    best was ranked among, at how many epochs."""
     samples = record.get("samples") or []
+    rung = record.get("ranked_epochs", max((s.get("epochs", 0) for s in samples), default=0))
     return {"samples": len(samples), "failed": sum(not is_counted(s) for s in samples),
+            "stopped": sum(is_counted(s) and s.get("epochs", 0) < rung for s in samples),
             "epochs_trained": sum(s.get("epochs", 0) for s in samples), "ranked": len(_ranked(record)),
-            "ranked_epochs": record.get("ranked_epochs", max((s.get("epochs", 0) for s in samples), default=0))}
+            "ranked_epochs": rung}
 
 
 def best_so_far(finals: list[float | None], higher_is_better: bool) -> list[float]:
@@ -73,7 +76,7 @@ def tuning_table(summary: dict[str, Any]) -> pl.DataFrame:
                      "max": float(finals.max()) if finals.size else None,
                      "best settings": ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                                                 for k, v in (best.get("config") or {}).items())
-                     or "(no space: configured settings)"})
+                     or ("(no sample finished)" if record.get("space") else "(no space: configured settings)")})
     return pl.DataFrame(rows)
 
 

@@ -220,7 +220,7 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
 
 
 #: The driver's phases in the order they run, as ``wall_line`` names them.
-PHASES = {"data": "data", "ray": "Ray start", "trials": "trials", "report": "report"}
+PHASES = {"data": "data", "ray": "Ray start", "tuning": "tuning searches", "trials": "trials", "report": "report"}
 
 
 def wall_line(seconds: Mapping[str, float], total: float) -> str:

@@ -52,8 +52,8 @@ from le_ray.errors import ConfigError, ResultsError, UserError
 from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.report.tuning import is_counted, search_counts
-from le_ray.runners.repeats import Preflight, execute, resume_command
-from le_ray.sweep.store import SweepStore, check_resume, nearest_writable, resolve_results_dir
+from le_ray.runners.repeats import Preflight, effective_argv, execute, no_stored_sweep, resume_command
+from le_ray.sweep.store import SweepStore, config_changes, nearest_writable, resolve_results_dir, trial_changes
 from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
@@ -226,11 +226,22 @@ def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo, s
         record = search_record(cfg, loss, _sample_rows(grid, cfg.tune.metric))
         record["seconds"] = time.perf_counter() - started
         best = record["best"]
+        if best is None:  # nothing to test with: testing the untuned settings would pass them off as tuned
+            shutil.rmtree(folder / loss, ignore_errors=True)  # a resume searches this loss again
+            raise UserError(_no_sample_finished(cfg, loss, record))
         echo(f"tuning {label(loss)}: {len(record['samples'])} samples in {record['seconds']:.0f} s; best "
-             f"{cfg.tune.metric} {best['final']:.5g} with {best['config']}" if best else
-             f"tuning {label(loss)}: no sample finished")
+             f"{cfg.tune.metric} {best['final']:.5g} with {best['config']}")
     atomic_write_json(done, record)
     return record
+
+
+def _no_sample_finished(cfg: Config, loss: str, record: dict[str, Any]) -> str:
+    """Why a search gave no best sample: every sample failed or reported no finite metric (the first error)."""
+    errors = [s["error"] for s in record["samples"] if s.get("error")]
+    first = errors[0].strip().splitlines()[-1] if errors else f"no finite {cfg.tune.metric} was reported"
+    return (f"tuning {label(loss)}: none of its {len(record['samples'])} samples finished ({len(errors)} failed; "
+            f"first: {first}); nothing was tested, and nothing is stored for this search: fix the cause and rerun "
+            "the same command to search it again")
 
 
 def best_overrides(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
@@ -254,12 +265,13 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int], counts: dict[str, dict
                     f"{next(iter(epochs.values()))} epochs, {common}.")
     else:
         per_loss = ", ".join(f"{label(loss)} up to {epochs[loss]}" for loss in counts)
-        sentence = (f"The losses were NOT tuned with the same budget: {cfg.tune.num_samples} samples each, epochs per "
+        sentence = (f"The losses were NOT tuned with the same budget: {cfg.tune.num_samples} samples per searched "
+                    "loss, epochs per "
                     f"sample {per_loss or 'none'}" + (f"; not searched (configured settings): {', '.join(unsearched)}"
                                                       if unsearched else "")
                     + (f"; samples that failed or ended without a finite {cfg.tune.metric}: {failed}" if failed else "")
                     + f", {common}.")
-    if counts and cfg.tune.scheduler == "asha":
+    if cfg.tune.scheduler == "asha" and any(c["stopped"] for c in counts.values()):
         trained = ", ".join(f"{label(loss)} {c['epochs_trained']}" for loss, c in counts.items())
         ranked = ", ".join(f"{label(loss)} {c['ranked']} at {c['ranked_epochs']}" for loss, c in counts.items())
         sentence += (f" ASHA stopped low-ranked samples early (epochs trained in all: {trained}); each loss's best was "
@@ -303,8 +315,10 @@ def _tuning_data(cfg: Config, echo) -> PreparedData:
     return tuning
 
 
-def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_dir: Path, name: str, echo) -> Preflight:
-    """The test sweep's config (best settings set explicitly), plan and audit."""
+def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_dir: Path, name: str, echo,
+                    refuse: bool = True) -> Preflight:
+    """The test sweep's config (best settings set explicitly), plan and audit (refused on an audit error unless
+    ``refuse`` is false or the run allows an unsound experiment)."""
     data, origins = merge_with_provenance(args.config, profile=args.profile, sets=args.sets,
                                           tuned=best_overrides(cfg, records))  # the best settings applied last
     test_cfg = resolve_config(data)
@@ -312,25 +326,71 @@ def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_di
     audit = audit_experiment(test_cfg, plan.datasets, shadowed_sets(data, args.sets, test_cfg.source_keys,
                                                                      test_cfg.losses), origins)
     echo(audit_text(audit, max_conditions=test_cfg.evaluation.print_per_condition_top_k or None))
-    if audit.errors and not (args.allow_unsound or test_cfg.repeats.allow_unsound):
+    if refuse and audit.errors and not (args.allow_unsound or test_cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
     resuming = (results_dir / name / "config.resolved.json").exists()
     return Preflight(test_cfg, results_dir, name, resuming, plan, audit)
 
 
 def _check_resume(root: Path, cfg: Config) -> None:
-    """A tune folder belongs to one (untuned) config: refuse a rerun whose trial-relevant keys differ."""
+    """A tune folder belongs to one (untuned) config: refuse a rerun whose trial-relevant keys differ (its stored
+    searches and test trials answered that config; `le-ray tune` has no --extend)."""
     nearest_writable(root)
     stored = root / TUNE_DIR / "config.json"
     if stored.exists():
-        changes = check_resume(root, SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], to_dict(cfg),
-                               extend=False)
-        searched = [c for c in changes if c.key.startswith("tune.")]
-        if searched:  # a stored search answered another question: its records would be reused as if it were this one
-            lines = "\n".join(f"  - {c}" for c in searched)
-            raise ResultsError(f"tune folder {str(root)!r} holds searches of another tune config (stored -> now):\n"
-                               f"{lines}\nnothing was run and nothing was changed; start a new tune "
-                               "(--name <new name>)")
+        new = to_dict(cfg)
+        every = config_changes(SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], new)
+        changes = [c for c in every if c.key.startswith("tune.") or c in trial_changes(every, new)]
+        if changes:
+            lines = "\n".join(f"  - {c}" for c in changes)
+            raise ResultsError(f"tune folder {str(root)!r} holds searches and trials of another config (stored -> "
+                               f"now):\n{lines}\nnothing was run and nothing was changed; resume it with its stored "
+                               "config (`le-ray tune --name <its name>` alone), or start a new tune (--name <new "
+                               "name>)")
+
+
+def _stored_tune_arguments(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
+    """``--name X`` without ``--profile`` / ``--config``: the stored tune X's command with this run's arguments after
+    it (a resume with the config it stores); a name with no stored tune is refused. Else ``args`` as they are."""
+    if not args.name or args.profile is not None or args.config is not None:
+        return args
+    results_dir = resolve_results_dir(args.results_dir, merge_layers()["output"]["results_dir"])
+    stored = results_dir / args.name / TUNE_DIR / "config.json"
+    if not stored.is_file():
+        raise no_stored_sweep(args.name, results_dir, "--name without --profile / --config resumes a stored tune; "
+                                                      "give --profile (e.g. quickstart_tune) to start one")
+    return _parser().parse_args(effective_argv(json.loads(stored.read_text()).get("argv") or [], argv))
+
+
+def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Path, name: str, echo) -> None:
+    """The test sweep's audit on the configured (untuned) settings, and the tuning split's optimiser steps, before
+    any search: an audit error that no searched key can change, or a tuning split too small to train on, refuses
+    the tune now rather than after every search has run."""
+    if args.allow_unsound or cfg.repeats.allow_unsound:
+        return
+    pre = _test_preflight(args, cfg, [], results_dir, name, echo, refuse=False)
+    tuned = {key for keys in cfg.tune.space.values() for key in keys}
+    fixed = [f for f in pre.audit.errors if not any(k == t or k.endswith(f".{t}") for k in f.keys for t in tuned)]
+    problems = [f"[{f.code}] {f.message}" for f in fixed] + _tuning_step_problems(cfg, pre.plan.datasets[0])
+    if problems:
+        raise UserError("le-ray tune: refused before any search, nothing was trained:\n"
+                        + "\n".join(f"  - {p}" for p in problems)
+                        + "\n(--allow-unsound searches and tests anyway)")
+
+
+def _tuning_step_problems(cfg: Config, data: PreparedData) -> list[str]:
+    """A searched loss whose tuning trials would take fewer than ``repeats.min_steps_per_epoch`` optimiser steps per
+    epoch on the train rows left after ``tune.validation_split``."""
+    rows = len(validation_split(data, cfg.tune.validation_split, cfg.project.seed).train)
+    need, out = cfg.repeats.min_steps_per_epoch, []
+    for loss in (x for x in cfg.losses if cfg.tune.space.get(x) and "batch_size" not in cfg.tune.space[x]):
+        batch = cfg.training_for(loss).batch_size  # a searched batch size is the search's to judge
+        if rows // batch < need:
+            out.append(f"tuning {label(loss)}: {rows:,} tuning train rows (tune.validation_split "
+                       f"{cfg.tune.validation_split:g} of {len(data.train):,}) give {rows // batch} step(s) of batch "
+                       f"{batch:,} per epoch; at least {need} (repeats.min_steps_per_epoch) are needed: lower "
+                       "tune.validation_split or the batch size")
+    return out
 
 
 def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -> int:
@@ -338,10 +398,11 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "config.json", {"config": to_dict(cfg), "argv": argv})
     tuning = _tuning_data(cfg, echo)
-    records = []
+    records, started = [], time.perf_counter()
     for loss in cfg.losses:
         records.append(run_search(cfg, loss, tuning, folder, echo, stop))
         stop.check()
+    searched = time.perf_counter() - started
     atomic_write_json(folder / "summary.json", {"metric": cfg.tune.metric, "scheduler": cfg.tune.scheduler,
                                                 "num_samples": cfg.tune.num_samples,
                                                 "validation_split": cfg.tune.validation_split,
@@ -350,6 +411,7 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -
                                                 "test_seeds": sweep_seeds(cfg), "losses": records,
                                                 "budget": tuning_budget(cfg, len(tuning.eval), records)})
     pre = _test_preflight(args, cfg, records, root.parent, root.name, echo)
+    pre.seconds["tuning"] = searched
     store = SweepStore.open(root.parent, root.name)
     store.clean_temporary_files()
     store.record_run(to_dict(pre.cfg), argv)
@@ -362,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = _stored_tune_arguments(args, argv)
     cfg = resolve_config(merge_layers(args.config, profile=args.profile, sets=args.sets))
     tuning_seed_range(cfg)
     if tuned_optimiser_keys(cfg):
@@ -372,6 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo = Echo()
     echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "
          f"{cfg.tune.num_samples} samples each, metric {cfg.tune.metric} -> {results_dir / name}")
+    _refuse_before_search(args, cfg, results_dir, name, echo)
     try:
         with stop_on_signals() as stop:  # from before Ray starts: a stop while it starts is one like any other
             connect_ray(cfg, stop)

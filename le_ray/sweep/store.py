@@ -45,7 +45,8 @@ from le_ray.registry import losses_of
 from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
 
 __all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest", "TRIAL_KEYS",
-           "EXTEND_KEYS", "ConfigChange", "config_changes", "check_resume", "nearest_writable", "trials_frame",
+           "EXTEND_KEYS", "ConfigChange", "config_changes", "trial_changes", "check_resume", "nearest_writable",
+           "trials_frame",
            "per_condition_frame", "pooled_per_condition", "ad_ids", "with_ad_id"]
 
 #: Config keys (dotted prefixes) that change what a trial computes or which data it sees.
@@ -155,11 +156,17 @@ def _unread_by_source(key: str, config: dict[str, Any]) -> bool:
     return False
 
 
+def trial_changes(changes: list[ConfigChange], new: dict[str, Any]) -> list[ConfigChange]:
+    """The ``changes`` (:func:`config_changes`) that change a trial of config ``new``: trial-relevant keys, except
+    another data source's values, which ``new`` never reads."""
+    return [c for c in changes if c.trial_relevant and not _unread_by_source(c.key, new)]
+
+
 def check_resume(folder: Path, old: dict[str, Any], new: dict[str, Any], *, extend: bool) -> list[ConfigChange]:
     """Refuse (ResultsError) a rerun of ``folder`` whose trial-relevant config differs, or an ``--extend`` that drops
     seeds or losses instead of adding them; returns the changes."""
     changes = config_changes(old, new)
-    relevant = [c for c in changes if c.trial_relevant and not _unread_by_source(c.key, new)]
+    relevant = trial_changes(changes, new)
     blocking = [c for c in relevant if not (extend and c.extends)]
     shrinking = [c for c in relevant if extend and c.extends and _drops_trials(c)]
     if shrinking and not blocking:
