@@ -390,3 +390,22 @@ def test_ece_small_caveat_only_when_trials_mixed_its_two_rules():
     assert ece_small_caveat(mixed.filter(pl.col("ece_small_threshold") > 0.01), 0.01, 0.1) is None  # one rule
     assert ece_small_caveat(mixed.with_columns(pl.lit(0.01).alias("ece_small_threshold")), 0.01, 0.1) is None
     assert ece_small_caveat(pl.DataFrame(), 0.01, 0.1) is None
+
+
+def test_a_sweep_whose_trials_failed_says_so_instead_of_calling_it_stopped_early():
+    """Criteo with one NaN feature value: every trial failed, and the report said 'the sweep stopped early, which
+    says nothing about the data' and advised a resume that fails the same way."""
+    from le_ray.report.verdict import pending_headline
+
+    reason = "NonFiniteLossError: non-finite training loss at epoch 1, batch 1"
+    lines = pending_headline({"bce": (0, 2), "localized_entropy": (0, 2)}, [("bce", "localized_entropy")], 0,
+                             "le-ray repeats --name x", [reason, reason, "ValueError: boom"])
+    assert lines == [f"No comparison is possible: 3 trial(s) failed (most often: {reason}, 2 times; failures/ holds "
+                     "each traceback); a resume retries them with the same config, so fix the cause first. No two "
+                     "losses share a stored seed (trials stored per loss: BCE 0 of 2, LE 0 of 2); resume with le-ray "
+                     "repeats --name x."]
+    assert "says nothing about the data" not in lines[0]
+    partial = pending_headline({"bce": (2, 2), "focal": (0, 2)}, [("bce", "focal")], 1, "R", ["ValueError: boom"])
+    assert partial[0].endswith("1 trial(s) failed (most often: ValueError: boom; failures/ holds each traceback); a "
+                               "resume retries them with the same config, so fix the cause first; then resume with R.")
+

@@ -170,7 +170,8 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
     if any(t.height for t in ctx.tables.condition_tests.values()):
         verdict.note = bottom_note(_reference(ctx), rep.per_condition_correction)
     ads, reference = _ads(ctx), _reference(ctx).removeprefix("the ")
-    verdict.headline = pending_headline(trials, unpaired, compared, resume_command(ctx.root))
+    failures = [str(m["error"]).splitlines()[0][:200] for m in ctx.status.get("failed", [])]
+    verdict.headline = pending_headline(trials, unpaired, compared, resume_command(ctx.root), failures)
     if compared:
         verdict.headline += rare_headline(ads, reference, _rare_advice(ctx.cfg))
     untested = ("no usable pair of seeds" if compared else "no two losses share a stored seed yet" if paired

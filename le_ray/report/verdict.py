@@ -23,6 +23,7 @@ comparison is untestable with n seeds rather than "not significantly different".
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -324,22 +325,32 @@ def rare_headline(ads: pl.DataFrame, reference: str, advice: str) -> list[str]:
 
 
 def pending_headline(trials: dict[str, tuple[int, int]], unpaired: Sequence[tuple[str, str]], compared: int,
-                     resume: str) -> list[str]:
-    """What a stopped or partial sweep cannot say yet: ``unpaired`` (baseline, candidate) comparisons share no
-    stored seed; ``trials``: loss → (stored, planned) trials; ``compared``: comparisons that do share one;
-    ``resume``: the command that resumes the sweep. None compared: no comparison is possible at all (and the
-    rare-ad question is not the data's fault); else the comparisons still missing. Nothing when none is."""
+                     resume: str, failures: Sequence[str] = ()) -> list[str]:
+    """What a stopped, failed or partial sweep cannot say yet: ``unpaired`` (baseline, candidate) comparisons share
+    no stored seed; ``trials``: loss → (stored, planned) trials; ``compared``: comparisons that do share one;
+    ``resume``: the command that resumes the sweep; ``failures``: the reason of each failed trial. None compared:
+    no comparison is possible at all (and the rare-ad question is not the data's fault: the sweep stopped early,
+    or its trials failed, said with the first reason); else the comparisons still missing. Nothing when none is."""
     if not unpaired:
         return []
     stored = ", ".join(f"{label(loss)} {k} of {n}" for loss, (k, n) in trials.items())
+    failed = ""
+    if failures:
+        (reason, times), = Counter(failures).most_common(1)
+        failed = (f"{len(failures)} trial(s) failed (most often: {reason}" + (f", {times} times" if times > 1 else "")
+                  + "; failures/ holds each traceback); a resume retries them with the same config, so fix the cause "
+                  "first")
+    if not compared and failed:
+        return [f"No comparison is possible: {failed}. No two losses share a stored seed (trials stored per loss: "
+                f"{stored}); resume with {resume}."]
     if not compared:
         return [f"No comparison is possible yet: no two losses share a stored seed (trials stored per loss: "
                 f"{stored}), so nothing could be tested: the sweep stopped early, which says nothing about the data. "
                 f"It can be resumed with {resume} (stored trials are kept), or this report rebuilt once paired "
                 "seeds are stored."]
     names = ", ".join(f"{label(c)} vs {label(b)}" for b, c in unpaired)
-    return [f"Not compared yet: {names} (no seed stored for both losses; trials stored per loss: {stored}); the "
-            f"sweep can be resumed with {resume}."]
+    return [f"Not compared yet: {names} (no seed stored for both losses; trials stored per loss: {stored}); "
+            + (f"{failed}; then resume with {resume}." if failed else f"the sweep can be resumed with {resume}.")]
 
 
 # --------------------------------------------------------------------------------------------------- caveats

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import signal
 import time
 import traceback
@@ -420,6 +421,19 @@ def _stored_bytes(refs: list) -> int | None:
         return None
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """``Type: message`` of what made a trial fail: the task's own exception when Ray wraps it (a RayTaskError's
+    ``cause``; its text opens with ``ray::trial_task() (pid=..., ip=...)`` and colour codes), on one line."""
+    cause = getattr(exc, "cause", None)
+    inner = cause if isinstance(cause, BaseException) else exc
+    lines = [line.strip() for line in _ANSI.sub("", str(inner)).splitlines() if line.strip()]
+    text = next((line for line in lines if not line.startswith("ray::")), lines[0] if lines else "")
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
 def _store_one(store: SweepStore, ref, spec: TrialSpec, progress: SweepProgress, echo) -> None:
     """Write the finished trial of ``ref`` (or its failure) to the store."""
     import ray
@@ -428,9 +442,10 @@ def _store_one(store: SweepStore, ref, spec: TrialSpec, progress: SweepProgress,
         record = ray.get(ref)
     except Exception as exc:  # noqa: BLE001 - a failed trial must not stop the sweep
         progress.failed += 1
-        store.write_failure(spec.trial_id, {"loss": spec.loss, "seed": spec.seed, "error": repr(exc),
+        reason = failure_reason(exc)
+        store.write_failure(spec.trial_id, {"loss": spec.loss, "seed": spec.seed, "error": reason,
                                             "traceback": "".join(traceback.format_exception(exc))})
-        echo(f"trial seed {spec.seed} {spec.loss} FAILED after retries: {str(exc).splitlines()[0][:200]}")
+        echo(f"trial seed {spec.seed} {spec.loss} FAILED after retries: {reason[:300]}")
         return
     store.write_trial(record)
     progress.done += 1
