@@ -317,3 +317,18 @@ def test_resume_command_is_local_or_a_job_submission_under_ray_job_submit(monkey
     assert job == "jobs/submit.sh -- --profile quickstart --set repeats.num_runs=3 --results-dir /r --name s"
     assert _dry_run(shlex.split(job)[1:]).endswith(f"python -m le_ray.repeats {local.split(' ', 3)[3]}")
     assert resume_command(argv, Path("/r"), "s", "le_ray.tune").startswith("python -m le_ray.tune ")  # not a repeats
+
+
+def test_a_failed_trials_reason_is_its_own_exception_not_rays_wrapper():
+    from ray.exceptions import RayTaskError
+
+    from le_ray.sweep.driver import failure_reason
+
+    class NonFiniteLossError(RuntimeError):
+        pass
+
+    wrapped = RayTaskError("trial_task", "Traceback (most recent call last): ...",
+                           NonFiniteLossError("non-finite training loss at epoch 1, batch 3\nconditions: 7"),
+                           proctitle="\x1b[36mray::trial_task()\x1b[39m", pid=5, ip="127.0.0.1").as_instanceof_cause()
+    assert failure_reason(wrapped) == "NonFiniteLossError: non-finite training loss at epoch 1, batch 3"
+    assert failure_reason(ValueError("\x1b[31mplain\x1b[0m")) == "ValueError: plain"

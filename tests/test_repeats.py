@@ -599,17 +599,3 @@ def test_wall_line_splits_the_process_age_into_phases():
     assert line.startswith("wall 42.5 s: data 1.2 s, Ray start 4.0 s, trials 7.1 s, report 5.0 s, the rest 25.2 s (")
     assert "the rest 0.0 s" in wall_line({"data": 3.0}, 2.0)  # never negative
 
-
-def test_a_failed_trials_reason_is_its_own_exception_not_rays_wrapper():
-    from ray.exceptions import RayTaskError
-
-    from le_ray.sweep.driver import failure_reason
-
-    class NonFiniteLossError(RuntimeError):
-        pass
-
-    wrapped = RayTaskError("trial_task", "Traceback (most recent call last): ...",
-                           NonFiniteLossError("non-finite training loss at epoch 1, batch 3\nconditions: 7"),
-                           proctitle="\x1b[36mray::trial_task()\x1b[39m", pid=5, ip="127.0.0.1").as_instanceof_cause()
-    assert failure_reason(wrapped) == "NonFiniteLossError: non-finite training loss at epoch 1, batch 3"
-    assert failure_reason(ValueError("\x1b[31mplain\x1b[0m")) == "ValueError: plain"
