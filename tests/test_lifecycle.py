@@ -332,3 +332,24 @@ def test_a_failed_trials_reason_is_its_own_exception_not_rays_wrapper():
                            proctitle="\x1b[36mray::trial_task()\x1b[39m", pid=5, ip="127.0.0.1").as_instanceof_cause()
     assert failure_reason(wrapped) == "NonFiniteLossError: non-finite training loss at epoch 1, batch 3"
     assert failure_reason(ValueError("\x1b[31mplain\x1b[0m")) == "ValueError: plain"
+
+
+@pytest.mark.parametrize("name,why", [
+    ("", "it is empty"), ("a/b", "it contains /"), ("..", "it is . or .."),
+    ("--dash", "it starts with - (a command would read it as an option)"),
+    ("two\nlines", "it contains a control character (a newline or tab)"), ("x" * 201, "it is 201 bytes long, over 200"),
+])
+def test_a_folder_name_a_resume_command_could_not_repeat_is_refused_before_any_work(tmp_path, name, why, capsys):
+    """An empty --name (an unset $NAME) used to start a new sweep under a timestamp; '--dash' was accepted and every
+    printed resume command then failed; a 300-character name crashed with OSError: File name too long."""
+    from le_ray.runners import repeats, run, tune
+
+    message = f"--name {name!r}: expected a plain folder name, but {why}"
+    for module in (repeats, run, tune):
+        argv = ["--profile", "small_net", f"--name={name}", "--results-dir" if module is not run else "--output-dir",
+                str(tmp_path)]
+        assert module.main(argv) == 2, module
+        assert message in capsys.readouterr().err, module
+    assert list(tmp_path.iterdir()) == []
+    from le_ray.sweep.store import plain_folder_name
+    assert plain_folder_name("my-sweep_2.1") == "my-sweep_2.1"

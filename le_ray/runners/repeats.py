@@ -46,7 +46,7 @@ from le_ray.cli.echo import Echo
 from le_ray.errors import ResultsError, UserError
 from le_ray.registry import label, suggest
 from le_ray.sweep.store import SweepStore, check_resume, environment_manifest, is_ray_job, nearest_writable, \
-    resolve_results_dir
+    plain_folder_name, resolve_results_dir
 from le_ray.sweep.driver import (StopFlag, StopRequested, connect_ray, map_on_workers, run_sweep, stop_on_signals,
                                  warm_up_workers)
 from le_ray.sweep.plan import SweepPlan, plan_trials, sweep_seeds
@@ -203,9 +203,8 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
         echo(f"resuming sweep {args.name} with the config it stores (profile {cfg.experiment.active}); its command: "
              f"le-ray repeats {shlex.join(command)}")
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
-    name = args.name or f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    if not name or "/" in name or name in (".", ".."):
-        raise ResultsError(f"--name {name!r}: expected a plain folder name")
+    name = plain_folder_name(args.name if args.name is not None else
+                             f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     resuming = check_folder(args, cfg, results_dir / name)
     _refuse_if_too_slow_before_preparation(args, cfg)
     started = time.perf_counter()

@@ -41,6 +41,7 @@ from le_ray.report import run_outputs
 from le_ray.report.run_markdown import write_logs
 from le_ray.report.run_outputs import RunFolders, RunState
 from le_ray.atomic import check_writable
+from le_ray.sweep.store import plain_folder_name
 from le_ray.report.tables import condition_stats, feature_stats, format_table, label_stats
 from le_ray.training.trial import TrialSpec, run_trial
 
@@ -176,9 +177,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_folder(args: argparse.Namespace, cfg: Config) -> Path:
     """``<output dir>/<name>`` (not created here): a new folder per run; an existing one only with ``--overwrite``."""
-    name = args.name or f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    if not name or "/" in name or name in (".", ".."):
-        raise UserError(f"--name {name!r}: expected a plain folder name")
+    name = plain_folder_name(args.name if args.name is not None else
+                             f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     root = Path(args.output_dir or cfg.output.dir) / name
     if root.exists() and any(root.iterdir()) and not args.overwrite:
         raise UserError(f"run folder {str(root)!r} exists; choose another --name, or pass --overwrite to reuse it")

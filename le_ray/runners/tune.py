@@ -53,7 +53,8 @@ from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.report.tuning import is_counted, search_counts
 from le_ray.runners.repeats import Preflight, effective_argv, execute, no_stored_sweep, resume_command
-from le_ray.sweep.store import SweepStore, config_changes, nearest_writable, resolve_results_dir, trial_changes
+from le_ray.sweep.store import (SweepStore, config_changes, nearest_writable, plain_folder_name, resolve_results_dir,
+                                trial_changes)
 from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
@@ -430,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tuned_optimiser_keys(cfg):
         raise ConfigError(tuned_optimiser_keys(cfg))
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
-    name = args.name or f"{cfg.experiment.active or 'default'}-tune-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    name = plain_folder_name(args.name if args.name is not None else
+                             f"{cfg.experiment.active or 'default'}-tune-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     _check_resume(results_dir / name, cfg)
     echo = Echo()
     echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "

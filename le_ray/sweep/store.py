@@ -45,7 +45,7 @@ from le_ray.registry import losses_of
 from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
 
 __all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest", "TRIAL_KEYS",
-           "EXTEND_KEYS", "ConfigChange", "config_changes", "trial_changes", "check_resume", "nearest_writable",
+           "EXTEND_KEYS", "ConfigChange", "config_changes", "trial_changes", "plain_folder_name", "check_resume", "nearest_writable",
            "trials_frame",
            "per_condition_frame", "pooled_per_condition", "ad_ids", "with_ad_id"]
 
@@ -156,6 +156,23 @@ def _unread_by_source(key: str, config: dict[str, Any]) -> bool:
     return False
 
 
+MAX_NAME_BYTES = 200  #: a folder name's limit here (most file systems allow 255 bytes; files go inside it)
+
+
+def plain_folder_name(name: str, flag: str = "--name") -> str:
+    """``name`` when it is a plain folder name a shell command can repeat: not empty, no ``/``, not ``.`` or ``..``,
+    not starting with ``-`` (the printed resume command would read it as an option), no control character (a
+    newline), at most :data:`MAX_NAME_BYTES` bytes; else a ResultsError naming the rule."""
+    why = ("it is empty" if not name else "it contains /" if "/" in name else "it is . or .." if name in (".", "..")
+           else "it starts with - (a command would read it as an option)" if name.startswith("-")
+           else "it contains a control character (a newline or tab)" if any(ord(c) < 32 or ord(c) == 127 for c in name)
+           else f"it is {len(name.encode())} bytes long, over {MAX_NAME_BYTES}"
+           if len(name.encode()) > MAX_NAME_BYTES else None)
+    if why:
+        raise ResultsError(f"{flag} {name!r}: expected a plain folder name, but {why}")
+    return name
+
+
 def trial_changes(changes: list[ConfigChange], new: dict[str, Any]) -> list[ConfigChange]:
     """The ``changes`` (:func:`config_changes`) that change a trial of config ``new``: trial-relevant keys, except
     another data source's values, which ``new`` never reads."""
@@ -208,8 +225,7 @@ class SweepStore:
     @classmethod
     def open(cls, results_dir: Path, name: str) -> "SweepStore":
         """Create (or reopen) ``results_dir/name`` after proving it is writable."""
-        if not name or "/" in name or name in (".", ".."):
-            raise ResultsError(f"--name {name!r}: expected a plain folder name")
+        plain_folder_name(name)
         root = check_writable(Path(results_dir) / name, "results folder")
         for sub in ("trials", "failures"):
             check_writable(root / sub, "results folder")
