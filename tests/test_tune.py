@@ -406,3 +406,12 @@ def test_the_wall_line_names_the_tuning_searches():
     line = wall_line({"ray": 3.0, "tuning": 40.0, "trials": 6.0, "report": 3.0}, 55.0)
     assert line.startswith("wall 55.0 s: Ray start 3.0 s, tuning searches 40.0 s, trials 6.0 s, report 3.0 s, the rest "
                            "3.0 s")
+
+
+def test_a_tune_with_no_search_space_is_refused_before_ray(tmp_path, monkeypatch, capsys):
+    """Before, `le-ray tune` without a profile announced '8 samples each', searched nothing and ran the default
+    config's 30-trial test sweep (1M rows)."""
+    tune = _no_ray(monkeypatch)
+    assert tune.main(["--results-dir", str(tmp_path)]) == 2
+    assert "tune.space: no search space for any compared loss (bce, localized_entropy)" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -428,6 +428,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _stored_tune_arguments(args, argv)
     cfg = resolve_config(merge_layers(args.config, profile=args.profile, sets=args.sets))
     tuning_seed_range(cfg)
+    if not any(cfg.tune.space.get(loss) for loss in cfg.losses):
+        raise ConfigError(f"tune.space: no search space for any compared loss ({', '.join(cfg.losses)}), so there is "
+                          "nothing to tune; give one (e.g. --set 'tune.space.bce.lr={\"loguniform\": [0.0005, 0.02]}') "
+                          "or start from --profile quickstart_tune; `le-ray repeats` tests configured settings")
     if tuned_optimiser_keys(cfg):
         raise ConfigError(tuned_optimiser_keys(cfg))
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
