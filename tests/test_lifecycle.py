@@ -346,10 +346,30 @@ def test_a_folder_name_a_resume_command_could_not_repeat_is_refused_before_any_w
 
     message = f"--name {name!r}: expected a plain folder name, but {why}"
     for module in (repeats, run, tune):
-        argv = ["--profile", "small_net", f"--name={name}", "--results-dir" if module is not run else "--output-dir",
+        argv = ["--profile", "quickstart_tune" if module is tune else "small_net", f"--name={name}", "--results-dir" if module is not run else "--output-dir",
                 str(tmp_path)]
         assert module.main(argv) == 2, module
         assert message in capsys.readouterr().err, module
     assert list(tmp_path.iterdir()) == []
     from le_ray.sweep.store import plain_folder_name
     assert plain_folder_name("my-sweep_2.1") == "my-sweep_2.1"
+
+
+def test_run_and_prepare_without_a_profile_start_from_the_quickstart_like_repeats(monkeypatch):
+    """Before, `le-ray prepare` and `le-ray run` with no profile used configs/default.json (1M rows, default_net,
+    two losses) while `le-ray repeats` used the quickstart, so auditing a README repeats command with prepare
+    audited another experiment."""
+    from le_ray.cli.args import DEFAULT_PROFILE, with_default_profile
+    from le_ray.runners import prepare, run
+
+    seen = []
+    monkeypatch.setattr(prepare, "config_shadows_provenance", lambda args: seen.append(args.profile) or 1 / 0)
+    monkeypatch.setattr(run, "config_shadows_provenance", lambda args: seen.append(args.profile) or 1 / 0)
+    for module in (prepare, run):
+        with pytest.raises(ZeroDivisionError):
+            module.main(["--set", "training.epochs=2"])
+        with pytest.raises(ZeroDivisionError):
+            module.main(["--profile", "small_net"])
+    assert seen == [DEFAULT_PROFILE, "small_net"] * 2 and DEFAULT_PROFILE == "quickstart"
+    import argparse
+    assert with_default_profile(argparse.Namespace(profile=None, config="mine.json")).profile is None

@@ -55,6 +55,17 @@ def config_and_shadows(args: argparse.Namespace) -> tuple[Config, list[Shadow]]:
     return config_shadows_provenance(args)[:2]
 
 
+DEFAULT_PROFILE = "quickstart"  #: what repeats, run and prepare use when neither --profile nor --config is given
+
+
+def with_default_profile(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with ``--profile quickstart`` when neither a profile nor a config file is given, so that the
+    commands that train or prepare data (repeats, run, prepare) start from the same experiment."""
+    if args.profile is None and args.config is None:
+        args.profile = DEFAULT_PROFILE
+    return args
+
+
 def config_shadows_provenance(args: argparse.Namespace) -> tuple[Config, list[Shadow], Provenance]:
     """:func:`config_and_shadows` plus where each value comes from (for the audit's ``settings_differ``)."""
     data, origins = merge_with_provenance(args.config, profile=args.profile, sets=args.sets)

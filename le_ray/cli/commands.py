@@ -69,7 +69,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "report.md into a new folder (never over an earlier run unless --overwrite).",
             (("le-ray run --profile quickstart", "a diagnostic run of the quickstart data"),
              ("le-ray run --profile avazu_sample --name avazu-look", "a named run on the shipped Avazu sample"),
-             ("le-ray run --set training.loss_mode=le --set training.epochs=2", "a quick look at LE alone")),
+             ("le-ray run --set training.loss_mode=le --set training.epochs=2",
+              "a quick look at LE alone (no --profile: the quickstart data, as for repeats)")),
             ("LE_RAY_SAMPLE_DATA", "CUDA_VISIBLE_DEVICES")),
     Command("prepare", "le_ray.prepare", "run the data pipeline alone: the experiment audit and per-condition table",
             "Prepare the data as a sweep would (filter, encode, balance, split) and print the experiment audit: "

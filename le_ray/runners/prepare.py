@@ -15,7 +15,8 @@ from typing import Sequence
 
 from le_ray.atomic import atomic_write_json
 from le_ray.sweep.audit import audit_experiment, audit_text
-from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
+from le_ray.cli.args import (add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error,
+                             with_default_profile)
 from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
 from le_ray.errors import UserError
@@ -34,7 +35,7 @@ def _parser():
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = with_default_profile(_parser().parse_args(argv))
     cfg, shadows, origins = config_shadows_provenance(args)
     if args.json and Path(args.json).is_dir():
         raise UserError(f"--json {args.json!r} is a folder; expected the name of a file for the audit JSON")

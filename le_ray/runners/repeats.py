@@ -39,7 +39,8 @@ import psutil
 
 from le_ray.sweep.runtime_estimate import planned_synthetic_shape, too_slow
 from le_ray.sweep.audit import Audit, audit_experiment, audit_text, refusal
-from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
+from le_ray.cli.args import (DEFAULT_PROFILE, add_config_arguments, command_parser, config_shadows_provenance,
+                             exit_on_user_error)
 from le_ray.config import Config, ConfigError, Shadow, merge_layers, resolve_config, shadowed_sets, to_dict
 from le_ray.config.load import Provenance, apply_sets, provenance
 from le_ray.cli.echo import Echo
@@ -56,7 +57,6 @@ __all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_m
            "parse_arguments", "sweep_config", "PHASES", "wall_line", "no_stored_sweep"]
 
 log = logging.getLogger("le_ray.repeats")
-DEFAULT_PROFILE = "quickstart"
 _RUN_FLAGS = ("--resume", "--no-resume", "--extend", "--allow-unsound", "--no-report")  # not part of a config
 
 

@@ -30,7 +30,8 @@ import torch
 from le_ray import __version__
 from le_ray.sweep.audit import audit_experiment, audit_text, one_run_audit
 from le_ray.config.load import Provenance
-from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
+from le_ray.cli.args import (add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error,
+                             with_default_profile)
 from le_ray.errors import UserError
 from le_ray.config import Config, losses_of
 from le_ray.data.filters import filter_mode_of
@@ -224,7 +225,7 @@ def _run_logged(cfg: Config, args: argparse.Namespace, root: Path, shadows, orig
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = with_default_profile(_parser().parse_args(argv))
     cfg, shadows, origins = config_shadows_provenance(args)
     root = run_folder(args, cfg)
     aside = set_aside(root) if args.overwrite else None
