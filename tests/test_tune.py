@@ -138,6 +138,11 @@ def test_the_budget_is_not_called_the_same_when_a_loss_lost_samples_and_says_wha
            "epochs)" in budget["sentence"]
     even = tuning_budget(cfg, 1000, [records[1], {**records[1], "loss": "bce"}])
     assert even["same"] is True and even["sentence"].startswith("Each loss was tuned with the same budget: 6 samples")
+    assert "so losses with the same search space tried the same values" not in even["sentence"]  # LE's space differs
+    same = load_config(profile="quickstart_tune", sets=[
+        "training.loss_mode=both", 'tune.space.localized_entropy={"lr": {"loguniform": [0.0005, 0.02]}}'])
+    assert "Every search draws from the same random seed (project.seed 42), so losses with the same search space " \
+           "tried the same values." in tuning_budget(same, 1000, [records[1], {**records[1], "loss": "bce"}])["sentence"]
     fifo = load_config(profile="quickstart_tune", sets=["training.loss_mode=both", "tune.scheduler=fifo"])
     assert "ASHA" not in tuning_budget(fifo, 1000, [records[1], {**records[1], "loss": "bce"}])["sentence"]
 

@@ -20,7 +20,8 @@ QUICKSTART_TIME = "2 to 3½ minutes on 2 cores"
 #: Environment variables le_ray reads, and what for.
 ENVIRONMENT: dict[str, str] = {
     "LE_RAY_RESULTS": "default results folder of sweeps (below --results-dir, above output.results_dir)",
-    "LE_RAY_SAMPLE_DATA": "folder with the shipped Avazu / Criteo sample rows (tests and demos; default ../shared/data)",
+    "LE_RAY_SAMPLE_DATA": "folder with the shipped Avazu / Criteo sample rows for the test suite and bench/ (default "
+                          "../shared/data); the *_sample profiles read ../shared/data relative to the working folder",
     "RAY_ADDRESS": "a running Ray cluster to use (set by `ray job submit`); unset: a new local instance on 127.0.0.1",
     "RAY_AUTH_MODE": "`token` for clusters with token authentication (ray start and ray job submit, both sides)",
     "RAY_AUTH_TOKEN": "the cluster's token (or RAY_AUTH_TOKEN_PATH: a file holding it)",
@@ -71,7 +72,7 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
              ("le-ray run --profile avazu_sample --name avazu-look", "a named run on the shipped Avazu sample"),
              ("le-ray run --set training.loss_mode=le --set training.epochs=2",
               "a quick look at LE alone (no --profile: the quickstart data, as for repeats)")),
-            ("LE_RAY_SAMPLE_DATA", "CUDA_VISIBLE_DEVICES")),
+            ("CUDA_VISIBLE_DEVICES",)),
     Command("prepare", "le_ray.prepare", "run the data pipeline alone: the experiment audit and per-condition table",
             "Prepare the data as a sweep would (filter, encode, balance, split) and print the experiment audit: "
             "effective settings per loss, rows and clicks per ad, and every finding. Exits 2 when the audit "

@@ -272,6 +272,10 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int], counts: dict[str, dict
                                                       if unsearched else "")
                     + (f"; samples that failed or ended without a finite {cfg.tune.metric}: {failed}" if failed else "")
                     + f", {common}.")
+    spaces = [to_plain(cfg.tune.space[loss]) for loss in counts if cfg.tune.space.get(loss)]
+    if len(spaces) > 1 and any(spaces.count(x) > 1 for x in spaces):
+        sentence += (f" Every search draws from the same random seed (project.seed {cfg.project.seed}), so losses with "
+                     "the same search space tried the same values.")
     if cfg.tune.scheduler == "asha" and any(c["stopped"] for c in counts.values()):
         trained = ", ".join(f"{label(loss)} {c['epochs_trained']}" for loss, c in counts.items())
         ranked = ", ".join(f"{label(loss)} {c['ranked']} at {c['ranked_epochs']}" for loss, c in counts.items())
