@@ -362,3 +362,43 @@ def test_with_the_synthetic_truth_a_seed_drawing_few_clicks_does_not_exclude_an_
     few = audit_experiment(load_config(sets=[*sets, "repeats.min_eval_clicks=1000"]), datasets)
     finding = next(f for f in few.findings if f.code == "few_eval_clicks")
     assert "fewer than 1000 expected evaluation clicks" in finding.message and " expected)" in finding.message
+
+
+def test_single_condition_is_a_warning_naming_it():
+    audit, _ = _audit("synthetic.num_conditions=1", "synthetic.uniform_log10_means=[-0.8]")
+    found = [f for f in audit.findings if f.code == "single_condition"]
+    assert len(found) == 1 and found[0].severity == "warning" and found[0].keys == ("synthetic.num_conditions",)
+    assert "only one ad: synthetic.num_conditions is 1" in found[0].message and "BCE rescaled" in found[0].message
+    assert "single_condition" not in {f.code for f in _audit()[0].findings}
+
+
+def _criteo_audit(tmp_path, frame):
+    import json
+
+    path = tmp_path / "c.csv"
+    frame.write_csv(path)
+    cfg = load_config(profile="criteo_sample", sets=[f"ctr.datasets.criteo.train_path={json.dumps(str(path))}"])
+    return audit_experiment(cfg, [prepare_data(cfg)])
+
+
+def test_ctr_single_ad_and_blank_ad_id_are_warnings(tmp_path):
+    import polars as pl
+
+    from tests.sample_data import require_sample
+
+    raw = pl.read_csv(require_sample("criteo", "criteo_sample.csv"), infer_schema=False).head(3000)
+    one = _criteo_audit(tmp_path, raw.with_columns(C1=pl.lit("05db9164")))
+    single = [f for f in one.findings if f.code == "single_condition"]
+    assert len(single) == 1 and single[0].severity == "warning"
+    assert "column 'C1' (ctr.datasets.criteo.condition_col) holds the single value '05db9164'" in single[0].message
+    blank = _criteo_audit(tmp_path, raw.with_columns(
+        C1=pl.when(pl.int_range(pl.len()).is_between(200, 260)).then(None).otherwise("C1")))
+    found = [f for f in blank.findings if f.code == "blank_condition"]
+    assert len(found) == 1 and found[0].severity == "warning"
+    j = found[0].conditions[0]
+    row = blank.conditions[j]
+    assert row["value"] == "" and row["train_rows"] + row["eval_rows"] == 61
+    assert re.search(rf"{row['train_rows']} train and {row['eval_rows']} evaluation rows have an empty 'C1' "
+                     r"\(ctr\.datasets\.criteo\.condition_col\); the first at data row 200 \(line 202 of the file\) "
+                     r"of '.*c\.csv': they are kept as one ad whose ad_id is blank", found[0].message)
+    assert "blank_condition" not in {f.code for f in one.findings} | {f.code for f in _audit()[0].findings}

@@ -397,3 +397,15 @@ def test_loss_keys_come_from_the_registry_and_aliases_merge_over_their_canonical
     assert out["tune"] == {"space": {"localized_entropy": {"lr": {"uniform": [0, 1]}}}}
     odd = {"training": {"by_loss": {"le": 5}}}  # not an object: left for validation to name
     assert canonical_loss_keys(odd) == odd
+
+
+@pytest.mark.parametrize("count", [3, 6])
+def test_uniform_log10_means_count_must_equal_num_conditions(count):
+    # fewer conditions than means used to drop the last means (the rare ad) silently; more was refused
+    with pytest.raises(ConfigError) as info:
+        load_config(sets=[f"synthetic.num_conditions={count}"])
+    assert (f"synthetic.uniform_log10_means: got 4 value(s) but synthetic.num_conditions = {count}; expected one "
+            "mean per condition") in str(info.value)
+    assert load_config(sets=[f"synthetic.num_conditions={count}", "synthetic.condition_mode=random"])  # means unused
+    assert load_config(sets=[f"synthetic.num_conditions={count}",
+                             f"synthetic.uniform_log10_means={[-2.0] * count}"]).synthetic.num_conditions == count

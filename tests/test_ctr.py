@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -355,6 +356,89 @@ def test_unparsable_numeric(criteo_path, tmp_path):
                          I3=pl.when(pl.int_range(pl.len()) == 150).then(pl.lit("abc")).otherwise(pl.col("I3")))
     with pytest.raises(DataError, match=r"column 'I3', data row 150 \(line 152 of the file\): got 'abc'; "
                                              r"expected a number"):
+        load_ctr(criteo_cfg(path))
+
+
+def _criteo_lines(criteo_path, n=400) -> list[str]:
+    """The header and the first ``n`` data rows of the Criteo sample, as text lines."""
+    return criteo_path.read_text().splitlines()[: n + 1]
+
+
+def _write_lines(path: Path, lines: list[str], tail: str = "\n") -> Path:
+    path.write_text("\n".join(lines) + tail)
+    return path
+
+
+@pytest.mark.parametrize("value", ["NaN", "nan", "inf", "-inf", "1e999"])
+def test_non_finite_numeric_is_refused_with_its_line(criteo_path, tmp_path, value):
+    lines = _criteo_lines(criteo_path)
+    fields = lines[151].split(",")
+    fields[3] = value                                   # I3 of data row 150
+    path = _write_lines(tmp_path / "c.csv", lines[:151] + [",".join(fields)] + lines[152:])
+    with pytest.raises(DataError, match=rf"c\.csv', column 'I3', data row 150 \(line 152 of the file\): "
+                                        rf"got '{re.escape(value)}'; expected a finite number or an empty field"):
+        load_ctr(criteo_cfg(path))
+
+
+@pytest.mark.parametrize("change, got", [(lambda f: f[:-1], 39), (lambda f: f + ["x"], 41)])
+def test_ragged_row_is_refused_with_line_and_field_counts(criteo_path, tmp_path, change, got):
+    lines = _criteo_lines(criteo_path)
+    lines[121] = ",".join(change(lines[121].split(",")))   # data row 120
+    path = _write_lines(tmp_path / "c.csv", lines)
+    with pytest.raises(DataError, match=rf"criteo\.train_path: file '.*c\.csv', data row 120 \(line 122 of the "
+                                        rf"file\): expected 40 fields \(as in the header\), got {got}$"):
+        load_ctr(criteo_cfg(path))
+    raw = _write_lines(tmp_path / "train.txt", [line.replace(",", "\t") for line in lines[1:]])
+    with pytest.raises(DataError, match=rf"data row 120 \(line 121 of the file\): expected 40 fields \(as raw "
+                                        rf"Criteo train rows have\), got {got}$"):
+        load_ctr(criteo_cfg(raw))
+
+
+def test_trailing_blank_lines_are_skipped(criteo_path, tmp_path):
+    lines = _criteo_lines(criteo_path)
+    plain = load_ctr(criteo_cfg(_write_lines(tmp_path / "plain.csv", lines)))
+    padded = load_ctr(criteo_cfg(_write_lines(tmp_path / "padded.csv", lines, tail="\n\n   \r\n\n")))
+    assert padded.source_rows == plain.source_rows == 400
+    assert same_rows(plain.train_rows, padded.train_rows) and same_rows(plain.test_rows, padded.test_rows)
+    raw = _write_lines(tmp_path / "train.txt", [line.replace(",", "\t") for line in lines[1:]], tail="\n\n")
+    assert load_ctr(criteo_cfg(raw)).source_rows == 400
+
+
+def test_blank_line_between_data_rows_is_refused(criteo_path, tmp_path):
+    lines = _criteo_lines(criteo_path)
+    path = _write_lines(tmp_path / "c.csv", lines[:101] + ["  "] + lines[101:])
+    with pytest.raises(DataError, match=r"c\.csv': blank line 102 of the file, between data rows; blank lines are "
+                                        r"skipped only at the end of the file"):
+        load_ctr(criteo_cfg(path))
+
+
+def test_line_scan_across_block_boundaries(tmp_path):
+    from le_ray.data.lines import scan_lines
+
+    path = tmp_path / "t.csv"
+    cases = [("a,b,c\n1,2,3\n4,5,6", dict(rows=2)), ("a,b,c\n1,2,3\n4,5,6\n\n \n", dict(rows=2, trailing_blank=True)),
+             ("a,b,c\n1,2,3\n4,5\n", dict(ragged=(2, 2))), ("a,b,c\n1,\"2,x\",3\n4,5,6\n", dict(rows=2)),
+             ("a,b,c\n1,2,3\n\n4,5,6\n", dict(blank=2)), ("a,b,c\n1,2,3\n4,5\n", dict(rows=1))]
+    for i, (text, want) in enumerate(cases):
+        path.write_text(text)
+        for block in (3, 7, 1 << 20):
+            found = scan_lines(path, separator=",", quote='"', header=True, block=block,
+                               max_rows=1 if i == len(cases) - 1 else None)
+            assert {k: getattr(found, k) for k in want} == want, (text, block, found)
+
+
+def test_directory_as_data_path_says_directory(tmp_path, criteo_path):
+    shutil.copy(criteo_path, tmp_path / "criteo_sample.csv")
+    with pytest.raises(DataError, match=r"criteo\.train_path: '.*' is a directory \(resolved to '.*'\); expected the "
+                                        r"path of a CSV file \(or TSV / Parquet\) of criteo rows; it holds "
+                                        r"criteo_sample\.csv"):
+        load_ctr(criteo_cfg(tmp_path))
+
+
+def test_semicolon_header_gets_a_delimiter_hint(criteo_path, tmp_path):
+    path = _write_lines(tmp_path / "c.csv", [line.replace(",", ";") for line in _criteo_lines(criteo_path, 50)])
+    with pytest.raises(DataError, match=r"has no column 'C2' .*; its header \(line 1\) has no ',' but has ';', so the "
+                                        r"file looks ';'-separated"):
         load_ctr(criteo_cfg(path))
 
 

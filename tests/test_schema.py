@@ -72,3 +72,15 @@ def test_format_detection(tmp_path):
 
 def test_data_error_is_a_value_error():
     assert issubclass(DataError, ValueError)
+
+
+def test_delimiter_hint_only_when_the_header_lacks_the_separator(tmp_path):
+    from le_ray.data.schema import delimiter_hint
+
+    path = tmp_path / "f.csv"
+    for header, fmt, hint in [("a;b;c", "csv", "has no ',' but has ';'"),
+                              ("a\tb\tc", "csv", "has no ',' but has tab, so the file looks tab-separated"),
+                              ("a,b,c", "tsv", "has no tab but has ','"), ("a,b;c", "csv", ""), ("abc", "csv", ""),
+                              ("a;b", "parquet", "")]:
+        path.write_text(header + "\n1;2;3\n")
+        assert (hint in delimiter_hint(path, fmt)) and (bool(hint) == bool(delimiter_hint(path, fmt))), (header, fmt)

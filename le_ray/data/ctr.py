@@ -208,8 +208,10 @@ def _fingerprint(plan: _Plan, use_test: bool) -> str:
 def load_ctr(cfg: Config) -> CtrSource:
     """Read, filter and encode the active CTR dataset (``data.ctr_dataset``) of ``cfg``.
 
-    Raises :class:`DataError` (file, column, value) for a missing/empty file, a missing column,
-    a non-binary label, an unparsable ``hour`` or numeric, or a filter that keeps nothing.
+    Raises :class:`DataError` (file, column, line, value) for a missing/empty file or a directory, a
+    missing column, a row with more or fewer fields than the header, a blank line between data rows
+    (trailing blank lines are skipped), a non-binary label, an unparsable ``hour`` or numeric, a NaN or
+    infinite numeric, or a filter that keeps nothing.
     """
     start = time.perf_counter()
     plan = _plan(cfg)

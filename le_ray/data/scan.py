@@ -4,9 +4,12 @@ Everything that touches the source files lives here (the stages ``stats``, ``mat
 ``normalise`` of :func:`le_ray.data.ctr.load_ctr`):
 
 1. :func:`resolve_file` turns a configured path into a :class:`SourceFile` (DataError naming the
-   config key when it is missing or empty); :func:`scan_file` is the lazy Polars scan of it, with
-   ``__row`` (the data-row index, header excluded) first; :func:`checked_scan` also checks that
-   every column the config asks for is there (DataError naming file, column and config key).
+   config key when it is missing, empty or a directory); :func:`scan_file` is the lazy Polars scan of
+   it, with ``__row`` (the data-row index, header excluded) first; :func:`checked_scan` also checks
+   that every column the config asks for is there (DataError naming file, column and config key, with
+   a hint when the header looks ';'- or tab-separated) and that every line of a text file has the
+   header's field count, refusing a ragged row or a blank line between data rows and skipping
+   trailing blank lines (one byte-level pass, :mod:`le_ray.data.lines`).
 2. :func:`prepared` adds the 0/1 label ``__y`` (null where the source value is not a valid label)
    and the held-out flag ``__test``, and applies ``drop_na``; :func:`train_stats` is the one
    streaming pass over the label + filter columns that gives the per-value statistics of the train
@@ -22,7 +25,9 @@ Choices:
   Criteo ``label``; :class:`KindFacts`) are parsed as Int64 (Criteo ``I1..I13`` as Float64): about
   half the parse cost of text. Everything else, hashed ids included, is read as text (Avazu ``id``
   never goes through float64). A value that does not parse is reported with file, column, data row
-  and value. Missing text values become ``""``; numerics become float64, null = missing (what the
+  and value; so is a NaN or infinity in a numeric column (Polars parses ``NaN``, ``inf``, ``-inf`` as
+  numbers, and one of them would make the column's standardisation NaN and fail every trial after Ray
+  starts). Missing text values become ``""``; numerics become float64, null = missing (what the
   encoder does with them is :mod:`le_ray.data.encode`'s business); ``drop_na`` drops rows with a
   missing numeric instead. ``hour`` must be YYMMDDHH with a real date and hour.
 * Held-out part of a single file (when the plan splits, see :mod:`le_ray.data.ctr`): data-row index
@@ -41,12 +46,14 @@ import polars as pl
 
 from le_ray.config.schema import CtrDatasetConfig
 from le_ray.data.filters import filter_statistics
+from le_ray.data.lines import scan_lines
 from le_ray.data.schema import (
     CRITEO_RAW_COLUMNS, SPLIT_MODULUS, SPLIT_TEST_BELOW, DataError, DatasetSchema, FileFormat, KindFacts,
-    detect_format,
+    delimiter_hint, detect_format,
 )
 
 __all__ = ["ROW", "Y", "PART", "SourceFile", "ScanPlan", "resolve_file", "scan_file", "checked_scan", "stable_hash",
+           "place_in_file",
            "prepared", "keep_expr", "train_stats", "materialise", "contiguous", "parse_hour", "hour_table",
            "normalise"]
 
@@ -97,6 +104,11 @@ def resolve_file(raw: str | None, key: str, ds: CtrDatasetConfig, name: str, lab
         raise DataError(f"{key}: not set; expected the path of the {name} file")
     path = Path(raw).expanduser()
     path = path if path.is_absolute() else Path.cwd() / path
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"))
+        holds = f"; it holds {', '.join(inside[:5])}{' ...' if len(inside) > 5 else ''}" if inside else ""
+        raise DataError(f"{key}: {raw!r} is a directory (resolved to {str(path)!r}); expected the path of a CSV "
+                        f"file (or TSV / Parquet) of {name} rows{holds}")
     if not path.is_file():
         raise DataError(f"{key}: file not found: {raw!r} (resolved to {str(path)!r})")
     if path.stat().st_size == 0:
@@ -207,15 +219,46 @@ def _roles(plan: ScanPlan, labelled: bool) -> dict[str, str]:
 
 
 def checked_scan(plan: ScanPlan, src: SourceFile) -> tuple[pl.LazyFrame, pl.Schema]:
-    """Scan ``src`` and check every needed column is there (DataError naming file, column, key)."""
+    """Scan ``src``, check every needed column is there (DataError naming file, column, key) and every line
+    (:func:`_checked_rows`); trailing blank lines are left out of the scan."""
     lf = scan_file(src, plan.ds.max_rows, plan.schema.facts)
     file_schema = _guarded(src, lf.collect_schema)
     for col, key in _roles(plan, src.labelled).items():
         if col not in file_schema:
             have = [c for c in file_schema.names() if c != ROW]
             raise DataError(f"{src.key}: file {str(src.path)!r} has no column {col!r} (needed by {key}); "
-                            f"columns: {', '.join(have[:40])}")
+                            f"columns: {', '.join(have[:40])}{delimiter_hint(src.path, src.fmt)}")
+    rows = _checked_rows(src, plan.ds.max_rows)
+    if rows is not None:
+        lf = scan_file(src, rows, plan.schema.facts)
     return lf, file_schema
+
+
+def _checked_rows(src: SourceFile, max_rows: int | None) -> int | None:
+    """Refuse a ragged row or a blank line between data rows (DataError naming file and line); the rows to read
+    when the file ends with blank lines (they are skipped), else None. Text files only: one byte-level pass,
+    :mod:`le_ray.data.lines` says why that and not Polars."""
+    if src.fmt == "parquet":
+        return None
+    raw = src.fmt == "criteo_raw"
+    expected = (len(CRITEO_RAW_COLUMNS) - (0 if src.labelled else 1)) if raw else None
+    csv = src.fmt == "csv"
+    found = scan_lines(src.path, separator="," if csv else "\t", quote='"' if csv else None, header=not raw,
+                       expected=expected, max_rows=max_rows)
+    where = f"{src.key}: file {str(src.path)!r}"
+    if found.header_blank:
+        raise DataError(f"{where}: line 1 is blank; expected the header (the column names)")
+    if found.blank is not None:
+        raise DataError(f"{where}: blank line {found.blank + 1} of the file, between data rows; blank lines are "
+                        "skipped only at the end of the file; expected a data row (remove the line)")
+    if found.ragged is not None:
+        line, got = found.ragged
+        whose = f"as raw Criteo {'train' if src.labelled else 'test'} rows have" if raw else "as in the header"
+        raise DataError(f"{where}, {_row_place(src, line - (0 if raw else 1))}: expected {found.expected} fields "
+                        f"({whose}), got {got}")
+    if found.trailing_blank and found.rows is not None:
+        return found.rows if max_rows is None else min(max_rows, found.rows)
+    return None
 
 
 # ------------------------------------------------------------------------------ label and split
@@ -281,6 +324,16 @@ def _row_place(src: SourceFile, row: int) -> str:
     return f"data row {row} (line {row + (1 if src.fmt == 'criteo_raw' else 2)} of the file)"
 
 
+def place_in_file(raw: str | None, key: str, ds: CtrDatasetConfig, name: str, row: int) -> str:
+    """Where data row ``row`` of the configured file ``raw`` (config ``key``) is, as :func:`_row_place` says it (its
+    file line); just ``data row N`` when the file can no longer be resolved."""
+    try:
+        src = resolve_file(raw, key, ds, name, True)
+    except DataError:
+        return f"data row {row}"
+    return f"{_row_place(src, row)} of {str(src.path)!r}"
+
+
 def _raise_bad_label(lf: pl.LazyFrame, src: SourceFile, schema: DatasetSchema) -> None:
     bad = _guarded(src, lambda: lf.filter(pl.col(Y).is_null()).select(ROW, schema.label_col).head(1).collect())
     row, value = bad[ROW][0], bad[schema.label_col][0]
@@ -338,6 +391,25 @@ def _first_bad(df: pl.DataFrame, mask: pl.Series, col: str, src: SourceFile, exp
                         f"got {df[col][i]!r}; expected {expected}")
 
 
+def _refuse_non_finite(plan: ScanPlan, df: pl.DataFrame, col: str, src: SourceFile) -> None:
+    """DataError for a NaN / inf in numeric ``col`` (Polars parses ``NaN``, ``nan``, ``inf``, ``-inf``, ``1e999`` as
+    numbers): it would make the column's mean and std NaN and every trial fail after Ray starts. Empty = missing
+    stays allowed. The value is quoted as written in the file (one more scan, on this error path only)."""
+    bad = df[col].is_not_null() & ~df[col].is_finite()
+    if not bad.any():
+        return
+    i = int(bad.arg_max())
+    row = int(df[ROW][i])
+    value: Any = df[col][i]
+    if src.fmt != "parquet":
+        text = _guarded(src, lambda: scan_file(src, plan.ds.max_rows, as_text=True).filter(pl.col(ROW) == row)
+                        .select(col).head(1).collect())
+        value = text[col][0] if text.height else value
+    raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, {_row_place(src, row)}: got {value!r}; "
+                    "expected a finite number or an empty field (NaN and infinities poison the column's "
+                    "standardisation)")
+
+
 def parse_hour(col: pl.Expr) -> pl.Expr:
     """YYMMDDHH text → datetime (null when not exactly 8 digits or not a real date/hour)."""
     ok = col.str.contains(r"^\d{8}$")
@@ -371,6 +443,7 @@ def normalise(plan: ScanPlan, df: pl.DataFrame, src: SourceFile) -> pl.DataFrame
             df = df.with_columns(parsed.alias(col))
         else:
             df = df.with_columns(pl.col(col).cast(pl.Float64))
+        _refuse_non_finite(plan, df, col, src)
     if s.time_col:
         bad = hour_table(df[s.time_col]).filter(pl.col("hour").is_null())["key"].to_list()
         mask = df[s.time_col].is_in([v for v in bad if v is not None]) | df[s.time_col].is_null()

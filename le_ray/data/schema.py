@@ -25,7 +25,7 @@ __all__ = [
     "DataError", "DatasetSchema", "KindFacts", "KIND_FACTS", "CRITEO_RAW_COLUMNS", "AVAZU_HOUR_FORMAT",
     "AVAZU_INT_COLS",
     "YAMBDA_EVENT_COL", "YAMBDA_HASH_COLS", "SPLIT_MODULUS", "SPLIT_TEST_BELOW", "FileFormat",
-    "build_schema", "detect_format",
+    "build_schema", "detect_format", "delimiter_hint",
 ]
 
 FileFormat = Literal["csv", "tsv", "criteo_raw", "parquet"]
@@ -178,3 +178,20 @@ def detect_format(path: Path, configured: str, name: str) -> FileFormat:
         raise DataError(f"{_key(name, 'format')}: file {str(path)!r} looks like a header-less tab-separated "
                         f"file, which only criteo supports; add a header or set format to tsv")
     return fmt  # type: ignore[return-value]
+
+
+_SEPARATORS = {",": "','", "\t": "tab", ";": "';'", "|": "'|'"}
+
+
+def delimiter_hint(path: Path, fmt: str) -> str:
+    """A hint for a "has no column" message when the header of text file ``path`` (read as ``fmt``: csv or tsv)
+    lacks the separator ``fmt`` reads but holds another (``;``, tab, ``|``, ``,``); ``""`` otherwise."""
+    if fmt not in ("csv", "tsv"):
+        return ""
+    line, sep = _first_line(path), "," if fmt == "csv" else "\t"
+    other = [ch for ch in _SEPARATORS if ch != sep and ch in line]
+    if sep in line or not other:
+        return ""
+    return (f"; its header (line 1) has no {_SEPARATORS[sep]} but has {_SEPARATORS[other[0]]}, so the file looks "
+            f"{_SEPARATORS[other[0]]}-separated: le_ray reads comma-separated CSV files (format csv) or "
+            "tab-separated ones with a header (format tsv); convert the file, or set the dataset's format")

@@ -38,6 +38,11 @@ code                   severity  fires when
                                  false): seeds vary only the model, not the split (nor synthetic rows)
 ``too_slow_here``      error     the sweep's estimated wall time on the device it would run on
                                  (:mod:`le_ray.sweep.runtime_estimate`) exceeds ``repeats.max_estimated_hours``
+``single_condition``   warning   the data hold one condition (one ad id in every kept row): LE then normalises
+                                 every row by the same base rate, i.e. it is BCE rescaled, and the per-ad tests
+                                 have one ad
+``blank_condition``    warning   CTR rows with an empty condition value are kept as an ad whose id is ``""``
+                                 (counts and the first row's line named)
 =====================  ========  ==========================================================================
 
 Conditions under a click finding are EXCLUDED from the per-condition tests and the verdict (reported
@@ -73,6 +78,7 @@ from le_ray.config.schema import OPTIMISER_SETTING_KEYS
 from le_ray.training.shapes import input_width, window_capacities
 from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
+from le_ray.data.scan import place_in_file
 from le_ray.glossary import TESTED_METRICS
 from le_ray.registry import LOSSES, label
 from le_ray.stats import min_exact_p, min_pairs_for_alpha
@@ -436,6 +442,40 @@ def _split_findings(cfg: Config) -> list[Finding]:
         ("repeats.resample_data",))]
 
 
+def _condition_value_findings(cfg: Config, data: PreparedData, conditions: list[dict[str, Any]]) -> list[Finding]:
+    """``single_condition`` (one ad in the data) and ``blank_condition`` (CTR rows with an empty ad id)."""
+    out: list[Finding] = []
+    ctr = cfg.data.source == "ctr"
+    where = f"ctr.datasets.{cfg.data.ctr_dataset}"
+    col = cfg.active_ctr.condition_col if ctr else None
+    if data.num_conditions == 1:
+        value = data.condition_values[0]
+        what = (f"column {col!r} ({where}.condition_col) holds the single value {value!r} in every kept row" if ctr
+                else "synthetic.num_conditions is 1")
+        fix = (f"choose a condition column with several values or let {where}.filter keep more" if ctr else
+               "raise synthetic.num_conditions")
+        out.append(Finding(WARNING, "single_condition", (
+            f"only one ad: {what}; with one ad LE normalises every row by the same base rate, so it is BCE rescaled, "
+            f"and the per-ad tests have a single ad to test; {fix}"),
+            (f"{where}.condition_col", f"{where}.filter") if ctr else ("synthetic.num_conditions",), (0,)))
+    # Rows with an empty ad id are KEPT (as the ad ""): that is what the pipeline always did, a missing id is a value
+    # the filter can select on purpose (filter.ids [""]), and dropping them would silently change the row counts and
+    # the split while refusing them would stop files that are fine otherwise. The audit says so, where it is seen.
+    if ctr and "" in data.condition_values:
+        j = data.condition_values.index("")
+        rows = [s.row_id[s.cond == j] for s in (data.train, data.eval)]
+        first = min((int(r.min()) for r in rows if r.size), default=None)
+        ds = cfg.active_ctr
+        place = "" if first is None else (
+            f"; the first at {place_in_file(ds.train_path, f'{where}.train_path', ds, cfg.data.ctr_dataset, first)}")
+        out.append(Finding(WARNING, "blank_condition", (
+            f"{conditions[j]['train_rows']:,} train and {conditions[j]['eval_rows']:,} evaluation rows have an empty "
+            f"{col!r} ({where}.condition_col){place}: they are kept as one ad whose ad_id is blank (\"\"); fill in "
+            f"their ad id in the file, or keep only named ads with {where}.filter.ids"),
+            (f"{where}.condition_col", f"{where}.filter", f"{where}.train_path"), (j,)))
+    return out
+
+
 def _runtime_findings(cfg: Config, info: dict[str, dict[str, Any]], data: PreparedData) -> list[Finding]:
     """``too_slow_here``: the estimate on the device at hand against ``repeats.max_estimated_hours``."""
     from le_ray.sweep.runtime_estimate import too_slow
@@ -464,7 +504,7 @@ def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Ite
     findings += _history_findings(cfg, info, conditions, data) + _shadow_findings(shadows)
     fairness = fairness_record(cfg, provenance)
     findings += _fairness_findings(cfg, fairness, info) + _split_findings(cfg)
-    findings += _runtime_findings(cfg, info, data)
+    findings += _runtime_findings(cfg, info, data) + _condition_value_findings(cfg, data, conditions)
     return Audit(info, conditions, findings, fairness, len(datasets))
 
 
