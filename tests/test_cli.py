@@ -196,3 +196,11 @@ def test_resume_and_no_resume_together_are_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as refused:
         parse_arguments(["--resume", "--no-resume", "--profile", "quickstart"])
     assert refused.value.code == 2 and "not allowed with argument --resume" in capsys.readouterr().err
+
+
+def test_a_deprecated_key_is_one_warning_line_not_a_python_warning_report(capsys):
+    from le_ray.cli.console import config_main
+
+    assert config_main(["show", "--set", "ctr.dataset=criteo"]) == 0
+    err = capsys.readouterr().err
+    assert err == "le-ray: WARNING ctr.dataset is deprecated; use data.ctr_dataset\n"

@@ -409,3 +409,29 @@ def test_uniform_log10_means_count_must_equal_num_conditions(count):
     assert load_config(sets=[f"synthetic.num_conditions={count}", "synthetic.condition_mode=random"])  # means unused
     assert load_config(sets=[f"synthetic.num_conditions={count}",
                              f"synthetic.uniform_log10_means={[-2.0] * count}"]).synthetic.num_conditions == count
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
+    """JSON keeps the last of two equal keys without a word: lr 0.1 then 0.2 trained with 0.2."""
+    path = tmp_path / "twice.json"
+    path.write_text('{"training": {"lr": 0.1, "epochs": 2, "lr": 0.2}}')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems == [f"config file {str(path)!r}: key 'lr' appears twice in one object (JSON would "
+                                   "keep the last silently); keep one"]
+
+
+def test_a_deprecated_dataset_key_that_contradicts_the_current_one_is_refused(tmp_path):
+    import warnings
+
+    from le_ray.config.resolve import DeprecatedKeyWarning
+
+    path = tmp_path / "both.json"
+    path.write_text('{"data": {"ctr_dataset": "yambda"}, "ctr": {"dataset": "criteo"}}')
+    with warnings.catch_warnings(), pytest.raises(ConfigError) as info:
+        warnings.simplefilter("ignore", DeprecatedKeyWarning)
+        load_config(path)
+    assert "ctr.dataset (deprecated): got 'criteo', but data.ctr_dataset is 'yambda'; give only data.ctr_dataset" \
+        in info.value.problems
+    with pytest.warns(DeprecatedKeyWarning, match="ctr.dataset is deprecated; use data.ctr_dataset"):
+        assert load_config(sets=["ctr.dataset=criteo"]).data.ctr_dataset == "criteo"

@@ -6,10 +6,12 @@ import argparse
 import functools
 import sys
 import textwrap
+import warnings
 from typing import Sequence
 
 from le_ray.config import Config, Shadow, load_config, resolve_config, shadowed_sets
 from le_ray.config.load import Provenance, merge_with_provenance
+from le_ray.config.resolve import DeprecatedKeyWarning
 from le_ray.cli.commands import COMMANDS, ENVIRONMENT, Command
 from le_ray.errors import UserError
 
@@ -73,12 +75,23 @@ def config_shadows_provenance(args: argparse.Namespace) -> tuple[Config, list[Sh
     return cfg, shadowed_sets(data, args.sets, cfg.source_keys, cfg.losses), origins
 
 
+def _warning_line(message) -> None:
+    """A deprecated config key as one ``WARNING`` line (not Python's file:line report with its source line)."""
+    print(f"le-ray: WARNING {message}", file=sys.stderr)
+
+
 def exit_on_user_error(func):
-    """Turn config/data errors into one clear message and exit status 2 (no traceback)."""
+    """Turn config/data errors into one clear message and exit status 2 (no traceback); a deprecated config key is
+    reported as one WARNING line."""
     def wrapper(argv: Sequence[str] | None = None) -> int:
-        try:
-            return func(argv)
-        except (UserError, FileNotFoundError, PermissionError) as exc:
-            print(f"le-ray: {exc}", file=sys.stderr)
-            return 2
+        with warnings.catch_warnings():
+            shown = warnings.showwarning
+            warnings.showwarning = lambda message, category, *rest: (
+                _warning_line(message) if issubclass(category, DeprecatedKeyWarning)
+                else shown(message, category, *rest))
+            try:
+                return func(argv)
+            except (UserError, FileNotFoundError, PermissionError) as exc:
+                print(f"le-ray: {exc}", file=sys.stderr)
+                return 2
     return functools.wraps(func)(wrapper)

@@ -74,13 +74,30 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return out
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict, refusing a key given twice (``json`` keeps the last one without a word)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def read_json(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Read a JSON object from ``path`` with an error that names the file and the line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what} {str(path)!r}: file not found")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=_without_duplicates)
+    except _DuplicateKey as exc:
+        raise ConfigError(f"{what} {str(path)!r}: key {str(exc)!r} appears twice in one object (JSON would keep the "
+                          "last silently); keep one") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{what} {str(path)!r}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
                           f"{exc.msg})") from None

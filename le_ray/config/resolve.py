@@ -24,8 +24,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from le_ray.config.load import (
-    LOSS_TABLES, WILDCARD, apply_set, canonical_loss_keys, deep_merge, is_distribution, merge_layers, parse_set, to_plain,
-    training_layers,
+    DEFAULT_CONFIG_PATH, LOSS_TABLES, WILDCARD, apply_set, canonical_loss_keys, deep_merge, is_distribution,
+    merge_layers, parse_set, read_json, to_plain, training_layers,
 )
 from le_ray.config.messages import describe_value, problems_from
 from le_ray.config.schema import (
@@ -36,7 +36,8 @@ from le_ray.registry import LOSSES, loss_key, losses_of, suggest
 
 __all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
            "config_fingerprint", "Shadow", "shadowed_sets", "validate_model", "set_literal", "every_loss_set",
-           "SAME_SETTINGS_KEY", "tuned_optimiser_keys", "with_training_values", "space_value_problems"]
+           "SAME_SETTINGS_KEY", "tuned_optimiser_keys", "DeprecatedKeyWarning", "with_training_values",
+           "space_value_problems"]
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -87,16 +88,26 @@ def _merge_ctr_defaults(data: dict[str, Any]) -> None:
             ctr["datasets"][name] = deep_merge(defaults, spec)
 
 
-def _apply_legacy_ctr_keys(data: dict[str, Any]) -> None:
-    """``ctr.dataset`` and ``filter_col``/``filter_top_k`` are deprecated spellings; map them and warn once."""
+class DeprecatedKeyWarning(FutureWarning):
+    """A deprecated config spelling was mapped to its current key (the CLI prints it as one WARNING line)."""
+
+
+def _apply_legacy_ctr_keys(data: dict[str, Any], problems: list[str]) -> None:
+    """``ctr.dataset`` and ``filter_col``/``filter_top_k`` are deprecated spellings; map them and warn once. A
+    deprecated ``ctr.dataset`` that contradicts a ``data.ctr_dataset`` set away from its default is a problem."""
     ctr = data.get("ctr", {})
     if isinstance(ctr, dict) and ctr.get("dataset"):
-        warnings.warn("ctr.dataset is deprecated; use data.ctr_dataset", FutureWarning, stacklevel=4)
+        current = (data.get("data") or {}).get("ctr_dataset")
+        default = read_json(DEFAULT_CONFIG_PATH, "default config")["data"]["ctr_dataset"]
+        if current not in (None, default, ctr["dataset"]):
+            problems.append(f"ctr.dataset (deprecated): got {ctr['dataset']!r}, but data.ctr_dataset is {current!r}; "
+                            "give only data.ctr_dataset")
+        warnings.warn("ctr.dataset is deprecated; use data.ctr_dataset", DeprecatedKeyWarning, stacklevel=4)
         data.setdefault("data", {})["ctr_dataset"] = ctr["dataset"]
     for name, spec in (ctr.get("datasets") or {}).items() if isinstance(ctr, dict) else ():
         if isinstance(spec, dict) and spec.get("filter_top_k") is not None:
             warnings.warn(f"ctr.datasets.{name}.filter_top_k/filter_col are deprecated; use "
-                          f"ctr.datasets.{name}.filter", FutureWarning, stacklevel=4)
+                          f"ctr.datasets.{name}.filter", DeprecatedKeyWarning, stacklevel=4)
             flt = spec.setdefault("filter", {})
             flt.update(mode="top_k", k=spec["filter_top_k"], metric="count")
             if spec.get("filter_col"):
@@ -221,12 +232,12 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
 def resolve_config(data: Mapping[str, Any]) -> Config:
     """Validate merged JSON data into the frozen :class:`Config` (raises ConfigError listing every problem)."""
     data = copy.deepcopy(dict(data))
-    _apply_legacy_ctr_keys(data)
+    problems: list[str] = []
+    _apply_legacy_ctr_keys(data, problems)
     aliases = _aliases_written(data)
     data = canonical_loss_keys(data)  # aliases (le) accepted as keys of training.by_loss and tune.space
     _flatten_tune_space(data)
     _merge_ctr_defaults(data)
-    problems: list[str] = []
     cfg = validate_model(Config, data, problems)
     training = data.get("training", {})
     if isinstance(training, Mapping):
