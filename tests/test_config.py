@@ -435,3 +435,21 @@ def test_a_deprecated_dataset_key_that_contradicts_the_current_one_is_refused(tm
         in info.value.problems
     with pytest.warns(DeprecatedKeyWarning, match="ctr.dataset is deprecated; use data.ctr_dataset"):
         assert load_config(sets=["ctr.dataset=criteo"]).data.ctr_dataset == "criteo"
+
+
+def test_a_profile_typo_is_named_where_it_was_written(tmp_path):
+    """Before: 'trainig: unknown key; allowed keys here: project, ...' as if at the top of the config, and nothing at
+    all when the profile was not the active one; a missing parent was blamed on --profile."""
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"experiment": {"definitions": {
+        "p": {"description": "x", "trainig": {"lr": 0.1}}, "x": {"extends": "nosuch"}}}}))
+    for profile in ("p", "quickstart"):
+        with pytest.raises(ConfigError) as info:
+            load_config(path, profile=profile)
+        assert info.value.problems[0].startswith("experiment.definitions.p.trainig: unknown section in profile 'p'; "
+                                                 "expected one of project, experiment,")
+        assert info.value.problems[0].endswith('did you mean "training"?')
+    path.write_text(json.dumps({"experiment": {"definitions": {"x": {"extends": "nosuch"}}}}))
+    with pytest.raises(ConfigError) as info:
+        load_config(path, profile="x")
+    assert info.value.problems[0].startswith("profile 'x' (experiment.definitions.x): extends: got 'nosuch'")
