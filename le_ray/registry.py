@@ -92,6 +92,9 @@ def losses_of(loss_mode: str | Iterable[str], where: str = "training.loss_mode")
         if mode == "all":
             return LOSS_NAMES
         items, keys = [part for part in mode.split(",") if part.strip()], [where] * len(mode.split(","))
+        if len(items) == 1 and loss_key(items[0].strip()) is None:  # one unknown word: both and all are choices too
+            raise ConfigError(f"{where}: got \"{loss_mode}\"; expected one of {_expected()}, both (BCE + LE), all, "
+                              f"or a list of losses{suggest(mode, [*_LOOKUP, 'both', 'all'])}")
     else:
         items = list(loss_mode)
         keys = [f"{where}[{i}]" for i in range(len(items))]

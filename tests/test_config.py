@@ -145,7 +145,9 @@ def test_loss_mode_forms(mode, expected):
     ("data.train_split=0", "data.train_split"),
     ("training.batch_size=0", "training.batch_size: got 0"),
     ("training.epochs=\"five\"", "training.epochs: got \"five\"; expected an integer"),
-    ("training.loss_mode=hinge", "training.loss_mode: got \"hinge\"; expected one of bce, localized_entropy (le), focal"),
+    ("training.loss_mode=hinge", "training.loss_mode: got \"hinge\"; expected one of bce, localized_entropy (le), focal, "
+                                 "both (BCE + LE), all, or a list of losses"),
+    ("training.loss_mode=bth", 'did you mean "both"?'),
     ("model.activation=swishy", "model.activation"),
     ("model.norm=bn", "model.norm"),
     ("evaluation.ece_method=fancy", "evaluation.ece_method: got \"fancy\"; expected one of \"custom\""),

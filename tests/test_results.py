@@ -182,3 +182,10 @@ def test_report_with_a_damaged_trial_file_counts_it_as_missing(tmp_path, caplog)
     assert f"| trials | {len(records) - 1} of {len(records)} stored, 0 failed |" in text
     assert f"**Missing trials** (statistics use complete pairs only):\n\n- {first['loss']} seed {first['seed']} " \
            f"(`{first['trial_id']}`)" in text
+
+
+def test_report_of_a_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    from le_ray.report.__main__ import main
+
+    assert main([str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"le-ray: sweep folder {str(tmp_path / 'nope')!r}: no such folder\n"

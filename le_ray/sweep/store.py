@@ -296,6 +296,9 @@ class SweepStore:
 
     def read_json(self, name: str) -> Any:
         path = self.root / name
+        if not self.root.is_dir():
+            raise ResultsError(f"sweep folder {str(self.root)!r}: " + ("not a folder" if self.root.exists()
+                                                                        else "no such folder"))
         if not path.exists():
             raise ResultsError(f"{str(path)!r}: missing; is {str(self.root)!r} a le_ray sweep folder?")
         try:
