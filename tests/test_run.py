@@ -194,6 +194,12 @@ def test_overwrite_replaces_the_old_run_whole_and_a_failed_rerun_puts_it_back(tm
     assert old_le.read_text() == old_text and (tmp_path / "r" / "mine.txt").exists()
     assert "holds the earlier run again, unchanged" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["r"]  # nothing set aside is left behind
+    def interrupt(state):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(run_module, "_train_losses", interrupt)  # Ctrl-C: the old run back, 130, no traceback
+    assert main([*first, "--set", "training.loss_mode=bce", "--overwrite"]) == 130
+    assert old_le.read_text() == old_text and capsys.readouterr().err.endswith(
+        "holds the earlier run again, unchanged\nle-ray: stopped (SIGINT)\n")
     monkeypatch.undo()
     assert main([*first, "--set", "training.loss_mode=bce", "--overwrite"]) == 0
     assert not (tmp_path / "r" / "le").exists() and not (tmp_path / "r" / "mine.txt").exists()

@@ -242,6 +242,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)
         elif created and root.is_dir() and not any(root.iterdir()):
             root.rmdir()  # failed before writing anything (e.g. a data error): no empty folder left behind
+        if sys.exc_info()[0] is KeyboardInterrupt:  # Ctrl-C: said above (or nothing to keep); no traceback
+            print("le-ray: stopped (SIGINT)", file=sys.stderr)
+            return 130
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
