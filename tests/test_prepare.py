@@ -114,8 +114,20 @@ def test_prepare_cli_json_on_avazu_sample(tmp_path, capsys):
     assert data["kept_rows"] == sum(c["rows"] for c in data["conditions"])
     audited = data["audit"]["conditions"]  # after balancing: every ad down to the smallest (1,145 rows)
     assert sum(c["train_rows"] + c["eval_rows"] for c in audited) == data["labelled_rows"] == 6 * 1145
-    assert "timings" in data and "18993" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "timings" in data and "18993" in out_text
+    assert out_text.startswith("avazu: 41,557 source rows, 7,897 kept by the filter, 6,870 after balancing")
     assert (tmp_path / "prepare" / "avazu" / "top_k" / "filter_stats.png").exists()
+
+
+def test_prepare_of_synthetic_rows_speaks_of_generated_rows_not_a_filter(tmp_path, capsys):
+    """Synthetic data has no filter; '1,000,000 source rows, 900,000 kept by the filter' described the test hold-out."""
+    from le_ray.runners.prepare import main
+
+    main(["--profile", "small_net", "--set", "synthetic.samples_per_condition=500", "--set", "data.use_test_set=true",
+          "--set", "plots.enabled=false", "--output-dir", str(tmp_path)])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("synthetic: 2,000 generated rows, 1,800 after balancing -> train") and "filter" not in first
 
 
 def test_prepare_cli_missing_file_names_key(tmp_path, capsys):

@@ -41,9 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--json {args.json!r} is a folder; expected the name of a file for the audit JSON")
     data, ctr = prepare_with_source(cfg)
     meta = data.meta
-    print(f"{cfg.source_key}: {meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, "
-          f"{meta.labelled_rows:,} after balancing -> train {len(data.train):,} / eval {len(data.eval):,} / test "
-          f"{0 if data.test is None else len(data.test):,} rows; {data.num_conditions} conditions")
+    rows = (f"{meta.source_rows:,} generated rows" if cfg.data.source == "synthetic" else
+            f"{meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter")  # synthetic rows: no filter
+    print(f"{cfg.source_key}: {rows}, {meta.labelled_rows:,} after balancing -> train {len(data.train):,} / eval "
+          f"{len(data.eval):,} / test {0 if data.test is None else len(data.test):,} rows; {data.num_conditions} "
+          "conditions")
     print("timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in meta.stage_seconds.items())
           + f"; whole preparation {meta.prepare_seconds:.3f}")
     audit = audit_experiment(cfg, [data], shadows, origins)
