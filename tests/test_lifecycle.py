@@ -373,3 +373,14 @@ def test_run_and_prepare_without_a_profile_start_from_the_quickstart_like_repeat
     assert seen == [DEFAULT_PROFILE, "small_net"] * 2 and DEFAULT_PROFILE == "quickstart"
     import argparse
     assert with_default_profile(argparse.Namespace(profile=None, config="mine.json")).profile is None
+
+
+def test_a_resumed_command_keeps_only_the_last_set_of_each_key():
+    """After --extend the stored command read '--set repeats.num_runs=2 ... --set repeats.num_runs=3'."""
+    from le_ray.runners.repeats import effective_argv
+
+    stored = ["--profile", "quickstart", "--set", "repeats.num_runs=2", "--set", "training.lr=0.01", "--name", "s"]
+    now = ["--name", "s", "--extend", "--set", "repeats.num_runs=3", "--set=training.lr=0.02"]
+    assert effective_argv(stored, now) == ["--profile", "quickstart", "--name", "s", "--extend", "--set",
+                                           "repeats.num_runs=3", "--set=training.lr=0.02"]
+    assert effective_argv(["--set", "a=1", "--set", "b=2"], []) == ["--set", "a=1", "--set", "b=2"]

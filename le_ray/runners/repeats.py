@@ -141,8 +141,19 @@ def stored_command(store: SweepStore) -> str:
 
 
 def effective_argv(stored_argv: Sequence[str], argv: Sequence[str]) -> list[str]:
-    """The stored command's config arguments followed by this run's: the full command of the config it resolves to."""
-    return [*_without_folder_args(stored_argv, _RUN_FLAGS), *argv]
+    """The stored command's config arguments followed by this run's: the full command of the config it resolves to,
+    with an earlier ``--set`` of a key dropped where a later one sets the same key (it would be replaced anyway)."""
+    return _last_set_per_key([*_without_folder_args(stored_argv, _RUN_FLAGS), *argv])
+
+
+def _last_set_per_key(argv: list[str]) -> list[str]:
+    """``argv`` without each ``--set KEY=...`` (either spelling) that a later ``--set`` of the same KEY replaces."""
+    sets = [(i, arg.split("=", 1)[1] if arg.startswith("--set=") else argv[i + 1]) for i, arg in enumerate(argv)
+            if (arg == "--set" and i + 1 < len(argv)) or arg.startswith("--set=")]
+    keys = [value.partition("=")[0].strip() for _, value in sets]
+    dropped = {i for n, (i, _) in enumerate(sets) if keys[n] in keys[n + 1:]}
+    return [arg for i, arg in enumerate(argv)
+            if i not in dropped and not (i - 1 in dropped and argv[i - 1] == "--set")]
 
 
 def _stored_config(args: argparse.Namespace, root: Path) -> tuple[Config, list[Shadow], Provenance, list[str]]:
