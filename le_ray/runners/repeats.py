@@ -360,6 +360,8 @@ def _run(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop
     store.record_run(to_dict(pre.cfg), pre.command if pre.command is not None else args.argv)
     pre.plan.done = store.finished_ids()
     stop.check()
+    if not pre.plan.pending and (store.root / "manifest.json").exists():  # every trial stored: no Ray to start
+        return _report_only(pre, store, args, echo, stop)
     doing, stop.doing = stop.doing, "once Ray has started; no trial will run"
     started = time.perf_counter()
     context = connect_ray(pre.cfg, stop)  # a stop while Ray starts is only recorded; checked below
@@ -369,6 +371,19 @@ def _run(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop
     if getattr(context, "dashboard_url", None):
         echo(f"Ray dashboard: http://{context.dashboard_url}")
     return execute(pre, store, args, echo, stop)
+
+
+def _report_only(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag) -> int:
+    """A rerun whose every planned trial is stored: the report (its figures drawn here), without starting Ray; the
+    manifest of the runs that trained stays as it is."""
+    echo(f"every one of the {len(pre.plan.specs)} trials is stored in {store.root}; nothing to train")
+    pre.seconds["trials"] = 0.0
+    if args.no_report:
+        echo(f"build the report with: le-ray report {store.root}")
+    else:
+        _report(pre, store, echo, stop)
+    echo(wall_line(pre.seconds, time.time() - psutil.Process().create_time()))
+    return 0
 
 
 def stopped_message(stop: StopRequested, pre: Preflight, store: SweepStore, command: str) -> str:
