@@ -125,6 +125,22 @@ def test_the_best_sample_is_ranked_at_the_epoch_the_full_length_samples_reached_
     assert auc["best"]["config"] == {"lr": 0.001}  # higher is better, still among the 2-epoch samples
 
 
+def test_under_fifo_every_finished_sample_is_ranked_so_a_searched_epochs_can_win():
+    """FIFO with epochs searched: a 2-epoch sample at 0.20 lost to a 5-epoch one at 0.42, because only the samples
+    at the most epochs were ranked (the ASHA rule)."""
+    from le_ray.report.tuning import tuning_table
+
+    cfg = load_config(profile="quickstart_tune", sets=["tune.scheduler=fifo", 'tune.space.bce.epochs={"int": [1, 5]}'])
+    samples = [_sample(0.001, [0.5, 0.20]), _sample(0.002, [0.6, 0.5, 0.45, 0.43, 0.42]),
+               _sample(0.004, [], error="boom")]
+    record = search_record(cfg, "bce", samples)
+    assert record["best"]["config"] == {"lr": 0.001} and record["ranked_epochs"] is None
+    assert search_counts(record) == {"samples": 3, "failed": 1, "stopped": 0, "epochs_trained": 7, "ranked": 2,
+                                     "ranked_epochs": None}
+    assert tuning_table({"metric": "logloss", "losses": [record]}).row(0, named=True)["ranked"] == \
+        "2 (every finished sample)"
+
+
 def test_the_budget_is_not_called_the_same_when_a_loss_lost_samples_and_says_what_asha_ranked():
     cfg = load_config(profile="quickstart_tune", sets=["training.loss_mode=both"])
     full = [_sample(0.001, [0.4, 0.3, 0.3, 0.3, 0.3]), _sample(0.002, [0.5])]
@@ -400,6 +416,14 @@ def test_tune_name_alone_resumes_the_stored_tune_and_an_unknown_name_is_refused(
     with pytest.raises(_RayStarted):  # resumed with the stored profile and sets: no refusal, on to Ray
         tune.main(["--name", "t", "--results-dir", str(tmp_path)])
     assert "le_ray tune: profile small_net" in capsys.readouterr().out
+    stored = []
+    monkeypatch.setattr(tune, "connect_ray", lambda cfg, stop: None)
+    monkeypatch.setattr(tune, "_tune_and_test", lambda args, argv, *rest: stored.append(argv) or 0)
+    assert tune.main(["--name", "t", "--results-dir", str(tmp_path)]) == 0
+    assert stored[0][:2] == ["--profile", "small_net"]  # the full command is what the folder stores again
+    atomic_write_json(tmp_path / "t" / "tune" / "config.json", {"config": to_dict(cfg), "argv": stored[0]})
+    assert tune.main(["--name", "t", "--results-dir", str(tmp_path)]) == 0  # so a second resume by name works
+    assert stored[1][:2] == ["--profile", "small_net"]
     assert tune.main(["--name", "tt", "--results-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no stored sweep 'tt'" in err and "resumes a stored tune" in err

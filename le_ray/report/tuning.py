@@ -32,20 +32,20 @@ def is_counted(sample: dict[str, Any]) -> bool:
 
 
 def _ranked(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """The counted samples the best was ranked among: those at ``ranked_epochs`` (a record written before it was
-    stored ranked every counted sample)."""
+    """The counted samples the best was ranked among: those at ``ranked_epochs`` (ASHA), or every counted one (FIFO,
+    and records written before ``ranked_epochs`` was stored)."""
     rung = record.get("ranked_epochs")
     return [s for s in record.get("samples") or [] if is_counted(s) and (rung is None or s.get("epochs") == rung)]
 
 
 def search_counts(record: dict[str, Any]) -> dict[str, int]:
-    """What one loss's search spent: samples run, samples that failed (an error, or no finite metric), samples
-    stopped before the most epochs any sample trained (ASHA), epochs trained by all samples, and how many samples its
-    best was ranked among, at how many epochs."""
+    """What one loss's search spent: samples run, samples that failed (an error, or no finite metric), counted
+    samples ASHA stopped before ``ranked_epochs`` (the most epochs a counted sample trained; None when every counted
+    sample was ranked), epochs trained by all samples, and how many samples its best was ranked among."""
     samples = record.get("samples") or []
-    rung = record.get("ranked_epochs", max((s.get("epochs", 0) for s in samples), default=0))
+    rung = record.get("ranked_epochs")
     return {"samples": len(samples), "failed": sum(not is_counted(s) for s in samples),
-            "stopped": sum(is_counted(s) and s.get("epochs", 0) < rung for s in samples),
+            "stopped": 0 if rung is None else sum(is_counted(s) and s.get("epochs", 0) < rung for s in samples),
             "epochs_trained": sum(s.get("epochs", 0) for s in samples), "ranked": len(_ranked(record)),
             "ranked_epochs": rung}
 
@@ -69,7 +69,8 @@ def tuning_table(summary: dict[str, Any]) -> pl.DataFrame:
         finals = np.array([s["final"] for s in _ranked(record)], dtype=float)
         best, counts = record.get("best") or {}, search_counts(record)
         rows.append({"loss": label(record["loss"]), "samples": counts["samples"], "failed": counts["failed"],
-                     "ranked": f"{counts['ranked']} at epoch {counts['ranked_epochs']}" if counts["samples"] else "",
+                     "ranked": "" if not counts["samples"] else f"{counts['ranked']} at epoch {counts['ranked_epochs']}"
+                     if counts["ranked_epochs"] is not None else f"{counts['ranked']} (every finished sample)",
                      f"best {summary['metric']}": best.get("final"),
                      "min": float(finals.min()) if finals.size else None,
                      "median": float(np.median(finals)) if finals.size else None,

@@ -190,14 +190,16 @@ def _sample_rows(grid, metric: str) -> list[dict[str, Any]]:
 
 
 def search_record(cfg: Config, loss: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """One loss's search: its samples and the best one. A sample counts when it ended without error at a finite
-    metric; the best is ranked by the metric at the last epoch among the counted samples that trained the most
-    epochs any counted sample trained (``ranked_epochs``). ASHA stops a sample at a rung when it ranks low there;
-    ranking its value at that rung beside full-length samples' last epoch would compare two different budgets."""
+    """One loss's search: its samples and the best one, by the metric at each sample's last epoch. A sample counts
+    when it ended without error at a finite metric. Under ASHA the best is ranked among the counted samples that
+    trained the most epochs any counted sample trained (``ranked_epochs``): ASHA stops a sample at a rung when it
+    ranks low there, and ranking its value at that rung beside full-length samples' last epoch would compare two
+    budgets. Under FIFO every sample trains its own epochs (a searched ``epochs`` included): every counted sample
+    is ranked (``ranked_epochs`` None)."""
     better = max if direction(cfg.tune.metric) else min
     counted = [s for s in samples if is_counted(s)]
-    rung = max((s["epochs"] for s in counted), default=0)
-    ranked = [s for s in counted if s["epochs"] == rung]
+    rung = max((s["epochs"] for s in counted), default=0) if cfg.tune.scheduler == "asha" else None
+    ranked = [s for s in counted if rung is None or s["epochs"] == rung]
     return {"loss": loss, "metric": cfg.tune.metric, "mode": "max" if direction(cfg.tune.metric) else "min",
             "space": to_plain(cfg.tune.space.get(loss) or {}), "samples": samples, "ranked_epochs": rung,
             "best": better(ranked, key=lambda s: s["final"]) if ranked else None}
@@ -354,17 +356,19 @@ def _check_resume(root: Path, cfg: Config) -> None:
                                "name>)")
 
 
-def _stored_tune_arguments(args: argparse.Namespace, argv: list[str]) -> argparse.Namespace:
+def _stored_tune_arguments(args: argparse.Namespace, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     """``--name X`` without ``--profile`` / ``--config``: the stored tune X's command with this run's arguments after
-    it (a resume with the config it stores); a name with no stored tune is refused. Else ``args`` as they are."""
+    it (a resume with the config it stores), parsed, and that full command (what the folder then stores, so a later
+    ``--name X`` resumes the same way); a name with no stored tune is refused. Else ``args`` and ``argv``."""
     if not args.name or args.profile is not None or args.config is not None:
-        return args
+        return args, argv
     results_dir = resolve_results_dir(args.results_dir, merge_layers()["output"]["results_dir"])
     stored = results_dir / args.name / TUNE_DIR / "config.json"
     if not stored.is_file():
         raise no_stored_sweep(args.name, results_dir, "--name without --profile / --config resumes a stored tune; "
                                                       "give --profile (e.g. quickstart_tune) to start one")
-    return _parser().parse_args(effective_argv(json.loads(stored.read_text()).get("argv") or [], argv))
+    full = effective_argv(json.loads(stored.read_text()).get("argv") or [], argv)
+    return _parser().parse_args(full), full
 
 
 def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Path, name: str, echo) -> None:
@@ -429,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args = _stored_tune_arguments(args, argv)
+    args, argv = _stored_tune_arguments(args, argv)
     cfg = resolve_config(merge_layers(args.config, profile=args.profile, sets=args.sets))
     tuning_seed_range(cfg)
     if not any(cfg.tune.space.get(loss) for loss in cfg.losses):
