@@ -287,9 +287,14 @@ def test_stored_avazu_sample_sweep_resumes_by_name_without_its_profile(shared_ra
     assert "resuming sweep av with the config it stores (profile avazu_sample)" in out
     assert "every one of the 4 trials is stored in" in out and "nothing to train" in out
     assert "Ray start" not in out.splitlines()[-1]  # nothing to train: Ray is not started
+    assert json.loads((tmp_path / "av" / "manifest.json").read_text())["audit"]["excluded_conditions"] == []
+    assert main([*by_name, "--allow-unsound", "--no-report", "--set", "repeats.min_eval_clicks=100"]) == 0
+    excluded = json.loads((tmp_path / "av" / "manifest.json").read_text())["audit"]["excluded_conditions"]
+    assert excluded, "the report-only rerun keeps this run's audit (what the report leaves out)"
+    capsys.readouterr()
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "av" / "trials").glob("*.json")} == trials
     history = sorted((tmp_path / "av" / "config.history").glob("*.json"))
-    assert len(history) == 2 and json.loads(history[-1].read_text())["argv"][:2] == ["--profile", "avazu_sample"]
+    assert len(history) == 3 and json.loads(history[1].read_text())["argv"][:2] == ["--profile", "avazu_sample"]
     assert main([*by_name, "--profile", "quickstart"]) == 2
     assert "This sweep was last run with" in capsys.readouterr().err
 

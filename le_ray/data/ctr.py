@@ -2,6 +2,8 @@
 
 Pipeline (each stage timed in ``CtrSource.timings``, seconds):
 
+0. ``lines``: the file's columns and a byte-level pass over its lines (ragged rows, blank lines;
+   :mod:`le_ray.data.lines`), before Polars parses it.
 1. ``stats``: one streaming Polars pass over the projected label + filter columns gives per-value
    counts, clicks, mean and median of the train rows (:func:`le_ray.data.filters.filter_statistics`),
    the file's row count, and checks every label is 0/1 (:func:`le_ray.data.scan.train_stats`).
@@ -149,7 +151,7 @@ def _select(plan: _Plan, stats: pl.DataFrame, file_schema: pl.Schema) -> list[st
 
 def _build_frames(plan: _Plan) -> tuple[dict[str, pl.DataFrame], int]:
     """Run stats → select → materialise → normalise; frames ``train`` / ``test`` / ``stats``."""
-    lf, file_schema = checked_scan(plan, plan.train)
+    lf, file_schema = _timed(plan, "lines", lambda: checked_scan(plan, plan.train))
     lf = prepared(plan, lf, plan.train, plan.split)
     stats, total = _timed(plan, "stats", lambda: train_stats(plan, lf))
     selected = _timed(plan, "select", lambda: _select(plan, stats, file_schema))
@@ -164,7 +166,7 @@ def _build_frames(plan: _Plan) -> tuple[dict[str, pl.DataFrame], int]:
     else:
         frames["train"] = _timed(plan, "materialise", lambda: materialise(plan, lf, plan.train, keep))
         if plan.test is not None:
-            tlf, _ = checked_scan(plan, plan.test)
+            tlf, _ = _timed(plan, "lines", lambda: checked_scan(plan, plan.test))
             tlf = prepared(plan, tlf, plan.test, False)
             frames["test"] = _timed(plan, "materialise", lambda: materialise(
                 plan, tlf, plan.test, keep if apply_test else None))

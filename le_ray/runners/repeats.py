@@ -374,9 +374,11 @@ def _run(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop
 
 
 def _report_only(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag) -> int:
-    """A rerun whose every planned trial is stored: the report (its figures drawn here), without starting Ray; the
-    manifest of the runs that trained stays as it is."""
+    """A rerun whose every planned trial is stored: the report (its figures drawn here), without starting Ray. The
+    manifest takes this run's audit (a changed display key such as repeats.min_eval_clicks changes what the report
+    excludes), keeping the cluster resources of the run that trained."""
     echo(f"every one of the {len(pre.plan.specs)} trials is stored in {store.root}; nothing to train")
+    write_manifest(store, pre.cfg, pre.plan, pre.audit, store.read_json("manifest.json").get("cluster_resources", {}))
     pre.seconds["trials"] = 0.0
     if args.no_report:
         echo(f"build the report with: le-ray report {store.root}")
