@@ -409,3 +409,19 @@ def test_a_sweep_whose_trials_failed_says_so_instead_of_calling_it_stopped_early
     assert partial[0].endswith("1 trial(s) failed (most often: ValueError: boom; failures/ holds each traceback); a "
                                "resume retries them with the same config, so fix the cause first; then resume with R.")
 
+
+
+def test_a_test_whose_nonzero_deltas_cannot_reach_alpha_is_untestable_not_a_null_result():
+    """8 paired seeds but only 2 nonzero deltas: the wilcox exact test ranks 2, so its p is at least 0.5; before, the
+    verdict read 'do not differ significantly' from n = 8."""
+    two = _metrics([("accuracy", True, 0.001, -0.001, 0.003, 0.5, 0.5)], informative=[True]).with_columns(
+        pl.lit(8).alias("n"), pl.lit(2).alias("n_nonzero"))
+    lines = metric_sentences(_inputs(metrics=two))
+    assert lines == ["LE vs BCE is untestable with 8 paired seeds, 2 with a nonzero delta in: accuracy (the smallest "
+                     "exact two-sided Wilcoxon p at n = 2 is 0.5, not below alpha 0.05); this is no evidence that "
+                     "they are alike."]
+    pratt = dataclasses.replace(_inputs(metrics=two), zero_method="pratt")  # zeros ranked: 8 pairs can reach alpha
+    assert metric_sentences(pratt)[0].startswith("LE and BCE do not differ significantly")
+    cond = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 8, 0.5, 0.5)]).with_columns(pl.lit(2).alias("n_nonzero"))
+    test = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)})))[1][1]
+    assert test.startswith("Per-ad test over 8 paired seeds, 2 with a nonzero delta:") and "untestable" in test

@@ -33,7 +33,7 @@ from scipy.stats import binomtest
 
 from le_ray.registry import label
 from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, VerdictInputs, band_labels, family_size,
-                                   is_untestable, percent, rate_bands, seeds_word, why_untestable)
+                                   is_untestable, pairs_words, percent, rate_bands, why_untestable)
 from le_ray.stats import median_range
 
 __all__ = ["ratio_stats", "noise_range", "overall_ratio", "bottom_line", "ratio_readings", "bottom_note",
@@ -163,8 +163,9 @@ def _noise(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int]) -> tuple
 def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: int) -> str:
     """The per-ad test in words: gaps, adjusted p and its reading (untestable when p is NaN or cannot reach
     alpha with ``n`` seeds in a family of ``m``)."""
-    gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], row.get("n") or v.seeds
-    head = f"Per-ad test over {seeds_word(int(n))}"
+    gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], int(row.get("n") or v.seeds)
+    ranked = int(row["n_nonzero"]) if v.zero_method == "wilcox" and row.get("n_nonzero") is not None else n
+    head = f"Per-ad test over {pairs_words(n, ranked)}"
     if not (np.isfinite(gb) and np.isfinite(gc)):
         return f"{head}: no usable pair, so it is untestable."
     if gb == gc:
@@ -174,9 +175,9 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: int) ->
         gaps = f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} ({wg:.2g} vs {lg:.2g})"
     if p is None or not np.isfinite(p):
         return f"{head}: {gaps}; the test is untestable with these seeds."
-    if is_untestable(v, int(n), m):
-        return (f"{head}: {gaps}; {v.correction} p = {p:.2g}, but untestable with {seeds_word(int(n))} "
-                f"({why_untestable(v, int(n), m)}): p >= alpha by construction, which says nothing either way.")
+    if is_untestable(v, ranked, m):
+        return (f"{head}: {gaps}; {v.correction} p = {p:.2g}, but untestable with {pairs_words(n, ranked)} "
+                f"({why_untestable(v, ranked, m)}): p >= alpha by construction, which says nothing either way.")
     verdict = "significant" if p < v.alpha else "not significant"
     return f"{head}: {gaps}, {v.correction} p = {p:.2g}: {verdict} at alpha {v.alpha:g} with these seeds."
 

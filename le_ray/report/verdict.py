@@ -37,7 +37,7 @@ from le_ray.registry import label
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
            "pending_headline", "smallest_reachable_p", "caveat_lines", "percent", "seeds_word", "is_untestable",
-           "why_untestable", "family_size", "ece_small_caveat",
+           "why_untestable", "family_size", "ece_small_caveat", "ranked_pairs", "pairs_words",
            "setting_differences", "verdict_markdown", "verdict_text"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
@@ -72,6 +72,7 @@ class VerdictInputs:
     alternative: str = "two-sided"  # of the Wilcoxon tests: sets the smallest exact p (smallest_reachable_p)
     train_rates: Mapping[int, float] = field(default_factory=dict)  # condition → training click rate (fixed split)
     confidence: float = 0.95  # of the bootstrap CIs (repeats.bootstrap_confidence)
+    zero_method: str = "wilcox"  # of the Wilcoxon tests: "wilcox" ranks only the nonzero deltas (ranked_pairs)
 
 
 @dataclass
@@ -176,22 +177,35 @@ def _uninformative(v: VerdictInputs, row: dict[str, Any]) -> str:
     return f"the same for {label(v.candidate)} and {label(v.baseline)} in every one of {row['n']} seeds"
 
 
+def ranked_pairs(v: VerdictInputs, t: pl.DataFrame) -> pl.DataFrame:
+    """``t`` with ``_n`` (paired seeds, ``n``) and ``_ranked`` (the pairs the exact test ranks: the nonzero deltas
+    under ``zero_method`` wilcox, which drops zero deltas; all ``n`` otherwise), both filled for old tables."""
+    n = pl.col("n").fill_null(0) if "n" in t.columns else pl.lit(v.seeds)
+    ranked = pl.col("n_nonzero").fill_null(n) if v.zero_method == "wilcox" and "n_nonzero" in t.columns else n
+    return t.with_columns(n.cast(pl.Int64).alias("_n"), ranked.cast(pl.Int64).alias("_ranked"))
+
+
+def pairs_words(n: int, ranked: int) -> str:
+    """``8 paired seeds`` or ``8 paired seeds, 2 with a nonzero delta`` (when the test ranks fewer)."""
+    return seeds_word(n) + (f", {ranked} with a nonzero delta" if ranked != n else "")
+
+
 def _untestable_mask(v: VerdictInputs, t: pl.DataFrame, p_col: str, m: int) -> pl.Series:
-    """Per row of ``t``: its p is NaN, or its test of ``n`` seeds cannot reach alpha (family of ``m``)."""
+    """Per row of ``t``: its p is NaN, or its test of the pairs it ranks cannot reach alpha (family of ``m``)."""
     p = t[p_col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-    n = t["n"].fill_null(0).to_list() if "n" in t.columns else [v.seeds] * t.height
-    return pl.Series([not np.isfinite(x) or is_untestable(v, int(k), m) for x, k in zip(p, n)], dtype=pl.Boolean)
+    k = ranked_pairs(v, t)["_ranked"].to_list()
+    return pl.Series([not np.isfinite(x) or is_untestable(v, int(r), m) for x, r in zip(p, k)], dtype=pl.Boolean)
 
 
 def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: int) -> list[str]:
-    """One sentence per seed count n: the metrics that cannot be tested with n paired seeds, and why."""
+    """One sentence per (seeds, ranked pairs): the metrics that cannot be tested with them, and why."""
     c, b, lines = label(v.candidate), label(v.baseline), []
-    for n in sorted(set(rows["n"].fill_null(0).to_list())):
-        names = ", ".join(rows.filter(pl.col("n").fill_null(0) == n)["metric"].to_list())
-        why = why_untestable(v, int(n), m)
+    rows = ranked_pairs(v, rows)
+    for n, k in sorted(set(zip(rows["_n"].to_list(), rows["_ranked"].to_list()))):
+        names = ", ".join(rows.filter((pl.col("_n") == n) & (pl.col("_ranked") == k))["metric"].to_list())
         point = "; the bootstrap CI of one seed is a single point" if n == 1 else ""
-        lines.append(f"{c} vs {b} is untestable with {seeds_word(int(n))} in: {names} ({why}{point}); this is "
-                     "no evidence that they are alike.")
+        lines.append(f"{c} vs {b} is untestable with {pairs_words(n, k)} in: {names} ({why_untestable(v, k, m)}"
+                     f"{point}); this is no evidence that they are alike.")
     return lines
 
 
@@ -248,12 +262,11 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
             parts.append(f"{loss} is better calibrated than {other} on {won.height} (ad "
                          f"{', '.join(won['ad_id'].to_list())}; {v.correction} p <= {won[p_col].max():.2g})")
     total, rows = rows.height, rows.filter(~significant)
-    untestable = rows.filter(_untestable_mask(v, rows, p_col, m))
-    for n in sorted(set(untestable["n"].fill_null(0).to_list())):
-        k = untestable.filter(pl.col("n").fill_null(0) == n).height
-        why = why_untestable(v, int(n), m)
+    untestable = ranked_pairs(v, rows.filter(_untestable_mask(v, rows, p_col, m)))
+    for n, r in sorted(set(zip(untestable["_n"].to_list(), untestable["_ranked"].to_list()))):
+        k = untestable.filter((pl.col("_n") == n) & (pl.col("_ranked") == r)).height
         where = "" if total == 1 else f" on {'all ' if k == total else ''}{k}"
-        parts.append(f"untestable{where} with {seeds_word(int(n))} ({why})")
+        parts.append(f"untestable{where} with {pairs_words(n, r)} ({why_untestable(v, r, m)})")
     rest = rows.height - untestable.height
     if rest:
         more = "" if total == 1 else f" on the other {rest}" if parts else f" on any of the {total}"
