@@ -134,6 +134,11 @@ def test_a_ratio_inside_the_evaluation_noise_is_said_to_be_so_with_the_training_
                             f"is no evidence of miscalibration; its training rate is 4.9 %, "
                             f"{0.0492 / (21 / 543):.2f}× the evaluation rate (the ratio of a model that learned the "
                             "training rate).")
+    assert sentences[0].endswith("BCE is closer to 1 by 0.036 in |ln ratio| (0.31 vs 0.34), but both lie inside the "
+                                 "evaluation noise, where a true rate elsewhere in its interval could reverse that "
+                                 "order.")
+    redrawn = dataclasses.replace(v, fixed_split=False)  # a median over draws: one draw's interval does not apply
+    assert "noise" not in " ".join(bottom_line(redrawn)[1]) and not any("rests on" in r for r in ratio_readings([redrawn]))
     truth = dataclasses.replace(v, reference="the true click probability")
     assert not any("Wilson" in s or "noise" in s for s in bottom_line(truth)[1] + ratio_readings([truth]))
 
@@ -147,11 +152,12 @@ def test_nearly_equal_closeness_is_not_a_winner_and_a_shift_over_all_ads_is_name
     v = dataclasses.replace(_inputs(conditions=cond, ratios=ratios), reference="the evaluation click rate")
     sentences = bottom_line(v)[1]
     assert "LE and BCE are about equally close to 1 (|ln ratio| 0.14 vs 0.14)" in sentences[0]
-    assert ratio_readings([v, v])[-1] == ("Over all ads, LE predicts 0.55× the evaluation click rate (under-predicts "
-                             "across the board): that shift moves every ad's ratio, so being nearer 1 on a rare ad "
-                             "may come from it rather than from calibration on rare ads.")
+    assert ratio_readings([v, v])[-1] == (
+        "Summed over all ads (a figure the frequent ads dominate), LE predicts 0.55× the evaluation click rate "
+        "(under-predicts overall): a shift of that size may also move a rare ad's ratio, so being nearer 1 on a rare "
+        "ad may come from it rather than from calibration on rare ads.")
     even = _eval_ratios({7: ([1.1485] * 5, [1.1515] * 5)}, 5000, 100, overall={"bce": 1.02, "localized_entropy": 1.09})
-    assert not any("Over all ads" in s for s in ratio_readings([dataclasses.replace(v, ratios=even)]))
+    assert not any("Summed over all ads" in s for s in ratio_readings([dataclasses.replace(v, ratios=even)]))
 
 
 def test_metric_sentences_significant_both_ways_and_uninformative_left_out():

@@ -12,13 +12,16 @@ the two differ by less than :data:`CLOSER_TOLERANCE`); and the per-ad paired Wil
 Two readings keep a ratio from being taken for more than it shows (:func:`ratio_readings`, said once per report
 after the bottom lines):
 
-* **Evaluation noise** (reference = the evaluation click rate): the rate r̂ = k / n of an ad with k clicks in n
-  evaluation rows is itself a draw. A calibrated model predicts the true rate r, which lies in the 95 % Wilson
-  interval [L, U] of r̂, so its ratio r / r̂ can be anything in [L / r̂, U / r̂]. A ratio inside that range is no
-  evidence of miscalibration; the ad's training rate over r̂ is what a model that learned the training rate shows.
-* **A shift over all ads**: Σ predictions / Σ reference over every ad and paired seed. A loss whose overall ratio
-  lies outside [1 / (1 + :data:`SHIFT_TOLERANCE`), 1 + :data:`SHIFT_TOLERANCE`] moves every ad's ratio, so being
-  nearer 1 on one ad may come from that shift rather than from its calibration on rare ads.
+* **Evaluation noise** (reference = the evaluation click rate, one split for every seed): the rate r̂ = k / n of an
+  ad with k clicks in n evaluation rows is itself a draw. A calibrated model predicts the true rate r; the 95 %
+  Wilson interval [L, U] of r̂ covers the rates the data do not rule out, so such a model's ratio r / r̂ may be
+  anything in [L / r̂, U / r̂]. A ratio inside that range is no evidence of miscalibration, and when both losses'
+  ratios lie inside it, which is closer to 1 may turn on r̂ (both divide by it). The ad's training rate over r̂
+  is what a model that learned the training rate shows.
+* **A shift over all ads**: Σ predictions / Σ reference over every ad and paired seed (the frequent ads dominate
+  it). A loss whose overall ratio lies outside [1 / (1 + :data:`SHIFT_TOLERANCE`), 1 + :data:`SHIFT_TOLERANCE`]
+  may have every ad's ratio moved that way, so being nearer 1 on one ad may come from that shift rather than from
+  its calibration on rare ads.
 """
 
 from __future__ import annotations
@@ -88,7 +91,9 @@ def _direction(name: str, stats: tuple[float, float, float], noise: tuple[float,
             f"{' spans 1' if spans else ''}{inside})")
 
 
-def _closer(v: VerdictInputs, b: float, c: float) -> str:
+def _closer(v: VerdictInputs, b: float, c: float, noise: tuple[float, float] | None = None) -> str:
+    """Which median ratio is closer to 1 in |ln r|; when both lie inside the evaluation noise, that the ranking
+    rests on the ad's evaluation rate: both divide by the same r̂, and another r̂ in its interval can reverse it."""
     if not (np.isfinite(b) and np.isfinite(c)):
         return "which loss is closer to 1 cannot be said"
     lb, lc = abs(math.log(b)), abs(math.log(c))
@@ -96,7 +101,11 @@ def _closer(v: VerdictInputs, b: float, c: float) -> str:
         return (f"{label(v.candidate)} and {label(v.baseline)} are about equally close to 1 (|ln ratio| {lc:.2g} vs "
                 f"{lb:.2g})")
     (win, w), (lose, l) = sorted(((v.candidate, lc), (v.baseline, lb)), key=lambda t: t[1])
-    return f"{label(win)} is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.2g} vs {l:.2g})"
+    said = f"{label(win)} is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.2g} vs {l:.2g})"
+    if noise and all(noise[0] <= x <= noise[1] for x in (b, c)):
+        said += (", but both lie inside the evaluation noise, where a true rate elsewhere in its interval could "
+                 "reverse that order")
+    return said
 
 
 def _noise_sentence(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int],
@@ -132,7 +141,7 @@ def _shifts(v: VerdictInputs, seeds: Sequence[int]) -> list[str]:
         r = overall_ratio(v.ratios, loss, seeds)
         if np.isfinite(r) and r > 0 and abs(math.log(r)) > math.log1p(SHIFT_TOLERANCE):
             shifted.append(f"{label(loss)} predicts {r:.2f}× the {v.reference.removeprefix('the ')} "
-                           f"({'over' if r > 1 else 'under'}-predicts across the board)")
+                           f"({'over' if r > 1 else 'under'}-predicts overall)")
     return shifted
 
 
@@ -148,14 +157,16 @@ def ratio_readings(inputs: Sequence[VerdictInputs]) -> list[str]:
     readings = list(dict.fromkeys(s for s in noise if s))
     shifted = list(dict.fromkeys(shifted))
     if shifted:
-        readings.append(f"Over all ads, {'; '.join(shifted)}: that shift moves every ad's ratio, so being nearer 1 on "
-                        "a rare ad may come from it rather than from calibration on rare ads.")
+        readings.append(f"Summed over all ads (a figure the frequent ads dominate), {'; '.join(shifted)}: a shift of "
+                        "that size may also move a rare ad's ratio, so being nearer 1 on a rare ad may come from it "
+                        "rather than from calibration on rare ads.")
     return readings
 
 
 def _noise(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int]) -> tuple[float, float] | None:
-    """The ratio range a calibrated model can show on the ad (evaluation-rate reference only)."""
-    if v.reference != "the evaluation click rate":
+    """The ratio range a calibrated model can show on the ad: evaluation-rate reference on a fixed split only (with
+    the data redrawn per seed the ratio is a median over draws, which one draw's interval would overstate)."""
+    if v.reference != "the evaluation click rate" or not v.fixed_split:
         return None
     return noise_range(*_eval_counts(v.ratios, row["condition"], seeds))
 
@@ -211,7 +222,7 @@ def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
         noise = _noise(v, row, seeds)
         rb, rc = (ratio_stats(v.ratios, loss, row["condition"], seeds) for loss in (v.baseline, v.candidate))
         sentences.append(f"Ad {row['ad_id']} ({v.reference.removeprefix('the ')} {percent(row['base_rate'])}): "
-                         f"{_direction(c, rc, noise)}; {_direction(b, rb, noise)}; {_closer(v, rb[0], rc[0])}.")
+                         f"{_direction(c, rc, noise)}; {_direction(b, rb, noise)}; {_closer(v, rb[0], rc[0], noise)}.")
         sentences.append(_test_sentence(v, row, p_col, family_size(v.condition_tests, p_col)))
     if v.differences:
         sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings ({'; '.join(v.differences)}), "

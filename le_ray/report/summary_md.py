@@ -128,7 +128,8 @@ def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs
                          _reference(ctx), band_edges(ctx.cfg),
                          setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")),
                          alternative=rep.alternative, train_rates=_train_rates(audit),
-                         confidence=rep.bootstrap_confidence, zero_method=rep.zero_method)
+                         confidence=rep.bootstrap_confidence, zero_method=rep.zero_method,
+                         fixed_split=not rep.resample_data)
 
 
 def _train_rates(audit: dict[str, Any]) -> dict[int, float]:

@@ -73,6 +73,7 @@ class VerdictInputs:
     train_rates: Mapping[int, float] = field(default_factory=dict)  # condition → training click rate (fixed split)
     confidence: float = 0.95  # of the bootstrap CIs (repeats.bootstrap_confidence)
     zero_method: str = "wilcox"  # of the Wilcoxon tests: "wilcox" ranks only the nonzero deltas (ranked_pairs)
+    fixed_split: bool = True  # one train/evaluation split for every seed (repeats.resample_data false)
 
 
 @dataclass
