@@ -284,8 +284,8 @@ def test_avazu_like_report_says_no_rare_ad_and_lists_each_caveat_once(tmp_path):
     assert [b.startswith("- Audit warning `") for b in bullets[:2]] == [True, True]
     assert sum("`settings_differ`" in b for b in bullets) == 1 and sum("`few_eval_clicks`" in b for b in bullets) == 1
     assert sum(b.startswith("- One train/evaluation split serves all 6 seeds") for b in bullets) == 1
-    assert sum(b.startswith("- Each holm correction runs within one comparison") and "across the 3 comparisons" in b
-               for b in bullets) == 1
+    assert sum(b.startswith("- Each holm correction bounds the chance of any false positive within one family") and
+               "nothing corrects across the 6 families (3 comparison(s) × metrics and ads)" in b for b in bullets) == 1
     assert sum("tuned by `le-ray tune` with the same budget (4 samples" in b for b in bullets) == 1
     assert text.count("17753 (3 train / 2 eval clicks)") == 1  # the ad list appears once
     # predictions never reach 0.5 on one fixed split: accuracy is constant, uninformative, out of the family
@@ -425,3 +425,16 @@ def test_trials_that_ran_on_mixed_hardware_or_precision_get_a_caveat():
     lines = mixed_runtime_lines(_ran_on(mixed))
     assert len(lines) == 1
     assert ("device kinds cpu (1), cuda (2); float32 matmul precisions high (2), highest (1) trials" in lines[0])
+
+
+def test_the_multiplicity_caveat_names_what_each_correction_bounds():
+    from le_ray.report.summary_md import multiplicity_caveat
+
+    assert multiplicity_caveat("holm", 1) == (
+        "Each holm correction bounds the chance of any false positive within one family (a comparison's informative "
+        "metrics, or its tested ads); nothing corrects across the 2 families (1 comparison(s) × metrics and ads), so "
+        "the chance of at least one false positive somewhere in this report is higher than alpha.")
+    assert multiplicity_caveat("bh", 3).startswith("Each bh correction bounds the false discovery rate within one "
+                                                   "family, not the chance of any false positive")
+    assert multiplicity_caveat("none", 2).startswith("No correction is applied (repeats.per_condition_correction is "
+                                                     "none): each p stands alone across the 4 families")

@@ -343,12 +343,16 @@ def test_metric_sentences_say_untestable_when_the_seeds_cannot_reach_alpha():
                              "2 tests, not below alpha 0.05")
     seven = metric_sentences(_inputs(metrics=two.with_columns(pl.lit(7).alias("n"))))  # 2 · 2 / 2^7 < 0.05
     assert seven == ["LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: logloss, ece. The "
-                     "unadjusted 95% bootstrap CI of the mean delta excludes 0 for logloss, ece; the test, corrected "
-                     "over 2 metrics, does not reach alpha."]
+                     "unadjusted 95% bootstrap CI of the mean delta excludes 0 for logloss, ece, but the exact test, "
+                     "holm-adjusted over 2 metrics, does not reach alpha: the percentile interval and the rank test "
+                     "need not agree."]
     spans = two.with_columns(pl.lit(7).alias("n"), pl.Series("ci_low", [0.001, -0.001]))
     assert metric_sentences(_inputs(metrics=spans))[0].endswith(
-        "in: logloss, ece. The unadjusted 95% bootstrap CI of the mean delta excludes 0 for logloss; the test, "
-        "corrected over 2 metrics, does not reach alpha.")
+        "in: logloss, ece. The unadjusted 95% bootstrap CI of the mean delta excludes 0 for logloss, but the exact "
+        "test, holm-adjusted over 2 metrics, does not reach alpha: the percentile interval and the rank test need not "
+        "agree.")
+    uncorrected = dataclasses.replace(_inputs(metrics=spans), correction="none")
+    assert "for logloss, but the exact test does not reach alpha:" in metric_sentences(uncorrected)[0]
     across = spans.with_columns(pl.Series("ci_low", [-0.001, -0.001]))
     assert metric_sentences(_inputs(metrics=across)) == [
         "LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: logloss, ece."]
@@ -407,13 +411,16 @@ def test_a_sweep_whose_trials_failed_says_so_instead_of_calling_it_stopped_early
     lines = pending_headline({"bce": (0, 2), "localized_entropy": (0, 2)}, [("bce", "localized_entropy")], 0,
                              "le-ray repeats --name x", [reason, reason, "ValueError: boom"])
     assert lines == [f"No comparison is possible: 3 trial(s) failed (most often: {reason}, 2 times; failures/ holds "
-                     "each traceback); a resume retries them with the same config, so fix the cause first. No two "
-                     "losses share a stored seed (trials stored per loss: BCE 0 of 2, LE 0 of 2); resume with le-ray "
-                     "repeats --name x."]
+                     "each traceback); a resume retries them with the same config, so it helps only once the data or "
+                     "the environment is fixed (a config change needs a new sweep, --name <new name>). No two losses "
+                     "share a stored seed (trials stored per loss: BCE 0 of 2, LE 0 of 2); resume with le-ray repeats "
+                     "--name x."]
     assert "says nothing about the data" not in lines[0]
     partial = pending_headline({"bce": (2, 2), "focal": (0, 2)}, [("bce", "focal")], 1, "R", ["ValueError: boom"])
     assert partial[0].endswith("1 trial(s) failed (most often: ValueError: boom; failures/ holds each traceback); a "
-                               "resume retries them with the same config, so fix the cause first; then resume with R.")
+                               "resume retries them with the same config, so it helps only once the data or the "
+                               "environment is fixed (a config change needs a new sweep, --name <new name>); then "
+                               "resume with R.")
 
 
 
@@ -431,3 +438,4 @@ def test_a_test_whose_nonzero_deltas_cannot_reach_alpha_is_untestable_not_a_null
     cond = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 8, 0.5, 0.5)]).with_columns(pl.lit(2).alias("n_nonzero"))
     test = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)})))[1][1]
     assert test.startswith("Per-ad test over 8 paired seeds, 2 with a nonzero delta:") and "untestable" in test
+

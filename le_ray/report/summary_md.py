@@ -28,7 +28,8 @@ from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sent
 from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
-           "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines"]
+           "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines",
+           "multiplicity_caveat"]
 
 TEST_COLUMNS = ["metric", "n", "n_nonzero", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high",
                 "rank_biserial", "p_value", "p_adjusted"]
@@ -127,15 +128,29 @@ def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs
                          rep.per_condition_alpha, rep.per_condition_correction, int(tests["n"].max() or 0),
                          _reference(ctx), band_edges(ctx.cfg),
                          setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")),
-                         alternative=rep.alternative, train_rates=_train_rates(audit),
+                         alternative=rep.alternative, train_rates=_train_rates(audit, rep.resample_data),
                          confidence=rep.bootstrap_confidence, zero_method=rep.zero_method,
                          fixed_split=not rep.resample_data)
 
 
-def _train_rates(audit: dict[str, Any]) -> dict[int, float]:
+def multiplicity_caveat(correction: str, comparisons: int) -> str:
+    """What the corrections cover: each runs within one family (a comparison's informative metrics, or its tested
+    ads), none across the 2 · ``comparisons`` families; BH bounds the false discovery rate, not any false positive."""
+    families = f"the {2 * comparisons} families ({comparisons} comparison(s) × metrics and ads)"
+    if correction == "none":
+        return (f"No correction is applied (repeats.per_condition_correction is none): each p stands alone across "
+                f"{families}, so some may fall below alpha by chance.")
+    what = ("bounds the false discovery rate within one family, not the chance of any false positive"
+            if correction == "bh" else "bounds the chance of any false positive within one family")
+    return (f"Each {correction} correction {what} (a comparison's informative metrics, or its tested ads); nothing "
+            f"corrects across {families}, so the chance of at least one false positive somewhere in this report is "
+            "higher than alpha.")
+
+
+def _train_rates(audit: dict[str, Any], resampled: bool) -> dict[int, float]:
     """condition → training click rate, from the audit's counts when the sweep used one data draw (a fixed split:
-    the rate every seed trained on); empty otherwise."""
-    if audit.get("data_draws", 1) != 1:
+    the rate every seed trained on); empty otherwise (an audit stored before ``data_draws``: by ``resampled``)."""
+    if audit.get("data_draws", 2 if resampled else 1) != 1:
         return {}
     return {int(c["condition"]): c["train_clicks"] / c["train_rows"] for c in audit.get("conditions") or []
             if c.get("train_rows") and c.get("train_clicks") is not None}
@@ -186,13 +201,8 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
         extra=[c for c in (ece_small_caveat(getattr(ctx.tables, "ece_small_thresholds", pl.DataFrame()),
                                             ctx.cfg.evaluation.small_prob_max,
                                             ctx.cfg.evaluation.small_prob_quantile),) if c])
-    if compared > 1:
-        within = ("No correction is applied (repeats.per_condition_correction is none), within a comparison or"
-                  if rep.per_condition_correction == "none" else
-                  f"Each {rep.per_condition_correction} correction runs within one comparison (over its informative "
-                  "metrics, and apart over its tested ads); nothing corrects")
-        verdict.caveats.append(f"{within} across the {compared} comparisons, so the chance of at least one false "
-                               f"positive somewhere in this report is higher than alpha {rep.per_condition_alpha:g}.")
+    if compared:
+        verdict.caveats.append(multiplicity_caveat(rep.per_condition_correction, compared))
     verdict.caveats += mixed_runtime_lines(ctx.status.get("ran_on", {}))
     return verdict
 

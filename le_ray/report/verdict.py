@@ -247,8 +247,10 @@ def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, m: int) -> str:
     apart = rest.filter((pl.col("ci_low") > 0) | (pl.col("ci_high") < 0))["metric"].to_list()
     if not apart:
         return ""
-    return (f" The unadjusted {v.confidence:.0%} bootstrap CI of the mean delta excludes 0 for {', '.join(apart)}; "
-            f"the test, corrected over {m} metrics, does not reach alpha.")
+    test = ("the exact test does not reach alpha" if v.correction == "none" or m <= 1 else
+            f"the exact test, {v.correction}-adjusted over {m} metrics, does not reach alpha")
+    return (f" The unadjusted {v.confidence:.0%} bootstrap CI of the mean delta excludes 0 for {', '.join(apart)}, "
+            f"but {test}: the percentile interval and the rank test need not agree.")
 
 
 def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, m: int) -> str:
@@ -352,8 +354,8 @@ def pending_headline(trials: dict[str, tuple[int, int]], unpaired: Sequence[tupl
     if failures:
         (reason, times), = Counter(failures).most_common(1)
         failed = (f"{len(failures)} trial(s) failed (most often: {reason}" + (f", {times} times" if times > 1 else "")
-                  + "; failures/ holds each traceback); a resume retries them with the same config, so fix the cause "
-                  "first")
+                  + "; failures/ holds each traceback); a resume retries them with the same config, so it helps only "
+                  "once the data or the environment is fixed (a config change needs a new sweep, --name <new name>)")
     if not compared and failed:
         return [f"No comparison is possible: {failed}. No two losses share a stored seed (trials stored per loss: "
                 f"{stored}); resume with {resume}."]
