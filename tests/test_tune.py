@@ -353,8 +353,12 @@ def test_an_audit_error_no_searched_key_can_change_refuses_the_tune_before_ray_a
     few_steps = [*TINY, "training.batch_size=1024", "repeats.min_steps_per_epoch=5"]  # 1,944 train rows: 1 step
     assert tune.main([*tiny_args(few_steps), "--results-dir", str(tmp_path), "--name", "t"]) == 2
     err = capsys.readouterr().err
-    assert "refused before any search, nothing was trained" in err and "[few_steps] BCE takes" in err
+    assert err.startswith("le-ray: tune refused before any search, nothing was trained") and "[few_steps] BCE" in err
     assert not (tmp_path / "t").exists()
+    only_le = [*few_steps, 'tune.space.le.batch_size={"choice": [64]}']  # LE's search cannot change BCE's batch
+    assert tune.main([*tiny_args(only_le), "--results-dir", str(tmp_path), "--name", "t1"]) == 2
+    err = capsys.readouterr().err
+    assert "[few_steps] BCE takes" in err and "[few_steps] LE" not in err
     tuned = [*few_steps, 'tune.space.bce.batch_size={"choice": [32, 64]}', 'tune.space.le.batch_size={"choice": [64]}']
     with pytest.raises(_RayStarted):  # a searched key can change the finding: the search goes ahead
         tune.main([*tiny_args(tuned), "--results-dir", str(tmp_path), "--name", "t2"])
@@ -366,7 +370,7 @@ def test_a_tuning_split_too_small_to_train_on_is_refused_before_ray(tmp_path, mo
     tune = _no_ray(monkeypatch)
     small = [*TINY, "repeats.min_steps_per_epoch=5", "tune.validation_split=0.8"]  # 1,944 train rows → 388 to tune
     assert tune.main([*tiny_args(small), "--results-dir", str(tmp_path), "--name", "t"]) == 2
-    assert "tuning BCE: 389 tuning train rows (tune.validation_split 0.8 of 1,944) give 3 step(s) of batch 128 per " \
+    assert "tuning BCE: 389 tuning train rows (tune.validation_split 0.8 of 1,944) give 4 step(s) of batch 128 per " \
            "epoch; at least 5 (repeats.min_steps_per_epoch)" in capsys.readouterr().err
 
 
@@ -444,3 +448,13 @@ def test_a_tune_with_no_search_space_is_refused_before_ray(tmp_path, monkeypatch
     assert tune.main(["--results-dir", str(tmp_path)]) == 2
     assert "tune.space: no search space for any compared loss (bce, localized_entropy)" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_which_config_keys_a_search_may_change():
+    from le_ray.runners.tune import _searched
+
+    cfg = load_config(profile="quickstart_tune")  # lr searched for all three; focal.gamma for focal only
+    assert _searched("training.by_loss.focal.by_source.synthetic.focal.gamma", cfg)
+    assert not _searched("training.by_loss.bce.focal.gamma", cfg)
+    assert _searched("training.lr", cfg) and not _searched("training.focal.gamma", cfg)  # global: every loss must
+    assert not _searched("repeats.min_steps_per_epoch", cfg)

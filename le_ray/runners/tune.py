@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -377,14 +378,32 @@ def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Pa
     the tune now rather than after every search has run."""
     if args.allow_unsound or cfg.repeats.allow_unsound:
         return
-    pre = _test_preflight(args, cfg, [], results_dir, name, echo, refuse=False)
-    tuned = {key for keys in cfg.tune.space.values() for key in keys}
-    fixed = [f for f in pre.audit.errors if not any(k == t or k.endswith(f".{t}") for k in f.keys for t in tuned)]
+    pre = _test_preflight(args, cfg, [], results_dir, name, lambda *a: None, refuse=False)  # printed after tuning
+    fixed = [f for f in pre.audit.errors if not _may_change(f, cfg)]
     problems = [f"[{f.code}] {f.message}" for f in fixed] + _tuning_step_problems(cfg, pre.plan.datasets[0])
     if problems:
-        raise UserError("le-ray tune: refused before any search, nothing was trained:\n"
+        raise UserError("tune refused before any search, nothing was trained:\n"
                         + "\n".join(f"  - {p}" for p in problems)
                         + "\n(--allow-unsound searches and tests anyway)")
+
+
+def _may_change(finding, cfg: Config) -> bool:
+    """Whether a search may change an audit error: a ``few_steps`` of a loss that searches its batch size (the
+    finding names the loss), else a key of the finding that a search may change (:func:`_searched`)."""
+    if finding.code == "few_steps":
+        loss = next((x for x in cfg.losses if finding.message.startswith(f"{label(x)} ")), None)
+        return loss is not None and "batch_size" in (cfg.tune.space.get(loss) or {})
+    return any(_searched(key, cfg) for key in finding.keys)
+
+
+def _searched(key: str, cfg: Config) -> bool:
+    """Whether a search may change config ``key``: ``training.by_loss.<loss>[.by_source.<source>].<k>`` when that
+    loss searches ``k``; ``training.<k>`` when every compared loss searches ``k``."""
+    parts = key.split(".")
+    if parts[:2] == ["training", "by_loss"] and len(parts) > 3:
+        loss, rest = parts[2], parts[5:] if parts[3] == "by_source" else parts[3:]
+        return ".".join(rest) in (cfg.tune.space.get(loss) or {})
+    return parts[0] == "training" and all(".".join(parts[1:]) in (cfg.tune.space.get(x) or {}) for x in cfg.losses)
 
 
 def _tuning_step_problems(cfg: Config, data: PreparedData) -> list[str]:
@@ -394,9 +413,10 @@ def _tuning_step_problems(cfg: Config, data: PreparedData) -> list[str]:
     need, out = cfg.repeats.min_steps_per_epoch, []
     for loss in (x for x in cfg.losses if cfg.tune.space.get(x) and "batch_size" not in cfg.tune.space[x]):
         batch = cfg.training_for(loss).batch_size  # a searched batch size is the search's to judge
-        if rows // batch < need:
+        steps = math.ceil(rows / batch)  # the last partial batch trains too, as in the audit's count
+        if steps < need:
             out.append(f"tuning {label(loss)}: {rows:,} tuning train rows (tune.validation_split "
-                       f"{cfg.tune.validation_split:g} of {len(data.train):,}) give {rows // batch} step(s) of batch "
+                       f"{cfg.tune.validation_split:g} of {len(data.train):,}) give {steps} step(s) of batch "
                        f"{batch:,} per epoch; at least {need} (repeats.min_steps_per_epoch) are needed: lower "
                        "tune.validation_split or the batch size")
     return out
