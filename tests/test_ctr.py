@@ -412,21 +412,6 @@ def test_blank_line_between_data_rows_is_refused(criteo_path, tmp_path):
         load_ctr(criteo_cfg(path))
 
 
-def test_line_scan_across_block_boundaries(tmp_path):
-    from le_ray.data.lines import scan_lines
-
-    path = tmp_path / "t.csv"
-    cases = [("a,b,c\n1,2,3\n4,5,6", dict(rows=2)), ("a,b,c\n1,2,3\n4,5,6\n\n \n", dict(rows=2, trailing_blank=True)),
-             ("a,b,c\n1,2,3\n4,5\n", dict(ragged=(2, 2))), ("a,b,c\n1,\"2,x\",3\n4,5,6\n", dict(rows=2)),
-             ("a,b,c\n1,2,3\n\n4,5,6\n", dict(blank=2)), ("a,b,c\n1,2,3\n4,5\n", dict(rows=1))]
-    for i, (text, want) in enumerate(cases):
-        path.write_text(text)
-        for block in (3, 7, 1 << 20):
-            found = scan_lines(path, separator=",", quote='"', header=True, block=block,
-                               max_rows=1 if i == len(cases) - 1 else None)
-            assert {k: getattr(found, k) for k in want} == want, (text, block, found)
-
-
 def test_directory_as_data_path_says_directory(tmp_path, criteo_path):
     shutil.copy(criteo_path, tmp_path / "criteo_sample.csv")
     with pytest.raises(DataError, match=r"criteo\.train_path: '.*' is a directory \(resolved to '.*'\); expected the "
