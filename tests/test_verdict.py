@@ -329,6 +329,24 @@ def test_smallest_reachable_p_is_scipys_exact_p_of_all_one_sign(n):
     assert smallest_reachable_p(0, "two-sided") == 1.0
 
 
+def test_under_holm_a_test_with_fewer_ranked_pairs_keeps_the_family_floor_not_m_times_its_own():
+    """Quickstart: 9 metrics over 10 seeds, accuracy with 8 nonzero deltas. Its smallest Holm-adjusted p is reached
+    when the other 8 tests sit at p_min(10) and it ranks last: max(9 · p_min(10), p_min(8)) = 0.0176, which the
+    project's Holm adjustment gives too. Before, 9 · p_min(8) = 0.0703 called it 'untestable' while focal vs BCE's
+    accuracy, also 8 nonzero of 10, was significant at holm p = 0.0176 in the same report."""
+    from le_ray.report.verdict import smallest_reachable_p
+    from le_ray.stats import holm_adjust, min_exact_p
+
+    best = [min_exact_p(10, "two-sided")] * 8 + [min_exact_p(8, "two-sided")]
+    reachable = smallest_reachable_p(8, "two-sided", "holm", 9, best=10)
+    assert reachable == pytest.approx(holm_adjust(best)[-1]) == pytest.approx(9 * 2 / 2 ** 10)
+    names = [f"m{i}" for i in range(8)] + ["accuracy"]
+    nine = _metrics([(name, True, 0.001, -0.0005, 0.002, 0.5, 0.2) for name in names], informative=[True] * 9)
+    nine = nine.with_columns(pl.lit(10).alias("n"), pl.Series("n_nonzero", [10] * 8 + [8]))
+    lines = metric_sentences(_inputs(metrics=nine))
+    assert lines == [f"LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: {', '.join(names)}."]
+
+
 def test_metric_sentences_say_untestable_when_the_seeds_cannot_reach_alpha():
     two = _metrics([("logloss", False, 0.002, 0.002, 0.002, 1.0, 1.0), ("ece", False, 0.001, 0.001, 0.001, 1.0, 1.0)],
                    informative=[True, True])

@@ -35,7 +35,7 @@ import polars as pl
 from scipy.stats import binomtest
 
 from le_ray.registry import label
-from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, VerdictInputs, band_labels, family_size,
+from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels, family,
                                    is_untestable, pairs_words, percent, rate_bands, why_untestable)
 from le_ray.stats import median_range
 
@@ -171,7 +171,7 @@ def _noise(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int]) -> tuple
     return noise_range(*_eval_counts(v.ratios, row["condition"], seeds))
 
 
-def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: int) -> str:
+def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family) -> str:
     """The per-ad test in words: gaps, adjusted p and its reading (untestable when p is NaN or cannot reach
     alpha with ``n`` seeds in a family of ``m``)."""
     gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], int(row.get("n") or v.seeds)
@@ -223,7 +223,7 @@ def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
         rb, rc = (ratio_stats(v.ratios, loss, row["condition"], seeds) for loss in (v.baseline, v.candidate))
         sentences.append(f"Ad {row['ad_id']} ({v.reference.removeprefix('the ')} {percent(row['base_rate'])}): "
                          f"{_direction(c, rc, noise)}; {_direction(b, rb, noise)}; {_closer(v, rb[0], rc[0], noise)}.")
-        sentences.append(_test_sentence(v, row, p_col, family_size(v.condition_tests, p_col)))
+        sentences.append(_test_sentence(v, row, p_col, family(v, v.condition_tests, p_col)))
     if v.differences:
         sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings ({'; '.join(v.differences)}), "
                          "so a difference may come from the settings rather than the loss.")

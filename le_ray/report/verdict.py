@@ -37,7 +37,7 @@ from le_ray.registry import label
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
            "pending_headline", "smallest_reachable_p", "caveat_lines", "percent", "seeds_word", "is_untestable",
-           "why_untestable", "family_size", "ece_small_caveat", "ranked_pairs", "pairs_words",
+           "why_untestable", "family", "Family", "ece_small_caveat", "ranked_pairs", "pairs_words",
            "setting_differences", "verdict_markdown", "verdict_text"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
@@ -128,43 +128,57 @@ def seeds_word(n: int) -> str:
 # ------------------------------------------------------------------------------------------------ testability
 
 
-def smallest_reachable_p(n: int, alternative: str, correction: str = "none", m: int = 1) -> float:
-    """The smallest p a paired exact Wilcoxon test of ``n`` seeds can report after ``correction`` over a family
-    of ``m`` tests: p_min = 2/2^n two-sided, 1/2^n one-sided (:func:`le_ray.stats.min_exact_p`); Holm's adjusted
-    p_(i) = max_{k ≤ i} (m − k + 1)·p_(k) ≥ m·p_min, so min(1, m·p_min); BH's min_{j ≥ i} (m/j)·p_(j) ≥ p_min and
-    none: p_min. 1 when n < 1 (no pair: nothing can be shown)."""
+def smallest_reachable_p(n: int, alternative: str, correction: str = "none", m: int = 1,
+                         best: int | None = None) -> float:
+    """The smallest p a paired exact Wilcoxon test ranking ``n`` pairs can report after ``correction`` over a family
+    of ``m`` tests whose test with the most ranked pairs ranks ``best`` (default ``n``): p_min(n) = 2/2^n
+    two-sided, 1/2^n one-sided (:func:`le_ray.stats.min_exact_p`). Holm's adjusted p_(i) = max_{k ≤ i} (m − k + 1)
+    · p_(k) is at least m · p_(1), the family's smallest p times m, so at least m · p_min(best), and at least its own
+    p: max(m · p_min(best), p_min(n)), at most 1 (a test ranked last keeps multiplier 1; only the first one's p is
+    multiplied by m). BH's min_{j ≥ i} (m/j) · p_(j) ≥ p_(i) ≥ p_min(n), and none: p_min(n). 1 when n < 1."""
     if n < 1:
         return 1.0
     p = min_exact_p(int(n), alternative)
-    return min(1.0, max(int(m), 1) * p) if correction == "holm" else p
+    if correction != "holm":
+        return p
+    return min(1.0, max(max(int(m), 1) * min_exact_p(int(best if best else n), alternative), p))
 
 
-def is_untestable(v: VerdictInputs, n: int, m: int) -> bool:
-    """Whether a test of ``n`` paired seeds in a family of ``m`` cannot reach p < alpha by construction."""
-    return smallest_reachable_p(n, v.alternative, v.correction, m) >= v.alpha
+@dataclass(frozen=True)
+class Family:
+    """A correction family: ``size`` m (the tests with a finite adjusted p) and ``best``, the most pairs any of
+    its tests ranks (which sets the family's smallest reachable p)."""
+    size: int
+    best: int
 
 
-def why_untestable(v: VerdictInputs, n: int, m: int) -> str:
-    """Why a test of ``n`` paired seeds in a family of ``m`` is untestable: its smallest exact p (and adjusted p, for
+def family(v: "VerdictInputs", t: pl.DataFrame, p_col: str) -> Family:
+    """The correction family of the rows of ``t`` with a finite adjusted p in ``p_col`` (adjust_p leaves every test
+    outside the family NaN)."""
+    if t.height == 0 or p_col not in t.columns:
+        return Family(0, 0)
+    members = ranked_pairs(v, t.filter(t[p_col].cast(pl.Float64).is_finite().fill_null(False)))
+    return Family(members.height, int(members["_ranked"].max() or 0))
+
+
+def is_untestable(v: VerdictInputs, n: int, fam: Family) -> bool:
+    """Whether a test ranking ``n`` pairs in family ``fam`` cannot reach p < alpha by construction."""
+    return smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best) >= v.alpha
+
+
+def why_untestable(v: VerdictInputs, n: int, fam: Family) -> str:
+    """Why a test ranking ``n`` pairs in family ``fam`` is untestable: its smallest exact p (and adjusted p, for
     Holm) cannot reach alpha, or else the test gave no p-value (NaN)."""
-    if not is_untestable(v, n, m):
+    if not is_untestable(v, n, fam):
         return "the test gave no p-value"
     if n < 1:
         return "no seed is stored for both losses"
     p = smallest_reachable_p(n, v.alternative)
     held = f"the smallest exact {v.alternative} Wilcoxon p at n = {n} is {p:.3g}"
-    adjusted = smallest_reachable_p(n, v.alternative, v.correction, m)
+    adjusted = smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best)
     if adjusted > p:
-        held += f", {adjusted:.3g} after {v.correction} over {m} tests"
+        held += f", {adjusted:.3g} after {v.correction} over {fam.size} tests"
     return f"{held}, not below alpha {v.alpha:g}"
-
-
-def family_size(t: pl.DataFrame, p_col: str) -> int:
-    """Size m of a correction family: the tests with a finite adjusted p in ``p_col`` (adjust_p leaves every test
-    outside the family NaN)."""
-    if t.height == 0 or p_col not in t.columns:
-        return 0
-    return int(t[p_col].cast(pl.Float64).is_finite().fill_null(False).sum())
 
 
 # --------------------------------------------------------------------------------------------- metric level
@@ -191,14 +205,14 @@ def pairs_words(n: int, ranked: int) -> str:
     return seeds_word(n) + (f", {ranked} with a nonzero delta" if ranked != n else "")
 
 
-def _untestable_mask(v: VerdictInputs, t: pl.DataFrame, p_col: str, m: int) -> pl.Series:
-    """Per row of ``t``: its p is NaN, or its test of the pairs it ranks cannot reach alpha (family of ``m``)."""
+def _untestable_mask(v: VerdictInputs, t: pl.DataFrame, p_col: str, m: Family) -> pl.Series:
+    """Per row of ``t``: its p is NaN, or its test of the pairs it ranks cannot reach alpha (family ``m``)."""
     p = t[p_col].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     k = ranked_pairs(v, t)["_ranked"].to_list()
     return pl.Series([not np.isfinite(x) or is_untestable(v, int(r), m) for x, r in zip(p, k)], dtype=pl.Boolean)
 
 
-def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: int) -> list[str]:
+def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: Family) -> list[str]:
     """One sentence per (seeds, ranked pairs): the metrics that cannot be tested with them, and why."""
     c, b, lines = label(v.candidate), label(v.baseline), []
     rows = ranked_pairs(v, rows)
@@ -218,7 +232,7 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
         return [f"No paired metric test: {c} and {b} share no complete seed."]
     informative = t["informative"] if "informative" in t.columns else pl.Series([True] * t.height)
     t = t.with_columns(informative.alias("_informative"))
-    m = family_size(t.filter(pl.col("_informative")), "p_adjusted")
+    m = family(v, t.filter(pl.col("_informative")), "p_adjusted")
     t = t.with_columns(_untestable_mask(v, t, "p_adjusted", m).alias("_untestable"))
     lines = []
     for row in t.filter(pl.col("_informative") & (pl.col("p_adjusted") < v.alpha)).iter_rows(named=True):
@@ -240,20 +254,20 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
     return lines
 
 
-def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, m: int) -> str:
+def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, fam: Family) -> str:
     """For metrics not significant after the correction whose unadjusted bootstrap CI excludes 0: that it does."""
     if not {"ci_low", "ci_high"} <= set(rest.columns):
         return ""
     apart = rest.filter((pl.col("ci_low") > 0) | (pl.col("ci_high") < 0))["metric"].to_list()
     if not apart:
         return ""
-    test = ("the exact test does not reach alpha" if v.correction == "none" or m <= 1 else
-            f"the exact test, {v.correction}-adjusted over {m} metrics, does not reach alpha")
+    test = ("the exact test does not reach alpha" if v.correction == "none" or fam.size <= 1 else
+            f"the exact test, {v.correction}-adjusted over {fam.size} metrics, does not reach alpha")
     return (f" The unadjusted {v.confidence:.0%} bootstrap CI of the mean delta excludes 0 for {', '.join(apart)}, "
             f"but {test}: the percentile interval and the rank test need not agree.")
 
 
-def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, m: int) -> str:
+def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, m: Family) -> str:
     c, b = label(v.candidate), label(v.baseline)
     significant = (pl.col(p_col) < v.alpha).fill_null(False)
     parts, hits = [], 0
@@ -285,7 +299,7 @@ def band_sentences(v: VerdictInputs) -> list[str]:
         return []
     p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
     band = pl.Series("band", rate_bands(t["base_rate"].to_numpy(), v.edges))
-    t, m = t.with_columns(band), family_size(t, p_col)
+    t, m = t.with_columns(band), family(v, t, p_col)
     return [_band_sentence(v, name, t.filter(pl.col("band") == k), p_col, m)
             for k, name in enumerate(band_labels(v.edges)) if t.filter(pl.col("band") == k).height]
 
