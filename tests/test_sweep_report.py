@@ -176,8 +176,9 @@ def _build(store):
 
 
 def _verdict_lines(text):
+    """The verdict's non-empty lines, without the italic note that defines its terms (it comes first)."""
     body = text.split("## Verdict\n", 1)[1]
-    return [line for line in body.splitlines() if line.strip()]
+    return [line for line in body.splitlines() if line.strip() and not line.startswith("_Calibration ratio")]
 
 
 def _sentences(markdown):
@@ -240,7 +241,9 @@ def test_quickstart_like_report_opens_with_the_rarest_ads_calibration(tmp_path):
     assert "ad_id" in pl.read_parquet(store.root / "per_condition.parquet").columns
     _no_sentence_twice(text)
     verdict_at = console.index("== verdict")
-    assert console[verdict_at:].splitlines()[1].startswith("LE vs BCE, rarest tested ad (< 0.1 %): Ad 3")
+    lines = console[verdict_at:].splitlines()
+    assert lines[1].startswith("Calibration ratio = ")  # the terms, then the bottom line that uses them
+    assert lines[lines.index("", 1) + 1].startswith("LE vs BCE, rarest tested ad (< 0.1 %): Ad 3")
     assert "(report/tables/condition_tests_LE_vs_BCE.csv) ==" in console
     assert "(report/tables/metric_tests_LE_vs_BCE.csv) ==" in console and "see the CSV" not in console
 

@@ -183,9 +183,9 @@ def test_band_sentences_name_only_significant_ads():
                      (3, "d", 0.2, 0.001, 0.01, 12, 0.001, 0.004),      # ≥ 10 %: BCE better
                      (4, "e", 0.3, 0.001, 0.01, 12, 0.3, 0.9)])         # ≥ 10 %: nothing
     assert band_sentences(_inputs(conditions=c)) == [
-        "LE vs BCE, ads at < 0.1 % (2 tested): LE is better calibrated than BCE on 2 (ad a, b; holm p <= 0.03).",
+        "LE vs BCE, ads at < 0.1 % (2 tested): LE is closer to the ad's rate than BCE on 2 (ad a, b; holm p <= 0.03).",
         "LE vs BCE, ads at 0.1–1 % (1 tested): LE and BCE do not differ significantly.",
-        "LE vs BCE, ads at ≥ 10 % (2 tested): BCE is better calibrated than LE on 1 (ad d; holm p <= 0.004); LE and "
+        "LE vs BCE, ads at ≥ 10 % (2 tested): BCE is closer to the ad's rate than LE on 1 (ad d; holm p <= 0.004); LE and "
         "BCE do not differ significantly on the other 1."]
 
 
@@ -199,7 +199,7 @@ def test_bands_list_each_ad_once_and_headline_when_no_ad_is_rare():
     ads = _ads([0.05, 0.2, 0.004, 0.03], [True, True, False, True])
     assert bands_overview(ads, (0.001, 0.01, 0.1)) == [
         "< 0.1 %: no tested ad", "0.1–1 %: no tested ad; 1 with too few clicks to test (see the caveats)",
-        "1–10 %: 2 tested (ad x3, x0)", "≥ 10 %: 1 tested (ad x1)"]
+        "1–10 %: 2 tested (ads x3, x0)", "≥ 10 %: 1 tested (ad x1)"]
     assert rare_headline(ads, "evaluation click rate", "filter on the rarest ads") == [
         "No tested ad is below 1 % (evaluation click rate; 1 ad(s) below it had too few clicks to test): this data "
         "cannot answer the rare-ad question; filter on the rarest ads."]
@@ -269,10 +269,11 @@ def test_rendering_puts_the_headline_and_bottom_line_first():
                 note="N.", bands=["< 0.1 %: no tested ad"], comparisons=[("LE vs BCE over 5 paired seeds", ["M."])],
                 caveats=["C1.", "C2."])
     md = verdict_markdown(v)
-    assert md[:3] == ["**No tested ad is below 1 %.**", "", "**LE vs BCE, rarest tested ad.** S1. S2."]
-    assert md[-4:] == ["", "- C1.", "- C2.", ""] and "### Caveats" in md
+    assert md[:5] == ["**No tested ad is below 1 %.**", "", "_N._", "", "**LE vs BCE, rarest tested ad.** S1. S2."]
+    assert md[-4:] == ["", "- C1.", "- C2.", ""] and "### Caveats" in md  # the note defines terms before their use
     text = verdict_text(v, width=60)
-    assert text[0] == "No tested ad is below 1 %." and text[2].startswith("LE vs BCE, rarest tested ad: S1. S2.")
+    assert text[0] == "No tested ad is below 1 %." and text[2] == "N." and text[4].startswith(
+        "LE vs BCE, rarest tested ad: S1. S2.")
     assert text[-2:] == ["  - C1.", "  - C2."]
 
 
@@ -399,7 +400,8 @@ def test_power_caveat_uses_the_paired_seeds_stored_not_the_configured_number():
                          resampled=True, truth=True, planned=10, alpha=0.05)
     assert mixed[0] == (f"The smallest exact two-sided Wilcoxon p is {2 / 2 ** 10:.3g} with 10 paired seeds (LE vs "
                         f"BCE) and {2 / 2 ** 7:.3g} with 7 paired seeds (focal vs BCE, LE vs focal; 7 of 10 seeds "
-                        "stored): only a difference of the same sign in nearly every seed can be significant.")
+                        "stored): only a difference of the same sign in nearly every seed can be significant; more "
+                        "seeds (--extend --set repeats.num_runs=N on the stored sweep) let smaller differences show.")
     assert not any("smallest exact" in x for x in caveat_lines([], seeds={"LE vs BCE": 0}, alternative="two-sided",
                                                                resampled=True, truth=True, planned=10))
 

@@ -109,6 +109,16 @@ def _edge(e: float) -> str:
     return f"{100.0 * e:g} %"
 
 
+def _ads(ids: Sequence[str]) -> str:
+    """``ad 3`` or ``ads 3, 2``."""
+    return f"ad{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
+
+
+def _span(low: float, high: float) -> str:
+    """`` 0.0419`` or ``s 0.0359–0.0823`` (after ``threshold``)."""
+    return f" {low:.3g}" if f"{low:.3g}" == f"{high:.3g}" else f"s {low:.3g}–{high:.3g}"
+
+
 def band_labels(edges: Sequence[float] = BAND_EDGES) -> list[str]:
     """['< 0.1 %', '0.1–1 %', '1–10 %', '≥ 10 %'] for the decade edges; len(edges) + 1 labels."""
     inner = [f"{_edge(a).removesuffix(' %')}–{_edge(b)}" for a, b in zip(edges, edges[1:])]
@@ -276,7 +286,7 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
         won = rows.filter(significant & better)
         if won.height:
             hits += won.height
-            parts.append(f"{loss} is better calibrated than {other} on {won.height} (ad "
+            parts.append(f"{loss} is closer to the ad's rate than {other} on {won.height} (ad "
                          f"{', '.join(won['ad_id'].to_list())}; {v.correction} p <= {won[p_col].max():.2g})")
     total, rows = rows.height, rows.filter(~significant)
     untestable = ranked_pairs(v, rows.filter(_untestable_mask(v, rows, p_col, m)))
@@ -326,13 +336,13 @@ def bands_overview(ads: pl.DataFrame, edges: Sequence[float], untested: str = "n
     for k, name in enumerate(band_labels(edges)):
         rows = ads.filter(pl.col("band") == k)
         tested = rows.filter(pl.col("tested"))["ad_id"].to_list()
-        parts = [f"{len(tested)} tested (ad {', '.join(tested)})" if tested else "no tested ad"]
+        parts = [f"{len(tested)} tested ({_ads(tested)})" if tested else "no tested ad"]
         excluded = rows.filter(~pl.col("tested") & pl.col("excluded")).height
         if excluded:
             parts.append(f"{excluded} with too few clicks to test (see the caveats)")
         other = rows.filter(~pl.col("tested") & ~pl.col("excluded"))["ad_id"].to_list()
         if other:
-            parts.append(f"{len(other)} untested (ad {', '.join(other)}: {untested})")
+            parts.append(f"{len(other)} untested ({_ads(other)}: {untested})")
         lines.append(f"{name}: " + "; ".join(parts))
     return lines
 
@@ -423,7 +433,8 @@ def _power_line(paired: dict[str, int], planned: int, alternative: str, alpha: f
     if alpha is not None and min_exact_p(min(groups), alternative) >= alpha:
         return (f"{head}: no test of {seeds_word(min(groups))} can reach alpha {alpha:g}, so those tests are "
                 "untestable, not negative; store more seeds.")
-    return f"{head}: only a difference of the same sign in nearly every seed can be significant."
+    return (f"{head}: only a difference of the same sign in nearly every seed can be significant; more seeds "
+            "(--extend --set repeats.num_runs=N on the stored sweep) let smaller differences show.")
 
 
 def caveat_lines(findings: Sequence[dict[str, Any]], *, seeds: int | dict[str, int], alternative: str,
@@ -448,7 +459,9 @@ def caveat_lines(findings: Sequence[dict[str, Any]], *, seeds: int | dict[str, i
     if not resampled and not codes & set(FIXED_SPLIT_CODES):
         out.append(f"One train/evaluation split serves all {planned} seeds (repeats.resample_data is false): the "
                    "seeds vary only the model's initialisation and batch order, so the intervals and tests describe "
-                   "this one sample of rows, not another draw of the data.")
+                   "this one sample of rows, not another draw of the data: a significant per-ad result holds for these "
+                   "evaluation rows, and does not account for the noise of an ad's evaluation rate or a shift between "
+                   "its training and evaluation rates (set repeats.resample_data=true to redraw the split per seed).")
     out.append("Per-ad gaps and ratios are measured against the true click probability of the synthetic rows, free "
                "of label noise." if truth else "Per-ad gaps and ratios are measured against each ad's evaluation "
                "click rate, itself noisy: an ad with few evaluation clicks has an uncertain rate, and its ratio "
@@ -476,7 +489,7 @@ def ece_small_caveat(thresholds: pl.DataFrame, max_prob: float, quantile: float)
     values = own["ece_small_threshold"]
     return (f"ece_small mixed its two rules across the trials: {int(fixed.sum())} of {thresholds.height} had a "
             f"prediction <= {max_prob:g} and took the rows below it, {own.height} ({by_loss}) had none and took their "
-            f"model's {quantile:.0%} quantile of p (thresholds {values.min():.3g}–{values.max():.3g}); its per-seed "
+            f"model's {quantile:.0%} quantile of p (threshold{_span(values.min(), values.max())}); its per-seed "
             "values then cover rows chosen by different rules, so its paired tests compare unlike quantities.")
 
 
@@ -536,10 +549,10 @@ def setting_differences(settings: dict[str, dict[str, Any]], baseline: str, cand
 def verdict_markdown(v: Verdict) -> list[str]:
     """The verdict as Markdown lines (under ``## Verdict``): bottom line paragraphs first."""
     lines = [x for h in v.headline for x in (f"**{h}**", "")]
+    lines += [f"_{v.note}_", ""] if v.note else []  # the terms first, then the paragraphs that use them
     for title, sentences in v.bottom:
         lines += [f"**{title}.** " + " ".join(sentences), ""]
     lines += ["**Reading these ratios.** " + " ".join(v.readings), ""] if v.readings else []
-    lines += [f"_{v.note}_", ""] if v.note else []
     if v.bands:
         lines += [f"**{v.bands_title}:**", "", *[f"- {line}" for line in v.bands], ""]
     for title, sentences in v.comparisons:
@@ -557,10 +570,10 @@ def verdict_text(v: Verdict, width: int = 100) -> list[str]:
         return textwrap.wrap(text, width=max(width, 40), initial_indent=first, subsequent_indent=rest) or [""]
 
     lines = [x for h in v.headline for x in wrap(h)] + ([""] if v.headline else [])
+    lines += wrap(v.note) + [""] if v.note else []
     for title, sentences in v.bottom:
         lines += wrap(f"{title}: " + " ".join(sentences)) + [""]
     lines += wrap("Reading these ratios: " + " ".join(v.readings)) + [""] if v.readings else []
-    lines += wrap(v.note) + [""] if v.note else []
     if v.bands:
         lines += [f"{v.bands_title}:", *[x for b in v.bands for x in wrap(b, "  ", "    ")], ""]
     for title, sentences in v.comparisons:
