@@ -114,7 +114,7 @@ def test_settings_differ_names_each_value_and_its_source():
     differ = {f.message.split()[0]: f for f in audit.findings if f.code == "settings_differ"}
     assert set(differ) == {"lr", "lr_decay"} and all(f.severity == "warning" for f in differ.values())
     lr = differ["lr"].message
-    assert "BCE 0.001 (default config)" in lr and "LE 0.001 (default config)" in lr and "focal 0.002 (--set)" in lr
+    assert "BCE 0.001 (shipped default)" in lr and "LE 0.001 (shipped default)" in lr and "focal 0.002 (--set)" in lr
     assert "mixes the effect of the loss" in lr
     assert set(differ["lr"].keys) == {"training.lr", "training.by_loss.focal.lr", "training.same_settings_for_all_losses"}
     steps = audit.settings["bce"]["steps_total"]

@@ -308,8 +308,8 @@ def test_avazu_like_report_says_no_rare_ad_and_lists_each_caveat_once(tmp_path):
     readings = next(x for x in lines if x.startswith("**Reading these ratios.**"))
     k = int(re.search(r"Ad 18993's evaluation rate rests on (\d+) clicks in 1,500 rows", readings).group(1))
     ci = binomtest(k, 1500).proportion_ci(confidence_level=0.95, method="wilson")
-    assert (f"a calibrated model could show any ratio in {ci.low * 1500 / k:.2f}–{ci.high * 1500 / k:.2f} (95% "
-            "Wilson interval") in readings
+    assert (f"(95% Wilson interval) would give a calibrated model a ratio of {ci.low * 1500 / k:.2f}–"
+            f"{ci.high * 1500 / k:.2f}, so") in readings
     assert f"its training rate is 6 %, {0.06 * 1500 / k:.2f}× the evaluation rate" in readings
     shift = re.search(r"dominate\), focal predicts (0\.\d\d)× the evaluation click rate \(under-predicts overall\)",
                       readings)

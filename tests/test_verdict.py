@@ -73,10 +73,11 @@ def test_bottom_line_states_rate_direction_size_and_significance_when_not_signif
     assert sentences[0] == (
         "Ad 17753 (true click probability 0.05 %): LE over-predicts it by 41 % in the median (ratio 1.41, seed range "
         "0.65–3.05 spans 1); BCE under-predicts it by 2 % in the median (ratio 0.98, seed range 0.67–1.35 spans 1); "
-        f"BCE is closer to 1 by {closer:.2g} in |ln ratio| ({abs(math.log(0.98)):.2g} vs {abs(math.log(1.41)):.2g}).")
+        f"BCE's median is closer to 1 by {closer:.2g} in |ln ratio| ({abs(math.log(0.98)):.3g} vs "
+        f"{abs(math.log(1.41)):.3g}).")
     assert sentences[1] == (f"Per-ad test over 8 paired seeds: BCE's mean gap is smaller than LE's by "
-                            f"{0.00068 - 0.00025:.2g} (0.00025 vs 0.00068), holm p = 0.39: not significant at alpha "
-                            "0.05 with these seeds.")
+                            f"{0.00068 - 0.00025:.2g} in probability (0.00025 vs 0.00068, 86 % of the ad's rate), holm "
+                            "p = 0.39: not significant at alpha 0.05 with these seeds.")
     assert "20001" not in text
 
 
@@ -125,17 +126,19 @@ def test_a_ratio_inside_the_evaluation_noise_is_said_to_be_so_with_the_training_
     ci = binomtest(21, 543).proportion_ci(confidence_level=0.95, method="wilson")
     low, high = ci.low * 543 / 21, ci.high * 543 / 21
     assert (round(low, 2), round(high, 2)) == (0.66, 1.51)
-    assert "LE over-predicts it by 41 % in the median (ratio 1.41, seed range 0.65–3.05 spans 1, inside the " \
+    assert "LE over-predicts it by 41 % in the median (ratio 1.41, seed range 0.65–3.05 spans 1, the median inside the " \
            "evaluation noise)" in sentences[0]
-    assert "BCE over-predicts it by 36 % (ratio 1.36, seed range 1.3–1.4, inside the evaluation noise)" in sentences[0]
+    assert "BCE over-predicts it by 36 % (ratio 1.36, seed range 1.3–1.4, the median inside the evaluation noise)" \
+        in sentences[0]
     assert len(sentences) == 2 and sentences[1].startswith("Per-ad test") and sum("rests on" in r for r in readings) == 1
-    assert readings[0] == (f"Ad 21611's evaluation rate rests on 21 clicks in 543 rows: a calibrated model could show any "
-                            f"ratio in {low:.2f}–{high:.2f} (95% Wilson interval of that rate), so a ratio inside it "
-                            f"is no evidence of miscalibration; its training rate is 4.9 %, "
+    assert readings[0] == (f"Ad 21611's evaluation rate rests on 21 clicks in 543 rows: the true rates those clicks "
+                            f"leave plausible (95% Wilson interval) would give a calibrated model a ratio of "
+                            f"{low:.2f}–{high:.2f}, so a ratio inside that range is no evidence of miscalibration; its "
+                            f"training rate is 4.9 %, "
                             f"{0.0492 / (21 / 543):.2f}× the evaluation rate (the ratio of a model that learned the "
                             "training rate).")
-    assert sentences[0].endswith("BCE is closer to 1 by 0.036 in |ln ratio| (0.31 vs 0.34), but both lie inside the "
-                                 "evaluation noise, where a true rate elsewhere in its interval could reverse that "
+    assert sentences[0].endswith("BCE's median is closer to 1 by 0.036 in |ln ratio| (0.307 vs 0.344), but both lie "
+                                 "inside the evaluation noise, where a true rate elsewhere in its interval could reverse that "
                                  "order.")
     redrawn = dataclasses.replace(v, fixed_split=False)  # a median over draws: one draw's interval does not apply
     assert "noise" not in " ".join(bottom_line(redrawn)[1]) and not any("rests on" in r for r in ratio_readings([redrawn]))
@@ -459,3 +462,19 @@ def test_a_test_whose_nonzero_deltas_cannot_reach_alpha_is_untestable_not_a_null
     test = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)})))[1][1]
     assert test.startswith("Per-ad test over 8 paired seeds, 2 with a nonzero delta:") and "untestable" in test
 
+
+
+def test_a_rarest_ad_the_warmup_warning_names_is_tied_to_les_ratio_once():
+    """Quickstart: ad 3 is the ad le_history_warmup names, and LE's spread on it was twice BCE's; the warning sat in the
+    caveats and the bottom line never connected the two."""
+    cond = _conditions([(7, "3", 0.0013, 0.00025, 0.00068, 10, 0.2, 0.39)])
+    v = dataclasses.replace(_inputs(conditions=cond, ratios=_ratios({7: (BCE_RATIOS, LE_RATIOS)})),
+                            warmup_ads=frozenset({7}))
+    readings = ratio_readings([v, dataclasses.replace(v, baseline="focal")])
+    assert [r for r in readings if "le_history_warmup" in r] == [
+        "Ad 3 is one the audit's le_history_warmup warning names (fewer than one expected click per batch): LE's "
+        "history window for it starts nearly empty, so LE's ratio on it may show that warm-up as much as the loss; "
+        "the warning's larger batch size tests which."]
+    without_le = dataclasses.replace(v, candidate="focal")
+    assert not any("le_history_warmup" in r for r in ratio_readings([without_le]))
+    assert not any("le_history_warmup" in r for r in ratio_readings([dataclasses.replace(v, warmup_ads=frozenset())]))

@@ -86,7 +86,7 @@ def _direction(name: str, stats: tuple[float, float, float], noise: tuple[float,
     size = abs(mid - 1.0)
     what = f"{way} by {percent(size)}" if percent(size) != "0 %" else "is calibrated on it"
     spans = lo < 1 < hi and percent(size) != "0 %"
-    inside = ", inside the evaluation noise" if noise and noise[0] <= mid <= noise[1] else ""
+    inside = ", the median inside the evaluation noise" if noise and noise[0] <= mid <= noise[1] else ""
     return (f"{name} {what}{' in the median' if spans else ''} (ratio {mid:.3g}, seed range {lo:.3g}–{hi:.3g}"
             f"{' spans 1' if spans else ''}{inside})")
 
@@ -101,7 +101,7 @@ def _closer(v: VerdictInputs, b: float, c: float, noise: tuple[float, float] | N
         return (f"{label(v.candidate)} and {label(v.baseline)} are about equally close to 1 (|ln ratio| {lc:.2g} vs "
                 f"{lb:.2g})")
     (win, w), (lose, l) = sorted(((v.candidate, lc), (v.baseline, lb)), key=lambda t: t[1])
-    said = f"{label(win)} is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.2g} vs {l:.2g})"
+    said = f"{label(win)}'s median is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.3g} vs {l:.3g})"
     if noise and all(noise[0] <= x <= noise[1] for x in (b, c)):
         said += (", but both lie inside the evaluation noise, where a true rate elsewhere in its interval could "
                  "reverse that order")
@@ -114,9 +114,10 @@ def _noise_sentence(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int],
     if noise is None:
         return None
     clicks, rows = _eval_counts(v.ratios, row["condition"], seeds)
-    sentence = (f"Ad {row['ad_id']}'s evaluation rate rests on {clicks:.3g} clicks in {rows:,.0f} rows: a "
-                f"calibrated model could show any ratio in {noise[0]:.2f}–{noise[1]:.2f} ({NOISE_CONFIDENCE:.0%} "
-                "Wilson interval of that rate), so a ratio inside it is no evidence of miscalibration")
+    sentence = (f"Ad {row['ad_id']}'s evaluation rate rests on {clicks:.3g} clicks in {rows:,.0f} rows: the true rates "
+                f"those clicks leave plausible ({NOISE_CONFIDENCE:.0%} Wilson interval) would give a calibrated model "
+                f"a ratio of {noise[0]:.2f}–{noise[1]:.2f}, so a ratio inside that range is no evidence of "
+                "miscalibration")
     train = v.train_rates.get(row["condition"])
     if train is not None and np.isfinite(train) and row["base_rate"] > 0:
         sentence += (f"; its training rate is {percent(train)}, {train / row['base_rate']:.2f}× the evaluation rate "
@@ -154,13 +155,26 @@ def ratio_readings(inputs: Sequence[VerdictInputs]) -> list[str]:
         for row in _rarest(v).iter_rows(named=True):
             noise.append(_noise_sentence(v, row, seeds, _noise(v, row, seeds)))
         shifted += _shifts(v, seeds)
-    readings = list(dict.fromkeys(s for s in noise if s))
+    readings = list(dict.fromkeys(s for s in noise + _warmups(inputs) if s))
     shifted = list(dict.fromkeys(shifted))
     if shifted:
         readings.append(f"Summed over all ads (a figure the frequent ads dominate), {'; '.join(shifted)}: a shift of "
                         "that size may also move a rare ad's ratio, so being nearer 1 on a rare ad may come from it "
                         "rather than from calibration on rare ads.")
     return readings
+
+
+def _warmups(inputs: Sequence[VerdictInputs]) -> list[str]:
+    """For each rarest ad of a comparison with LE that the audit's ``le_history_warmup`` warning names: that LE's
+    ratio on it may carry the warm-up of its history window (fewer than one expected click per batch)."""
+    out = []
+    for v in inputs:
+        if "localized_entropy" in (v.baseline, v.candidate):
+            out += [f"Ad {row['ad_id']} is one the audit's le_history_warmup warning names (fewer than one expected "
+                    "click per batch): LE's history window for it starts nearly empty, so LE's ratio on it may show "
+                    "that warm-up as much as the loss; the warning's larger batch size tests which."
+                    for row in _rarest(v).iter_rows(named=True) if row["condition"] in v.warmup_ads]
+    return out
 
 
 def _noise(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int]) -> tuple[float, float] | None:
@@ -183,7 +197,9 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family)
         gaps = f"{label(v.candidate)} and {label(v.baseline)} have the same mean gap ({gb:.2g})"
     else:
         (win, wg), (lose, lg) = sorted(((v.candidate, gc), (v.baseline, gb)), key=lambda t: t[1])
-        gaps = f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} ({wg:.2g} vs {lg:.2g})"
+        share = f", {percent((lg - wg) / row['base_rate'])} of the ad's rate" if row["base_rate"] > 0 else ""
+        gaps = (f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} in probability "
+                f"({wg:.2g} vs {lg:.2g}{share})")
     if p is None or not np.isfinite(p):
         return f"{head}: {gaps}; the test is untestable with these seeds."
     if is_untestable(v, ranked, m):

@@ -130,7 +130,9 @@ def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs
                          setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")),
                          alternative=rep.alternative, train_rates=_train_rates(audit, rep.resample_data),
                          confidence=rep.bootstrap_confidence, zero_method=rep.zero_method,
-                         fixed_split=not rep.resample_data)
+                         fixed_split=not rep.resample_data,
+                         warmup_ads=frozenset(c for f in audit.get("findings", []) if f.get("code") == "le_history_warmup"
+                                              for c in f.get("conditions", [])))
 
 
 def multiplicity_caveat(correction: str, comparisons: int) -> str:

@@ -74,6 +74,7 @@ class VerdictInputs:
     confidence: float = 0.95  # of the bootstrap CIs (repeats.bootstrap_confidence)
     zero_method: str = "wilcox"  # of the Wilcoxon tests: "wilcox" ranks only the nonzero deltas (ranked_pairs)
     fixed_split: bool = True  # one train/evaluation split for every seed (repeats.resample_data false)
+    warmup_ads: frozenset = frozenset()  # conditions the audit's le_history_warmup warning names
 
 
 @dataclass
@@ -521,7 +522,10 @@ def _value(x: Any) -> str:
 
 
 def _from(entry: dict[str, Any]) -> str:
-    return f" ({entry['source']})" if entry.get("source") else ""
+    """`` (shipped default)``, `` (--set)``, ...: where a setting's value came from (configs/default.json's per-loss
+    values are choices, so "default" alone would read as neutral)."""
+    source = entry.get("source")
+    return f" ({'shipped default' if source == 'default' else source})" if source else ""
 
 
 def setting_differences(settings: dict[str, dict[str, Any]], baseline: str, candidate: str,

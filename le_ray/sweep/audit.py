@@ -391,7 +391,7 @@ def _and(items: Sequence[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" and {items[-1]}"
 
 
-_SOURCE_WORDS = {"default": "default config"}
+_SOURCE_WORDS = {"default": "shipped default"}  #: configs/default.json: chosen per loss, not a neutral value
 
 
 def fairness_record(cfg: Config, provenance: Provenance | None) -> list[dict[str, Any]]:
