@@ -227,7 +227,8 @@ def test_quickstart_like_report_opens_with_the_rarest_ads_calibration(tmp_path):
              for loss in ("bce", "localized_entropy")}
     rate = sum(s.sum_t[3] for (l, _), s in sums.items() if l == "bce") / sum(
         s.n[3] for (l, _), s in sums.items() if l == "bce")
-    first = _verdict_lines(text)[0]
+    answer, first = _verdict_lines(text)[:2]
+    assert answer.startswith("**Does LE calibrate rare ads better? On the 3 tested ads below 1 % (ads 3, ")
     assert first.startswith("**LE vs BCE, rarest tested ad (< 0.1 %).** Ad 3 (true click probability "
                             f"{100 * rate:.2g} %)")
     for loss, name in (("localized_entropy", "LE"), ("bce", "BCE")):
@@ -241,9 +242,10 @@ def test_quickstart_like_report_opens_with_the_rarest_ads_calibration(tmp_path):
     assert "ad_id" in pl.read_parquet(store.root / "per_condition.parquet").columns
     _no_sentence_twice(text)
     verdict_at = console.index("== verdict")
-    lines = console[verdict_at:].splitlines()
-    assert lines[1].startswith("Calibration ratio = ")  # the terms, then the bottom line that uses them
-    assert lines[lines.index("", 1) + 1].startswith("LE vs BCE, rarest tested ad (< 0.1 %): Ad 3")
+    verdict = console[verdict_at:]
+    order = [verdict.index(x) for x in ("Does LE calibrate rare ads better?", "Calibration ratio = ",
+                                        "LE vs BCE, rarest tested ad (< 0.1 %): Ad 3")]
+    assert order == sorted(order)  # the answer, the terms, then the bottom line that uses them
     assert "(report/tables/condition_tests_LE_vs_BCE.csv) ==" in console
     assert "(report/tables/metric_tests_LE_vs_BCE.csv) ==" in console and "see the CSV" not in console
 

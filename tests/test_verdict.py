@@ -478,3 +478,23 @@ def test_a_rarest_ad_the_warmup_warning_names_is_tied_to_les_ratio_once():
     without_le = dataclasses.replace(v, candidate="focal")
     assert not any("le_history_warmup" in r for r in ratio_readings([without_le]))
     assert not any("le_history_warmup" in r for r in ratio_readings([dataclasses.replace(v, warmup_ads=frozenset())]))
+
+
+def test_the_rare_ad_question_is_answered_in_one_line_when_rare_ads_were_tested():
+    """Before, a report with rare ads opened straight into ~600 words of bottom lines with no one-line answer."""
+    from le_ray.report.bottom_line import rare_answer
+
+    cond = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 8, 0.001, 0.01),   # LE closer, significant
+                        (8, "b", 0.004, 0.001, 0.0011, 8, 0.5, 0.9),         # nothing
+                        (9, "c", 0.2, 0.01, 0.02, 8, 0.001, 0.001)])         # not rare: not part of the answer
+    v = _inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)}))
+    assert rare_answer([v]) == ["Does LE calibrate rare ads better? On the 2 tested ads below 1 % (ads a, b): LE vs "
+                                "BCE, LE closer to the ad's rate on ad a (holm p = 0.01)."]
+    none = _conditions([(8, "b", 0.004, 0.001, 0.0011, 8, 0.5, 0.9), (7, "a", 0.0005, 0.001, 0.001, 8, 0.3, 0.6)])
+    assert rare_answer([_inputs(conditions=none)]) == [
+        "Does LE calibrate rare ads better? On the 2 tested ads below 1 % (ads a, b): LE vs BCE, no significant "
+        "difference (holm p ≥ 0.6)."]
+    few = none.with_columns(pl.lit(3).alias("n"))  # 3 seeds: p ≥ 0.25 by construction
+    assert rare_answer([_inputs(conditions=few)])[0].endswith("LE vs BCE, untestable with these seeds.")
+    focal = dataclasses.replace(_inputs(conditions=none), candidate="focal")  # no LE in it: not the question
+    assert rare_answer([focal]) == [] and rare_answer([_inputs(conditions=cond.filter(pl.col("ad_id") == "c"))]) == []

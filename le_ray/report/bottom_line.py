@@ -36,11 +36,11 @@ from scipy.stats import binomtest
 
 from le_ray.registry import label
 from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels, family,
-                                   is_untestable, pairs_words, percent, rate_bands, why_untestable)
+                                   is_untestable, pairs_words, percent, ranked_pairs, rate_bands, why_untestable)
 from le_ray.stats import median_range
 
-__all__ = ["ratio_stats", "noise_range", "overall_ratio", "bottom_line", "ratio_readings", "bottom_note",
-           "CLOSER_TOLERANCE", "SHIFT_TOLERANCE"]
+__all__ = ["ratio_stats", "noise_range", "overall_ratio", "bottom_line", "ratio_readings", "rare_answer",
+           "bottom_note", "CLOSER_TOLERANCE", "SHIFT_TOLERANCE"]
 
 CLOSER_TOLERANCE = 0.01  #: |ln r| differences below this (about 1 % of the ratio) are "about equally close to 1"
 SHIFT_TOLERANCE = 0.1  #: an overall ratio further than 10 % from 1 is a shift of every ad's ratio
@@ -164,6 +164,42 @@ def ratio_readings(inputs: Sequence[VerdictInputs]) -> list[str]:
     return readings
 
 
+def rare_answer(inputs: Sequence[VerdictInputs]) -> list[str]:
+    """The rare-ad question answered in one line, when some tested ad's rate is below RARE_BELOW: for each comparison
+    with LE, the rare ads on which a loss is significantly closer to the ad's rate (with the largest adjusted p), or
+    that none is (with the smallest), or that the tests are untestable. Nothing without a tested rare ad."""
+    parts, rare_ids = [], []
+    for v in inputs:
+        if "localized_entropy" not in (v.baseline, v.candidate) or v.condition_tests.height == 0:
+            continue
+        rare = v.condition_tests.filter(pl.col("base_rate") < RARE_BELOW).sort("base_rate")
+        if rare.height == 0:
+            continue
+        rare_ids += rare["ad_id"].to_list()
+        parts.append(_rare_result(v, rare))
+    if not parts:
+        return []
+    ads = list(dict.fromkeys(rare_ids))
+    return [f"Does LE calibrate rare ads better? On the {len(ads)} tested ad{'s' if len(ads) > 1 else ''} below "
+            f"{percent(RARE_BELOW)} (ad{'s' if len(ads) > 1 else ''} {', '.join(ads)}): {'; '.join(parts)}."]
+
+
+def _rare_result(v: VerdictInputs, rare: pl.DataFrame) -> str:
+    """One comparison's per-ad tests on its rare ads, in words (see :func:`rare_answer`)."""
+    c, b = label(v.candidate), label(v.baseline)
+    p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
+    fam, p = family(v, v.condition_tests, p_col), rare[p_col].cast(pl.Float64).fill_nan(None)
+    won = [(c if r["candidate_gap"] < r["baseline_gap"] else b, r["ad_id"], r[p_col])
+           for r in rare.filter(p.is_not_null() & (p < v.alpha)).iter_rows(named=True)]
+    if won:
+        return f"{c} vs {b}, " + ", ".join(f"{w} closer to the ad's rate on ad {ad} ({v.correction} p = {q:.2g})"
+                                           for w, ad, q in won)
+    ranked = ranked_pairs(v, rare)["_ranked"].to_list()
+    if p.is_null().all() or all(is_untestable(v, int(k), fam) for k in ranked):
+        return f"{c} vs {b}, untestable with these seeds"
+    return f"{c} vs {b}, no significant difference ({v.correction} p ≥ {p.min():.2g})"
+
+
 def _warmups(inputs: Sequence[VerdictInputs]) -> list[str]:
     """For each rarest ad of a comparison with LE that the audit's ``le_history_warmup`` warning names: that LE's
     ratio on it may carry the warm-up of its history window (fewer than one expected click per batch)."""
@@ -241,8 +277,9 @@ def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
                          f"{_direction(c, rc, noise)}; {_direction(b, rb, noise)}; {_closer(v, rb[0], rc[0], noise)}.")
         sentences.append(_test_sentence(v, row, p_col, family(v, v.condition_tests, p_col)))
     if v.differences:
-        sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings ({'; '.join(v.differences)}), "
-                         "so a difference may come from the settings rather than the loss.")
+        sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings "
+                         f"({'; '.join(v.differences)}), so a difference may come from the settings rather than "
+                         "the loss.")
     return title, sentences
 
 

@@ -20,7 +20,7 @@ from le_ray.glossary import glossary_lines
 from le_ray.registry import LOSSES, label
 from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
-from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
+from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings, rare_answer
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, caveat_lines,
                                    ece_small_caveat,
                                    metric_sentences, pending_headline, rare_headline, setting_differences,
@@ -191,7 +191,7 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
     failures = [str(m["error"]).splitlines()[0][:200] for m in ctx.status.get("failed", [])]
     verdict.headline = pending_headline(trials, unpaired, compared, resume_command(ctx.root), failures)
     if compared:
-        verdict.headline += rare_headline(ads, reference, _rare_advice(ctx.cfg))
+        verdict.headline += rare_headline(ads, reference, _rare_advice(ctx.cfg)) or rare_answer(inputs)
     untested = ("no usable pair of seeds" if compared else "no two losses share a stored seed yet" if paired
                 else "fewer than two losses are configured")
     verdict.bands = bands_overview(ads, band_edges(ctx.cfg), untested)
