@@ -443,3 +443,19 @@ def test_the_multiplicity_caveat_names_what_each_correction_bounds():
                                                    "family, not the chance of any false positive")
     assert multiplicity_caveat("none", 2).startswith("No correction is applied (repeats.per_condition_correction is "
                                                      "none): each p stands alone across the 4 families")
+
+
+def test_ece_small_leaves_a_comparisons_family_when_its_trials_mixed_its_two_rules():
+    """Avazu sample: BCE's seeds 43 and 47 had a prediction <= 0.01 and took the 19-25 rows below it, every other
+    trial its model's 10 % quantile (~937 rows); the paired test compared the two anyway, inside the Holm family."""
+    from le_ray.report.sweep_stats import _with_adjusted, _without_mixed_ece_small
+
+    tests = pl.DataFrame({"metric": ["logloss", "ece_small"], "p_value": [0.01, 0.02], "informative": [True, True]})
+    trials = pl.DataFrame({"loss": ["bce", "bce", "localized_entropy", "localized_entropy", "focal"],
+                           "seed": [42, 43, 42, 43, 42], "ece_small_threshold": [0.01, 0.036, 0.05, 0.04, 0.01]})
+    mixed = _with_adjusted(_without_mixed_ece_small(tests, trials, ("bce", "localized_entropy"), 0.01), "holm")
+    assert mixed["informative"].to_list() == [True, False] and mixed["left_out"][1].startswith("its trials mixed")
+    assert mixed["p_adjusted"][0] == pytest.approx(0.01) and np.isnan(mixed["p_adjusted"][1])  # a family of one
+    one_rule = _without_mixed_ece_small(tests, trials, ("localized_entropy", "localized_entropy"), 0.01)
+    assert one_rule.equals(tests)  # every threshold a quantile: one rule, kept in the family
+    assert _without_mixed_ece_small(tests, trials.drop("ece_small_threshold"), ("bce", "focal"), 0.01).equals(tests)

@@ -117,6 +117,24 @@ def _values(per_cond: pl.DataFrame) -> list[str] | None:
     return [pairs.get(j, str(j)) for j in range(int(max(pairs)) + 1)]
 
 
+def _without_mixed_ece_small(tests: pl.DataFrame, trials: pl.DataFrame, losses: tuple[str, str],
+                             max_prob: float) -> pl.DataFrame:
+    """``tests`` with ece_small left out of the correction family (``informative`` false, the reason in
+    ``left_out``) when the two losses' trials mixed its two rules: rows below ``max_prob`` in some trials, each
+    model's quantile in others. Its paired deltas then compare values over rows chosen by different rules."""
+    if "ece_small_threshold" not in trials.columns or "ece_small" not in tests["metric"].to_list():
+        return tests
+    t = trials.filter(pl.col("loss").is_in(list(losses)))["ece_small_threshold"].cast(pl.Float64)
+    fixed = ((t - max_prob).abs() <= 1e-12 * max_prob).fill_null(False)
+    if not (fixed.any() and (t.is_finite().fill_null(False) & ~fixed).any()):
+        return tests
+    is_it = pl.col("metric") == "ece_small"
+    informative = pl.col("informative") if "informative" in tests.columns else pl.lit(True)
+    return tests.with_columns((informative & ~is_it).alias("informative"),
+                              pl.when(is_it).then(pl.lit("its trials mixed the two rules that pick its rows; see the "
+                                                         "caveats")).otherwise(None).alias("left_out"))
+
+
 def _with_adjusted(tests: pl.DataFrame, correction: str) -> pl.DataFrame:
     """``p_adjusted``: the correction over the informative metrics of one comparison (others NaN, not counted)."""
     adjusted = adjust_p(tests["p_value"].to_numpy(), correction, include=tests["informative"].to_numpy())
@@ -156,6 +174,7 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
             tests = metric_tests(trials, baseline=baseline, candidate=candidate, alternative=rep.alternative,
                                  zero_method=rep.zero_method, bootstrap_samples=rep.bootstrap_samples,
                                  seed=cfg.project.seed, confidence=rep.bootstrap_confidence)
+            tests = _without_mixed_ece_small(tests, trials, (baseline, candidate), cfg.evaluation.small_prob_max)
             tables.metric_tests[key] = _with_adjusted(tests, rep.per_condition_correction)
             tables.condition_tests[key] = _condition_tests(cfg, per_cond, baseline, candidate, set(excluded), values)
             tables.deltas[key] = _seed_deltas(trials, baseline, candidate)

@@ -196,6 +196,8 @@ def why_untestable(v: VerdictInputs, n: int, fam: Family) -> str:
 
 
 def _uninformative(v: VerdictInputs, row: dict[str, Any]) -> str:
+    if row.get("left_out"):
+        return row["left_out"]
     flat = [label(loss) for loss, key in ((v.candidate, "candidate_constant"), (v.baseline, "baseline_constant"))
             if row.get(key)]
     if flat:
