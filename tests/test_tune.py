@@ -43,6 +43,8 @@ def test_space_errors_name_the_dotted_key(assignment, fragment):
 
 
 @pytest.mark.parametrize("assignment,message", [
+    ('tune.space.bce.weight_decay={"uniform": [-0.1, 0.1]}',
+     "tune.space.bce.weight_decay.uniform: low end -0.1 is refused by training.weight_decay"),  # a float key: no int
     ('tune.space.bce.lr={"choice": ["fast", 0.01]}',
      'tune.space.bce.lr.choice: choice "fast" is refused by training.lr: got "fast"; expected a number > 0'),
     ('tune.space.bce.batch_size={"uniform": [100, 2000]}',
@@ -304,12 +306,16 @@ def test_a_tune_rerun_with_another_search_space_is_refused(tmp_path):
 
     cfg = load_config(profile="small_net", sets=TINY)
     atomic_write_json(tmp_path / "t" / TUNE_DIR / "config.json", {"config": to_dict(cfg), "argv": []})
-    _check_resume(tmp_path / "t", cfg)  # the same config resumes
     other = load_config(profile="small_net", sets=[*TINY, 'tune.space.bce.lr={"loguniform": [0.002, 0.02]}'])
+    _check_resume(tmp_path / "t", other)  # nothing searched or trained yet (every sample failed): the fix may run
+    atomic_write_json(tmp_path / "t" / TUNE_DIR / "bce.json", {"loss": "bce", "samples": []})  # a stored search
+    _check_resume(tmp_path / "t", cfg)  # the same config resumes
+    for unread in ("tune.max_concurrent=1", 'tune.space.focal.lr={"loguniform": [0.001, 0.01]}'):  # focal: not compared
+        _check_resume(tmp_path / "t", load_config(profile="small_net", sets=[*TINY, unread]))
     with pytest.raises(ResultsError, match=r"searches and trials of another config.*\n  - tune.space.bce.lr.loguniform"):
         _check_resume(tmp_path / "t", other)
     batch = load_config(profile="small_net", sets=[*TINY, "training.batch_size=64"])  # the searches trained at 128
-    with pytest.raises(ResultsError, match=r"\n  - training.batch_size: 128 -> 64\n.*`le-ray tune --name <its name>` "
+    with pytest.raises(ResultsError, match=r"\n  - training.batch_size: 128 -> 64\n.*`le-ray tune --name t` "
                                            r"alone\), or start a new tune") as info:
         _check_resume(tmp_path / "t", batch)
     assert "--extend" not in str(info.value)  # le-ray tune has none
@@ -458,3 +464,22 @@ def test_which_config_keys_a_search_may_change():
     assert not _searched("training.by_loss.bce.focal.gamma", cfg)
     assert _searched("training.lr", cfg) and not _searched("training.focal.gamma", cfg)  # global: every loss must
     assert not _searched("repeats.min_steps_per_epoch", cfg)
+
+
+def test_tune_name_of_a_repeats_sweep_says_what_it_is(tmp_path, monkeypatch, capsys):
+    tune = _no_ray(monkeypatch)
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "config.resolved.json").write_text("{}")
+    assert tune.main(["--name", "r1", "--results-dir", str(tmp_path)]) == 2
+    assert "is a sweep of `le-ray repeats`, not a tune" in capsys.readouterr().err
+
+
+def test_a_trial_error_is_stored_as_its_exception_line_not_the_traceback_head():
+    from le_ray.runners.tune import error_line
+
+    text = ("Failure # 1\nTraceback (most recent call last):\n  File \"util.py\", line 12, in run\n    self._ret = "
+            "self._target(*self)\nray.exceptions.RayTaskError(NonFiniteLossError): ray::_trainable() (pid=1)\n"
+            "le_ray.training.loop.NonFiniteLossError: non-finite bce training loss (nan) at epoch 1, batch 2\n")
+    assert error_line(text) == ("le_ray.training.loop.NonFiniteLossError: non-finite bce training loss (nan) at epoch "
+                                "1, batch 2")
+    assert error_line("something odd\nlast words") == "last words"

@@ -185,7 +185,9 @@ def _distribution_problem(settings: TrainingSettings, key: str, kind: str, args:
     else:
         low, high = (int(args[0]), int(args[1])) if kind == "int" else (float(args[0]), float(args[1]))
         whole = (math.ceil(low), math.floor(high))
-        if kind != "int" and whole[0] <= whole[1] and _refused(settings, key, math.nextafter(low, high)) \
+        between = (whole[0] + min(high, whole[0] + 1)) / 2  # a non-integer beside an integer of the range
+        between = between if not float(between).is_integer() else (low + high) / 2
+        if kind != "int" and whole[0] <= whole[1] and _refused(settings, key, between) \
                 and not _refused(settings, key, whole[0]):
             return f"draws floats, but training.{key} takes integers: use {{\"int\": [{whole[0]}, {whole[1]}]}}"
         tried = [(f"low end {low}", low), (f"high end {high}", high)]

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -186,8 +187,20 @@ def _sample_rows(grid, metric: str) -> list[dict[str, Any]]:
         config = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in (result.config or {}).items()}
         samples.append({"config": {k: v for k, v in config.items() if k != "seed"}, "seed": config.get("seed"),
                         "curve": values, "final": values[-1] if values else None, "epochs": len(values),
-                        "error": None if result.error is None else str(result.error)[:500]})
+                        "error": None if result.error is None else error_line(str(result.error))})
     return samples
+
+
+_ERROR_LINE = re.compile(r"^\s*(\w+\.)*\w*(Error|Exception|Interrupt)\b.*")
+
+
+def error_line(text: str) -> str:
+    """The line of a Ray Tune trial's error text that names the exception (``NonFiniteLossError: ...``: the last
+    such line, the cause, where Ray chains several), else its last line; at most 500 characters. The text opens with
+    a traceback, whose first 500 characters named no error."""
+    lines = [line.strip() for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines() if line.strip()]
+    named = [line for line in lines if _ERROR_LINE.match(line) and not line.startswith("ray::")]
+    return (named[-1] if named else lines[-1] if lines else "")[:500]
 
 
 def search_record(cfg: Config, loss: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -345,16 +358,32 @@ def _check_resume(root: Path, cfg: Config) -> None:
     searches and test trials answered that config; `le-ray tune` has no --extend)."""
     nearest_writable(root)
     stored = root / TUNE_DIR / "config.json"
-    if stored.exists():
+    results = [p for p in (root / TUNE_DIR).glob("*.json") if p.name != "config.json"] + \
+        list((root / "trials").glob("*.json"))
+    if stored.exists() and results:  # a folder with nothing searched or trained yet takes the new config
         new = to_dict(cfg)
         every = config_changes(SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], new)
-        changes = [c for c in every if c.key.startswith("tune.") or c in trial_changes(every, new)]
+        changes = [c for c in every if _changes_results(c, cfg) or c in trial_changes(every, new)]
         if changes:
             lines = "\n".join(f"  - {c}" for c in changes)
             raise ResultsError(f"tune folder {str(root)!r} holds searches and trials of another config (stored -> "
                                f"now):\n{lines}\nnothing was run and nothing was changed; resume it with its stored "
-                               "config (`le-ray tune --name <its name>` alone), or start a new tune (--name <new "
+                               f"config (`le-ray tune --name {root.name}` alone), or start a new tune (--name <new "
                                "name>)")
+
+
+#: tune.* keys that change no stored result (how many samples run at once)
+_TUNE_RUN_KEYS = ("tune.max_concurrent",)
+
+
+def _changes_results(change, cfg: Config) -> bool:
+    """Whether a changed ``tune.*`` key changes what the stored searches answered: not a run key, and not the space
+    of a loss this config does not compare."""
+    key = change.key
+    if not key.startswith("tune.") or key.startswith(_TUNE_RUN_KEYS):
+        return False
+    parts = key.split(".")
+    return not (parts[1] == "space" and len(parts) > 2 and parts[2] not in cfg.losses)
 
 
 def _stored_tune_arguments(args: argparse.Namespace, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -366,6 +395,10 @@ def _stored_tune_arguments(args: argparse.Namespace, argv: list[str]) -> tuple[a
     results_dir = resolve_results_dir(args.results_dir, merge_layers()["output"]["results_dir"])
     stored = results_dir / args.name / TUNE_DIR / "config.json"
     if not stored.is_file():
+        if (results_dir / args.name / "config.resolved.json").is_file():
+            raise ResultsError(f"{str(results_dir / args.name)!r} is a sweep of `le-ray repeats`, not a tune (it has no "
+                               f"{TUNE_DIR}/ folder): resume it with `le-ray repeats --name {args.name}`, or give "
+                               "--profile to start a tune under a new name")
         raise no_stored_sweep(args.name, results_dir, "--name without --profile / --config resumes a stored tune; "
                                                       "give --profile (e.g. quickstart_tune) to start one")
     full = effective_argv(json.loads(stored.read_text()).get("argv") or [], argv)
