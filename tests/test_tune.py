@@ -143,6 +143,30 @@ def test_under_fifo_every_finished_sample_is_ranked_so_a_searched_epochs_can_win
         "2 (every finished sample)"
 
 
+def test_a_best_sample_whose_curve_never_moved_is_flagged():
+    """lr in [1e3, 1e4]: both BCE samples diverged to a constant prediction (logloss 0.30221 at every epoch), and the
+    search picked one as BCE's best without a word."""
+    cfg = load_config(profile="quickstart_tune", sets=["training.loss_mode=both"])
+    flat = search_record(cfg, "bce", [_sample(5942.3, [0.30221] * 3), _sample(2000.0, [0.30221] * 3)])
+    moved = search_record(cfg, "localized_entropy", [_sample(0.001, [0.4, 0.35, 0.33])])
+    assert flat["best_flat"] and not moved["best_flat"]
+    sentence = tuning_budget(cfg, 1000, [flat, moved])["sentence"]
+    assert "WARNING: for BCE, the best sample's validation logloss stayed at 0.30221 over its 3 epochs, as a model " \
+           "that diverged to a constant prediction does" in sentence and "for LE" not in sentence
+
+
+def test_a_searched_epochs_makes_the_budget_unequal_and_says_its_range():
+    """FIFO with BCE's epochs searched over 1–6 and LE at 3: the report said 'the same budget: 3 samples of up to 3
+    epochs'."""
+    cfg = load_config(profile="quickstart_tune", sets=["training.loss_mode=both", "tune.scheduler=fifo",
+                                                       "training.by_loss.*.epochs=3",
+                                                       'tune.space.bce.epochs={"int": [1, 6]}'])
+    records = [search_record(cfg, loss, [_sample(0.001, [0.4, 0.3, 0.3])]) for loss in ("bce", "localized_entropy")]
+    budget = tuning_budget(cfg, 1000, records)
+    assert budget["same"] is False and budget["epochs"] == {"bce": "1–6 (searched)", "localized_entropy": 3}
+    assert "epochs per sample BCE 1–6 (searched), LE up to 3" in budget["sentence"]
+
+
 def test_the_budget_is_not_called_the_same_when_a_loss_lost_samples_and_says_what_asha_ranked():
     cfg = load_config(profile="quickstart_tune", sets=["training.loss_mode=both"])
     full = [_sample(0.001, [0.4, 0.3, 0.3, 0.3, 0.3]), _sample(0.002, [0.5])]

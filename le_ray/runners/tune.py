@@ -214,9 +214,16 @@ def search_record(cfg: Config, loss: str, samples: list[dict[str, Any]]) -> dict
     counted = [s for s in samples if is_counted(s)]
     rung = max((s["epochs"] for s in counted), default=0) if cfg.tune.scheduler == "asha" else None
     ranked = [s for s in counted if rung is None or s["epochs"] == rung]
+    best = better(ranked, key=lambda s: s["final"]) if ranked else None
     return {"loss": loss, "metric": cfg.tune.metric, "mode": "max" if direction(cfg.tune.metric) else "min",
             "space": to_plain(cfg.tune.space.get(loss) or {}), "samples": samples, "ranked_epochs": rung,
-            "best": better(ranked, key=lambda s: s["final"]) if ranked else None}
+            "best": best, "best_flat": best is not None and _flat(best["curve"])}
+
+
+def _flat(curve: list[float]) -> bool:
+    """A validation curve that never moved over two or more epochs: the mark of a model that diverged to a
+    constant prediction (e.g. an lr far too large), which a search can still rank best."""
+    return len(curve) >= 2 and max(curve) - min(curve) <= 1e-9 * max(1.0, abs(curve[0]))
 
 
 def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo, stop=None) -> dict[str, Any]:
@@ -248,8 +255,17 @@ def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo, s
             raise UserError(_no_sample_finished(cfg, loss, record))
         echo(f"tuning {label(loss)}: {len(record['samples'])} samples in {record['seconds']:.0f} s; best "
              f"{cfg.tune.metric} {best['final']:.5g} with {best['config']}")
+        if record["best_flat"]:
+            echo(f"WARNING tuning {label(loss)}: {_flat_words(record)}")
     atomic_write_json(done, record)
     return record
+
+
+def _flat_words(record: dict[str, Any]) -> str:
+    best = record["best"]
+    return (f"the best sample's validation {record['metric']} stayed at {best['final']:.5g} over its "
+            f"{len(best['curve'])} epochs, as a model that diverged to a constant prediction does; its settings "
+            f"({best['config']}) are tested as {label(record['loss'])}'s best: check the search space")
 
 
 def _no_sample_finished(cfg: Config, loss: str, record: dict[str, Any]) -> str:
@@ -272,8 +288,8 @@ def best_overrides(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
     return sets
 
 
-def _budget_sentence(cfg: Config, epochs: dict[str, int], counts: dict[str, dict[str, int]], unsearched: list[str],
-                     same: bool, validation_rows: int) -> str:
+def _budget_sentence(cfg: Config, epochs: dict[str, int | str], counts: dict[str, dict[str, int]],
+                     unsearched: list[str], same: bool, validation_rows: int, records: list[dict[str, Any]]) -> str:
     scheduler = (f"ASHA, grace period {cfg.tune.grace_period} epoch(s)" if cfg.tune.scheduler == "asha" else "FIFO")
     common = f"scored by {cfg.tune.metric} on the same {validation_rows:,} validation rows ({scheduler})"
     failed = ", ".join(f"{label(loss)} {c['failed']} of {c['samples']}" for loss, c in counts.items() if c["failed"])
@@ -281,7 +297,8 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int], counts: dict[str, dict
         sentence = (f"Each loss was tuned with the same budget: {cfg.tune.num_samples} samples of up to "
                     f"{next(iter(epochs.values()))} epochs, {common}.")
     else:
-        per_loss = ", ".join(f"{label(loss)} up to {epochs[loss]}" for loss in counts)
+        per_loss = ", ".join(f"{label(loss)} {'up to ' if isinstance(epochs[loss], int) else ''}{epochs[loss]}"
+                             for loss in counts)
         sentence = (f"The losses were NOT tuned with the same budget: {cfg.tune.num_samples} samples per searched "
                     "loss, epochs per "
                     f"sample {per_loss or 'none'}" + (f"; not searched (configured settings): {', '.join(unsearched)}"
@@ -292,6 +309,8 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int], counts: dict[str, dict
     if len(spaces) > 1 and any(spaces.count(x) > 1 for x in spaces):
         sentence += (f" Every search draws from the same random seed (project.seed {cfg.project.seed}), so losses with "
                      "the same search space tried the same values.")
+    flat = [r for r in records if r.get("best_flat")]
+    sentence += "".join(f" WARNING: for {label(r['loss'])}, {_flat_words(r)}." for r in flat)
     if cfg.tune.scheduler == "asha" and any(c["stopped"] for c in counts.values()):
         trained = ", ".join(f"{label(loss)} {c['epochs_trained']}" for loss, c in counts.items())
         ranked = ", ".join(f"{label(loss)} {c['ranked']} at {c['ranked_epochs']}" for loss, c in counts.items())
@@ -301,12 +320,23 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int], counts: dict[str, dict
     return sentence
 
 
+def _epochs_budget(cfg: Config, loss: str) -> int | str:
+    """The epochs a sample of ``loss`` trains: its configured epochs, or its searched distribution (FIFO), in words
+    (``1–6 (searched)``, ``one of 2, 4 (searched)``)."""
+    spec = (cfg.tune.space.get(loss) or {}).get("epochs")
+    if spec is None:
+        return cfg.training_for(loss).epochs
+    kind, args = next(iter(spec.items()))
+    drawn = f"one of {', '.join(map(str, args))}" if kind == "choice" else f"{args[0]:g}–{args[1]:g}"
+    return f"{drawn} (searched)"
+
+
 def tuning_budget(cfg: Config, validation_rows: int, records: list[dict[str, Any]]) -> dict[str, Any]:
     """The budget each loss's search got: samples, the most epochs a sample trains (ASHA may stop it sooner),
     scheduler, metric, validation rows, and per searched loss what it spent (:func:`search_counts`); ``same`` when
     every compared loss was searched with equal numbers and none lost a sample to a failure, and ``sentence``: what
     the report says of it."""
-    epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses}
+    epochs = {loss: _epochs_budget(cfg, loss) for loss in cfg.losses}
     counts = {r["loss"]: search_counts(r) for r in records if r.get("samples")}
     unsearched = [label(loss) for loss in cfg.losses if loss not in counts]
     same = len(set(epochs.values())) == 1 and not unsearched and all(
@@ -314,7 +344,7 @@ def tuning_budget(cfg: Config, validation_rows: int, records: list[dict[str, Any
     return {"num_samples": cfg.tune.num_samples, "epochs": epochs, "searched": list(counts), "metric": cfg.tune.metric,
             "scheduler": cfg.tune.scheduler, "grace_period": cfg.tune.grace_period,
             "validation_rows": validation_rows, "same": same, "counts": counts,
-            "sentence": _budget_sentence(cfg, epochs, counts, unsearched, same, validation_rows)}
+            "sentence": _budget_sentence(cfg, epochs, counts, unsearched, same, validation_rows, records)}
 
 
 def _parser() -> argparse.ArgumentParser:
