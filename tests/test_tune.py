@@ -282,6 +282,8 @@ def test_tiny_tune_then_test_as_a_ray_job_and_resume(ray_head, tmp_path):
     again = json.loads((root / "tune" / "bce.json").read_text())
     assert again["best"] == best["bce"]  # restored from Ray Tune's experiment state, not searched anew
     assert "resuming: 4 of 4 trials already stored" in second.stdout
+    third = ray_head.submit(*job, "--no-report")  # every search and trial stored: no search, no trial, no Ray
+    assert third.returncode == 0 and "every one of the 4 trials is stored" in third.stdout, third.stdout[-3000:]
 
 
 def test_a_stop_while_ray_starts_ends_tune_with_the_resume_command(tmp_path, monkeypatch, capsys):
@@ -507,3 +509,25 @@ def test_a_trial_error_is_stored_as_its_exception_line_not_the_traceback_head():
     assert error_line(text) == ("le_ray.training.loop.NonFiniteLossError: non-finite bce training loss (nan) at epoch "
                                 "1, batch 2")
     assert error_line("something odd\nlast words") == "last words"
+
+
+def test_a_test_sweep_continued_by_repeats_is_not_cut_back_by_a_tune_rerun(tmp_path):
+    """`le-ray repeats --name t --extend --set repeats.num_runs=3` on a tune folder, then `le-ray tune --name t`:
+    the rerun silently rebuilt the report on the tune's 2 seeds."""
+    from le_ray.config import to_dict
+    from le_ray.errors import ResultsError
+    from le_ray.runners.tune import _test_store
+    from le_ray.sweep.plan import plan_trials
+    from le_ray.runners.repeats import Preflight
+
+    cfg = load_config(profile="small_net", sets=TINY)
+    extended = load_config(profile="small_net", sets=[*TINY, "repeats.num_runs=3"])
+    root = tmp_path / "t"
+    root.mkdir()
+    (root / "config.resolved.json").write_text(json.dumps(to_dict(extended)))
+    pre = Preflight(cfg, tmp_path, "t", True, plan_trials(cfg), None)
+    with pytest.raises(ResultsError, match=r"was changed after the tune .*\n  - repeats.num_runs: 3 -> 2\n.*"
+                                           r"`le-ray repeats --name t`"):
+        _test_store(pre, root, [])
+    (root / "config.resolved.json").write_text(json.dumps(to_dict(cfg)))
+    assert _test_store(pre, root, []).root == root and pre.plan.done == set()

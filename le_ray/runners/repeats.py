@@ -54,7 +54,7 @@ from le_ray.sweep.plan import SweepPlan, plan_trials, sweep_seeds
 
 __all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_manifest", "resume_command",
            "stopped_message", "DEFAULT_PROFILE", "stored_sweep_root", "stored_command", "effective_argv",
-           "parse_arguments", "sweep_config", "PHASES", "wall_line", "no_stored_sweep"]
+           "parse_arguments", "sweep_config", "PHASES", "wall_line", "no_stored_sweep", "report_only"]
 
 log = logging.getLogger("le_ray.repeats")
 _RUN_FLAGS = ("--resume", "--no-resume", "--extend", "--allow-unsound", "--no-report")  # not part of a config
@@ -361,7 +361,7 @@ def _run(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop
     pre.plan.done = store.finished_ids()
     stop.check()
     if not pre.plan.pending and (store.root / "manifest.json").exists():  # every trial stored: no Ray to start
-        return _report_only(pre, store, args, echo, stop)
+        return report_only(pre, store, args, echo, stop)
     doing, stop.doing = stop.doing, "once Ray has started; no trial will run"
     started = time.perf_counter()
     context = connect_ray(pre.cfg, stop)  # a stop while Ray starts is only recorded; checked below
@@ -373,7 +373,7 @@ def _run(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop
     return execute(pre, store, args, echo, stop)
 
 
-def _report_only(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag) -> int:
+def report_only(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag) -> int:
     """A rerun whose every planned trial is stored: the report (its figures drawn here), without starting Ray. The
     manifest takes this run's audit (a changed display key such as repeats.min_eval_clicks changes what the report
     excludes), keeping the cluster resources of the run that trained."""

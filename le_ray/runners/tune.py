@@ -54,7 +54,8 @@ from le_ray.errors import ConfigError, ResultsError, UserError
 from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.report.tuning import is_counted, search_counts
-from le_ray.runners.repeats import Preflight, effective_argv, execute, no_stored_sweep, resume_command
+from le_ray.runners.repeats import (Preflight, effective_argv, execute, no_stored_sweep, report_only,
+                                   resume_command)
 from le_ray.sweep.store import (SweepStore, config_changes, nearest_writable, plain_folder_name, resolve_results_dir,
                                 trial_changes)
 from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
@@ -426,8 +427,8 @@ def _stored_tune_arguments(args: argparse.Namespace, argv: list[str]) -> tuple[a
     stored = results_dir / args.name / TUNE_DIR / "config.json"
     if not stored.is_file():
         if (results_dir / args.name / "config.resolved.json").is_file():
-            raise ResultsError(f"{str(results_dir / args.name)!r} is a sweep of `le-ray repeats`, not a tune (it has no "
-                               f"{TUNE_DIR}/ folder): resume it with `le-ray repeats --name {args.name}`, or give "
+            raise ResultsError(f"{str(results_dir / args.name)!r} is a sweep of `le-ray repeats`, not a tune (it has "
+                               f"no {TUNE_DIR}/ folder): resume it with `le-ray repeats --name {args.name}`, or give "
                                "--profile to start a tune under a new name")
         raise no_stored_sweep(args.name, results_dir, "--name without --profile / --config resumes a stored tune; "
                                                       "give --profile (e.g. quickstart_tune) to start one")
@@ -504,11 +505,38 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -
                                                 "budget": tuning_budget(cfg, len(tuning.eval), records)})
     pre = _test_preflight(args, cfg, records, root.parent, root.name, echo)
     pre.seconds["tuning"] = searched
+    store = _test_store(pre, root, argv)
+    return execute(pre, store, args, echo, stop)
+
+
+def _test_store(pre: Preflight, root: Path, argv: list[str]) -> SweepStore:
+    """The test sweep's store, once its stored config (if any) is the one ``pre`` tests: a test sweep continued by
+    `le-ray repeats` (e.g. ``--extend`` to more seeds) is refused here rather than silently cut back to the tune's."""
+    stored = root / "config.resolved.json"
+    if stored.is_file():
+        new = to_dict(pre.cfg)
+        changes = trial_changes(config_changes(json.loads(stored.read_text()), new), new)
+        if changes:
+            lines = "\n".join(f"  - {c}" for c in changes)
+            raise ResultsError(f"the test sweep in {str(root)!r} was changed after the tune (stored -> this tune's):\n"
+                               f"{lines}\nnothing was run and nothing was changed; continue it with `le-ray repeats "
+                               f"--name {root.name}` (it resumes the stored test sweep)")
     store = SweepStore.open(root.parent, root.name)
     store.clean_temporary_files()
     store.record_run(to_dict(pre.cfg), argv)
     pre.plan.done = store.finished_ids()
-    return execute(pre, store, args, echo, stop)
+    return store
+
+
+def _finished_tune(args, argv: list[str], cfg: Config, root: Path, echo) -> tuple[Preflight, SweepStore] | None:
+    """When every search is stored and every test trial too: the test sweep's pre-flight and store (its report can
+    be built without Ray); None otherwise."""
+    paths = [root / TUNE_DIR / f"{loss}.json" for loss in cfg.losses]
+    if not (root / "config.resolved.json").is_file() or not all(p.is_file() for p in paths):
+        return None
+    pre = _test_preflight(args, cfg, [json.loads(p.read_text()) for p in paths], root.parent, root.name, echo)
+    store = _test_store(pre, root, argv)
+    return (pre, store) if not pre.plan.pending else None
 
 
 @exit_on_user_error
@@ -526,8 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tuned_optimiser_keys(cfg):
         raise ConfigError(tuned_optimiser_keys(cfg))
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     name = plain_folder_name(args.name if args.name is not None else
-                             f"{cfg.experiment.active or 'default'}-tune-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
+                             f"{cfg.experiment.active or 'default'}-tune-{stamp}")
     _check_resume(results_dir / name, cfg)
     echo = Echo()
     echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "
@@ -535,6 +564,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _refuse_before_search(args, cfg, results_dir, name, echo)
     try:
         with stop_on_signals() as stop:  # from before Ray starts: a stop while it starts is one like any other
+            finished = _finished_tune(args, argv, cfg, results_dir / name, echo)
+            if finished is not None:  # every search and test trial stored: the report, without Ray
+                return report_only(*finished, args, echo, stop)
             connect_ray(cfg, stop)
             stop.check()
             return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop)
