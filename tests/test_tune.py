@@ -396,6 +396,9 @@ def test_an_audit_error_no_searched_key_can_change_refuses_the_tune_before_ray_a
         tune.main([*tiny_args(tuned), "--results-dir", str(tmp_path), "--name", "t2"])
     with pytest.raises(_RayStarted):
         tune.main([*tiny_args(few_steps), "--allow-unsound", "--results-dir", str(tmp_path), "--name", "t3"])
+    out = capsys.readouterr().out  # the warnings no search can change are said before searching
+    assert "before the searches, on the configured settings: WARNING [fixed_split]" in out
+    assert "WARNING [few_steps]" not in out  # an error, refused or (--allow-unsound) not a warning
 
 
 def test_a_tuning_split_too_small_to_train_on_is_refused_before_ray(tmp_path, monkeypatch, capsys):

@@ -440,9 +440,11 @@ def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Pa
     """The test sweep's audit on the configured (untuned) settings, and the tuning split's optimiser steps, before
     any search: an audit error that no searched key can change, or a tuning split too small to train on, refuses
     the tune now rather than after every search has run."""
+    pre = _test_preflight(args, cfg, [], results_dir, name, lambda *a: None, refuse=False)  # printed after tuning
+    for finding in (f for f in pre.audit.warnings if not _may_change(f, cfg)):  # e.g. a shadowed --set
+        echo(f"before the searches, on the configured settings: WARNING [{finding.code}] {finding.message}")
     if args.allow_unsound or cfg.repeats.allow_unsound:
         return
-    pre = _test_preflight(args, cfg, [], results_dir, name, lambda *a: None, refuse=False)  # printed after tuning
     fixed = [f for f in pre.audit.errors if not _may_change(f, cfg)]
     problems = [f"[{f.code}] {f.message}" for f in fixed] + _tuning_step_problems(cfg, pre.plan.datasets[0])
     if problems:
@@ -481,8 +483,9 @@ def _tuning_step_problems(cfg: Config, data: PreparedData) -> list[str]:
         if steps < need:
             out.append(f"tuning {label(loss)}: {rows:,} tuning train rows (tune.validation_split "
                        f"{cfg.tune.validation_split:g} of {len(data.train):,}) give {steps} step(s) of batch "
-                       f"{batch:,} per epoch; at least {need} (repeats.min_steps_per_epoch) are needed: lower "
-                       "tune.validation_split or the batch size")
+                       f"{batch:,} per epoch; at least {need} (repeats.min_steps_per_epoch) are needed: "
+                       + (f"lower the batch size to at most {rows // need:,}" if math.ceil(len(data.train) / batch)
+                          < need else f"lower tune.validation_split, or the batch size to at most {rows // need:,}"))
     return out
 
 
