@@ -406,7 +406,8 @@ def test_a_tuning_split_too_small_to_train_on_is_refused_before_ray(tmp_path, mo
     small = [*TINY, "repeats.min_steps_per_epoch=5", "tune.validation_split=0.8"]  # 1,944 train rows → 388 to tune
     assert tune.main([*tiny_args(small), "--results-dir", str(tmp_path), "--name", "t"]) == 2
     assert "tuning BCE: 389 tuning train rows (tune.validation_split 0.8 of 1,944) give 4 step(s) of batch 128 per " \
-           "epoch; at least 5 (repeats.min_steps_per_epoch)" in capsys.readouterr().err
+           "epoch; at least 5 (repeats.min_steps_per_epoch) are needed: lower tune.validation_split, or the batch " \
+           "size to at most 77" in capsys.readouterr().err
 
 
 def test_a_grace_period_that_reaches_every_searched_losss_epochs_is_refused():
