@@ -496,5 +496,8 @@ def test_the_rare_ad_question_is_answered_in_one_line_when_rare_ads_were_tested(
         "difference (holm p ≥ 0.6)."]
     few = none.with_columns(pl.lit(3).alias("n"))  # 3 seeds: p ≥ 0.25 by construction
     assert rare_answer([_inputs(conditions=few)])[0].endswith("LE vs BCE, untestable with these seeds.")
+    differ = _inputs(conditions=none, differences=("lr 0.004 for LE vs 0.001 for BCE",))
+    assert rare_answer([differ])[0].endswith("no significant difference (holm p ≥ 0.6) (trained with different "
+                                             "settings: see its caveat).")
     focal = dataclasses.replace(_inputs(conditions=none), candidate="focal")  # no LE in it: not the question
     assert rare_answer([focal]) == [] and rare_answer([_inputs(conditions=cond.filter(pl.col("ad_id") == "c"))]) == []

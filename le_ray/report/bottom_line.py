@@ -185,8 +185,13 @@ def rare_answer(inputs: Sequence[VerdictInputs]) -> list[str]:
 
 
 def _rare_result(v: VerdictInputs, rare: pl.DataFrame) -> str:
-    """One comparison's per-ad tests on its rare ads, in words (see :func:`rare_answer`)."""
+    """One comparison's per-ad tests on its rare ads, in words (see :func:`rare_answer`); a comparison whose losses
+    trained with different settings says so (its bottom line names them)."""
     c, b = label(v.candidate), label(v.baseline)
+    return _rare_words(v, rare, c, b) + (" (trained with different settings: see its caveat)" if v.differences else "")
+
+
+def _rare_words(v: VerdictInputs, rare: pl.DataFrame, c: str, b: str) -> str:
     p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
     fam, p = family(v, v.condition_tests, p_col), rare[p_col].cast(pl.Float64).fill_nan(None)
     won = [(c if r["candidate_gap"] < r["baseline_gap"] else b, r["ad_id"], r[p_col])
