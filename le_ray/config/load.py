@@ -153,7 +153,7 @@ def profiles(user_data: Mapping[str, Any] | None = None) -> dict[str, Profile]:
         raise ConfigError("experiment.definitions: expected an object of profiles")
     for name, raw in definitions.items():
         found[name] = _profile(name, raw, f"experiment.definitions.{name}")
-        _check_sections(found[name])  # the user's profiles, used or not: a typo there is found now
+    _check_sections(found.values())  # every profile, used or not: a typo in one is found now
     return found
 
 
@@ -171,21 +171,21 @@ def _profile_layers(known: Mapping[str, Profile], name: str, chain: tuple[str, .
         raise ConfigError(f"{where}: got {name!r}; expected one of {', '.join(sorted(known))}{suggest(name, known)}")
     if name in chain:
         raise ConfigError(f"profile {name!r}: extends forms a cycle {' -> '.join(chain + (name,))}")
-    _check_sections(known[name])
     layers: list[tuple[str, Mapping[str, Any]]] = []
     for parent in known[name].extends:
         layers += _profile_layers(known, parent, chain + (name,))
     return layers + [(name, known[name].overrides)]
 
 
-def _check_sections(profile: Profile) -> None:
-    """A profile's top-level keys are config sections (those of configs/default.json): a typo is named where it was
-    written, not as an unknown top-level key of the merged config."""
+def _check_sections(found: Iterable[Profile]) -> None:
+    """Every profile's top-level keys are config sections (those of configs/default.json, read once): a typo is
+    named where it was written, not as an unknown top-level key of the merged config."""
     sections = read_json(DEFAULT_CONFIG_PATH, "default config")
-    unknown = [key for key in profile.overrides if key not in sections]
-    if unknown:
-        raise ConfigError([f"{profile.source}.{key}: unknown section in profile {profile.name!r}; expected one of "
-                           f"{', '.join(sections)}{suggest(key, sections)}" for key in unknown])
+    for profile in found:
+        unknown = [key for key in profile.overrides if key not in sections]
+        if unknown:
+            raise ConfigError([f"{profile.source}.{key}: unknown section in profile {profile.name!r}; expected one of "
+                               f"{', '.join(sections)}{suggest(key, sections)}" for key in unknown])
 
 
 def expand_set(data: Mapping[str, Any], parts: list[str]) -> list[list[str]]:

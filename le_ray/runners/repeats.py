@@ -310,12 +310,18 @@ def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, s
     if stop is not None:
         stop.check()
     echo.close()
-    if args.no_report:
-        echo(f"trials stored in {store.root}; build the report with: le-ray report {store.root}")
-    else:
-        _report(pre, store, echo, stop or StopFlag())
-    echo(wall_line(pre.seconds, time.time() - psutil.Process().create_time()))
+    _report_and_wall(pre, store, args, echo, stop or StopFlag(), f"trials stored in {store.root}; ")
     return 0 if progress.failed == 0 else 1
+
+
+def _report_and_wall(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag,
+                     no_report: str) -> None:
+    """Step 4 (or, with ``--no-report``, ``no_report`` and the command that builds it), then the wall line."""
+    if args.no_report:
+        echo(f"{no_report}build the report with: le-ray report {store.root}")
+    else:
+        _report(pre, store, echo, stop)
+    echo(wall_line(pre.seconds, time.time() - psutil.Process().create_time()))
 
 
 def _report(pre: Preflight, store: SweepStore, echo, stop: StopFlag) -> None:
@@ -380,11 +386,7 @@ def report_only(pre: Preflight, store: SweepStore, args: argparse.Namespace, ech
     echo(f"every one of the {len(pre.plan.specs)} trials is stored in {store.root}; nothing to train")
     write_manifest(store, pre.cfg, pre.plan, pre.audit, store.read_json("manifest.json").get("cluster_resources", {}))
     pre.seconds["trials"] = 0.0
-    if args.no_report:
-        echo(f"build the report with: le-ray report {store.root}")
-    else:
-        _report(pre, store, echo, stop)
-    echo(wall_line(pre.seconds, time.time() - psutil.Process().create_time()))
+    _report_and_wall(pre, store, args, echo, stop, "")
     return 0
 
 

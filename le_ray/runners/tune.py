@@ -359,8 +359,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tuning_data(cfg: Config, echo) -> PreparedData:
-    data = prepare_data(cfg)
+def _tuning_data(cfg: Config, data: PreparedData, echo) -> PreparedData:
+    """The tuning split of ``data`` (``prepare_data(cfg)``, prepared once per run by :func:`main`)."""
     tuning = validation_split(data, cfg.tune.validation_split, cfg.project.seed)
     echo(f"tuning data: {len(tuning.train):,} train / {len(tuning.eval):,} validation rows, carved from the "
          f"{len(data.train):,} train rows (the {len(data.eval):,} evaluation rows are the test sweep's only)")
@@ -368,13 +368,14 @@ def _tuning_data(cfg: Config, echo) -> PreparedData:
 
 
 def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_dir: Path, name: str, echo,
-                    refuse: bool = True) -> Preflight:
+                    prepared: PreparedData, refuse: bool = True) -> Preflight:
     """The test sweep's config (best settings set explicitly), plan and audit (refused on an audit error unless
-    ``refuse`` is false or the run allows an unsound experiment)."""
+    ``refuse`` is false or the run allows an unsound experiment). ``prepared``: ``prepare_data(cfg)``, which the
+    tuned settings do not change; the plan uses it unless the data are redrawn per seed."""
     data, origins = merge_with_provenance(args.config, profile=args.profile, sets=args.sets,
                                           tuned=best_overrides(cfg, records))  # the best settings applied last
     test_cfg = resolve_config(data)
-    plan = plan_trials(test_cfg)
+    plan = plan_trials(test_cfg, data=prepared)
     audit = audit_experiment(test_cfg, plan.datasets, shadowed_sets(data, args.sets, test_cfg.source_keys,
                                                                      test_cfg.losses), origins)
     echo(audit_text(audit, max_conditions=test_cfg.evaluation.print_per_condition_top_k or None))
@@ -394,7 +395,8 @@ def _check_resume(root: Path, cfg: Config) -> None:
     if stored.exists() and results:  # a folder with nothing searched or trained yet takes the new config
         new = to_dict(cfg)
         every = config_changes(SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], new)
-        changes = [c for c in every if _changes_results(c, cfg) or c in trial_changes(every, new)]
+        relevant = trial_changes(every, new)
+        changes = [c for c in every if c in relevant or _changes_results(c, cfg)]
         if changes:
             lines = "\n".join(f"  - {c}" for c in changes)
             raise ResultsError(f"tune folder {str(root)!r} holds searches and trials of another config (stored -> "
@@ -436,17 +438,18 @@ def _stored_tune_arguments(args: argparse.Namespace, argv: list[str]) -> tuple[a
     return _parser().parse_args(full), full
 
 
-def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Path, name: str, echo) -> None:
+def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Path, name: str, echo,
+                          data: PreparedData) -> None:
     """The test sweep's audit on the configured (untuned) settings, and the tuning split's optimiser steps, before
     any search: an audit error that no searched key can change, or a tuning split too small to train on, refuses
     the tune now rather than after every search has run."""
-    pre = _test_preflight(args, cfg, [], results_dir, name, lambda *a: None, refuse=False)  # printed after tuning
+    pre = _test_preflight(args, cfg, [], results_dir, name, _silent, data, refuse=False)  # printed after tuning
     for finding in (f for f in pre.audit.warnings if not _may_change(f, cfg)):  # e.g. a shadowed --set
         echo(f"before the searches, on the configured settings: WARNING [{finding.code}] {finding.message}")
     if args.allow_unsound or cfg.repeats.allow_unsound:
         return
     fixed = [f for f in pre.audit.errors if not _may_change(f, cfg)]
-    problems = [f"[{f.code}] {f.message}" for f in fixed] + _tuning_step_problems(cfg, pre.plan.datasets[0])
+    problems = [f"[{f.code}] {f.message}" for f in fixed] + _tuning_step_problems(cfg, data)
     if problems:
         raise UserError("tune refused before any search, nothing was trained:\n"
                         + "\n".join(f"  - {p}" for p in problems)
@@ -489,11 +492,11 @@ def _tuning_step_problems(cfg: Config, data: PreparedData) -> list[str]:
     return out
 
 
-def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -> int:
+def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop, data: PreparedData) -> int:
     folder = root / TUNE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder / "config.json", {"config": to_dict(cfg), "argv": argv})
-    tuning = _tuning_data(cfg, echo)
+    tuning = _tuning_data(cfg, data, echo)
     records, started = [], time.perf_counter()
     for loss in cfg.losses:
         records.append(run_search(cfg, loss, tuning, folder, echo, stop))
@@ -506,15 +509,15 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop) -
                                                 "seed_range": list(tuning_seed_range(cfg)),
                                                 "test_seeds": sweep_seeds(cfg), "losses": records,
                                                 "budget": tuning_budget(cfg, len(tuning.eval), records)})
-    pre = _test_preflight(args, cfg, records, root.parent, root.name, echo)
+    pre = _test_preflight(args, cfg, records, root.parent, root.name, echo, data)
     pre.seconds["tuning"] = searched
     store = _test_store(pre, root, argv)
     return execute(pre, store, args, echo, stop)
 
 
-def _test_store(pre: Preflight, root: Path, argv: list[str]) -> SweepStore:
-    """The test sweep's store, once its stored config (if any) is the one ``pre`` tests: a test sweep continued by
-    `le-ray repeats` (e.g. ``--extend`` to more seeds) is refused here rather than silently cut back to the tune's."""
+def _refuse_changed_test_sweep(pre: Preflight, root: Path) -> None:
+    """Refuse when the test sweep stored in ``root`` is not the one ``pre`` tests: a test sweep continued by
+    `le-ray repeats` (e.g. ``--extend`` to more seeds) is refused rather than silently cut back to the tune's."""
     stored = root / "config.resolved.json"
     if stored.is_file():
         new = to_dict(pre.cfg)
@@ -524,6 +527,12 @@ def _test_store(pre: Preflight, root: Path, argv: list[str]) -> SweepStore:
             raise ResultsError(f"the test sweep in {str(root)!r} was changed after the tune (stored -> this tune's):\n"
                                f"{lines}\nnothing was run and nothing was changed; continue it with `le-ray repeats "
                                f"--name {root.name}` (it resumes the stored test sweep)")
+
+
+def _test_store(pre: Preflight, root: Path, argv: list[str]) -> SweepStore:
+    """The test sweep's store, once its stored config (if any) is the one ``pre`` tests
+    (:func:`_refuse_changed_test_sweep`); this run recorded in it, its stored trials marked done."""
+    _refuse_changed_test_sweep(pre, root)
     store = SweepStore.open(root.parent, root.name)
     store.clean_temporary_files()
     store.record_run(to_dict(pre.cfg), argv)
@@ -531,15 +540,25 @@ def _test_store(pre: Preflight, root: Path, argv: list[str]) -> SweepStore:
     return store
 
 
-def _finished_tune(args, argv: list[str], cfg: Config, root: Path, echo) -> tuple[Preflight, SweepStore] | None:
+def _finished_tune(args, argv: list[str], cfg: Config, root: Path, echo,
+                   data: PreparedData) -> tuple[Preflight, SweepStore] | None:
     """When every search is stored and every test trial too: the test sweep's pre-flight and store (its report can
-    be built without Ray); None otherwise."""
+    be built without Ray; its audit printed here). None otherwise, with nothing printed or recorded: the run goes
+    on through :func:`_tune_and_test`, which does both."""
     paths = [root / TUNE_DIR / f"{loss}.json" for loss in cfg.losses]
     if not (root / "config.resolved.json").is_file() or not all(p.is_file() for p in paths):
         return None
-    pre = _test_preflight(args, cfg, [json.loads(p.read_text()) for p in paths], root.parent, root.name, echo)
-    store = _test_store(pre, root, argv)
-    return (pre, store) if not pre.plan.pending else None
+    pre = _test_preflight(args, cfg, [json.loads(p.read_text()) for p in paths], root.parent, root.name, _silent, data)
+    _refuse_changed_test_sweep(pre, root)
+    pre.plan.done = SweepStore(root).finished_ids()
+    if pre.plan.pending:
+        return None
+    echo(audit_text(pre.audit, max_conditions=pre.cfg.evaluation.print_per_condition_top_k or None))
+    return pre, _test_store(pre, root, argv)
+
+
+def _silent(*_: Any) -> None:
+    """An echo that prints nothing (a pre-flight whose audit is printed elsewhere, or not at all)."""
 
 
 @exit_on_user_error
@@ -564,15 +583,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo = Echo()
     echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "
          f"{cfg.tune.num_samples} samples each, metric {cfg.tune.metric} -> {results_dir / name}")
-    _refuse_before_search(args, cfg, results_dir, name, echo)
+    data = prepare_data(cfg)  # once: the pre-search audit, the tuning split and the test sweep's plan share it
+    _refuse_before_search(args, cfg, results_dir, name, echo, data)
     try:
         with stop_on_signals() as stop:  # from before Ray starts: a stop while it starts is one like any other
-            finished = _finished_tune(args, argv, cfg, results_dir / name, echo)
+            finished = _finished_tune(args, argv, cfg, results_dir / name, echo, data)
             if finished is not None:  # every search and test trial stored: the report, without Ray
                 return report_only(*finished, args, echo, stop)
             connect_ray(cfg, stop)
             stop.check()
-            return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop)
+            return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop, data)
     except StopRequested as stop:
         echo.close()
         print(f"\nstopped ({stop}); resume with: {resume_command(argv, results_dir, name, 'le_ray.tune')}", flush=True)
