@@ -334,6 +334,15 @@ def _checked_stats(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype) 
     return _checked_rows(y, c, w, size, dtype).t()
 
 
+def _call_constants(c: Tensor, base_rates: Optional[Tensor], condition_weights: Optional[Tensor],
+                    history: Optional[WindowHistory], num_conditions: Optional[int], eps: float) -> LEConstants:
+    """:func:`le_constants` for one :func:`localized_entropy` call given no prepared constants: C is
+    ``num_conditions`` or inferred (:func:`_infer_num_conditions`, which reads max(c) on the host)."""
+    size = num_conditions if num_conditions is not None else _infer_num_conditions(
+        c, _numel(base_rates), _numel(condition_weights), None if history is None else history.num_conditions)
+    return le_constants(base_rates, condition_weights, size, device=c.device, eps=eps, precompute_logs=False)
+
+
 def localized_entropy(
     logits: Tensor,
     targets: Tensor,
@@ -375,12 +384,7 @@ def localized_entropy(
         raise ValueError(f"unknown reduction {reduction!r}; expected 'mean' or 'sum'")
     z, y, c, w = _flat_inputs(logits, targets, conditions, sample_weights)
     if constants is None:
-        size = num_conditions if num_conditions is not None else _infer_num_conditions(
-            c, _numel(base_rates), _numel(condition_weights),
-            None if history is None else history.num_conditions,
-        )
-        constants = le_constants(base_rates, condition_weights, size, device=z.device, eps=eps,
-                                 precompute_logs=False)
+        constants = _call_constants(c, base_rates, condition_weights, history, num_conditions, eps)
     rows = _checked_rows(y, c, w, constants.size, constants.rate.dtype)
     window = None if history is None else history.window_rows(constants.size)
     factor = _le_factor(rows, None if window is None else window[0].to(rows.dtype), constants, norm_strength)
