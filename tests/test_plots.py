@@ -510,6 +510,59 @@ def test_calibration_by_rate_without_finite_ratio_warns_nothing():
             assert len([line for line in ax.lines if line.get_marker() == "o"]) == 2  # only the finite ad
 
 
+def _counted_table(counts, rates, ratios=(0.8, 1.0, 1.5), losses=("bce", "localized_entropy")):
+    """The rare-ad table with each ad's evaluation clicks (ref_sum) and rows (n), the same for every seed and loss."""
+    return _rate_table(rates, ratios, losses).with_columns(
+        pl.col("condition").replace_strict({j: float(k) for j, (k, _) in enumerate(counts)}).alias("ref_sum"),
+        pl.col("condition").replace_strict({j: float(n) for j, (_, n) in enumerate(counts)}).alias("n"),
+        pl.lit("base_rate").alias("reference"))
+
+
+def _bands(ax):
+    return {p.get_gid(): p for p in ax.patches if str(p.get_gid()).startswith("noise band")}
+
+
+def test_calibration_by_rate_shades_each_ads_wilson_noise_range_and_none_without_a_click(tmp_path):
+    """Ad 0: 3 clicks in 300 rows, ad 2: 40 in 1,000: each band spans [L / r̂, U / r̂] of scipy's 95 % Wilson interval
+    [L, U] of r̂ = k / n, around the ad's rate; ad 1 has no click (its rate here is made up): no band."""
+    from scipy.stats import binomtest
+
+    counts, rates = [(3, 300), (0, 500), (40, 1000)], (0.01, 0.002, 0.04)
+    fig = P.plot_calibration_by_rate(_counted_table(counts, rates))
+    ax = fig.axes[0]
+    bands = _bands(ax)
+    assert sorted(bands) == ["noise band 0", "noise band 2"]
+    for j in (0, 2):
+        k, n = counts[j]
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        band = bands[f"noise band {j}"]
+        assert band.get_y() == pytest.approx(ci.low / (k / n), rel=1e-12)
+        assert band.get_y() + band.get_height() == pytest.approx(ci.high / (k / n), rel=1e-12)
+        assert band.get_x() < rates[j] * math.exp(-0.08) and band.get_x() + band.get_width() > rates[j] * math.exp(0.08)
+        assert band.get_zorder() < min(line.get_zorder() for line in ax.lines)  # behind the points
+    legend = [t.get_text().replace("\n", " ") for t in ax.get_legend().get_texts()]
+    assert "95% Wilson range of a calibrated model's ratio, from the ad's evaluation clicks" in legend
+    note = next(t.get_text() for t in ax.texts if t.get_text().startswith("point = median"))
+    assert "no band for an ad without an evaluation click" in note
+    assert ax.get_ylim()[0] <= bands["noise band 0"].get_y()  # the whole range is in view
+    render(fig, tmp_path, "cbr_noise.png")
+    job = P.FigureJob(P.plot_calibration_by_rate, (_counted_table(counts, rates),), {}, DPI)
+    assert P.render_png(job) == P.render_png(job)  # deterministic PNG
+
+
+def test_calibration_by_rate_draws_no_band_without_click_counts():
+    """No band (and no crash) when the table lacks n / ref_sum, when its reference is the synthetic truth (Σ p_true
+    counts no click), or when the caller says the reference is no single evaluation split (``noise=False``)."""
+    counted = _counted_table([(3, 300), (5, 800)], (0.01, 0.006))
+    for table, kwargs in ((_rate_table((0.01, 0.006)), {}), (counted.drop("ref_sum"), {}),
+                          (counted.with_columns(pl.lit("true_rate").alias("reference")), {}),
+                          (counted, {"noise": False})):
+        ax = P.plot_calibration_by_rate(table, **kwargs).axes[0]
+        assert not _bands(ax)
+        assert not any("Wilson" in t.get_text() for t in ax.get_legend().get_texts())
+    assert len(_bands(P.plot_calibration_by_rate(counted).axes[0])) == 2
+
+
 def test_condition_colors_are_stable_across_plots():
     assert P.condition_color(3) == P.condition_color(23)
     assert P.condition_color(3) != P.condition_color(4)

@@ -40,7 +40,7 @@ from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictIn
 from le_ray.stats import median_range
 
 __all__ = ["ratio_stats", "noise_range", "overall_ratio", "bottom_line", "ratio_readings", "rare_answer",
-           "bottom_note", "CLOSER_TOLERANCE", "SHIFT_TOLERANCE"]
+           "bottom_note", "CLOSER_TOLERANCE", "SHIFT_TOLERANCE", "NOISE_CONFIDENCE"]
 
 CLOSER_TOLERANCE = 0.01  #: |ln r| differences below this (about 1 % of the ratio) are "about equally close to 1"
 SHIFT_TOLERANCE = 0.1  #: an overall ratio further than 10 % from 1 is a shift of every ad's ratio

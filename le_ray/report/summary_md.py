@@ -347,7 +347,9 @@ def summary_markdown(ctx: SummaryContext, verdict: Verdict | None = None) -> str
         lines += ["## Calibration by base rate (the rare-ad picture)", "",
                   "Per ad: mean prediction / its rate (1 = calibrated), median over seeds with the min–max bar; "
                   "the losses' points of one ad are drawn side by side around its rate (x up to ×0.92–×1.08), not at "
-                  "different rates; hollow markers had too few clicks to test.", ""]
+                  "different rates; hollow markers had too few clicks to test. A grey band behind an ad, where drawn (one fixed "
+                  "evaluation split, rates measured against clicks), is the 95% Wilson range of a calibrated model's "
+                  "ratio given the ad's evaluation clicks: a ratio inside it is within evaluation noise.", ""]
         lines += _image(ctx, "calibration_by_rate", "calibration by base rate")
     lines += ["## Experiment", "", markdown_table(_facts(ctx)), ""]
     if ctx.status["missing"]:

@@ -1,5 +1,6 @@
 """Figures of a sweep's comparison: paired deltas by seed, per-ad gaps, calibration ratios compared, the rare-ad
-picture (calibration ratio against the ad's rate, with a labelled tick per decade and ads named by their ad id)."""
+picture (calibration ratio against the ad's rate, with a labelled tick per decade, ads named by their ad id and each
+ad's evaluation-noise band: the ratios a calibrated model can show from the ad's evaluation clicks alone)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter
 
 from le_ray import registry
@@ -167,6 +168,8 @@ def plot_comparison_calibration(table: Any, *,
 MAX_RATE_LABELS = 12  #: the rare-ad picture labels every ad up to this many ...
 RAREST_LABELS = 5  #: ... and only the rarest this many beyond that
 LOSS_SHIFT = 0.08  #: the losses' points of one ad sit at its rate × e^±LOSS_SHIFT (side by side, bars apart)
+NOISE_HALF_WIDTH = 2 * LOSS_SHIFT  #: an ad's evaluation-noise band spans its rate × e^±NOISE_HALF_WIDTH along x
+NOISE_COLOR, NOISE_ALPHA = "tab:gray", 0.2  #: the noise band's light shade, behind the points
 
 
 def _ad_points(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -230,17 +233,94 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
     return [float(np.median(m)) if m else math.nan for m in mids]
 
 
+def _noise_counts(t: dict[str, np.ndarray], j: int) -> tuple[float, float]:
+    """The ad's evaluation clicks k (``ref_sum``) and rows n (``n``): the median over its rows with finite counts (one
+    split every seed shares gives every row the same counts); NaN without them."""
+    cond, k, n = _col(t, "condition"), _col(t, "ref_sum"), _col(t, "n")
+    rows = (cond == j) & np.isfinite(k) & np.isfinite(n)
+    return (float(np.median(k[rows])), float(np.median(n[rows]))) if rows.any() else (math.nan, math.nan)
+
+
+def _has_counts(t: dict[str, np.ndarray]) -> bool:
+    """Whether ``t`` holds each ad's evaluation clicks and rows: ``ref_sum`` and ``n``, the reference being the
+    evaluation click rate (``reference`` absent or ``base_rate``; Σ p_true of a ``true_rate`` is no click count)."""
+    ref = t.get("reference")
+    return {"ref_sum", "n"} <= set(t) and (ref is None or all(str(r) == "base_rate" for r in ref))
+
+
+def _noise_bands(ax, t: dict[str, np.ndarray], ids: np.ndarray, rates: np.ndarray, mids: list[float]) -> list[int]:
+    """Behind each drawn ad, the ratios evaluation noise alone allows a calibrated model: r / r̂ ∈ [L / r̂, U / r̂],
+    [L, U] the Wilson interval (``NOISE_CONFIDENCE``) of r̂ = k / n from the ad's k evaluation clicks in n rows
+    (:func:`_noise_counts`), computed by :func:`le_ray.report.bottom_line.noise_range` (the verdict's range); drawn
+    over x ∈ rate × e^±NOISE_HALF_WIDTH. No band for an ad without a click or a row. Returns the banded indices."""
+    from le_ray.report.bottom_line import noise_range  # here: scipy.stats only for a table with counts
+
+    banded = []
+    for k, j in enumerate(ids):
+        span = noise_range(*_noise_counts(t, int(j))) if np.isfinite(mids[k]) and np.isfinite(rates[k]) else None
+        if span is None:
+            continue
+        x0, x1 = rates[k] * math.exp(-NOISE_HALF_WIDTH), rates[k] * math.exp(NOISE_HALF_WIDTH)
+        ax.add_patch(Rectangle((x0, span[0]), x1 - x0, span[1] - span[0], facecolor=NOISE_COLOR, alpha=NOISE_ALPHA,
+                               linewidth=0, zorder=0.5, gid=f"noise band {int(j)}"))
+        banded.append(k)
+    return banded
+
+
+def _noise_label() -> str:
+    from le_ray.report.bottom_line import NOISE_CONFIDENCE
+
+    return f"{NOISE_CONFIDENCE:.0%} Wilson range of a calibrated model's ratio,\nfrom the ad's evaluation clicks"
+
+
+def _rate_legend(ax, losses: list[str], excluded_drawn: bool, banded: bool) -> None:
+    """The legend outside the axes: a marker per loss, the calibrated line, then the excluded marker and the noise
+    band when one is drawn."""
+    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=_loss_name(n))
+               for c, n in zip(loss_colors(losses), losses)]
+    handles.append(Line2D([], [], color="0.3", linestyle="--", label="calibrated (ratio 1)"))
+    if excluded_drawn:
+        handles.append(Line2D([], [], marker="o", linestyle="", color="0.4", markerfacecolor="none",
+                              label="excluded: too few clicks to test"))
+    if banded:
+        handles.append(Patch(facecolor=NOISE_COLOR, alpha=NOISE_ALPHA, linewidth=0, label=_noise_label()))
+    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
+def _rate_footnote(ax, rates: np.ndarray, n_losses: int, noise: str) -> None:
+    shown = "every ad" if len(_labelled(rates)) == np.isfinite(rates).sum() else f"the {RAREST_LABELS} rarest ads"
+    spread = f"; losses drawn side by side at the ad's rate ×{math.exp(-LOSS_SHIFT):.2f}–×{math.exp(LOSS_SHIFT):.2f}" \
+        if n_losses > 1 else ""
+    ax.text(0.0, -0.12, f"point = median over seeds, bar = min–max over seeds{spread}; labels: {shown}"
+            + (f"\n{noise}" if noise else ""), transform=ax.transAxes, fontsize=8, color="0.35", va="top")
+
+
+def _noise_note(drawn: int, banded: int, noise: bool, counted: bool) -> str:
+    """The footnote's line on the noise band: what it is, and which drawn ads have none and why."""
+    if not noise or not drawn:
+        return ""
+    if not counted:
+        return "no evaluation-noise band: the table lacks the ads' evaluation clicks and rows"
+    what = ("shaded band = " + _noise_label().replace("\n", " ")) if banded else ""
+    none = "no band for an ad without an evaluation click" if banded < drawn else ""
+    return "; ".join(x for x in (what, none) if x)
+
+
 def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), reference: str = "base rate",
                              title: str = "Calibration by base rate",
-                             edges: Sequence[float] | None = None) -> Figure:
+                             edges: Sequence[float] | None = None, noise: bool = True) -> Figure:
     """Per ad and loss: calibration ratio (mean prediction / rate, log; 1 = calibrated) vs the ad's rate (log, %).
 
     ``table``: long table with columns loss, condition, ad_id (or value), base_rate and ratio, one row per
-    seed × loss × condition. Each point is the median over seeds, its bar the min–max over seeds; losses are
+    seed × loss × condition, and optionally n and ref_sum (the ad's evaluation rows and clicks) and reference.
+    Each point is the median over seeds, its bar the min–max over seeds; losses are
     offset slightly along x so their bars do not overlap; the x axis has a labelled tick at every decade (and a
     dotted line at each non-decade band edge in ``edges``); points are labelled by ad id (every ad up to
     MAX_RATE_LABELS, else the RAREST_LABELS rarest); ads in ``excluded`` (too few clicks to test) are drawn
-    hollow, with a legend entry only when one is drawn.
+    hollow, with a legend entry only when one is drawn. With ``noise`` (the reference is the evaluation click rate
+    of one split every seed shares) and the counts in the table, a shaded band behind each ad with k ≥ 1 clicks in
+    n rows spans [L / r̂, U / r̂], [L, U] the Wilson interval of r̂ = k / n: the ratios a calibrated model can show
+    from evaluation noise alone (:func:`_noise_bands`).
     """
     t = _as_table(table)
     fig, axes = _figure(11, 7)
@@ -255,6 +335,8 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     ids, rates, names = _ad_points(t)
     excluded = {int(j) for j in excluded}
     mids = _draw_losses(ax, t, losses, ids, rates, excluded)
+    counted = _has_counts(t)
+    banded = _noise_bands(ax, t, ids, rates, mids) if noise and counted else []
     labelled = [k for k in _labelled(rates) if np.isfinite(mids[k])]
     for i, k in enumerate(sorted(labelled, key=lambda k: rates[k])):
         note = " (too few clicks)" if int(ids[k]) in excluded else ""
@@ -267,16 +349,7 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # ratios read as 0.5, 1, 2
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.grid(True, which="both", alpha=0.3)
-    handles = [Line2D([], [], marker="o", linestyle="", color=c, label=_loss_name(n))
-               for c, n in zip(loss_colors(losses), losses)]
-    handles.append(Line2D([], [], color="0.3", linestyle="--", label="calibrated (ratio 1)"))
-    if any(int(j) in excluded and np.isfinite(m) for j, m in zip(ids, mids)):
-        handles.append(Line2D([], [], marker="o", linestyle="", color="0.4", markerfacecolor="none",
-                              label="excluded: too few clicks to test"))
-    ax.legend(handles=handles, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    shown = "every ad" if len(_labelled(rates)) == np.isfinite(rates).sum() else f"the {RAREST_LABELS} rarest ads"
-    spread = f"; losses drawn side by side at the ad's rate ×{math.exp(-LOSS_SHIFT):.2f}–×{math.exp(LOSS_SHIFT):.2f}" \
-        if len(losses) > 1 else ""
-    ax.text(0.0, -0.12, f"point = median over seeds, bar = min–max over seeds{spread}; labels: {shown}",
-            transform=ax.transAxes, fontsize=8, color="0.35")
+    drawn = int(sum(np.isfinite(m) and np.isfinite(r) for m, r in zip(mids, rates)))
+    _rate_legend(ax, losses, any(int(j) in excluded and np.isfinite(m) for j, m in zip(ids, mids)), bool(banded))
+    _rate_footnote(ax, rates, len(losses), _noise_note(drawn, len(banded), noise, counted))
     return fig
