@@ -133,6 +133,32 @@ def test_settings_differ_one_liner_makes_the_losses_alike():
     assert {cfg.training_for(loss).lr for loss in cfg.losses} == {cfg.training.lr}
 
 
+def test_settings_differ_of_tuned_values_says_each_loss_is_at_its_own_best_not_to_equalise_them():
+    """A tune's test sweep (values in the ``tuned`` layer, for keys in ``tune.space``): before, the finding advised
+    one lr for every loss, though the lrs differed because each loss was tuned."""
+    from le_ray.config import resolve_config
+    from le_ray.config.load import merge_with_provenance
+
+    def differ(space, tuned):
+        data, origins = merge_with_provenance(sets=[*BASE, *space], tuned=tuned)
+        cfg = resolve_config(data)
+        audit = audit_experiment(cfg, [prepare_data(cfg)], (), origins)
+        return [f for f in audit.findings if f.code == "settings_differ"]
+    space = [f'tune.space.{loss}.lr={{"loguniform": [0.001, 0.01]}}' for loss in ("bce", "focal", "le")]
+    tuned = [f"training.by_loss.{loss}.by_source.synthetic.lr={lr}"
+             for loss, lr in (("bce", 0.003), ("focal", 0.005), ("localized_entropy", 0.002))]
+    (every,) = differ(space, tuned)
+    assert every.severity == "warning" and "BCE 0.003 (tuned); LE 0.002 (tuned); focal 0.005 (tuned)" in every.message
+    assert "because lr was tuned per loss" in every.message and "intended comparison of tuned losses" in every.message
+    assert "give every loss one value" not in every.message and "--set" not in every.message
+    assert {"tune.space.bce.lr", "tune.space.focal.lr", "tune.space.localized_entropy.lr"} <= set(every.keys)
+    (some,) = differ(space[:2], tuned[:2])  # LE not searched: its lr is the configured one
+    assert "lr was tuned for BCE and focal (each at its own best) but not for LE, which keeps the configured value" \
+        in some.message and "(tune.space.localized_entropy.lr)" in some.message
+    (unsearched,) = differ([], tuned)  # values given last but no key in tune.space: not a tuned key
+    assert "give every loss one value with --set" in unsearched.message and "tuned per loss" not in unsearched.message
+
+
 def test_same_settings_for_all_losses_silences_the_fairness_warning():
     sets = ("training.by_loss.focal.by_source.synthetic.lr=0.01", "training.by_loss.localized_entropy.epochs=2",
             "training.by_loss.focal.focal.gamma=2.0", "training.by_loss.localized_entropy.cross_batch.enabled=true",

@@ -301,8 +301,86 @@ def test_a_stop_while_ray_starts_ends_tune_with_the_resume_command(tmp_path, mon
             time.sleep(0.01)
     monkeypatch.setattr(tune, "connect_ray", connect)
     monkeypatch.setattr(tune, "_tune_and_test", lambda *a: pytest.fail("the tune went on after the stop"))
-    assert tune.main([*tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]) == 130
-    assert "stopped (SIGINT); resume with: python -m le_ray.tune" in capsys.readouterr().out
+    assert tune.main([*tiny_args(), "--results-dir", str(tmp_path), "--name", "t", "--allow-unsound"]) == 130
+    out = capsys.readouterr().out
+    assert f"stopped (SIGINT); resume with: le-ray tune --name t --results-dir {tmp_path} --allow-unsound\n" in out
+
+
+def test_the_short_resume_line_of_a_stopped_tune_resumes_it(tmp_path, monkeypatch, capsys):
+    """Before, a stop printed the whole `python -m le_ray.tune --profile ... --set ... --name t` command, though
+    `le-ray tune --name t` resumes a stored tune with the command it stores; and a stop while Ray started left no
+    stored command, so that short form was refused ('no stored sweep')."""
+    import shlex
+
+    from le_ray.sweep.driver import StopRequested
+
+    tune = _no_ray(monkeypatch)
+    full = [*tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]
+
+    def stopped(cfg, stop):
+        raise StopRequested(2)
+    monkeypatch.setattr(tune, "connect_ray", stopped)
+    assert tune.main(full) == 130
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == f"stopped (SIGINT); resume with: le-ray tune --name t --results-dir {tmp_path}"
+    ran = []
+    monkeypatch.setattr(tune, "connect_ray", lambda cfg, stop: None)
+    monkeypatch.setattr(tune, "_tune_and_test", lambda args, argv, cfg, *rest: ran.append((argv, cfg)) or 0)
+    assert tune.main(shlex.split(line.split("resume with: ")[1])[2:]) == 0  # `le-ray tune` runs this main
+    argv, cfg = ran[0]
+    assert argv[:2] == ["--profile", "small_net"] and cfg.tune.num_samples == 2  # the stored command's config
+
+
+def test_a_one_sample_search_is_said_before_searching_and_in_the_budget(tmp_path, monkeypatch, capsys):
+    """Before, `tune.num_samples: 1` was taken silently, and the report called its only sample each loss's best."""
+    from le_ray.report.tuning import tuning_markdown
+
+    tune = _no_ray(monkeypatch)
+    one = [*TINY, "tune.num_samples=1"]
+    with pytest.raises(_RayStarted):
+        tune.main([*tiny_args(one), "--results-dir", str(tmp_path), "--name", "t"])
+    out = capsys.readouterr().out
+    note = ("note: with 1 sample per loss (tune.num_samples 1) each loss's 'best' config is just that sample: the "
+            "search compared no settings, so tuning decided nothing; raise tune.num_samples to compare settings")
+    assert note in out.splitlines() and "1 sample each" in out
+    cfg = load_config(profile="small_net", sets=one)
+    records = [search_record(cfg, loss, [_sample(0.002, [0.4, 0.3])]) for loss in cfg.losses]
+    sentence = tuning_budget(cfg, 1000, records)["sentence"]
+    assert sentence.startswith("Each loss was tuned with the same budget: 1 sample of up to 2 epochs")
+    assert sentence.endswith("Note: With 1 sample per loss (tune.num_samples 1) each loss's 'best' config is just "
+                             "that sample: the search compared no settings, so tuning decided nothing.")
+    summary = {"seed_range": [1, 2], "num_samples": 1, "scheduler": "asha", "metric": "logloss",
+               "validation_rows": 10, "train_rows": 40, "test_seeds": [0], "losses": records}
+    for budget in ({}, {"budget": {"sentence": sentence}}):  # a summary from before the note; one with it
+        text = tuning_markdown({**summary, **budget}, None, tmp_path)[2]
+        assert text.count("tuning decided nothing") == 1
+    assert "Note:" not in tuning_budget(load_config(profile="small_net", sets=TINY), 1000, records)["sentence"]
+
+
+def test_the_test_sweeps_settings_differ_says_a_tuned_value_is_each_losss_best(tmp_path):
+    """Before, a tune's test sweep warned that lr differed between the losses and advised one lr for every loss,
+    though each loss's lr differed because each was tuned (and a tuned value overrides any --set)."""
+    import argparse
+
+    import le_ray.runners.tune as tune
+
+    def differ(sets, records):
+        cfg = load_config(profile="small_net", sets=sets)
+        args = argparse.Namespace(config=None, profile="small_net", sets=sets, allow_unsound=True)
+        pre = tune._test_preflight(args, cfg, records, tmp_path, "t", lambda *a: None, prepare_data(cfg))
+        return [f for f in pre.audit.findings if f.code == "settings_differ"]
+    records = [{"loss": "bce", "best": {"config": {"lr": 0.003}}},
+               {"loss": "localized_entropy", "best": {"config": {"lr": 0.006}}}]
+    (both,) = differ(TINY, records)
+    assert both.severity == "warning" and "BCE 0.003 (tuned); LE 0.006 (tuned)" in both.message
+    assert "because lr was tuned per loss (tune.space.<loss>.lr): each loss is tested at its own best lr, which is " \
+           "the intended comparison of tuned losses, so do not make the values equal" in both.message
+    assert "--set" not in both.message and "tune.space.bce.lr" in both.keys
+    only_bce = [s for s in TINY if not s.startswith("tune.space.le.")]
+    (one,) = differ(only_bce, [records[0], {"loss": "localized_entropy", "best": None}])
+    assert "lr was tuned for BCE (at its own best) but not for LE, which keeps the configured value, so the " \
+           "comparison mixes tuned and untuned settings; search lr for every compared loss too " \
+           "(tune.space.localized_entropy.lr)" in one.message
 
 
 def test_the_search_stops_on_our_stop_flag_and_a_pickled_stopper_is_inert():

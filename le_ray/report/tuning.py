@@ -17,12 +17,22 @@ import polars as pl
 from le_ray.registry import label
 from le_ray.report.tables import markdown_table
 
-__all__ = ["load_tuning", "tuning_table", "tuning_markdown", "best_so_far", "is_counted", "search_counts"]
+__all__ = ["load_tuning", "tuning_table", "tuning_markdown", "best_so_far", "is_counted", "search_counts",
+           "one_sample_note"]
 
 
 def load_tuning(root: Path) -> dict[str, Any] | None:
     path = Path(root) / "tune" / "summary.json"
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def one_sample_note(num_samples: int) -> str:
+    """What a one-sample search means (``tune.num_samples`` 1), in a sentence: its 'best' config is its only sample,
+    so tuning chose nothing; ``""`` for any other number of samples."""
+    if num_samples != 1:
+        return ""
+    return ("with 1 sample per loss (tune.num_samples 1) each loss's 'best' config is just that sample: the search "
+            "compared no settings, so tuning decided nothing")
 
 
 def is_counted(sample: dict[str, Any]) -> bool:
@@ -87,6 +97,9 @@ def tuning_markdown(summary: dict[str, Any], plot: Path | None, root: Path) -> l
     budget = (summary.get("budget") or {}).get("sentence") or (  # older tune summaries carry no budget record
         f"Each loss was tuned with {summary['num_samples']} samples of its search space, scheduler "
         f"{summary['scheduler']}, scored by validation {summary['metric']} at the last reported epoch.")
+    note = one_sample_note(summary["num_samples"])
+    if note and note[1:] not in budget:  # a summary written before the note was part of the budget sentence
+        budget += f" Note: {note[0].upper()}{note[1:]}."
     lines = ["## Tuning", "",
              f"{budget} The validation split ({summary['validation_rows']:,} rows) was carved from the train split "
              f"(the tuning trials trained on the other {summary['train_rows']:,}); the evaluation split the tests "

@@ -17,7 +17,9 @@ Protocol (written into the report's tuning section):
    plus the tuning section.
 
 Resumable: each loss's Tune experiment lives under ``<sweep>/tune/<loss>/`` (restored when interrupted);
-a finished search is ``tune/<loss>.json``; the test phase resumes like any sweep. ``tune/summary.json`` holds
+a finished search is ``tune/<loss>.json``; the test phase resumes like any sweep. ``tune/config.json`` stores the
+run's command once its pre-flight passed, so a stop names ``le-ray tune --name X --results-dir D``, which resumes with
+that command (:mod:`le_ray.runners.tune_resume`). ``tune/summary.json`` holds
 the protocol, every loss's search and ``budget`` (:func:`tuning_budget`: whether every loss was tuned with the
 same budget, and the sentence the report prints). The test sweep's audit names tuned values as ``tuned``.
 """
@@ -53,11 +55,11 @@ from le_ray.cli.echo import Echo
 from le_ray.errors import ConfigError, ResultsError, UserError
 from le_ray.glossary import direction
 from le_ray.registry import label
-from le_ray.report.tuning import is_counted, search_counts
-from le_ray.runners.repeats import (Preflight, effective_argv, execute, no_stored_sweep, report_only,
-                                   resume_command)
-from le_ray.sweep.store import (SweepStore, config_changes, nearest_writable, plain_folder_name, resolve_results_dir,
-                                trial_changes)
+from le_ray.report.tuning import is_counted, one_sample_note, search_counts
+from le_ray.runners.repeats import Preflight, execute, report_only
+from le_ray.runners.tune_resume import (TUNE_DIR, check_resume as _check_resume, record_command, resume_line,
+                                        stored_tune_arguments)
+from le_ray.sweep.store import SweepStore, config_changes, plain_folder_name, resolve_results_dir, trial_changes
 from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
@@ -66,7 +68,6 @@ __all__ = ["main", "search_space", "apply_sample", "tuning_seed_range", "best_ov
            "search_record"]
 
 log = logging.getLogger("le_ray.tune")
-TUNE_DIR = "tune"
 SEED_DRAWS = 1_000_000  # tuning seeds are drawn from [project.seed + seed_offset, ... + SEED_DRAWS)
 
 
@@ -294,14 +295,14 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int | str], counts: dict[str
     scheduler = (f"ASHA, grace period {cfg.tune.grace_period} epoch(s)" if cfg.tune.scheduler == "asha" else "FIFO")
     common = f"scored by {cfg.tune.metric} on the same {validation_rows:,} validation rows ({scheduler})"
     failed = ", ".join(f"{label(loss)} {c['failed']} of {c['samples']}" for loss, c in counts.items() if c["failed"])
+    samples = _samples(cfg.tune.num_samples)
     if same:
-        sentence = (f"Each loss was tuned with the same budget: {cfg.tune.num_samples} samples of up to "
-                    f"{next(iter(epochs.values()))} epochs, {common}.")
+        sentence = (f"Each loss was tuned with the same budget: {samples} of up to {next(iter(epochs.values()))} "
+                    f"epochs, {common}.")
     else:
         per_loss = ", ".join(f"{label(loss)} {'up to ' if isinstance(epochs[loss], int) else ''}{epochs[loss]}"
                              for loss in counts)
-        sentence = (f"The losses were NOT tuned with the same budget: {cfg.tune.num_samples} samples per searched "
-                    "loss, epochs per "
+        sentence = (f"The losses were NOT tuned with the same budget: {samples} per searched loss, epochs per "
                     f"sample {per_loss or 'none'}" + (f"; not searched (configured settings): {', '.join(unsearched)}"
                                                       if unsearched else "")
                     + (f"; samples that failed or ended without a finite {cfg.tune.metric}: {failed}" if failed else "")
@@ -310,6 +311,8 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int | str], counts: dict[str
     if len(spaces) > 1 and any(spaces.count(x) > 1 for x in spaces):
         sentence += (f" Every search draws from the same random seed (project.seed {cfg.project.seed}), so losses with "
                      "the same search space tried the same values.")
+    note = one_sample_note(cfg.tune.num_samples)
+    sentence += f" Note: {note[0].upper()}{note[1:]}." if note else ""
     flat = [r for r in records if r.get("best_flat")]
     sentence += "".join(f" WARNING: for {label(r['loss'])}, {_flat_words(r)}." for r in flat)
     if cfg.tune.scheduler == "asha" and any(c["stopped"] for c in counts.values()):
@@ -319,6 +322,10 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int | str], counts: dict[str
                      f"ranked among its samples that trained the most epochs ({ranked} epochs). Which samples ASHA "
                      "stops depends on the order samples report in, so a rerun can stop others and pick another best.")
     return sentence
+
+
+def _samples(n: int) -> str:
+    return f"{n} sample{'' if n == 1 else 's'}"
 
 
 def _epochs_budget(cfg: Config, loss: str) -> int | str:
@@ -385,59 +392,6 @@ def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_di
     return Preflight(test_cfg, results_dir, name, resuming, plan, audit)
 
 
-def _check_resume(root: Path, cfg: Config) -> None:
-    """A tune folder belongs to one (untuned) config: refuse a rerun whose trial-relevant keys differ (its stored
-    searches and test trials answered that config; `le-ray tune` has no --extend)."""
-    nearest_writable(root)
-    stored = root / TUNE_DIR / "config.json"
-    results = [p for p in (root / TUNE_DIR).glob("*.json") if p.name != "config.json"] + \
-        list((root / "trials").glob("*.json"))
-    if stored.exists() and results:  # a folder with nothing searched or trained yet takes the new config
-        new = to_dict(cfg)
-        every = config_changes(SweepStore(root).read_json(f"{TUNE_DIR}/config.json")["config"], new)
-        relevant = trial_changes(every, new)
-        changes = [c for c in every if c in relevant or _changes_results(c, cfg)]
-        if changes:
-            lines = "\n".join(f"  - {c}" for c in changes)
-            raise ResultsError(f"tune folder {str(root)!r} holds searches and trials of another config (stored -> "
-                               f"now):\n{lines}\nnothing was run and nothing was changed; resume it with its stored "
-                               f"config (`le-ray tune --name {root.name}` alone), or start a new tune (--name <new "
-                               "name>)")
-
-
-#: tune.* keys that change no stored result (how many samples run at once)
-_TUNE_RUN_KEYS = ("tune.max_concurrent",)
-
-
-def _changes_results(change, cfg: Config) -> bool:
-    """Whether a changed ``tune.*`` key changes what the stored searches answered: not a run key, and not the space
-    of a loss this config does not compare."""
-    key = change.key
-    if not key.startswith("tune.") or key.startswith(_TUNE_RUN_KEYS):
-        return False
-    parts = key.split(".")
-    return not (parts[1] == "space" and len(parts) > 2 and parts[2] not in cfg.losses)
-
-
-def _stored_tune_arguments(args: argparse.Namespace, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """``--name X`` without ``--profile`` / ``--config``: the stored tune X's command with this run's arguments after
-    it (a resume with the config it stores), parsed, and that full command (what the folder then stores, so a later
-    ``--name X`` resumes the same way); a name with no stored tune is refused. Else ``args`` and ``argv``."""
-    if not args.name or args.profile is not None or args.config is not None:
-        return args, argv
-    results_dir = resolve_results_dir(args.results_dir, merge_layers()["output"]["results_dir"])
-    stored = results_dir / args.name / TUNE_DIR / "config.json"
-    if not stored.is_file():
-        if (results_dir / args.name / "config.resolved.json").is_file():
-            raise ResultsError(f"{str(results_dir / args.name)!r} is a sweep of `le-ray repeats`, not a tune (it has "
-                               f"no {TUNE_DIR}/ folder): resume it with `le-ray repeats --name {args.name}`, or give "
-                               "--profile to start a tune under a new name")
-        raise no_stored_sweep(args.name, results_dir, "--name without --profile / --config resumes a stored tune; "
-                                                      "give --profile (e.g. quickstart_tune) to start one")
-    full = effective_argv(json.loads(stored.read_text()).get("argv") or [], argv)
-    return _parser().parse_args(full), full
-
-
 def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Path, name: str, echo,
                           data: PreparedData) -> None:
     """The test sweep's audit on the configured (untuned) settings, and the tuning split's optimiser steps, before
@@ -495,7 +449,6 @@ def _tuning_step_problems(cfg: Config, data: PreparedData) -> list[str]:
 def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop, data: PreparedData) -> int:
     folder = root / TUNE_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(folder / "config.json", {"config": to_dict(cfg), "argv": argv})
     tuning = _tuning_data(cfg, data, echo)
     records, started = [], time.perf_counter()
     for loss in cfg.losses:
@@ -566,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    args, argv = _stored_tune_arguments(args, argv)
+    args, argv = stored_tune_arguments(args, argv, _parser())
     cfg = resolve_config(merge_layers(args.config, profile=args.profile, sets=args.sets))
     tuning_seed_range(cfg)
     if not any(cfg.tune.space.get(loss) for loss in cfg.losses):
@@ -582,9 +535,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_resume(results_dir / name, cfg)
     echo = Echo()
     echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "
-         f"{cfg.tune.num_samples} samples each, metric {cfg.tune.metric} -> {results_dir / name}")
+         f"{_samples(cfg.tune.num_samples)} each, metric {cfg.tune.metric} -> {results_dir / name}")
+    if one_sample_note(cfg.tune.num_samples):  # allowed (e.g. a smoke test), but it tunes nothing: say so first
+        echo(f"note: {one_sample_note(cfg.tune.num_samples)}; raise tune.num_samples to compare settings")
     data = prepare_data(cfg)  # once: the pre-search audit, the tuning split and the test sweep's plan share it
     _refuse_before_search(args, cfg, results_dir, name, echo, data)
+    record_command(results_dir / name, cfg, argv)  # so that `le-ray tune --name <name>` resumes a stop from here on
     try:
         with stop_on_signals() as stop:  # from before Ray starts: a stop while it starts is one like any other
             finished = _finished_tune(args, argv, cfg, results_dir / name, echo, data)
@@ -595,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop, data)
     except StopRequested as stop:
         echo.close()
-        print(f"\nstopped ({stop}); resume with: {resume_command(argv, results_dir, name, 'le_ray.tune')}", flush=True)
+        print(f"\nstopped ({stop}); resume with: {resume_line(argv, results_dir, name)}", flush=True)
         return stop.exit_code
 
 

@@ -33,7 +33,8 @@ code                   severity  fires when
 ``settings_differ``    warning   an optimiser setting (:data:`le_ray.config.schema.OPTIMISER_SETTING_KEYS`)
                                  differs between the compared losses: one finding per setting, naming each
                                  loss's value and where it comes from (default, profile, --set, tuned); the
-                                 comparison then mixes the loss's effect with the optimiser's
+                                 comparison then mixes the loss's effect with the optimiser's (a value tuned per
+                                 loss by ``le-ray tune``: each loss at its own best, the comparison it intends)
 ``fixed_split``        warning   several seeds share one preparation of the data (``repeats.resample_data``
                                  false): seeds vary only the model, not the split (nor synthetic rows)
 ``too_slow_here``      error     the sweep's estimated wall time on the device it would run on
@@ -420,13 +421,35 @@ def _fairness_findings(cfg: Config, fairness: list[dict[str, Any]], info: dict[s
             decayed = (f", {100 * v['value'] ** info[loss]['steps_total']:.3g} % of its start lr after "
                        f"{info[loss]['steps_total']:,} steps" if key == "lr_decay" else "")
             parts.append(f"{LOSSES[loss].label} {describe_value(v['value'])}{source}{decayed}")
-        out.append(Finding(WARNING, "settings_differ", (
-            f"{key} differs between the compared losses — {'; '.join(parts)} — so the comparison mixes the effect "
-            f"of the loss with that of its optimiser settings; give every loss one value with "
-            f"{every_loss_set(key, getattr(cfg.training, key))} (or every optimiser setting at once: "
-            f"--set {SAME_SETTINGS_KEY}=true trains every loss with the training.* values)"),
-            tuple(dict.fromkeys(v["key"] for v in row["losses"].values())) + (SAME_SETTINGS_KEY,)))
+        keys = tuple(dict.fromkeys(v["key"] for v in row["losses"].values()))
+        tuned = [x for x, v in row["losses"].items() if v["source"] == "tuned" and key in cfg.tune.space.get(x, {})]
+        if tuned:  # a tune's test sweep: each loss at its own best is the comparison meant
+            advice = _tuned_advice(key, tuned, [x for x in row["losses"] if x not in tuned])
+            keys += tuple(f"tune.space.{x}.{key}" for x in row["losses"])
+        else:
+            advice = (f"so the comparison mixes the effect of the loss with that of its optimiser settings; give every "
+                      f"loss one value with {every_loss_set(key, getattr(cfg.training, key))} (or every optimiser "
+                      f"setting at once: --set {SAME_SETTINGS_KEY}=true trains every loss with the training.* values)")
+            keys += (SAME_SETTINGS_KEY,)
+        out.append(Finding(WARNING, "settings_differ",
+                           f"{key} differs between the compared losses — {'; '.join(parts)} — {advice}", keys))
     return out
+
+
+def _tuned_advice(key: str, tuned: list[str], untuned: list[str]) -> str:
+    """The advice of a ``settings_differ`` finding of a tune's test sweep whose ``key`` ``le-ray tune`` searched
+    (``tune.space.<loss>.<key>``) for the losses ``tuned``: each of them at its own best is the comparison a tune
+    intends, so no advice to make them equal; the losses ``untuned`` kept their configured value."""
+    if not untuned:
+        return (f"because {key} was tuned per loss (tune.space.<loss>.{key}): each loss is tested at its own best "
+                f"{key}, which is the intended comparison of tuned losses, so do not make the values equal; the "
+                f"results compare each loss with its tuned {key}, not the loss alone")
+    names = [LOSSES[x].label for x in tuned], [LOSSES[x].label for x in untuned]
+    return (f"{key} was tuned for {_and(names[0])} ({'each ' if len(tuned) > 1 else ''}at its own best) but not "
+            f"for {_and(names[1])}, which "
+            f"keep{'s' if len(untuned) == 1 else ''} the configured value, so the comparison mixes tuned and untuned "
+            f"settings; search {key} for every compared loss too ("
+            + ", ".join(f"tune.space.{x}.{key}" for x in untuned) + ") to compare each loss at its own best")
 
 
 def _split_findings(cfg: Config) -> list[Finding]:
