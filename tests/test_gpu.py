@@ -206,3 +206,17 @@ def test_captured_epoch_zero_loss_pass_matches_the_eager_pass(loss, stage):
         torch.cuda.CUDAGraph.replay = replay
     assert len(replays) == static.feed.full_batches - gs.WARMUP_STEPS >= gs.MIN_LOSS_PASS_REPLAYS
     assert captured == pytest.approx(eager, rel=1e-6)
+
+
+def test_a_finished_trials_graph_memory_is_reused_by_the_next():
+    """A destroyed graph's private pool is only freed by ``empty_cache``; each captured trial releases the dead
+    pools of earlier trials before its first capture, so the allocator's reserve stays flat over trials
+    instead of growing by each trial's graph memory (LE + history: two graphs, the loss pass and the step)."""
+    reserved = []
+    for _ in range(4):
+        _, out, _ = _graph_run("localized_entropy", (), cuda_graphs=True)
+        assert out.cuda_graphs
+        torch.cuda.synchronize()
+        reserved.append(torch.cuda.memory_reserved())
+    print("reserved after each trial (MiB):", [round(r / 2**20, 1) for r in reserved])
+    assert max(reserved[1:]) <= reserved[0] * 1.05 + 8 * 2**20

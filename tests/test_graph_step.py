@@ -177,12 +177,33 @@ def test_capture_records_the_body_between_begin_and_end_and_returns_its_output(m
 
         def capture_end(self):
             calls.append(("end", {}))
-    assert graph_step.capture(Graph(), None, lambda: calls.append(("body", {})) or "static out") == "static out"
-    assert calls == [("sync", {}), ("begin", {"capture_error_mode": "thread_local"}), ("body", {}), ("end", {})]
+    pool = ("pool", 7)
+    assert graph_step.capture(Graph(), None, lambda: calls.append(("body", {})) or "static out", pool) == "static out"
+    assert calls == [("sync", {}), ("begin", {"pool": pool, "capture_error_mode": "thread_local"}), ("body", {}),
+                     ("end", {})]
     calls.clear()
     with pytest.raises(ZeroDivisionError):
         graph_step.capture(Graph(), None, lambda: 1 / 0)
     assert [c for c, _ in calls] == ["sync", "begin", "end"]
+
+
+def test_a_failed_capture_raises_the_bodys_error_not_capture_ends(monkeypatch):
+    """CUDA fails ``capture_end`` after any failed operation inside a capture ("operation failed due to a
+    previous error during capture"); that error names nothing, so the body's own error is the one raised."""
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+
+    class Graph:
+        def capture_begin(self, **kwargs):
+            pass
+
+        def capture_end(self):
+            raise RuntimeError("operation failed due to a previous error during capture")
+
+    def body():
+        raise RuntimeError("operation not permitted when stream is capturing (the .item() in the step)")
+    with pytest.raises(RuntimeError, match=r"\.item\(\) in the step") as failed:
+        graph_step.capture(Graph(), None, body)
+    assert "previous error" not in str(failed.value)
 
 
 def test_replayed_call_warms_up_then_captures_once_then_replays(monkeypatch):
@@ -219,6 +240,15 @@ def test_replayed_call_warms_up_then_captures_once_then_replays(monkeypatch):
     assert events == [*warm, "wait", "sync", "begin", "body", "end", "replay", "replay", "replay"]
     static = graph_step.WARMUP_STEPS  # the body's output while it was being recorded
     assert outputs == [*range(graph_step.WARMUP_STEPS), static, static, static]
+
+    events.clear()  # a capture whose body fails leaves no graph to replay: the next call captures again
+    failing = graph_step.ReplayedCall(lambda: 1 / 0 if "begin" in events else None, CPU, "a failing body")
+    failing.warm = graph_step.WARMUP_STEPS
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            failing()
+        assert failing.graph is None
+    assert events.count("begin") == 2 and "replay" not in events
 
 
 def test_device_lr_schedule_matches_host_floats():

@@ -398,3 +398,16 @@ def test_history_binarises_soft_labels_at_half():
     hist.update(torch.zeros(3, dtype=torch.long), y, torch.ones(3, dtype=torch.float64), sample_weights=w)
     pos, neg, _ = hist.window_sums()
     assert (pos[0], neg[0]) == (5.0, 2.0)
+
+
+def test_condition_counts_stay_exact_past_float32s_24_bit_significand():
+    """A whole evaluation split can put over 2**24 rows in one condition: float32 sums of ones stop at
+    16,777,216 there, so such an input's counts are accumulated in float64 (exact integers)."""
+    from le_ray.training.losses import le_stat_tensors
+
+    n = 2**24 + 3
+    y = torch.zeros(n)
+    y[:5] = 1.0
+    stats = le_stat_tensors(torch.zeros(n), y, torch.zeros(n, dtype=torch.long), num_conditions=2)
+    assert stats[0, 0].item() == n and stats[1, 0].item() == n and stats[2, 0].item() == 5  # count, weight, ones
+    assert stats[3, 0].item() == n - 5 and stats[0, 1].item() == 0

@@ -114,5 +114,8 @@ def trial_figures(cfg, loss: str, data, cuda: bool, seed: int | None = None) -> 
                          "final_evaluation": t["evaluate"], "host_summary": t["host_summary"]},
             "logloss": result.metrics.get("logloss"), "ece": result.metrics.get("ece"), "device": result.device,
             "cuda_graphs": record.get("cuda_graphs"), "matmul_precision": record.get("matmul_precision"),
-            "torch_matmul_precision": torch.get_float32_matmul_precision()}
+            "torch_matmul_precision": torch.get_float32_matmul_precision(),
+            # the caching allocator's reserve after the trial: flat over a stage's trials unless memory (a dead
+            # graph's pool) outlives its trial
+            "reserved_mib_after": torch.cuda.memory_reserved() / 2**20 if cuda else None}
 

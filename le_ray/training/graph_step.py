@@ -52,7 +52,7 @@ from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
 __all__ = ["forward", "bce_sum", "add_loss_sums", "add_batch_loss", "NonFiniteGuard", "LrSchedule", "StepState",
-           "step_fn", "capture", "ReplayedCall", "BatchFeed", "StaticSteps", "StaticLossPass", "WARMUP_STEPS",
+           "step_fn", "capture", "release_dead_graph_pools", "ReplayedCall", "BatchFeed", "StaticSteps", "StaticLossPass", "WARMUP_STEPS",
            "MIN_LOSS_PASS_REPLAYS"]
 
 log = logging.getLogger("le_ray.training.graph_step")
@@ -222,24 +222,45 @@ def step_fn(state: StepState, batch: Batch) -> torch.Tensor:
     return loss
 
 
-def capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, body: Callable[[], T]) -> T:
+def capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, body: Callable[[], T], pool=None) -> T:
     """Record ``body()`` into ``graph`` on ``stream`` (nothing runs) and return its static output.
 
     What ``torch.cuda.graph`` does, less two of its preamble's steps: it also empties the caching allocator
     and the pinned host cache before every capture, to leave the graph room. A trial captures twice (the
-    epoch-0 loss pass and the training step) while its data, model and next epoch's order stay allocated,
-    so those flushes free nothing it could use and only send the allocations after them (evaluation
-    buffers, the next pinned order buffer) back to cudaMalloc / cudaHostAlloc. The device synchronisation
-    stays: every stream (the LE history's included) is idle when the capture begins, as under
+    epoch-0 loss pass and the training step) while its data, model and next epoch's order stay allocated;
+    the pinned flush would send the next epoch's order buffer back to cudaHostAlloc, and the device flush is
+    done once per trial instead (:func:`release_dead_graph_pools`, which :class:`StaticSteps` calls), with the
+    trial's two graphs sharing one ``pool`` (``torch.cuda.graph_pool_handle()``; the loss pass's graph is
+    dropped before the training step is captured, so the second capture reuses the first's blocks). The device
+    synchronisation stays: every stream (the LE history's included) is idle when the capture begins, as under
     ``torch.cuda.graph``. ``thread_local``: only this thread's calls are bound by the capture's rules, not
-    other threads' (the epoch-order draw runs beside it)."""
+    other threads' (the epoch-order draw runs beside it).
+
+    An error inside ``body()`` (an operation a capture forbids) is raised as itself: the ``capture_end`` after
+    it fails too ("operation failed due to a previous error during capture"), and that second error, which
+    names nothing, is dropped."""
     torch.cuda.synchronize(stream.device if stream is not None else None)
     with torch.cuda.stream(stream):
-        graph.capture_begin(capture_error_mode="thread_local")
+        graph.capture_begin(pool=pool, capture_error_mode="thread_local")
         try:
-            return body()
-        finally:
-            graph.capture_end()
+            output = body()
+        except BaseException:
+            try:
+                graph.capture_end()
+            except Exception:  # the capture is already invalid; the body's error is the one that says why
+                log.debug("capture_end after a failed capture body", exc_info=True)
+            raise
+        graph.capture_end()
+    return output
+
+
+def release_dead_graph_pools() -> None:
+    """Return to the device the private memory pools of CUDA graphs already destroyed (earlier trials' in this
+    process). A destroyed graph's pool is only marked freeable; the caching allocator frees it in
+    ``empty_cache`` or when an ordinary allocation runs out of memory, but never for an allocation made during
+    a capture, which would fail with the dead pools still reserved. ``torch.cuda.graph`` empties the cache
+    before every capture; a trial does it once, before its first capture."""
+    torch.cuda.empty_cache()
 
 
 class ReplayedCall:
@@ -251,8 +272,8 @@ class ReplayedCall:
     The one warm-up / capture / replay mechanism of the training step (:class:`StaticSteps`) and the epoch-0
     loss pass (:class:`StaticLossPass`)."""
 
-    def __init__(self, body: Callable[[], T], device: torch.device, what: str) -> None:
-        self.body, self.what = body, what
+    def __init__(self, body: Callable[[], T], device: torch.device, what: str, pool=None) -> None:
+        self.body, self.what, self.pool = body, what, pool
         self.stream = torch.cuda.Stream(device=device)
         self.warm = 0
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -267,9 +288,10 @@ class ReplayedCall:
             torch.cuda.current_stream().wait_stream(self.stream)
             return output
         if self.graph is None:
-            self.graph = torch.cuda.CUDAGraph()
+            graph = torch.cuda.CUDAGraph()
             self.stream.wait_stream(torch.cuda.current_stream())
-            self.output = capture(self.graph, self.stream, self.body)
+            self.output = capture(graph, self.stream, self.body, self.pool)
+            self.graph = graph  # only a capture that succeeded is replayed
             log.debug("captured %s as a CUDA graph", self.what)
         self.graph.replay()  # the capture recorded the body without running it
         return self.output
@@ -342,7 +364,12 @@ class StaticSteps:
         # a closure over the feed and state, not a bound method: the ReplayedCall (graph, memory pool) held here
         # must not hold this object back, or the pair is a cycle that outlives the trial until a gc pass
         self._body = functools.partial(_gather_and_step, self.feed, state)
-        self.replayed = ReplayedCall(self._body, split.compute_device, "the training step") if capture else None
+        self.pool = None
+        if capture:  # one pool for the trial's two graphs (epoch-0 loss pass, then the training step)
+            release_dead_graph_pools()
+            self.pool = torch.cuda.graph_pool_handle()
+        self.replayed = (ReplayedCall(self._body, split.compute_device, "the training step", self.pool) if capture
+                         else None)
         if capture and state.objective.history is not None:
             # the history update feeds only the next step: a parallel branch of the graph, beside backward and Adam
             state.objective.history.use_stream(torch.cuda.Stream(device=split.compute_device))
@@ -374,11 +401,12 @@ class StaticLossPass:
     The last partial batch runs eagerly. Without capture this is the same arithmetic as the eager pass on
     the same rows in the same order: CPU tests compare the two bit for bit."""
 
-    def __init__(self, feed: BatchFeed, model: nn.Module, objective: Objective, amp: str, *, capture: bool) -> None:
+    def __init__(self, feed: BatchFeed, model: nn.Module, objective: Objective, amp: str, *, capture: bool,
+                 pool=None) -> None:
         dev = feed.split.compute_device
         if capture and dev.type != "cuda":
             raise ValueError(f"CUDA graph capture needs a CUDA device, got {dev}")
-        self.feed, self.model, self.objective, self.amp = feed, model, objective, amp
+        self.feed, self.model, self.objective, self.amp, self.pool = feed, model, objective, amp, pool
         self.capture = capture and feed.full_batches >= WARMUP_STEPS + MIN_LOSS_PASS_REPLAYS
         self.sums = torch.zeros(3, dtype=stats_dtype(dev), device=dev)
 
@@ -390,8 +418,8 @@ class StaticLossPass:
         """The [3] sums (Σ loss_b·W_b, Σ W_b, Σ w·BCE) on the device, batches in row order."""
         feed = self.feed
         split = feed.split
-        one_batch = (ReplayedCall(self._body, split.compute_device, "the epoch-0 loss pass") if self.capture
-                     else self._body)
+        one_batch = (ReplayedCall(self._body, split.compute_device, "the epoch-0 loss pass", self.pool)
+                     if self.capture else self._body)
         feed.start_epoch(torch.arange(len(split), device=split.cond.device))
         for index in range(feed.full_batches):
             feed.fill(index)

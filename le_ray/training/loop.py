@@ -177,7 +177,8 @@ def batched_loss(model: nn.Module, split: TensorSplit, objective: Objective, bat
     if static is not None and (static.split is not split or static.feed.batch_size != batch_size):
         raise ValueError("batched_loss: the static path given belongs to another split or batch size")
     if static is not None:
-        sums = StaticLossPass(static.feed, model, objective, amp, capture=static.capture).run()
+        sums = StaticLossPass(static.feed, model, objective, amp, capture=static.capture,
+                              pool=static.pool).run()
     else:
         sums = torch.zeros(3, dtype=stats_dtype(split.device), device=split.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
         for batch in split.sequential(batch_size):

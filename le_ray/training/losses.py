@@ -135,12 +135,18 @@ def _numel(values) -> Optional[int]:
     return None if values is None else torch.as_tensor(values).numel()
 
 
+#: Rows below which float32 sums of 0/1 counts are exact (2**24: float32 has a 24-bit significand).
+FLOAT32_EXACT_COUNT = 2**24
+
+
 def _condition_rows(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype) -> Tensor:
     """[3, C] rows (count, weight = sum w, ones = sum w*y), detached, in ``dtype``.
 
     One ``scatter_add_`` of the stacked [3, N] source (1, w, w*y) along the condition axis,
-    accumulated in the inputs' dtype, then cast: float32 counts are exact below 2**24 samples
-    per batch.  Each slot receives its rows in batch order, as three 1-D ``index_add_`` would.
+    accumulated in the inputs' dtype, then cast: float32 counts are exact below 2**24 rows, which
+    every training batch is; a longer input (a whole evaluation split) accumulates in ``dtype``
+    (the counts of a condition past 2**24 rows would stop growing in float32).  Each slot receives
+    its rows in batch order, as three 1-D ``index_add_`` would.
     """
     y = y.detach() if y.requires_grad else y
     ones = torch.ones_like(y)
@@ -149,7 +155,9 @@ def _condition_rows(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype)
     else:
         w = w.detach() if w.requires_grad else w
         src = torch.stack([ones, w, w * y])
-    rows = y.new_zeros(3, size).scatter_add_(1, c.expand(3, -1), src)
+    if y.numel() >= FLOAT32_EXACT_COUNT:
+        src = src.to(dtype)
+    rows = src.new_zeros(3, size).scatter_add_(1, c.expand(3, -1), src)
     return rows.to(dtype)
 
 
