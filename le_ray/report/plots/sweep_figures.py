@@ -168,8 +168,10 @@ def plot_comparison_calibration(table: Any, *,
 MAX_RATE_LABELS = 12  #: the rare-ad picture labels every ad up to this many ...
 RAREST_LABELS = 5  #: ... and only the rarest this many beyond that
 LOSS_SHIFT = 0.08  #: the losses' points of one ad sit at its rate × e^±LOSS_SHIFT (side by side, bars apart)
-NOISE_HALF_WIDTH = 2 * LOSS_SHIFT  #: an ad's evaluation-noise band spans its rate × e^±NOISE_HALF_WIDTH along x
-NOISE_COLOR, NOISE_ALPHA = "tab:gray", 0.2  #: the noise band's light shade, behind the points
+NOISE_HALF_WIDTH = 1.5 * LOSS_SHIFT  #: an ad's evaluation-noise band spans its rate × e^±NOISE_HALF_WIDTH along x
+#: the noise band's light shade, behind the points; opaque, so the bands of ads at nearby rates overlap without
+#: darkening into a shade that reads as more noise
+NOISE_COLOR, NOISE_ALPHA = "0.88", 1.0
 
 
 def _ad_points(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str]]:
