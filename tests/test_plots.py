@@ -456,6 +456,21 @@ def test_calibration_by_rate_draws_every_loss_with_seed_bars_and_hollow_excluded
     render(fig, tmp_path, "cbr.png")
 
 
+def test_calibration_by_rate_labels_of_neighbouring_ads_do_not_overlap(tmp_path):
+    """Six ads a fraction of a percent apart in rate, at one ratio: every label is drawn and no two label boxes
+    overlap once the figure is rendered (the staggering by three offsets let the fourth land on the first)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = P.plot_calibration_by_rate(_rate_table(tuple(0.010 + 0.0001 * j for j in range(6)), ratios=(1.0,)))
+    render(fig, tmp_path, "crowded.png")
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    labels = [t for t in fig.axes[0].texts if t.get_text().startswith("ad ")]
+    assert sorted(t.get_text() for t in labels) == [f"ad {17000 + j}" for j in range(6)]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+
+
 def _tick_labels(ax):
     ax.figure.canvas.draw()  # tick labels exist once drawn
     lo, hi = ax.get_xlim()

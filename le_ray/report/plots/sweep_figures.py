@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import FuncFormatter
 
@@ -235,6 +236,31 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
     return [float(np.median(m)) if m else math.nan for m in mids]
 
 
+#: Label offsets (points from the ad's point) tried in turn until a label overlaps none placed before it.
+LABEL_OFFSETS = ((6, 6), (6, -14), (6, 18), (6, -26), (6, 30), (6, -38), (6, 42))
+
+
+def _place_labels(ax, points: Sequence[tuple[float, float]], texts: Sequence[str]) -> None:
+    """Annotate each point with its text at the first of :data:`LABEL_OFFSETS` whose box (display coordinates,
+    after the axes' scales and limits are set) overlaps no label placed before it; the last offset when none is
+    free. By hand: matplotlib places annotations without regard to each other, and neighbouring ads' labels
+    (rates a few % apart) otherwise print over one another. Call it last: the figure's constrained layout is
+    settled first (everything else drawn), and the labels stay out of it."""
+    figure = ax.figure
+    renderer = FigureCanvasAgg(figure).get_renderer()  # the PNG's own backend
+    figure.draw_without_rendering()  # the constrained layout fixes the axes' place before any box is measured
+    placed = []
+    for (x, y), text in zip(points, texts):
+        for offset in LABEL_OFFSETS:
+            label = ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=8)
+            label.set_in_layout(False)
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed) or offset == LABEL_OFFSETS[-1]:
+                placed.append(box)
+                break
+            label.remove()
+
+
 def _noise_counts(t: dict[str, np.ndarray], j: int) -> tuple[float, float]:
     """The ad's evaluation clicks k (``ref_sum``) and rows n (``n``): the median over its rows with finite counts (one
     split every seed shares gives every row the same counts); NaN without them."""
@@ -339,12 +365,6 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     mids = _draw_losses(ax, t, losses, ids, rates, excluded)
     counted = _has_counts(t)
     banded = _noise_bands(ax, t, ids, rates, mids) if noise and counted else []
-    labelled = [k for k in _labelled(rates) if np.isfinite(mids[k])]
-    for i, k in enumerate(sorted(labelled, key=lambda k: rates[k])):
-        note = " (too few clicks)" if int(ids[k]) in excluded else ""
-        offset = ((6, 6), (6, -14), (6, 18))[i % 3]  # neighbours in rate get staggered labels
-        ax.annotate(f"ad {names[k]}{note}", (rates[k], mids[k]), xytext=offset, textcoords="offset points",
-                    fontsize=8)
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
     _decade_axis(ax, rates, edges)
     ax.set_yscale("log")
@@ -354,4 +374,7 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     drawn = int(sum(np.isfinite(m) and np.isfinite(r) for m, r in zip(mids, rates)))
     _rate_legend(ax, losses, any(int(j) in excluded and np.isfinite(m) for j, m in zip(ids, mids)), bool(banded))
     _rate_footnote(ax, rates, len(losses), _noise_note(drawn, len(banded), noise, counted))
+    labelled = sorted((k for k in _labelled(rates) if np.isfinite(mids[k])), key=lambda k: rates[k])
+    _place_labels(ax, [(rates[k], mids[k]) for k in labelled],
+                  [f"ad {names[k]}" + (" (too few clicks)" if int(ids[k]) in excluded else "") for k in labelled])
     return fig
