@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -84,9 +85,12 @@ def _hard_stop(deadline: float) -> float:
 
 
 def _cuda_healthy() -> bool:
+    """Whether this process can go on using CUDA: no sticky CUDA error, and a caching allocator that can empty its
+    cache (after a failed capture, torch 2.11's stays registered as capturing and asserts there)."""
     try:
         torch.ones(1, device="cuda").add_(1).item()
         torch.cuda.synchronize()
+        torch.cuda.empty_cache()
         return True
     except Exception:  # noqa: BLE001 - a sticky CUDA error poisons every later call in this process
         return False
@@ -148,6 +152,8 @@ def _watchdog(results: dict, out: Path, deadline: float) -> None:
                     time.sleep(0.05)
             print_table(results)
         finally:
+            for child in multiprocessing.active_children():  # packing workers would hold gpu_run.sh's tee open
+                child.kill()
             os._exit(3)
     timer = threading.Timer(max(1.0, _hard_stop(deadline) - time.time()), fire)
     timer.daemon = True

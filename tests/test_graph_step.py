@@ -177,20 +177,22 @@ def test_capture_records_the_body_between_begin_and_end_and_returns_its_output(m
 
         def capture_end(self):
             calls.append(("end", {}))
-    pool = ("pool", 7)
-    assert graph_step.capture(Graph(), None, lambda: calls.append(("body", {})) or "static out", pool) == "static out"
-    assert calls == [("sync", {}), ("begin", {"pool": pool, "capture_error_mode": "thread_local"}), ("body", {}),
-                     ("end", {})]
+    monkeypatch.setattr(graph_step, "_capture_failure", [])
+    assert graph_step.capture(Graph(), None, lambda: calls.append(("body", {})) or "static out") == "static out"
+    assert calls == [("sync", {}), ("begin", {"capture_error_mode": "thread_local"}), ("body", {}), ("end", {})]
+    assert graph_step.capture_failure() == ""
     calls.clear()
     with pytest.raises(ZeroDivisionError):
         graph_step.capture(Graph(), None, lambda: 1 / 0)
     assert [c for c, _ in calls] == ["sync", "begin", "end"]
+    assert graph_step.capture_failure() == "ZeroDivisionError: division by zero"
 
 
 def test_a_failed_capture_raises_the_bodys_error_not_capture_ends(monkeypatch):
     """CUDA fails ``capture_end`` after any failed operation inside a capture ("operation failed due to a
     previous error during capture"); that error names nothing, so the body's own error is the one raised."""
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(graph_step, "_capture_failure", [])
 
     class Graph:
         def capture_begin(self, **kwargs):
@@ -242,6 +244,7 @@ def test_replayed_call_warms_up_then_captures_once_then_replays(monkeypatch):
     assert outputs == [*range(graph_step.WARMUP_STEPS), static, static, static]
 
     events.clear()  # a capture whose body fails leaves no graph to replay: the next call captures again
+    monkeypatch.setattr(graph_step, "_capture_failure", [])
     failing = graph_step.ReplayedCall(lambda: 1 / 0 if "begin" in events else None, CPU, "a failing body")
     failing.warm = graph_step.WARMUP_STEPS
     for _ in range(2):
@@ -368,3 +371,17 @@ def test_le_with_history_dispatches_at_most_75_ops_more_than_bce():
         assert len(set(counts)) == 1  # the same ops every full-size step: static work
     assert bce[0] < le[0] < le_history[0]  # the counter sees LE's per-condition work and the history's
     assert le_history[0] <= bce[0] + 75
+
+
+def test_after_a_failed_capture_later_trials_in_the_process_train_eagerly(monkeypatch, caplog):
+    """torch 2.11 leaves its caching allocator registered as capturing after a failed capture, so the next
+    capture or ``empty_cache`` in the process fails too: a trial asked for graphs then runs eagerly, and says why."""
+    from le_ray.training import loop
+
+    cfg, data, settings, *_ = _setup("bce")
+    monkeypatch.setattr(graph_step, "_capture_failure", [])
+    assert loop._use_capture(True, True, settings, False)
+    monkeypatch.setattr(graph_step, "_capture_failure", ["RuntimeError: operation not permitted when stream is capturing"])
+    with caplog.at_level("WARNING", logger="le_ray.training.loop"):
+        assert not loop._use_capture(True, True, settings, False)
+    assert "a capture failed earlier in this process (RuntimeError: operation not permitted" in caplog.text

@@ -72,7 +72,8 @@ def stage_packing(ctx: dict) -> dict:
     with pool:
         started = time.perf_counter()
         hold, pids = (1.0 if processes else 0.0), set()
-        while len(pids) < max(ks) and time.perf_counter() - started < 120:  # until every worker has initialised
+        ready_by = started + ctx["timeout"](120)  # within the run's deadline
+        while len(pids) < max(ks) and time.perf_counter() < ready_by:  # until every worker has initialised
             pids = {f.result() for f in [pool.submit(pack_worker_ready, hold) for _ in range(max(ks))]}
             if not processes:
                 break

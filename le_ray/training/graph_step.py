@@ -52,8 +52,8 @@ from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
 __all__ = ["forward", "bce_sum", "add_loss_sums", "add_batch_loss", "NonFiniteGuard", "LrSchedule", "StepState",
-           "step_fn", "capture", "release_dead_graph_pools", "ReplayedCall", "BatchFeed", "StaticSteps", "StaticLossPass", "WARMUP_STEPS",
-           "MIN_LOSS_PASS_REPLAYS"]
+           "step_fn", "capture", "capture_failure", "release_dead_graph_pools", "ReplayedCall", "BatchFeed",
+           "StaticSteps", "StaticLossPass", "WARMUP_STEPS", "MIN_LOSS_PASS_REPLAYS"]
 
 log = logging.getLogger("le_ray.training.graph_step")
 T = TypeVar("T")
@@ -222,29 +222,41 @@ def step_fn(state: StepState, batch: Batch) -> torch.Tensor:
     return loss
 
 
-def capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, body: Callable[[], T], pool=None) -> T:
+#: Why this process may capture no more CUDA graphs (``""``: it may): the error of a capture that failed. Process
+#: state, deliberately: it mirrors torch's caching allocator, which is per process, and in torch 2.11 a failed
+#: capture leaves it registered as capturing (``capture_end`` raises before deregistering; fixed in 2.12), so the
+#: next ``empty_cache`` or capture in the process fails too. Later trials in the process then run eagerly.
+_capture_failure: list[str] = []
+
+
+def capture_failure() -> str:
+    """The error of a failed capture in this process (later trials must not capture), or ``""``."""
+    return _capture_failure[0] if _capture_failure else ""
+
+
+def capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, body: Callable[[], T]) -> T:
     """Record ``body()`` into ``graph`` on ``stream`` (nothing runs) and return its static output.
 
     What ``torch.cuda.graph`` does, less two of its preamble's steps: it also empties the caching allocator
-    and the pinned host cache before every capture, to leave the graph room. A trial captures twice (the
-    epoch-0 loss pass and the training step) while its data, model and next epoch's order stay allocated;
-    the pinned flush would send the next epoch's order buffer back to cudaHostAlloc, and the device flush is
-    done once per trial instead (:func:`release_dead_graph_pools`, which :class:`StaticSteps` calls), with the
-    trial's two graphs sharing one ``pool`` (``torch.cuda.graph_pool_handle()``; the loss pass's graph is
-    dropped before the training step is captured, so the second capture reuses the first's blocks). The device
-    synchronisation stays: every stream (the LE history's included) is idle when the capture begins, as under
-    ``torch.cuda.graph``. ``thread_local``: only this thread's calls are bound by the capture's rules, not
-    other threads' (the epoch-order draw runs beside it).
+    and the pinned host cache before every capture, to leave the graph room. The pinned flush would send the
+    next epoch's pinned order buffer back to cudaHostAlloc; the device flush is done once per trial instead,
+    before its first capture (:func:`release_dead_graph_pools`, which :class:`StaticSteps` calls). Each capture
+    has a pool of its own: a pool handle shared with a graph already destroyed fails the next capture (torch's
+    allocator asserts that the pool is still in use). The device synchronisation stays: every stream (the LE
+    history's included) is idle when the capture begins, as under ``torch.cuda.graph``. ``thread_local``: only
+    this thread's calls are bound by the capture's rules, not other threads' (the epoch-order draw runs beside it).
 
     An error inside ``body()`` (an operation a capture forbids) is raised as itself: the ``capture_end`` after
     it fails too ("operation failed due to a previous error during capture"), and that second error, which
-    names nothing, is dropped."""
+    names nothing, is dropped. The failure is kept (:func:`capture_failure`): no later trial in this process
+    captures."""
     torch.cuda.synchronize(stream.device if stream is not None else None)
     with torch.cuda.stream(stream):
-        graph.capture_begin(pool=pool, capture_error_mode="thread_local")
+        graph.capture_begin(capture_error_mode="thread_local")
         try:
             output = body()
-        except BaseException:
+        except BaseException as exc:
+            _capture_failure.append(f"{type(exc).__name__}: {exc}")
             try:
                 graph.capture_end()
             except Exception:  # the capture is already invalid; the body's error is the one that says why
@@ -256,10 +268,10 @@ def capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, body: Callab
 
 def release_dead_graph_pools() -> None:
     """Return to the device the private memory pools of CUDA graphs already destroyed (earlier trials' in this
-    process). A destroyed graph's pool is only marked freeable; the caching allocator frees it in
-    ``empty_cache`` or when an ordinary allocation runs out of memory, but never for an allocation made during
-    a capture, which would fail with the dead pools still reserved. ``torch.cuda.graph`` empties the cache
-    before every capture; a trial does it once, before its first capture."""
+    process: their loss pass and training step). A destroyed graph's pool is only marked freeable; the caching
+    allocator frees it in ``empty_cache`` or when an ordinary allocation runs out of memory, but never for an
+    allocation made during a capture, which would fail with the dead pools still reserved. ``torch.cuda.graph``
+    empties the cache before every capture; a trial does it once, before its first capture."""
     torch.cuda.empty_cache()
 
 
@@ -272,8 +284,8 @@ class ReplayedCall:
     The one warm-up / capture / replay mechanism of the training step (:class:`StaticSteps`) and the epoch-0
     loss pass (:class:`StaticLossPass`)."""
 
-    def __init__(self, body: Callable[[], T], device: torch.device, what: str, pool=None) -> None:
-        self.body, self.what, self.pool = body, what, pool
+    def __init__(self, body: Callable[[], T], device: torch.device, what: str) -> None:
+        self.body, self.what = body, what
         self.stream = torch.cuda.Stream(device=device)
         self.warm = 0
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -290,7 +302,7 @@ class ReplayedCall:
         if self.graph is None:
             graph = torch.cuda.CUDAGraph()
             self.stream.wait_stream(torch.cuda.current_stream())
-            self.output = capture(graph, self.stream, self.body, self.pool)
+            self.output = capture(graph, self.stream, self.body)
             self.graph = graph  # only a capture that succeeded is replayed
             log.debug("captured %s as a CUDA graph", self.what)
         self.graph.replay()  # the capture recorded the body without running it
@@ -364,12 +376,9 @@ class StaticSteps:
         # a closure over the feed and state, not a bound method: the ReplayedCall (graph, memory pool) held here
         # must not hold this object back, or the pair is a cycle that outlives the trial until a gc pass
         self._body = functools.partial(_gather_and_step, self.feed, state)
-        self.pool = None
-        if capture:  # one pool for the trial's two graphs (epoch-0 loss pass, then the training step)
+        if capture:
             release_dead_graph_pools()
-            self.pool = torch.cuda.graph_pool_handle()
-        self.replayed = (ReplayedCall(self._body, split.compute_device, "the training step", self.pool) if capture
-                         else None)
+        self.replayed = ReplayedCall(self._body, split.compute_device, "the training step") if capture else None
         if capture and state.objective.history is not None:
             # the history update feeds only the next step: a parallel branch of the graph, beside backward and Adam
             state.objective.history.use_stream(torch.cuda.Stream(device=split.compute_device))
@@ -401,12 +410,11 @@ class StaticLossPass:
     The last partial batch runs eagerly. Without capture this is the same arithmetic as the eager pass on
     the same rows in the same order: CPU tests compare the two bit for bit."""
 
-    def __init__(self, feed: BatchFeed, model: nn.Module, objective: Objective, amp: str, *, capture: bool,
-                 pool=None) -> None:
+    def __init__(self, feed: BatchFeed, model: nn.Module, objective: Objective, amp: str, *, capture: bool) -> None:
         dev = feed.split.compute_device
         if capture and dev.type != "cuda":
             raise ValueError(f"CUDA graph capture needs a CUDA device, got {dev}")
-        self.feed, self.model, self.objective, self.amp, self.pool = feed, model, objective, amp, pool
+        self.feed, self.model, self.objective, self.amp = feed, model, objective, amp
         self.capture = capture and feed.full_batches >= WARMUP_STEPS + MIN_LOSS_PASS_REPLAYS
         self.sums = torch.zeros(3, dtype=stats_dtype(dev), device=dev)
 
@@ -418,8 +426,8 @@ class StaticLossPass:
         """The [3] sums (Σ loss_b·W_b, Σ W_b, Σ w·BCE) on the device, batches in row order."""
         feed = self.feed
         split = feed.split
-        one_batch = (ReplayedCall(self._body, split.compute_device, "the epoch-0 loss pass", self.pool)
-                     if self.capture else self._body)
+        one_batch = (ReplayedCall(self._body, split.compute_device, "the epoch-0 loss pass") if self.capture
+                     else self._body)
         feed.start_epoch(torch.arange(len(split), device=split.cond.device))
         for index in range(feed.full_batches):
             feed.fill(index)

@@ -50,7 +50,7 @@ from le_ray.training import graph_step
 from le_ray.training.epoch_orders import EpochOrder, EpochOrders
 from le_ray.training.grad_diagnostics import GradSqAccumulator
 from le_ray.training.graph_step import (LrSchedule, NonFiniteGuard, StaticLossPass, StaticSteps, StepState,
-                                       add_batch_loss, bce_sum, forward)
+                                       add_batch_loss, bce_sum, capture_failure, forward)
 from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
@@ -177,8 +177,7 @@ def batched_loss(model: nn.Module, split: TensorSplit, objective: Objective, bat
     if static is not None and (static.split is not split or static.feed.batch_size != batch_size):
         raise ValueError("batched_loss: the static path given belongs to another split or batch size")
     if static is not None:
-        sums = StaticLossPass(static.feed, model, objective, amp, capture=static.capture,
-                              pool=static.pool).run()
+        sums = StaticLossPass(static.feed, model, objective, amp, capture=static.capture).run()
     else:
         sums = torch.zeros(3, dtype=stats_dtype(split.device), device=split.device)  # Σ loss·W_b, Σ W_b, Σ w·BCE
         for batch in split.sequential(batch_size):
@@ -347,6 +346,10 @@ def _step_state(model: nn.Module, train: TensorSplit, objective: Objective, sett
 def _use_capture(cuda_graphs: bool, on_cuda: bool, settings: TrainingSettings, track_grad_sq: bool) -> bool:
     """Capture when asked, on CUDA, and when no diagnostic reads tensors inside the step."""
     if not cuda_graphs or not on_cuda:
+        return False
+    if capture_failure():
+        log.warning("CUDA graphs off for this trial: a capture failed earlier in this process (%s), which leaves "
+                    "torch's caching allocator unable to capture again; the trial runs eagerly", capture_failure())
         return False
     blockers = [name for name, on in (("plots.grad_sq_by_condition", track_grad_sq),
                                       ("training.debug_le_inputs", settings.debug_le_inputs),
