@@ -62,8 +62,12 @@ def test_training_steps_never_synchronise_with_the_host(loss, sets):
 def test_cuda_trial_matches_cpu_closely():
     cfg, data, _ = _setup("localized_entropy", "training.cross_batch.enabled=true", "device.deterministic=true")
     spec = TrialSpec.make(cfg, "localized_entropy", 1, data.fingerprint)
-    gpu = run_trial(data, spec, assigned_gpu_ids=["0"])
-    cpu = run_trial(data, spec, assigned_gpu_ids=[])
+    was = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        gpu = run_trial(data, spec, assigned_gpu_ids=["0"])
+        cpu = run_trial(data, spec, assigned_gpu_ids=[])
+    finally:  # the trials switch deterministic algorithms on for the process; the graph tests below run as trials do
+        torch.use_deterministic_algorithms(was[0], warn_only=was[1])
     assert gpu.device.startswith("cuda:0") and cpu.device.startswith("cpu")
     assert gpu.metrics["logloss"] == pytest.approx(cpu.metrics["logloss"], rel=2e-3)
 
