@@ -230,7 +230,10 @@ def test_cli_config_show_and_error():
     ("evaluation.ece_methd=custom", 'did you mean "ece_method"?'),
     ("training.loss_mode=bcee", 'did you mean "bce"?'),
     ("model.hidden_sizes=[64,0]", "model.hidden_sizes[1]: got 0; expected an integer >= 1"),
-    ("report.rate_bands=[0.5,0.1]", "report.rate_bands: got [0.5, 0.1]; expected [low, high] with low < high"),
+    ("report.rate_bands=[0.5,0.1]", "report.rate_bands: got [0.5, 0.1]; expected one or more edges strictly between"),
+    ("report.rate_bands=[0.001,0.01,0.01]", "report.rate_bands: got [0.001, 0.01, 0.01]; expected one or more edges"),
+    ("report.rate_bands=[]", "report.rate_bands: got []; expected one or more edges"),
+    ("report.rate_bands=[0,0.1]", "report.rate_bands: got [0.0, 0.1]; expected one or more edges strictly between 0"),
 ])
 def test_messages_collapse_unions_and_suggest(assignment, fragment):
     with pytest.raises(ConfigError) as info:

@@ -362,14 +362,17 @@ class RepeatsConfig(Section):
 
 
 class ReportConfig(Section):
-    rate_bands: tuple[Probability, Probability] | None
+    #: the verdict's rate-band edges e_1 < … < e_n (probabilities): bands < e_1, e_1–e_2, …, ≥ e_n; None = decades
+    rate_bands: tuple[Probability, ...] | None
 
     @model_validator(mode="after")
     def _checks(self) -> "ReportConfig":
         bands = self.rate_bands
-        checks_failed([] if bands is None or bands[0] < bands[1] else
-                      [f"rate_bands: got {list(bands)}; expected [low, high] with low < high (rare < low <= middle "
-                       "< high <= common)"])
+        ok = bands is None or (len(bands) >= 1 and all(0 < e < 1 for e in bands)
+                               and all(a < b for a, b in zip(bands, bands[1:])))
+        checks_failed([] if ok else
+                      [f"rate_bands: got {list(bands)}; expected one or more edges strictly between 0 and 1 in "
+                       "increasing order, e.g. [0.001, 0.01, 0.1] (bands < 0.1 %, 0.1–1 %, 1–10 %, ≥ 10 %)"])
         return self
 
 

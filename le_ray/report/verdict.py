@@ -8,7 +8,7 @@ by absolute rate band and one list of caveats. Plain sentences from the test tab
    when the test could have reached alpha, else as untestable (:func:`smallest_reachable_p`); a metric constant
    over the seeds (``informative`` false) as uninformative, outside the correction family.
 3. **Rate bands**: absolute decades of the reference rate, edges :data:`BAND_EDGES` (< 0.1 %, 0.1–1 %, 1–10 %,
-   ≥ 10 %) or ``report.rate_bands`` [low, high] (< low, low–high, ≥ high); a rate r lies in band
+   ≥ 10 %) or ``report.rate_bands`` [e_1, …, e_n] (< e_1, e_1–e_2, …, ≥ e_n); a rate r lies in band
    k = #{edges ≤ r}. Each band lists its ads once; an untested ad is said to have too few clicks only when the
    audit excluded it. When no tested ad lies below :data:`RARE_BELOW` the verdict says the data cannot answer
    the rare-ad question; when no two losses share a stored seed it says instead that no comparison is possible
