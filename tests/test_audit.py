@@ -428,3 +428,13 @@ def test_ctr_single_ad_and_blank_ad_id_are_warnings(tmp_path):
                      r"\(ctr\.datasets\.criteo\.condition_col\); the first at data row 200 \(line 202 of the file\) "
                      r"of '.*c\.csv': they are kept as one ad whose ad_id is blank", found[0].message)
     assert "blank_condition" not in {f.code for f in one.findings} | {f.code for f in _audit()[0].findings}
+
+
+def test_le_history_warmup_says_when_a_click_or_a_full_window_lies_beyond_the_run():
+    """Step counts past the run's total are said to be (a window 'full after ~305 steps' of a 46-step run read as
+    if it filled)."""
+    from le_ray.sweep.audit import _warmup_steps
+
+    assert _warmup_steps(0.5, 40, 100) == "first click after ~2 steps, window full after ~40"
+    assert _warmup_steps(0.5, 305, 46) == "first click after ~2 steps; its window does not fill in this run (~305 steps)"
+    assert _warmup_steps(0.001, 5000, 46) == "first click expected after ~1,000 steps, beyond this run's 46"

@@ -325,8 +325,8 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
     if low:  # listed fewest clicks first: the conditions whose windows stay empty longest
         key = setting_key(cfg, loss, "batch_size")
         fill = cap / np.maximum(_rows_per_batch(s["batch_size"], rows), 1e-300)  # steps to a full window
-        listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g}; first click after ~"
-                           f"{math.ceil(1 / clicks[j]):,} steps, window full after ~{math.ceil(fill[j]):,})"
+        steps = s["steps_total"]
+        listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g}; {_warmup_steps(clicks[j], fill[j], steps)})"
                            if clicks[j] > 0 else f"{conditions[j]['value']} (0)"
                            for j in sorted(low, key=lambda j: clicks[j])[:6])
         listed += " ..." if len(low) > 6 else ""
@@ -338,6 +338,17 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
             f"every condition's predictions towards 0; raise {key} so that every batch holds clicks of each condition"),
             (key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(low)))
     return out
+
+
+def _warmup_steps(clicks: float, fill: float, steps: int) -> str:
+    """When a condition's first click (after ~1 / clicks steps, ``clicks`` expected per batch) and its full window
+    (after ~``fill`` steps) come, measured against the run's ``steps``: a step count past the run is said to be."""
+    first, full = math.ceil(1 / clicks), math.ceil(fill)
+    if first > steps:
+        return f"first click expected after ~{first:,} steps, beyond this run's {steps:,}"
+    if full > steps:
+        return f"first click after ~{first:,} steps; its window does not fill in this run (~{full:,} steps)"
+    return f"first click after ~{first:,} steps, window full after ~{full:,}"
 
 
 def _history_findings(cfg: Config, info: dict[str, dict[str, Any]], conditions: list[dict[str, Any]],
