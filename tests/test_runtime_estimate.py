@@ -299,6 +299,25 @@ def test_decades_is_refused_on_a_cpu_before_its_rows_are_generated(tmp_path, cap
     assert list(tmp_path.iterdir()) == []
 
 
+def test_prepare_says_before_generating_decades_rows_that_a_sweep_would_be_refused(capsys, monkeypatch):
+    """`le-ray prepare --profile decades` on a CPU prints the too_slow_here refusal first, then prepares (the
+    audit it exists for), instead of saying so only after minutes of generating 10^8 rows."""
+    import le_ray.runners.prepare as prepare
+
+    monkeypatch.setattr(R, "visible_cuda_devices", lambda: 0)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
+    class Prepared(Exception):
+        pass
+
+    def preparing(cfg):
+        assert "would be refused here (error too_slow_here): estimated" in capsys.readouterr().out
+        raise Prepared
+    monkeypatch.setattr(prepare, "prepare_with_source", preparing)
+    with pytest.raises(Prepared):
+        prepare.main(["--profile", "decades"])
+
+
 def test_no_worker_is_warmed_up_when_no_trial_is_pending():
     """A resume with every trial stored starts no warm-up task (and needs no Ray for it)."""
     from le_ray.config import load_config

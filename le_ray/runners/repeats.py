@@ -37,7 +37,7 @@ from typing import Mapping, Sequence
 
 import psutil
 
-from le_ray.sweep.runtime_estimate import planned_synthetic_shape, too_slow
+from le_ray.sweep.runtime_estimate import too_slow_before_preparation
 from le_ray.sweep.audit import Audit, audit_experiment, audit_text, refusal
 from le_ray.cli.args import (DEFAULT_PROFILE, add_config_arguments, command_parser, config_shadows_provenance,
                              exit_on_user_error)
@@ -246,11 +246,9 @@ def wall_line(seconds: Mapping[str, float], total: float) -> str:
 def _refuse_if_too_slow_before_preparation(args: argparse.Namespace, cfg: Config) -> None:
     """The audit's ``too_slow_here`` check from the config alone, for synthetic data, so that a sweep sized for a
     GPU cluster (the ``decades`` profile: 10⁸ rows) is refused on a CPU before its rows are generated."""
-    shape = planned_synthetic_shape(cfg)
-    if shape is None or args.allow_unsound or cfg.repeats.allow_unsound:
+    if args.allow_unsound or cfg.repeats.allow_unsound:
         return
-    epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses}
-    reason = too_slow(cfg, train_rows=shape[0], input_width=shape[1], epochs_by_loss=epochs)
+    reason = too_slow_before_preparation(cfg)
     if reason is not None:
         raise UserError(f"the experiment audit refuses to start (error too_slow_here, checked before preparing the "
                         f"data): {reason}")

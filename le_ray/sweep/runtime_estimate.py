@@ -42,7 +42,7 @@ import numpy as np
 
 from le_ray.training.shapes import input_width
 
-__all__ = ["Anchor", "ANCHORS", "FIXED_S", "GPU_HOST_CPUS", "mlp_macs", "packed_speedup", "training_rate",
+__all__ = ["too_slow_before_preparation", "Anchor", "ANCHORS", "FIXED_S", "GPU_HOST_CPUS", "mlp_macs", "packed_speedup", "training_rate",
            "SweepEstimate", "estimate_sweep", "trial_device", "visible_cuda_devices", "estimate_for_config",
            "too_slow", "planned_synthetic_shape", "format_duration"]
 
@@ -245,6 +245,16 @@ def too_slow(cfg, *, train_rows: int, input_width: int, epochs_by_loss: Mapping[
             f"({here.source}){elsewhere}; longer than repeats.max_estimated_hours = {limit:g}. Run it on a GPU "
             "cluster (jobs/submit.sh, ray.address), shrink it (repeats.num_runs, training.epochs, the data), raise "
             "repeats.max_estimated_hours, or start anyway with --allow-unsound")
+
+
+def too_slow_before_preparation(cfg) -> str | None:
+    """:func:`too_slow` from the config alone, for synthetic data (:func:`planned_synthetic_shape`); None for other
+    sources, whose rows are known only after preparation, and for a sweep that may start here."""
+    shape = planned_synthetic_shape(cfg)
+    if shape is None:
+        return None
+    epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses}
+    return too_slow(cfg, train_rows=shape[0], input_width=shape[1], epochs_by_loss=epochs)
 
 
 def planned_synthetic_shape(cfg) -> tuple[int, int] | None:
