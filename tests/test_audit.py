@@ -388,6 +388,10 @@ def test_with_the_synthetic_truth_a_seed_drawing_few_clicks_does_not_exclude_an_
     few = audit_experiment(load_config(sets=[*sets, "repeats.min_eval_clicks=1000"]), datasets)
     finding = next(f for f in few.findings if f.code == "few_eval_clicks")
     assert "fewer than 1000 expected evaluation clicks" in finding.message and " expected)" in finding.message
+    assert "needs no evaluation click: --set repeats.min_eval_clicks=0 tests them too" in finding.message
+    assert "too few clicks to test" in next(f for f in without.findings if f.code == "few_eval_clicks").message
+    every = audit_experiment(load_config(sets=[*sets, "repeats.min_eval_clicks=0"]), datasets)
+    assert not every.excluded_conditions and not [f for f in every.findings if f.code == "few_eval_clicks"]
 
 
 def test_single_condition_is_a_warning_naming_it():

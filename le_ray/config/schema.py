@@ -356,7 +356,7 @@ class RepeatsConfig(Section):
     bootstrap_samples: NonNegInt
     bootstrap_confidence: Fraction
     min_steps_per_epoch: PositiveInt
-    min_eval_clicks: PositiveInt
+    min_eval_clicks: NonNegInt  # 0: no ad left out for few evaluation clicks (one with none still is)
     allow_unsound: bool
     max_estimated_hours: PositiveFloat  # the audit refuses a sweep estimated to take longer on the device at hand
 

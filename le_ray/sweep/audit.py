@@ -267,8 +267,12 @@ def _click_findings(cfg: Config, conditions: list[dict[str, Any]]) -> list[Findi
             listed = ", ".join(f"{c['value']} ({c['train_clicks']} train / {c['eval_clicks']} eval clicks"
                                + (f", {clicks(c):g} expected" if truth else "") + ")"
                                for c in hit[:8]) + (" ..." if len(hit) > 8 else "")
-            out.append(Finding(WARNING, code, f"{len(hit)} condition(s) with {what}: {listed}; too few clicks to "
-                               "test, so they are left out of the per-condition tests and the verdict",
+            why = ("; too few clicks to test, so they are left out of the per-condition tests and the verdict"
+                   if not truth or code == "no_train_click" else
+                   "; they are left out of the per-condition tests and the verdict, although the per-ad test, "
+                   "against the true click probability, needs no evaluation click: --set repeats.min_eval_clicks=0 "
+                   "tests them too (what their models learnt rests on the training clicks listed)")
+            out.append(Finding(WARNING, code, f"{len(hit)} condition(s) with {what}: {listed}{why}",
                                ("repeats.min_eval_clicks", *data_keys, "data.train_split"),
                                tuple(c["condition"] for c in hit)))
     return out
