@@ -491,6 +491,57 @@ def test_calibration_by_rate_has_a_labelled_tick_per_decade_and_no_excluded_entr
     assert "excluded: too few clicks to test" not in [t.get_text() for t in ax.get_legend().get_texts()]
 
 
+def test_paired_deltas_title_states_the_direction_once():
+    """The sweep's title names the loss a positive delta favours; the plot added its generic note besides, so the
+    title said the direction twice. A title without a direction still gets the generic note."""
+    fig = P.plot_paired_deltas(delta_table(2, 3), title="LE vs BCE: paired metric deltas by seed (delta > 0 favours LE)")
+    assert fig._suptitle.get_text() == "LE vs BCE: paired metric deltas by seed (delta > 0 favours LE)"
+    fig = P.plot_paired_deltas(delta_table(2, 3), title="Paired deltas")
+    assert fig._suptitle.get_text() == "Paired deltas (delta > 0 favours the candidate)"
+
+
+def _y_tick_labels(ax, minor):
+    """The ratio axis's non-empty tick labels within its limits, once drawn."""
+    ax.figure.canvas.draw()
+    lo, hi = ax.get_ylim()
+    ticks = zip(ax.get_yticklabels(minor=minor), ax.get_yticks(minor=minor))
+    return [t.get_text() for t, v in ticks if lo <= v <= hi and t.get_text()]
+
+
+def test_calibration_by_rate_labels_minor_ratio_ticks_only_over_few_decades_and_writes_numbers_plainly():
+    """Ratios 0.01–10,000 (the decades profile): every minor tick was labelled (10000, 9000, 8000 ... over one
+    another) and large values in e-notation; now the decades alone, written out. Ratios 0.7–1.4 (under a decade in
+    view): every minor tick labelled (0.7, 0.8 ...); 0.2–8 (about 1.8 decades): only the 2s and 5s."""
+    ax = P.plot_calibration_by_rate(_rate_table((0.001, 0.01, 0.1), ratios=(0.01, 1.0, 10_000.0))).axes[0]
+    assert _y_tick_labels(ax, minor=True) == []
+    assert {"0.01", "1", "1,000", "10,000"} <= set(_y_tick_labels(ax, minor=False))
+    assert not any("e" in t or "$" in t for t in _y_tick_labels(ax, minor=False))
+    ax = P.plot_calibration_by_rate(_rate_table((0.001, 0.01), ratios=(0.7, 1.0, 1.4))).axes[0]
+    assert {"0.7", "0.8", "0.9"} <= set(_y_tick_labels(ax, minor=True))
+    ax = P.plot_calibration_by_rate(_rate_table((0.001, 0.01), ratios=(0.2, 1.0, 8.0))).axes[0]
+    minor = _y_tick_labels(ax, minor=True)
+    assert {"0.2", "0.5", "2", "5"} <= set(minor) and not {"0.3", "3", "4"} & set(minor)
+    job = P.FigureJob(P.plot_calibration_by_rate, (_rate_table((0.001, 0.1), ratios=(0.01, 1e4)),), {}, DPI)
+    assert P.render_png(job) == P.render_png(job)  # deterministic PNG
+
+
+def test_calibration_by_rate_labels_the_rightmost_ad_to_its_left_inside_the_axes(tmp_path):
+    """The rightmost ad's label (here a long one: too few clicks) ran over the right edge of the axes; a point in
+    the right 15 % of the axes is now labelled to its left, right-aligned, and its box ends inside the axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = P.plot_calibration_by_rate(_rate_table((0.001, 0.01, 0.3)), excluded=[2])
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    ax = fig.axes[0]
+    labels = {t.get_text(): t for t in ax.texts if t.get_text().startswith("ad ")}
+    right = labels["ad 17002 (too few clicks)"]
+    assert right.get_horizontalalignment() == "right" and right.xyann[0] < 0
+    assert right.get_window_extent(renderer).x1 <= ax.get_window_extent(renderer).x1
+    assert all(labels[f"ad {17000 + j}"].get_horizontalalignment() == "left" for j in (0, 1))
+    render(fig, tmp_path, "right_label.png")
+
+
 def test_calibration_by_rate_labels_every_ad_up_to_12_then_the_5_rarest():
     rates = np.geomspace(0.001, 0.3, 12)
     ax = P.plot_calibration_by_rate(_rate_table(rates)).axes[0]

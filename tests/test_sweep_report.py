@@ -459,3 +459,72 @@ def test_ece_small_leaves_a_comparisons_family_when_its_trials_mixed_its_two_rul
     one_rule = _without_mixed_ece_small(tests, trials, ("localized_entropy", "localized_entropy"), 0.01)
     assert one_rule.equals(tests)  # every threshold a quantile: one rule, kept in the family
     assert _without_mixed_ece_small(tests, trials.drop("ece_small_threshold"), ("bce", "focal"), 0.01).equals(tests)
+
+
+# ------------------------------------------------- the decades review: figure titles, the rare-ad caption, per-ad rows
+
+
+def test_paired_delta_figure_title_names_the_favoured_loss_once():
+    """The sweep titled the figure "(> 0 favours LE)" and the plot added "(delta > 0 favours the candidate)": the
+    direction twice. One note now, the one naming the loss."""
+    from le_ray.report import plots
+    from le_ray.report.sweep import _pair_jobs
+
+    records = [_record(loss, s, shift) for s in (1, 2, 3) for loss, shift in (("bce", 0.05), ("localized_entropy", 0))]
+    _, job = _pair_jobs(plots, 30, _tables(records))["deltas_LE_vs_BCE"]
+    title = job.draw(*job.args, **job.kwargs)._suptitle.get_text()
+    assert title == "LE vs BCE: paired metric deltas by seed (delta > 0 favours LE)"
+
+
+@pytest.mark.parametrize("truth, resampled, reasons", [
+    (False, False, None),
+    (True, False, ["the reference is the true click probability of the synthetic rows, free of evaluation noise"]),
+    (False, True, ["the data are redrawn per seed (repeats.resample_data), so the evaluation split and its clicks "
+                   "differ per seed"]),
+    (True, True, ["the reference is the true click probability", "the data are redrawn per seed"])])
+def test_rare_ad_caption_describes_the_noise_band_only_where_the_figure_draws_one(truth, resampled, reasons):
+    """The caption described a grey evaluation-noise band in every report; the figure draws one only against the
+    evaluation clicks of one fixed split (the same rule, :func:`noise_bands`, now decides both)."""
+    from le_ray.report.summary_md import _noise_caption, noise_bands
+
+    caption = _noise_caption(truth, resampled)
+    assert noise_bands(truth, resampled) == (reasons is None)
+    if reasons is None:
+        assert caption.startswith("A grey band behind an ad") and "No evaluation-noise band" not in caption
+    else:
+        assert caption.startswith("No evaluation-noise band is drawn: ") and "grey band" not in caption
+        assert all(r in caption for r in reasons)
+
+
+def test_pooled_per_ad_rows_follow_the_true_rate_and_mark_the_ads_left_untested(tmp_path):
+    """Synthetic rows: the pooled tables listed ads by their evaluation click rate (noisy at tiny rates: an ad came
+    before one with a higher true rate), and an ad the audit left out (too few clicks) showed its huge ratio like a
+    tested one. Rows now follow true_rate and a tested column marks the excluded ad; the rare-ad caption says why no
+    band is drawn (truth reference, data redrawn per seed), as the figure's job does."""
+    from le_ray.report.sweep import build_report, render_here
+    from le_ray.sweep.audit import Finding
+
+    rates = np.array([0.02, 0.0019, 0.0021, 0.0005])
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 30.0])}
+    findings = [Finding("warning", "few_eval_clicks", "1 condition(s) with fewer than 10 expected evaluation clicks: 3",
+                        ("repeats.min_eval_clicks",), (3,))]
+    store, _ = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both"], rates, factors, ["0", "1", "2", "3"],
+                             rows=3000, findings=findings)
+    jobs = []
+    text = build_report(store.root, echo=lambda *_: None,
+                        render=lambda js: (jobs.extend(js), render_here(js))[1]).read_text()
+    picture = text.split("## Calibration by base rate (the rare-ad picture)", 1)[1].split("\n## ", 1)[0]
+    assert "No evaluation-noise band is drawn: the reference is the true click probability" in picture
+    assert "grey band" not in picture
+    assert [j.kwargs["noise"] for j in jobs if j.draw.__name__ == "plot_calibration_by_rate"] == [False]
+    pooled = text.split("## Per ad, pooled over seeds", 1)[1]
+    for loss in ("BCE", "LE"):
+        table = pooled.split(f"### {loss}\n", 1)[1].split("\n\n", 2)[1]
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+        assert table.splitlines()[0].startswith("| ad_id | tested | count | base_rate | true_rate |")
+        assert [r[0] for r in rows] == ["0", "2", "1", "3"]  # by true rate, descending
+        assert [r[1] for r in rows] == ["yes", "yes", "yes", "no (too few clicks)"]
+    csv = pl.read_csv(store.root / "report" / "tables" / "per_condition_pooled_bce.csv")
+    assert csv["condition"].to_list()[:3] == [0, 1, 2]  # the click rates put ad 1 before ad 2 (true rate 1.1×)
+    assert "rows by true_rate" in pooled
+    _no_sentence_twice(text)

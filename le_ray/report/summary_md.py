@@ -29,7 +29,7 @@ from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines",
-           "multiplicity_caveat"]
+           "multiplicity_caveat", "noise_bands", "pooled_shown"]
 
 TEST_COLUMNS = ["metric", "n", "n_nonzero", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high",
                 "rank_biserial", "p_value", "p_adjusted"]
@@ -54,6 +54,46 @@ def shown_table(table: pl.DataFrame, columns: list[str], truth: bool) -> pl.Data
     table = condition_table(table, truth)
     names = ["true_rate" if c == "base_rate" and truth else c for c in columns]
     return table.select([c for c in names if c in table.columns])
+
+
+def noise_bands(truth: bool, resampled: bool) -> bool:
+    """Whether the rare-ad picture draws each ad's evaluation-noise band (``noise`` of
+    :func:`le_ray.report.plots.plot_calibration_by_rate`): only when the ratios are measured against the evaluation
+    clicks (not the synthetic truth, ``truth``) of one split every seed shares (not redrawn per seed, ``resampled``)."""
+    return not truth and not resampled
+
+
+def _noise_caption(truth: bool, resampled: bool) -> str:
+    """The rare-ad picture's sentence on the evaluation-noise band: what a band is where it is drawn
+    (:func:`noise_bands`), else that none is drawn and why."""
+    if noise_bands(truth, resampled):
+        return ("A grey band behind an ad, where drawn (one fixed evaluation split, rates measured against clicks), is "
+                "the 95% Wilson range of a calibrated model's ratio given the ad's evaluation clicks: a ratio inside "
+                "it is within evaluation noise.")
+    why = [("the reference is the true click probability of the synthetic rows, free of evaluation noise"
+            if truth else ""),
+           ("the data are redrawn per seed (repeats.resample_data), so the evaluation split and its clicks differ "
+            "per seed" if resampled else "")]
+    return f"No evaluation-noise band is drawn: {'; and '.join(w for w in why if w)}."
+
+
+def pooled_shown(table: pl.DataFrame, truth: bool, tested: set[int] | None, excluded: set[int]) -> pl.DataFrame:
+    """A pooled per-ad table as summary.md shows it: :data:`POOLED_COLUMNS`, rows by ``true_rate`` (descending) on
+    synthetic data (``truth``; the evaluation click rate ``base_rate`` is noisy at tiny rates and can order ads
+    wrongly), and after ``ad_id`` a ``tested`` column: yes (some comparison tested the ad), no (too few clicks) (the
+    audit left it out, ``excluded``), or no; no such column when nothing was tested or left out (``tested`` None and
+    no ``excluded``)."""
+    if truth and "true_rate" in table.columns:
+        table = table.sort(pl.col("true_rate").cast(pl.Float64).fill_nan(None), "condition", descending=[True, False],
+                           nulls_last=True)
+    columns = [c for c in POOLED_COLUMNS if c in table.columns]
+    if (tested is None and not excluded) or "condition" not in table.columns:
+        return table.select(columns)
+    cond = pl.col("condition")
+    mark = (pl.when(cond.is_in(sorted(excluded))).then(pl.lit("no (too few clicks)"))
+            .when(cond.is_in(sorted(tested or ()))).then(pl.lit("yes")).otherwise(pl.lit("no")).alias("tested"))
+    at = columns.index("ad_id") + 1 if "ad_id" in columns else 0
+    return table.with_columns(mark).select(columns[:at] + ["tested"] + columns[at:])
 
 
 def resume_command(root: Path) -> str:
@@ -317,15 +357,23 @@ def _pair_sections(ctx: SummaryContext) -> list[str]:
 
 
 def _pooled_section(ctx: SummaryContext) -> list[str]:
+    truth, excluded = ctx.tables.truth, {int(c) for c in _audit(ctx).get("excluded_conditions") or ()}
+    tested = {int(c) for t in ctx.tables.condition_tests.values() if t.height for c in t["condition"].to_list()}
+    tested_or_none = tested if tested else None
+    order = ("rows by true_rate, the ad's true click probability (base_rate, its evaluation click rate, is noisy at "
+             "tiny rates)" if truth else "")
+    marks = ("tested = whether the per-ad tests include the ad; \"no (too few clicks)\": the audit left it out, so "
+             "its ratios are no tested result" if tested or excluded else "")
+    extra = "; ".join(x for x in (order, marks) if x)
     lines = ["## Per ad, pooled over seeds", "", "Each table is computed from the seeds' summed statistics "
              "(exact for every additive column; for the adaptive ECE backends the bins are merged by index): count = "
              "evaluation rows summed over the seeds; calibration_ratio = Σ predictions / Σ clicks over the seeds, a "
-             "pooled ratio, not the verdict's median over seeds.", ""]
+             "pooled ratio, not the verdict's median over seeds" + (f"; {extra}." if extra else "."), ""]
     for loss, table in ctx.tables.pooled.items():
         if table.height:
             csv = table_files(loss=loss)["pooled"]
             lines += [f"### {label(loss)}", "", f"All columns: `report/tables/{csv}`.", "",
-                      markdown_table(table.select([c for c in POOLED_COLUMNS if c in table.columns]), csv=csv), ""]
+                      markdown_table(pooled_shown(table, truth, tested_or_none, excluded), csv=csv), ""]
     return lines
 
 
@@ -347,9 +395,8 @@ def summary_markdown(ctx: SummaryContext, verdict: Verdict | None = None) -> str
         lines += ["## Calibration by base rate (the rare-ad picture)", "",
                   "Per ad: mean prediction / its rate (1 = calibrated), median over seeds with the min–max bar; "
                   "the losses' points of one ad are drawn side by side around its rate (x up to ×0.92–×1.08), not at "
-                  "different rates; hollow markers had too few clicks to test. A grey band behind an ad, where drawn (one fixed "
-                  "evaluation split, rates measured against clicks), is the 95% Wilson range of a calibrated model's "
-                  "ratio given the ad's evaluation clicks: a ratio inside it is within evaluation noise.", ""]
+                  "different rates; hollow markers had too few clicks to test. "
+                  + _noise_caption(ctx.tables.truth, ctx.cfg.repeats.resample_data), ""]
         lines += _image(ctx, "calibration_by_rate", "calibration by base rate")
     lines += ["## Experiment", "", markdown_table(_facts(ctx)), ""]
     if ctx.status["missing"]:

@@ -26,7 +26,7 @@ from le_ray.metrics.compare import format_table, terminal_width
 from le_ray.config import Config, resolve_config
 from le_ray.registry import LOSSES, label
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, SummaryContext, build_verdict,
-                                      condition_table, shown_table, summary_markdown, table_files)
+                                      condition_table, noise_bands, shown_table, summary_markdown, table_files)
 from le_ray.report.verdict import band_edges, verdict_text
 from le_ray.report.sweep_stats import SweepTables, comparison_pairs, compute_tables
 from le_ray.report.tables import write_csv
@@ -70,7 +70,7 @@ def _pair_jobs(plots, dpi: int, tables: SweepTables) -> dict[str, tuple[str, Any
     jobs = {}
     for key, deltas in tables.deltas.items():
         b, c = (label(tables.metric_tests[key][x][0]) for x in ("baseline", "candidate"))
-        title = f"{c} vs {b}: paired metric deltas by seed (> 0 favours {c})"
+        title = f"{c} vs {b}: paired metric deltas by seed (delta > 0 favours {c})"  # the plot adds no 2nd note
         jobs[f"deltas_{key}"] = (f"deltas_{key}.png",
                                  plots.FigureJob(plots.plot_paired_deltas, (deltas,), {"title": title}, dpi))
         cond = tables.condition_tests[key]
@@ -94,7 +94,7 @@ def _figure_jobs(cfg: Config, tables: SweepTables, records: list[dict[str, Any]]
             plots.plot_calibration_by_rate, (tables.calibration,),
             {"excluded": excluded, "reference": "true click rate" if tables.truth else "click rate",
              "title": f"{names}: calibration by base rate, per ad (labels: ad ids)", "edges": band_edges(cfg),
-             "noise": not tables.truth and not cfg.repeats.resample_data}, dpi))  # the verdict's noise range
+             "noise": noise_bands(tables.truth, cfg.repeats.resample_data)}, dpi))  # the verdict's noise range
     losses = sorted({r["loss"] for r in records}, key=list(LOSSES).index)
     reliab = {label(loss): t for loss in losses if (t := mean_reliability(records, loss))}
     if reliab:

@@ -144,6 +144,16 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def plain_number(v: float) -> str:
+    """A tick value written out in full, never in e-notation: 0.00001, 0.5, 1, 20, 1,000, 10,000 (6 significant
+    digits, thousands separated by commas)."""
+    if not math.isfinite(v):
+        return str(v)
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return np.format_float_positional(float(f"{v:.6g}"), trim="-")
+
+
 def _clip_note(n: int, floor: float) -> str:
     return f" [{n} value{'s' if n != 1 else ''} ≤ 0 drawn at {floor:.0e}]" if n else ""
 

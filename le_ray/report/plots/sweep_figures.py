@@ -17,7 +17,7 @@ from matplotlib.ticker import FuncFormatter
 from le_ray import registry
 from le_ray.report.plots.axes import (
     MAX_TICK_LABELS, _annotate, _as_table, _bools, _category_axis, _clip_note, _col, _colors, _diagonal,
-    _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors,
+    _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors, plain_number,
 )
 
 
@@ -25,11 +25,11 @@ def plot_paired_deltas(table: Any, *, title: str = "Paired deltas by seed") -> F
     """One panel per metric: the seed-paired delta (candidate vs baseline) per seed, zero line, mean.
 
     ``table``: columns ``metric`` (str), ``seed`` (int), ``delta`` (float, > 0 favours the
-    candidate, e.g. LE over BCE).  NaN deltas are skipped.  The title always notes the sign.
+    candidate, e.g. LE over BCE).  NaN deltas are skipped.  The title always notes the sign, once: a title that
+    already says which side a delta favours (``favours``, e.g. "delta > 0 favours LE") is kept as it is.
     """
     t = _as_table(table)
-    note = "delta > 0 favours the candidate"
-    full_title = title if note in title else f"{title} ({note})"
+    full_title = title if "favours" in title else f"{title} (delta > 0 favours the candidate)"
     metrics = list(dict.fromkeys(str(m) for m in t.get("metric", [])))
     nrows, ncols = _grid(len(metrics), 4)
     fig, axes = _figure(12 if ncols > 2 else 10, max(4.5, 3.2 * nrows), nrows, ncols)
@@ -238,21 +238,34 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
 
 #: Label offsets (points from the ad's point) tried in turn until a label overlaps none placed before it.
 LABEL_OFFSETS = ((6, 6), (6, -14), (6, 18), (6, -26), (6, 30), (6, -38), (6, 42))
+#: a point further right than this fraction of the axes' width is labelled to its left (mirrored offsets, text
+#: right-aligned), so that its label ends inside the axes instead of running over the right edge
+LABEL_LEFT_FROM = 0.85
+
+
+def _label_side(ax, x: float, y: float) -> tuple[int, str]:
+    """(sign of the x offsets, horizontal alignment) of the label of the point (x, y) in data coordinates: (1,
+    "left") to its right, or (-1, "right") to its left for a point in the right part of the axes (LABEL_LEFT_FROM)."""
+    fx = ax.transAxes.inverted().transform(ax.transData.transform((x, y)))[0]
+    return (-1, "right") if fx > LABEL_LEFT_FROM else (1, "left")
 
 
 def _place_labels(ax, points: Sequence[tuple[float, float]], texts: Sequence[str]) -> None:
     """Annotate each point with its text at the first of :data:`LABEL_OFFSETS` whose box (display coordinates,
     after the axes' scales and limits are set) overlaps no label placed before it; the last offset when none is
     free. By hand: matplotlib places annotations without regard to each other, and neighbouring ads' labels
-    (rates a few % apart) otherwise print over one another. Call it last: the figure's constrained layout is
-    settled first (everything else drawn), and the labels stay out of it."""
+    (rates a few % apart) otherwise print over one another. A point in the right part of the axes is labelled to
+    its left (:func:`_label_side`). Call it last: the figure's constrained layout is settled first (everything else
+    drawn), and the labels stay out of it."""
     figure = ax.figure
     renderer = FigureCanvasAgg(figure).get_renderer()  # the PNG's own backend
     figure.draw_without_rendering()  # the constrained layout fixes the axes' place before any box is measured
     placed = []
     for (x, y), text in zip(points, texts):
+        sign, align = _label_side(ax, x, y)
         for offset in LABEL_OFFSETS:
-            label = ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=8)
+            label = ax.annotate(text, (x, y), xytext=(sign * offset[0], offset[1]), textcoords="offset points",
+                                fontsize=8, horizontalalignment=align)
             label.set_in_layout(False)
             box = label.get_window_extent(renderer)
             if not any(box.overlaps(other) for other in placed) or offset == LABEL_OFFSETS[-1]:
@@ -334,6 +347,29 @@ def _noise_note(drawn: int, banded: int, noise: bool, counted: bool) -> str:
     return "; ".join(x for x in (what, none) if x)
 
 
+#: the ratio axis labels every minor tick (0.5, 0.7, 2, 3 ...) while it spans at most this many decades, only the
+#: 2s and 5s up to MINOR_25_DECADES, and beyond that its decades alone (minor labels would print over one another)
+MINOR_ALL_DECADES, MINOR_25_DECADES = 1.2, 2.5
+
+
+def _minor_ratio_label(ax, v: float) -> str:
+    """The label of the ratio axis's minor tick at ``v``, by the decades the axis spans when it is drawn."""
+    lo, hi = sorted(abs(x) for x in ax.get_ylim())
+    span = math.log10(hi / lo) if lo > 0 and v > 0 else math.inf
+    if span > MINOR_25_DECADES:
+        return ""
+    mantissa = round(v / 10.0 ** math.floor(math.log10(v) + 1e-9))
+    return plain_number(v) if span <= MINOR_ALL_DECADES or mantissa in (2, 5) else ""
+
+
+def _ratio_axis(ax) -> None:
+    """Log y axis of calibration ratios: each decade labelled in plain numbers (0.01, 1, 1,000, 10,000; no
+    e-notation), minor ticks labelled only while few decades are in view (:func:`_minor_ratio_label`)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v)))
+
+
 def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), reference: str = "base rate",
                              title: str = "Calibration by base rate",
                              edges: Sequence[float] | None = None, noise: bool = True) -> Figure:
@@ -367,9 +403,7 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     banded = _noise_bands(ax, t, ids, rates, mids) if noise and counted else []
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
     _decade_axis(ax, rates, edges)
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # ratios read as 0.5, 1, 2
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    _ratio_axis(ax)
     ax.grid(True, which="both", alpha=0.3)
     drawn = int(sum(np.isfinite(m) and np.isfinite(r) for m, r in zip(mids, rates)))
     _rate_legend(ax, losses, any(int(j) in excluded and np.isfinite(m) for j, m in zip(ids, mids)), bool(banded))
