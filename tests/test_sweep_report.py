@@ -313,8 +313,8 @@ def test_avazu_like_report_says_no_rare_ad_and_lists_each_caveat_once(tmp_path):
     assert (f"(95% Wilson interval) would give a calibrated model a ratio of {ci.low * 1500 / k:.2f}–"
             f"{ci.high * 1500 / k:.2f}, so") in readings
     assert f"its training rate is 6 %, {0.06 * 1500 / k:.2f}× the evaluation rate" in readings
-    shift = re.search(r"dominate\), focal predicts (0\.\d\d)× the evaluation click rate \(under-predicts overall\)",
-                      readings)
+    shift = re.search(r"usually the frequent ones\), focal predicts (0\.\d\d)× the evaluation click rate "
+                      r"\(under-predicts overall\)", readings)
     assert shift and 0.7 < float(shift.group(1)) < 0.85  # drawn at 0.8 × the rate
     assert "LE predicts" not in readings  # 1.02×: within 10 % of 1
     assert "| metric | n | n_nonzero |" in text and "count = the ad's evaluation rows (the one split every seed " \
@@ -528,3 +528,22 @@ def test_pooled_per_ad_rows_follow_the_true_rate_and_mark_the_ads_left_untested(
     assert csv["condition"].to_list()[:3] == [0, 1, 2]  # the click rates put ad 1 before ad 2 (true rate 1.1×)
     assert "rows by true_rate" in pooled
     _no_sentence_twice(text)
+
+
+def test_the_reason_ads_were_left_out_names_min_eval_clicks_only_when_that_rule_covers_them():
+    """An ad without a training click is left out whatever its evaluation clicks: the verdict's reason then stays
+    general; with repeats.min_eval_clicks 0 the click rule reads as 'fewer than 1' (no click), never 'fewer than 0'."""
+    from types import SimpleNamespace
+
+    from le_ray.config import load_config
+    from le_ray.report.summary_md import _exclusion_why
+
+    def ctx(findings, excluded, *sets):
+        audit = {"findings": [{"code": c, "conditions": js} for c, js in findings], "excluded_conditions": excluded}
+        return SimpleNamespace(manifest={"audit": audit}, cfg=load_config(sets=list(sets)),
+                               tables=SimpleNamespace(truth=False))
+    few = [("few_eval_clicks", [0, 1])]
+    assert _exclusion_why(ctx(few, [0, 1])).startswith("fewer than 10 evaluation clicks (`repeats.min_eval_clicks`")
+    assert _exclusion_why(ctx([*few, ("no_train_click", [2])], [0, 1, 2])).startswith("too few clicks to test (no training click")
+    none = ctx([("no_eval_click", [3])], [3], "repeats.min_eval_clicks=0")
+    assert _exclusion_why(none).startswith("fewer than 1 evaluation click (")

@@ -3,13 +3,16 @@
 For the rarest tested ads (those of the lowest non-empty rate band, at most :data:`MAX_BOTTOM_ADS`): each loss's
 calibration ratio r = mean prediction / reference rate (the true click probability of synthetic data, else the
 evaluation click rate), as the median over the paired seeds with its min–max over those seeds; its direction
-(r > 1 over-predicts by 100·(r − 1) %, r < 1 under-predicts by 100·(1 − r) %), said to be in the median when the
-seed range spans 1; which loss is closer to 1 in |ln r| of the medians and by how much (about equally close when
-the two differ by less than :data:`CLOSER_TOLERANCE`); and the per-ad paired Wilcoxon test on the gap
-|mean prediction − reference| with its adjusted p, stated with direction and size whether significant or not
-(NaN p, or too few paired seeds: untestable, never "significant" nor "not significant").
+(r > 1 over-predicts by 100·(r − 1) %, r < 1 under-predicts by 100·(1 − r) %; beyond [1/2, 2] as a multiple of the
+ad's rate, :func:`le_ray.report.wording.ratio_words`), said to be in the median when the seed range spans 1; which
+loss is closer to 1 in |ln r| of the medians and by how much (about equally close when the two differ by less than
+:data:`CLOSER_TOLERANCE`); and the per-ad paired Wilcoxon test on the gap |mean prediction − reference| with its
+adjusted p, stated with direction and size whether significant or not (NaN p, or too few paired seeds: untestable,
+never "significant" nor "not significant"). When the loss with the smaller mean gap is not the one whose median
+ratio is closer to 1, the test sentence says so: the two summaries (mean of |p̄ − r| over seeds, median of the
+ratio) can rank the losses differently.
 
-Two readings keep a ratio from being taken for more than it shows (:func:`ratio_readings`, said once per report
+These readings keep a ratio from being taken for more than it shows (:func:`ratio_readings`, said once per report
 after the bottom lines):
 
 * **Evaluation noise** (reference = the evaluation click rate, one split for every seed): the rate r̂ = k / n of an
@@ -18,10 +21,19 @@ after the bottom lines):
   anything in [L / r̂, U / r̂]. A ratio inside that range is no evidence of miscalibration, and when both losses'
   ratios lie inside it, which is closer to 1 may turn on r̂ (both divide by it). The ad's training rate over r̂
   is what a model that learned the training rate shows.
-* **A shift over all ads**: Σ predictions / Σ reference over every ad and paired seed (the frequent ads dominate
-  it). A loss whose overall ratio lies outside [1 / (1 + :data:`SHIFT_TOLERANCE`), 1 + :data:`SHIFT_TOLERANCE`]
-  may have every ad's ratio moved that way, so being nearer 1 on one ad may come from that shift rather than from
-  its calibration on rare ads.
+* **A shift over all ads**: Σ predictions / Σ reference over every ad and paired seed (the ads with the most
+  predicted clicks dominate it: usually the frequent ones, but also a rare ad predicted far above its rate). A
+  loss whose overall ratio lies outside [1 / (1 + :data:`SHIFT_TOLERANCE`), 1 + :data:`SHIFT_TOLERANCE`] may have
+  every ad's ratio moved that way, so being nearer 1 on one ad may come from that shift rather than from its
+  calibration on rare ads.
+* **A failed fit**: a loss whose overall ratio over the tested ads at or above RARE_BELOW (not over every ad: a rare
+  ad predicted at 1,000× its rate can outweigh the frequent ones) lies outside [1 / :data:`FAILED_FIT`,
+  :data:`FAILED_FIT`], or whose median ratio on the most frequent tested ad is off by more than
+  :data:`FREQUENT_OFF`, is miscalibrated on the frequent ads too, so its ratio on a rare ad shows that failed fit
+  rather than rare-ad behaviour.
+* **LE's history warm-up**: a rarest ad the audit's ``le_history_warmup`` warning names is tied to LE's ratio only
+  when LE under-predicts it (median ratio < 1): the warm-up pushes predictions towards 0, so it cannot explain an
+  over-prediction.
 """
 
 from __future__ import annotations
@@ -36,15 +48,20 @@ from scipy.stats import binomtest
 
 from le_ray.registry import label
 from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels, family,
-                                   is_untestable, pairs_words, percent, ranked_pairs, rate_bands, why_untestable)
+                                   is_untestable, pairs_words, ranked_pairs, rate_bands, why_untestable)
+from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, ads, excluded_ads, join, number,
+                                   percent, pval, ratio_words, times)
 from le_ray.stats import median_range
 
 __all__ = ["ratio_stats", "noise_range", "overall_ratio", "bottom_line", "ratio_readings", "rare_answer",
-           "bottom_note", "CLOSER_TOLERANCE", "SHIFT_TOLERANCE", "NOISE_CONFIDENCE"]
+           "bottom_note", "CLOSER_TOLERANCE", "SHIFT_TOLERANCE", "NOISE_CONFIDENCE", "FAILED_FIT", "FREQUENT_OFF"]
 
 CLOSER_TOLERANCE = 0.01  #: |ln r| differences below this (about 1 % of the ratio) are "about equally close to 1"
 SHIFT_TOLERANCE = 0.1  #: an overall ratio further than 10 % from 1 is a shift of every ad's ratio
 NOISE_CONFIDENCE = 0.95  #: of the Wilson interval of an ad's evaluation rate
+FAILED_FIT = 2.0  #: an overall ratio of the frequent ads beyond [1/2, 2] is a loss miscalibrated on them too
+FREQUENT_OFF = 0.5  #: ... as is a median ratio on the most frequent tested ad more than 50 % off 1
+LE = "localized_entropy"
 
 
 def ratio_stats(ratios: pl.DataFrame, loss: str, condition: int, seeds: Sequence[int]) -> tuple[float, float, float]:
@@ -69,26 +86,40 @@ def noise_range(clicks: float, rows: float) -> tuple[float, float] | None:
     return ci.low / rate, ci.high / rate
 
 
-def overall_ratio(ratios: pl.DataFrame, loss: str, seeds: Sequence[int]) -> float:
-    """Σ predictions / Σ reference of ``loss`` over every ad and the given seeds (NaN without the sums)."""
+def overall_ratio(ratios: pl.DataFrame, loss: str, seeds: Sequence[int],
+                  conditions: Sequence[int] | None = None) -> float:
+    """Σ predictions / Σ reference of ``loss`` over every ad (or the given ``conditions``) and the given seeds (NaN
+    without the sums)."""
     if not {"sum_p", "ref_sum"} <= set(ratios.columns):
         return math.nan
     rows = ratios.filter((pl.col("loss") == loss) & pl.col("seed").is_in(list(seeds)))
+    rows = rows if conditions is None else rows.filter(pl.col("condition").is_in(list(conditions)))
     total = float(rows["ref_sum"].sum() or 0.0)
     return float(rows["sum_p"].sum()) / total if total > 0 else math.nan
 
 
 def _direction(name: str, stats: tuple[float, float, float], noise: tuple[float, float] | None) -> str:
+    """``LE over-predicts it by 41 % (ratio 1.41, seed range …)``, or beyond [1/2, 2] ``LE predicts 1,800× the
+    ad's rate (seed range 1,373–4,590)`` (the multiple is the ratio)."""
     mid, lo, hi = stats
     if not np.isfinite(mid):
         return f"{name} has no finite ratio"
-    way = "over-predicts it" if mid > 1 else "under-predicts it"
-    size = abs(mid - 1.0)
-    what = f"{way} by {percent(size)}" if percent(size) != "0 %" else "is calibrated on it"
-    spans = lo < 1 < hi and percent(size) != "0 %"
+    size = percent(abs(mid - 1.0))
+    what = ratio_words(mid, size) if size != "0 %" else "is calibrated on it"
+    spans = lo < 1 < hi and size != "0 %"
     inside = ", the median inside the evaluation noise" if noise and noise[0] <= mid <= noise[1] else ""
-    return (f"{name} {what}{' in the median' if spans else ''} (ratio {mid:.3g}, seed range {lo:.3g}–{hi:.3g}"
+    ratio = "" if mid > FACTOR_ABOVE or mid < FACTOR_BELOW else f"ratio {number(mid)}, "  # the multiple is the ratio
+    return (f"{name} {what}{' in the median' if spans else ''} ({ratio}seed range {number(lo)}–{number(hi)}"
             f"{' spans 1' if spans else ''}{inside})")
+
+
+def _closer_loss(v: VerdictInputs, b: float, c: float) -> str | None:
+    """The loss whose median ratio is closer to 1 in |ln r| (None when either is not finite or they are about
+    equally close)."""
+    if not (np.isfinite(b) and np.isfinite(c) and b > 0 and c > 0):
+        return None
+    lb, lc = abs(math.log(b)), abs(math.log(c))
+    return None if abs(lb - lc) < CLOSER_TOLERANCE else v.candidate if lc < lb else v.baseline
 
 
 def _closer(v: VerdictInputs, b: float, c: float, noise: tuple[float, float] | None = None) -> str:
@@ -114,9 +145,9 @@ def _noise_sentence(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int],
     if noise is None:
         return None
     clicks, rows = _eval_counts(v.ratios, row["condition"], seeds)
-    sentence = (f"Ad {row['ad_id']}'s evaluation rate rests on {clicks:.3g} clicks in {rows:,.0f} rows: the true rates "
-                f"those clicks leave plausible ({NOISE_CONFIDENCE:.0%} Wilson interval) would give a calibrated model "
-                f"a ratio of {noise[0]:.2f}–{noise[1]:.2f}, so a ratio inside that range is no evidence of "
+    sentence = (f"Ad {row['ad_id']}'s evaluation rate rests on {number(clicks)} clicks in {rows:,.0f} rows: the true "
+                f"rates those clicks leave plausible ({NOISE_CONFIDENCE:.0%} Wilson interval) would give a calibrated "
+                f"model a ratio of {noise[0]:.2f}–{noise[1]:.2f}, so a ratio inside that range is no evidence of "
                 "miscalibration")
     train = v.train_rates.get(row["condition"])
     if train is not None and np.isfinite(train) and row["base_rate"] > 0:
@@ -141,36 +172,75 @@ def _shifts(v: VerdictInputs, seeds: Sequence[int]) -> list[str]:
     for loss in (v.candidate, v.baseline):
         r = overall_ratio(v.ratios, loss, seeds)
         if np.isfinite(r) and r > 0 and abs(math.log(r)) > math.log1p(SHIFT_TOLERANCE):
-            shifted.append(f"{label(loss)} predicts {r:.2f}× the {v.reference.removeprefix('the ')} "
+            shifted.append(f"{label(loss)} predicts {_overall(r)} the {v.reference.removeprefix('the ')} "
                            f"({'over' if r > 1 else 'under'}-predicts overall)")
     return shifted
 
 
+def _overall(r: float) -> str:
+    """An overall ratio as a multiple, two decimals (0.55×, 7.88×), whole with separators from 1,000 up."""
+    return f"{r:.2f}×" if abs(r) < 999.5 else times(r)
+
+
+def _failed_fit(v: VerdictInputs, loss: str, seeds: Sequence[int]) -> str | None:
+    """That ``loss`` is miscalibrated on the frequent ads too, so its rare-ad ratio shows a failed fit: its overall
+    ratio over the tested ads at or above RARE_BELOW lies beyond [1 / FAILED_FIT, FAILED_FIT] (over every ad it may
+    come from the rare ones: a rare ad predicted 1,000× its rate outweighs a frequent one), or its median ratio on the
+    most frequent tested ad is off by more than FREQUENT_OFF. None without a tested ad at or above RARE_BELOW."""
+    t = v.condition_tests.filter(pl.col("base_rate").is_finite()) if v.condition_tests.height else None
+    if t is None or t.filter(pl.col("base_rate") >= RARE_BELOW).height == 0:
+        return None
+    top = t.sort("base_rate").row(-1, named=True)
+    frequent_ads = t.filter(pl.col("base_rate") >= RARE_BELOW)["condition"].to_list()
+    overall, frequent = (overall_ratio(v.ratios, loss, seeds, frequent_ads),
+                         ratio_stats(v.ratios, loss, top["condition"], seeds)[0])
+    shifted = np.isfinite(overall) and overall > 0 and abs(math.log(overall)) > math.log(FAILED_FIT)
+    if not (shifted or (np.isfinite(frequent) and abs(frequent - 1) > FREQUENT_OFF)):
+        return None
+    medians = [ratio_stats(v.ratios, loss, j, seeds)[0] for j in t["condition"].to_list()]
+    off = sum(bool(np.isfinite(r) and abs(r - 1) > FREQUENT_OFF) for r in medians)
+    where = "every tested ad" if off == t.height else "the frequent ads too"
+    said = [f"{_overall(overall)} the {v.reference.removeprefix('the ')} summed over the tested ads at or above "
+            f"{percent(RARE_BELOW)}"] if np.isfinite(overall) else []
+    said += [f"median ratio {number(frequent)} on the most frequent tested ad, ad {top['ad_id']}",
+             f"more than {percent(FREQUENT_OFF)} off on {off} of the {t.height} tested ads"]
+    return (f"{label(loss)} is miscalibrated on {where} in this run ({'; '.join(said)}): its ratio on a rare ad "
+            "reflects that failed fit, not rare-ad behaviour.")
+
+
 def ratio_readings(inputs: Sequence[VerdictInputs]) -> list[str]:
     """What keeps the bottom lines' ratios from being read for more than they show, once per report: each rarest
-    ad's evaluation noise (and training rate), then the losses shifted over all ads (see the module docstring)."""
-    noise, shifted = [], []
+    ad's evaluation noise (and training rate), LE's warm-up, the losses shifted over all ads, then those
+    miscalibrated on the frequent ads too (see the module docstring)."""
+    noise, shifted, failed = [], [], {}
     for v in inputs:
         seeds = _paired_seeds(v.ratios, v.baseline, v.candidate)
         for row in _rarest(v).iter_rows(named=True):
             noise.append(_noise_sentence(v, row, seeds, _noise(v, row, seeds)))
         shifted += _shifts(v, seeds)
+        for loss in (v.candidate, v.baseline):
+            failed.setdefault(loss, _failed_fit(v, loss, seeds))
     readings = list(dict.fromkeys(s for s in noise + _warmups(inputs) if s))
     shifted = list(dict.fromkeys(shifted))
     if shifted:
-        readings.append(f"Summed over all ads (a figure the frequent ads dominate), {'; '.join(shifted)}: a shift of "
+        readings.append(f"Summed over all ads (a figure dominated by the ads with the most predicted clicks, "
+                        f"usually the frequent ones), {'; '.join(shifted)}: a shift of "
                         "that size may also move a rare ad's ratio, so being nearer 1 on a rare ad may come from it "
                         "rather than from calibration on rare ads.")
-    return readings
+    return readings + [s for s in failed.values() if s]
 
 
-def rare_answer(inputs: Sequence[VerdictInputs]) -> list[str]:
+def rare_answer(inputs: Sequence[VerdictInputs], ads_table: pl.DataFrame | None = None,
+                excluded_why: str = EXCLUDED_WHY) -> list[str]:
     """The rare-ad question answered in one line, when some tested ad's rate is below RARE_BELOW: for each comparison
-    with LE, the rare ads on which a loss is significantly closer to the ad's rate (with the largest adjusted p), or
-    that none is (with the smallest), or that the tests are untestable. Nothing without a tested rare ad."""
+    with LE, the rare ads on which a loss is significantly closer to the ad's rate (grouped by that loss, with each
+    adjusted p), or that none is (with the smallest), or that the tests are untestable; the rare ads the audit left
+    out of testing (``ads_table``: ad_id, base_rate, tested, excluded, as for
+    :func:`le_ray.report.verdict.bands_overview`) named with their rates and ``excluded_why``. Nothing without a
+    tested rare ad."""
     parts, rare_ids = [], []
     for v in inputs:
-        if "localized_entropy" not in (v.baseline, v.candidate) or v.condition_tests.height == 0:
+        if LE not in (v.baseline, v.candidate) or v.condition_tests.height == 0:
             continue
         rare = v.condition_tests.filter(pl.col("base_rate") < RARE_BELOW).sort("base_rate")
         if rare.height == 0:
@@ -179,9 +249,21 @@ def rare_answer(inputs: Sequence[VerdictInputs]) -> list[str]:
         parts.append(_rare_result(v, rare))
     if not parts:
         return []
-    ads = list(dict.fromkeys(rare_ids))
-    return [f"Does LE calibrate rare ads better? On the {len(ads)} tested ad{'s' if len(ads) > 1 else ''} below "
-            f"{percent(RARE_BELOW)} (ad{'s' if len(ads) > 1 else ''} {', '.join(ads)}): {'; '.join(parts)}."]
+    tested = list(dict.fromkeys(rare_ids))
+    return [f"Does LE calibrate rare ads better? On the {len(tested)} tested ad{'s' if len(tested) > 1 else ''} below "
+            f"{percent(RARE_BELOW)} ({ads(tested)}){_left_out(ads_table, excluded_why)}: {'; '.join(parts)}."]
+
+
+def _left_out(table: pl.DataFrame | None, why: str) -> str:
+    """``, with ads 0 (0.001 %) and 1 (0.0028 %) left out of testing with <why>``: the rare ads the audit excluded."""
+    if table is None or table.height == 0 or not {"excluded", "base_rate", "ad_id"} <= set(table.columns):
+        return ""
+    tested = pl.col("tested").fill_null(False) if "tested" in table.columns else pl.lit(False)
+    out = table.filter(pl.col("excluded").fill_null(False) & ~tested & (pl.col("base_rate") < RARE_BELOW))
+    out = out.sort("base_rate")
+    if out.height == 0:
+        return ""
+    return f", with {excluded_ads(out['ad_id'].to_list(), out['base_rate'].to_list())} left out of testing with {why}"
 
 
 def _rare_result(v: VerdictInputs, rare: pl.DataFrame) -> str:
@@ -194,28 +276,45 @@ def _rare_result(v: VerdictInputs, rare: pl.DataFrame) -> str:
 def _rare_words(v: VerdictInputs, rare: pl.DataFrame, c: str, b: str) -> str:
     p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
     fam, p = family(v, v.condition_tests, p_col), rare[p_col].cast(pl.Float64).fill_nan(None)
-    won = [(c if r["candidate_gap"] < r["baseline_gap"] else b, r["ad_id"], r[p_col])
-           for r in rare.filter(p.is_not_null() & (p < v.alpha)).iter_rows(named=True)]
+    won: dict[str, list[tuple[str, float]]] = {}
+    for r in rare.filter(p.is_not_null() & (p < v.alpha)).iter_rows(named=True):
+        won.setdefault(c if r["candidate_gap"] < r["baseline_gap"] else b, []).append((r["ad_id"], r[p_col]))
     if won:
-        return f"{c} vs {b}, " + ", ".join(f"{w} closer to the ad's rate on ad {ad} ({v.correction} p = {q:.2g})"
-                                           for w, ad, q in won)
+        return f"{c} vs {b}, " + ", ".join(_won_words(w, hits, v.correction) for w, hits in won.items())
     ranked = ranked_pairs(v, rare)["_ranked"].to_list()
     if p.is_null().all() or all(is_untestable(v, int(k), fam) for k in ranked):
         return f"{c} vs {b}, untestable with these seeds"
-    return f"{c} vs {b}, no significant difference ({v.correction} p ≥ {p.min():.2g})"
+    return f"{c} vs {b}, no significant difference ({v.correction} p ≥ {pval(p.min())})"
+
+
+def _won_words(winner: str, hits: Sequence[tuple[str, float]], correction: str) -> str:
+    """``BCE closer to the ad's rate on ad 2 (holm p = 0.0312)``, or for several ads ``BCE closer to each ad's rate
+    on ads 2, 3 (holm p = 0.0312 each)`` (``p = 0.01, 0.02 respectively`` when they differ)."""
+    ids, ps = [ad for ad, _ in hits], [pval(q) for _, q in hits]
+    if len(hits) == 1:
+        return f"{winner} closer to the ad's rate on ad {ids[0]} ({correction} p = {ps[0]})"
+    said = f"{ps[0]} each" if len(set(ps)) == 1 else f"{', '.join(ps)} respectively"
+    return f"{winner} closer to each ad's rate on {ads(ids)} ({correction} p = {said})"
 
 
 def _warmups(inputs: Sequence[VerdictInputs]) -> list[str]:
-    """For each rarest ad of a comparison with LE that the audit's ``le_history_warmup`` warning names: that LE's
-    ratio on it may carry the warm-up of its history window (fewer than one expected click per batch)."""
-    out = []
+    """The rarest ads of comparisons with LE that the audit's ``le_history_warmup`` warning names and LE under-predicts
+    (median ratio < 1), in one sentence: LE's ratio on them may carry the warm-up of its history window (fewer than
+    one expected click per batch), which pushes predictions towards 0, so it cannot explain an over-prediction."""
+    ids = []
     for v in inputs:
-        if "localized_entropy" in (v.baseline, v.candidate):
-            out += [f"Ad {row['ad_id']} is one the audit's le_history_warmup warning names (fewer than one expected "
-                    "click per batch): LE's history window for it starts nearly empty, so LE's ratio on it may show "
-                    "that warm-up as much as the loss; the warning's larger batch size tests which."
-                    for row in _rarest(v).iter_rows(named=True) if row["condition"] in v.warmup_ads]
-    return out
+        if LE in (v.baseline, v.candidate):
+            seeds = _paired_seeds(v.ratios, v.baseline, v.candidate)
+            ids += [row["ad_id"] for row in _rarest(v).iter_rows(named=True) if row["condition"] in v.warmup_ads
+                    and ratio_stats(v.ratios, LE, row["condition"], seeds)[0] < 1]
+    ids = list(dict.fromkeys(ids))
+    if not ids:
+        return []
+    one = len(ids) == 1
+    return [f"{'Ad' if one else 'Ads'} {join(ids)} {'is one' if one else 'are ones'} the audit's le_history_warmup "
+            "warning names (fewer than one expected click per batch): LE's history window for "
+            f"{'it' if one else 'each'} starts nearly empty, so LE's ratio on {'it' if one else 'them'} may show that "
+            "warm-up as much as the loss; the warning's larger batch size tests which."]
 
 
 def _noise(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int]) -> tuple[float, float] | None:
@@ -226,9 +325,10 @@ def _noise(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int]) -> tuple
     return noise_range(*_eval_counts(v.ratios, row["condition"], seeds))
 
 
-def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family) -> str:
+def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family, closer: str | None = None) -> str:
     """The per-ad test in words: gaps, adjusted p and its reading (untestable when p is NaN or cannot reach
-    alpha with ``n`` seeds in a family of ``m``)."""
+    alpha with ``n`` seeds in a family of ``m``); when ``closer`` (the loss whose median ratio is closer to 1) is
+    not the loss with the smaller mean gap, a clause saying why the two can disagree."""
     gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], int(row.get("n") or v.seeds)
     ranked = int(row["n_nonzero"]) if v.zero_method == "wilcox" and row.get("n_nonzero") is not None else n
     head = f"Per-ad test over {pairs_words(n, ranked)}"
@@ -238,16 +338,27 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family)
         gaps = f"{label(v.candidate)} and {label(v.baseline)} have the same mean gap ({gb:.2g})"
     else:
         (win, wg), (lose, lg) = sorted(((v.candidate, gc), (v.baseline, gb)), key=lambda t: t[1])
-        share = f", {percent((lg - wg) / row['base_rate'])} of the ad's rate" if row["base_rate"] > 0 else ""
         gaps = (f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} in probability "
-                f"({wg:.2g} vs {lg:.2g}{share})")
+                f"({wg:.2g} vs {lg:.2g}{_share(lg - wg, row['base_rate'])})")
+        if closer == lose:
+            gaps += (f", although {label(lose)}'s median ratio is closer to 1: the test is on the gap |mean "
+                     "prediction − rate| averaged over the seeds, the ratio summary on the median ratio, and the two "
+                     "can rank the losses differently")
     if p is None or not np.isfinite(p):
         return f"{head}: {gaps}; the test is untestable with these seeds."
     if is_untestable(v, ranked, m):
-        return (f"{head}: {gaps}; {v.correction} p = {p:.2g}, but untestable with {pairs_words(n, ranked)} "
+        return (f"{head}: {gaps}; {v.correction} p = {pval(p)}, but untestable with {pairs_words(n, ranked)} "
                 f"({why_untestable(v, ranked, m)}): p >= alpha by construction, which says nothing either way.")
     verdict = "significant" if p < v.alpha else "not significant"
-    return f"{head}: {gaps}, {v.correction} p = {p:.2g}: {verdict} at alpha {v.alpha:g} with these seeds."
+    return f"{head}: {gaps}, {v.correction} p = {pval(p)}: {verdict} at alpha {v.alpha:g} with these seeds."
+
+
+def _share(gap: float, rate: float) -> str:
+    """``, 86 % of the ad's rate``, or for a gap larger than the rate ``, 2,577× the ad's rate``."""
+    if not rate > 0:
+        return ""
+    share = gap / rate
+    return f", {times(share)} the ad's rate" if share > 1 else f", {percent(share)} of the ad's rate"
 
 
 def _rarest(v: VerdictInputs) -> pl.DataFrame:
@@ -280,7 +391,8 @@ def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
         rb, rc = (ratio_stats(v.ratios, loss, row["condition"], seeds) for loss in (v.baseline, v.candidate))
         sentences.append(f"Ad {row['ad_id']} ({v.reference.removeprefix('the ')} {percent(row['base_rate'])}): "
                          f"{_direction(c, rc, noise)}; {_direction(b, rb, noise)}; {_closer(v, rb[0], rc[0], noise)}.")
-        sentences.append(_test_sentence(v, row, p_col, family(v, v.condition_tests, p_col)))
+        sentences.append(_test_sentence(v, row, p_col, family(v, v.condition_tests, p_col),
+                                        _closer_loss(v, rb[0], rc[0])))
     if v.differences:
         sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings "
                          f"({'; '.join(v.differences)}), so a difference may come from the settings rather than "

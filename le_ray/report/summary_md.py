@@ -21,6 +21,7 @@ from le_ray.registry import LOSSES, label
 from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
 from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings, rare_answer
+from le_ray.report.wording import exclusion_reason
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, caveat_lines,
                                    ece_small_caveat,
                                    metric_sentences, pending_headline, rare_headline, setting_differences,
@@ -129,6 +130,18 @@ def _audit(ctx: SummaryContext) -> dict[str, Any]:
     return ctx.manifest.get("audit") or {"settings": {}, "conditions": [], "findings": [], "excluded_conditions": []}
 
 
+def _exclusion_why(ctx: SummaryContext) -> str:
+    """Why the audit left ads out of testing: fewer than ``repeats.min_eval_clicks`` evaluation clicks when that
+    rule (or no evaluation click at all) covers every excluded ad, else the general reason (an ad without a
+    training click is left out whatever its evaluation clicks)."""
+    audit = _audit(ctx)
+    by_clicks = {j for f in audit["findings"] if f["code"] in ("few_eval_clicks", "no_eval_click")
+                 for j in f.get("conditions", ())}
+    if set(audit["excluded_conditions"]) <= by_clicks:
+        return exclusion_reason(max(ctx.cfg.repeats.min_eval_clicks, 1), expected=ctx.tables.truth)  # 0: none
+    return exclusion_reason()
+
+
 def _reference(ctx: SummaryContext) -> str:
     return "the true click probability" if ctx.tables.truth else "the evaluation click rate"
 
@@ -230,11 +243,12 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
     ads, reference = _ads(ctx), _reference(ctx).removeprefix("the ")
     failures = [str(m["error"]).splitlines()[0][:200] for m in ctx.status.get("failed", [])]
     verdict.headline = pending_headline(trials, unpaired, compared, resume_command(ctx.root), failures)
+    why = _exclusion_why(ctx)
     if compared:
-        verdict.headline += rare_headline(ads, reference, _rare_advice(ctx.cfg)) or rare_answer(inputs)
+        verdict.headline += rare_headline(ads, reference, _rare_advice(ctx.cfg)) or rare_answer(inputs, ads, why)
     untested = ("no usable pair of seeds" if compared else "no two losses share a stored seed yet" if paired
                 else "fewer than two losses are configured")
-    verdict.bands = bands_overview(ads, band_edges(ctx.cfg), untested)
+    verdict.bands = bands_overview(ads, band_edges(ctx.cfg), untested, why)
     verdict.bands_title = f"Ads by absolute rate band ({reference} of each ad)"
     verdict.caveats = caveat_lines(_audit(ctx)["findings"], seeds={
         f"{label(c)} vs {label(b)}": n for (b, c), n in paired.items()}, alternative=rep.alternative,

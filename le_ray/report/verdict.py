@@ -23,6 +23,7 @@ comparison is untestable with n seeds rather than "not significantly different".
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ import polars as pl
 
 from le_ray.stats import min_exact_p
 from le_ray.registry import label
+from le_ray.report.wording import EXCLUDED_WHY, ads as _ads, excluded_ads, number, percent, pval
 
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
@@ -95,24 +97,11 @@ class Verdict:
 
 
 def _fmt(x: float | None) -> str:
-    return "n/a" if x is None or not np.isfinite(x) else f"{x:.3g}"
-
-
-def percent(rate: float) -> str:
-    """A probability as a percentage: 0.00051 → '0.051 %', 0.125 → '12 %'."""
-    if rate is None or not np.isfinite(rate):
-        return "n/a"
-    x = 100.0 * rate
-    return f"{x:.0f} %" if x >= 10 else f"{x:.2g} %"
+    return number(x)
 
 
 def _edge(e: float) -> str:
     return f"{100.0 * e:g} %"
-
-
-def _ads(ids: Sequence[str]) -> str:
-    """``ad 3`` or ``ads 3, 2``."""
-    return f"ad{'s' if len(ids) > 1 else ''} {', '.join(ids)}"
 
 
 def _span(low: float, high: float) -> str:
@@ -185,10 +174,10 @@ def why_untestable(v: VerdictInputs, n: int, fam: Family) -> str:
     if n < 1:
         return "no seed is stored for both losses"
     p = smallest_reachable_p(n, v.alternative)
-    held = f"the smallest exact {v.alternative} Wilcoxon p at n = {n} is {p:.3g}"
+    held = f"the smallest exact {v.alternative} Wilcoxon p at n = {n} is {pval(p)}"
     adjusted = smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best)
     if adjusted > p:
-        held += f", {adjusted:.3g} after {v.correction} over {fam.size} tests"
+        held += f", {pval(adjusted)} after {v.correction} over {fam.size} tests"
     return f"{held}, not below alpha {v.alpha:g}"
 
 
@@ -254,7 +243,7 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
         lines.append(f"{win} beats {lose} on {row['metric']} ({way}): mean delta {_fmt(row['mean_delta'])} "
                      f"({v.confidence:.0%} bootstrap CI [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], "
                      f"unadjusted; favours {c} when > 0), "
-                     f"rank-biserial {_fmt(row['rank_biserial'])}, {v.correction} p = {_fmt(row['p_adjusted'])}.")
+                     f"rank-biserial {_fmt(row['rank_biserial'])}, {v.correction} p = {pval(row['p_adjusted'])}.")
     not_below = pl.col("_informative") & ~(pl.col("p_adjusted") < v.alpha).fill_null(False)
     rest = t.filter(not_below & ~pl.col("_untestable"))
     if rest.height:
@@ -289,8 +278,8 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
         won = rows.filter(significant & better)
         if won.height:
             hits += won.height
-            parts.append(f"{loss} is closer to the ad's rate than {other} on {won.height} (ad "
-                         f"{', '.join(won['ad_id'].to_list())}; {v.correction} p <= {won[p_col].max():.2g})")
+            parts.append(f"{loss} is closer to the ad's rate than {other} on {won.height} "
+                         f"({_ads(won['ad_id'].to_list())}; {v.correction} p <= {pval(won[p_col].max())})")
     total, rows = rows.height, rows.filter(~significant)
     untestable = ranked_pairs(v, rows.filter(_untestable_mask(v, rows, p_col, m)))
     for n, r in sorted(set(zip(untestable["_n"].to_list(), untestable["_ranked"].to_list()))):
@@ -325,11 +314,13 @@ def _flag(ads: pl.DataFrame, name: str) -> pl.Series:
     return ads[name].fill_null(False) if name in ads.columns else pl.Series(name, [False] * ads.height)
 
 
-def bands_overview(ads: pl.DataFrame, edges: Sequence[float], untested: str = "no usable pair of seeds") -> list[str]:
+def bands_overview(ads: pl.DataFrame, edges: Sequence[float], untested: str = "no usable pair of seeds",
+                   excluded_why: str = EXCLUDED_WHY) -> list[str]:
     """One line per band with its tested ads (each ad named once in the report). ``ads``: condition, ad_id,
     base_rate (the reference rate), tested (bool), excluded (bool: the audit left the ad out for too few clicks;
-    those are only counted, their list is the audit's). An ad neither tested nor excluded is named with the
-    reason ``untested`` (e.g. no two losses share a stored seed yet), never as having too few clicks."""
+    those are named with their rates and ``excluded_why``, the audit's reason: see
+    :func:`le_ray.report.wording.exclusion_reason`). An ad neither tested nor excluded is named with the reason
+    ``untested`` (e.g. no two losses share a stored seed yet), never as having too few clicks."""
     if ads.height == 0:
         return []
     ads = ads.with_columns(_flag(ads, "tested").alias("tested"), _flag(ads, "excluded").alias("excluded"))
@@ -340,9 +331,10 @@ def bands_overview(ads: pl.DataFrame, edges: Sequence[float], untested: str = "n
         rows = ads.filter(pl.col("band") == k)
         tested = rows.filter(pl.col("tested"))["ad_id"].to_list()
         parts = [f"{len(tested)} tested ({_ads(tested)})" if tested else "no tested ad"]
-        excluded = rows.filter(~pl.col("tested") & pl.col("excluded")).height
-        if excluded:
-            parts.append(f"{excluded} with too few clicks to test (see the caveats)")
+        excluded = rows.filter(~pl.col("tested") & pl.col("excluded"))
+        if excluded.height:
+            parts.append(f"{excluded.height} left out of testing with {excluded_why}: "
+                         f"{excluded_ads(excluded['ad_id'].to_list(), excluded['base_rate'].to_list())}")
         other = rows.filter(~pl.col("tested") & ~pl.col("excluded"))["ad_id"].to_list()
         if other:
             parts.append(f"{len(other)} untested ({_ads(other)}: {untested})")
@@ -409,7 +401,8 @@ def _sentence(text: str) -> str:
 def _finding_line(f: dict[str, Any]) -> str:
     keys = f" Keys: {', '.join(f'`{k}`' for k in f['keys'])}." if f.get("keys") else ""
     kind = f["severity"] if f.get("severity") in ("warning", "error") else "note"
-    return f"Audit {kind} `{f['code']}`: {_sentence(f['message'])}{keys}"
+    message = re.sub(r"\b(fewer than 1 (?:expected )?evaluation click)s\b", r"\1", f["message"])  # one click
+    return f"Audit {kind} `{f['code']}`: {_sentence(message)}{keys}"
 
 
 def _power_line(paired: dict[str, int], planned: int, alternative: str, alpha: float | None) -> str | None:
@@ -428,9 +421,9 @@ def _power_line(paired: dict[str, int], planned: int, alternative: str, alpha: f
     if len(groups) == 1:
         n = next(iter(groups))
         head = (f"With {seeds_word(n)}{''.join(f' ({x})' for x in stored(n))} the smallest exact {alternative} "
-                f"Wilcoxon p is {min_exact_p(n, alternative):.3g}")
+                f"Wilcoxon p is {pval(min_exact_p(n, alternative))}")
     else:
-        parts = [f"{min_exact_p(n, alternative):.3g} with {seeds_word(n)} "
+        parts = [f"{pval(min_exact_p(n, alternative))} with {seeds_word(n)} "
                  f"({'; '.join([', '.join(names), *stored(n)])})" for n, names in sorted(groups.items(), reverse=True)]
         head = f"The smallest exact {alternative} Wilcoxon p is " + " and ".join(parts)
     if alpha is not None and min_exact_p(min(groups), alternative) >= alpha:
@@ -573,7 +566,8 @@ def verdict_text(v: Verdict, width: int = 100) -> list[str]:
     import textwrap
 
     def wrap(text: str, first: str = "", rest: str = "  ") -> list[str]:
-        return textwrap.wrap(text, width=max(width, 40), initial_indent=first, subsequent_indent=rest) or [""]
+        return textwrap.wrap(text, width=max(width, 40), initial_indent=first, subsequent_indent=rest,
+                             break_on_hyphens=False) or [""]
 
     lines = [x for h in v.headline for x in wrap(h)] + ([""] if v.headline else [])
     lines += wrap(v.note) + [""] if v.note else []
