@@ -81,8 +81,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
              ("le-ray prepare --profile criteo_sample --json audit.json", "also write the audit as JSON"))),
     Command("report", "le_ray.report.__main__", "rebuild a sweep's report (summary.md, tables, plots) from its trial files",
             "Rebuild summary.md, the tables and the plots of a sweep folder from its stored trial files, "
-            "without training.",
-            (("le-ray report results/quickstart-20261201-120000", "rebuild one sweep's report"),)),
+            "without training, with the config the sweep stores. To change a report setting (report.rate_bands, "
+            "plots.*, comparison.*, repeats.min_eval_clicks), rerun the finished sweep by name with --set: "
+            "le-ray repeats then trains nothing and only reports.",
+            (("le-ray report results/quickstart-20261201-120000", "rebuild one sweep's report"),
+             ("le-ray repeats --name quickstart-20261201-120000 --set 'report.rate_bands=[0.0001,0.001,0.01]'",
+              "report a finished sweep again with other rate bands (no training)"))),
     Command("compare", "le_ray.runners.compare_runs", "per-condition comparison tables from two stored diagnostic runs",
             "Compare two loss folders written by `le-ray run` (per_condition.csv + metrics.json) without "
             "retraining: per-condition calibration, |1 - ratio| and a summary, as CSV and text.",
