@@ -130,7 +130,7 @@ def run_stages(names: list[str], ctx: dict, args, out: Path) -> None:
             results[name] = FUNCS[name](ctx)
         except Exception as exc:  # noqa: BLE001 - one stage failing must not hide the others
             results[name] = {**ctx["stage_out"], "error": f"{type(exc).__name__}: {str(exc)[:800]}",
-                             "traceback": traceback.format_exc(limit=12)[-3000:]}  # which operation failed
+                             "traceback": traceback.format_exc()[-4000:]}  # the innermost frames: the failing op
         results[name]["seconds"] = round(time.perf_counter() - started, 2)
         print(f"{name:<11} {json.dumps(results[name], default=str)[:700]}", flush=True)
         write(results, out)

@@ -373,6 +373,35 @@ def test_le_with_history_dispatches_at_most_75_ops_more_than_bce():
     assert le_history[0] <= bce[0] + 75
 
 
+def test_a_capture_end_failure_and_a_failed_release_are_kept_too(monkeypatch):
+    """Some capture errors show only at ``capture_end`` (a side stream never joined), and after a failed capture
+    torch 2.11's ``empty_cache`` asserts: either is kept, so later trials in the process do not capture."""
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    monkeypatch.setattr(graph_step, "_capture_failure", [])
+
+    class Graph:
+        def capture_begin(self, **kwargs):
+            pass
+
+        def capture_end(self):
+            raise RuntimeError("operation would make the legacy stream depend on a capturing blocking stream")
+    with pytest.raises(RuntimeError, match="legacy stream"):
+        graph_step.capture(Graph(), None, lambda: "static out")
+    assert graph_step.capture_failure().startswith("RuntimeError: operation would make the legacy stream")
+
+    monkeypatch.setattr(graph_step, "_capture_failure", [])
+    released = []
+    monkeypatch.setattr(graph_step, "release_dead_graph_pools", lambda: released.append(1))
+    assert graph_step.capture_blocked() == "" and released == [1]
+
+    def broken():
+        raise RuntimeError("captures_underway.empty() INTERNAL ASSERT FAILED")
+    monkeypatch.setattr(graph_step, "release_dead_graph_pools", broken)
+    assert graph_step.capture_blocked() == "RuntimeError: captures_underway.empty() INTERNAL ASSERT FAILED"
+    monkeypatch.setattr(graph_step, "release_dead_graph_pools", lambda: released.append(2))
+    assert graph_step.capture_blocked().startswith("RuntimeError: captures_underway") and released == [1]
+
+
 def test_after_a_failed_capture_later_trials_in_the_process_train_eagerly(monkeypatch, caplog):
     """torch 2.11 leaves its caching allocator registered as capturing after a failed capture, so the next
     capture or ``empty_cache`` in the process fails too: a trial asked for graphs then runs eagerly, and says why."""
@@ -380,8 +409,10 @@ def test_after_a_failed_capture_later_trials_in_the_process_train_eagerly(monkey
 
     cfg, data, settings, *_ = _setup("bce")
     monkeypatch.setattr(graph_step, "_capture_failure", [])
+    monkeypatch.setattr(graph_step, "release_dead_graph_pools", lambda: None)
     assert loop._use_capture(True, True, settings, False)
-    monkeypatch.setattr(graph_step, "_capture_failure", ["RuntimeError: operation not permitted when stream is capturing"])
+    monkeypatch.setattr(graph_step, "_capture_failure",
+                        ["RuntimeError: operation not permitted when stream is capturing"])
     with caplog.at_level("WARNING", logger="le_ray.training.loop"):
         assert not loop._use_capture(True, True, settings, False)
     assert "a capture failed earlier in this process (RuntimeError: operation not permitted" in caplog.text

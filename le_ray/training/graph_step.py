@@ -38,6 +38,7 @@ masks differ from an eager run's, so graph-vs-eager checks use dropout 0 or comp
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
 __all__ = ["forward", "bce_sum", "add_loss_sums", "add_batch_loss", "NonFiniteGuard", "LrSchedule", "StepState",
-           "step_fn", "capture", "capture_failure", "release_dead_graph_pools", "ReplayedCall", "BatchFeed",
+           "step_fn", "capture", "capture_failure", "capture_blocked", "release_dead_graph_pools", "ReplayedCall", "BatchFeed",
            "StaticSteps", "StaticLossPass", "WARMUP_STEPS", "MIN_LOSS_PASS_REPLAYS"]
 
 log = logging.getLogger("le_ray.training.graph_step")
@@ -234,29 +235,50 @@ def capture_failure() -> str:
     return _capture_failure[0] if _capture_failure else ""
 
 
+@contextlib.contextmanager
+def _failure_kept() -> Iterator[None]:
+    """Keep the first error raised inside (:func:`capture_failure`) and re-raise it."""
+    try:
+        yield
+    except BaseException as exc:
+        _capture_failure.append(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def capture_blocked() -> str:
+    """Before a trial's first capture: ``""`` when this process may capture, its dead graph pools released first
+    (:func:`release_dead_graph_pools`); else why not (:func:`capture_failure`, which a failing release sets too)."""
+    if not _capture_failure:
+        try:
+            with _failure_kept():
+                release_dead_graph_pools()
+        except Exception:  # kept: the reason is returned, and the trial trains eagerly
+            log.debug("releasing dead graph pools failed", exc_info=True)
+    return capture_failure()
+
+
 def capture(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream, body: Callable[[], T]) -> T:
     """Record ``body()`` into ``graph`` on ``stream`` (nothing runs) and return its static output.
 
     What ``torch.cuda.graph`` does, less two of its preamble's steps: it also empties the caching allocator
     and the pinned host cache before every capture, to leave the graph room. The pinned flush would send the
     next epoch's pinned order buffer back to cudaHostAlloc; the device flush is done once per trial instead,
-    before its first capture (:func:`release_dead_graph_pools`, which :class:`StaticSteps` calls). Each capture
-    has a pool of its own: a pool handle shared with a graph already destroyed fails the next capture (torch's
-    allocator asserts that the pool is still in use). The device synchronisation stays: every stream (the LE
-    history's included) is idle when the capture begins, as under ``torch.cuda.graph``. ``thread_local``: only
-    this thread's calls are bound by the capture's rules, not other threads' (the epoch-order draw runs beside it).
+    before its first capture (:func:`capture_blocked`). Each capture has a pool of its own: a pool handle shared
+    with a graph already destroyed fails the next capture (torch's allocator asserts that the pool is still in
+    use). The device synchronisation stays: every stream (the LE history's included) is idle when the capture
+    begins, as under ``torch.cuda.graph``. ``thread_local``: only this thread's calls are bound by the capture's
+    rules, not other threads' (the epoch-order draw runs beside it).
 
     An error inside ``body()`` (an operation a capture forbids) is raised as itself: the ``capture_end`` after
     it fails too ("operation failed due to a previous error during capture"), and that second error, which
-    names nothing, is dropped. The failure is kept (:func:`capture_failure`): no later trial in this process
-    captures."""
+    names nothing, is dropped. Any failure, in ``capture_begin``, the body or ``capture_end`` (a side stream not
+    joined shows only there), is kept (:func:`capture_failure`): no later trial in this process captures."""
     torch.cuda.synchronize(stream.device if stream is not None else None)
-    with torch.cuda.stream(stream):
+    with torch.cuda.stream(stream), _failure_kept():
         graph.capture_begin(capture_error_mode="thread_local")
         try:
             output = body()
-        except BaseException as exc:
-            _capture_failure.append(f"{type(exc).__name__}: {exc}")
+        except BaseException:
             try:
                 graph.capture_end()
             except Exception:  # the capture is already invalid; the body's error is the one that says why
@@ -376,8 +398,6 @@ class StaticSteps:
         # a closure over the feed and state, not a bound method: the ReplayedCall (graph, memory pool) held here
         # must not hold this object back, or the pair is a cycle that outlives the trial until a gc pass
         self._body = functools.partial(_gather_and_step, self.feed, state)
-        if capture:
-            release_dead_graph_pools()
         self.replayed = ReplayedCall(self._body, split.compute_device, "the training step") if capture else None
         if capture and state.objective.history is not None:
             # the history update feeds only the next step: a parallel branch of the graph, beside backward and Adam

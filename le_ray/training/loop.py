@@ -50,7 +50,7 @@ from le_ray.training import graph_step
 from le_ray.training.epoch_orders import EpochOrder, EpochOrders
 from le_ray.training.grad_diagnostics import GradSqAccumulator
 from le_ray.training.graph_step import (LrSchedule, NonFiniteGuard, StaticLossPass, StaticSteps, StepState,
-                                       add_batch_loss, bce_sum, capture_failure, forward)
+                                       add_batch_loss, bce_sum, capture_blocked, forward)
 from le_ray.training.losses import stats_dtype
 from le_ray.training.objectives import Objective
 
@@ -347,16 +347,17 @@ def _use_capture(cuda_graphs: bool, on_cuda: bool, settings: TrainingSettings, t
     """Capture when asked, on CUDA, and when no diagnostic reads tensors inside the step."""
     if not cuda_graphs or not on_cuda:
         return False
-    if capture_failure():
-        log.warning("CUDA graphs off for this trial: a capture failed earlier in this process (%s), which leaves "
-                    "torch's caching allocator unable to capture again; the trial runs eagerly", capture_failure())
-        return False
     blockers = [name for name, on in (("plots.grad_sq_by_condition", track_grad_sq),
                                       ("training.debug_le_inputs", settings.debug_le_inputs),
                                       ("training.debug_gradients", settings.debug_gradients)) if on]
     if blockers:
         log.info("CUDA graphs off for this trial: %s read tensors inside the step", ", ".join(blockers))
-    return not blockers
+        return False
+    failed = capture_blocked()  # releases the dead graph pools of earlier trials first
+    if failed:
+        log.warning("CUDA graphs off for this trial: a capture failed earlier in this process (%s), which leaves "
+                    "torch's caching allocator unable to capture again; the trial runs eagerly", failed)
+    return not failed
 
 
 def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | None, objective: Objective,
