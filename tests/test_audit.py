@@ -9,8 +9,8 @@ import pytest
 
 import numpy as np
 
-from le_ray.sweep.audit import (SETTING_COLUMNS, Audit, audit_experiment, audit_text, batch_for_steps,
-                                expected_clicks_per_batch, refusal, setting_key, settings_table)
+from le_ray.sweep.audit import Audit, audit_experiment, batch_for_steps, expected_clicks_per_batch, setting_key
+from le_ray.sweep.audit_text import SETTING_COLUMNS, audit_text, refusal, settings_table
 from le_ray.cli.args import config_and_shadows, config_shadows_provenance
 from le_ray.config import ConfigShadowWarning, load_config
 from le_ray.data.prepare import le_base_rates, prepare_data
@@ -442,3 +442,21 @@ def test_le_history_warmup_says_when_a_click_or_a_full_window_lies_beyond_the_ru
     assert _warmup_steps(0.5, 40, 100) == "first click after ~2 steps, window full after ~40"
     assert _warmup_steps(0.5, 305, 46) == "first click after ~2 steps; its window does not fill in this run (~305 steps)"
     assert _warmup_steps(0.001, 5000, 46) == "first click expected after ~1,000 steps, beyond this run's 46"
+
+
+def test_an_ad_expecting_a_fraction_of_a_click_is_tested_against_the_truth_with_min_eval_clicks_0():
+    """Expected clicks were rounded to 0.1 before the rules read them: an ad expecting 0.03 evaluation clicks read
+    as expecting none and stayed out even with repeats.min_eval_clicks 0 (the per-ad test against the truth needs
+    no click); "none" now means no evaluation row, and 1 click is singular."""
+    sets = [*BASE, "synthetic.uniform_log10_means=[-0.8,-1,-1.1,-4.8]", "synthetic.uniform_log10_std=0"]
+    cfg = load_config(sets=[*sets, "repeats.min_eval_clicks=0"])
+    data = prepare_data(cfg)
+    audit = audit_experiment(cfg, [data])
+    rare = audit.conditions[3]
+    assert 0 < rare["eval_expected_clicks"] < 0.05 and rare["eval_rows"] > 0
+    assert not [f for f in audit.findings if f.code in ("no_eval_click", "few_eval_clicks")]
+    assert set(audit.excluded_conditions) <= {j for f in audit.findings if f.code == "no_train_click"
+                                              for j in f.conditions}  # it is left out only if it has no train click
+    one = audit_experiment(load_config(sets=[*sets, "repeats.min_eval_clicks=1"]), [data])
+    finding = next(f for f in one.findings if f.code == "few_eval_clicks")
+    assert "fewer than 1 expected evaluation click:" in finding.message and 3 in one.excluded_conditions

@@ -317,6 +317,14 @@ def test_prepare_says_before_generating_decades_rows_that_a_sweep_would_be_refus
     with pytest.raises(Prepared):
         prepare.main(["--profile", "decades"])
 
+    def unsound(cfg):
+        assert "would start only because repeats.allow_unsound is set here (error too_slow_here)" in (
+            capsys.readouterr().out)
+        raise Prepared
+    monkeypatch.setattr(prepare, "prepare_with_source", unsound)
+    with pytest.raises(Prepared):
+        prepare.main(["--profile", "decades", "--set", "repeats.allow_unsound=true"])
+
 
 def test_no_worker_is_warmed_up_when_no_trial_is_pending():
     """A resume with every trial stored starts no warm-up task (and needs no Ray for it)."""

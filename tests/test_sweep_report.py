@@ -547,3 +547,42 @@ def test_the_reason_ads_were_left_out_names_min_eval_clicks_only_when_that_rule_
     assert _exclusion_why(ctx([*few, ("no_train_click", [2])], [0, 1, 2])).startswith("too few clicks to test (no training click")
     none = ctx([("no_eval_click", [3])], [3], "repeats.min_eval_clicks=0")
     assert _exclusion_why(none).startswith("fewer than 1 evaluation click (")
+
+
+@pytest.mark.parametrize("clicks, said", [(0, "at least 1 evaluation click each"),
+                                          (1, "at least 1 evaluation click each"),
+                                          (10, "at least 10 evaluation clicks each")])
+def test_the_rare_ad_advice_never_asks_for_0_evaluation_clicks(clicks, said):
+    """Avazu sample with repeats.min_eval_clicks=0: the headline advised "keep at least 0 evaluation clicks each"."""
+    from le_ray.report.summary_md import _rare_advice
+
+    advice = _rare_advice(load_config(profile="avazu_sample", sets=[f"repeats.min_eval_clicks={clicks}"]))
+    assert said in advice and "at least 0 " not in advice
+
+
+def test_the_noise_band_caption_takes_its_confidence_from_the_bottom_line(monkeypatch):
+    """The caption wrote "95%" by hand beside bottom_line.NOISE_CONFIDENCE, which sets the band it describes."""
+    from le_ray.report import summary_md
+
+    monkeypatch.setattr(summary_md, "NOISE_CONFIDENCE", 0.9)
+    assert "the 90% Wilson range of a calibrated model's ratio" in summary_md._noise_caption(False, False)
+
+
+@pytest.mark.parametrize("truth", [False, True])
+def test_an_ad_without_an_evaluation_click_is_marked_unmeasured_only_against_the_click_rate(truth):
+    """Avazu sample (min_eval_clicks 0): ad 23160 had no evaluation click, so its "rate" 0 put it in the band < 0.1 %
+    and among the rare ads; the ads table now marks it (evaluation-click reference only) with its training rate."""
+    from types import SimpleNamespace
+
+    from le_ray.report.summary_md import _ads
+
+    calib = pl.DataFrame({"loss": ["bce"] * 4, "seed": [0, 1, 0, 1], "condition": [0, 0, 1, 1],
+                          "ad_id": ["23160"] * 2 + ["21665"] * 2, "ratio": [float("inf")] * 2 + [1.0, 1.1],
+                          "n": [30] * 4, "ref_sum": [0.0, 0.0, 1.0, 1.0], "base_rate": [0.0, 0.0, 1 / 30, 1 / 30]})
+    audit = {"conditions": [{"condition": 0, "train_rows": 100, "train_clicks": 27}], "findings": [],
+             "excluded_conditions": [0], "data_draws": 1}
+    ctx = SimpleNamespace(tables=SimpleNamespace(calibration=calib, condition_tests={}, truth=truth),
+                          manifest={"audit": audit}, cfg=load_config(sets=["repeats.resample_data=false"]))
+    ads = _ads(ctx).sort("condition")
+    assert ads["no_eval_click"].to_list() == ([False, False] if truth else [True, False])
+    assert ads["train_rate"].to_list() == [0.27, None]

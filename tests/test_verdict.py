@@ -157,8 +157,9 @@ def test_nearly_equal_closeness_is_not_a_winner_and_a_shift_over_all_ads_is_name
     assert "LE and BCE are about equally close to 1 (|ln ratio| 0.14 vs 0.14)" in sentences[0]
     assert ratio_readings([v, v])[-1] == (
         "Summed over all ads (a figure dominated by the ads with the most predicted clicks, usually the frequent "
-        "ones), LE predicts 0.55× the evaluation click rate (under-predicts overall): a shift of that size may also move a rare ad's ratio, so being nearer 1 on a rare "
-        "ad may come from it rather than from calibration on rare ads.")
+        "ones), LE predicts 0.55× the evaluation click rate (under-predicts overall): a shift of that size may also "
+        "move the ratios of the rarest tested ads (none below 1 %), so being nearer 1 on them may come from it rather "
+        "than from calibration on them.")  # ad 7 (2 %) is no rare ad: "on a rare ad" would claim one was tested
     even = _eval_ratios({7: ([1.1485] * 5, [1.1515] * 5)}, 5000, 100, overall={"bce": 1.02, "localized_entropy": 1.09})
     assert not any("Summed over all ads" in s for s in ratio_readings([dataclasses.replace(v, ratios=even)]))
 
@@ -607,7 +608,7 @@ def test_a_loss_miscalibrated_on_the_frequent_ads_too_is_said_to_have_failed_its
     v = _inputs(conditions=cond, ratios=ratios)
     failed = [r for r in ratio_readings([v]) if "failed fit" in r]
     assert failed == [  # (7.4 + 1.3) / 2 over ads 7 and 9 (equal reference sums); BCE is not named
-        "LE is miscalibrated on the frequent ads too in this run (4.35× the true click probability summed over the "
+        "In this run, LE is miscalibrated on the frequent ads too (4.35× the true click probability summed over the "
         "tested ads at or above 1 %; median ratio 1.3 on the most frequent tested ad, ad 9; more than 50 % off on 2 "
         "of the 3 tested ads): its ratio on a rare ad reflects that failed fit, not rare-ad behaviour."]
     rare_only = _eval_ratios({2: ([11.5] * 3, [1801.0] * 3), 7: ([0.97] * 3, [1.1] * 3), 9: ([0.99] * 3, [1.2] * 3)},
@@ -642,3 +643,72 @@ def test_one_click_is_singular_and_the_console_does_not_break_words_at_hyphens()
     for width in range(40, 70):
         lines = verdict_text(Verdict(bottom=[("T", [sentence * 3])]), width=width)
         assert not any(x.rstrip().endswith(("over-", "under-")) for x in lines), width
+
+
+def test_a_failed_fit_without_a_tested_rare_ad_names_the_rarest_tested_ads_not_a_rare_one():
+    """Avazu sample (min_eval_clicks 0): the headline said "No tested ad is below 1 %", then "focal is miscalibrated on
+    the frequent ads too ...: its ratio on a rare ad reflects that failed fit", a sentence opening with a lowercase
+    label and speaking of a rare ad no test had."""
+    cond = _conditions([(7, "7", 0.036, 0.001, 0.08, 3, 0.25, 1.0), (9, "9", 0.093, 0.003, 0.12, 3, 0.25, 1.0)])
+    ratios = _eval_ratios({7: ([0.97] * 3, [0.37] * 3), 9: ([0.99] * 3, [0.4] * 3)}, 250_000, 100)
+    failed = [r for r in ratio_readings([_inputs(conditions=cond, ratios=ratios)]) if "failed fit" in r]
+    assert failed == [
+        "In this run, LE is miscalibrated on every tested ad (0.39× the true click probability summed over the tested "
+        "ads at or above 1 %; median ratio 0.4 on the most frequent tested ad, ad 9; more than 50 % off on 2 of the 2 "
+        "tested ads): its ratios on its rarest tested ads (none below 1 %) reflect that failed fit."]
+    assert not any("on a rare ad" in r for r in ratio_readings([_inputs(conditions=cond, ratios=ratios)]))
+
+
+def test_ads_without_an_evaluation_click_have_no_rate_band_and_are_no_rare_ads():
+    """Avazu sample (min_eval_clicks 0): ads with no evaluation click were named "ads 23160 (0 %), 19743 (0 %)" in the
+    band < 0.1 % and counted as rare ads below 1 %, although ad 23160's training rate was 27 %."""
+    from le_ray.report.bottom_line import rare_answer
+
+    ads = pl.DataFrame({"condition": range(4), "ad_id": ["23160", "19743", "21665", "17753"],
+                        "base_rate": [0.0, 0.0, 0.036, 0.2], "tested": [False, False, True, True],
+                        "excluded": [True, True, False, False], "no_eval_click": [True, True, False, False],
+                        "train_rate": [0.27, None, 0.078, 0.2]})
+    lines = bands_overview(ads, (0.001, 0.01, 0.1))
+    assert lines == ["< 0.1 %: no tested ad", "0.1–1 %: no tested ad", "1–10 %: 1 tested (ad 21665)",
+                     "≥ 10 %: 1 tested (ad 17753)", "no evaluation click (rate not measured, so in no band; not "
+                     "tested): ads 19743 and 23160 (training rate 27 %)"]
+    assert not any("(0 %)" in x for x in lines)
+    assert rare_headline(ads, "evaluation click rate", "filter") == [
+        "No tested ad is below 1 % (evaluation click rate; 2 ad(s) without an evaluation click have no measured rate "
+        "and are not counted): this data cannot answer the rare-ad question; filter."]
+    rare = ads.with_columns(pl.Series("base_rate", [0.0, 0.0, 0.0005, 0.2]))  # ad 21665 rare and tested
+    cond = _conditions([(2, "21665", 0.0005, 0.001, 0.002, 4, 0.125, 0.875)])
+    assert "(0 %)" not in rare_answer([_inputs(conditions=cond)], rare)[0]
+    truth = ads.drop("no_eval_click")  # the truth reference keeps its path: rate 0 in the lowest band
+    assert bands_overview(truth, (0.001, 0.01, 0.1))[0].startswith("< 0.1 %: no tested ad; 2 left out of testing")
+
+
+def test_a_tiny_ratio_reads_plainly_not_in_e_notation():
+    """Avazu sample: "LE predicts 2.4e-09× the ad's rate (seed range 1.2e-09–3e-09)"; an overall ratio that small
+    printed as "0.00×"."""
+    from le_ray.report.wording import ratio_words
+
+    assert ratio_words(2.4e-9, "100 %") == "predicts under 1/1,000 of the ad's rate"
+    assert ratio_words(0.0011, "100 %") == "predicts 0.0011× the ad's rate"
+    cond = _conditions([(2, "2", 0.0005, 0.00025, 0.0005, 3, 0.25, 1.0)])
+    tiny = _eval_ratios({2: ([0.9, 1.0, 1.1], [1.2e-9, 2.4e-9, 3e-9])}, 28_000, 14,
+                        overall={"bce": 1.0, "localized_entropy": 2e-9})
+    v = dataclasses.replace(_inputs(conditions=cond, ratios=tiny), reference="the evaluation click rate",
+                            fixed_split=False)
+    text = bottom_line(v)[1][0]
+    assert "LE predicts under 1/1,000 of the ad's rate (ratio 2.4e-09, seed range 1.2e-09–3e-09)" in text
+    assert "×" not in text.split("LE predicts", 1)[1].split(";", 1)[0]
+    assert any("LE predicts under 1/1,000 of the evaluation click rate (under-predicts overall)" in r
+               for r in ratio_readings([v]))
+
+
+def test_one_seed_has_no_seed_range_and_one_click_is_singular():
+    """Avazu sample: "seed range 1.36–1.36" with one seed; "rests on 1 clicks in 28 rows"."""
+    cond = _conditions([(7, "21665", 1 / 28, 0.01, 0.012, 1, float("nan"), float("nan"))])
+    one = _eval_ratios({7: ([1.36], [2.26])}, 28, 1)
+    v = dataclasses.replace(_inputs(conditions=cond, ratios=one), reference="the evaluation click rate")
+    text = bottom_line(v)[1][0]
+    assert "BCE over-predicts it by 36 % (ratio 1.36, the median inside the evaluation noise)" in text
+    assert "LE predicts 2.26× the ad's rate (the median inside the evaluation noise)" in text
+    assert "seed range" not in text
+    assert any(r.startswith("Ad 21665's evaluation rate rests on 1 click in 28 rows:") for r in ratio_readings([v]))

@@ -49,7 +49,8 @@ from scipy.stats import binomtest
 from le_ray.registry import label
 from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels, family,
                                    is_untestable, pairs_words, ranked_pairs, rate_bands, why_untestable)
-from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, ads, excluded_ads, join, number,
+from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, FACTOR_TINY, ads, excluded_ads, join,
+                                   number,
                                    percent, pval, ratio_words, times)
 from le_ray.stats import median_range
 
@@ -107,10 +108,13 @@ def _direction(name: str, stats: tuple[float, float, float], noise: tuple[float,
     size = percent(abs(mid - 1.0))
     what = ratio_words(mid, size) if size != "0 %" else "is calibrated on it"
     spans = lo < 1 < hi and size != "0 %"
-    inside = ", the median inside the evaluation noise" if noise and noise[0] <= mid <= noise[1] else ""
-    ratio = "" if mid > FACTOR_ABOVE or mid < FACTOR_BELOW else f"ratio {number(mid)}, "  # the multiple is the ratio
-    return (f"{name} {what}{' in the median' if spans else ''} ({ratio}seed range {number(lo)}–{number(hi)}"
-            f"{' spans 1' if spans else ''}{inside})")
+    inside = "the median inside the evaluation noise" if noise and noise[0] <= mid <= noise[1] else ""
+    multiple = FACTOR_TINY <= mid and (mid > FACTOR_ABOVE or mid < FACTOR_BELOW)  # then the multiple is the ratio
+    said = [] if multiple else [f"ratio {number(mid)}"]
+    if number(lo) != number(hi):  # one seed, or every seed alike: no range to give
+        said.append(f"seed range {number(lo)}–{number(hi)}{' spans 1' if spans else ''}")
+    said += [inside] if inside else []
+    return f"{name} {what}{' in the median' if spans else ''}" + (f" ({', '.join(said)})" if said else "")
 
 
 def _closer_loss(v: VerdictInputs, b: float, c: float) -> str | None:
@@ -145,10 +149,11 @@ def _noise_sentence(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int],
     if noise is None:
         return None
     clicks, rows = _eval_counts(v.ratios, row["condition"], seeds)
-    sentence = (f"Ad {row['ad_id']}'s evaluation rate rests on {number(clicks)} clicks in {rows:,.0f} rows: the true "
-                f"rates those clicks leave plausible ({NOISE_CONFIDENCE:.0%} Wilson interval) would give a calibrated "
-                f"model a ratio of {noise[0]:.2f}–{noise[1]:.2f}, so a ratio inside that range is no evidence of "
-                "miscalibration")
+    plural = "" if number(clicks) == "1" else "s"
+    sentence = (f"Ad {row['ad_id']}'s evaluation rate rests on {number(clicks)} click{plural} in {rows:,.0f} rows: "
+                f"the true rates those clicks leave plausible ({NOISE_CONFIDENCE:.0%} Wilson interval) would give a "
+                f"calibrated model a ratio of {noise[0]:.2f}–{noise[1]:.2f}, so a ratio inside that range is no "
+                "evidence of miscalibration")
     train = v.train_rates.get(row["condition"])
     if train is not None and np.isfinite(train) and row["base_rate"] > 0:
         sentence += (f"; its training rate is {percent(train)}, {train / row['base_rate']:.2f}× the evaluation rate "
@@ -178,8 +183,11 @@ def _shifts(v: VerdictInputs, seeds: Sequence[int]) -> list[str]:
 
 
 def _overall(r: float) -> str:
-    """An overall ratio as a multiple, two decimals (0.55×, 7.88×), whole with separators from 1,000 up."""
-    return f"{r:.2f}×" if abs(r) < 999.5 else times(r)
+    """An overall ratio as a multiple, two decimals (0.55×, 7.88×), whole with separators from 1,000 up, two
+    significant digits below 0.1 (0.0042×, never 0.00×) and "under 1/1,000 of" below FACTOR_TINY."""
+    if 0 <= r < FACTOR_TINY:
+        return f"under 1/{1 / FACTOR_TINY:,.0f} of"
+    return times(r) if abs(r) >= 999.5 else f"{r:.2g}×" if abs(r) < 0.1 else f"{r:.2f}×"
 
 
 def _failed_fit(v: VerdictInputs, loss: str, seeds: Sequence[int]) -> str | None:
@@ -204,8 +212,15 @@ def _failed_fit(v: VerdictInputs, loss: str, seeds: Sequence[int]) -> str | None
             f"{percent(RARE_BELOW)}"] if np.isfinite(overall) else []
     said += [f"median ratio {number(frequent)} on the most frequent tested ad, ad {top['ad_id']}",
              f"more than {percent(FREQUENT_OFF)} off on {off} of the {t.height} tested ads"]
-    return (f"{label(loss)} is miscalibrated on {where} in this run ({'; '.join(said)}): its ratio on a rare ad "
-            "reflects that failed fit, not rare-ad behaviour.")
+    return (f"In this run, {label(loss)} is miscalibrated on {where} ({'; '.join(said)}): "
+            + ("its ratio on a rare ad reflects that failed fit, not rare-ad behaviour." if _has_rare(v) else
+               f"its ratios on its rarest tested ads (none below {percent(RARE_BELOW)}) reflect that failed fit."))
+
+
+def _has_rare(v: VerdictInputs) -> bool:
+    """Whether some tested ad of ``v`` lies below RARE_BELOW (else its rarest tested ads are not rare ones)."""
+    t = v.condition_tests
+    return bool(t.height) and t.filter(pl.col("base_rate").is_finite() & (pl.col("base_rate") < RARE_BELOW)).height > 0
 
 
 def ratio_readings(inputs: Sequence[VerdictInputs]) -> list[str]:
@@ -223,10 +238,13 @@ def ratio_readings(inputs: Sequence[VerdictInputs]) -> list[str]:
     readings = list(dict.fromkeys(s for s in noise + _warmups(inputs) if s))
     shifted = list(dict.fromkeys(shifted))
     if shifted:
+        rare = any(_has_rare(v) for v in inputs)
+        moved = ("a rare ad's ratio, so being nearer 1 on a rare ad may come from it rather than from calibration on "
+                 "rare ads" if rare else f"the ratios of the rarest tested ads (none below {percent(RARE_BELOW)}), so "
+                 "being nearer 1 on them may come from it rather than from calibration on them")
         readings.append(f"Summed over all ads (a figure dominated by the ads with the most predicted clicks, "
-                        f"usually the frequent ones), {'; '.join(shifted)}: a shift of "
-                        "that size may also move a rare ad's ratio, so being nearer 1 on a rare ad may come from it "
-                        "rather than from calibration on rare ads.")
+                        f"usually the frequent ones), {'; '.join(shifted)}: a shift of that size may also move "
+                        f"{moved}.")
     return readings + [s for s in failed.values() if s]
 
 
@@ -255,11 +273,13 @@ def rare_answer(inputs: Sequence[VerdictInputs], ads_table: pl.DataFrame | None 
 
 
 def _left_out(table: pl.DataFrame | None, why: str) -> str:
-    """``, with ads 0 (0.001 %) and 1 (0.0028 %) left out of testing with <why>``: the rare ads the audit excluded."""
+    """``, with ads 0 (0.001 %) and 1 (0.0028 %) left out of testing with <why>``: the rare ads the audit excluded
+    (not those without an evaluation click, ``no_eval_click``: their rate is not measured, so not known to be rare)."""
     if table is None or table.height == 0 or not {"excluded", "base_rate", "ad_id"} <= set(table.columns):
         return ""
     tested = pl.col("tested").fill_null(False) if "tested" in table.columns else pl.lit(False)
-    out = table.filter(pl.col("excluded").fill_null(False) & ~tested & (pl.col("base_rate") < RARE_BELOW))
+    measured = ~pl.col("no_eval_click").fill_null(False) if "no_eval_click" in table.columns else pl.lit(True)
+    out = table.filter(pl.col("excluded").fill_null(False) & ~tested & (pl.col("base_rate") < RARE_BELOW) & measured)
     out = out.sort("base_rate")
     if out.height == 0:
         return ""

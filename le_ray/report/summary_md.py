@@ -20,13 +20,13 @@ from le_ray.glossary import glossary_lines
 from le_ray.registry import LOSSES, label
 from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
-from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings, rare_answer
+from le_ray.report.bottom_line import NOISE_CONFIDENCE, bottom_line, bottom_note, ratio_readings, rare_answer
 from le_ray.report.wording import exclusion_reason
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, caveat_lines,
                                    ece_small_caveat,
                                    metric_sentences, pending_headline, rare_headline, setting_differences,
                                    verdict_markdown)
-from le_ray.sweep.audit import SETTING_COLUMNS, settings_table
+from le_ray.sweep.audit_text import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines",
@@ -69,7 +69,8 @@ def _noise_caption(truth: bool, resampled: bool) -> str:
     (:func:`noise_bands`), else that none is drawn and why."""
     if noise_bands(truth, resampled):
         return ("A grey band behind an ad, where drawn (one fixed evaluation split, rates measured against clicks), is "
-                "the 95% Wilson range of a calibrated model's ratio given the ad's evaluation clicks: a ratio inside "
+                f"the {NOISE_CONFIDENCE:.0%} Wilson range of a calibrated model's ratio given the ad's evaluation "
+                "clicks: a ratio inside "
                 "it is within evaluation noise.")
     why = [("the reference is the true click probability of the synthetic rows, free of evaluation noise"
             if truth else ""),
@@ -155,21 +156,31 @@ def _rare_advice(cfg: Config) -> str:
     name = cfg.data.ctr_dataset
     sets = f"--set ctr.datasets.{name}.filter.mode=bottom_k --set ctr.datasets.{name}.filter.metric=rate"
     profile = f" --profile {cfg.experiment.active}" if cfg.experiment.active else ""
-    return (f"on a file large enough that its lowest-rate ads keep at least {cfg.repeats.min_eval_clicks} evaluation "
-            f"clicks each, keep those ads with `{sets}` (check first with `le-ray prepare{profile} {sets}`: on a small "
+    clicks = max(cfg.repeats.min_eval_clicks, 1)  # 0 keeps ads without a click, but a rate needs one
+    return (f"on a file large enough that its lowest-rate ads keep at least {clicks} evaluation "
+            f"click{'s' if clicks != 1 else ''} each, keep those ads with `{sets}` (check first with "
+            f"`le-ray prepare{profile} {sets}`: on a small "
             f"file they have too few clicks, and its audit says so), or run {synthetic}")
 
 
 def _ads(ctx: SummaryContext) -> pl.DataFrame:
     """condition, ad_id, base_rate (pooled reference rate), tested (some comparison tested it), excluded (the audit
-    left it out for too few clicks): every ad of the calibration table."""
+    left it out for too few clicks), no_eval_click (evaluation-rate reference and not one evaluation click in any
+    seed: no measured rate) and train_rate (the audit's training rate on a fixed split, else null): every ad of the
+    calibration table."""
     calib = ctx.tables.calibration
     if calib.height == 0:
         return pl.DataFrame()
     tested = {c for t in ctx.tables.condition_tests.values() if t.height for c in t["condition"].to_list()}
     excluded = [pl.col("excluded").first()] if "excluded" in calib.columns else [pl.lit(False).alias("excluded")]
-    ads = calib.group_by("condition").agg(pl.col("ad_id").first(), pl.col("base_rate").first(), *excluded)
-    return ads.with_columns(pl.col("condition").is_in(sorted(tested)).alias("tested"))
+    clicks = pl.col("ref_sum") if "ref_sum" in calib.columns else pl.col("base_rate")
+    no_click = [pl.lit(False) if ctx.tables.truth else (clicks.fill_nan(0).fill_null(0) <= 0).all()]
+    ads = calib.group_by("condition").agg(pl.col("ad_id").first(), pl.col("base_rate").first(), *excluded,
+                                          no_click[0].alias("no_eval_click"))
+    train = _train_rates(_audit(ctx), ctx.cfg.repeats.resample_data)
+    return ads.with_columns(pl.col("condition").is_in(sorted(tested)).alias("tested"),
+                            pl.col("condition").replace_strict(train, default=None, return_dtype=pl.Float64)
+                            .alias("train_rate"))
 
 
 def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs:

@@ -34,7 +34,8 @@ import polars as pl
 
 from le_ray.stats import min_exact_p
 from le_ray.registry import label
-from le_ray.report.wording import EXCLUDED_WHY, ads as _ads, excluded_ads, number, percent, pval
+from le_ray.report.wording import (EXCLUDED_WHY, ads as _ads, excluded_ads, number, percent, pval,
+                                   unmeasured_ads)
 
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
@@ -319,11 +320,14 @@ def bands_overview(ads: pl.DataFrame, edges: Sequence[float], untested: str = "n
     """One line per band with its tested ads (each ad named once in the report). ``ads``: condition, ad_id,
     base_rate (the reference rate), tested (bool), excluded (bool: the audit left the ad out for too few clicks;
     those are named with their rates and ``excluded_why``, the audit's reason: see
-    :func:`le_ray.report.wording.exclusion_reason`). An ad neither tested nor excluded is named with the reason
-    ``untested`` (e.g. no two losses share a stored seed yet), never as having too few clicks."""
+    :func:`le_ray.report.wording.exclusion_reason`), optional no_eval_click (bool: no evaluation click, so no
+    measured rate; such ads are listed apart, in no band, with their optional train_rate). An ad neither tested
+    nor excluded is named with the reason ``untested`` (e.g. no two losses share a stored seed yet), never as having
+    too few clicks."""
     if ads.height == 0:
         return []
     ads = ads.with_columns(_flag(ads, "tested").alias("tested"), _flag(ads, "excluded").alias("excluded"))
+    ads, unmeasured = ads.filter(~_flag(ads, "no_eval_click")), ads.filter(_flag(ads, "no_eval_click")).sort("ad_id")
     ads = ads.sort("base_rate")
     ads = ads.with_columns(pl.Series("band", rate_bands(ads["base_rate"].to_numpy(), edges)))
     lines = []
@@ -339,20 +343,28 @@ def bands_overview(ads: pl.DataFrame, edges: Sequence[float], untested: str = "n
         if other:
             parts.append(f"{len(other)} untested ({_ads(other)}: {untested})")
         lines.append(f"{name}: " + "; ".join(parts))
+    if unmeasured.height:
+        train = unmeasured["train_rate"].to_list() if "train_rate" in unmeasured.columns else None
+        lines.append(f"no evaluation click (rate not measured, so in no band; not tested): "
+                     f"{unmeasured_ads(unmeasured['ad_id'].to_list(), train)}")
     return lines
 
 
 def rare_headline(ads: pl.DataFrame, reference: str, advice: str) -> list[str]:
     """When no tested ad's rate lies below RARE_BELOW: that this data cannot answer the rare-ad question, and how
     to get rare ads (``advice``); else nothing. Rare ads the audit excluded are said to have too few clicks;
-    rare ads untested for another reason are counted apart (not blamed on the clicks)."""
+    rare ads untested for another reason are counted apart (not blamed on the clicks); an ad without an evaluation
+    click (``no_eval_click``) has no measured rate and is no rare ad."""
     if ads.height == 0:
         return []
-    rare = ads.filter(pl.col("base_rate") < RARE_BELOW)
+    unmeasured = int(_flag(ads, "no_eval_click").sum())
+    rare = ads.filter((pl.col("base_rate") < RARE_BELOW) & ~_flag(ads, "no_eval_click"))
     if _flag(rare, "tested").any():
         return []
     excluded = int(_flag(rare, "excluded").sum())
     notes = [f"{excluded} ad(s) below it had too few clicks to test"] if excluded else []
+    if unmeasured:
+        notes.append(f"{unmeasured} ad(s) without an evaluation click have no measured rate and are not counted")
     if rare.height - excluded:
         notes.append(f"{rare.height - excluded} ad(s) below it had no usable pair of seeds")
     return [f"No tested ad is below {_edge(RARE_BELOW)} ({'; '.join([reference, *notes])}): this data cannot answer "

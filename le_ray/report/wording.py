@@ -5,12 +5,14 @@
 * :func:`times` and :func:`ratio_words`: a calibration ratio r. Between :data:`FACTOR_BELOW` and
   :data:`FACTOR_ABOVE` it reads as a percentage off (r > 1 over-predicts by 100·(r − 1) %, r < 1 under-predicts by
   100·(1 − r) %); beyond them as a multiple of the ad's rate ("predicts 1,800× the ad's rate", "predicts 0.31× the
-  ad's rate"), where a percentage would run to 179961 %.
+  ad's rate"), where a percentage would run to 179961 %; below :data:`FACTOR_TINY` as "predicts under 1/1,000 of
+  the ad's rate" (a multiple would read 2.4e-09×).
 * :func:`pval`: every p-value of the verdict, 3 significant digits (0.875, 0.0312, 2.4e-05).
 * :func:`ads` and :func:`join`: "ad 3" / "ads 2, 3"; "a", "a and b", "a, b and c".
 * :func:`percent`: a probability as a percentage (0.00051 → "0.051 %").
 * :func:`exclusion_reason` and :func:`excluded_ads`: the ads the audit left out of testing for too few clicks,
-  each named with its rate, and why (its ``repeats.min_eval_clicks`` check).
+  each named with its rate, and why (its ``repeats.min_eval_clicks`` check); :func:`unmeasured_ads`: the ads
+  without an evaluation click, whose rate is not measured (never "0 %"), with their training rate when known.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import math
 from collections.abc import Sequence
 
 __all__ = ["number", "times", "ratio_words", "pval", "ads", "join", "percent", "exclusion_reason", "excluded_ads",
-           "EXCLUDED_WHY", "FACTOR_ABOVE", "FACTOR_BELOW"]
+           "unmeasured_ads", "EXCLUDED_WHY", "FACTOR_ABOVE", "FACTOR_BELOW",
+           "FACTOR_TINY"]
 
 FACTOR_ABOVE = 2.0  #: a ratio above this reads as a multiple of the ad's rate, not a percentage over it
 FACTOR_BELOW = 0.5  #: a ratio below this reads as a multiple (a fraction) of the ad's rate
+FACTOR_TINY = 0.001  #: a ratio below this reads "under 1/1,000 of the ad's rate" (never 2.4e-09×)
 
 
 def number(x: float | None) -> str:
@@ -40,8 +44,11 @@ def times(r: float) -> str:
 
 def ratio_words(r: float, size: str) -> str:
     """What a calibration ratio ``r`` says the loss does to the ad: ``predicts 1,800× the ad's rate`` beyond
-    [FACTOR_BELOW, FACTOR_ABOVE], else ``over-predicts it by <size>`` / ``under-predicts it by <size>`` (``size``:
-    the percentage off, as the caller writes it)."""
+    [FACTOR_BELOW, FACTOR_ABOVE] (``predicts under 1/1,000 of the ad's rate`` below FACTOR_TINY), else
+    ``over-predicts it by <size>`` / ``under-predicts it by <size>`` (``size``: the percentage off, as the caller
+    writes it)."""
+    if r < FACTOR_TINY:
+        return f"predicts under 1/{1 / FACTOR_TINY:,.0f} of the ad's rate"
     if r > FACTOR_ABOVE or r < FACTOR_BELOW:
         return f"predicts {times(r)} the ad's rate"
     return f"{'over' if r > 1 else 'under'}-predicts it by {size}"
@@ -91,3 +98,12 @@ EXCLUDED_WHY = exclusion_reason()  #: the reason said when the caller gives none
 def excluded_ads(ids: Sequence[str], rates: Sequence[float]) -> str:
     """``ads 0 (0.001 %), 1 (0.0028 %) and 2 (0.0077 %)``: each ad with its rate."""
     return f"ad{'s' if len(ids) > 1 else ''} " + join([f"{i} ({percent(r)})" for i, r in zip(ids, rates)])
+
+
+def unmeasured_ads(ids: Sequence[str], train_rates: Sequence[float | None] | None = None) -> str:
+    """``ads 23160 (training rate 30 %) and 19743``: ads without an evaluation click (no measured rate, so no
+    "0 %"), each with its training rate when known."""
+    rates = list(train_rates) if train_rates is not None else [None] * len(ids)
+    named = [f"{i} (training rate {percent(r)})" if r is not None and math.isfinite(r) else str(i)
+             for i, r in zip(ids, rates)]
+    return f"ad{'s' if len(ids) > 1 else ''} " + join(named)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Sequence
 
 from le_ray.atomic import atomic_write_json
-from le_ray.sweep.audit import audit_experiment, audit_text
+from le_ray.sweep.audit import audit_experiment
+from le_ray.sweep.audit_text import audit_text
 from le_ray.sweep.runtime_estimate import too_slow_before_preparation
 from le_ray.cli.args import (add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error,
                              with_default_profile)
@@ -40,10 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, shadows, origins = config_shadows_provenance(args)
     if args.json and Path(args.json).is_dir():
         raise UserError(f"--json {args.json!r} is a folder; expected the name of a file for the audit JSON")
+    verdict = ("would start only because repeats.allow_unsound is set" if cfg.repeats.allow_unsound
+               else "would be refused")
     slow = too_slow_before_preparation(cfg)
     if slow is not None:  # what the audit will say, before minutes of generating rows for it
-        print(f"note: a sweep of this config would be refused here (error too_slow_here): {slow}. Preparing the data "
-              "anyway for its audit; Ctrl-C stops it", flush=True)
+        print(f"note: a sweep of this config {verdict} here (error too_slow_here): {slow}. Preparing the data anyway "
+              "for its audit; Ctrl-C stops it", flush=True)
     data, ctr = prepare_with_source(cfg)
     meta = data.meta
     rows = (f"{meta.source_rows:,} generated rows" if cfg.data.source == "synthetic" else
@@ -69,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                       "conditions": kept, "audit": audit.to_record()})
     if audit.errors:
         print(f"le-ray prepare: the experiment audit found {len(audit.errors)} error(s) "
-              f"({', '.join(sorted({f.code for f in audit.errors}))}); a sweep of this config would be refused",
+              f"({', '.join(sorted({f.code for f in audit.errors}))}); a sweep of this config {verdict}",
               file=sys.stderr)
         return 2
     return 0

@@ -38,7 +38,8 @@ from typing import Mapping, Sequence
 import psutil
 
 from le_ray.sweep.runtime_estimate import too_slow_before_preparation
-from le_ray.sweep.audit import Audit, audit_experiment, audit_text, refusal
+from le_ray.sweep.audit import Audit, audit_experiment
+from le_ray.sweep.audit_text import audit_text, refusal
 from le_ray.cli.args import (DEFAULT_PROFILE, add_config_arguments, command_parser, config_shadows_provenance,
                              exit_on_user_error)
 from le_ray.config import Config, ConfigError, Shadow, merge_layers, resolve_config, shadowed_sets, to_dict

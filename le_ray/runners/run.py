@@ -28,7 +28,8 @@ from typing import Sequence
 import torch
 
 from le_ray import __version__
-from le_ray.sweep.audit import audit_experiment, audit_text, one_run_audit
+from le_ray.sweep.audit import audit_experiment, one_run_audit
+from le_ray.sweep.audit_text import audit_text
 from le_ray.config.load import Provenance
 from le_ray.cli.args import (add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error,
                              with_default_profile)

@@ -43,7 +43,8 @@ import numpy as np
 
 from le_ray import metrics
 from le_ray.atomic import atomic_write_json
-from le_ray.sweep.audit import audit_experiment, audit_text, refusal
+from le_ray.sweep.audit import audit_experiment
+from le_ray.sweep.audit_text import audit_text, refusal
 from le_ray.cli.args import add_config_arguments, command_parser, exit_on_user_error
 from le_ray.config import Config, TrainingSettings, merge_layers, resolve_config, shadowed_sets, to_dict, to_plain
 from le_ray.config.load import merge_with_provenance

@@ -68,9 +68,6 @@ from typing import Any
 
 import numpy as np
 
-import polars as pl
-
-from le_ray.metrics.compare import format_table
 from le_ray.config import Config, Shadow, TrainingSettings, to_plain
 from le_ray.config.load import Provenance, training_layers
 from le_ray.config.messages import describe_value
@@ -81,12 +78,12 @@ from le_ray.data.arrays import PreparedData
 from le_ray.data.prepare import le_base_rates
 from le_ray.data.scan import place_in_file
 from le_ray.glossary import TESTED_METRICS
-from le_ray.registry import LOSSES, label
+from le_ray.registry import LOSSES
 from le_ray.stats import min_exact_p, min_pairs_for_alpha
 
 __all__ = ["Finding", "Audit", "audit_experiment", "one_run_audit", "SWEEP_ONLY_CODES", "setting_key",
-           "condition_counts_table", "audit_text", "refusal", "fairness_record", "batch_for_steps", "expected_clicks_per_batch", "batch_one_liner",
-           "SETTING_COLUMNS", "history_cell", "settings_table"]
+           "condition_counts_table", "fairness_record", "batch_for_steps", "expected_clicks_per_batch",
+           "batch_one_liner"]
 
 ERROR, WARNING = "error", "warning"
 CLICK_CODES = ("no_train_click", "no_eval_click", "few_eval_clicks")
@@ -174,7 +171,8 @@ def condition_counts_table(cfg: Config, data: PreparedData) -> list[dict[str, An
     return [{"condition": j, "value": data.condition_values[j], "train_rows": int(data.train_condition_counts[j]),
              "train_clicks": int(data.train_condition_positives[j]), "eval_rows": int(eval_rows[j]),
              "eval_clicks": None if eval_clicks is None else int(round(eval_clicks[j])),
-             "eval_expected_clicks": None if expected is None else round(float(expected[j]), 1),
+             # 4 significant digits, not 1 decimal: an ad expecting 0.03 clicks must not read as expecting none
+             "eval_expected_clicks": None if expected is None else float(f"{float(expected[j]):.4g}"),
              "true_rate": None if true is None or not math.isfinite(true[j]) else float(true[j])}
             for j in range(c)]
 
@@ -257,18 +255,22 @@ def _click_findings(cfg: Config, conditions: list[dict[str, Any]]) -> list[Findi
     truth = any(c.get("eval_expected_clicks") is not None for c in conditions)
     clicks = (lambda c: c["eval_expected_clicks"]) if truth else (lambda c: c["eval_clicks"])
     expected = " expected" if truth else ""
+    # with the truth, an ad with evaluation rows always expects some clicks: "none" means no evaluation row
+    none = (lambda c: c["eval_rows"] == 0) if truth else (lambda c: clicks(c) == 0)
     rules = (("no_train_click", lambda c: c["train_rows"] > 0 and c["train_clicks"] == 0, "no training click"),
-             ("no_eval_click", lambda c: clicks(c) == 0, f"no{expected} evaluation click"),
+             ("no_eval_click", none, "no evaluation row" if truth else "no evaluation click"),
              ("few_eval_clicks", lambda c: clicks(c) is not None and 0 < clicks(c) < need,
-              f"fewer than {need}{expected} evaluation clicks"))
+              f"fewer than {need}{expected} evaluation click{'s' if need != 1 else ''}"))
     for code, rule, what in rules:
         hit = [c for c in conditions if c["train_rows"] + c["eval_rows"] > 0 and rule(c)]
         if hit:
             listed = ", ".join(f"{c['value']} ({c['train_clicks']} train / {c['eval_clicks']} eval clicks"
                                + (f", {clicks(c):g} expected" if truth else "") + ")"
                                for c in hit[:8]) + (" ..." if len(hit) > 8 else "")
-            why = ("; too few clicks to test, so they are left out of the per-condition tests and the verdict"
-                   if not truth or code == "no_train_click" else
+            why = ("; nothing to evaluate them on, so they are left out of the per-condition tests and the verdict"
+                   if truth and code == "no_eval_click" else
+                   "; too few clicks to test, so they are left out of the per-condition tests and the verdict"
+                   if not truth or code != "few_eval_clicks" else
                    "; they are left out of the per-condition tests and the verdict, although the per-ad test, "
                    "against the true click probability, needs no evaluation click: --set repeats.min_eval_clicks=0 "
                    "tests them too (what their models learnt rests on the training clicks listed)")
@@ -546,53 +548,6 @@ def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Ite
     return Audit(info, conditions, findings, fairness, len(datasets))
 
 
-SETTING_COLUMNS = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "lr_category_decay", "steps_per_epoch",
-                   "steps_total")
-"""The settings columns of the effective-settings table, in order (between ``loss`` and ``history``)."""
-
-
-def history_cell(history: dict[str, Any] | None, *, brief: bool = False) -> str:
-    """The ``history`` cell of the effective-settings table for a loss's stored ``history`` record: ``off``
-    without one, else ``A=64, max 1,000,000`` (amplification rate and window cap; the audit text) or, ``brief``,
-    ``A = 64`` (the rate alone; summary.md)."""
-    if history is None:
-        return "off"
-    if brief:
-        return f"A = {history['amplification_rate']:g}"
-    return f"A={history['amplification_rate']:g}, max {history['max_window']:,}"
-
-
-def settings_table(settings: dict[str, dict[str, Any]], *, columns: Sequence[str] = SETTING_COLUMNS,
-                   brief_history: bool = False) -> pl.DataFrame:
-    """The effective training settings per loss as a table, one row per loss of ``settings`` (:attr:`Audit.settings`
-    or the manifest's ``audit.settings``): ``loss`` (its label), the ``columns`` (null where a stored record lacks
-    one) and ``history`` (:func:`history_cell`); no column at all when ``settings`` is empty."""
-    return pl.DataFrame([{"loss": label(loss), **{k: s.get(k) for k in columns},
-                          "history": history_cell(s.get("history"), brief=brief_history)}
-                         for loss, s in settings.items()], infer_schema_length=None)
-
-
-def audit_text(audit: Audit, *, max_conditions: int | None = 50) -> str:
-    """The audit as text: effective settings per loss, per-condition counts, then the findings."""
-    settings = settings_table(audit.settings)
-    conditions = pl.DataFrame(audit.conditions, infer_schema_length=None)
-    lines = ["experiment audit — effective training settings per loss:", format_table(settings), "",
-             _conditions_heading(audit.data_draws),
-             format_table(conditions.drop("condition").rename({"value": "ad_id"}), max_rows=max_conditions), ""]
-    if not audit.findings:
-        lines.append("audit: no finding; the experiment can answer its question.")
-    for f in audit.findings:
-        lines.append(f"{f.severity.upper()} [{f.code}] {f.message} (keys: {', '.join(f.keys)})")
-    return "\n".join(lines)
-
-
-def _conditions_heading(draws: int) -> str:
-    if draws == 1:
-        return "per ad: train / evaluation rows and clicks:"
-    return (f"per ad: train / evaluation rows and clicks, each the SMALLEST over the {draws} seeds' data draws, "
-            "column by column (so a row need not add up to any one seed's totals):")
-
-
 #: Findings about a sweep's seeds (how many, whether they share one split) and its estimated wall time: they say
 #: nothing about one diagnostic run (``le-ray run``: one seed per loss, no test).
 SWEEP_ONLY_CODES = ("underpowered", "fixed_split", "too_slow_here")
@@ -601,11 +556,3 @@ SWEEP_ONLY_CODES = ("underpowered", "fixed_split", "too_slow_here")
 def one_run_audit(audit: Audit) -> Audit:
     """``audit`` as it applies to one diagnostic run: without the :data:`SWEEP_ONLY_CODES` findings."""
     return replace(audit, findings=[f for f in audit.findings if f.code not in SWEEP_ONLY_CODES])
-
-
-def refusal(audit: Audit) -> str:
-    """Why the sweep does not start: the audit's errors and the way past them."""
-    errors = "\n".join(f"  - [{f.code}] {f.message}" for f in audit.errors)
-    return (f"the experiment audit found {len(audit.errors)} error(s); nothing was trained:\n{errors}\n"
-            "fix the keys named above, or run anyway with --allow-unsound (repeats.allow_unsound: true); the "
-            "warnings then go into summary.md")
