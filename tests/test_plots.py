@@ -1,10 +1,9 @@
-"""le_ray.report.plots: every plot renders a readable PNG, with titles, labels and legends, on edge cases too."""
+"""le_ray.report.plots: every plot renders a readable PNG, with titles, labels and legends, on edge cases too. The
+sweep's figures (le_ray.report.plots.sweep_figures) have their details tested in tests/test_sweep_figures.py."""
 
 from __future__ import annotations
 
-import math
 import os
-from pathlib import Path
 
 import matplotlib.image as mpimg
 import numpy as np
@@ -13,8 +12,7 @@ import pytest
 
 from le_ray.report import plots as P
 
-DPI = 30  # small renders keep the file fast; the size check scales with it
-RNG = np.random.default_rng(0)
+from .plot_cases import RNG, check_png, comparison_table, delta_table, rates, render
 
 
 # --------------------------------------------------------------------------- fake data
@@ -22,10 +20,6 @@ RNG = np.random.default_rng(0)
 
 def names(c: int) -> list[str]:
     return [f"ad_{i}" for i in range(c)]
-
-
-def rates(c: int) -> np.ndarray:
-    return 10 ** RNG.uniform(-5, -0.5, c)
 
 
 def curves(n: int = 5, scale: float = 3e-5) -> dict:
@@ -70,23 +64,10 @@ def grad_table(c: int) -> dict:
                ("ratio_raw", "ratio_normalised", "class_ratio_bce", "class_ratio_le")}}
 
 
-def delta_table(metrics: int, seeds: int) -> pl.DataFrame:
-    return pl.DataFrame({"metric": [f"m{m}" for m in range(metrics) for _ in range(seeds)],
-                         "seed": [s for _ in range(metrics) for s in range(seeds)],
-                         "delta": RNG.normal(0, 0.01, metrics * seeds)})
-
-
 def gap_table(c: int) -> dict:
     p = RNG.uniform(0, 0.2, c)
     return {"condition": names(c), "base_rate": rates(c), "baseline_gap": RNG.uniform(0, .5, c),
             "candidate_gap": RNG.uniform(0, .5, c), "significant": p < 0.05, "p_value": p}
-
-
-def comparison_table(c: int) -> pl.DataFrame:
-    return pl.DataFrame({"condition": list(range(c)), "base_rate": rates(c),
-                         "calibration_ratio_bce": np.exp(RNG.normal(0, .4, c)),
-                         "calibration_ratio_localized_entropy": np.exp(RNG.normal(0, .1, c)),
-                         "calibration_ratio_focal": np.exp(RNG.normal(0, .6, c))})
 
 
 def feature_args(c: int, n: int = 1000, f: int = 3) -> tuple:
@@ -145,23 +126,6 @@ def check_labels(fig, *, legend: bool = True) -> None:
     assert any(ax.get_xlabel() for ax in axes)
     if legend:
         assert has_legend(fig)
-
-
-def check_png(path: Path, fig_size, dpi: int = DPI) -> None:
-    assert path.is_file() and path.stat().st_size > 0
-    img = mpimg.imread(path)
-    h, w = img.shape[:2]
-    assert abs(w - fig_size[0] * dpi) <= 2 and abs(h - fig_size[1] * dpi) <= 2, (w, h, fig_size)
-    assert float(img[..., :3].std()) > 0.01  # not a flat colour
-    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp-")]
-
-
-def render(fig, tmp_path: Path, name: str = "plot.png", dpi: int = DPI) -> Path:
-    size = tuple(fig.get_size_inches())
-    assert 8 <= size[0] <= 12
-    path = P.save_figure(fig, tmp_path / name, dpi=dpi)
-    check_png(path, size, dpi)
-    return path
 
 
 def is_no_data(fig) -> bool:
@@ -402,231 +366,11 @@ def test_reliability_band_and_linear_scale():
     assert P.plot_reliability_diagram({"bce": empty_bins}).axes[0].get_lines()[0].get_xdata().size == 6
 
 
-def test_condition_gaps_significance_groups():
-    t = {"condition": ["a", "b", "c"], "base_rate": [0.01, 0.02, 0.03], "baseline_gap": [0.2, 0.1, 0.3],
-         "candidate_gap": [0.1, 0.2, 0.3], "significant": [True, True, False], "p_value": [0.01, 0.02, 0.5]}
-    fig = P.plot_condition_gaps(t)
-    labels = [x.get_text() for x in fig.axes[0].get_legend().get_texts()]
-    assert labels[:3] == ["significant, favours LE (1)", "significant, favours BCE (1)", "not significant (1)"]
-    assert "favour the candidate" in fig.axes[0].get_title()
-
-
-def test_condition_gaps_points_are_named_by_ad_id():
-    t = {"condition": [0, 1], "ad_id": ["17753", "18993"], "base_rate": [0.01, 0.02], "baseline_gap": [0.2, 0.1],
-         "candidate_gap": [0.1, 0.2], "significant": [False, False], "p_value": [0.5, 0.5]}
-    assert {x.get_text() for x in P.plot_condition_gaps(t).axes[0].texts} == {"17753", "18993"}
-
-
 def test_curves_band_one_panel_per_loss():
     fig = P.plot_curves_band({"bce": [curves(5, .05), curves(3, .05)], "localized_entropy": [curves()]})
     axes = visible_axes(fig)
     assert [ax.get_title() for ax in axes] == ["BCE (2 seeds)", "LE (1 seed)"]
     assert all(ax.get_yscale() == "log" for ax in axes)
-
-
-def test_comparison_sorted_by_base_rate_with_names():
-    t = comparison_table(4)
-    fig = P.plot_comparison_calibration(t)
-    order = np.argsort(t["base_rate"].to_numpy())
-    ticks = [x.get_text() for x in fig.axes[0].get_xticklabels()]
-    assert [s.split(" ")[0] for s in ticks] == [str(i) for i in order]
-    assert [x.get_text() for x in fig.axes[0].get_legend().get_texts()][:3] == ["BCE", "LE", "focal"]
-
-
-def _rate_table(rates, ratios=(0.8, 1.0, 1.5), losses=("bce", "localized_entropy")):
-    rows = [(loss, j, str(17000 + j), rate, ratio) for loss in losses for j, rate in enumerate(rates)
-            for ratio in ratios]
-    return pl.DataFrame(rows, orient="row", schema=["loss", "condition", "ad_id", "base_rate", "ratio"])
-
-
-def test_calibration_by_rate_draws_every_loss_with_seed_bars_and_hollow_excluded(tmp_path):
-    from matplotlib.collections import LineCollection
-
-    fig = P.plot_calibration_by_rate(_rate_table((0.2, 0.01, 0.001)), excluded=[2])
-    ax = fig.axes[0]
-    markers = [line for line in ax.lines if line.get_marker() == "o"]
-    assert len(markers) == 6  # 2 losses × 3 conditions, one median point each
-    assert sum(line.get_markerfacecolor() == "none" for line in markers) == 2  # the excluded condition, per loss
-    bars = [c for c in ax.collections if isinstance(c, LineCollection)]
-    assert bars and all(np.allclose(seg[:, 1], [0.8, 1.5]) for c in bars for seg in c.get_segments())
-    assert {t.get_text() for t in ax.texts} >= {"ad 17000", "ad 17001", "ad 17002 (too few clicks)"}
-    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "excluded: too few clicks to test" in legend
-    render(fig, tmp_path, "cbr.png")
-
-
-def test_calibration_by_rate_labels_of_neighbouring_ads_do_not_overlap(tmp_path):
-    """Six ads a fraction of a percent apart in rate, at one ratio: every label is drawn and no two label boxes
-    overlap once the figure is rendered (the staggering by three offsets let the fourth land on the first)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = P.plot_calibration_by_rate(_rate_table(tuple(0.010 + 0.0001 * j for j in range(6)), ratios=(1.0,)))
-    render(fig, tmp_path, "crowded.png")
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw(renderer)
-    labels = [t for t in fig.axes[0].texts if t.get_text().startswith("ad ")]
-    assert sorted(t.get_text() for t in labels) == [f"ad {17000 + j}" for j in range(6)]
-    boxes = [t.get_window_extent(renderer) for t in labels]
-    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
-
-
-def _tick_labels(ax):
-    ax.figure.canvas.draw()  # tick labels exist once drawn
-    lo, hi = ax.get_xlim()
-    return [t.get_text() for t, v in zip(ax.get_xticklabels(), ax.get_xticks()) if lo <= v <= hi and t.get_text()]
-
-
-def test_calibration_by_rate_has_a_labelled_tick_per_decade_and_no_excluded_entry_when_none():
-    """Rates 0.05 %–0.9 %: the padded axis holds the decades 0.1 % and 1 %, each labelled; rates 4 %–30 % hold only
-    the 10 % decade, so the axis widens to 1 %–100 %."""
-    ax = P.plot_calibration_by_rate(_rate_table((0.0005, 0.002, 0.009))).axes[0]
-    assert _tick_labels(ax) == ["0.1 %", "1 %"]
-    assert ax.get_xlim() == pytest.approx((0.0005 / 1.5, 0.009 * 1.5))
-    ax = P.plot_calibration_by_rate(_rate_table((0.04, 0.3))).axes[0]
-    assert _tick_labels(ax) == ["1 %", "10 %", "100 %"] and ax.get_xlim() == pytest.approx((0.01, 1.0))
-    assert "excluded: too few clicks to test" not in [t.get_text() for t in ax.get_legend().get_texts()]
-    # an excluded id that is not drawn gives no entry either
-    ax = P.plot_calibration_by_rate(_rate_table((0.0005, 0.002)), excluded=[9]).axes[0]
-    assert "excluded: too few clicks to test" not in [t.get_text() for t in ax.get_legend().get_texts()]
-
-
-def test_paired_deltas_title_states_the_direction_once():
-    """The sweep's title names the loss a positive delta favours; the plot added its generic note besides, so the
-    title said the direction twice. A title without a direction still gets the generic note."""
-    fig = P.plot_paired_deltas(delta_table(2, 3), title="LE vs BCE: paired metric deltas by seed (delta > 0 favours LE)")
-    assert fig._suptitle.get_text() == "LE vs BCE: paired metric deltas by seed (delta > 0 favours LE)"
-    fig = P.plot_paired_deltas(delta_table(2, 3), title="Paired deltas")
-    assert fig._suptitle.get_text() == "Paired deltas (delta > 0 favours the candidate)"
-
-
-def _y_tick_labels(ax, minor):
-    """The ratio axis's non-empty tick labels within its limits, once drawn."""
-    ax.figure.canvas.draw()
-    lo, hi = ax.get_ylim()
-    ticks = zip(ax.get_yticklabels(minor=minor), ax.get_yticks(minor=minor))
-    return [t.get_text() for t, v in ticks if lo <= v <= hi and t.get_text()]
-
-
-def test_calibration_by_rate_labels_minor_ratio_ticks_only_over_few_decades_and_writes_numbers_plainly():
-    """Ratios 0.01–10,000 (the decades profile): every minor tick was labelled (10000, 9000, 8000 ... over one
-    another) and large values in e-notation; now the decades alone, written out. Ratios 0.7–1.4 (under a decade in
-    view): every minor tick labelled (0.7, 0.8 ...); 0.2–8 (about 1.8 decades): only the 2s and 5s."""
-    ax = P.plot_calibration_by_rate(_rate_table((0.001, 0.01, 0.1), ratios=(0.01, 1.0, 10_000.0))).axes[0]
-    assert _y_tick_labels(ax, minor=True) == []
-    assert {"0.01", "1", "1,000", "10,000"} <= set(_y_tick_labels(ax, minor=False))
-    assert not any("e" in t or "$" in t for t in _y_tick_labels(ax, minor=False))
-    ax = P.plot_calibration_by_rate(_rate_table((0.001, 0.01), ratios=(0.7, 1.0, 1.4))).axes[0]
-    assert {"0.7", "0.8", "0.9"} <= set(_y_tick_labels(ax, minor=True))
-    ax = P.plot_calibration_by_rate(_rate_table((0.001, 0.01), ratios=(0.2, 1.0, 8.0))).axes[0]
-    minor = _y_tick_labels(ax, minor=True)
-    assert {"0.2", "0.5", "2", "5"} <= set(minor) and not {"0.3", "3", "4"} & set(minor)
-    job = P.FigureJob(P.plot_calibration_by_rate, (_rate_table((0.001, 0.1), ratios=(0.01, 1e4)),), {}, DPI)
-    assert P.render_png(job) == P.render_png(job)  # deterministic PNG
-
-
-def test_calibration_by_rate_labels_the_rightmost_ad_to_its_left_inside_the_axes(tmp_path):
-    """The rightmost ad's label (here a long one: too few clicks) ran over the right edge of the axes; a point in
-    the right 15 % of the axes is now labelled to its left, right-aligned, and its box ends inside the axes."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    fig = P.plot_calibration_by_rate(_rate_table((0.001, 0.01, 0.3)), excluded=[2])
-    renderer = FigureCanvasAgg(fig).get_renderer()
-    fig.draw(renderer)
-    ax = fig.axes[0]
-    labels = {t.get_text(): t for t in ax.texts if t.get_text().startswith("ad ")}
-    right = labels["ad 17002 (too few clicks)"]
-    assert right.get_horizontalalignment() == "right" and right.xyann[0] < 0
-    assert right.get_window_extent(renderer).x1 <= ax.get_window_extent(renderer).x1
-    assert all(labels[f"ad {17000 + j}"].get_horizontalalignment() == "left" for j in (0, 1))
-    render(fig, tmp_path, "right_label.png")
-
-
-def test_calibration_by_rate_labels_every_ad_up_to_12_then_the_5_rarest():
-    rates = np.geomspace(0.001, 0.3, 12)
-    ax = P.plot_calibration_by_rate(_rate_table(rates)).axes[0]
-    assert sorted(t.get_text() for t in ax.texts if t.get_text().startswith("ad ")) == sorted(
-        f"ad {17000 + j}" for j in range(12))
-    rates = np.geomspace(0.3, 0.001, 13)  # ids 12 → 0 rarest
-    ax = P.plot_calibration_by_rate(_rate_table(rates)).axes[0]
-    assert sorted(t.get_text() for t in ax.texts if t.get_text().startswith("ad ")) == sorted(
-        f"ad {17000 + j}" for j in range(8, 13))
-
-
-def test_calibration_by_rate_says_the_losses_sit_side_by_side_and_draws_them_so():
-    """The losses' points of one ad are offset along x (×e^∓0.08); before, the footnote did not say so and a reader
-    took the offset points for different rates."""
-    ax = P.plot_calibration_by_rate(_rate_table((0.0387,))).axes[0]
-    note = next(t.get_text() for t in ax.texts if t.get_text().startswith("point = median"))
-    assert "losses drawn side by side at the ad's rate ×0.92–×1.08" in note
-    xs = sorted(line.get_xdata()[0] for line in ax.lines if line.get_marker() == "o")
-    assert xs[0] == pytest.approx(0.0387 * math.exp(-0.08)) and xs[-1] == pytest.approx(0.0387 * math.exp(0.08))
-
-
-def test_calibration_by_rate_without_finite_ratio_warns_nothing():
-    import warnings
-
-    table = _rate_table((0.01, 0.001)).with_columns(
-        pl.when(pl.col("condition") == 1).then(float("nan")).otherwise(pl.col("ratio")).alias("ratio"))
-    nan_rate = _rate_table((float("nan"), 0.01))
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        for t in (table, nan_rate):
-            ax = P.plot_calibration_by_rate(t).axes[0]
-            assert len([line for line in ax.lines if line.get_marker() == "o"]) == 2  # only the finite ad
-
-
-def _counted_table(counts, rates, ratios=(0.8, 1.0, 1.5), losses=("bce", "localized_entropy")):
-    """The rare-ad table with each ad's evaluation clicks (ref_sum) and rows (n), the same for every seed and loss."""
-    return _rate_table(rates, ratios, losses).with_columns(
-        pl.col("condition").replace_strict({j: float(k) for j, (k, _) in enumerate(counts)}).alias("ref_sum"),
-        pl.col("condition").replace_strict({j: float(n) for j, (_, n) in enumerate(counts)}).alias("n"),
-        pl.lit("base_rate").alias("reference"))
-
-
-def _bands(ax):
-    return {p.get_gid(): p for p in ax.patches if str(p.get_gid()).startswith("noise band")}
-
-
-def test_calibration_by_rate_shades_each_ads_wilson_noise_range_and_none_without_a_click(tmp_path):
-    """Ad 0: 3 clicks in 300 rows, ad 2: 40 in 1,000: each band spans [L / r̂, U / r̂] of scipy's 95 % Wilson interval
-    [L, U] of r̂ = k / n, around the ad's rate; ad 1 has no click (its rate here is made up): no band."""
-    from scipy.stats import binomtest
-
-    counts, rates = [(3, 300), (0, 500), (40, 1000)], (0.01, 0.002, 0.04)
-    fig = P.plot_calibration_by_rate(_counted_table(counts, rates))
-    ax = fig.axes[0]
-    bands = _bands(ax)
-    assert sorted(bands) == ["noise band 0", "noise band 2"]
-    for j in (0, 2):
-        k, n = counts[j]
-        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-        band = bands[f"noise band {j}"]
-        assert band.get_y() == pytest.approx(ci.low / (k / n), rel=1e-12)
-        assert band.get_y() + band.get_height() == pytest.approx(ci.high / (k / n), rel=1e-12)
-        assert band.get_x() < rates[j] * math.exp(-0.08) and band.get_x() + band.get_width() > rates[j] * math.exp(0.08)
-        assert band.get_zorder() < min(line.get_zorder() for line in ax.lines)  # behind the points
-    legend = [t.get_text().replace("\n", " ") for t in ax.get_legend().get_texts()]
-    assert "95% Wilson range of a calibrated model's ratio, from the ad's evaluation clicks" in legend
-    note = next(t.get_text() for t in ax.texts if t.get_text().startswith("point = median"))
-    assert "no band for an ad without an evaluation click" in note
-    assert ax.get_ylim()[0] <= bands["noise band 0"].get_y()  # the whole range is in view
-    render(fig, tmp_path, "cbr_noise.png")
-    job = P.FigureJob(P.plot_calibration_by_rate, (_counted_table(counts, rates),), {}, DPI)
-    assert P.render_png(job) == P.render_png(job)  # deterministic PNG
-
-
-def test_calibration_by_rate_draws_no_band_without_click_counts():
-    """No band (and no crash) when the table lacks n / ref_sum, when its reference is the synthetic truth (Σ p_true
-    counts no click), or when the caller says the reference is no single evaluation split (``noise=False``)."""
-    counted = _counted_table([(3, 300), (5, 800)], (0.01, 0.006))
-    for table, kwargs in ((_rate_table((0.01, 0.006)), {}), (counted.drop("ref_sum"), {}),
-                          (counted.with_columns(pl.lit("true_rate").alias("reference")), {}),
-                          (counted, {"noise": False})):
-        ax = P.plot_calibration_by_rate(table, **kwargs).axes[0]
-        assert not _bands(ax)
-        assert not any("Wilson" in t.get_text() for t in ax.get_legend().get_texts())
-    assert len(_bands(P.plot_calibration_by_rate(counted).axes[0])) == 2
 
 
 def test_condition_colors_are_stable_across_plots():

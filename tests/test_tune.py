@@ -1,5 +1,6 @@
 """Tune, then test: search-space validation, the honest protocol (disjoint rows and seeds), best settings reaching
-the test sweep, resume, and a tiny tune through `ray job submit`."""
+the test sweep, and a tiny tune through `ray job submit`. Resuming a tune by name, and the resume line of a
+stopped one, are in tests/test_tune_resume.py."""
 
 import json
 import sys
@@ -13,15 +14,7 @@ from le_ray.sweep.plan import sweep_seeds
 from le_ray.report.tuning import search_counts
 from le_ray.runners.tune import apply_sample, best_overrides, search_record, tuning_budget, tuning_seed_range
 
-TINY = ["synthetic.samples_per_condition=600", "synthetic.uniform_log10_means=[-0.8,-1,-1.2,-1.4]",
-        "training.epochs=2", "training.loss_mode=both", "training.by_loss={}", "training.batch_size=128",
-        "repeats.num_runs=2", "repeats.bootstrap_samples=100", "repeats.min_steps_per_epoch=1",
-        "repeats.min_eval_clicks=1", "ray.cpus_per_trial=1", "plots.dpi=40", "tune.num_samples=2",
-        'tune.space.bce.lr={"loguniform": [0.001, 0.01]}', 'tune.space.le.lr={"loguniform": [0.001, 0.01]}']
-
-
-def tiny_args(sets=TINY):
-    return ["--profile", "small_net", *[a for item in sets for a in ("--set", item)]]
+from .tune_cases import TINY, _RayStarted, _no_ray, tiny_args
 
 
 @pytest.mark.parametrize("assignment,fragment", [
@@ -255,7 +248,6 @@ def test_best_settings_reach_the_test_config():
     assert test.training_for("le").cross_batch.amplification_rate == 16
 
 
-
 @pytest.mark.slow
 @pytest.mark.ray
 def test_tiny_tune_then_test_as_a_ray_job_and_resume(ray_head, tmp_path):
@@ -284,51 +276,6 @@ def test_tiny_tune_then_test_as_a_ray_job_and_resume(ray_head, tmp_path):
     assert "resuming: 4 of 4 trials already stored" in second.stdout
     third = ray_head.submit(*job, "--no-report")  # every search and trial stored: no search, no trial, no Ray
     assert third.returncode == 0 and "every one of the 4 trials is stored" in third.stdout, third.stdout[-3000:]
-
-
-def test_a_stop_while_ray_starts_ends_tune_with_the_resume_command(tmp_path, monkeypatch, capsys):
-    """The stop handlers are on before ray.init: a Ctrl-C while Ray starts stops the tune like one mid-trial."""
-    import os
-    import signal
-    import time
-
-    import le_ray.runners.tune as tune
-
-    def connect(cfg, stop):
-        os.kill(os.getpid(), signal.SIGINT)
-        deadline = time.monotonic() + 10
-        while stop.signum is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-    monkeypatch.setattr(tune, "connect_ray", connect)
-    monkeypatch.setattr(tune, "_tune_and_test", lambda *a: pytest.fail("the tune went on after the stop"))
-    assert tune.main([*tiny_args(), "--results-dir", str(tmp_path), "--name", "t", "--allow-unsound"]) == 130
-    out = capsys.readouterr().out
-    assert f"stopped (SIGINT); resume with: le-ray tune --name t --results-dir {tmp_path} --allow-unsound\n" in out
-
-
-def test_the_short_resume_line_of_a_stopped_tune_resumes_it(tmp_path, monkeypatch, capsys):
-    """Before, a stop printed the whole `python -m le_ray.tune --profile ... --set ... --name t` command, though
-    `le-ray tune --name t` resumes a stored tune with the command it stores; and a stop while Ray started left no
-    stored command, so that short form was refused ('no stored sweep')."""
-    import shlex
-
-    from le_ray.sweep.driver import StopRequested
-
-    tune = _no_ray(monkeypatch)
-    full = [*tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]
-
-    def stopped(cfg, stop):
-        raise StopRequested(2)
-    monkeypatch.setattr(tune, "connect_ray", stopped)
-    assert tune.main(full) == 130
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line == f"stopped (SIGINT); resume with: le-ray tune --name t --results-dir {tmp_path}"
-    ran = []
-    monkeypatch.setattr(tune, "connect_ray", lambda cfg, stop: None)
-    monkeypatch.setattr(tune, "_tune_and_test", lambda args, argv, cfg, *rest: ran.append((argv, cfg)) or 0)
-    assert tune.main(shlex.split(line.split("resume with: ")[1])[2:]) == 0  # `le-ray tune` runs this main
-    argv, cfg = ran[0]
-    assert argv[:2] == ["--profile", "small_net"] and cfg.tune.num_samples == 2  # the stored command's config
 
 
 def test_a_one_sample_search_is_said_before_searching_and_in_the_budget(tmp_path, monkeypatch, capsys):
@@ -402,29 +349,6 @@ def test_the_search_stops_on_our_stop_flag_and_a_pickled_stopper_is_inert():
     assert not signal_stopper(None).stop_all()
 
 
-def test_a_tune_rerun_with_another_search_space_is_refused(tmp_path):
-    from le_ray.config import to_dict
-    from le_ray.errors import ResultsError
-    from le_ray.runners.tune import TUNE_DIR, _check_resume
-    from le_ray.atomic import atomic_write_json
-
-    cfg = load_config(profile="small_net", sets=TINY)
-    atomic_write_json(tmp_path / "t" / TUNE_DIR / "config.json", {"config": to_dict(cfg), "argv": []})
-    other = load_config(profile="small_net", sets=[*TINY, 'tune.space.bce.lr={"loguniform": [0.002, 0.02]}'])
-    _check_resume(tmp_path / "t", other)  # nothing searched or trained yet (every sample failed): the fix may run
-    atomic_write_json(tmp_path / "t" / TUNE_DIR / "bce.json", {"loss": "bce", "samples": []})  # a stored search
-    _check_resume(tmp_path / "t", cfg)  # the same config resumes
-    for unread in ("tune.max_concurrent=1", 'tune.space.focal.lr={"loguniform": [0.001, 0.01]}'):  # focal: not compared
-        _check_resume(tmp_path / "t", load_config(profile="small_net", sets=[*TINY, unread]))
-    with pytest.raises(ResultsError, match=r"searches and trials of another config.*\n  - tune.space.bce.lr.loguniform"):
-        _check_resume(tmp_path / "t", other)
-    batch = load_config(profile="small_net", sets=[*TINY, "training.batch_size=64"])  # the searches trained at 128
-    with pytest.raises(ResultsError, match=r"\n  - training.batch_size: 128 -> 64\n.*`le-ray tune --name t` "
-                                           r"alone\), or start a new tune") as info:
-        _check_resume(tmp_path / "t", batch)
-    assert "--extend" not in str(info.value)  # le-ray tune has none
-
-
 def test_a_search_stopped_by_a_signal_leaves_no_record_and_no_tune_folder_so_a_resume_searches_again(
         tmp_path, monkeypatch):
     import le_ray.runners.tune as tune
@@ -441,19 +365,6 @@ def test_a_search_stopped_by_a_signal_leaves_no_record_and_no_tune_folder_so_a_r
     with pytest.raises(StopRequested):
         tune.run_search(cfg, "bce", None, tmp_path, lambda *a: None, flag)
     assert not (tmp_path / "bce").exists() and not (tmp_path / "bce.json").exists()
-
-
-class _RayStarted(Exception):
-    pass
-
-
-def _no_ray(monkeypatch):
-    import le_ray.runners.tune as tune
-
-    def connect(cfg, stop):
-        raise _RayStarted
-    monkeypatch.setattr(tune, "connect_ray", connect)
-    return tune
 
 
 def test_an_audit_error_no_searched_key_can_change_refuses_the_tune_before_ray_and_any_search(
@@ -522,31 +433,6 @@ def test_a_search_whose_every_sample_failed_stops_the_tune_and_stores_nothing(tm
     assert not (tmp_path / "bce.json").exists() and not (tmp_path / "bce").exists()
 
 
-def test_tune_name_alone_resumes_the_stored_tune_and_an_unknown_name_is_refused(tmp_path, monkeypatch, capsys):
-    """Before, `le-ray tune --name t` resolved the default config and was refused with a 20-key diff."""
-    from le_ray.atomic import atomic_write_json
-    from le_ray.config import to_dict
-
-    tune = _no_ray(monkeypatch)
-    argv = [*tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]
-    cfg = load_config(profile="small_net", sets=TINY)
-    atomic_write_json(tmp_path / "t" / "tune" / "config.json", {"config": to_dict(cfg), "argv": argv})
-    with pytest.raises(_RayStarted):  # resumed with the stored profile and sets: no refusal, on to Ray
-        tune.main(["--name", "t", "--results-dir", str(tmp_path)])
-    assert "le_ray tune: profile small_net" in capsys.readouterr().out
-    stored = []
-    monkeypatch.setattr(tune, "connect_ray", lambda cfg, stop: None)
-    monkeypatch.setattr(tune, "_tune_and_test", lambda args, argv, *rest: stored.append(argv) or 0)
-    assert tune.main(["--name", "t", "--results-dir", str(tmp_path)]) == 0
-    assert stored[0][:2] == ["--profile", "small_net"]  # the full command is what the folder stores again
-    atomic_write_json(tmp_path / "t" / "tune" / "config.json", {"config": to_dict(cfg), "argv": stored[0]})
-    assert tune.main(["--name", "t", "--results-dir", str(tmp_path)]) == 0  # so a second resume by name works
-    assert stored[1][:2] == ["--profile", "small_net"]
-    assert tune.main(["--name", "tt", "--results-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "no stored sweep 'tt'" in err and "resumes a stored tune" in err
-
-
 def test_the_wall_line_names_the_tuning_searches():
     from le_ray.runners.repeats import wall_line
 
@@ -572,14 +458,6 @@ def test_which_config_keys_a_search_may_change():
     assert not _searched("training.by_loss.bce.focal.gamma", cfg)
     assert _searched("training.lr", cfg) and not _searched("training.focal.gamma", cfg)  # global: every loss must
     assert not _searched("repeats.min_steps_per_epoch", cfg)
-
-
-def test_tune_name_of_a_repeats_sweep_says_what_it_is(tmp_path, monkeypatch, capsys):
-    tune = _no_ray(monkeypatch)
-    (tmp_path / "r1").mkdir()
-    (tmp_path / "r1" / "config.resolved.json").write_text("{}")
-    assert tune.main(["--name", "r1", "--results-dir", str(tmp_path)]) == 2
-    assert "is a sweep of `le-ray repeats`, not a tune" in capsys.readouterr().err
 
 
 def test_a_trial_error_is_stored_as_its_exception_line_not_the_traceback_head():
