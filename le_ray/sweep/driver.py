@@ -260,7 +260,7 @@ def map_on_workers(fn: Callable[[Any], Any], items: list, *, wait_s: float = MAP
                 log.info("%s failed on a worker (%s); running it here", fn.__name__, type(error).__name__)
         else:
             log.info("%s not back from a worker within %.0f s; running it here", fn.__name__, wait_s)
-            ray.cancel(ref, force=True)
+            ray.cancel(ref, force=False)  # never force: see _cancel
         out.append(fn(item))
     return out
 
@@ -469,10 +469,14 @@ def _collect(store: SweepStore, futures: dict[Any, TrialSpec], progress: SweepPr
 
 
 def _cancel(store: SweepStore, futures: dict[Any, TrialSpec], progress: SweepProgress, echo) -> None:
-    """Cancel outstanding trials: gently, a bounded grace, then force only what still runs; keep finished ones.
+    """Cancel outstanding trials (a KeyboardInterrupt raised in each task), wait a bounded grace, and keep the
+    ones that finished before their cancellation took effect.
 
-    Force-cancelling a task that is completing at that moment aborts Ray's core worker, so every task
-    first gets a chance to end by itself; what Ray raises while cancelling is caught.
+    Never ``force=True``: force-cancelling a task whose gentle cancellation or completion is under way aborts the
+    driver's core worker in Ray 2.60 (``Check failed: ... Tried to complete task that was not pending``, seen in
+    this suite on 2026-12-05), and the process with it. A task still running after the grace ends when the
+    driver exits (Ray stops a finished job's workers); a driver that stays (one Ray instance shared by several
+    sweeps) leaves it to finish unread.
     """
     import ray
 
@@ -483,11 +487,9 @@ def _cancel(store: SweepStore, futures: dict[Any, TrialSpec], progress: SweepPro
         except Exception:  # noqa: BLE001 - already finished or gone
             pass
     ready, still = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_S) if refs else ([], [])
-    for ref in still:
-        try:
-            ray.cancel(ref, force=True)
-        except Exception:  # noqa: BLE001
-            pass
+    if still:
+        log.info("%d cancelled trial task(s) still running after %.1f s; they end with this driver", len(still),
+                 CANCEL_GRACE_S)
     for ref in ready:  # a trial that finished before its cancellation took effect is kept
         try:
             store.write_trial(ray.get(ref, timeout=1.0))
