@@ -188,9 +188,8 @@ def test_capture_records_the_body_between_begin_and_end_and_returns_its_output(m
     assert graph_step.capture_failure() == "ZeroDivisionError: division by zero"
 
 
-def test_a_failed_capture_raises_the_bodys_error_not_capture_ends(monkeypatch):
-    """CUDA fails ``capture_end`` after any failed operation inside a capture ("operation failed due to a
-    previous error during capture"); that error names nothing, so the body's own error is the one raised."""
+def _graph_whose_capture_end_fails(monkeypatch, message: str):
+    """A stand-in graph whose ``capture_end`` raises ``message``, with no device sync and no failure kept yet."""
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     monkeypatch.setattr(graph_step, "_capture_failure", [])
 
@@ -199,12 +198,19 @@ def test_a_failed_capture_raises_the_bodys_error_not_capture_ends(monkeypatch):
             pass
 
         def capture_end(self):
-            raise RuntimeError("operation failed due to a previous error during capture")
+            raise RuntimeError(message)
+    return Graph()
+
+
+def test_a_failed_capture_raises_the_bodys_error_not_capture_ends(monkeypatch):
+    """CUDA fails ``capture_end`` after any failed operation inside a capture ("operation failed due to a
+    previous error during capture"); that error names nothing, so the body's own error is the one raised."""
+    graph = _graph_whose_capture_end_fails(monkeypatch, "operation failed due to a previous error during capture")
 
     def body():
         raise RuntimeError("operation not permitted when stream is capturing (the .item() in the step)")
     with pytest.raises(RuntimeError, match=r"\.item\(\) in the step") as failed:
-        graph_step.capture(Graph(), None, body)
+        graph_step.capture(graph, None, body)
     assert "previous error" not in str(failed.value)
 
 
@@ -376,17 +382,10 @@ def test_le_with_history_dispatches_at_most_75_ops_more_than_bce():
 def test_a_capture_end_failure_and_a_failed_release_are_kept_too(monkeypatch):
     """Some capture errors show only at ``capture_end`` (a side stream never joined), and after a failed capture
     torch 2.11's ``empty_cache`` asserts: either is kept, so later trials in the process do not capture."""
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
-    monkeypatch.setattr(graph_step, "_capture_failure", [])
-
-    class Graph:
-        def capture_begin(self, **kwargs):
-            pass
-
-        def capture_end(self):
-            raise RuntimeError("operation would make the legacy stream depend on a capturing blocking stream")
+    graph = _graph_whose_capture_end_fails(
+        monkeypatch, "operation would make the legacy stream depend on a capturing blocking stream")
     with pytest.raises(RuntimeError, match="legacy stream"):
-        graph_step.capture(Graph(), None, lambda: "static out")
+        graph_step.capture(graph, None, lambda: "static out")
     assert graph_step.capture_failure().startswith("RuntimeError: operation would make the legacy stream")
 
     monkeypatch.setattr(graph_step, "_capture_failure", [])
