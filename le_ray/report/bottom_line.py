@@ -129,13 +129,14 @@ def _closer_loss(v: VerdictInputs, b: float, c: float) -> str | None:
 def _closer(v: VerdictInputs, b: float, c: float, noise: tuple[float, float] | None = None) -> str:
     """Which median ratio is closer to 1 in |ln r|; when both lie inside the evaluation noise, that the ranking
     rests on the ad's evaluation rate: both divide by the same r̂, and another r̂ in its interval can reverse it."""
-    if not (np.isfinite(b) and np.isfinite(c)):
+    if not (np.isfinite(b) and np.isfinite(c) and b > 0 and c > 0):
         return "which loss is closer to 1 cannot be said"
     lb, lc = abs(math.log(b)), abs(math.log(c))
-    if abs(lb - lc) < CLOSER_TOLERANCE:
+    win = _closer_loss(v, b, c)
+    if win is None:
         return (f"{label(v.candidate)} and {label(v.baseline)} are about equally close to 1 (|ln ratio| {lc:.2g} vs "
                 f"{lb:.2g})")
-    (win, w), (lose, l) = sorted(((v.candidate, lc), (v.baseline, lb)), key=lambda t: t[1])
+    w, l = (lc, lb) if win == v.candidate else (lb, lc)
     said = f"{label(win)}'s median is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.3g} vs {l:.3g})"
     if noise and all(noise[0] <= x <= noise[1] for x in (b, c)):
         said += (", but both lie inside the evaluation noise, where a true rate elsewhere in its interval could "

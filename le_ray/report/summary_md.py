@@ -83,13 +83,13 @@ def pooled_shown(table: pl.DataFrame, truth: bool, tested: set[int] | None, excl
     """A pooled per-ad table as summary.md shows it: :data:`POOLED_COLUMNS`, rows by ``true_rate`` (descending) on
     synthetic data (``truth``; the evaluation click rate ``base_rate`` is noisy at tiny rates and can order ads
     wrongly), and after ``ad_id`` a ``tested`` column: yes (some comparison tested the ad), no (too few clicks) (the
-    audit left it out, ``excluded``), or no; no such column when nothing was tested or left out (``tested`` None and
+    audit left it out, ``excluded``), or no; no such column when nothing was tested or left out (no ``tested`` and
     no ``excluded``)."""
     if truth and "true_rate" in table.columns:
         table = table.sort(pl.col("true_rate").cast(pl.Float64).fill_nan(None), "condition", descending=[True, False],
                            nulls_last=True)
     columns = [c for c in POOLED_COLUMNS if c in table.columns]
-    if (tested is None and not excluded) or "condition" not in table.columns:
+    if (not tested and not excluded) or "condition" not in table.columns:
         return table.select(columns)
     cond = pl.col("condition")
     mark = (pl.when(cond.is_in(sorted(excluded))).then(pl.lit("no (too few clicks)"))
@@ -163,6 +163,11 @@ def _rare_advice(cfg: Config) -> str:
             f"file they have too few clicks, and its audit says so), or run {synthetic}")
 
 
+def _tested(ctx: SummaryContext) -> set[int]:
+    """The conditions some comparison's per-ad tests include."""
+    return {int(c) for t in ctx.tables.condition_tests.values() if t.height for c in t["condition"].to_list()}
+
+
 def _ads(ctx: SummaryContext) -> pl.DataFrame:
     """condition, ad_id, base_rate (pooled reference rate), tested (some comparison tested it), excluded (the audit
     left it out for too few clicks), no_eval_click (evaluation-rate reference and not one evaluation click in any
@@ -171,7 +176,7 @@ def _ads(ctx: SummaryContext) -> pl.DataFrame:
     calib = ctx.tables.calibration
     if calib.height == 0:
         return pl.DataFrame()
-    tested = {c for t in ctx.tables.condition_tests.values() if t.height for c in t["condition"].to_list()}
+    tested = _tested(ctx)
     excluded = [pl.col("excluded").first()] if "excluded" in calib.columns else [pl.lit(False).alias("excluded")]
     clicks = pl.col("ref_sum") if "ref_sum" in calib.columns else pl.col("base_rate")
     no_click = [pl.lit(False) if ctx.tables.truth else (clicks.fill_nan(0).fill_null(0) <= 0).all()]
@@ -382,9 +387,8 @@ def _pair_sections(ctx: SummaryContext) -> list[str]:
 
 
 def _pooled_section(ctx: SummaryContext) -> list[str]:
-    truth, excluded = ctx.tables.truth, {int(c) for c in _audit(ctx).get("excluded_conditions") or ()}
-    tested = {int(c) for t in ctx.tables.condition_tests.values() if t.height for c in t["condition"].to_list()}
-    tested_or_none = tested if tested else None
+    truth, tested = ctx.tables.truth, _tested(ctx)
+    excluded = {int(c) for c in _audit(ctx).get("excluded_conditions") or ()}
     order = ("rows by true_rate, the ad's true click probability (base_rate, its evaluation click rate, is noisy at "
              "tiny rates)" if truth else "")
     marks = ("tested = whether the per-ad tests include the ad; \"no (too few clicks)\": the audit left it out, so "
@@ -398,7 +402,7 @@ def _pooled_section(ctx: SummaryContext) -> list[str]:
         if table.height:
             csv = table_files(loss=loss)["pooled"]
             lines += [f"### {label(loss)}", "", f"All columns: `report/tables/{csv}`.", "",
-                      markdown_table(pooled_shown(table, truth, tested_or_none, excluded), csv=csv), ""]
+                      markdown_table(pooled_shown(table, truth, tested, excluded), csv=csv), ""]
     return lines
 
 

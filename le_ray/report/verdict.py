@@ -97,10 +97,6 @@ class Verdict:
 # ------------------------------------------------------------------------------------------------- formatting
 
 
-def _fmt(x: float | None) -> str:
-    return number(x)
-
-
 def _edge(e: float) -> str:
     return f"{100.0 * e:g} %"
 
@@ -241,10 +237,10 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
     for row in t.filter(pl.col("_informative") & (pl.col("p_adjusted") < v.alpha)).iter_rows(named=True):
         win, lose = (c, b) if row["mean_delta"] > 0 else (b, c)
         way = "higher is better" if row["higher_is_better"] else "lower is better"
-        lines.append(f"{win} beats {lose} on {row['metric']} ({way}): mean delta {_fmt(row['mean_delta'])} "
-                     f"({v.confidence:.0%} bootstrap CI [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}], "
+        lines.append(f"{win} beats {lose} on {row['metric']} ({way}): mean delta {number(row['mean_delta'])} "
+                     f"({v.confidence:.0%} bootstrap CI [{number(row['ci_low'])}, {number(row['ci_high'])}], "
                      f"unadjusted; favours {c} when > 0), "
-                     f"rank-biserial {_fmt(row['rank_biserial'])}, {v.correction} p = {pval(row['p_adjusted'])}.")
+                     f"rank-biserial {number(row['rank_biserial'])}, {v.correction} p = {pval(row['p_adjusted'])}.")
     not_below = pl.col("_informative") & ~(pl.col("p_adjusted") < v.alpha).fill_null(False)
     rest = t.filter(not_below & ~pl.col("_untestable"))
     if rest.height:

@@ -537,8 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo = Echo()
     echo(f"le_ray tune: profile {cfg.experiment.active}, losses {', '.join(label(x) for x in cfg.losses)}, "
          f"{_samples(cfg.tune.num_samples)} each, metric {cfg.tune.metric} -> {results_dir / name}")
-    if one_sample_note(cfg.tune.num_samples):  # allowed (e.g. a smoke test), but it tunes nothing: say so first
-        echo(f"note: {one_sample_note(cfg.tune.num_samples)}; raise tune.num_samples to compare settings")
+    note = one_sample_note(cfg.tune.num_samples)
+    if note:  # allowed (e.g. a smoke test), but it tunes nothing: say so first
+        echo(f"note: {note}; raise tune.num_samples to compare settings")
     data = prepare_data(cfg)  # once: the pre-search audit, the tuning split and the test sweep's plan share it
     _refuse_before_search(args, cfg, results_dir, name, echo, data)
     record_command(results_dir / name, cfg, argv)  # so that `le-ray tune --name <name>` resumes a stop from here on

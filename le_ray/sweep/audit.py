@@ -267,17 +267,24 @@ def _click_findings(cfg: Config, conditions: list[dict[str, Any]]) -> list[Findi
             listed = ", ".join(f"{c['value']} ({c['train_clicks']} train / {c['eval_clicks']} eval clicks"
                                + (f", {clicks(c):g} expected" if truth else "") + ")"
                                for c in hit[:8]) + (" ..." if len(hit) > 8 else "")
-            why = ("; nothing to evaluate them on, so they are left out of the per-condition tests and the verdict"
-                   if truth and code == "no_eval_click" else
-                   "; too few clicks to test, so they are left out of the per-condition tests and the verdict"
-                   if not truth or code != "few_eval_clicks" else
-                   "; they are left out of the per-condition tests and the verdict, although the per-ad test, "
-                   "against the true click probability, needs no evaluation click: --set repeats.min_eval_clicks=0 "
-                   "tests them too (what their models learnt rests on the training clicks listed)")
-            out.append(Finding(WARNING, code, f"{len(hit)} condition(s) with {what}: {listed}{why}",
+            out.append(Finding(WARNING, code,
+                               f"{len(hit)} condition(s) with {what}: {listed}; {_left_out(code, truth)}",
                                ("repeats.min_eval_clicks", *data_keys, "data.train_split"),
                                tuple(c["condition"] for c in hit)))
     return out
+
+
+def _left_out(code: str, truth: bool) -> str:
+    """Why the ads of click finding ``code`` are left out of the per-condition tests and the verdict (``truth``: the
+    tests measure against the synthetic truth, which needs no evaluation click)."""
+    left = "they are left out of the per-condition tests and the verdict"
+    if truth and code == "no_eval_click":
+        return f"nothing to evaluate them on, so {left}"
+    if truth and code == "few_eval_clicks":
+        return (f"{left}, although the per-ad test, against the true click probability, needs no evaluation click: "
+                "--set repeats.min_eval_clicks=0 tests them too (what their models learnt rests on the training "
+                "clicks listed)")
+    return f"too few clicks to test, so {left}"
 
 
 def _power_findings(cfg: Config, conditions: list[dict[str, Any]], excluded: Iterable[int]) -> list[Finding]:

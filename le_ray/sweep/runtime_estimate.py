@@ -42,7 +42,8 @@ import numpy as np
 
 from le_ray.training.shapes import input_width
 
-__all__ = ["too_slow_before_preparation", "Anchor", "ANCHORS", "FIXED_S", "GPU_HOST_CPUS", "mlp_macs", "packed_speedup", "training_rate",
+__all__ = ["too_slow_before_preparation", "Anchor", "ANCHORS", "FIXED_S", "GPU_HOST_CPUS", "mlp_macs",
+           "packed_speedup", "training_rate",
            "SweepEstimate", "estimate_sweep", "trial_device", "visible_cuda_devices", "estimate_for_config",
            "too_slow", "planned_synthetic_shape", "format_duration"]
 
