@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -415,3 +417,61 @@ def test_after_a_failed_capture_later_trials_in_the_process_train_eagerly(monkey
     with caplog.at_level("WARNING", logger="le_ray.training.loop"):
         assert not loop._use_capture(True, True, settings, False)
     assert "a capture failed earlier in this process (RuntimeError: operation not permitted" in caplog.text
+
+
+# --------------------------------------------------------------------------- host reads in the hot loop
+
+# aten ops that hand a tensor's value to the host: float(t), int(t), t.item() (_local_scalar_dense),
+# bool(t) / `if t:` (is_nonzero), torch.equal; on CUDA each one waits for the GPU to drain its queue.
+HOST_READS = {"_local_scalar_dense", "is_nonzero", "equal"}
+
+
+def _inside_torch_optim() -> bool:
+    """True inside a ``torch.optim`` call: CPU's single-tensor Adam reads its step count and lr on the host; on
+    CUDA the loop builds fused Adam with ``capturable=True``, which keeps both on the device and reads nothing."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if f"torch{os.sep}optim{os.sep}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+class _HostReadCounter(TorchDispatchMode):
+    """Counts host reads per optimiser step (``per_step``) and in the rest of the trial (``outside``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.per_step, self.outside, self.current, self.in_step = [], 0, 0, False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.__name__.split(".")[0] in HOST_READS and not _inside_torch_optim():
+            self.current += 1
+        return func(*args, **(kwargs or {}))
+
+    def on_step(self, epoch, step):
+        (self.per_step.append if self.in_step else lambda n: setattr(self, "outside", self.outside + n))(self.current)
+        self.current, self.in_step = 0, True
+
+    def on_epoch(self, epoch, model):
+        self.outside += self.current  # the epoch's end and its evaluation
+        self.current, self.in_step = 0, False
+
+
+@pytest.mark.parametrize("loss,sets", CASES)
+@pytest.mark.parametrize("static_steps", [False, True])
+def test_no_host_read_inside_an_epoch_and_a_fixed_number_per_epoch(loss, sets, static_steps):
+    """The step a CUDA graph replays (and the eager step) never reads a device value on the host, so the GPU never
+    waits for Python; the reads of a trial (epoch sums, evaluations) do not grow with its number of steps."""
+    outside = []
+    for batch_size in (500, 250):  # twice the steps, same epochs
+        cfg, data, settings, make, tr, ev = _setup(loss, *sets, f"training.batch_size={batch_size}")
+        counter = _HostReadCounter()
+        with counter:
+            out = train_model(_model(cfg, data), tr, ev, make(True), make(False), settings, seed=3,
+                              static_steps=static_steps, on_step=counter.on_step, on_epoch=counter.on_epoch)
+        assert out.steps == settings.epochs * tr.num_batches(batch_size) > 2 * settings.epochs
+        assert len(counter.per_step) == out.steps - settings.epochs  # each epoch's steps after its first
+        assert counter.per_step == [0] * len(counter.per_step)
+        outside.append(counter.outside + counter.current)
+    assert outside[0] == outside[1]
