@@ -330,6 +330,28 @@ def test_the_test_sweeps_settings_differ_says_a_tuned_value_is_each_losss_best(t
            "(tune.space.localized_entropy.lr)" in one.message
 
 
+def test_a_tune_test_sweep_extended_by_name_still_says_its_values_were_tuned(tmp_path):
+    """Before, `le-ray repeats --name X --extend` on a tune's test sweep replayed the tune's command without the
+    tuned values: the audit labelled each tuned lr with the layer the untuned value came from and advised one lr
+    for every loss."""
+    from le_ray.config import merge_layers, resolve_config, to_dict
+    from le_ray.runners.repeats import parse_arguments, preflight
+    from le_ray.sweep.store import SweepStore
+
+    records = [{"loss": "bce", "best": {"config": {"lr": 0.003}}},
+               {"loss": "localized_entropy", "best": {"config": {"lr": 0.006}}}]
+    cfg = load_config(profile="small_net", sets=TINY)
+    stored = resolve_config(merge_layers(profile="small_net", sets=[*TINY, *best_overrides(cfg, records)]))
+    store = SweepStore.open(tmp_path, "t")
+    store.record_run(to_dict(stored), [*tiny_args(), "--name", "t", "--results-dir", str(tmp_path)])
+    store.write_json("tune/summary.json", {"losses": records})
+
+    argv = ["--name", "t", "--results-dir", str(tmp_path), "--extend", "--allow-unsound", "--set", "repeats.num_runs=3"]
+    pre = preflight(parse_arguments(argv), lambda line: None)
+    (message,) = [f.message for f in pre.audit.findings if f.code == "settings_differ"]
+    assert "BCE 0.003 (tuned); LE 0.006 (tuned)" in message and "because lr was tuned per loss" in message
+
+
 def test_the_search_stops_on_our_stop_flag_and_a_pickled_stopper_is_inert():
     import pickle
 

@@ -37,7 +37,7 @@ from le_ray.registry import LOSSES, loss_key, losses_of, suggest
 __all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
            "config_fingerprint", "Shadow", "shadowed_sets", "validate_model", "set_literal", "every_loss_set",
            "SAME_SETTINGS_KEY", "tuned_optimiser_keys", "DeprecatedKeyWarning", "with_training_values",
-           "space_value_problems"]
+           "space_value_problems", "best_overrides"]
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -429,3 +429,12 @@ def tuned_optimiser_keys(cfg: Config) -> list[str]:
     return [f"tune.space.{loss}.{key}: tunes an optimiser setting per loss, but {SAME_SETTINGS_KEY} is true, so "
             f"every loss trains with training.{key}; drop the entry or set {SAME_SETTINGS_KEY}=false"
             for loss, keys in cfg.tune.space.items() for key in keys if key.split(".")[0] in OPTIMISER_SETTING_KEYS]
+
+
+def best_overrides(cfg: Config, records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``--set`` strings that give every loss its best sample's settings on the active source: ``records`` are
+    ``le-ray tune``'s per-loss searches (``{"loss": ..., "best": {"config": {key: value}} or None}``)."""
+    source = cfg.source_keys[0]
+    return [f"training.by_loss.{record['loss']}.by_source.{source}.{key}={json.dumps(value)}"
+            for record in records for key, value in (((record.get("best") or {}).get("config")) or {}).items()]
+

@@ -44,6 +44,7 @@ from le_ray.cli.args import (DEFAULT_PROFILE, add_config_arguments, command_pars
                              exit_on_user_error)
 from le_ray.config import Config, ConfigError, Shadow, merge_layers, resolve_config, shadowed_sets, to_dict
 from le_ray.config.load import Provenance, apply_sets, provenance
+from le_ray.config.resolve import best_overrides
 from le_ray.cli.echo import Echo
 from le_ray.errors import ResultsError, UserError
 from le_ray.registry import label, suggest
@@ -167,10 +168,20 @@ def _stored_config(args: argparse.Namespace, root: Path) -> tuple[Config, list[S
     command = effective_argv(_latest_argv(store), this)
     try:  # where each value came from, replayed from the stored command (labels only)
         replay = _parser().parse_args(command)
-        origins = provenance(replay.config, profile=replay.profile or cfg.experiment.active, sets=replay.sets)
+        origins = provenance(replay.config, profile=replay.profile or cfg.experiment.active, sets=replay.sets,
+                             tuned=_tuned_sets(store, cfg))
     except (ConfigError, SystemExit):
         pass
     return cfg, shadowed_sets(data, args.sets, cfg.source_keys, cfg.losses), origins, command
+
+
+def _tuned_sets(store: SweepStore, cfg: Config) -> list[str]:
+    """A tune's test sweep (``tune/summary.json``): its best settings as ``--set`` strings, for the provenance to
+    label ``tuned``; none for a plain sweep. The tune's stored command does not carry them: they were chosen after
+    it ran (and a later run cannot change them: they are trial keys, which check_resume holds fixed)."""
+    if not (store.root / "tune" / "summary.json").is_file():
+        return []
+    return best_overrides(cfg, store.read_json("tune/summary.json").get("losses") or [])
 
 
 def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:

@@ -48,7 +48,7 @@ from le_ray.sweep.audit_text import audit_text, refusal
 from le_ray.cli.args import add_config_arguments, command_parser, exit_on_user_error
 from le_ray.config import Config, TrainingSettings, merge_layers, resolve_config, shadowed_sets, to_dict, to_plain
 from le_ray.config.load import merge_with_provenance
-from le_ray.config.resolve import tuned_optimiser_keys, with_training_values
+from le_ray.config.resolve import best_overrides, tuned_optimiser_keys, with_training_values
 from le_ray.data.arrays import PreparedData
 from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import prepare_data, validation_split
@@ -278,17 +278,6 @@ def _no_sample_finished(cfg: Config, loss: str, record: dict[str, Any]) -> str:
     return (f"tuning {label(loss)}: none of its {len(record['samples'])} samples finished ({len(errors)} failed; "
             f"first: {first}); nothing was tested, and nothing is stored for this search: fix the cause and rerun "
             "the same command to search it again")
-
-
-def best_overrides(cfg: Config, records: list[dict[str, Any]]) -> list[str]:
-    """``--set`` strings that give every loss its best sample's settings on the active source."""
-    source = cfg.source_keys[0]
-    sets = []
-    for record in records:
-        best = record.get("best")
-        for key, value in ((best or {}).get("config") or {}).items():
-            sets.append(f"training.by_loss.{record['loss']}.by_source.{source}.{key}={json.dumps(value)}")
-    return sets
 
 
 def _budget_sentence(cfg: Config, epochs: dict[str, int | str], counts: dict[str, dict[str, int]],
