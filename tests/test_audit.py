@@ -290,7 +290,9 @@ def test_le_history_warmup_names_the_conditions_without_a_click_per_batch():
     audit, cfg = _audit("training.batch_size=16", *sets)
     finding = next(f for f in audit.findings if f.code == "le_history_warmup")
     assert finding.conditions == (0, 1, 2, 3) and finding.keys == ("training.batch_size",
-                                                                   "training.cross_batch.amplification_rate")
+                                                                   "training.cross_batch.amplification_rate",
+                                                                   "training.cross_batch.warm_start")
+    assert "or start the windows full at the base rates (training.cross_batch.warm_start=true" in finding.message
     rows = [c["train_rows"] for c in audit.conditions]
     rates = _le_rates(cfg, prepare_data(cfg))
     first = 16 * rows[0] / sum(rows) * rates[0]
@@ -298,6 +300,8 @@ def test_le_history_warmup_names_the_conditions_without_a_click_per_batch():
     assert not [f for f in audit.findings if f.code == "le_batch_rate"]  # that one is for LE without history
     roomy, _ = _audit("training.batch_size=512", *sets)
     assert not [f for f in roomy.findings if f.code == "le_history_warmup"]
+    warm, _ = _audit("training.batch_size=16", *sets, "training.cross_batch.warm_start=true")  # windows start full
+    assert not [f for f in warm.findings if f.code == "le_history_warmup"]
 
 
 def test_shadowed_set_reaches_the_audit():

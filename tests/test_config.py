@@ -458,3 +458,26 @@ def test_a_profile_typo_is_named_where_it_was_written(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path, profile="x")
     assert info.value.problems[0].startswith("profile 'x' (experiment.definitions.x): extends: got 'nosuch'")
+
+
+def test_a_config_stored_before_a_key_was_added_reads_resumes_and_keeps_its_trial_ids():
+    """Sweep folders stored before ``training.cross_batch.warm_start`` existed: their config resolves with the
+    value they ran with, a rerun on the same settings finds no change, and their trials keep their ids (a hash of
+    the config without the key: here one stored by le_ray before the key, the quickstart's BCE seed 42, whose
+    data fingerprint is that of the profile's first data draw)."""
+    from le_ray.config import resolve_config, to_dict
+    from le_ray.sweep.plan import plan_trials
+    from le_ray.sweep.store import config_changes
+
+    stored = to_dict(load_config(profile="quickstart"))  # what a sweep folder stores, less the key
+    del stored["training"]["cross_batch"]["warm_start"]
+    cfg = resolve_config(stored)
+    assert cfg.training.cross_batch.warm_start is False
+    assert config_changes(stored, to_dict(load_config(profile="quickstart"))) == []
+    warm = config_changes(stored, to_dict(load_config(profile="quickstart", sets=["training.cross_batch.warm_start=true"])))
+    assert [(c.key, c.old, c.new) for c in warm] == [("training.cross_batch.warm_start", False, True)]
+    ids = {spec.trial_id for spec in plan_trials(cfg).specs}
+    assert "bce-s42-e6048bfd06bccf7b" in ids  # stored by the quickstart at commit fd5c9c8, before the key
+    warm_ids = {s.trial_id for s in plan_trials(load_config(profile="quickstart", sets=[
+        "training.by_loss.localized_entropy.by_source.synthetic.cross_batch.warm_start=true"])).specs}
+    assert len(ids & warm_ids) == 20 and len(warm_ids - ids) == 10  # only LE's trials change

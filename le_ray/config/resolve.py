@@ -37,12 +37,47 @@ from le_ray.registry import LOSSES, loss_key, losses_of, suggest
 __all__ = ["resolve_config", "load_config", "resolve_training", "source_key_candidates", "to_dict", "to_plain",
            "config_fingerprint", "Shadow", "shadowed_sets", "validate_model", "set_literal", "every_loss_set",
            "SAME_SETTINGS_KEY", "tuned_optimiser_keys", "DeprecatedKeyWarning", "with_training_values",
-           "space_value_problems", "best_overrides"]
+           "space_value_problems", "best_overrides", "ADDED_KEYS", "with_added_keys", "without_added_defaults"]
+
+#: Keys added after sweep folders were first stored, each with the value that reproduces what a folder stored
+#: without it ran: a stored config that lacks one is read with it (:func:`with_added_keys`), and a trial id leaves
+#: it out of its hash at that value (:func:`without_added_defaults`), so re-reports and resumes of older folders go
+#: on as before.
+ADDED_KEYS: dict[str, Any] = {"training.cross_batch.warm_start": False}
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
     """Plain JSON data of a resolved config (what ``le-ray config show`` prints and sweeps store)."""
     return to_plain(cfg)
+
+
+def with_added_keys(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of the plain config ``data`` with each :data:`ADDED_KEYS` key it lacks set to its value, where
+    the section above the key exists (a partial layer without that section stays without it)."""
+    out = copy.deepcopy(dict(data))
+    for key, value in ADDED_KEYS.items():
+        *parents, leaf = key.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf not in node:
+            node[leaf] = copy.deepcopy(value)
+    return out
+
+
+def without_added_defaults(plain: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``plain`` (the plain data of the config section at dotted ``prefix``, e.g. ``training``) without each
+    :data:`ADDED_KEYS` key under it that holds its added value; ``plain`` is changed in place and returned."""
+    for key, value in ADDED_KEYS.items():
+        if not key.startswith(prefix + "."):
+            continue
+        *parents, leaf = key[len(prefix) + 1:].split(".")
+        node: Any = plain
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == value:
+            del node[leaf]
+    return plain
 
 
 def config_fingerprint(data: Any) -> str:
@@ -232,8 +267,9 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
 
 
 def resolve_config(data: Mapping[str, Any]) -> Config:
-    """Validate merged JSON data into the frozen :class:`Config` (raises ConfigError listing every problem)."""
-    data = copy.deepcopy(dict(data))
+    """Validate merged JSON data into the frozen :class:`Config` (raises ConfigError listing every problem); a
+    stored config without a key of :data:`ADDED_KEYS` is read with its value."""
+    data = with_added_keys(data)
     problems: list[str] = []
     _apply_legacy_ctr_keys(data, problems)
     aliases = _aliases_written(data)

@@ -259,6 +259,7 @@ class CrossBatchConfig(Section):
     enabled: bool
     amplification_rate: PositiveFloat
     max_window: PositiveInt
+    warm_start: bool  # windows start full at the base rate (not the reference's empty windows)
 
 
 class LeConfig(Section):

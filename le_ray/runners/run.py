@@ -139,7 +139,8 @@ def _train_losses(state: RunState) -> None:
         settings = cfg.training_for(loss)
         print(f"settings: epochs {settings.epochs}, lr {settings.lr}, lr_decay {settings.lr_decay}, batch "
               f"{settings.batch_size}, lr_category {settings.lr_category}, cross_batch "
-              f"{settings.cross_batch.enabled} (A={settings.cross_batch.amplification_rate}), focal "
+              f"{settings.cross_batch.enabled} (A={settings.cross_batch.amplification_rate}"
+              f"{', warm start' if settings.cross_batch.warm_start else ''}), focal "
               f"α={settings.focal.alpha} γ={settings.focal.gamma}, LE prior {settings.le.base_rate_prior}")
         spec = TrialSpec.make(cfg, loss, cfg.project.seed, data.fingerprint)
         on_eval = run_outputs.mid_epoch_hook(state, loss) if cfg.plots.enabled and cfg.plots.mid_epoch_predictions \

@@ -26,7 +26,8 @@ code                   severity  fires when
 ``le_history_warmup``  warning   LE with history where a condition expects < 1 click per batch (e_j < 1): the
                                  windows start empty, so early batches without its click weigh its rows by up
                                  to 1 / (expected clicks); such early steps can drive every condition's
-                                 predictions towards 0 (README, "Testing LE's claim at scale")
+                                 predictions towards 0 (README, "Testing LE's claim at scale"); not raised
+                                 with ``cross_batch.warm_start`` (the windows start full at the base rates)
 ``shadowed_set``       warning   a general ``--set training.<key>`` loses to a per-loss / per-source value (one
                                  finding per ``--set``), or a per-loss ``--set`` of an optimiser key is ignored
                                  under ``training.same_settings_for_all_losses``
@@ -335,8 +336,8 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
             f"{LOSSES[loss].label} history windows larger than a condition's train rows per epoch: {listed}; "
             f"the window then never evicts and holds numerators of much older models; lower {window_key}"),
             (window_key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(big)))
-    if low:  # listed fewest clicks first: the conditions whose windows stay empty longest
-        key = setting_key(cfg, loss, "batch_size")
+    if low and not cfg.training_for(loss).cross_batch.warm_start:  # warm: the windows start full
+        key, warm = setting_key(cfg, loss, "batch_size"), setting_key(cfg, loss, "cross_batch.warm_start")
         fill = cap / np.maximum(_rows_per_batch(s["batch_size"], rows), 1e-300)  # steps to a full window
         steps = s["steps_total"]
         listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g}; {_warmup_steps(clicks[j], fill[j], steps)})"
@@ -348,8 +349,9 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
             f"(of {s['steps_total']:,} steps); the history windows start empty, so until they hold clicks a batch "
             f"without one normalises its condition by a fraction of a click (den_j = rows × −ln(1 − p_j)) and its "
             f"rows weigh up to 1 / (expected clicks) times a BCE row, so the steps before the windows fill can push "
-            f"every condition's predictions towards 0; raise {key} so that every batch holds clicks of each condition"),
-            (key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(low)))
+            f"every condition's predictions towards 0; raise {key} so that every batch holds clicks of each "
+            f"condition, or start the windows full at the base rates ({warm}=true; not the reference's rule)"),
+            (key, setting_key(cfg, loss, "cross_batch.amplification_rate"), warm), tuple(low)))
     return out
 
 

@@ -41,6 +41,7 @@ from le_ray import __version__, metrics
 from le_ray.version import git_commit
 from le_ray.atomic import atomic_write_json, check_writable
 from le_ray.errors import ResultsError, UserError
+from le_ray.config.resolve import with_added_keys
 from le_ray.registry import losses_of
 from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
 
@@ -124,8 +125,9 @@ def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[ConfigChange]:
-    """Every leaf key whose value differs between two resolved configs (plain JSON data)."""
-    a, b = _flatten(old), _flatten(new)
+    """Every leaf key whose value differs between two resolved configs (plain JSON data); ``old`` stored without a
+    key added since (:data:`le_ray.config.resolve.ADDED_KEYS`) is compared as if it held the key's value."""
+    a, b = _flatten(with_added_keys(old)), _flatten(new)
     return [ConfigChange(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
 
 

@@ -124,6 +124,38 @@ class CrossBatchHistory:
         self._pool = torch.zeros(3, self._slots, dtype=self.dtype, device=self._device)
         self._bind_views()
 
+    def warm_start(self, base_rates: ArrayLike) -> None:
+        """Fill every ring with virtual entries at its condition's base rate r_j, in place (addresses kept).
+
+        Each of the ring_j slots of condition j holds (p_j, 1 - p_j, H_j), p_j = clamp(r_j, eps, 1 - eps),
+        H_j = -p_j ln p_j - (1 - p_j) ln(1 - p_j): the window of j then sums to ring_j · (p_j, 1 - p_j, H_j), about
+        A clicks' worth of positive weight, as if the past had held rows at the base rate. LE's denominator of j
+        (window + batch) is then about ring_j · H_j from the first step instead of a batch's fraction of a click
+        (den_j = rows × -ln(1 - p_j) in a batch without its click), which weighs the condition's rows by up to
+        1 / (expected clicks per batch) until real clicks fill the window. Real entries evict the virtual ones
+        first in, first out; after ring_j pushes the window is exactly the cold-start one. The virtual b sum
+        (ring_j · H_j, a constant) only shifts the loss value, not its gradient. A condition whose rate is not
+        finite or outside [0, 1] starts empty. base_rates [C]; not the reference's rule (its windows start empty):
+        ``training.cross_batch.warm_start``."""
+        self.join()
+        rates = base_rates if isinstance(base_rates, Tensor) else np.asarray(base_rates, dtype=np.float64)
+        rates = torch.as_tensor(rates).detach().to(self._device, torch.float64).reshape(-1)
+        if rates.numel() != self.num_conditions:
+            raise ValueError(f"warm_start: {rates.numel()} base rates for {self.num_conditions} conditions")
+        usable = torch.isfinite(rates) & (rates >= 0) & (rates <= 1)
+        p = torch.where(usable, rates, 0.5).clamp(self.eps, 1 - self.eps)
+        entropy = -(p * p.log() + (1 - p) * (-p).log1p())
+        filled = self._ring * usable  # virtual entries per condition (0: starts empty)
+        entry = torch.stack([p, 1 - p, entropy])  # [3, C]
+        self._pool.zero_()
+        self._pool[:, 1:] = torch.repeat_interleave(entry * usable, self._ring, dim=1).to(self.dtype)
+        stored = self._pool[:, 1:].to(torch.float64)  # the sums of what is stored (dtype-rounded)
+        per_slot = torch.repeat_interleave(torch.arange(self.num_conditions, device=self._device), self._ring)
+        self._acc.zero_()
+        self._acc[:3].index_add_(1, per_slot, stored)
+        self._acc[3:] = filled.to(torch.float64)  # every virtual entry has non-zero pos and neg weight
+        self._pushed.copy_(filled)
+
     def _bind_views(self) -> None:
         """Views of the running sums and a 0-d zero, made once per allocation (each view or
         Python-scalar operand is a dispatched op per update)."""

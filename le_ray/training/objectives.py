@@ -66,7 +66,8 @@ def make_objective(name: str, settings: TrainingSettings, *, base_rates: torch.T
                    num_conditions: int, device: torch.device, dtype: torch.dtype, with_history: bool = True,
                    max_entries: np.ndarray | None = None) -> Objective:
     """The objective of loss ``name`` (any alias); a loss with history support gets its
-    :class:`CrossBatchHistory` when ``cross_batch.enabled``. ``max_entries`` [C]: the most entries condition j
+    :class:`CrossBatchHistory` when ``cross_batch.enabled``, its windows full at the base rates when
+    ``cross_batch.warm_start`` (:meth:`CrossBatchHistory.warm_start`). ``max_entries`` [C]: the most entries condition j
     will ever push (training: epochs × its train rows), which bounds the history's memory."""
     name = canonical_loss(name)
     history = None
@@ -75,6 +76,8 @@ def make_objective(name: str, settings: TrainingSettings, *, base_rates: torch.T
         history = CrossBatchHistory(settings.cross_batch.amplification_rate, rates,
                                     max_window=settings.cross_batch.max_window, max_entries=max_entries,
                                     device=device, dtype=dtype)
+        if settings.cross_batch.warm_start:
+            history.warm_start(rates)
     constants = None
     if name == "localized_entropy":
         constants = le_constants(base_rates, None, num_conditions, device=device)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from le_ray.config import Config, TrainingSettings, config_fingerprint
+from le_ray.config import Config, TrainingSettings, config_fingerprint, to_plain
+from le_ray.config.resolve import without_added_defaults
 from le_ray.data.arrays import PreparedData, Split
 from le_ray.registry import canonical_loss
 
@@ -48,7 +49,9 @@ def trial_id(cfg: Config, loss: str, seed: int, data_fingerprint: str, settings:
     """Stable hash of everything that changes a trial's numbers (not runner, report or display settings: the
     evaluation keys of :data:`DISPLAY_ONLY_EVALUATION` are hashed at their fixed value)."""
     evaluation = cfg.evaluation.model_copy(update=DISPLAY_ONLY_EVALUATION)
-    relevant = {"model": cfg.model, "training": settings, "evaluation": evaluation,
+    # a key added since sweeps were first stored, at the value they ran with, is not hashed: their ids stay valid
+    training = without_added_defaults(to_plain(settings), "training")
+    relevant = {"model": cfg.model, "training": training, "evaluation": evaluation,
                 "dtype": cfg.device.dtype, "deterministic": cfg.device.deterministic,
                 "loss": loss, "seed": seed, "data": data_fingerprint}
     return f"{loss}-s{seed}-{config_fingerprint(relevant)}"
