@@ -351,14 +351,15 @@ def _virtual_entries(rates, eps=1e-12):
     return out
 
 
-def test_warm_start_fills_every_usable_window_with_base_rate_entries():
-    hist = CrossBatchHistory(A, torch.tensor(RATES), max_window=MAX_WINDOW, dtype=torch.float64)
+@pytest.mark.parametrize("device", DEVICES)
+def test_warm_start_fills_every_usable_window_with_base_rate_entries(device):
+    hist = CrossBatchHistory(A, torch.tensor(RATES), max_window=MAX_WINDOW, dtype=torch.float64, device=device)
     hist.warm_start(RATES)
     ring = hist.ring_sizes()
     for j, virtual in enumerate(_virtual_entries(RATES)):
         want = np.zeros((0, 3)) if virtual is None else np.tile(virtual, (ring[j], 1))
         np.testing.assert_allclose(hist.window_entries(j), want, rtol=1e-15)
-        np.testing.assert_allclose(hist.window_totals()[j].numpy(), want.sum(0), rtol=1e-12)
+        np.testing.assert_allclose(hist.window_totals()[j].cpu().numpy(), want.sum(0), rtol=1e-12)
     assert hist.window_sizes().tolist() == [0 if v is None else ring[j]
                                             for j, v in enumerate(_virtual_entries(RATES))]
     with pytest.raises(ValueError, match="3 base rates for 10 conditions"):
