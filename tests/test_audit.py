@@ -359,6 +359,9 @@ def test_settings_table_is_one_row_per_loss_shared_by_audit_and_summary():
     assert settings_table(old)["steps_total"].to_list() == [None]
     assert settings_table({}).width == 0
     assert "A=12.5, max 1,000,000" in audit_text(Audit(settings, [{"condition": 0, "value": "a", "train_rows": 1}]))
+    settings["localized_entropy"]["history"]["warm_start"] = True  # a record without the key: a cold start (above)
+    assert settings_table(settings)["history"].to_list() == ["off", "A=12.5, max 1,000,000, warm start"]
+    assert _settings_table({"settings": settings})["history"].to_list() == ["off", "A = 12.5, warm start"]
 
 
 def test_one_run_audit_drops_only_the_findings_about_a_sweeps_seeds_and_wall_time():

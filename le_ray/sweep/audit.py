@@ -200,6 +200,7 @@ def _loss_settings(cfg: Config, loss: str, settings: TrainingSettings, data: Pre
     if LOSSES[loss].supports_history and settings.cross_batch.enabled:
         out["history"] = {"amplification_rate": settings.cross_batch.amplification_rate,
                           "max_window": settings.cross_batch.max_window,
+                          "warm_start": settings.cross_batch.warm_start,
                           "capacity": [int(v) for v in _capacities(cfg, settings, data)]}
     return out
 

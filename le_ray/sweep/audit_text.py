@@ -23,12 +23,13 @@ SETTING_COLUMNS = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "lr_
 def history_cell(history: dict[str, Any] | None, *, brief: bool = False) -> str:
     """The ``history`` cell of the effective-settings table for a loss's stored ``history`` record: ``off``
     without one, else ``A=64, max 1,000,000`` (amplification rate and window cap; the audit text) or, ``brief``,
-    ``A = 64`` (the rate alone; summary.md)."""
+    ``A = 64`` (the rate alone; summary.md), each followed by ``, warm start`` when the windows start full."""
     if history is None:
         return "off"
+    warm = ", warm start" if history.get("warm_start") else ""  # absent in audits stored before the key
     if brief:
-        return f"A = {history['amplification_rate']:g}"
-    return f"A={history['amplification_rate']:g}, max {history['max_window']:,}"
+        return f"A = {history['amplification_rate']:g}{warm}"
+    return f"A={history['amplification_rate']:g}, max {history['max_window']:,}{warm}"
 
 
 def settings_table(settings: dict[str, dict[str, Any]], *, columns: Sequence[str] = SETTING_COLUMNS,
