@@ -302,6 +302,9 @@ def test_le_history_warmup_names_the_conditions_without_a_click_per_batch():
     assert not [f for f in roomy.findings if f.code == "le_history_warmup"]
     warm, _ = _audit("training.batch_size=16", *sets, "training.cross_batch.warm_start=true")  # windows start full
     assert not [f for f in warm.findings if f.code == "le_history_warmup"]
+    (variant,) = [f for f in warm.findings if f.code == "le_warm_start"]
+    assert variant.keys == ("training.cross_batch.warm_start",) and "not empty as in the reference LE" in variant.message
+    assert not [f for f in audit.findings if f.code == "le_warm_start"]
 
 
 def test_shadowed_set_reaches_the_audit():

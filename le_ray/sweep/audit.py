@@ -28,6 +28,9 @@ code                   severity  fires when
                                  to 1 / (expected clicks); such early steps can drive every condition's
                                  predictions towards 0 (README, "Testing LE's claim at scale"); not raised
                                  with ``cross_batch.warm_start`` (the windows start full at the base rates)
+``le_warm_start``      warning   LE's history windows start full at the base rates
+                                 (``cross_batch.warm_start``), not empty as in the reference: a caveat naming
+                                 the variant the results are of
 ``shadowed_set``       warning   a general ``--set training.<key>`` loses to a per-loss / per-source value (one
                                  finding per ``--set``), or a per-loss ``--set`` of an optimiser key is ignored
                                  under ``training.same_settings_for_all_losses``
@@ -337,8 +340,14 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
             f"{LOSSES[loss].label} history windows larger than a condition's train rows per epoch: {listed}; "
             f"the window then never evicts and holds numerators of much older models; lower {window_key}"),
             (window_key, setting_key(cfg, loss, "cross_batch.amplification_rate")), tuple(big)))
-    if low and not cfg.training_for(loss).cross_batch.warm_start:  # warm: the windows start full
-        key, warm = setting_key(cfg, loss, "batch_size"), setting_key(cfg, loss, "cross_batch.warm_start")
+    warm = setting_key(cfg, loss, "cross_batch.warm_start")
+    if cfg.training_for(loss).cross_batch.warm_start:  # a variant the results must name, and no cold start to warn of
+        out.append(Finding(WARNING, "le_warm_start", (
+            f"{LOSSES[loss].label}'s history windows start full of entries at each condition's base rate ({warm}="
+            f"true), not empty as in the reference LE: its results are those of this variant; each condition's "
+            f"first window of real rows replaces the virtual entries"), (warm,)))
+    elif low:
+        key = setting_key(cfg, loss, "batch_size")
         fill = cap / np.maximum(_rows_per_batch(s["batch_size"], rows), 1e-300)  # steps to a full window
         steps = s["steps_total"]
         listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g}; {_warmup_steps(clicks[j], fill[j], steps)})"
