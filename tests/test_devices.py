@@ -1,6 +1,10 @@
 """Device selection (Ray GPU ids first), dtype policy, seeding."""
 
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 import torch
 
 from le_ray.config import load_config
@@ -46,3 +50,32 @@ def test_seed_all_repeats_streams():
     a = (np.random.rand(), torch.rand(1).item())
     seed_all(11)
     assert (np.random.rand(), torch.rand(1).item()) == a
+
+
+FLUSH_CHECK = """
+import sys, torch
+{setup}
+torch.set_num_threads(2)
+x = torch.full((1 << 20,), 1e-39)  # subnormal in float32; large enough for torch's intra-op threads
+print(int((x * 1.0 == 0).all()), int((torch.full((8,), 1e-39) * 1.0 == 0).all()))
+"""
+
+
+@pytest.mark.parametrize("setup", [
+    "from le_ray.training.devices import flush_denormals; flush_denormals()",
+    "from le_ray.sweep.driver import _import_trial_modules; _import_trial_modules()",  # a Ray worker's warm-up
+    "from le_ray.config import load_config; from le_ray.training.trial import TrialSpec, _setup; "
+    "_setup(TrialSpec.make(load_config(), 'bce', 0, 'fp'), None, None)",  # a trial's set-up
+])
+def test_subnormals_are_flushed_in_every_thread_after_a_trials_set_up(setup):
+    """Subnormal float32 operands (~1e-40: the gradients and Adam moments of a model driven to predict ~0) cost
+    x86 cores microcode assists, which made cold-start LE trials 3-5x slower on CPU: flushed to 0, also in
+    torch's intra-op threads, which inherit the mode only from a thread that set it before they started."""
+    can = subprocess.run([sys.executable, "-c", "import torch; print(torch.set_flush_denormal(True))"],
+                         capture_output=True, text=True)
+    if can.stdout.strip() != "True":
+        pytest.skip("the CPU has no flush-to-zero mode")
+    before = subprocess.run([sys.executable, "-c", FLUSH_CHECK.format(setup="")], capture_output=True, text=True)
+    after = subprocess.run([sys.executable, "-c", FLUSH_CHECK.format(setup=setup)], capture_output=True, text=True)
+    assert before.stdout.split() == ["0", "0"], before.stderr  # subnormals are kept by default
+    assert after.stdout.split() == ["1", "1"], after.stderr

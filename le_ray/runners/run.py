@@ -38,7 +38,7 @@ from le_ray.config import Config, losses_of
 from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
 from le_ray.registry import LOSSES
-from le_ray.training.devices import select_device
+from le_ray.training.devices import flush_denormals, select_device
 from le_ray.report import run_outputs
 from le_ray.report.run_markdown import write_logs
 from le_ray.report.run_outputs import RunFolders, RunState
@@ -227,6 +227,7 @@ def _run_logged(cfg: Config, args: argparse.Namespace, root: Path, shadows, orig
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
+    flush_denormals()  # before the first parallel op (a trial's set-up comes after the untrained model's look)
     args = with_default_profile(_parser().parse_args(argv))
     cfg, shadows, origins = config_shadows_provenance(args)
     root = run_folder(args, cfg)

@@ -158,7 +158,9 @@ def _import_trial_modules() -> int:
     import torch
 
     from le_ray import metrics
+    from le_ray.training.devices import flush_denormals
 
+    flush_denormals()  # first: torch's intra-op threads, started by the first parallel op, inherit it
     rng = np.random.default_rng(0)
     p, y = rng.random(64), (rng.random(64) < 0.5).astype(float)
     metrics.model_summary(p, y, rng.integers(0, 2, 64))

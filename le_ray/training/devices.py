@@ -19,7 +19,7 @@ import torch
 from le_ray.config.schema import DeviceConfig
 
 __all__ = ["DeviceChoice", "select_device", "torch_dtype", "seed_all", "set_determinism", "configure_threads",
-           "tune_host_allocator", "apply_matmul_precision", "MATMUL_PRECISIONS"]
+           "tune_host_allocator", "flush_denormals", "apply_matmul_precision", "MATMUL_PRECISIONS"]
 
 MATMUL_PRECISIONS = ("auto", "highest", "high")
 
@@ -116,6 +116,19 @@ def configure_threads(num_threads: int | None) -> int:
     if num_threads is not None and num_threads != torch.get_num_threads():
         torch.set_num_threads(num_threads)
     return torch.get_num_threads()
+
+
+def flush_denormals() -> bool:
+    """Make CPU float arithmetic treat subnormal numbers (|x| < 1.2e-38 in float32) as 0, in and out.
+
+    A model that drives some predictions to almost 0 (LE from a cold start on rare ads: logits near -25) carries
+    gradients and Adam moments of ~1e-40, and x86 cores handle each subnormal operand in microcode: an
+    element-wise op ran 15x slower on them here, and such LE trials took 3-4x as long as the same trial warm
+    (bench/README). Flushed, those values become 0, far below anything a float32 step can add to a weight. The
+    mode is per thread and a new thread inherits its creator's, so this must run before torch starts its
+    intra-op threads (before the process's first parallel op), as a trial's set-up and a worker's warm-up do;
+    later calls change only the calling thread. Returns False where the CPU cannot flush (then nothing changes)."""
+    return bool(torch.set_flush_denormal(True))
 
 
 def tune_host_allocator(threshold_bytes: int = 1 << 30) -> bool:

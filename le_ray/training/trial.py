@@ -28,8 +28,8 @@ from le_ray.data.arrays import PreparedData
 from le_ray.data.batches import to_tensors
 from le_ray.data.prepare import le_base_rates
 from le_ray.training.devices import (
-    DeviceChoice, apply_matmul_precision, configure_threads, seed_all, select_device, set_determinism,
-    tune_host_allocator,
+    DeviceChoice, apply_matmul_precision, configure_threads, flush_denormals, seed_all, select_device,
+    set_determinism, tune_host_allocator,
 )
 from le_ray.training.evaluation import evaluate_predictions
 from le_ray.training.model import build_model, count_parameters
@@ -96,6 +96,7 @@ def _compare_objectives(cfg: Config, settings: TrainingSettings, base_rates: tor
 def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice, str]:
     """The trial's device, threads, seeds and determinism; returns (device choice, matmul precision in effect)."""
     cfg = spec.config
+    flush_denormals()  # before this process's first parallel op, whose threads inherit the mode
     choice = select_device(cfg.device, assigned_gpu_ids=assigned_gpu_ids)
     if choice.device.type == "cpu":
         tune_host_allocator()
