@@ -353,30 +353,35 @@ def _virtual_entries(rates, eps=1e-12):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_warm_start_fills_every_usable_window_with_base_rate_entries(device):
-    hist = CrossBatchHistory(A, torch.tensor(RATES), max_window=MAX_WINDOW, dtype=torch.float64, device=device)
+    """cap_j virtual entries (the rule's capacity, also where max_entries bounds the ring), none stored."""
+    hist = CrossBatchHistory(A, torch.tensor(RATES), max_window=MAX_WINDOW, dtype=torch.float64, device=device,
+                             max_entries=[10] * len(RATES))
+    rows = hist.storage_rows()
     hist.warm_start(RATES)
-    ring = hist.ring_sizes()
+    cap = hist.capacities()
+    assert hist.storage_rows() == rows and (hist.ring_sizes() < cap).any()
     for j, virtual in enumerate(_virtual_entries(RATES)):
-        want = np.zeros((0, 3)) if virtual is None else np.tile(virtual, (ring[j], 1))
+        want = np.zeros((0, 3)) if virtual is None else np.tile(virtual, (cap[j], 1))
         np.testing.assert_allclose(hist.window_entries(j), want, rtol=1e-15)
         np.testing.assert_allclose(hist.window_totals()[j].cpu().numpy(), want.sum(0), rtol=1e-12)
-    assert hist.window_sizes().tolist() == [0 if v is None else ring[j]
-                                            for j, v in enumerate(_virtual_entries(RATES))]
+    assert hist.window_sizes().tolist() == [0 if v is None else cap[j] for j, v in enumerate(_virtual_entries(RATES))]
     with pytest.raises(ValueError, match="3 base rates for 10 conditions"):
         hist.warm_start(RATES[:3])
+    hist.reset()  # forgets the virtual entries too
+    assert hist.window_sizes().tolist() == [0] * len(RATES)
 
 
 @pytest.mark.parametrize("bounded", [False, True])
 def test_a_warm_window_is_the_cold_one_plus_the_virtual_entries_not_yet_evicted(bounded):
     """Real entries evict the virtual ones first in, first out: at every step the warm window of j is the cold
-    window plus (ring_j - min(real entries of j, ring_j)) virtual entries, and once j has received ring_j real
-    entries the two are the same window."""
+    window plus max(cap_j - real entries of j, 0) virtual entries, and once j has received cap_j real entries the
+    two are the same window (a ring bounded by max_entries evicts no real entry, and keeps its virtual ones)."""
     batches = _random_batches(seed=3, n_batches=40, num_conditions=len(RATES))
     per_epoch = np.bincount(np.concatenate([c.numpy() for c, *_ in batches]), minlength=len(RATES))
     kwargs = dict(max_window=MAX_WINDOW, max_entries=2 * per_epoch if bounded else None, dtype=torch.float64)
     cold, warm = (CrossBatchHistory(A, torch.tensor(RATES), **kwargs) for _ in range(2))
     warm.warm_start(RATES)
-    ring, virtual = warm.ring_sizes(), _virtual_entries(RATES)
+    cap, virtual = warm.capacities(), _virtual_entries(RATES)
     real = np.zeros(len(RATES), dtype=np.int64)
     for _ in range(2):
         for c, y, b, w in batches:
@@ -384,16 +389,16 @@ def test_a_warm_window_is_the_cold_one_plus_the_virtual_entries_not_yet_evicted(
                 h.update(c, y, b, sample_weights=w)
             real += np.bincount(c.numpy(), minlength=len(RATES))
             for j, v in enumerate(virtual):
-                left = 0 if v is None else ring[j] - min(real[j], ring[j])
+                left = 0 if v is None else max(cap[j] - real[j], 0)
                 want = cold.window_totals()[j].numpy() + left * np.asarray(v if v is not None else (0, 0, 0))
                 np.testing.assert_allclose(warm.window_totals()[j].numpy(), want, rtol=1e-12, atol=1e-12)
                 assert warm.window_sizes()[j] == cold.window_sizes()[j] + left
-    assert (real >= ring).sum() >= 5  # most windows were wholly replaced by real entries
+    assert (real >= cap).sum() >= 5  # most windows were wholly replaced by real entries
 
 
 def test_le_objective_with_warm_start_normalises_a_clickless_batch_by_the_full_window():
     """The first batch, without a click of condition 0 (rate 0.01): a cold start normalises it by the batch's
-    rows × −ln(1 − p); a warm one by ring × H(p) plus the batch's share, the reference's steady state."""
+    rows × −ln(1 − p); a warm one by cap × H(p) plus the batch's share, the reference's steady state."""
     from le_ray.config import load_config
     from le_ray.training.objectives import make_objective
     from le_ray.data.batches import Batch
@@ -408,12 +413,12 @@ def test_le_objective_with_warm_start_normalises_a_clickless_batch_by_the_full_w
                                 f"training.cross_batch.warm_start={str(warm).lower()}"])
         objective = make_objective("le", cfg.training_for("le"), base_rates=rates, num_conditions=2,
                                    device=torch.device("cpu"), dtype=torch.float32)
-        ring = objective.history.ring_sizes()
-        assert objective.history.window_sizes().tolist() == (ring.tolist() if warm else [0, 0])
+        cap = objective.history.capacities()
+        assert objective.history.window_sizes().tolist() == (cap.tolist() if warm else [0, 0])
         z.grad = None
         objective(z, batch).backward()
         grads[warm] = z.grad[0].item()
     p, h = 0.01, -(0.01 * math.log(0.01) + 0.99 * math.log(0.99))
     bce_grad = 0.5 / 8  # d BCE / dz at z = 0, y = 0, over W = 8 rows
     assert grads[False] == pytest.approx(bce_grad / (4 * -math.log1p(-p)), rel=1e-5)
-    assert grads[True] == pytest.approx(bce_grad / (ring[0] * h + 4 * -math.log1p(-p)), rel=1e-5)
+    assert grads[True] == pytest.approx(bce_grad / (cap[0] * h + 4 * -math.log1p(-p)), rel=1e-5)

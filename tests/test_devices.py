@@ -69,7 +69,7 @@ print(int((x * 1.0 == 0).all()), int((torch.full((8,), 1e-39) * 1.0 == 0).all())
 ])
 def test_subnormals_are_flushed_in_every_thread_after_a_trials_set_up(setup):
     """Subnormal float32 operands (~1e-40: the gradients and Adam moments of a model driven to predict ~0) cost
-    x86 cores microcode assists, which made cold-start LE trials 3-5x slower on CPU: flushed to 0, also in
+    x86 cores microcode assists, which made a cold-start LE trial's epoch 5x slower on CPU: flushed to 0, also in
     torch's intra-op threads, which inherit the mode only from a thread that set it before they started."""
     can = subprocess.run([sys.executable, "-c", "import torch; print(torch.set_flush_denormal(True))"],
                          capture_output=True, text=True)

@@ -68,6 +68,7 @@ def _run(monkeypatch, loss, sets, static_steps):
 CASES = [("bce", ()), ("focal", ("model.dropout=0.2",)),
          ("localized_entropy", ("training.cross_batch.enabled=false",)),
          ("localized_entropy", ("training.cross_batch.enabled=true", "training.cross_batch.amplification_rate=4")),
+         ("localized_entropy", ("training.cross_batch.enabled=true", "training.cross_batch.warm_start=true")),
          ("localized_entropy", ("training.cross_batch.enabled=true", "training.lr_category=0.01",
                                 "training.lr_category_decay=0.99", "training.lr_zero_after_epochs=1"))]
 
@@ -422,8 +423,21 @@ def test_after_a_failed_capture_later_trials_in_the_process_train_eagerly(monkey
 # --------------------------------------------------------------------------- host reads in the hot loop
 
 # aten ops that hand a tensor's value to the host: float(t), int(t), t.item() (_local_scalar_dense),
-# bool(t) / `if t:` (is_nonzero), torch.equal; on CUDA each one waits for the GPU to drain its queue.
-HOST_READS = {"_local_scalar_dense", "is_nonzero", "equal"}
+# bool(t) / `if t:` (is_nonzero), torch.equal; and ops whose output size depends on the values (nonzero, masking,
+# unique); on CUDA each one waits for the GPU to drain its queue. Also: a boolean-mask index, and repeat_interleave
+# without output_size (see _host_read); t.tolist() / t.numpy() / t.cpu() dispatch nothing on a CPU tensor and are
+# counted by wrapping them (_count_python_reads).
+HOST_READS = {"_local_scalar_dense", "is_nonzero", "equal", "nonzero", "masked_select", "_unique2", "unique_dim",
+              "unique_consecutive"}
+
+
+def _host_read(func, args, kwargs) -> bool:
+    name = func.__name__.split(".")[0]
+    if name == "index" and len(args) > 1:  # t[mask]: the result's size is the mask's count
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1])
+    if name == "repeat_interleave":  # with tensor repeats, the output size is their sum unless given
+        return func._overloadname in ("Tensor", "self_Tensor") and (kwargs or {}).get("output_size") is None
+    return name in HOST_READS
 
 
 def _inside_torch_optim() -> bool:
@@ -445,7 +459,7 @@ class _HostReadCounter(TorchDispatchMode):
         self.per_step, self.outside, self.current, self.in_step = [], 0, 0, False
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.__name__.split(".")[0] in HOST_READS and not _inside_torch_optim():
+        if _host_read(func, args, kwargs) and not _inside_torch_optim():
             self.current += 1
         return func(*args, **(kwargs or {}))
 
@@ -458,16 +472,30 @@ class _HostReadCounter(TorchDispatchMode):
         self.current, self.in_step = 0, False
 
 
+@contextlib.contextmanager
+def _count_python_reads(monkeypatch, counter: _HostReadCounter):
+    """Count t.tolist(), t.numpy() and t.cpu() as host reads of ``counter`` while the block runs."""
+    for name in ("tolist", "numpy", "cpu"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            counter.current += not _inside_torch_optim()
+            return _original(self, *args, **kwargs)
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    yield
+    monkeypatch.undo()
+
+
 @pytest.mark.parametrize("loss,sets", CASES)
 @pytest.mark.parametrize("static_steps", [False, True])
-def test_no_host_read_inside_an_epoch_and_a_fixed_number_per_epoch(loss, sets, static_steps):
+def test_no_host_read_inside_an_epoch_and_a_fixed_number_per_epoch(monkeypatch, loss, sets, static_steps):
     """The step a CUDA graph replays (and the eager step) never reads a device value on the host, so the GPU never
     waits for Python; the reads of a trial (epoch sums, evaluations) do not grow with its number of steps."""
     outside = []
     for batch_size in (500, 250):  # twice the steps, same epochs
         cfg, data, settings, make, tr, ev = _setup(loss, *sets, f"training.batch_size={batch_size}")
         counter = _HostReadCounter()
-        with counter:
+        with counter, _count_python_reads(monkeypatch, counter):
             out = train_model(_model(cfg, data), tr, ev, make(True), make(False), settings, seed=3,
                               static_steps=static_steps, on_step=counter.on_step, on_epoch=counter.on_epoch)
         assert out.steps == settings.epochs * tr.num_batches(batch_size) > 2 * settings.epochs

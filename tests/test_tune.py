@@ -350,6 +350,9 @@ def test_a_tune_test_sweep_extended_by_name_still_says_its_values_were_tuned(tmp
     pre = preflight(parse_arguments(argv), lambda line: None)
     (message,) = [f.message for f in pre.audit.findings if f.code == "settings_differ"]
     assert "BCE 0.003 (tuned); LE 0.006 (tuned)" in message and "because lr was tuned per loss" in message
+    store.write_json("tune/summary.json", {"losses": [{"best": {"config": {"lr": 0.003}}}]})  # damaged: no loss
+    pre = preflight(parse_arguments(argv), lambda line: None)  # the labels fall back; the run goes on
+    assert "(tuned)" not in next(f.message for f in pre.audit.findings if f.code == "settings_differ")
 
 
 def test_the_search_stops_on_our_stop_flag_and_a_pickled_stopper_is_inert():

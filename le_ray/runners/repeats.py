@@ -181,7 +181,10 @@ def _tuned_sets(store: SweepStore, cfg: Config) -> list[str]:
     it ran (and a later run cannot change them: they are trial keys, which check_resume holds fixed)."""
     if not (store.root / "tune" / "summary.json").is_file():
         return []
-    return best_overrides(cfg, store.read_json("tune/summary.json").get("losses") or [])
+    try:
+        return best_overrides(cfg, store.read_json("tune/summary.json").get("losses") or [])
+    except (ResultsError, AttributeError, KeyError, TypeError):  # a damaged summary: the labels fall back
+        return []
 
 
 def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:

@@ -79,7 +79,7 @@ class CrossBatchHistory:
     subtracted: it is 0 where the slot held no entry of the window.
     """
 
-    _TENSORS = ("_cap", "_ring", "_offset", "_pushed", "_acc", "_pool")
+    _TENSORS = ("_cap", "_ring", "_offset", "_pushed", "_acc", "_pool", "_virtual")
 
     def __init__(
         self,
@@ -122,21 +122,25 @@ class CrossBatchHistory:
         # rows: window sums (pos weight, neg weight, b), counts of non-zero pos / neg weights
         self._acc = torch.zeros(5, size, dtype=torch.float64, device=self._device)
         self._pool = torch.zeros(3, self._slots, dtype=self.dtype, device=self._device)
+        self._virtual = torch.zeros(3, size, dtype=torch.float64, device=self._device)  # none: cold windows
+        self._warm = False
         self._bind_views()
 
     def warm_start(self, base_rates: ArrayLike) -> None:
-        """Fill every ring with virtual entries at its condition's base rate r_j, in place (addresses kept).
+        """Start every window full: cap_j virtual entries (p_j, 1 - p_j, H_j) at condition j's base rate r_j,
+        p_j = clamp(r_j, eps, 1 - eps), H_j = -p_j ln p_j - (1 - p_j) ln(1 - p_j), older than any real entry.
 
-        Each of the ring_j slots of condition j holds (p_j, 1 - p_j, H_j), p_j = clamp(r_j, eps, 1 - eps),
-        H_j = -p_j ln p_j - (1 - p_j) ln(1 - p_j): the window of j then sums to ring_j · (p_j, 1 - p_j, H_j), about
-        A clicks' worth of positive weight, as if the past had held rows at the base rate. LE's denominator of j
-        (window + batch) is then about ring_j · H_j from the first step instead of a batch's fraction of a click
-        (den_j = rows × -ln(1 - p_j) in a batch without its click), which weighs the condition's rows by up to
-        1 / (expected clicks per batch) until real clicks fill the window. Real entries evict the virtual ones
-        first in, first out; after ring_j pushes the window is exactly the cold-start one. The virtual b sum
-        (ring_j · H_j, a constant) only shifts the loss value, not its gradient. A condition whose rate is not
-        finite or outside [0, 1] starts empty. base_rates [C]; not the reference's rule (its windows start empty):
-        ``training.cross_batch.warm_start``."""
+        Real entries evict them first in, first out: after pushed_j real entries the window of j holds
+        v_j = max(cap_j - pushed_j, 0) of them besides its real entries, so its sums gain v_j · (p_j, 1 - p_j, H_j),
+        about A clicks' worth of positive weight at the start (cap_j ≈ A / r_j), as if the past had held rows at the
+        base rate; after cap_j real entries the window is the cold one. They are counted, not stored: no memory, and
+        a ring bounded by ``max_entries`` (which never evicts a real entry) still starts with cap_j of them. LE's
+        denominator of j is then about cap_j · H_j from the first step instead of a batch's fraction of a click
+        (rows × -ln(1 - p_j) in a batch without its click), which weighs the condition's rows by up to
+        1 / (expected clicks per batch) until real clicks fill the window. Their b (v_j · H_j) is a constant: it
+        shifts the loss value, not its gradient. A condition whose rate is not finite or outside [0, 1] starts
+        empty. base_rates [C]. Not the reference's rule, whose windows start empty: ``training.cross_batch.warm_start``.
+        Reading a warm window costs a few [C] ops more per step; :meth:`reset` forgets the virtual entries too."""
         self.join()
         rates = base_rates if isinstance(base_rates, Tensor) else np.asarray(base_rates, dtype=np.float64)
         rates = torch.as_tensor(rates).detach().to(self._device, torch.float64).reshape(-1)
@@ -145,16 +149,8 @@ class CrossBatchHistory:
         usable = torch.isfinite(rates) & (rates >= 0) & (rates <= 1)
         p = torch.where(usable, rates, 0.5).clamp(self.eps, 1 - self.eps)
         entropy = -(p * p.log() + (1 - p) * (-p).log1p())
-        filled = self._ring * usable  # virtual entries per condition (0: starts empty)
-        entry = torch.stack([p, 1 - p, entropy])  # [3, C]
-        self._pool.zero_()
-        self._pool[:, 1:] = torch.repeat_interleave(entry * usable, self._ring, dim=1).to(self.dtype)
-        stored = self._pool[:, 1:].to(torch.float64)  # the sums of what is stored (dtype-rounded)
-        per_slot = torch.repeat_interleave(torch.arange(self.num_conditions, device=self._device), self._ring)
-        self._acc.zero_()
-        self._acc[:3].index_add_(1, per_slot, stored)
-        self._acc[3:] = filled.to(torch.float64)  # every virtual entry has non-zero pos and neg weight
-        self._pushed.copy_(filled)
+        self._virtual.copy_(torch.stack([p, 1 - p, entropy]) * usable)  # in place: a captured step reads it
+        self._warm = True
 
     def _bind_views(self) -> None:
         """Views of the running sums and a 0-d zero, made once per allocation (each view or
@@ -162,6 +158,7 @@ class CrossBatchHistory:
         self._acc_weights, self._acc_b, self._acc_nonzero = self._acc[:2], self._acc[2], self._acc[3:]
         self._zero = self._pool.new_zeros(())
         self._positions = torch.arange(0, device=self._device)  # 0, 1, ...: grown on demand, sliced per batch
+        self._cap_f = self._cap.to(torch.float64)  # cap_j, for the virtual entries left in a warm window
 
     def use_stream(self, stream: Optional["torch.cuda.Stream"]) -> None:
         """Run CUDA updates on ``stream`` (None: the caller's stream).
@@ -202,14 +199,18 @@ class CrossBatchHistory:
         self.join()
         state = {name.lstrip("_"): getattr(self, name).clone() for name in self._TENSORS}
         state.update(amplification_rate=self.amplification_rate, max_window=self.max_window,
-                     eps=self.eps)
+                     eps=self.eps, warm=self._warm)
         return state
 
     def load_state_dict(self, state: dict) -> None:
         """Replace configuration, layout and windows by ``state`` (kept on this device)."""
         self.join()
         for name in self._TENSORS:
+            if name == "_virtual" and "virtual" not in state:  # a state saved before warm starts existed: cold
+                self._virtual = torch.zeros(3, state["cap"].numel(), dtype=torch.float64, device=self._device)
+                continue
             setattr(self, name, state[name.lstrip("_")].clone().to(self._device))
+        self._warm = bool(state.get("warm", False))
         self.amplification_rate = float(state["amplification_rate"])
         self.max_window, self.eps = int(state["max_window"]), float(state["eps"])
         self.dtype, self._slots = self._pool.dtype, self._pool.shape[1]
@@ -221,7 +222,8 @@ class CrossBatchHistory:
         """[C, 3] float64 window sums (pos weight, neg weight, b); with ``num_conditions``
         exactly that many rows (zero-padded or truncated).  No host synchronisation."""
         self.join()
-        sums = self._acc[:3].t().clamp_min(0.0)  # float64 rounding may leave -1e-17 residues
+        sums = self._acc[:3].clamp_min(0.0)  # float64 rounding may leave -1e-17 residues
+        sums = (sums + self._virtual * self._virtual_left() if self._warm else sums).t()
         if num_conditions is None or num_conditions == sums.shape[0]:
             return sums
         if num_conditions < sums.shape[0]:
@@ -236,12 +238,24 @@ class CrossBatchHistory:
             sums = self.window_totals(num_conditions).t()
             return sums[:2], sums[2]
         # float64 rounding may leave -1e-17 residues
-        return self._acc_weights.clamp_min(0.0), self._acc_b.clamp_min(0.0)
+        weights, b = self._acc_weights.clamp_min(0.0), self._acc_b.clamp_min(0.0)
+        if not self._warm:
+            return weights, b
+        left = self._virtual_left()
+        return torch.addcmul(weights, self._virtual[:2], left), torch.addcmul(b, self._virtual[2], left)
+
+    def _virtual_left(self) -> Tensor:
+        """v_j [C] float64: the virtual entries still in window j (:meth:`warm_start`), max(cap_j - pushed_j, 0);
+        multiplied by the entry, 0 where none was set."""
+        return (self._cap_f - self._pushed).clamp_min(0.0)
 
     def window_sizes(self) -> np.ndarray:
-        """Stored entries per condition, int64 [C]."""
+        """Entries per condition (virtual ones of a warm start included), int64 [C]."""
         self.join()
-        return torch.minimum(self._pushed, self._ring).cpu().numpy()
+        real = torch.minimum(self._pushed, self._ring)
+        if self._warm:
+            real = real + (self._virtual_left() * (self._virtual[0] + self._virtual[1] > 0)).long()
+        return real.cpu().numpy()
 
     def window_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(positive weight, negative weight, b sum), each float64 [C]."""
@@ -262,13 +276,18 @@ class CrossBatchHistory:
         return self._pushed.cpu().numpy()
 
     def window_entries(self, condition: int) -> np.ndarray:
-        """[n, 3] float64 (pos weight, neg weight, b) of one window, oldest first."""
+        """[n, 3] float64 (pos weight, neg weight, b) of one window, oldest first (a warm start's virtual
+        entries first)."""
         self.join()
         j = int(condition)
         pushed, ring = int(self._pushed[j]), int(self._ring[j])
         seq = torch.arange(max(0, pushed - ring), pushed, device=self._device)
         cols = self._offset[j] + seq % ring
-        return self._pool.index_select(1, cols).t().double().cpu().numpy().reshape(-1, 3)
+        real = self._pool.index_select(1, cols).t().double().cpu().numpy().reshape(-1, 3)
+        entry = self._virtual[:, j].cpu().numpy()
+        if not self._warm or not entry[:2].any():
+            return real
+        return np.concatenate([np.tile(entry, (int(self._virtual_left()[j]), 1)), real])
 
     def storage_rows(self) -> int:
         """Pool columns (memory = that * 3 * itemsize), trash slot included."""

@@ -123,8 +123,8 @@ def flush_denormals() -> bool:
 
     A model that drives some predictions to almost 0 (LE from a cold start on rare ads: logits near -25) carries
     gradients and Adam moments of ~1e-40, and x86 cores handle each subnormal operand in microcode: an
-    element-wise op ran 15x slower on them here, and such LE trials took 3-4x as long as the same trial warm
-    (bench/README). Flushed, those values become 0, far below anything a float32 step can add to a weight. The
+    element-wise op ran 15x slower on them here, and such an LE trial's epoch took 172 s instead of 34 s on 2
+    cores (README, "Testing LE's claim at scale"). Flushed, those values become 0, far below anything a float32 step can add to a weight. The
     mode is per thread and a new thread inherits its creator's, so this must run before torch starts its
     intra-op threads (before the process's first parallel op), as a trial's set-up and a worker's warm-up do;
     later calls change only the calling thread. Returns False where the CPU cannot flush (then nothing changes)."""
