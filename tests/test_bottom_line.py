@@ -133,7 +133,8 @@ def test_a_rarest_ad_the_warmup_warning_names_is_tied_to_les_ratio_once():
     assert [r for r in readings if "le_history_warmup" in r] == [
         "Ad 3 is one the audit's le_history_warmup warning names (fewer than one expected click per batch): LE's "
         "history window for it starts nearly empty, so LE's ratio on it may show that warm-up as much as the loss; "
-        "the warning's larger batch size tests which."]
+        "the warning's larger batch size, or LE's windows started full at the base rates "
+        "(training.cross_batch.warm_start=true), tests which."]
     without_le = dataclasses.replace(v, candidate="focal")
     assert not any("le_history_warmup" in r for r in ratio_readings([without_le]))
     assert not any("le_history_warmup" in r for r in ratio_readings([dataclasses.replace(v, warmup_ads=frozenset())]))
@@ -253,7 +254,8 @@ def test_warmup_is_cited_only_for_an_under_prediction_and_once_for_several_ads()
     assert [r for r in ratio_readings([dataclasses.replace(v, ratios=under)]) if "le_history_warmup" in r] == [
         "Ads 2 and 3 are ones the audit's le_history_warmup warning names (fewer than one expected click per batch): "
         "LE's history window for each starts nearly empty, so LE's ratio on them may show that warm-up as much as the "
-        "loss; the warning's larger batch size tests which."]
+        "loss; the warning's larger batch size, or LE's windows started full at the base rates "
+        "(training.cross_batch.warm_start=true), tests which."]
 
 
 def test_a_loss_miscalibrated_on_the_frequent_ads_too_is_said_to_have_failed_its_fit():

@@ -505,3 +505,17 @@ def test_no_host_read_inside_an_epoch_and_a_fixed_number_per_epoch(monkeypatch, 
         assert counter.per_step == [0] * len(counter.per_step)
         outside.append(counter.outside + counter.current)
     assert outside[0] == outside[1]
+
+
+@pytest.mark.parametrize("read", ["item", "mask", "tolist"])
+def test_the_host_read_counter_sees_each_kind_of_read(monkeypatch, read):
+    """The counter above, with one read put into every step (after the lr decay): one per step."""
+    decay = LrSchedule.decay_
+    take = {"item": lambda t: t.sum().item(), "mask": lambda t: t[t > 0], "tolist": lambda t: t.tolist()}[read]
+    monkeypatch.setattr(LrSchedule, "decay_", lambda self: (decay(self), take(self.groups[0]["params"][0])))
+    cfg, data, settings, make, tr, ev = _setup("bce")
+    counter = _HostReadCounter()
+    with counter, _count_python_reads(monkeypatch, counter):
+        out = train_model(_model(cfg, data), tr, ev, make(True), make(False), settings, seed=3, static_steps=True,
+                          on_step=counter.on_step, on_epoch=counter.on_epoch)
+    assert counter.per_step == [1] * (out.steps - settings.epochs)

@@ -335,7 +335,8 @@ def _warmups(inputs: Sequence[VerdictInputs]) -> list[str]:
     return [f"{'Ad' if one else 'Ads'} {join(ids)} {'is one' if one else 'are ones'} the audit's le_history_warmup "
             "warning names (fewer than one expected click per batch): LE's history window for "
             f"{'it' if one else 'each'} starts nearly empty, so LE's ratio on {'it' if one else 'them'} may show that "
-            "warm-up as much as the loss; the warning's larger batch size tests which."]
+            "warm-up as much as the loss; the warning's larger batch size, or LE's windows started full at the base "
+            "rates (training.cross_batch.warm_start=true), tests which."]
 
 
 def _noise(v: VerdictInputs, row: dict[str, Any], seeds: Sequence[int]) -> tuple[float, float] | None:
