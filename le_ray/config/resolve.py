@@ -51,17 +51,24 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return to_plain(cfg)
 
 
+def _section_of(data: Any, dotted: str) -> tuple[dict[str, Any] | None, str]:
+    """(the dict that holds the last part of ``dotted`` in ``data``, or None where a section on the way is
+    missing; that last part)."""
+    *parents, leaf = dotted.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), leaf
+
+
 def with_added_keys(data: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of the plain config ``data`` with each :data:`ADDED_KEYS` key it lacks set to its value, where
     the section above the key exists (a partial layer without that section stays without it)."""
     out = copy.deepcopy(dict(data))
     for key, value in ADDED_KEYS.items():
-        *parents, leaf = key.split(".")
-        node: Any = out
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf not in node:
-            node[leaf] = copy.deepcopy(value)
+        section, leaf = _section_of(out, key)
+        if section is not None and leaf not in section:
+            section[leaf] = copy.deepcopy(value)
     return out
 
 
@@ -69,14 +76,10 @@ def without_added_defaults(plain: dict[str, Any], prefix: str) -> dict[str, Any]
     """``plain`` (the plain data of the config section at dotted ``prefix``, e.g. ``training``) without each
     :data:`ADDED_KEYS` key under it that holds its added value; ``plain`` is changed in place and returned."""
     for key, value in ADDED_KEYS.items():
-        if not key.startswith(prefix + "."):
-            continue
-        *parents, leaf = key[len(prefix) + 1:].split(".")
-        node: Any = plain
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf in node and node[leaf] == value:
-            del node[leaf]
+        if key.startswith(prefix + "."):
+            section, leaf = _section_of(plain, key[len(prefix) + 1:])
+            if section is not None and leaf in section and section[leaf] == value:
+                del section[leaf]
     return plain
 
 

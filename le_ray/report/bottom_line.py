@@ -49,9 +49,8 @@ from scipy.stats import binomtest
 from le_ray.registry import label
 from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels, family,
                                    is_untestable, pairs_words, ranked_pairs, rate_bands, why_untestable)
-from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, FACTOR_TINY, ads, excluded_ads, join,
-                                   number,
-                                   percent, pval, ratio_words, times)
+from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, FACTOR_TINY, UNDER_TINY, ads,
+                                   excluded_ads, join, number, percent, pval, ratio_words, times)
 from le_ray.stats import median_range
 
 __all__ = ["ratio_stats", "noise_range", "overall_ratio", "bottom_line", "ratio_readings", "rare_answer",
@@ -187,7 +186,7 @@ def _overall(r: float) -> str:
     """An overall ratio as a multiple, two decimals (0.55×, 7.88×), whole with separators from 1,000 up, two
     significant digits below 0.1 (0.0042×, never 0.00×) and "under 1/1,000 of" below FACTOR_TINY."""
     if 0 <= r < FACTOR_TINY:
-        return f"under 1/{1 / FACTOR_TINY:,.0f} of"
+        return UNDER_TINY
     return times(r) if abs(r) >= 999.5 else f"{r:.2g}×" if abs(r) < 0.1 else f"{r:.2f}×"
 
 
@@ -235,7 +234,8 @@ def ratio_readings(inputs: Sequence[VerdictInputs]) -> list[str]:
             noise.append(_noise_sentence(v, row, seeds, _noise(v, row, seeds)))
         shifted += _shifts(v, seeds)
         for loss in (v.candidate, v.baseline):
-            failed.setdefault(loss, _failed_fit(v, loss, seeds))
+            if loss not in failed:  # a loss in several comparisons is judged once, on its first one's seeds
+                failed[loss] = _failed_fit(v, loss, seeds)
     readings = list(dict.fromkeys(s for s in noise + _warmups(inputs) if s))
     shifted = list(dict.fromkeys(shifted))
     if shifted:

@@ -21,12 +21,12 @@ import math
 from collections.abc import Sequence
 
 __all__ = ["number", "times", "ratio_words", "pval", "ads", "join", "percent", "exclusion_reason", "excluded_ads",
-           "unmeasured_ads", "EXCLUDED_WHY", "FACTOR_ABOVE", "FACTOR_BELOW",
-           "FACTOR_TINY"]
+           "unmeasured_ads", "EXCLUDED_WHY", "FACTOR_ABOVE", "FACTOR_BELOW", "FACTOR_TINY", "UNDER_TINY"]
 
 FACTOR_ABOVE = 2.0  #: a ratio above this reads as a multiple of the ad's rate, not a percentage over it
 FACTOR_BELOW = 0.5  #: a ratio below this reads as a multiple (a fraction) of the ad's rate
 FACTOR_TINY = 0.001  #: a ratio below this reads "under 1/1,000 of the ad's rate" (never 2.4e-09×)
+UNDER_TINY = f"under 1/{1 / FACTOR_TINY:,.0f} of"  #: how such a ratio reads, before "the ad's rate"
 
 
 def number(x: float | None) -> str:
@@ -48,7 +48,7 @@ def ratio_words(r: float, size: str) -> str:
     ``over-predicts it by <size>`` / ``under-predicts it by <size>`` (``size``: the percentage off, as the caller
     writes it)."""
     if r < FACTOR_TINY:
-        return f"predicts under 1/{1 / FACTOR_TINY:,.0f} of the ad's rate"
+        return f"predicts {UNDER_TINY} the ad's rate"
     if r > FACTOR_ABOVE or r < FACTOR_BELOW:
         return f"predicts {times(r)} the ad's rate"
     return f"{'over' if r > 1 else 'under'}-predicts it by {size}"
