@@ -33,7 +33,7 @@ FLOORS = {
 }
 
 #: the only modules directly in le_ray/: the leaves and the thin entry points
-TOP_LEVEL = {"__init__", "errors", "atomic", "seeds", "version", "registry", "glossary", "stats",
+TOP_LEVEL = {"__init__", "errors", "atomic", "seeds", "version", "registry", "glossary",
              "repeats", "run", "tune", "prepare"}
 
 

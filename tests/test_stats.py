@@ -11,6 +11,8 @@ import pytest
 from scipy import stats as sps
 
 from le_ray import stats as S
+from le_ray.stats.paired import _wilcoxon_on_delta
+from le_ray.stats.per_condition import _wilcoxon_many
 
 
 def _runs(seeds=range(8), shift=0.01, seed=0):
@@ -389,10 +391,10 @@ def test_wilcoxon_many_equals_columnwise_calls():
     delta[:3, 9] = 1e-16  # tiny deltas are ties
     combos = [(a, "wilcox") for a in S.ALTERNATIVES] + [("two-sided", z) for z in S.ZERO_METHODS[1:]]
     for alternative, zero_method in combos:
-        many = S._wilcoxon_many(delta, alternative, zero_method)
+        many = _wilcoxon_many(delta, alternative, zero_method)
         for j in range(delta.shape[1]):
             col = delta[:, j]
-            ref = S._wilcoxon_on_delta(col[np.isfinite(col)], alternative, zero_method)
+            ref = _wilcoxon_on_delta(col[np.isfinite(col)], alternative, zero_method)
             for key, value in ref.items():
                 got = many[key][j]
                 assert (math.isnan(value) and math.isnan(got)) or got == pytest.approx(value, abs=1e-12)

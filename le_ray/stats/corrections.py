@@ -1,0 +1,103 @@
+"""Multiple-testing corrections (Holm, Benjamini–Hochberg) and what an exact Wilcoxon test can reach with n pairs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from le_ray.stats.choices import ALTERNATIVES, CORRECTIONS, _check_choice
+
+
+def _finite_p(p) -> tuple[np.ndarray, np.ndarray]:
+    """(p as float array [m_all], mask of non-NaN entries); p must lie in [0, 1]."""
+    arr = np.asarray(p, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"p-values must be 1-D, got shape {arr.shape}")
+    ok = ~np.isnan(arr)
+    if ((arr[ok] < 0) | (arr[ok] > 1)).any():
+        raise ValueError("p-values must lie in [0, 1]")
+    return arr, ok
+
+
+def holm_adjust(p) -> np.ndarray:
+    """Holm step-down adjusted p-values, shape [m]; NaN entries stay NaN and are not counted.
+
+    With the m finite p sorted ascending p_(1) ≤ … ≤ p_(m):
+    p̃_(i) = min(1, max_{k ≤ i} (m − k + 1)·p_(k)).
+    """
+    arr, ok = _finite_p(p)
+    out = np.full(arr.shape, np.nan)
+    q = arr[ok]
+    order = np.argsort(q, kind="stable")
+    adj = np.maximum.accumulate((q.size - np.arange(q.size)) * q[order])
+    res = np.empty(q.size)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out
+
+
+def bh_adjust(p) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values, shape [m]; NaN entries stay NaN, not counted.
+
+    p̃_(i) = min(1, min_{k ≥ i} m·p_(k)/k) over the m finite p sorted ascending.
+    """
+    arr, ok = _finite_p(p)
+    out = np.full(arr.shape, np.nan)
+    q = arr[ok]
+    order = np.argsort(q, kind="stable")
+    scaled = q[order] * q.size / np.arange(1, q.size + 1)
+    adj = np.minimum.accumulate(scaled[::-1])[::-1]
+    res = np.empty(q.size)
+    res[order] = np.minimum(adj, 1.0)
+    out[ok] = res
+    return out
+
+
+def adjust_p(p, correction: str, *, include=None) -> np.ndarray:
+    """Adjusted p-values, shape [m]: ``correction`` ("holm", "bh" or "none") over the entries where ``include``
+    (bool [m], default all) is True and p is not NaN; every other entry is NaN (not in the family, not counted
+    in its size). E.g. a metric constant over the seeds is left out, so it does not dilute the others.
+    """
+    _check_choice(correction, CORRECTIONS, "correction")
+    arr, _ = _finite_p(p)
+    keep = np.ones(arr.shape, dtype=bool) if include is None else np.asarray(include, dtype=bool)
+    if keep.shape != arr.shape:
+        raise ValueError(f"include must have the shape of p {arr.shape}, got {keep.shape}")
+    family = np.where(keep, arr, np.nan)
+    return {"holm": holm_adjust, "bh": bh_adjust, "none": lambda x: x}[correction](family)
+
+
+def min_exact_p(n_pairs: int, alternative: str = "two-sided") -> float:
+    """Smallest p-value an exact Wilcoxon signed-rank test can give with ``n_pairs`` non-zero paired differences.
+
+    Under H0 each of the 2^n sign patterns of the n ranked differences is equally likely, so the most extreme
+    statistic (every difference of one sign: W+ = n(n+1)/2 or 0) has probability 1/2^n. One-sided
+    ("greater", "less") the smallest p is 1/2^n; two-sided both extremes count, 2/2^n. E.g. n = 5:
+    0.0625 two-sided, 0.03125 one-sided. Exact powers of two (``math.ldexp``), no overflow for large n.
+    """
+    _check_choice(alternative, ALTERNATIVES, "alternative")
+    if int(n_pairs) != n_pairs or n_pairs < 1:
+        raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
+    return math.ldexp(2.0 if alternative == "two-sided" else 1.0, -int(n_pairs))
+
+
+def min_pairs_for_alpha(alpha: float, *, m_tests: int = 1, correction: str = "holm",
+                        alternative: str = "two-sided") -> int:
+    """Smallest number of pairs n for which an exact Wilcoxon test can give p < alpha_eff.
+
+    The smallest exact p with n pairs is :func:`min_exact_p`: 2/2^n (two-sided) or 1/2^n (one-sided);
+    alpha_eff = alpha/m_tests for Holm and for BH (the bar of a single rejection), alpha
+    for "none".  E.g. alpha 0.05, two-sided: n = 6 (n = 5 gives 0.0625).
+    """
+    _check_choice(correction, CORRECTIONS, "correction")
+    _check_choice(alternative, ALTERNATIVES, "alternative")
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must lie in (0, 1], got {alpha!r}")
+    if int(m_tests) != m_tests or m_tests < 1:
+        raise ValueError(f"m_tests must be a positive integer, got {m_tests!r}")
+    target = alpha if correction == "none" else alpha / m_tests
+    n = 1
+    while min_exact_p(n, alternative) >= target:
+        n += 1
+    return n

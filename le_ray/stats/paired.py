@@ -1,0 +1,239 @@
+"""Paired tests over seeds, one metric at a time: Wilcoxon signed-rank, rank-biserial effect size, percentile
+bootstrap intervals of the mean delta, and the per-metric test table of two losses.
+
+Orientation: delta > 0 favours the candidate (see :mod:`le_ray.stats`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import math
+
+import numpy as np
+import polars as pl
+from scipy import stats as sps
+
+from le_ray.stats.choices import (ALTERNATIVES, CONSTANT_RTOL, REPEAT_METRICS, TIE_TOL, ZERO_METHODS,
+                                  _check_choice)
+
+
+def median_range(values) -> tuple[float, float, float]:
+    """(median, min, max) of the finite, positive entries of ``values`` (e.g. one ad's per-seed calibration ratios);
+    NaN three times when there is none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return (float(np.median(v)), float(v.min()), float(v.max())) if v.size else (math.nan,) * 3
+
+
+def paired_deltas(baseline, candidate, *, higher_is_better: bool) -> np.ndarray:
+    """Oriented per-seed deltas over pairs where both values are finite, shape [n].
+
+    delta = candidate − baseline (higher is better) or baseline − candidate (lower is
+    better), in the metric's units; delta > 0 favours the candidate.
+    """
+    b = np.asarray(baseline, dtype=np.float64)
+    c = np.asarray(candidate, dtype=np.float64)
+    if b.ndim != 1 or b.shape != c.shape:
+        raise ValueError(f"baseline and candidate must be 1-D of equal length, got {b.shape} and {c.shape}")
+    ok = np.isfinite(b) & np.isfinite(c)
+    return (c[ok] - b[ok]) if higher_is_better else (b[ok] - c[ok])
+
+
+def _wilcoxon_on_delta(delta: np.ndarray, alternative: str, zero_method: str) -> dict:
+    """Wilcoxon fields for finite oriented deltas (no validation)."""
+    n = int(delta.size)
+    if n == 0:
+        nan = float("nan")
+        return {"n": 0, "n_nonzero": 0, "median_delta": nan, "mean_delta": nan, "statistic": nan, "p_value": nan}
+    tested = np.where(np.abs(delta) <= TIE_TOL, 0.0, delta)
+    n_nonzero = int(np.count_nonzero(tested))
+    out = {"n": n, "n_nonzero": n_nonzero, "median_delta": float(np.median(delta)),
+           "mean_delta": float(np.mean(delta)), "statistic": 0.0, "p_value": 1.0}
+    if n_nonzero:
+        res = sps.wilcoxon(tested, zero_method=zero_method, alternative=alternative)
+        out["statistic"], out["p_value"] = float(res.statistic), float(res.pvalue)
+    return out
+
+
+def paired_wilcoxon(baseline, candidate, *, higher_is_better: bool, alternative: str = "two-sided",
+                    zero_method: str = "wilcox") -> dict:
+    """Paired Wilcoxon signed-rank test over seeds, oriented so delta > 0 favours the candidate.
+
+    ``baseline``/``candidate``: one metric value per seed, shape [S], pairs aligned by
+    index; pairs with a non-finite value are dropped.  ``alternative="greater"`` tests
+    "candidate better", ``"less"`` "candidate worse" (see the module docstring for the
+    exact scipy call).  Deltas with |delta| ≤ 1e-15 are ties (set to 0).
+    Returns {n, n_nonzero, median_delta, mean_delta, statistic, p_value}; when every
+    delta is a tie: statistic 0, p_value 1 (scipy not called); with no usable pair the
+    statistics are NaN.
+    """
+    _check_choice(alternative, ALTERNATIVES, "alternative")
+    _check_choice(zero_method, ZERO_METHODS, "zero_method")
+    delta = paired_deltas(baseline, candidate, higher_is_better=higher_is_better)
+    return _wilcoxon_on_delta(delta, alternative, zero_method)
+
+
+def rank_biserial(delta) -> float:
+    """Matched-pairs rank-biserial correlation r = (T+ − T−)/(T+ + T−), in [−1, 1].
+
+    Ranks (average for ties) are of |delta| over the non-zero deltas (|delta| > 1e-15);
+    r > 0 favours the candidate.  0 when every delta is a tie, NaN when ``delta`` is empty.
+    """
+    d = np.asarray(delta, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan")
+    d = d[np.abs(d) > TIE_TOL]
+    if d.size == 0:
+        return 0.0
+    ranks = sps.rankdata(np.abs(d))
+    t_plus, t_minus = ranks[d > 0].sum(), ranks[d < 0].sum()
+    return float((t_plus - t_minus) / (t_plus + t_minus))
+
+
+def bootstrap_mean_ci(delta, *, samples: int = 10_000, seed: int = 0,
+                      confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of mean(delta), same units as delta.
+
+    One ``rng.integers(0, n, size=(samples, n))`` draw (rng = default_rng(seed)), means per
+    row, then the (1−c)/2 and (1+c)/2 quantiles.  (NaN, NaN) for an empty ``delta``.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
+    if int(samples) != samples or samples < 1:
+        raise ValueError(f"samples must be a positive integer, got {samples!r}")
+    d = np.asarray(delta, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, d.size, size=(int(samples), d.size))
+    means = d[idx].mean(axis=1)
+    low, high = np.quantile(means, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
+    return float(low), float(high)
+
+
+# ------------------------------------------------------------------------ repeated runs
+
+
+def _metric_map(table: pl.DataFrame, metrics) -> dict[str, bool]:
+    """Metric name → higher_is_better; default: REPEAT_METRICS columns present in ``table``."""
+    if metrics is None:
+        return {m: hib for m, hib in REPEAT_METRICS.items() if m in table.columns}
+    if not isinstance(metrics, Mapping):
+        unknown = [m for m in metrics if m not in REPEAT_METRICS]
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; pass a mapping name → higher_is_better")
+        metrics = {m: REPEAT_METRICS[m] for m in metrics}
+    missing = [m for m in metrics if m not in table.columns]
+    if missing:
+        raise ValueError(f"metric columns missing from table: {missing}")
+    return dict(metrics)
+
+
+def _require_columns(table: pl.DataFrame, columns: Sequence[str]) -> None:
+    """Raise ValueError naming the missing columns."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"table is missing required columns {missing}; has {table.columns}")
+
+
+def summarize_runs(table: pl.DataFrame, *, metrics=None) -> pl.DataFrame:
+    """Per-loss summary over seeds: one row per (loss, metric).
+
+    ``table``: columns seed, loss and metric columns (default: the REPEAT_METRICS present).
+    Returns columns loss, metric, n (finite values), mean, std (ddof 1; NaN when n < 2),
+    min, max — NaN statistics when n = 0.  Losses in order of first appearance, metrics in
+    REPEAT_METRICS order.
+    """
+    _require_columns(table, ["seed", "loss"])
+    names = list(_metric_map(table, metrics))
+    losses = table.get_column("loss").unique(maintain_order=True).to_list()
+    rows = []
+    for loss in losses:
+        sub = table.filter(pl.col("loss") == loss)
+        for m in names:
+            v = sub.get_column(m).cast(pl.Float64).fill_null(np.nan).to_numpy()
+            v = v[np.isfinite(v)]
+            rows.append({"loss": loss, "metric": m, "n": int(v.size),
+                         "mean": float(v.mean()) if v.size else np.nan,
+                         "std": float(v.std(ddof=1)) if v.size > 1 else np.nan,
+                         "min": float(v.min()) if v.size else np.nan,
+                         "max": float(v.max()) if v.size else np.nan})
+    schema = {"loss": pl.String, "metric": pl.String, "n": pl.Int64, "mean": pl.Float64,
+              "std": pl.Float64, "min": pl.Float64, "max": pl.Float64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _paired_frame(table: pl.DataFrame, baseline: str, candidate: str, names) -> pl.DataFrame:
+    """Inner join of the baseline and candidate rows on seed (columns m and m__cand)."""
+    _require_columns(table, ["seed", "loss"])
+    present = set(table.get_column("loss").to_list())
+    for loss in (baseline, candidate):
+        if loss not in present:
+            raise ValueError(f"loss {loss!r} not found in table; available: {sorted(present)}")
+    frames = []
+    for loss in (baseline, candidate):
+        sub = table.filter(pl.col("loss") == loss).select(["seed", *names])
+        if sub.get_column("seed").is_duplicated().any():
+            raise ValueError(f"duplicate seeds for loss {loss!r}")
+        frames.append(sub.with_columns([pl.col(m).cast(pl.Float64).fill_null(np.nan) for m in names]))
+    return frames[0].join(frames[1], on="seed", how="inner", suffix="__cand").sort("seed")
+
+
+def metric_tests(table: pl.DataFrame, *, baseline: str = "bce", candidate: str = "localized_entropy",
+                 alternative: str = "two-sided", zero_method: str = "wilcox",
+                 bootstrap_samples: int = 10_000, seed: int = 0, confidence: float = 0.95,
+                 metrics=None) -> pl.DataFrame:
+    """Paired tests of ``candidate`` vs ``baseline`` over seeds, one row per metric.
+
+    ``table``: columns seed, loss, metric columns; pairs are matched by seed (inner join:
+    seeds missing for either loss are left out; non-finite pairs dropped per metric).
+    Columns: metric, higher_is_better, baseline, candidate (loss names), baseline_mean,
+    candidate_mean (over the usable pairs), n, n_nonzero, median_delta, mean_delta,
+    statistic, p_value (``paired_wilcoxon``), rank_biserial, ci_low, ci_high (percentile
+    bootstrap CI of the mean delta, rng seeded with ``seed`` for every metric),
+    baseline_constant / candidate_constant (:func:`is_constant` over the usable pairs, n ≥ 2) and
+    ``informative``: False when either loss's value is constant over the seeds or every delta is a tie —
+    such a test carries no evidence either way and belongs in no correction family (:func:`adjust_p`).
+    delta > 0 favours the candidate.
+    """
+    _check_choice(alternative, ALTERNATIVES, "alternative")
+    _check_choice(zero_method, ZERO_METHODS, "zero_method")
+    names = _metric_map(table, metrics)
+    joined = _paired_frame(table, baseline, candidate, list(names))
+    rows = []
+    for m, hib in names.items():
+        b, c = joined.get_column(m).to_numpy(), joined.get_column(f"{m}__cand").to_numpy()
+        ok = np.isfinite(b) & np.isfinite(c)
+        delta = paired_deltas(b, c, higher_is_better=hib)
+        low, high = bootstrap_mean_ci(delta, samples=bootstrap_samples, seed=seed, confidence=confidence)
+        test = _wilcoxon_on_delta(delta, alternative, zero_method)
+        flat_b, flat_c = (ok.sum() >= 2 and is_constant(v[ok]) for v in (b, c))
+        rows.append({"metric": m, "higher_is_better": hib, "baseline": baseline, "candidate": candidate,
+                     "baseline_mean": float(b[ok].mean()) if ok.any() else np.nan,
+                     "candidate_mean": float(c[ok].mean()) if ok.any() else np.nan, **test,
+                     "rank_biserial": rank_biserial(delta), "ci_low": low, "ci_high": high,
+                     "baseline_constant": bool(flat_b), "candidate_constant": bool(flat_c),
+                     "informative": not (flat_b or flat_c or (test["n"] >= 2 and test["n_nonzero"] == 0))})
+    return pl.DataFrame(rows, schema=_METRIC_TEST_SCHEMA)
+
+
+def is_constant(values) -> bool:
+    """True when the finite ``values`` (shape [n]) are all one value: max − min ≤ 1e-12·max(1, max |value|).
+
+    E.g. the accuracy of a model that never predicts p ≥ 0.5 on a fixed evaluation split is the same
+    (1 − click rate) in every seed: a paired test on it measures nothing about the model. False for no value.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return bool(v.size) and float(v.max() - v.min()) <= CONSTANT_RTOL * max(1.0, float(np.abs(v).max()))
+
+
+_METRIC_TEST_SCHEMA = {
+    "metric": pl.String, "higher_is_better": pl.Boolean, "baseline": pl.String, "candidate": pl.String,
+    "baseline_mean": pl.Float64, "candidate_mean": pl.Float64, "n": pl.Int64, "n_nonzero": pl.Int64,
+    "median_delta": pl.Float64, "mean_delta": pl.Float64, "statistic": pl.Float64, "p_value": pl.Float64,
+    "rank_biserial": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "baseline_constant": pl.Boolean,
+    "candidate_constant": pl.Boolean, "informative": pl.Boolean,
+}
