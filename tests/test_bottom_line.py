@@ -39,6 +39,24 @@ def test_bottom_line_states_rate_direction_size_and_significance_when_not_signif
     assert "20001" not in text
 
 
+def test_the_per_ad_test_gives_the_interval_of_the_gap_difference_in_the_sentences_orientation():
+    """The table's ci_low / ci_high are of baseline gap − candidate gap; the sentence states the loser's gap minus
+    the winner's, so a baseline win flips and negates the interval: a non-significant test still shows its size."""
+    for gaps, ci, said in [((0.00025, 0.00068), (-0.0009, 0.0001), "-0.0001 to 0.0009"),  # BCE (baseline) smaller
+                           ((0.00068, 0.00025), (0.0002, 0.0007), "0.0002 to 0.0007")]:  # LE (candidate) smaller
+        cond = _conditions([(7, "17753", 0.0005, *gaps, 8, 0.2, 0.39)]).with_columns(
+            pl.lit(ci[0]).alias("ci_low"), pl.lit(ci[1]).alias("ci_high"))
+        sentences = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (BCE_RATIOS, LE_RATIOS)})))[1]
+        assert (f"(0.00025 vs 0.00068, 86 % of the ad's rate; 95% bootstrap CI of the difference {said}, "
+                "unadjusted)") in sentences[1]
+        assert ("The interval excludes 0" in sentences[1]) == (ci[0] > 0)  # the second interval excludes 0
+    assert sentences[1].endswith("not significant at alpha 0.05 with these seeds. The interval excludes 0, but the rank "
+                                 "test does not reach alpha: the interval is unadjusted, and a percentile bootstrap "
+                                 "over few seeds runs narrow, so read it as the size the seeds suggest, not as a test.")
+    nan = cond.with_columns(pl.lit(float("nan")).alias("ci_low"))
+    assert "bootstrap" not in bottom_line(_inputs(conditions=nan, ratios=_ratios({7: (BCE_RATIOS, LE_RATIOS)})))[1][1]
+
+
 def test_bottom_line_significant_untestable_and_differences():
     cond = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 8, 0.001, 0.01)])
     sentences = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)}),

@@ -159,6 +159,8 @@ def test_loss_mode_forms(mode, expected):
     ("training.by_loss.hinge={}", "training.by_loss.hinge: unknown loss"),
     ("training.focal.alpha=2", "training.focal.alpha"),
     ("repeats.per_condition_correction=bonferroni", "repeats.per_condition_correction"),
+    # 0 passed validation and failed in the report, after every trial had trained
+    ("repeats.bootstrap_samples=0", "repeats.bootstrap_samples: got 0; expected an integer >= 1"),
     # Infinity satisfies "> 0": without the finiteness rule it passed validation and failed later, mid-run
     ("training.lr=Infinity", "training.lr: got Infinity; expected a finite number > 0"),
     ("training.weight_decay=Infinity", "training.weight_decay: got Infinity; expected a finite number >= 0"),

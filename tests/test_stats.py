@@ -116,6 +116,27 @@ def test_bootstrap_ci_seeded_and_vectorised():
     assert all(math.isnan(v) for v in S.bootstrap_mean_ci([]))
 
 
+def test_bootstrap_cis_per_column_equal_one_call_per_column():
+    rng = np.random.default_rng(4)
+    delta = rng.normal(size=(7, 40)) * np.linspace(0.01, 3, 40)
+    delta[2, 5] = delta[0, 6] = np.nan  # a column with a missing seed is bootstrapped alone
+    delta[:, 9] = np.nan  # no usable seed: NaN
+    delta[:, 11] = 0.25  # constant: a point interval
+    for samples, seed, confidence in ((500, 0, 0.95), (1000, 7, 0.8)):
+        low, high = S.bootstrap_mean_cis(delta, samples=samples, seed=seed, confidence=confidence)
+        for j in range(delta.shape[1]):
+            ref = S.bootstrap_mean_ci(delta[:, j], samples=samples, seed=seed, confidence=confidence)
+            np.testing.assert_allclose([low[j], high[j]], ref, rtol=1e-12, atol=1e-15)
+    assert math.isnan(low[9]) and (low[11], high[11]) == pytest.approx((0.25, 0.25))
+    with pytest.MonkeyPatch.context() as patch:  # blocks of columns give what one block gives
+        patch.setattr("le_ray.stats.paired._BOOTSTRAP_BLOCK", 3 * 500)
+        blocked = S.bootstrap_mean_cis(delta, samples=500)
+    np.testing.assert_allclose(blocked, S.bootstrap_mean_cis(delta, samples=500), rtol=1e-12)
+    for bad in ({"samples": 0}, {"confidence": 1.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            S.bootstrap_mean_cis(delta, **bad)
+
+
 # ------------------------------------------------------------------ repeated runs
 
 
@@ -297,9 +318,10 @@ def _calib_data(n_seeds=8, n=3000, n_cond=6, seed=0):
 
 def test_calibration_tests_against_direct_paired_wilcoxon():
     y, cond, base, cand = _calib_data()
-    out = S.per_condition_calibration_tests(y, cond, base, cand, alternative="greater", zero_method="zsplit")
-    assert out.columns == ["condition", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "n",
-                           "n_nonzero", "statistic", "p_value", "p_holm", "p_bh", "significant"]
+    out = S.per_condition_calibration_tests(y, cond, base, cand, alternative="greater", zero_method="zsplit",
+                                            bootstrap_samples=800, seed=5, confidence=0.9)
+    assert out.columns == ["condition", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "ci_low",
+                           "ci_high", "n", "n_nonzero", "statistic", "p_value", "p_holm", "p_bh", "significant"]
     assert sorted(out["condition"].to_list()) == [0, 1, 2, 3, 5]
     for row in out.iter_rows(named=True):
         m = cond == row["condition"]
@@ -311,6 +333,9 @@ def test_calibration_tests_against_direct_paired_wilcoxon():
         for key in ("n", "n_nonzero", "statistic", "p_value"):
             assert row[key] == pytest.approx(ref[key])
         assert row["delta_mean"] == pytest.approx(ref["mean_delta"])
+        ci = S.bootstrap_mean_ci(np.subtract(gb, gc), samples=800, seed=5, confidence=0.9)
+        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(ci[0]), pytest.approx(ci[1]))
+        assert row["ci_low"] <= row["delta_mean"] <= row["ci_high"]
         assert row["p_value"] < 0.05  # candidate calibrated, baseline over-predicts by 30%
     np.testing.assert_allclose(out["p_holm"].to_numpy(), S.holm_adjust(out["p_value"].to_numpy()))
     np.testing.assert_allclose(out["p_bh"].to_numpy(), S.bh_adjust(out["p_value"].to_numpy()))

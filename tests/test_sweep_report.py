@@ -60,6 +60,7 @@ def test_complete_pairs_only_and_orientation():
     assert sorted(cond["ad_id"].to_list()) == ["ad_a", "ad_b", "ad_c"]
     assert dict(zip(cond["condition"], cond["ad_id"])) == {0: "ad_a", 1: "ad_b", 2: "ad_c"}
     assert (cond["delta_mean"] > 0).all() and set(cond["n"].to_list()) == {3}
+    assert ((cond["ci_low"] <= cond["delta_mean"]) & (cond["delta_mean"] <= cond["ci_high"])).all()  # paired seeds only
     summary = tables.summary.filter((pl.col("loss") == "bce") & (pl.col("metric") == "logloss"))
     assert summary["n"][0] == 4
 

@@ -361,7 +361,7 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
     else:
         (win, wg), (lose, lg) = sorted(((v.candidate, gc), (v.baseline, gb)), key=lambda t: t[1])
         gaps = (f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} in probability "
-                f"({wg:.2g} vs {lg:.2g}{_share(lg - wg, row['base_rate'])})")
+                f"({wg:.2g} vs {lg:.2g}{_share(lg - wg, row['base_rate'])}{_gap_ci(v, row, win == v.candidate)})")
         if closer == lose:
             gaps += (f", although {label(lose)}'s median ratio is closer to 1: the test is on the gap |mean "
                      "prediction − rate| averaged over the seeds, the ratio summary on the median ratio, and the two "
@@ -372,7 +372,25 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
         return (f"{head}: {gaps}; {v.correction} p = {pval(p)}, but untestable with {pairs_words(n, ranked)} "
                 f"({why_untestable(v, ranked, m)}): p >= alpha by construction, which says nothing either way.")
     verdict = "significant" if p < v.alpha else "not significant"
-    return f"{head}: {gaps}, {v.correction} p = {pval(p)}: {verdict} at alpha {v.alpha:g} with these seeds."
+    said = f"{head}: {gaps}, {v.correction} p = {pval(p)}: {verdict} at alpha {v.alpha:g} with these seeds."
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if p >= v.alpha and low is not None and high is not None and (low > 0 or high < 0):
+        test = ("the rank test does not reach alpha" if v.correction == "none" or m.size <= 1 else
+                f"the rank test, {v.correction}-adjusted over {m.size} ads, does not reach alpha")
+        said += (f" The interval excludes 0, but {test}: the interval is unadjusted, and a percentile bootstrap over "
+                 "few seeds runs narrow, so read it as the size the seeds suggest, not as a test.")
+    return said
+
+
+def _gap_ci(v: VerdictInputs, row: dict[str, Any], candidate_won: bool) -> str:
+    """``; 95 % bootstrap CI of the difference 0.0001 to 0.0009, unadjusted``: the interval of the losing loss's mean
+    gap minus the winner's (the table's ci_low / ci_high are of baseline gap − candidate gap, so a baseline win
+    flips them); "" when the table has none. It gives the size a non-significant test leaves possible."""
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
+        return ""
+    low, high = (low, high) if candidate_won else (-high, -low)
+    return f"; {v.confidence:.0%} bootstrap CI of the difference {low:.2g} to {high:.2g}, unadjusted"
 
 
 def _share(gap: float, rate: float) -> str:

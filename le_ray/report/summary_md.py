@@ -34,8 +34,8 @@ __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS"
 
 TEST_COLUMNS = ["metric", "n", "n_nonzero", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high",
                 "rank_biserial", "p_value", "p_adjusted"]
-CONDITION_COLUMNS = ["ad_id", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "n", "p_value",
-                     "p_holm", "p_bh", "significant"]
+CONDITION_COLUMNS = ["ad_id", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "ci_low", "ci_high",
+                     "n", "p_value", "p_holm", "p_bh", "significant"]
 POOLED_COLUMNS = ["ad_id", "count", "base_rate", "true_rate", "pred_mean", "calibration_ratio",
                   "calibration_ratio_true", "logloss", "ece", "ece_true", "le_ratio"]
 
@@ -360,7 +360,9 @@ def _condition_lines(ctx: SummaryContext, key: str, b: str, c: str) -> list[str]
             "evaluation click rate)" if ctx.tables.truth else "base_rate = the ad's pooled evaluation click rate")
     return [f"### Per-ad calibration ({c} vs {b})", "",
             f"{c} vs {b}: gap = |mean prediction − {_reference(ctx).removeprefix('the ')}| per ad and seed; {rate}; "
-            f"count = the ad's evaluation rows ({rows}); n = paired seeds; "
+            f"count = the ad's evaluation rows ({rows}); delta_mean = {b}'s gap − {c}'s, mean over the paired seeds "
+            f"(> 0 favours {c}), ci_low / ci_high its {rep.bootstrap_confidence:.0%} bootstrap interval (unadjusted); "
+            "n = paired seeds; "
             f"{int(cond['significant'].sum())} of {cond.height} ads significant at alpha {rep.per_condition_alpha} "
             f"after the {rep.per_condition_correction} correction (all columns: `report/tables/{csv}`).", "",
             markdown_table(shown_table(cond, CONDITION_COLUMNS, ctx.tables.truth), max_rows=rep.per_condition_top_k,

@@ -103,7 +103,8 @@ def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candida
     table = calibration_tests_from_sums(n, ref, sb, sc, shared_data=not rep.resample_data, alternative=rep.alternative,
                                         zero_method=rep.zero_method, min_count=rep.per_condition_min_count,
                                         alpha=rep.per_condition_alpha, correction=rep.per_condition_correction,
-                                        sort_by=rep.per_condition_sort_by)
+                                        sort_by=rep.per_condition_sort_by, bootstrap_samples=rep.bootstrap_samples,
+                                        seed=cfg.project.seed, confidence=rep.bootstrap_confidence)
     ids = pl.DataFrame({"condition": np.arange(len(conditions), dtype=np.int64), "condition_id": conditions})
     table = table.join(ids, on="condition", how="left").drop("condition").rename({"condition_id": "condition"})
     return with_ad_id(table, values)

@@ -11,7 +11,7 @@ from scipy import stats as sps
 from le_ray.metrics.validation import _check_array, _check_conditions
 from le_ray.stats.choices import ALTERNATIVES, CORRECTIONS, TIE_TOL, ZERO_METHODS, _check_choice
 from le_ray.stats.corrections import bh_adjust, holm_adjust
-from le_ray.stats.paired import _wilcoxon_on_delta
+from le_ray.stats.paired import _wilcoxon_on_delta, bootstrap_mean_cis
 
 _CALIB_SORTS = ("p_value", "abs_delta_mean", "delta_mean", "count", "base_rate")  # per_condition_sort_by
 
@@ -105,10 +105,12 @@ def _wilcoxon_many(delta: np.ndarray, alternative: str, zero_method: str) -> dic
     return out
 
 
-def _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_method):
-    """Columns of the calibration-test table for ``cond_ids`` (lower gap is better)."""
+def _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_method, bootstrap: dict):
+    """Columns of the calibration-test table for ``cond_ids`` (lower gap is better); ``bootstrap``: the keyword
+    arguments of :func:`bootstrap_mean_cis` (samples, seed, confidence)."""
     gb, gc = gap_b[:, cond_ids], gap_c[:, cond_ids]
     res = _wilcoxon_many(gb - gc, alternative, zero_method)
+    ci_low, ci_high = bootstrap_mean_cis(gb - gc, **bootstrap)
     usable = np.isfinite(gb) & np.isfinite(gc)
     n = usable.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -116,7 +118,7 @@ def _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_meth
         mean_c = np.where(n > 0, np.where(usable, gc, 0.0).sum(axis=0) / n, np.nan)
     return {"condition": cond_ids.astype(np.int64), "count": count[cond_ids].astype(np.int64),
             "base_rate": base_rate[cond_ids], "baseline_gap": mean_b, "candidate_gap": mean_c,
-            "delta_mean": res["mean_delta"], "n": res["n"], "n_nonzero": res["n_nonzero"],
+            "delta_mean": res["mean_delta"], "ci_low": ci_low, "ci_high": ci_high, "n": res["n"], "n_nonzero": res["n_nonzero"],
             "statistic": res["statistic"], "p_value": res["p_value"]}
 
 
@@ -138,7 +140,8 @@ def _sort_calib(df: pl.DataFrame, sort_by: str) -> pl.DataFrame:
 def per_condition_calibration_tests(labels, conditions, baseline_preds, candidate_preds, *,
                                     alternative: str = "two-sided", zero_method: str = "wilcox",
                                     min_count: int = 1, alpha: float = 0.05, correction: str = "holm",
-                                    sort_by: str = "p_value") -> pl.DataFrame:
+                                    sort_by: str = "p_value", bootstrap_samples: int = 10_000, seed: int = 0,
+                                    confidence: float = 0.95) -> pl.DataFrame:
     """Per-condition paired test of calibration gaps over seeds (lower gap is better).
 
     For seed s and condition j: gap_sj = |mean prediction_sj − eval base rate_sj|
@@ -149,7 +152,9 @@ def per_condition_calibration_tests(labels, conditions, baseline_preds, candidat
     A seed counts for j only if n_sj ≥ max(min_count, 1); conditions with no such seed are
     left out.  Columns: condition, count (rows of j in the evaluation data; summed over
     seeds when the data differ per seed), base_rate (pooled), baseline_gap, candidate_gap
-    (means over usable seeds), delta_mean, n, n_nonzero, statistic, p_value, p_holm, p_bh,
+    (means over usable seeds), delta_mean, ci_low, ci_high (the percentile bootstrap CI of delta_mean at
+    ``confidence``, ``bootstrap_samples`` draws seeded with ``seed``: :func:`bootstrap_mean_cis`; unadjusted),
+    n, n_nonzero, statistic, p_value, p_holm, p_bh,
     significant (adjusted p by ``correction`` < alpha; NaN p-values are not counted in m).
     ``sort_by`` ∈ p_value (ascending), abs_delta_mean, delta_mean, count, base_rate (descending).
     """
@@ -162,13 +167,15 @@ def per_condition_calibration_tests(labels, conditions, baseline_preds, candidat
     n, sy, sb, sc = _seed_sums(seeds, n_cond)
     return calibration_tests_from_sums(n, sy, sb, sc, shared_data=shared, alternative=alternative,
                                        zero_method=zero_method, min_count=min_count, alpha=alpha,
-                                       correction=correction, sort_by=sort_by)
+                                       correction=correction, sort_by=sort_by, bootstrap_samples=bootstrap_samples,
+                                       seed=seed, confidence=confidence)
 
 
 def calibration_tests_from_sums(counts, label_sums, baseline_pred_sums, candidate_pred_sums, *,
                                 shared_data: bool = True, alternative: str = "two-sided",
                                 zero_method: str = "wilcox", min_count: int = 1, alpha: float = 0.05,
-                                correction: str = "holm", sort_by: str = "p_value") -> pl.DataFrame:
+                                correction: str = "holm", sort_by: str = "p_value", bootstrap_samples: int = 10_000,
+                                seed: int = 0, confidence: float = 0.95) -> pl.DataFrame:
     """:func:`per_condition_calibration_tests` from per-seed sufficient statistics, each [S, C].
 
     ``counts`` n_sj, ``label_sums`` Σy, ``*_pred_sums`` Σp of each model over the rows of
@@ -191,7 +198,8 @@ def calibration_tests_from_sums(counts, label_sums, baseline_pred_sums, candidat
     base_rate = np.divide(sy[0] if shared_data else sy.sum(axis=0), count,
                           out=np.full(n_cond, np.nan), where=count > 0)
     cond_ids = np.flatnonzero(np.isfinite(gap_b).any(axis=0))
-    cols = _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_method)
+    bootstrap = {"samples": bootstrap_samples, "seed": seed, "confidence": confidence}
+    cols = _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_method, bootstrap)
     cols["p_holm"], cols["p_bh"] = holm_adjust(cols["p_value"]), bh_adjust(cols["p_value"])
     adjusted = {"holm": cols["p_holm"], "bh": cols["p_bh"], "none": cols["p_value"]}[correction]
     cols["significant"] = np.nan_to_num(adjusted, nan=np.inf) < alpha
@@ -200,5 +208,6 @@ def calibration_tests_from_sums(counts, label_sums, baseline_pred_sums, candidat
 
 _CALIB_SCHEMA = {"condition": pl.Int64, "count": pl.Int64, "base_rate": pl.Float64,
                  "baseline_gap": pl.Float64, "candidate_gap": pl.Float64, "delta_mean": pl.Float64,
-                 "n": pl.Int64, "n_nonzero": pl.Int64, "statistic": pl.Float64, "p_value": pl.Float64,
-                 "p_holm": pl.Float64, "p_bh": pl.Float64, "significant": pl.Boolean}
+                 "ci_low": pl.Float64, "ci_high": pl.Float64, "n": pl.Int64, "n_nonzero": pl.Int64,
+                 "statistic": pl.Float64, "p_value": pl.Float64, "p_holm": pl.Float64, "p_bh": pl.Float64,
+                 "significant": pl.Boolean}
