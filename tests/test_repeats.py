@@ -600,7 +600,19 @@ def test_node_removed_mid_sweep_completes_with_identical_metrics(on_cluster, tmp
     assert _metrics(disturbed.root) == _metrics(reference)
 
 
-def test_wall_line_splits_the_process_age_into_phases():
+def test_the_wall_clock_starts_at_le_rays_import_not_at_an_execing_shells_start():
+    """A shell that runs other commands and then execs Python (``bash -c 'setup; exec python -m le_ray.repeats'``,
+    as a job entrypoint does) hands its start time to the Python process: the process's age counted the setup too
+    (a fresh clone's quick start said "the rest 55.1 s": the install). The clock starts when le_ray is imported."""
+    probe = ("import time, psutil, le_ray; "
+             "print(time.time() - le_ray.IMPORTED_AT, time.time() - psutil.Process().create_time())")
+    out = subprocess.run(["bash", "-c", f"sleep 2; exec {shlex.quote(sys.executable)} -c {shlex.quote(probe)}"],
+                         capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    since_import, process_age = map(float, out)
+    assert process_age >= 2.0 > since_import >= 0.0
+
+
+def test_wall_line_splits_the_wall_time_into_phases():
     line = wall_line({"report": 5.0, "data": 1.25, "trials": 7.06, "ray": 4.0}, 42.5)
     assert line.startswith("wall 42.5 s: data 1.2 s, Ray start 4.0 s, trials 7.1 s, report 5.0 s, the rest 25.2 s (")
     assert "the rest 0.0 s" in wall_line({"data": 3.0}, 2.0)  # never negative

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import psutil
 
 from le_ray.sweep.runtime_estimate import too_slow_before_preparation
 from le_ray.sweep.audit import Audit, audit_experiment
@@ -46,6 +45,7 @@ from le_ray.config import Config, ConfigError, Shadow, merge_layers, resolve_con
 from le_ray.config.load import Provenance, apply_sets, provenance
 from le_ray.config.resolve import best_overrides
 from le_ray.cli.echo import Echo
+from le_ray import IMPORTED_AT
 from le_ray.errors import ResultsError, UserError
 from le_ray.registry import label, suggest
 from le_ray.sweep.store import SweepStore, check_resume, environment_manifest, is_ray_job, nearest_writable, \
@@ -250,12 +250,13 @@ PHASES = {"data": "data", "ray": "Ray start", "tuning": "tuning searches", "tria
 
 def wall_line(seconds: Mapping[str, float], total: float) -> str:
     """``wall 42.5 s: data 1.3 s, Ray start 4.0 s, trials 7.1 s, report 5.0 s, the rest 25.1 s (...)``: where a
-    sweep's wall time went. ``seconds``: phase → wall seconds (PHASES keys); ``total``: the process's age, so
-    the rest is interpreter start-up, imports, config, the audit and the manifest (workers start within "trials")."""
+    sweep's wall time went. ``seconds``: phase → wall seconds (PHASES keys); ``total``: seconds since the process
+    imported le_ray (:data:`le_ray.IMPORTED_AT`; the interpreter's own start-up, tens of ms, comes before it), so the
+    rest is imports, config, the audit and the manifest (workers start within "trials")."""
     parts = [f"{PHASES[k]} {seconds[k]:.1f} s" for k in PHASES if k in seconds]
     rest = max(total - sum(seconds[k] for k in PHASES if k in seconds), 0.0)
-    return (f"wall {total:.1f} s: {', '.join(parts)}, the rest {rest:.1f} s (interpreter start-up, imports, config, "
-            "audit and manifest)")
+    return (f"wall {total:.1f} s: {', '.join(parts)}, the rest {rest:.1f} s (imports, config, audit and "
+            "manifest)")
 
 
 def _refuse_if_too_slow_before_preparation(args: argparse.Namespace, cfg: Config) -> None:
@@ -334,7 +335,7 @@ def _report_and_wall(pre: Preflight, store: SweepStore, args: argparse.Namespace
         echo(f"{no_report}build the report with: le-ray report {store.root}")
     else:
         _report(pre, store, echo, stop)
-    echo(wall_line(pre.seconds, time.time() - psutil.Process().create_time()))
+    echo(wall_line(pre.seconds, time.time() - IMPORTED_AT))
 
 
 def _report(pre: Preflight, store: SweepStore, echo, stop: StopFlag) -> None:
