@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 __all__ = ["Command", "COMMANDS", "ENVIRONMENT", "QUICKSTART_TIME"]
 
-#: Wall time of the quickstart sweep as measured (README: 2 min 07 s to 3 min 24 s on 2 CPU cores, 2026-12-02).
-QUICKSTART_TIME = "2 to 3½ minutes on 2 cores"
+#: Wall time of the quickstart sweep as measured (README: 1 min 04 s to 1 min 06 s on 2 CPU cores, 2026-12-05).
+QUICKSTART_TIME = "1 to 1½ minutes on 2 cores"
 
 #: Environment variables le_ray reads, and what for.
 ENVIRONMENT: dict[str, str] = {

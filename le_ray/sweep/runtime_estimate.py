@@ -17,9 +17,11 @@ Model of the time (seconds; every quantity per sweep):
 
 Where the constants come from (keep this list true when a figure is remeasured):
 
-* CPU anchors: bench/README.md, development VM (2 vCPUs, AMD EPYC): default_net 122–152k samples/s per
-  trial at 2 threads (``train_throughput.py``; 70k per thread used), small_net at batch 2,048 ≈ 150k per
-  thread (``repeats_overhead.py``: 190k/s per 1-thread trial counting its evaluation). Whole trial ≈ 1.5×
+* CPU anchors: bench/README.md, development VM (2 vCPUs, AMD EPYC): default_net 122–157k samples/s per
+  trial at 2 threads (``train_throughput.py``; 70k per thread used), small_net at batch 2,048 ≈ 300k per
+  thread (``repeats_overhead.py``, 2026-12-05: 298k/s per 1-thread trial counting its evaluation, two trials at
+  once on the 2 cores; 190k/s before subnormals were flushed and the loop stopped reading the device, when
+  150k was used). Whole trial ≈ 1.5×
   training (``train_throughput.py``: 9.3 s trial for 6.1 s training; ``sweep_scale.py``: 1.3–1.45×).
 * GPU anchors: measured on one H200 by ``bench/gpu_check.py`` (2026-12-04, torch 2.11 + CUDA 13, CUDA-graph
   steps, TF32; bench/README, GPU check): in-trial BCE default_net at batch 32,768 18.9M samples/s, small_net at
@@ -74,7 +76,7 @@ class DeviceModel:
 # small_net on synthetic data: 11 inputs → 128 → 64 → 1 = 9,664 MACs; default_net: 7 → 256-256-128-64 → 1
 # = 108,352 MACs (see mlp_macs). CPU figures are per torch thread.
 ANCHORS: dict[str, DeviceModel] = {
-    "cpu": DeviceModel(Anchor(9_664, 150_000.0), Anchor(108_352, 70_000.0), 1.5, (),
+    "cpu": DeviceModel(Anchor(9_664, 300_000.0), Anchor(108_352, 70_000.0), 1.5, (),
                        "measured on a 2-vCPU VM (bench/README: train_throughput, repeats_overhead), per thread"),
     # packing: gpu_check.py's packing stage, quickstart shape (small) and default_net on 2.9M rows (large)
     "cuda": DeviceModel(Anchor(9_664, 6_200_000.0), Anchor(108_352, 18_900_000.0), 1.45,
