@@ -219,6 +219,21 @@ def test_no_click_at_all_is_an_error_and_no_train_click_a_warning():
     assert set(audit.excluded_conditions) == {0, 1, 2, 3}
 
 
+def test_a_label_that_is_always_1_is_an_error(tmp_path):
+    """The mirror of no_train_clicks: a click column of ones passed the audit and trained to NaN metrics."""
+    import polars as pl
+    from tests.sample_data import require_sample
+    path = tmp_path / "ones.csv"
+    pl.read_csv(require_sample("avazu", "avazu_sample.csv"), infer_schema=False).with_columns(
+        click=pl.lit("1")).write_csv(path)
+    cfg = load_config(profile="avazu_sample", sets=[f"ctr.datasets.avazu.train_path={str(path)!r}".replace("'", '"')])
+    audit = audit_experiment(cfg, [prepare_data(cfg)])
+    error = next(f for f in audit.errors if f.code == "no_train_non_clicks")
+    rows = sum(c["train_rows"] for c in audit.conditions)
+    assert f"every one of the {rows:,} training rows is a click" in error.message and rows > 1000
+    assert "no_train_non_clicks" not in {f.code for f in _audit()[0].findings}  # a real label passes
+
+
 def test_underpowered_and_single_loss():
     audit, _ = _audit("repeats.num_runs=3", "training.loss_mode=le")
     assert _codes(audit) == [("warning", "single_loss"), ("warning", "underpowered")]

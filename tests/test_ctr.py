@@ -337,6 +337,15 @@ def test_empty_and_header_only_files(avazu_raw, tmp_path):
         load_ctr(avazu_cfg(header))
 
 
+def test_a_test_file_without_rows_is_refused(avazu_path, avazu_test_path, tmp_path):
+    """A header-only test file was accepted: the evaluation ran on 0 rows."""
+    empty = tmp_path / "test.csv"
+    empty.write_text(avazu_test_path.read_text().splitlines()[0] + "\n")
+    with pytest.raises(DataError, match=r"ctr\.datasets\.avazu\.test_path: file '.*test\.csv' has no data rows; "
+                                        r"expected the test rows"):
+        load_ctr(avazu_cfg(avazu_path, empty, "data.use_test_set=true"))
+
+
 def test_filter_leaving_no_rows(avazu_path):
     with pytest.warns(UserWarning, match="not in the train rows"), \
             pytest.raises(DataError, match=r"ctr\.datasets\.avazu\.filter \(mode ids, column 'C14'\): "
@@ -410,6 +419,63 @@ def test_blank_line_between_data_rows_is_refused(criteo_path, tmp_path):
     with pytest.raises(DataError, match=r"c\.csv': blank line 102 of the file, between data rows; blank lines are "
                                         r"skipped only at the end of the file"):
         load_ctr(criteo_cfg(path))
+
+
+def test_compressed_files_and_parquet_read_as_text_are_refused_by_their_first_bytes(criteo_path, tmp_path):
+    """A gzip file under a .csv name passed the byte-level line check (broken rows filled with nulls) or crashed in
+    it; a Parquet file read as CSV printed its binary header as column names."""
+    import gzip
+    lines = _criteo_lines(criteo_path)
+    packed = tmp_path / "c.csv"
+    packed.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    with pytest.raises(DataError, match=r"criteo\.train_path: file '.*c\.csv' is gzip-compressed; expected an "
+                                        r"uncompressed CSV / TSV file or a Parquet file"):
+        load_ctr(criteo_cfg(packed))
+    parquet = tmp_path / "p.csv"
+    pl.read_csv(_write_lines(tmp_path / "plain.csv", lines), infer_schema=False).write_parquet(parquet)
+    with pytest.raises(DataError, match=r"p\.csv' is a Parquet file but would be read as csv; set "
+                                        r"ctr\.datasets\.criteo\.format to parquet"):
+        load_ctr(criteo_cfg(parquet, "ctr.datasets.criteo.format=csv"))
+
+
+@pytest.mark.parametrize("field, why", [
+    ('"68fd1e64', r"a quoted field is left open \(an odd number of '\"'\), so it would run on into the next line"),
+    ('"68fd1e64"\r80e26c9b', r"it cannot be read as one row \(new-line character seen in unquoted field"),
+])
+def test_a_line_that_is_not_one_row_is_refused_with_its_line(criteo_path, tmp_path, field, why):
+    """An open quote merged two rows silently (every later row then sat one line off); a bare carriage return
+    next to a quote crashed the line check with csv.Error."""
+    lines = _criteo_lines(criteo_path)
+    fields = lines[51].split(",")
+    fields[20] = field                                  # a categorical of data row 50
+    path = _write_lines(tmp_path / "c.csv", lines[:51] + [",".join(fields)] + lines[52:])
+    with pytest.raises(DataError, match=rf"c\.csv', data row 50 \(line 52 of the file\): {why}.*expected one row per "
+                                        r"line"):
+        load_ctr(criteo_cfg(path))
+
+
+def test_a_header_naming_a_column_twice_is_refused(criteo_path, tmp_path):
+    """Polars renames the second copy <name>_duplicated_0 and le_ray read the first as the feature."""
+    lines = _criteo_lines(criteo_path)
+    lines[0] = lines[0].replace("I5,", "I4,", 1)
+    with pytest.raises(DataError, match=r"c\.csv': its header names column 'I4' 2 times; expected each column name "
+                                        r"once"):
+        load_ctr(criteo_cfg(_write_lines(tmp_path / "c.csv", lines)))
+
+
+def test_a_value_beyond_float32_is_refused_only_where_it_enters_the_model_as_it_is(criteo_path, tmp_path):
+    """1e39 is finite in float64 but inf in float32: with zero_indicator it made the standardisation NaN and failed
+    the first training step; log1p_indicator takes its log (≈ 90)."""
+    lines = _criteo_lines(criteo_path)
+    fields = lines[31].split(",")
+    fields[5] = "1e39"                                  # I5 of data row 30
+    path = _write_lines(tmp_path / "c.csv", lines[:31] + [",".join(fields)] + lines[32:])
+    with pytest.raises(DataError, match=r"column 'I5', data row 30 \(line 32 of the file\): got '1e39'; expected a "
+                                        r"number of magnitude at most 3.4e\+38 or an empty field: with "
+                                        r"ctr\.datasets\.criteo\.missing_numeric = zero_indicator"):
+        load_ctr(criteo_cfg(path, "ctr.datasets.criteo.missing_numeric=zero_indicator"))
+    source = load_ctr(criteo_cfg(path, "ctr.datasets.criteo.missing_numeric=log1p_indicator"))
+    assert np.isfinite(source.train_rows.x_num).all()
 
 
 def test_directory_as_data_path_says_directory(tmp_path, criteo_path):

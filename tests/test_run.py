@@ -226,6 +226,15 @@ def test_a_run_that_fails_part_way_says_so_in_its_folder(tmp_path, monkeypatch):
     assert "about to fail" in log_text and log_text.rstrip().endswith("FAILED: RuntimeError: boom")
 
 
+def test_a_diverging_run_ends_in_one_line_naming_the_setting_and_its_folder_says_why(tmp_path, capsys):
+    """A NaN training loss (here lr 1e9) is the user's to fix: exit 2 and the message, not a traceback."""
+    args = [*SMALL, "--set", "training.loss_mode=bce", "--set", "training.lr=1e9"]
+    assert main([*args, "--output-dir", str(tmp_path), "--name", "r"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("le-ray: non-finite bce training loss") and "training.lr" in err and "Traceback" not in err
+    assert "FAILED: NonFiniteLossError: non-finite bce training loss" in (tmp_path / "r" / "run_log.txt").read_text()
+
+
 def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path, monkeypatch):
     def fail(state, origins=None):
         raise RuntimeError("no data")

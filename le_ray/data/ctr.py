@@ -170,11 +170,24 @@ def _build_frames(plan: _Plan) -> tuple[dict[str, pl.DataFrame], int]:
             tlf = prepared(plan, tlf, plan.test, False)
             frames["test"] = _timed(plan, "materialise", lambda: materialise(
                 plan, tlf, plan.test, keep if apply_test else None))
+            if frames["test"].height == 0:
+                _refuse_empty_test(plan, tlf)
     test_src = plan.test or plan.train
     for part, src in (("train", plan.train), ("test", test_src)):
         if part in frames:
             frames[part] = _timed(plan, "normalise", lambda: normalise(plan, frames[part], src))
     return frames, total
+
+
+def _refuse_empty_test(plan: _Plan, tlf: pl.LazyFrame) -> None:
+    """DataError for a test file that gives no evaluation row: none at all, or none of the kept ads."""
+    src = plan.test
+    rows = tlf.select(pl.len()).collect().item()  # read once already by materialise: no new error
+    if rows == 0:
+        raise DataError(f"{src.key}: file {str(src.path)!r} has no data rows; expected the test rows (or set "
+                        "data.use_test_set=false to evaluate on a split of the train file)")
+    raise DataError(f"{src.key}: none of the {rows:,} rows of file {str(src.path)!r} is of a kept ad (the filter "
+                    f"applies to the test file: {plan.where}.filter.apply_to_test); expected rows of the kept ads")
 
 
 def _cache_key(plan: _Plan, use_test: bool) -> str:

@@ -4,7 +4,9 @@ Polars fills a row with FEWER fields than the header with nulls without a word, 
 fields without saying where ("found more fields than defined in 'Schema'"), and reads a blank line as a
 row of nulls (so trailing blank lines failed as "column 'label' ... got None"). :func:`scan_lines` finds
 all three in one pass over the file's bytes, so :mod:`le_ray.data.scan` can name the line, or skip
-trailing blank lines by reading only the rows before them.
+trailing blank lines by reading only the rows before them. It also finds the lines that no row-per-line reading
+can place: a quoted field left open (Polars would run it on into the next line, merging two rows and shifting
+every later row's line) and a line the :mod:`csv` parser refuses (a bare carriage return inside a field).
 
 Choice (cost): Polars cannot report a row's field count, and reading the file as text lines through
 Polars would be a third parse. This is a byte-level scan instead: numpy over 8 MiB blocks, separators
@@ -13,8 +15,8 @@ each byte once: 0.45 GB/s on one core of a 2-core VM (2026-12-05, the Avazu samp
 which Polars' statistics pass took 0.17 s on two cores), so on a multi-GB file it adds about two seconds
 per GB, once. It runs only when the frames are built (a filter-cache hit skips it: the cache is keyed on
 the file's size and mtime). Only lines that hold the quote character (none in Avazu or Criteo files) are
-parsed one by one with :mod:`csv`; a quoted field that spans lines ends the check there (Polars still
-reads the file, but its rows then no longer match lines, so nothing past that line can be placed).
+parsed one by one with :mod:`csv`; the first one left open or unparsable is reported (``unparsable``), since
+past it rows no longer match lines.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ class LineScan:
     ones before any trailing blank lines (None when the check stopped early at a multi-line quoted
     field); ``ragged``: (line, fields) of the first non-blank line whose field count differs;
     ``blank``: the first blank line that has a data row after it; ``header_blank``: the header is blank;
-    ``trailing_blank``: the file ends with blank lines (skipped by reading ``rows`` rows only). Only the
-    first problem in file order is set.
+    ``trailing_blank``: the file ends with blank lines (skipped by reading ``rows`` rows only);
+    ``unparsable``: (line, why) of the first line with a quote that :mod:`csv` cannot read as one row (a quoted
+    field left open, a bare carriage return). Only the first problem in file order is set.
     """
 
     expected: int
@@ -51,6 +54,7 @@ class LineScan:
     blank: int | None = None
     header_blank: bool = False
     trailing_blank: bool = False
+    unparsable: tuple[int, str] | None = None
 
 
 def _blocks(path: Path, block: int) -> Iterator[bytes]:
@@ -70,12 +74,16 @@ def _blocks(path: Path, block: int) -> Iterator[bytes]:
             yield carry + b"\n"
 
 
-def _quoted_fields(line: bytes, separator: str, quote: str) -> int | None:
-    """Fields of one line with quotes (None when a quote is left open: the field goes on to the next line)."""
+def _quoted_fields(line: bytes, separator: str, quote: str) -> int | str:
+    """Fields of one line with quotes, or why it is not one row: a quote left open (the field would go on to the
+    next line), or the :mod:`csv` parser's complaint (e.g. a bare carriage return inside a field)."""
     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
     if text.count(quote) % 2:
-        return None
-    return len(next(csv.reader([text], delimiter=separator, quotechar=quote), []))
+        return f"a quoted field is left open (an odd number of {quote!r}), so it would run on into the next line"
+    try:
+        return len(next(csv.reader([text], delimiter=separator, quotechar=quote), []))
+    except csv.Error as exc:
+        return f"it cannot be read as one row ({exc})"
 
 
 def _block_fields(buf: bytes, separator: int, quote: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,8 +118,8 @@ def scan_lines(path: Path, *, separator: str, quote: str | None, header: bool, e
         n = len(ends) if limit is None else max(0, min(len(ends), limit - line0))
         for i in np.flatnonzero(fields[:n] == -1):           # lines with quotes: parse them (rare)
             got = _quoted_fields(buf[starts[i]:ends[i]], separator, quote)  # type: ignore[arg-type]
-            if got is None:
-                return LineScan(int(expected or 0), None)
+            if isinstance(got, str):
+                return LineScan(int(expected or 0), None, unparsable=(line0 + int(i), got))
             fields[i] = got
         blank = np.zeros(n, dtype=bool)
         for i in np.flatnonzero(fields[:n] == 1):            # no separator: blank, or a one-field row

@@ -37,6 +37,8 @@ Choices:
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +115,28 @@ def resolve_file(raw: str | None, key: str, ds: CtrDatasetConfig, name: str, lab
         raise DataError(f"{key}: file not found: {raw!r} (resolved to {str(path)!r})")
     if path.stat().st_size == 0:
         raise DataError(f"{key}: file {str(path)!r} is empty (0 bytes)")
-    return SourceFile(path=path.resolve(), key=key, fmt=detect_format(path, ds.format, name), labelled=labelled)
+    fmt = detect_format(path, ds.format, name)
+    _refuse_binary(path, key, fmt, name)
+    return SourceFile(path=path.resolve(), key=key, fmt=fmt, labelled=labelled)
+
+
+#: leading bytes of compressed files, which Polars would decompress behind the line check's back (or not)
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd",
+               b"PK\x03\x04": "zip"}
+
+
+def _refuse_binary(path: Path, key: str, fmt: str, name: str) -> None:
+    """DataError for a compressed file (the line check reads bytes: it would pass broken rows of a gzip file or
+    crash on it) and for a Parquet file to be read as text (its header would be binary)."""
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    packed = next((what for magic, what in _COMPRESSED.items() if head.startswith(magic)), None)
+    if packed:
+        raise DataError(f"{key}: file {str(path)!r} is {packed}-compressed; expected an uncompressed CSV / TSV file "
+                        "or a Parquet file: decompress it first (e.g. gunzip -k for gzip)")
+    if head.startswith(b"PAR1") and fmt != "parquet":
+        raise DataError(f"{key}: file {str(path)!r} is a Parquet file but would be read as {fmt}; set "
+                        f"ctr.datasets.{name}.format to parquet (or to auto, with a .parquet suffix)")
 
 
 # ------------------------------------------------------------------------------------------ scan
@@ -157,7 +180,8 @@ def _raise_untyped_value(plan: ScanPlan, src: SourceFile) -> None:
     col, dtype = next((c, t) for c, t in typed if row[c] is not None
                       and pl.Series([row[c]]).cast(t, strict=False).is_null().all())
     expected = ("YYMMDDHH (e.g. 14102100 = 2014-10-21 00h)" if col == plan.schema.time_col
-                else "an integer" if dtype == pl.Int64 else "a number or an empty field")
+                else "an integer (64-bit: at most 9,223,372,036,854,775,807)" if dtype == pl.Int64
+                else "a number or an empty field")
     raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, {_row_place(src, row[ROW])}: "
                     f"got {row[col]!r}; expected {expected}")
 
@@ -223,6 +247,7 @@ def checked_scan(plan: ScanPlan, src: SourceFile) -> tuple[pl.LazyFrame, pl.Sche
     (:func:`_checked_rows`); trailing blank lines are left out of the scan."""
     lf = scan_file(src, plan.ds.max_rows, plan.schema.facts)
     file_schema = _guarded(src, lf.collect_schema)
+    _refuse_duplicate_columns(src, file_schema.names())
     for col, key in _roles(plan, src.labelled).items():
         if col not in file_schema:
             have = [c for c in file_schema.names() if c != ROW]
@@ -232,6 +257,19 @@ def checked_scan(plan: ScanPlan, src: SourceFile) -> tuple[pl.LazyFrame, pl.Sche
     if rows is not None:
         lf = scan_file(src, rows, plan.schema.facts)
     return lf, file_schema
+
+
+def _refuse_duplicate_columns(src: SourceFile, names: Sequence[str]) -> None:
+    """DataError for a header that names a column twice: Polars keeps the first under the name and renames the
+    next ``<name>_duplicated_0``, so a feature would silently read the wrong column."""
+    present = set(names)
+    for name in names:
+        match = re.fullmatch(r"(.+)_duplicated_(\d+)", name)
+        if match and match.group(1) in present:
+            base = match.group(1)
+            times = 1 + sum(1 for n in names if re.fullmatch(re.escape(base) + r"_duplicated_\d+", n))
+            raise DataError(f"{src.key}: file {str(src.path)!r}: its header names column {base!r} {times} times; "
+                            "expected each column name once (rename or drop the extra column)")
 
 
 def _checked_rows(src: SourceFile, max_rows: int | None) -> int | None:
@@ -248,6 +286,11 @@ def _checked_rows(src: SourceFile, max_rows: int | None) -> int | None:
     where = f"{src.key}: file {str(src.path)!r}"
     if found.header_blank:
         raise DataError(f"{where}: line 1 is blank; expected the header (the column names)")
+    if found.unparsable is not None:
+        line, why = found.unparsable
+        place = "line 1 (the header)" if line == 0 and not raw else _row_place(src, line - (0 if raw else 1))
+        raise DataError(f"{where}, {place}: {why}; expected one row per line (CTR logs hold no quoted fields: "
+                        "remove the stray quote or carriage return)")
     if found.blank is not None:
         raise DataError(f"{where}: blank line {found.blank + 1} of the file, between data rows; blank lines are "
                         "skipped only at the end of the file; expected a data row (remove the line)")
@@ -391,11 +434,20 @@ def _first_bad(df: pl.DataFrame, mask: pl.Series, col: str, src: SourceFile, exp
                         f"got {df[col][i]!r}; expected {expected}")
 
 
+#: the largest float32 (training's dtype): a value beyond it becomes inf when the features are cast
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _refuse_non_finite(plan: ScanPlan, df: pl.DataFrame, col: str, src: SourceFile) -> None:
     """DataError for a NaN / inf in numeric ``col`` (Polars parses ``NaN``, ``nan``, ``inf``, ``-inf``, ``1e999`` as
-    numbers): it would make the column's mean and std NaN and every trial fail after Ray starts. Empty = missing
-    stays allowed. The value is quoted as written in the file (one more scan, on this error path only)."""
+    numbers): it would make the column's mean and std NaN and every trial fail after Ray starts; likewise a finite
+    value beyond float32's range when it enters the model as it is (``missing_numeric`` other than
+    ``log1p_indicator``). Empty = missing stays allowed. The value is quoted as written in the file (one more
+    scan, on this error path only)."""
     bad = df[col].is_not_null() & ~df[col].is_finite()
+    raw = plan.ds.missing_numeric != "log1p_indicator"
+    if raw:
+        bad = bad | (df[col].abs() > FLOAT32_MAX).fill_null(False)
     if not bad.any():
         return
     i = int(bad.arg_max())
@@ -405,6 +457,11 @@ def _refuse_non_finite(plan: ScanPlan, df: pl.DataFrame, col: str, src: SourceFi
         text = _guarded(src, lambda: scan_file(src, plan.ds.max_rows, as_text=True).filter(pl.col(ROW) == row)
                         .select(col).head(1).collect())
         value = text[col][0] if text.height else value
+    if math.isfinite(df[col][i]):  # finite, so beyond float32's range
+        raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, {_row_place(src, row)}: got {value!r}; "
+                        f"expected a number of magnitude at most {FLOAT32_MAX:.3g} or an empty field: with "
+                        f"{plan.where}.missing_numeric = {plan.ds.missing_numeric} values enter the model as they "
+                        "are, in float32 (log1p_indicator takes their log)")
     raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, {_row_place(src, row)}: got {value!r}; "
                     "expected a finite number or an empty field (NaN and infinities poison the column's "
                     "standardisation)")

@@ -11,6 +11,7 @@ code                   severity  fires when
 ``few_steps``          error     a loss takes fewer than ``repeats.min_steps_per_epoch`` optimiser steps per
                                  epoch (batch size ≥ train rows gives one step: the model barely moves)
 ``no_train_clicks``    error     the training split holds no click at all
+``no_train_non_clicks`` error   every training row is a click (a label column that is always 1)
 ``no_train_click``     warning   a condition has no training click
 ``no_eval_click``      warning   a condition has no click in the evaluation split (see below for synthetic data)
 ``few_eval_clicks``    warning   a condition has fewer than ``repeats.min_eval_clicks`` evaluation clicks
@@ -254,9 +255,13 @@ def _click_findings(cfg: Config, conditions: list[dict[str, Any]]) -> list[Findi
     total = sum(c["train_clicks"] for c in conditions)
     data_keys = ("synthetic.samples_per_condition",) if cfg.data.source == "synthetic" else (
         f"ctr.datasets.{cfg.data.ctr_dataset}.filter", f"ctr.datasets.{cfg.data.ctr_dataset}.train_path")
+    rows = sum(c["train_rows"] for c in conditions)
     if total == 0:
         out.append(Finding(ERROR, "no_train_clicks", "the training split holds no click at all: nothing to learn",
                            data_keys))
+    elif total >= rows:
+        out.append(Finding(ERROR, "no_train_non_clicks", f"every one of the {rows:,} training rows is a click: "
+                           "nothing to learn (check the label column)", data_keys))
     truth = any(c.get("eval_expected_clicks") is not None for c in conditions)
     clicks = (lambda c: c["eval_expected_clicks"]) if truth else (lambda c: c["eval_clicks"])
     expected = " expected" if truth else ""

@@ -46,6 +46,7 @@ from torch import nn
 from le_ray import seeds
 from le_ray.config import TrainingSettings
 from le_ray.data.batches import Batch, TensorSplit
+from le_ray.errors import UserError
 from le_ray.training import graph_step
 from le_ray.training.epoch_orders import EpochOrder, EpochOrders
 from le_ray.training.grad_diagnostics import GradSqAccumulator
@@ -60,8 +61,10 @@ __all__ = ["TrainCurves", "TrainOutcome", "NonFiniteLossError", "build_optimizer
 log = logging.getLogger("le_ray.training.loop")
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A training loss was NaN/inf; the message names epoch, batch and the conditions involved."""
+class NonFiniteLossError(FloatingPointError, UserError):
+    """A training loss was NaN/inf; the message names epoch, batch and the conditions involved. A UserError too:
+    a diverging run is fixed by its settings (lr) or inputs, so ``le-ray run`` says so in one line (exit 2), not
+    with a traceback; a sweep records it as the trial's failure."""
 
 
 @dataclass
