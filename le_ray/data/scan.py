@@ -4,12 +4,13 @@ Everything that touches the source files lives here (the stages ``stats``, ``mat
 ``normalise`` of :func:`le_ray.data.ctr.load_ctr`):
 
 1. :func:`resolve_file` turns a configured path into a :class:`SourceFile` (DataError naming the
-   config key when it is missing, empty or a directory); :func:`scan_file` is the lazy Polars scan of
-   it, with ``__row`` (the data-row index, header excluded) first; :func:`checked_scan` also checks
-   that every column the config asks for is there (DataError naming file, column and config key, with
-   a hint when the header looks ';'- or tab-separated) and that every line of a text file has the
-   header's field count, refusing a ragged row or a blank line between data rows and skipping
-   trailing blank lines (one byte-level pass, :mod:`le_ray.data.lines`).
+   config key when it is missing, empty, a directory, compressed, or Parquet to be read as text);
+   :func:`scan_file` is the lazy Polars scan of it, with ``__row`` (the data-row index, header excluded)
+   first; :func:`checked_scan` also checks that the header names each column once and every column the
+   config asks for is there (DataError naming file, column and config key, with a hint when the header
+   looks ';'- or tab-separated) and that every line of a text file is one row with the header's field
+   count, refusing a ragged row, a blank line between data rows, an open quote or a line :mod:`csv`
+   cannot read, and skipping trailing blank lines (one byte-level pass, :mod:`le_ray.data.lines`).
 2. :func:`prepared` adds the 0/1 label ``__y`` (null where the source value is not a valid label)
    and the held-out flag ``__test``, and applies ``drop_na``; :func:`train_stats` is the one
    streaming pass over the label + filter columns that gives the per-value statistics of the train
