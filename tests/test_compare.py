@@ -132,6 +132,8 @@ def test_format_table_fixed_width():
     )
     text = C.format_table(pl.DataFrame({"v": [float("nan"), 1.0, 2.0]}), max_rows=2)
     assert text.splitlines() == ["  v", "---", "nan", "  1", "… (1 more rows)"]
+    for every in (0, -2):  # the reference's *top_k rule: <= 0 prints every row (-2 hid the last two and said "4 more")
+        assert C.format_table(pl.DataFrame({"v": [1, 2, 3]}), max_rows=every).splitlines()[2:] == ["1", "2", "3"]
 
 
 def test_format_table_names_the_csv_of_the_columns_left_out():

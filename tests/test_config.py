@@ -161,6 +161,18 @@ def test_loss_mode_forms(mode, expected):
     ("repeats.per_condition_correction=bonferroni", "repeats.per_condition_correction"),
     # 0 passed validation and failed in the report, after every trial had trained
     ("repeats.bootstrap_samples=0", "repeats.bootstrap_samples: got 0; expected an integer >= 1"),
+    # each of these passed validation and then failed (or trained nonsense) after the data were prepared
+    ("training.lr_decay=1.5", "training.lr_decay: got 1.5; expected a number > 0 and <= 1"),
+    ("training.by_loss.bce.lr_category_decay=1.01", "training.by_loss.bce.lr_category_decay: got 1.01; expected a "
+                                                    "number > 0 and <= 1"),
+    ("plots.dpi=10000", "plots.dpi: got 10000; expected an integer >= 30 and <= 600"),
+    ("synthetic.age_sigma_range=[0,0,1]", "synthetic.age_sigma_range: got [0.0, 0.0, 1.0]; expected low > 0"),
+    ("synthetic.sigmoid_s_range=[0,1,3]", "synthetic.sigmoid_s_range: got [0.0, 1.0, 3.0]; expected low > 0"),
+    ("synthetic.base_mu_ln=86", "synthetic.base_mu_ln: got 86.0 with base_sigma_ln 1.5; expected base_mu_ln + 8 * "
+                                "base_sigma_ln <= 80"),
+    ("synthetic.interest_scale_log10_range=[400,400,1]", "expected log10 scales within [-30, 30]"),
+    ('model.name="../.."', "model.name: got '../..'; expected a folder name"),
+    ("ctr.datasets.avazu.plot_sample_size=0", "ctr.datasets.avazu.plot_sample_size: got 0; expected an integer >= 1"),
     # Infinity satisfies "> 0": without the finiteness rule it passed validation and failed later, mid-run
     ("training.lr=Infinity", "training.lr: got Infinity; expected a finite number > 0"),
     ("training.weight_decay=Infinity", "training.weight_decay: got Infinity; expected a finite number >= 0"),
@@ -171,6 +183,23 @@ def test_bad_values_name_key_value_and_allowed(assignment, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(sets=[assignment])
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize("sets, fragment", [
+    (["synthetic.test_split=0", "data.use_test_set=true", "evaluation.split=test"],
+     'evaluation.split: got "test" but synthetic.test_split is 0, so there is no test split'),
+    (["data.source=ctr", "data.ctr_dataset=avazu", "ctr.datasets.avazu.test_path=null",
+      "ctr.datasets.avazu.split_test_from_train=false", "data.use_test_set=true", "evaluation.split=test"],
+     "ctr.datasets.avazu.test_path is null and ctr.datasets.avazu.split_test_from_train is false"),
+    (["ctr.datasets.criteo.filter.mode=top_count_rate_mix", "ctr.datasets.criteo.filter.high_k=0",
+      "ctr.datasets.criteo.filter.middle_k=0", "ctr.datasets.criteo.filter.low_k=0"],
+     "ctr.datasets.criteo.filter.high_k: got 0, with middle_k and low_k 0; expected at least one of them >= 1"),
+])
+def test_settings_that_leave_nothing_to_evaluate_or_keep_are_refused_at_load(sets, fragment):
+    with pytest.raises(ConfigError) as info:
+        load_config(sets=sets)
+    assert fragment in str(info.value)
+    assert load_config(sets=sets[:-1])  # the same config without its last setting loads
 
 
 def test_all_problems_reported_together():

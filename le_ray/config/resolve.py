@@ -267,6 +267,22 @@ def _cross_checks(cfg: Config, problems: list[str]) -> None:
         problems.append(f"data.ctr_dataset: got {cfg.data.ctr_dataset!r}; no ctr.datasets entry of that name")
     if cfg.evaluation.split == "test" and not cfg.data.use_test_set:
         problems.append("evaluation.split: got \"test\"; expected train or eval while data.use_test_set is false")
+    elif cfg.evaluation.split == "test":
+        problems.extend(_no_test_split(cfg))
+
+
+def _no_test_split(cfg: Config) -> list[str]:
+    """``evaluation.split`` test on a source that makes no test split (it failed in every trial, after the data)."""
+    if cfg.data.source == "synthetic" and cfg.synthetic.test_split == 0:
+        return ["evaluation.split: got \"test\" but synthetic.test_split is 0, so there is no test split; expected "
+                "train or eval, or synthetic.test_split > 0"]
+    if cfg.data.source == "ctr" and cfg.data.ctr_dataset in cfg.ctr.datasets:
+        ds, where = cfg.active_ctr, f"ctr.datasets.{cfg.data.ctr_dataset}"
+        if ds.test_path is None and not ds.split_test_from_train:
+            return [f"evaluation.split: got \"test\" but {where}.test_path is null and {where}.split_test_from_train "
+                    f"is false, so there is no test split; expected train or eval, or a test file ({where}.test_path) "
+                    "or a held-out part of the train file (split_test_from_train true)"]
+    return []
 
 
 def resolve_config(data: Mapping[str, Any]) -> Config:

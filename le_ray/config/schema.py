@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -60,6 +61,8 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 Activation = Literal["relu", "gelu", "silu", "swish", "tanh", "leaky_relu", "elu", "selu", "sigmoid", "identity"]
 Norm = Literal["none", "batch", "layer"]
 DropoutRate = Annotated[float, Field(ge=0, lt=1)]
+#: a per-step lr multiplier: above 1 the lr grows every step until the loss is NaN
+DecayFactor = Annotated[float, Field(gt=0, le=1)]
 
 
 class Section(BaseModel):
@@ -149,6 +152,17 @@ class SyntheticConfig(Section):
         if bad or not self.numeric_features:
             problems.append(f"numeric_features: got {list(self.numeric_features)}; expected a non-empty list of "
                             "age, net_worth, log10_net_worth, noise*")
+        for name in ("sigmoid_s_range", "age_sigma_range"):  # scales the generator divides by
+            if getattr(self, name)[0] <= 0:
+                problems.append(f"{name}: got {list(getattr(self, name))}; expected low > 0 (a scale: the true "
+                                "click probabilities would be NaN)")
+        if max(abs(v) for v in self.interest_scale_log10_range[:2]) > 30:
+            problems.append(f"interest_scale_log10_range: got {list(self.interest_scale_log10_range)}; expected "
+                            "log10 scales within [-30, 30]")
+        if self.base_mu_ln + 8 * self.base_sigma_ln > 80:  # exp(80) < float32's max (e^88.7) with room
+            problems.append(f"base_mu_ln: got {self.base_mu_ln} with base_sigma_ln {self.base_sigma_ln}; expected "
+                            "base_mu_ln + 8 * base_sigma_ln <= 80, so that net worth (LogNormal) stays inside float32's "
+                            "range (beyond it the features are NaN)")
         if not 0 <= self.age_min < self.age_max:
             problems.append(f"age_max: got {self.age_max}; expected > age_min ({self.age_min}) >= 0")
         checks_failed(problems)
@@ -187,6 +201,9 @@ class FilterConfig(Section):
             problems.append(f"k: got null; expected an integer >= 1 for mode {self.mode}")
         if self.mode == "ids" and not self.ids:
             problems.append(f"ids: got {list(self.ids or [])}; expected a non-empty list for mode ids")
+        if self.mode == "top_count_rate_mix" and self.high_k + self.middle_k + self.low_k == 0:
+            problems.append("high_k: got 0, with middle_k and low_k 0; expected at least one of them >= 1 for mode "
+                            "top_count_rate_mix (it keeps high_k + middle_k + low_k values)")
         checks_failed(problems)
         return self
 
@@ -211,7 +228,7 @@ class CtrDatasetConfig(Section):
     categorical_max_values: PositiveInt
     max_conditions: PositiveInt
     weight_col: str | None
-    plot_sample_size: NonNegInt
+    plot_sample_size: PositiveInt
     drop_na: bool
     missing_numeric: Literal["log1p_indicator", "zero_indicator"]
     max_rows: PositiveInt | None
@@ -227,7 +244,7 @@ class CtrConfig(Section):
 
 
 class ModelConfig(Section):
-    name: str
+    name: str  # a folder level of a run's outputs (checked below)
     hidden_sizes: tuple[PositiveInt, ...]
     embed_dim: PositiveInt
     cat_embed_dim: PositiveInt
@@ -238,6 +255,9 @@ class ModelConfig(Section):
     @model_validator(mode="after")
     def _checks(self) -> "ModelConfig":
         problems = []
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*", self.name):  # "../.." wrote every loss into one folder
+            problems.append(f"name: got {self.name!r}; expected a folder name: letters, digits, _ . + - (not "
+                            "starting with a dot, no /)")
         n = len(self.hidden_sizes)
         if n == 0:
             problems.append("hidden_sizes: got []; expected at least one hidden layer width")
@@ -271,9 +291,9 @@ class TrainingSettings(Section):
     """Training knobs of one loss on one source: ``training.*`` ← ``by_loss.<loss>`` ← ``by_source.<key>``."""
     epochs: PositiveInt
     lr: PositiveFloat
-    lr_decay: PositiveFloat
+    lr_decay: DecayFactor
     lr_category: PositiveFloat | None
-    lr_category_decay: PositiveFloat
+    lr_category_decay: DecayFactor
     lr_zero_after_epochs: NonNegInt | None
     batch_size: PositiveInt
     eval_batch_size: PositiveInt
@@ -333,7 +353,7 @@ class PlotsConfig(Section):
     le_stats: bool
     reliability: bool
     sample_size: PositiveInt
-    dpi: Annotated[int, Field(ge=30)]
+    dpi: Annotated[int, Field(ge=30, le=600)]  # 10,000 ran every trial, then the figures ran out of memory
 
 
 class ComparisonConfig(Section):

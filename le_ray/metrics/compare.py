@@ -221,14 +221,15 @@ def format_table(df, *, float_fmt: str = ".6g", null: str = "n/a", max_rows: int
 
     ``df``: Polars (or pandas) frame.  Floats use ``format(v, float_fmt)``; nulls print as
     ``null``; numeric columns are right-aligned, others left-aligned; columns separated by
-    two spaces; a dashed rule under the header.  ``max_rows`` truncates with a "…" line;
+    two spaces; a dashed rule under the header.  ``max_rows`` truncates with a "…" line (None or ≤ 0: every
+    row, the reference's rule for its ``*top_k`` keys);
     ``max_width`` (characters, e.g. the terminal's) keeps the leading columns that fit and
     names how many were left out and the file that keeps every column: ``csv`` as given (a name or
     path, e.g. ``"report/tables/summary.csv"``) when given, else "the CSV".
     """
     if not isinstance(df, pl.DataFrame):
         df = pl.from_pandas(df)
-    shown = df if max_rows is None else df.head(max_rows)
+    shown = df if max_rows is None or max_rows <= 0 else df.head(max_rows)
     columns, used = [], 0
     for name in df.columns:
         cells = [_cell(v, float_fmt, null) for v in shown.get_column(name).to_list()]
@@ -239,8 +240,8 @@ def format_table(df, *, float_fmt: str = ".6g", null: str = "n/a", max_rows: int
         right = df.schema[name].is_numeric()
         columns.append([s.rjust(width) if right else s.ljust(width) for s in [name, "-" * width, *cells]])
     lines = ["  ".join(parts).rstrip() for parts in zip(*columns)] if columns else []
-    if max_rows is not None and df.height > max_rows:
-        lines.append(f"… ({df.height - max_rows} more rows)")
+    if shown.height < df.height:
+        lines.append(f"… ({df.height - shown.height} more rows)")
     if len(columns) < df.width:
         where = csv if csv else "the CSV"
         lines.append(f"… ({df.width - len(columns)} more columns: {', '.join(df.columns[len(columns):])[:200]}; "

@@ -63,7 +63,8 @@ def evaluation_split(data: PreparedData, cfg: Config) -> tuple[str, Split, bool]
     split = data.split(name)
     if split is None:
         raise ValueError(f"evaluation.split: got {name!r} but the prepared data has no {name} split "
-                         "(set data.use_test_set true, or choose train/eval)")
+                         "(a test split needs data.use_test_set true and synthetic.test_split > 0, or the dataset's "
+                         "test_path or split_test_from_train; or choose train/eval)")
     labelled = split.has_labels and (name != "test" or cfg.evaluation.use_test_labels)
     return name, split, labelled
 
