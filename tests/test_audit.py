@@ -485,3 +485,60 @@ def test_an_ad_expecting_a_fraction_of_a_click_is_tested_against_the_truth_with_
     one = audit_experiment(load_config(sets=[*sets, "repeats.min_eval_clicks=1"]), [data])
     finding = next(f for f in one.findings if f.code == "few_eval_clicks")
     assert "fewer than 1 expected evaluation click:" in finding.message and 3 in one.excluded_conditions
+
+
+# ----------------------------------------------- settings that leave nothing to measure or do nothing
+
+
+def _finding(audit, code):
+    return next(f for f in audit.findings if f.code == code)
+
+
+def test_an_unlabelled_evaluation_split_refuses_a_sweep_but_not_a_diagnostic_run():
+    """evaluation.split test without its labels trained every trial of a sweep, then the report failed."""
+    from le_ray.sweep.audit import one_run_audit
+    audit, _ = _audit("data.use_test_set=true", "evaluation.split=test", "evaluation.use_test_labels=false")
+    assert ("error", "unlabelled_evaluation") in _codes(audit)
+    assert "unlabelled_evaluation" not in {f.code for f in one_run_audit(audit).findings}
+    labelled, _ = _audit("data.use_test_set=true", "evaluation.split=test", "evaluation.use_test_labels=true")
+    assert "unlabelled_evaluation" not in {f.code for f in labelled.findings}
+
+
+def test_an_lr_that_is_zero_from_the_first_epoch_is_an_error_unless_the_embedding_trains_on():
+    audit, _ = _audit("training.lr_zero_after_epochs=0")
+    errors = [f for f in audit.errors if f.code == "lr_zero_from_start"]
+    assert len(errors) == 3 and "nothing trains" in errors[0].message  # one per loss
+    assert errors[0].keys == ("training.lr_zero_after_epochs", "training.lr_category")
+    fine, _ = _audit("training.lr_zero_after_epochs=0", "training.lr_category=0.01")
+    assert "lr_zero_from_start" not in {f.code for f in fine.findings}
+
+
+def test_settings_a_loss_never_reads_are_named_as_having_no_effect():
+    audit, _ = _audit("training.by_loss.bce.focal.gamma=3", "training.by_loss.focal.cross_batch.amplification_rate=8")
+    said = {f.keys[0]: f.message for f in audit.findings if f.code == "no_effect"}
+    assert set(said) == {"training.by_loss.bce.focal", "training.by_loss.focal.cross_batch"}
+    assert "BCE does not read the focal section (only focal does)" in said["training.by_loss.bce.focal"]
+    amp, _ = _audit("training.amp=bf16", "device.dtype=float64")
+    assert [f.keys for f in amp.findings if f.code == "no_effect"][0] == ("training.amp", "device.dtype")
+    assert "no_effect" not in {f.code for f in _audit("training.amp=bf16")[0].findings}
+
+
+def test_minimum_counts_above_the_evaluation_rows_are_named():
+    """ece_min_count above the rows made every ECE 0 ("calibrated"); per_condition_min_count above every ad's rows
+    dropped every per-ad test without naming the key."""
+    audit, _ = _audit("evaluation.ece_min_count=10000000", "repeats.per_condition_min_count=10000000")
+    assert {"ece_min_count_above_rows", "per_ad_min_count_above_rows"} <= {f.code for f in audit.warnings}
+    assert "every ECE comes out 0 by construction" in _finding(audit, "ece_min_count_above_rows").message
+    assert not {"ece_min_count_above_rows", "per_ad_min_count_above_rows"} & {f.code for f in _audit()[0].findings}
+
+
+def test_a_filter_keeping_more_ads_than_max_conditions_says_they_are_merged():
+    from tests.sample_data import require_sample
+    path = str(require_sample("avazu", "avazu_sample.csv")).replace("\\", "/")
+    sets = [f'ctr.datasets.avazu.train_path="{path}"', "ctr.datasets.avazu.filter.k=25",
+            "ctr.datasets.avazu.max_conditions=10"]
+    cfg = load_config(profile="avazu_sample", sets=sets)
+    merged = _finding(audit_experiment(cfg, [prepare_data(cfg)]), "conditions_merged")
+    assert "the filter keeps 25 ads but ctr.datasets.avazu.max_conditions is 10: the 15 least frequent" in merged.message
+    cfg = load_config(profile="avazu_sample", sets=sets[:2])
+    assert "conditions_merged" not in {f.code for f in audit_experiment(cfg, [prepare_data(cfg)]).findings}

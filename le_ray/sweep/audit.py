@@ -51,6 +51,10 @@ code                   severity  fires when
                                  (counts and the first row's line named)
 =====================  ========  ==========================================================================
 
+Settings that leave nothing to measure or do nothing (``unlabelled_evaluation``, ``lr_zero_from_start``,
+``no_effect``, ``conditions_merged``, ``ece_min_count_above_rows``, ``per_ad_min_count_above_rows``) have their
+rules and table in :mod:`le_ray.sweep.audit_settings`.
+
 Conditions under a click finding are EXCLUDED from the per-condition tests and the verdict (reported
 as "too few clicks to test"). On synthetic data with ``evaluation.synthetic_truth`` the per-condition tests
 measure predictions against the true click probabilities, so the clicks the evaluation split happened to draw
@@ -73,8 +77,8 @@ from typing import Any
 
 import numpy as np
 
-from le_ray.config import Config, Shadow, TrainingSettings, to_plain
-from le_ray.config.load import Provenance, training_layers
+from le_ray.config import Config, Shadow, TrainingSettings
+from le_ray.config.load import Provenance
 from le_ray.config.messages import describe_value
 from le_ray.config.resolve import SAME_SETTINGS_KEY, every_loss_set, set_literal
 from le_ray.config.schema import OPTIMISER_SETTING_KEYS
@@ -85,28 +89,14 @@ from le_ray.data.scan import place_in_file
 from le_ray.glossary import TESTED_METRICS
 from le_ray.registry import LOSSES
 from le_ray.stats import min_exact_p, min_pairs_for_alpha
+from le_ray.sweep.audit_settings import SETTINGS_SWEEP_ONLY_CODES, settings_findings
+from le_ray.sweep.finding import ERROR, WARNING, Finding, setting_key
 
 __all__ = ["Finding", "Audit", "audit_experiment", "one_run_audit", "SWEEP_ONLY_CODES", "setting_key",
            "condition_counts_table", "fairness_record", "batch_for_steps", "expected_clicks_per_batch",
            "batch_one_liner"]
 
-ERROR, WARNING = "error", "warning"
 CLICK_CODES = ("no_train_click", "no_eval_click", "few_eval_clicks")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem of the experiment: ``severity`` error (refuse to start) or warning, a stable ``code``,
-    a sentence, the config ``keys`` that change it, and the condition ids it concerns (if any)."""
-    severity: str
-    code: str
-    message: str
-    keys: tuple[str, ...]
-    conditions: tuple[int, ...] = ()
-
-    def to_record(self) -> dict[str, Any]:
-        return {"severity": self.severity, "code": self.code, "message": self.message, "keys": list(self.keys),
-                "conditions": list(self.conditions)}
 
 
 @dataclass(frozen=True)
@@ -136,21 +126,6 @@ class Audit:
                 "findings": [f.to_record() for f in self.findings],
                 "excluded_conditions": list(self.excluded_conditions), "fairness": self.fairness,
                 "data_draws": self.data_draws}
-
-
-def setting_key(cfg: Config, loss: str, dotted: str) -> str:
-    """The most specific config key that sets training setting ``dotted`` (e.g. ``batch_size``) for ``loss``
-    (``training.<key>`` for an optimiser key under ``training.same_settings_for_all_losses``)."""
-    parts = dotted.split(".")
-    if cfg.training.same_settings_for_all_losses and parts[0] in OPTIMISER_SETTING_KEYS:
-        return f"training.{dotted}"
-    for prefix, layer in reversed(training_layers(to_plain(cfg.training.by_loss), loss, cfg.source_keys)):
-        node: Any = layer
-        for part in parts:
-            node = node.get(part) if isinstance(node, dict) else None
-        if node is not None:
-            return f"{prefix}.{dotted}"
-    return f"training.{dotted}"
 
 
 def _eval_split(cfg: Config, data: PreparedData):
@@ -569,12 +544,13 @@ def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Ite
     fairness = fairness_record(cfg, provenance)
     findings += _fairness_findings(cfg, fairness, info) + _split_findings(cfg)
     findings += _runtime_findings(cfg, info, data) + _condition_value_findings(cfg, data, conditions)
+    findings += settings_findings(cfg, conditions, _eval_split(cfg, data)[1])
     return Audit(info, conditions, findings, fairness, len(datasets))
 
 
 #: Findings about a sweep's seeds (how many, whether they share one split) and its estimated wall time: they say
 #: nothing about one diagnostic run (``le-ray run``: one seed per loss, no test).
-SWEEP_ONLY_CODES = ("underpowered", "fixed_split", "too_slow_here")
+SWEEP_ONLY_CODES = ("underpowered", "fixed_split", "too_slow_here", *SETTINGS_SWEEP_ONLY_CODES)
 
 
 def one_run_audit(audit: Audit) -> Audit:
