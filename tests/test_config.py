@@ -173,6 +173,8 @@ def test_loss_mode_forms(mode, expected):
     ("synthetic.interest_scale_log10_range=[400,400,1]", "expected log10 scales within [-30, 30]"),
     ('model.name="../.."', "model.name: got '../..'; expected a folder name"),
     ("ctr.datasets.avazu.plot_sample_size=0", "ctr.datasets.avazu.plot_sample_size: got 0; expected an integer >= 1"),
+    ("evaluation.ece_bins=1000000000", "evaluation.ece_bins: got 1000000000; expected an integer >= 1 and <= 100000"),
+    ("synthetic.sigmoid_mu_range=[5,7,1e10]", "1 <= points <= 1,000,000"),  # np.linspace of 80 GB
     # Infinity satisfies "> 0": without the finiteness rule it passed validation and failed later, mid-run
     ("training.lr=Infinity", "training.lr: got Infinity; expected a finite number > 0"),
     ("training.weight_decay=Infinity", "training.weight_decay: got Infinity; expected a finite number >= 0"),

@@ -136,8 +136,9 @@ class SyntheticConfig(Section):
         for name in ("sigmoid_mu_range", "sigmoid_s_range", "age_mu_range", "age_sigma_range",
                      "interest_scale_log10_range"):
             grid = getattr(self, name)
-            if len(grid) != 3 or grid[2] < 1 or not float(grid[2]).is_integer() or grid[0] > grid[1]:
-                problems.append(f"{name}: got {list(grid)}; expected [low, high, points] with low <= high, points >= 1")
+            if len(grid) != 3 or not 1 <= grid[2] <= 1_000_000 or not float(grid[2]).is_integer() or grid[0] > grid[1]:
+                problems.append(f"{name}: got {list(grid)}; expected [low, high, points] with low <= high and "
+                                "1 <= points <= 1,000,000")
         # One mean per condition, exactly: a longer list used to be cut silently (num_conditions=3 with the default
         # four means dropped the 4th, the rare ad), a shorter one refused. Nothing relies on the cut: every profile
         # gives as many means as conditions, and condition_mode "random" ignores the means (so it skips this rule).
@@ -153,10 +154,10 @@ class SyntheticConfig(Section):
             problems.append(f"numeric_features: got {list(self.numeric_features)}; expected a non-empty list of "
                             "age, net_worth, log10_net_worth, noise*")
         for name in ("sigmoid_s_range", "age_sigma_range"):  # scales the generator divides by
-            if getattr(self, name)[0] <= 0:
+            if getattr(self, name)[:1] and getattr(self, name)[0] <= 0:
                 problems.append(f"{name}: got {list(getattr(self, name))}; expected low > 0 (a scale: the true "
                                 "click probabilities would be NaN)")
-        if max(abs(v) for v in self.interest_scale_log10_range[:2]) > 30:
+        if max((abs(v) for v in self.interest_scale_log10_range[:2]), default=0) > 30:
             problems.append(f"interest_scale_log10_range: got {list(self.interest_scale_log10_range)}; expected "
                             "log10 scales within [-30, 30]")
         if self.base_mu_ln + 8 * self.base_sigma_ln > 80:  # exp(80) < float32's max (e^88.7) with room
@@ -333,10 +334,10 @@ class EvaluationConfig(Section):
     use_test_labels: bool
     synthetic_truth: bool
     ece_method: Literal["custom", "adaptive", "smooth", "adaptive_lib", "smooth_lib"]
-    ece_bins: PositiveInt
+    ece_bins: Annotated[int, Field(ge=1, le=100_000)]  # per-ad bin tables are [ads, bins]: 1e9 ran out of memory
     ece_min_count: PositiveInt
     ece_smooth_bandwidth: PositiveFloat
-    ece_smooth_grid_bins: Annotated[int, Field(ge=2)] | None
+    ece_smooth_grid_bins: Annotated[int, Field(ge=2, le=100_000)] | None
     small_prob_max: Annotated[float, Field(gt=0, le=1)]
     small_prob_quantile: Annotated[float, Field(gt=0, le=1)]
     print_per_condition_top_k: int

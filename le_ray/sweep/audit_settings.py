@@ -9,8 +9,9 @@ code                           severity  fires when
 ``lr_zero_from_start``         error     ``lr_zero_after_epochs`` 0 with ``lr_category`` null: every parameter's
                                          lr is 0 from the first epoch, so nothing trains
 ``no_effect``                  warning   a setting the loss never reads: a loss-specific section under another
-                                         loss's ``by_loss`` layer (``training.by_loss.bce.focal``), or ``amp`` bf16
-                                         with ``device.dtype`` float64 (autocast leaves float64 layers alone)
+                                         loss's ``by_loss`` layer (``training.by_loss.bce.focal``), ``amp`` bf16
+                                         with ``device.dtype`` float64 (autocast leaves float64 layers alone), or
+                                         LE's ``cross_batch.warm_start`` with its history off
 ``conditions_merged``          warning   the CTR filter keeps more ads than ``max_conditions``: the rest are merged
                                          into one ``__other__`` ad
 ``ece_min_count_above_rows``   warning   ``evaluation.ece_min_count`` exceeds the evaluation rows: no bin is
@@ -73,6 +74,12 @@ def _unread(cfg: Config) -> list[Finding]:
                         f"{prefix}.{section} is set, but {label(loss)} does not read the {section} section (only "
                         f"{label(reader)} does): it changes nothing; remove it, or set it under "
                         f"training.by_loss.{reader}"), (f"{prefix}.{section}",)))
+        history = cfg.training_for(loss).cross_batch
+        if loss == SECTION_READER["cross_batch"] and history.warm_start and not history.enabled:
+            out.append(Finding(WARNING, "no_effect", (
+                f"{label(loss)}: cross_batch.warm_start is true but its history is off (cross_batch.enabled false): "
+                "there is no window to start full"), (setting_key(cfg, loss, "cross_batch.warm_start"),
+                                                      setting_key(cfg, loss, "cross_batch.enabled"))))
         if cfg.training_for(loss).amp == "bf16" and cfg.device.dtype == "float64":
             out.append(Finding(WARNING, "no_effect", (
                 f"{label(loss)} trains with amp bf16 but device.dtype is float64: autocast leaves float64 layers "
