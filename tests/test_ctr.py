@@ -454,6 +454,23 @@ def test_a_line_that_is_not_one_row_is_refused_with_its_line(criteo_path, tmp_pa
         load_ctr(criteo_cfg(path))
 
 
+def test_a_file_that_is_not_utf8_is_refused_with_its_first_bad_line(criteo_path, tmp_path):
+    """Polars says only "invalid utf-8 sequence"; the error path finds the line (blocks of any size: a UTF-8
+    character cut by a block's end is carried over, not taken for the culprit)."""
+    from le_ray.data.scan import _first_non_utf8
+    lines = _criteo_lines(criteo_path)
+    lines[40] = lines[40].replace(",", ",caf\u00e9 ", 1)       # valid UTF-8 (2 bytes)
+    fields = lines[90].split(",")
+    fields[20] = "caf\xe9"                                      # Latin-1 é: not UTF-8
+    lines[90] = ",".join(fields)
+    path = tmp_path / "c.csv"
+    path.write_bytes(("\n".join(lines[:90]) + "\n").encode() + ("\n".join(lines[90:]) + "\n").encode("latin-1"))
+    with pytest.raises(DataError, match=r"c\.csv' could not be read as csv: .*utf-8.* \(first at line 91: byte 0xE9; "
+                                        r"save the file as UTF-8"):
+        load_ctr(criteo_cfg(path))
+    assert all(_first_non_utf8(path, block).startswith(" (first at line 91: byte 0xE9") for block in (5, 64, 4096))
+
+
 def test_a_header_naming_a_column_twice_is_refused(criteo_path, tmp_path):
     """Polars renames the second copy <name>_duplicated_0 and le_ray read the first as the feature."""
     lines = _criteo_lines(criteo_path)

@@ -144,7 +144,28 @@ def _refuse_binary(path: Path, key: str, fmt: str, name: str) -> None:
 
 def _read_error(src: SourceFile, exc: Exception) -> DataError:
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return DataError(f"{src.key}: file {str(src.path)!r} could not be read as {src.fmt}: {first}")
+    where = _first_non_utf8(src.path) if "utf-8" in first.lower() and src.fmt != "parquet" else ""
+    return DataError(f"{src.key}: file {str(src.path)!r} could not be read as {src.fmt}: {first}{where}")
+
+
+def _first_non_utf8(path: Path, block: int = 8 << 20) -> str:
+    """`` (first at line N: byte 0xE9; ...)`` for a text file Polars refused as not UTF-8 (error path only)."""
+    line, carry = 1, b""
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            data, carry = carry + chunk, b""
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
+                    carry = data[exc.start:]  # a character cut by the block's end
+                    line += data.count(b"\n", 0, exc.start)
+                    continue
+                line += data.count(b"\n", 0, exc.start)
+                return (f" (first at line {line}: byte 0x{data[exc.start]:02X}; save the file as UTF-8, e.g. iconv "
+                        "-f latin1 -t utf-8)")
+            line += data.count(b"\n")
+    return ""
 
 
 def _guarded(src: SourceFile, fn: Callable[[], Any], plan: ScanPlan | None = None) -> Any:
