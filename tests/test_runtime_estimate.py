@@ -180,7 +180,8 @@ def test_concurrent_trials_are_bounded_by_cpus_and_by_the_gpu_share():
     assert concurrent_trials(one_gpu_host, 1, 0.0) == 16 and concurrent_trials({"CPU": 2.0}, 1, 0.0) == 2
     assert concurrent_trials({"CPU": 16.0, "GPU": 1.0}, 1, 1 / 3) == 3  # 1 / (1/3) in floats is 2.9999...
     assert concurrent_trials({"CPU": 16.0, "GPU": 2.0}, 1, 1.0) == 2
-    assert concurrent_trials({"CPU": 1.0}, 2, 0.0) == 1 and concurrent_trials({"CPU": 8.0}, 1, 0.5) == 1
+    # no slot when the totals cannot hold one trial (require_trial_fits says so before any task)
+    assert concurrent_trials({"CPU": 1.0}, 2, 0.0) == 0 and concurrent_trials({"CPU": 8.0}, 1, 0.5) == 0
 
 
 @pytest.mark.parametrize("gpus", [0, 1])
@@ -201,6 +202,7 @@ def test_warm_up_starts_one_task_per_slot(monkeypatch, gpus):
         def remote(self):
             return object()
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": float(gpus)})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 16.0, "GPU": float(gpus)}}])
     monkeypatch.setattr(ray, "remote", lambda fn: FakeTask())
     cfg = load_config(profile="quickstart")
     assert len(driver.warm_up_workers(cfg, 30)) == (8 if gpus else 16)

@@ -61,7 +61,8 @@ from le_ray.runners.repeats import Preflight, execute, report_only
 from le_ray.runners.tune_resume import (TUNE_DIR, check_resume as _check_resume, record_command, resume_line,
                                         stored_tune_arguments)
 from le_ray.sweep.store import SweepStore, config_changes, plain_folder_name, resolve_results_dir, trial_changes
-from le_ray.sweep.driver import StopRequested, auto_gpus_per_trial, connect_ray, stop_on_signals
+from le_ray.sweep.driver import (StopRequested, auto_gpus_per_trial, connect_ray, require_trial_fits,
+                                 stop_on_signals)
 from le_ray.sweep.plan import plan_trials, sweep_seeds
 from le_ray.training.trial import TrialSpec, ece_settings, run_trial
 
@@ -169,6 +170,7 @@ def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path, stop=None):
     gpus = cfg.ray.gpus_per_trial  # auto: the sweep's packing by model and data size when the cluster has GPUs
     if gpus is None:
         gpus = auto_gpus_per_trial(cfg.model.hidden_sizes, len(data.train), ray.cluster_resources().get("GPU", 0))
+    require_trial_fits(cfg, {"num_cpus": cfg.ray.cpus_per_trial, "num_gpus": gpus})  # else Tune waits forever
     trainable = tune.with_resources(tune.with_parameters(_trainable, data=data, cfg=cfg, loss=loss),
                                     {"cpu": cfg.ray.cpus_per_trial, "gpu": gpus})
     path = folder / loss

@@ -7,6 +7,10 @@
   model width and training rows, :func:`auto_gpus_per_trial`, when the cluster has GPUs; else 0),
   ``num_cpus = ray.cpus_per_trial``, ``max_retries``; the data object is ``ray.put`` once per
   data seed and handed to each task by reference (the task times fetching it).
+* Fitting: before the first task one trial's request is compared with the alive nodes (:func:`require_trial_fits`,
+  :mod:`le_ray.sweep.fitting`): a request no node can hold would wait forever, so on a local instance (which never
+  grows) it is refused with a :class:`~le_ray.errors.UserError` naming the keys to change; on a cluster reached by
+  address (whose autoscaler may still add a node) it is a warning.
 * Streaming: ``ray.wait`` one result at a time; each finished trial is written atomically at once; a
   trial that fails after its retries is recorded in ``failures/`` and the sweep goes on.
 * Stopping: SIGINT (Ctrl-C) and SIGTERM (``ray job stop``) take one path (:class:`StopRequested`), from
@@ -34,13 +38,15 @@ from le_ray.atomic import to_jsonable
 from le_ray.config import Config
 from le_ray.config.messages import human_size
 from le_ray.data.arrays import PreparedData
+from le_ray.errors import UserError
+from le_ray.sweep.fitting import RESOURCE_EPS, node_shortfall, shortfall_message
 from le_ray.sweep.store import SweepStore
 from le_ray.sweep.plan import SweepPlan, for_seed
 from le_ray.training.spec import TrialSpec
 
 __all__ = ["connect_ray", "loopback_only", "concurrent_trials", "warm_up_workers", "map_on_workers",
            "auto_gpus_per_trial", "GPU_PACKING", "trial_task", "run_sweep", "SweepProgress", "StopRequested",
-           "StopFlag", "stop_on_signals", "CANCEL_GRACE_S"]
+           "StopFlag", "stop_on_signals", "CANCEL_GRACE_S", "require_trial_fits", "local_instance"]
 
 log = logging.getLogger("le_ray.sweep")
 CANCEL_GRACE_S = 1.5  # `ray job stop` sends SIGKILL 3 s after SIGTERM by default
@@ -215,21 +221,60 @@ def _resources(cfg: Config, train_rows: int | None = None) -> dict[str, Any]:
 def concurrent_trials(cluster: Mapping[str, float], cpus_per_trial: int, gpus_per_trial: float) -> int:
     """Trials Ray can run at once on a cluster of ``cluster`` resources (``ray.cluster_resources()``: CPU, GPU
     counts): CPUs // cpus_per_trial, and for GPU trials no more than GPUs / gpus_per_trial (Ray counts fractions
-    in 1/10,000ths, so 1 / (1/3) is 3, not 2.999...); at least 1."""
-    slots = int(cluster.get("CPU", 1.0) // max(cpus_per_trial, 1))
+    in 1/10,000ths, so 1 / (1/3) is 3, not 2.999...).
+
+    0 when the cluster's totals cannot hold one trial: no trial would ever start, and :func:`require_trial_fits`
+    says so (per node, which totals cannot: two 1-CPU nodes hold no 2-CPU trial).
+    """
+    slots = int(cluster.get("CPU", 0.0) // max(cpus_per_trial, 1))
     if gpus_per_trial > 0:
-        slots = min(slots, int(cluster.get("GPU", 0.0) / gpus_per_trial + 1e-6))
-    return max(1, slots)
+        slots = min(slots, int(cluster.get("GPU", 0.0) / gpus_per_trial + RESOURCE_EPS))
+    return slots
+
+
+def local_instance(cfg: Config) -> bool:
+    """Whether the Ray a sweep of ``cfg`` runs on is a local instance (no ``ray.address``, no ``RAY_ADDRESS``): one
+    node, which never grows, whether :func:`connect_ray` starts it or another caller in this process did."""
+    return not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+
+
+def require_trial_fits(cfg: Config, options: Mapping[str, Any]) -> None:
+    """Refuse (:class:`~le_ray.errors.UserError`) a trial request that no alive node of a local instance can hold
+    (:func:`le_ray.sweep.fitting.node_shortfall`): its tasks would wait forever. On a cluster reached by address,
+    whose autoscaler may add a node that holds one, log a warning instead.
+
+    ``options``: one trial's Ray options (:func:`_resources`: ``num_cpus``, ``num_gpus``). Called once, after Ray is
+    connected and before the first task is queued (:func:`warm_up_workers`; ``le-ray tune`` before its search).
+    """
+    import ray
+
+    if not ray.is_initialized():  # no cluster to compare with (the runners connect first; unit tests fake Ray)
+        return
+    try:
+        nodes = ray.nodes()
+    except Exception as error:  # noqa: BLE001 - a cluster that does not list its nodes: the check cannot run
+        log.info("could not list the Ray nodes (%s); not checking that a trial fits one", type(error).__name__)
+        return
+    short = node_shortfall(nodes, options["num_cpus"], options["num_gpus"])
+    if short is None:
+        return
+    local = local_instance(cfg)
+    message = shortfall_message(short, cfg.ray, local=local)
+    if local:
+        raise UserError(message)
+    log.warning("WARNING: %s", message)
 
 
 def warm_up_workers(cfg: Config, num_trials: int, train_rows: int | None = None) -> list:
     """Start one worker per trial slot (:func:`concurrent_trials`) and import the trial code there, without
-    waiting (none when no trial is pending, e.g. a resume with every trial stored)."""
+    waiting (none when no trial is pending, e.g. a resume with every trial stored). First
+    :func:`require_trial_fits`: a trial no node can hold is refused before any task is queued."""
     if num_trials <= 0:
         return []
     import ray
 
     options = _resources(cfg, train_rows)
+    require_trial_fits(cfg, options)
     slots = min(num_trials, concurrent_trials(ray.cluster_resources(), options["num_cpus"], options["num_gpus"]))
     task = ray.remote(_import_trial_modules).options(**options)
     return [task.remote() for _ in range(slots)]
@@ -403,8 +448,9 @@ def _submit(cfg: Config, plan: SweepPlan, fault: dict[str, str], refs: dict) -> 
     """``ray.put`` each data object once (into ``refs``), then one task per pending trial."""
     import ray
 
+    options = _resources(cfg, plan.train_rows)
     refs.update({seed: ray.put(data) for seed, data in plan.data_by_seed.items()})
-    remote = ray.remote(trial_task).options(**_resources(cfg, plan.train_rows))
+    remote = ray.remote(trial_task).options(**options)
     stored, arrays = _stored_bytes(list(refs.values())), sum(d.nbytes for d in plan.data_by_seed.values())
     log.info("data in the object store: %s (%s bytes) for arrays of %s (%s bytes)",
              "unknown" if stored is None else human_size(stored), stored, human_size(arrays), arrays)
