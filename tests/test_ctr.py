@@ -272,7 +272,8 @@ def test_criteo_raw_tab_format_with_blanks(criteo_path, tmp_path):
     i2 = rows["I2"].gather(a.train_rows.row_id).cast(pl.Float64).to_numpy()
     assert np.array_equal(a.train_rows.x_num[:, 1], i2.astype(np.float32))   # raw values, no transform
     assert a.filter_stats.filter(pl.col("value") == "")["count"].item() == 5        # blank condition → ""
-    blank = load_ctr(criteo_cfg(raw, 'ctr.datasets.criteo.filter.mode="ids"', 'ctr.datasets.criteo.filter.ids=[""]'))
+    with pytest.warns(UserWarning, match="held-out part .* has no row of a kept ad"):  # rows 200-204: all training
+        blank = load_ctr(criteo_cfg(raw, 'ctr.datasets.criteo.filter.mode="ids"', 'ctr.datasets.criteo.filter.ids=[""]'))
     assert blank.condition_values == ("",) and blank.train_rows.row_id.tolist() == [200, 201, 202, 203, 204]
     dropped = load_ctr(criteo_cfg(raw, "ctr.datasets.criteo.drop_na=true"))
     assert "I1_missing" not in dropped.numeric_features and len(dropped.train_rows) < len(a.train_rows)
@@ -337,13 +338,25 @@ def test_empty_and_header_only_files(avazu_raw, tmp_path):
         load_ctr(avazu_cfg(header))
 
 
-def test_a_test_file_without_rows_is_refused(avazu_path, avazu_test_path, tmp_path):
-    """A header-only test file was accepted: the evaluation ran on 0 rows."""
+def test_an_empty_test_split_is_refused_where_it_is_evaluated_and_named_elsewhere(avazu_path, avazu_test_path,
+                                                                                  tmp_path):
+    """A header-only test file was accepted for evaluation.split test (0 rows evaluated); where the test split only
+    gets predictions, a warning names it (a filter keeping ads absent from the test day is legitimate)."""
     empty = tmp_path / "test.csv"
     empty.write_text(avazu_test_path.read_text().splitlines()[0] + "\n")
+    evaluate = ["data.use_test_set=true", "evaluation.split=test", "evaluation.use_test_labels=false"]
     with pytest.raises(DataError, match=r"ctr\.datasets\.avazu\.test_path: file '.*test\.csv' has no data rows; "
-                                        r"expected the test rows"):
+                                        r"expected test rows to evaluate on"):
+        load_ctr(avazu_cfg(avazu_path, empty, *evaluate))
+    with pytest.warns(UserWarning, match=r"test_path: file '.*test\.csv' has no data rows; the test split is empty"):
         load_ctr(avazu_cfg(avazu_path, empty, "data.use_test_set=true"))
+    other = tmp_path / "other.csv"  # rows, but none of the kept ads
+    lines = avazu_test_path.read_text().splitlines()
+    c14 = lines[0].split(",").index("C14")
+    other.write_text("\n".join([lines[0]] + [line for line in lines[1:] if line.split(",")[c14] not in TOP10]) + "\n")
+    with pytest.warns(UserWarning, match=r"none of the [\d,]+ rows of file '.*other\.csv' is left: the filter applies "
+                                         r"to the test file \(ctr\.datasets\.avazu\.filter\.apply_to_test\)"):
+        load_ctr(avazu_cfg(avazu_path, other, "data.use_test_set=true"))
 
 
 def test_filter_leaving_no_rows(avazu_path):
@@ -439,7 +452,8 @@ def test_compressed_files_and_parquet_read_as_text_are_refused_by_their_first_by
 
 
 @pytest.mark.parametrize("field, why", [
-    ('"68fd1e64', r"a quoted field is left open \(an odd number of '\"'\), so it would run on into the next line"),
+    ('"68fd1e64', r"a quoted field runs on into the next line \(an odd number of '\"'\): if the field is meant to "
+                  r"span lines, remove its line breaks; if the quote is stray, remove it"),
     ('"68fd1e64"\r80e26c9b', r"it cannot be read as one row \(new-line character seen in unquoted field"),
 ])
 def test_a_line_that_is_not_one_row_is_refused_with_its_line(criteo_path, tmp_path, field, why):
@@ -469,15 +483,20 @@ def test_a_file_that_is_not_utf8_is_refused_with_its_first_bad_line(criteo_path,
                                         r"save the file as UTF-8"):
         load_ctr(criteo_cfg(path))
     assert all(_first_non_utf8(path, block).startswith(" (first at line 91: byte 0xE9") for block in (5, 64, 4096))
+    path.write_bytes(b"a,b\n1,2\n3,caf\xe9")  # ends inside a character: still located
+    assert _first_non_utf8(path).startswith(" (first at line 3: byte 0xE9")
 
 
 def test_a_header_naming_a_column_twice_is_refused(criteo_path, tmp_path):
     """Polars renames the second copy <name>_duplicated_0 and le_ray read the first as the feature."""
     lines = _criteo_lines(criteo_path)
     lines[0] = lines[0].replace("I5,", "I4,", 1)
-    with pytest.raises(DataError, match=r"c\.csv': its header names column 'I4' 2 times; expected each column name "
-                                        r"once"):
+    with pytest.raises(DataError, match=r"c\.csv': its header names column 'I4' 2 times, and "
+                                        r"ctr\.datasets\.criteo\.numeric_cols reads it; expected each column name once"):
         load_ctr(criteo_cfg(_write_lines(tmp_path / "c.csv", lines)))
+    lines = _criteo_lines(criteo_path)
+    unread = [lines[0] + ",spare,spare"] + [line + ",1,2" for line in lines[1:]]
+    assert load_ctr(criteo_cfg(_write_lines(tmp_path / "u.csv", unread))).kept_rows  # a repeated column nothing reads
 
 
 def test_a_value_beyond_float32_is_refused_only_where_it_enters_the_model_as_it_is(criteo_path, tmp_path):

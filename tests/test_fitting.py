@@ -144,6 +144,18 @@ def test_a_cluster_reached_by_address_warns_and_goes_on(monkeypatch, caplog):
     assert len(warnings) == 1 and "add a node" in warnings[0]
 
 
+def test_nodes_at_real_addresses_are_a_cluster_even_without_an_address_in_the_config(monkeypatch, caplog):
+    """A caller that ran ray.init(address=...) itself, without RAY_ADDRESS: its nodes are not on the loopback, so a
+    request none holds is a warning (an autoscaler may add a node), not a refusal."""
+    remote = [dict(node(2), NodeManagerAddress="10.0.0.7")]
+    _fake_ray(monkeypatch, remote)
+    cfg = load_config(profile="quickstart", sets=["ray.cpus_per_trial=4"])
+    assert driver.local_instance(cfg) and not driver.local_instance(cfg, remote)
+    with caplog.at_level(logging.WARNING, logger="le_ray.sweep"):
+        driver.require_trial_fits(cfg, {"num_cpus": 4, "num_gpus": 0.0})
+    assert any("no Ray node can run a trial yet" in r.getMessage() for r in caplog.records)
+
+
 def test_a_fitting_trial_passes_silently(monkeypatch, caplog):
     _fake_ray(monkeypatch, [node(2, 1)])
     with caplog.at_level(logging.WARNING, logger="le_ray.sweep"):

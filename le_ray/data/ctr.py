@@ -170,8 +170,6 @@ def _build_frames(plan: _Plan) -> tuple[dict[str, pl.DataFrame], int]:
             tlf = prepared(plan, tlf, plan.test, False)
             frames["test"] = _timed(plan, "materialise", lambda: materialise(
                 plan, tlf, plan.test, keep if apply_test else None))
-            if frames["test"].height == 0:
-                _refuse_empty_test(plan, tlf)
     test_src = plan.test or plan.train
     for part, src in (("train", plan.train), ("test", test_src)):
         if part in frames:
@@ -179,15 +177,23 @@ def _build_frames(plan: _Plan) -> tuple[dict[str, pl.DataFrame], int]:
     return frames, total
 
 
-def _refuse_empty_test(plan: _Plan, tlf: pl.LazyFrame) -> None:
-    """DataError for a test file that gives no evaluation row: none at all, or none of the kept ads."""
+def _empty_test(cfg: Config, plan: _Plan) -> None:
+    """A test split without rows: a DataError when it is the evaluation split (``evaluation.split`` test), else a
+    warning (only its predictions are written). Says whether the file has no data row or the filter / drop_na left
+    none (one more count of the file: this path only)."""
     src = plan.test
-    rows = tlf.select(pl.len()).collect().item()  # read once already by materialise: no new error
-    if rows == 0:
-        raise DataError(f"{src.key}: file {str(src.path)!r} has no data rows; expected the test rows (or set "
-                        "data.use_test_set=false to evaluate on a split of the train file)")
-    raise DataError(f"{src.key}: none of the {rows:,} rows of file {str(src.path)!r} is of a kept ad (the filter "
-                    f"applies to the test file: {plan.where}.filter.apply_to_test); expected rows of the kept ads")
+    if src is None:
+        why = f"the held-out part of {str(plan.train.path)!r} (split_test_from_train) has no row of a kept ad"
+    else:
+        rows = scan_file(src, plan.ds.max_rows, as_text=True).select(pl.len()).collect().item()
+        na = " and drop_na drops rows with a missing numeric" if plan.ds.drop_na else ""
+        why = (f"file {str(src.path)!r} has no data rows" if rows == 0 else
+               f"none of the {rows:,} rows of file {str(src.path)!r} is left: the filter applies to the test file "
+               f"({plan.where}.filter.apply_to_test){na}")
+    key = src.key if src is not None else f"{plan.where}.split_test_from_train"
+    if cfg.evaluation.split == "test":
+        raise DataError(f"{key}: {why}; expected test rows to evaluate on (evaluation.split is test)")
+    warnings.warn(f"{key}: {why}; the test split is empty, so no test predictions are written", stacklevel=3)
 
 
 def _cache_key(plan: _Plan, use_test: bool) -> str:
@@ -235,6 +241,8 @@ def load_ctr(cfg: Config) -> CtrSource:
     train_df, test_df = frames["train"], frames.get("test")
     if train_df.height == 0:
         raise DataError(f"{plan.where}.filter: no train rows left in {str(plan.train.path)!r} after filtering")
+    if test_df is not None and test_df.height == 0:
+        _empty_test(cfg, plan)
     test_labelled = plan.test.labelled if plan.test is not None else True
     train_rows, test_rows, enc = _timed(plan, "encode", lambda: encode_frames(plan.schema, plan.ds, train_df,
                                                                               test_df, test_labelled))

@@ -79,7 +79,8 @@ def _quoted_fields(line: bytes, separator: str, quote: str) -> int | str:
     next line), or the :mod:`csv` parser's complaint (e.g. a bare carriage return inside a field)."""
     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
     if text.count(quote) % 2:
-        return f"a quoted field is left open (an odd number of {quote!r}), so it would run on into the next line"
+        return (f"a quoted field runs on into the next line (an odd number of {quote!r}): if the field is meant to "
+                "span lines, remove its line breaks; if the quote is stray, remove it")
     try:
         return len(next(csv.reader([text], delimiter=separator, quotechar=quote), []))
     except csv.Error as exc:
@@ -116,10 +117,12 @@ def scan_lines(path: Path, *, separator: str, quote: str | None, header: bool, e
     for buf in _blocks(path, block):
         starts, ends, fields = _block_fields(buf, sep_b, quote_b)
         n = len(ends) if limit is None else max(0, min(len(ends), limit - line0))
+        unparsable = None
         for i in np.flatnonzero(fields[:n] == -1):           # lines with quotes: parse them (rare)
             got = _quoted_fields(buf[starts[i]:ends[i]], separator, quote)  # type: ignore[arg-type]
-            if isinstance(got, str):
-                return LineScan(int(expected or 0), None, unparsable=(line0 + int(i), got))
+            if isinstance(got, str):                          # the lines before it are still checked first
+                unparsable, n = (line0 + int(i), got), int(i)
+                break
             fields[i] = got
         blank = np.zeros(n, dtype=bool)
         for i in np.flatnonzero(fields[:n] == 1):            # no separator: blank, or a one-field row
@@ -145,6 +148,9 @@ def scan_lines(path: Path, *, separator: str, quote: str | None, header: bool, e
         blanks_after = np.flatnonzero(blank[tail:n])
         if pending is None and blanks_after.size:
             pending = line0 + tail + int(blanks_after[0])
+        if unparsable is not None:                            # a blank line before it is one between rows
+            return LineScan(int(expected or 0), None, blank=pending,
+                            unparsable=unparsable if pending is None else None)
         line0 += len(ends)
         if limit is not None and line0 >= limit:
             break

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -165,6 +165,9 @@ def _first_non_utf8(path: Path, block: int = 8 << 20) -> str:
                 return (f" (first at line {line}: byte 0x{data[exc.start]:02X}; save the file as UTF-8, e.g. iconv "
                         "-f latin1 -t utf-8)")
             line += data.count(b"\n")
+    if carry:  # the file ends inside a character
+        return (f" (first at line {line}: byte 0x{carry[0]:02X}; save the file as UTF-8, e.g. iconv -f latin1 -t "
+                "utf-8)")
     return ""
 
 
@@ -269,8 +272,9 @@ def checked_scan(plan: ScanPlan, src: SourceFile) -> tuple[pl.LazyFrame, pl.Sche
     (:func:`_checked_rows`); trailing blank lines are left out of the scan."""
     lf = scan_file(src, plan.ds.max_rows, plan.schema.facts)
     file_schema = _guarded(src, lf.collect_schema)
-    _refuse_duplicate_columns(src, file_schema.names())
-    for col, key in _roles(plan, src.labelled).items():
+    roles = _roles(plan, src.labelled)
+    _refuse_duplicate_columns(src, file_schema.names(), roles)
+    for col, key in roles.items():
         if col not in file_schema:
             have = [c for c in file_schema.names() if c != ROW]
             raise DataError(f"{src.key}: file {str(src.path)!r} has no column {col!r} (needed by {key}); "
@@ -281,17 +285,19 @@ def checked_scan(plan: ScanPlan, src: SourceFile) -> tuple[pl.LazyFrame, pl.Sche
     return lf, file_schema
 
 
-def _refuse_duplicate_columns(src: SourceFile, names: Sequence[str]) -> None:
-    """DataError for a header that names a column twice: Polars keeps the first under the name and renames the
-    next ``<name>_duplicated_0``, so a feature would silently read the wrong column."""
+def _refuse_duplicate_columns(src: SourceFile, names: Sequence[str], needed: Mapping[str, str]) -> None:
+    """DataError for a header that names a column the config reads (``needed``: column → key) twice: Polars keeps
+    the first under the name and renames the next ``<name>_duplicated_0``, so a feature would silently read the
+    wrong column. A repeated column nothing reads is left alone."""
     present = set(names)
     for name in names:
         match = re.fullmatch(r"(.+)_duplicated_(\d+)", name)
-        if match and match.group(1) in present:
+        if match and match.group(1) in present and match.group(1) in needed:
             base = match.group(1)
             times = 1 + sum(1 for n in names if re.fullmatch(re.escape(base) + r"_duplicated_\d+", n))
-            raise DataError(f"{src.key}: file {str(src.path)!r}: its header names column {base!r} {times} times; "
-                            "expected each column name once (rename or drop the extra column)")
+            raise DataError(f"{src.key}: file {str(src.path)!r}: its header names column {base!r} {times} times, "
+                            f"and {needed[base]} reads it; expected each column name once (rename or drop the extra "
+                            "column)")
 
 
 def _checked_rows(src: SourceFile, max_rows: int | None) -> int | None:
@@ -311,8 +317,8 @@ def _checked_rows(src: SourceFile, max_rows: int | None) -> int | None:
     if found.unparsable is not None:
         line, why = found.unparsable
         place = "line 1 (the header)" if line == 0 and not raw else _row_place(src, line - (0 if raw else 1))
-        raise DataError(f"{where}, {place}: {why}; expected one row per line (CTR logs hold no quoted fields: "
-                        "remove the stray quote or carriage return)")
+        raise DataError(f"{where}, {place}: {why}; expected one row per line, as Avazu, Criteo and Yambda files "
+                        "are written")
     if found.blank is not None:
         raise DataError(f"{where}: blank line {found.blank + 1} of the file, between data rows; blank lines are "
                         "skipped only at the end of the file; expected a data row (remove the line)")

@@ -232,10 +232,14 @@ def concurrent_trials(cluster: Mapping[str, float], cpus_per_trial: int, gpus_pe
     return slots
 
 
-def local_instance(cfg: Config) -> bool:
-    """Whether the Ray a sweep of ``cfg`` runs on is a local instance (no ``ray.address``, no ``RAY_ADDRESS``): one
-    node, which never grows, whether :func:`connect_ray` starts it or another caller in this process did."""
-    return not (cfg.ray.address or os.environ.get("RAY_ADDRESS"))
+def local_instance(cfg: Config, nodes: list[Mapping[str, Any]] = ()) -> bool:
+    """Whether the Ray a sweep of ``cfg`` runs on is a local instance, which never grows: no ``ray.address`` nor
+    ``RAY_ADDRESS`` (so :func:`connect_ray` starts one bound to 127.0.0.1), and every alive node of ``nodes``
+    (``ray.nodes()``) on the loopback address. A cluster another caller connected to in this process has nodes at
+    real addresses, so it counts as a cluster even without the variable."""
+    loopback = all(node.get("NodeManagerAddress", "127.0.0.1") in ("127.0.0.1", "localhost")
+                   for node in nodes if node.get("Alive", node.get("alive", False)))
+    return not (cfg.ray.address or os.environ.get("RAY_ADDRESS")) and loopback
 
 
 def require_trial_fits(cfg: Config, options: Mapping[str, Any]) -> None:
@@ -258,7 +262,7 @@ def require_trial_fits(cfg: Config, options: Mapping[str, Any]) -> None:
     short = node_shortfall(nodes, options["num_cpus"], options["num_gpus"])
     if short is None:
         return
-    local = local_instance(cfg)
+    local = local_instance(cfg, nodes)
     message = shortfall_message(short, cfg.ray, local=local)
     if local:
         raise UserError(message)
