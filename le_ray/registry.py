@@ -15,8 +15,8 @@ from typing import Iterable
 
 from le_ray.errors import ConfigError
 
-__all__ = ["LossInfo", "LOSSES", "LOSS_NAMES", "loss_key", "canonical_loss", "loss_info", "label", "suggest",
-           "losses_of"]
+__all__ = ["LossInfo", "LOSSES", "LOSS_NAMES", "SECTION_READER", "loss_key", "canonical_loss", "loss_info", "label",
+           "suggest", "losses_of"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ LOSSES: dict[str, LossInfo] = {
     )
 }
 LOSS_NAMES: tuple[str, ...] = tuple(LOSSES)
+#: The one loss that reads each loss-specific training section (training/objectives.py): set for another loss it
+#: is a no-op (``tune.space`` refuses it, the audit warns, ``--set 'training.by_loss.*.focal.gamma=…'`` expands to
+#: the reader only).
+SECTION_READER: dict[str, str] = {"focal": "focal", "cross_batch": "localized_entropy", "le": "localized_entropy"}
 _LOOKUP: dict[str, str] = {key: info.name for info in LOSSES.values() for key in (info.name, *info.aliases)}
 
 

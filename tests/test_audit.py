@@ -521,6 +521,7 @@ def test_settings_a_loss_never_reads_are_named_as_having_no_effect():
     amp, _ = _audit("training.amp=bf16", "device.dtype=float64")
     assert [f.keys for f in amp.findings if f.code == "no_effect"][0] == ("training.amp", "device.dtype")
     assert "no_effect" not in {f.code for f in _audit("training.amp=bf16")[0].findings}
+    assert "no_effect" not in {f.code for f in _audit("training.by_loss.*.focal.gamma=3")[0].findings}  # focal only
     warm, _ = _audit("training.cross_batch.warm_start=true")  # BASE turns the history off
     assert [f.keys for f in warm.findings if f.code == "no_effect"] == [("training.cross_batch.warm_start",
                                                                          "training.cross_batch.enabled")]

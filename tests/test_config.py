@@ -305,9 +305,10 @@ def test_wildcard_set_reaches_every_loss_on_every_source(source, recwarn):
     # the defaults set batch_size per loss AND per source: a plain training.batch_size would be shadowed
     cfg = load_config(sets=[*SOURCES[source], "training.loss_mode=all", "training.by_loss.*.batch_size=64",
                             "training.by_loss.*.lr_decay=0.99", "training.by_loss.*.focal.gamma=1.5"])
-    for loss in cfg.losses:
+    default_gamma = load_config().training.focal.gamma
+    for loss in cfg.losses:  # focal.* is focal's own section: the wildcard sets it for focal only
         s = cfg.training_for(loss)
-        assert (s.batch_size, s.lr_decay, s.focal.gamma) == (64, 0.99, 1.5)
+        assert (s.batch_size, s.lr_decay, s.focal.gamma) == (64, 0.99, 1.5 if loss == "focal" else default_gamma)
     assert not [w for w in recwarn if issubclass(w.category, ConfigShadowWarning)]
 
 
@@ -319,6 +320,12 @@ def test_wildcard_expands_only_where_a_source_holds_the_key():
     assert paths == {"training.by_loss.le.lr", "training.by_loss.le.by_source.avazu.lr", "training.by_loss.bce.lr",
                      "training.by_loss.localized_entropy.lr", "training.by_loss.focal.lr"}
     assert expand_set(data, ["training", "lr"]) == [["training", "lr"]]
+    # a loss-specific section goes to the loss that reads it, alias included (else the audit's no_effect warnings)
+    sections = {".".join(p) for p in expand_set(data, ["training", "by_loss", "*", "cross_batch", "max_window"])}
+    assert sections == {"training.by_loss.le.cross_batch.max_window",
+                        "training.by_loss.localized_entropy.cross_batch.max_window"}
+    assert [".".join(p) for p in expand_set(data, ["training", "by_loss", "*", "by_source", "avazu", "focal",
+                                                   "gamma"])] == ["training.by_loss.focal.by_source.avazu.focal.gamma"]
 
 
 def test_wildcard_wins_over_an_alias_in_a_config_file(tmp_path):

@@ -11,8 +11,9 @@ Resolution order (later wins; objects merge key by key, lists and scalars replac
 4. ``experiment.overrides``,
 5. each ``--set dotted.key=VALUE`` in order (VALUE parsed as JSON, else taken as a plain string).
 
-``--set training.by_loss.*.<key>=VALUE`` sets ``<key>`` for every loss at once: it expands to
-``training.by_loss.<loss>.<key>`` for every registered loss (and every loss key already in the config), and
+``--set training.by_loss.*.<key>=VALUE`` sets ``<key>`` for every loss at once (a key of a loss-specific section,
+``focal.*``, ``cross_batch.*``, ``le.*``: for the loss that reads it, :data:`le_ray.registry.SECTION_READER`): it
+expands to ``training.by_loss.<loss>.<key>`` for every registered loss (and every loss key already in the config), and
 to each ``training.by_loss.<loss>.by_source.<source>.<key>`` that already holds ``<key>``, so no more specific
 value shadows it and the command takes effect whatever the source. :class:`Provenance` says which layer
 (default, config file, profile, ``experiment.overrides``, ``--set``, tuned) set a dotted key.
@@ -29,7 +30,7 @@ from typing import Any
 
 from le_ray.config.messages import describe_value
 from le_ray.errors import ConfigError
-from le_ray.registry import LOSS_NAMES, loss_key, suggest
+from le_ray.registry import LOSS_NAMES, SECTION_READER, loss_key, suggest
 
 __all__ = ["CONFIG_DIR", "DEFAULT_CONFIG_PATH", "PROFILES_DIR", "Profile", "deep_merge", "read_json", "parse_set",
            "apply_set", "profiles", "profile_names", "merge_layers", "to_plain", "training_layers", "merged_training",
@@ -200,6 +201,9 @@ def expand_set(data: Mapping[str, Any], parts: list[str]) -> list[list[str]]:
     rest = parts[3:]
     by_loss = (data.get("training") or {}).get("by_loss") or {}
     names = [n for n in by_loss if n not in LOSS_NAMES] + list(LOSS_NAMES)
+    reader = SECTION_READER.get(rest[2] if rest[0] == "by_source" and len(rest) > 2 else rest[0])
+    if reader is not None:  # a loss-specific section: only the loss that reads it
+        names = [n for n in names if loss_key(n) == reader]
     out = []
     for name in names:
         out.append(["training", "by_loss", name, *rest])

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 from le_ray.config.load import SPACE_KINDS, is_distribution, merged_training
 from le_ray.config.messages import checks_failed
-from le_ray.registry import LOSS_NAMES, canonical_loss, losses_of, suggest
+from le_ray.registry import LOSS_NAMES, SECTION_READER, canonical_loss, losses_of, suggest
 
 __all__ = ["Config", "TrainingSettings", "TrainingConfig", "DeviceConfig", "DataConfig", "SyntheticConfig",
            "CtrDatasetConfig", "FilterConfig", "ModelConfig", "RepeatsConfig", "RayConfig", "EvaluationConfig",
@@ -317,8 +317,6 @@ OPTIMISER_SETTING_KEYS: tuple[str, ...] = ("epochs", "lr", "lr_decay", "lr_categ
 #: Settings that belong to one loss's definition (focal's alpha / gamma, LE's history and base-rate prior): they
 #: keep their per-loss values under ``same_settings_for_all_losses`` and are never a fairness finding.
 LOSS_SPECIFIC_KEYS: tuple[str, ...] = ("focal", "cross_batch", "le")
-#: The one loss that reads each loss-specific section (training/objectives.py): tuning it for another is a no-op.
-SECTION_READER: dict[str, str] = {"focal": "focal", "cross_batch": "localized_entropy", "le": "localized_entropy"}
 
 
 class TrainingConfig(TrainingSettings):

@@ -28,9 +28,8 @@ from typing import Any
 
 from le_ray.config import Config, to_plain
 from le_ray.config.load import training_layers
-from le_ray.config.schema import SECTION_READER
 from le_ray.data.filters import resolve_mode
-from le_ray.registry import label
+from le_ray.registry import SECTION_READER, label
 from le_ray.sweep.finding import ERROR, WARNING, Finding, setting_key
 
 __all__ = ["settings_findings", "SETTINGS_SWEEP_ONLY_CODES"]
