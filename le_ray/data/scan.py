@@ -150,25 +150,24 @@ def _read_error(src: SourceFile, exc: Exception) -> DataError:
 
 def _first_non_utf8(path: Path, block: int = 8 << 20) -> str:
     """`` (first at line N: byte 0xE9; ...)`` for a text file Polars refused as not UTF-8 (error path only)."""
-    line, carry = 1, b""
+    line, carry, bad = 1, b"", None
     with open(path, "rb") as fh:
-        while chunk := fh.read(block):
+        while bad is None and (chunk := fh.read(block)):
             data, carry = carry + chunk, b""
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError as exc:
-                if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
-                    carry = data[exc.start:]  # a character cut by the block's end
-                    line += data.count(b"\n", 0, exc.start)
-                    continue
                 line += data.count(b"\n", 0, exc.start)
-                return (f" (first at line {line}: byte 0x{data[exc.start]:02X}; save the file as UTF-8, e.g. iconv "
-                        "-f latin1 -t utf-8)")
+                if exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
+                    carry = data[exc.start:]  # a character cut by the block's end (or the file's)
+                else:
+                    bad = data[exc.start]
+                continue
             line += data.count(b"\n")
-    if carry:  # the file ends inside a character
-        return (f" (first at line {line}: byte 0x{carry[0]:02X}; save the file as UTF-8, e.g. iconv -f latin1 -t "
-                "utf-8)")
-    return ""
+    bad = carry[0] if bad is None and carry else bad
+    if bad is None:
+        return ""
+    return f" (first at line {line}: byte 0x{bad:02X}; save the file as UTF-8, e.g. iconv -f latin1 -t utf-8)"
 
 
 def _guarded(src: SourceFile, fn: Callable[[], Any], plan: ScanPlan | None = None) -> Any:

@@ -48,7 +48,8 @@ from scipy.stats import binomtest
 
 from le_ray.registry import label
 from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels, family,
-                                   is_untestable, pairs_words, ranked_pairs, rate_bands, why_untestable)
+                                   is_untestable, pairs_words, ranked_pairs, rate_bands, short_of_alpha,
+                                   why_untestable)
 from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, FACTOR_TINY, UNDER_TINY, ads,
                                    excluded_ads, join, number, percent, pval, ratio_words, times)
 from le_ray.stats import median_range
@@ -373,10 +374,9 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
                 f"({why_untestable(v, ranked, m)}): p >= alpha by construction, which says nothing either way.")
     verdict = "significant" if p < v.alpha else "not significant"
     said = f"{head}: {gaps}, {v.correction} p = {pval(p)}: {verdict} at alpha {v.alpha:g} with these seeds."
-    low, high = row.get("ci_low"), row.get("ci_high")
-    if p >= v.alpha and low is not None and high is not None and (low > 0 or high < 0):
-        test = ("the rank test does not reach alpha" if v.correction == "none" or m.size <= 1 else
-                f"the rank test, {v.correction}-adjusted over {m.size} ads, does not reach alpha")
+    ci = _row_ci(row)
+    if p >= v.alpha and ci is not None and (ci[0] > 0 or ci[1] < 0):
+        test = short_of_alpha(v, m, "the rank test", "ads")
         said += (f" The interval excludes 0, but {test}: the interval is unadjusted, and a percentile bootstrap over "
                  "few seeds runs narrow, so read it as the size the seeds suggest, not as a test.")
     return said
@@ -386,11 +386,19 @@ def _gap_ci(v: VerdictInputs, row: dict[str, Any], candidate_won: bool) -> str:
     """``; 95 % bootstrap CI of the difference 0.0001 to 0.0009, unadjusted``: the interval of the losing loss's mean
     gap minus the winner's (the table's ci_low / ci_high are of baseline gap − candidate gap, so a baseline win
     flips them); "" when the table has none. It gives the size a non-significant test leaves possible."""
+    ci = _row_ci(row)
+    if ci is None:
+        return ""
+    low, high = ci if candidate_won else (-ci[1], -ci[0])
+    return f"; {v.confidence:.0%} bootstrap CI of the difference {low:.2g} to {high:.2g}, unadjusted"
+
+
+def _row_ci(row: dict[str, Any]) -> tuple[float, float] | None:
+    """A per-ad row's (ci_low, ci_high) of baseline gap − candidate gap, or None when the table has no finite one."""
     low, high = row.get("ci_low"), row.get("ci_high")
     if low is None or high is None or not (np.isfinite(low) and np.isfinite(high)):
-        return ""
-    low, high = (low, high) if candidate_won else (-high, -low)
-    return f"; {v.confidence:.0%} bootstrap CI of the difference {low:.2g} to {high:.2g}, unadjusted"
+        return None
+    return low, high
 
 
 def _share(gap: float, rate: float) -> str:

@@ -88,6 +88,12 @@ def _seed_matrix(per_cond: pl.DataFrame, loss: str, seeds: np.ndarray, condition
     return out
 
 
+def _bootstrap(cfg: Config) -> dict[str, Any]:
+    """The bootstrap every interval of the report uses, per metric and per ad (``repeats.bootstrap_*``)."""
+    rep = cfg.repeats
+    return {"bootstrap_samples": rep.bootstrap_samples, "seed": cfg.project.seed, "confidence": rep.bootstrap_confidence}
+
+
 def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candidate: str,
                      excluded: set[int], values: list[str] | None) -> pl.DataFrame:
     tested = per_cond.filter(~pl.col("condition").is_in(sorted(excluded))) if excluded else per_cond
@@ -103,8 +109,7 @@ def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candida
     table = calibration_tests_from_sums(n, ref, sb, sc, shared_data=not rep.resample_data, alternative=rep.alternative,
                                         zero_method=rep.zero_method, min_count=rep.per_condition_min_count,
                                         alpha=rep.per_condition_alpha, correction=rep.per_condition_correction,
-                                        sort_by=rep.per_condition_sort_by, bootstrap_samples=rep.bootstrap_samples,
-                                        seed=cfg.project.seed, confidence=rep.bootstrap_confidence)
+                                        sort_by=rep.per_condition_sort_by, **_bootstrap(cfg))
     ids = pl.DataFrame({"condition": np.arange(len(conditions), dtype=np.int64), "condition_id": conditions})
     table = table.join(ids, on="condition", how="left").drop("condition").rename({"condition_id": "condition"})
     return with_ad_id(table, values)
@@ -173,8 +178,7 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
         if {baseline, candidate} <= present:
             key = pair_key(baseline, candidate)
             tests = metric_tests(trials, baseline=baseline, candidate=candidate, alternative=rep.alternative,
-                                 zero_method=rep.zero_method, bootstrap_samples=rep.bootstrap_samples,
-                                 seed=cfg.project.seed, confidence=rep.bootstrap_confidence)
+                                 zero_method=rep.zero_method, **_bootstrap(cfg))
             tests = _without_mixed_ece_small(tests, trials, (baseline, candidate), cfg.evaluation.small_prob_max)
             tables.metric_tests[key] = _with_adjusted(tests, rep.per_condition_correction)
             tables.condition_tests[key] = _condition_tests(cfg, per_cond, baseline, candidate, set(excluded), values)

@@ -40,7 +40,7 @@ from le_ray.report.wording import (EXCLUDED_WHY, ads as _ads, excluded_ads, numb
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
            "pending_headline", "smallest_reachable_p", "caveat_lines", "percent", "seeds_word", "is_untestable",
-           "why_untestable", "family", "Family", "ece_small_caveat", "ranked_pairs", "pairs_words",
+           "why_untestable", "short_of_alpha", "family", "Family", "ece_small_caveat", "ranked_pairs", "pairs_words",
            "setting_differences", "verdict_markdown", "verdict_text"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
@@ -253,6 +253,14 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
     return lines
 
 
+def short_of_alpha(v: VerdictInputs, fam: Family, test: str, members: str) -> str:
+    """``the exact test, holm-adjusted over 9 metrics, does not reach alpha`` (``test``, ``members`` in words), or
+    without the adjustment when there is none: what a percentile interval that excludes 0 is set against."""
+    if v.correction == "none" or fam.size <= 1:
+        return f"{test} does not reach alpha"
+    return f"{test}, {v.correction}-adjusted over {fam.size} {members}, does not reach alpha"
+
+
 def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, fam: Family) -> str:
     """For metrics not significant after the correction whose unadjusted bootstrap CI excludes 0: that it does."""
     if not {"ci_low", "ci_high"} <= set(rest.columns):
@@ -260,8 +268,7 @@ def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, fam: Family) -> str:
     apart = rest.filter((pl.col("ci_low") > 0) | (pl.col("ci_high") < 0))["metric"].to_list()
     if not apart:
         return ""
-    test = ("the exact test does not reach alpha" if v.correction == "none" or fam.size <= 1 else
-            f"the exact test, {v.correction}-adjusted over {fam.size} metrics, does not reach alpha")
+    test = short_of_alpha(v, fam, "the exact test", "metrics")
     return (f" The unadjusted {v.confidence:.0%} bootstrap CI of the mean delta excludes 0 for {', '.join(apart)}, "
             f"but {test}: the percentile interval and the rank test need not agree.")
 

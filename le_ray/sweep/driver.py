@@ -39,7 +39,7 @@ from le_ray.config import Config
 from le_ray.config.messages import human_size
 from le_ray.data.arrays import PreparedData
 from le_ray.errors import UserError
-from le_ray.sweep.fitting import RESOURCE_EPS, node_shortfall, shortfall_message
+from le_ray.sweep.fitting import RESOURCE_EPS, alive_nodes, node_shortfall, shortfall_message
 from le_ray.sweep.store import SweepStore
 from le_ray.sweep.plan import SweepPlan, for_seed
 from le_ray.training.spec import TrialSpec
@@ -88,9 +88,15 @@ def connect_ray(cfg: Config, stop: "StopFlag | None" = None):
     return context
 
 
+def _address(cfg: Config) -> str | None:
+    """The cluster a sweep of ``cfg`` connects to: ``ray.address``, else ``auto`` when ``RAY_ADDRESS`` is set (``ray
+    job submit``), else None (a new local instance)."""
+    return cfg.ray.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+
+
 def _init_arguments(cfg: Config) -> dict[str, Any]:
     """``ray.init``'s keyword arguments for ``cfg`` (module docstring: the address, or a new loopback-only instance)."""
-    address = cfg.ray.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
+    address = _address(cfg)
     kwargs: dict[str, Any] = {"namespace": cfg.ray.namespace, "log_to_driver": True}
     if address is None:  # a new local instance, never a stray cluster that happens to run on this machine
         loopback_only()
@@ -238,8 +244,8 @@ def local_instance(cfg: Config, nodes: list[Mapping[str, Any]] = ()) -> bool:
     (``ray.nodes()``) on the loopback address. A cluster another caller connected to in this process has nodes at
     real addresses, so it counts as a cluster even without the variable."""
     loopback = all(node.get("NodeManagerAddress", "127.0.0.1") in ("127.0.0.1", "localhost")
-                   for node in nodes if node.get("Alive", node.get("alive", False)))
-    return not (cfg.ray.address or os.environ.get("RAY_ADDRESS")) and loopback
+                   for node in alive_nodes(nodes))
+    return _address(cfg) is None and loopback
 
 
 def require_trial_fits(cfg: Config, options: Mapping[str, Any]) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RESOURCE_EPS", "Shortfall", "node_shortfall", "shortfall_message"]
+__all__ = ["RESOURCE_EPS", "Shortfall", "alive_nodes", "node_shortfall", "shortfall_message"]
 
 RESOURCE_EPS = 1e-6  # Ray counts resources in 1/10,000ths: a request within this of a node's total fits it
 
@@ -41,6 +41,11 @@ def _holds(resources: Mapping[str, float], unit: str, amount: float) -> bool:
     return amount <= float(resources.get(unit, 0.0)) + RESOURCE_EPS
 
 
+def alive_nodes(nodes: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The alive entries of ``ray.nodes()`` (``Alive``; ``alive`` in some Ray versions)."""
+    return [node for node in nodes if node.get("Alive", node.get("alive", False))]
+
+
 def node_shortfall(nodes: list[Mapping[str, Any]], cpus: float, gpus: float) -> Shortfall | None:
     """None when one alive node of ``nodes`` can hold a trial of ``cpus`` CPUs and ``gpus`` GPUs at once; else why not.
 
@@ -48,7 +53,7 @@ def node_shortfall(nodes: list[Mapping[str, Any]], cpus: float, gpus: float) -> 
     node holds the trial when both its totals reach the request: Ray places a task on one node, never across nodes,
     and a share of a GPU (0.125) on one GPU of a node that has one. Dead nodes count for nothing.
     """
-    alive = [node.get("Resources") or {} for node in nodes if node.get("Alive", node.get("alive", False))]
+    alive = [node.get("Resources") or {} for node in alive_nodes(nodes)]
     if any(_holds(r, "CPU", cpus) and _holds(r, "GPU", gpus) for r in alive):
         return None
 
