@@ -242,3 +242,18 @@ def test_a_run_that_fails_before_writing_anything_leaves_no_folder(tmp_path, mon
     with pytest.raises(RuntimeError):
         main([*SMALL, "--output-dir", str(tmp_path), "--name", "r"])
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("every", [0, 1])
+def test_mid_epoch_predictions(tmp_path, capsys, every):
+    """Mid-epoch prediction plots exist only where the loss evaluates mid-epoch; else the run says why none."""
+    args = [*SMALL[:-2], "--set", "training.loss_mode=bce", "--set", "plots.mid_epoch_predictions=true",
+            "--set", f"training.eval_every_n_batches={every}", "--output-dir", str(tmp_path), "--name", "r"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    drawn = sorted((tmp_path / "r" / "bce" / "synthetic" / "small" / "none").glob("preds_step*.png"))
+    note = "plots.mid_epoch_predictions is true, but bce evaluates only at epoch ends"
+    if every:
+        assert drawn and note not in printed
+    else:
+        assert not drawn and note in printed

@@ -143,8 +143,12 @@ def _train_losses(state: RunState) -> None:
               f"{', warm start' if settings.cross_batch.warm_start else ''}), focal "
               f"α={settings.focal.alpha} γ={settings.focal.gamma}, LE prior {settings.le.base_rate_prior}")
         spec = TrialSpec.make(cfg, loss, cfg.project.seed, data.fingerprint)
-        on_eval = run_outputs.mid_epoch_hook(state, loss) if cfg.plots.enabled and cfg.plots.mid_epoch_predictions \
-            else None
+        mid_epoch = cfg.plots.enabled and cfg.plots.mid_epoch_predictions
+        if mid_epoch and settings.eval_every_n_batches == 0:
+            print(f"note: plots.mid_epoch_predictions is true, but {loss} evaluates only at epoch ends "
+                  f"(eval_every_n_batches 0), so no mid-epoch prediction plot is drawn; set "
+                  f"training.eval_every_n_batches to a number of steps for them")
+        on_eval = run_outputs.mid_epoch_hook(state, loss) if mid_epoch else None
         result = run_trial(data, spec, keep_predictions=True, keep_model=True, on_batch_eval=on_eval)
         state.results[loss] = result
         run_outputs.report_loss(state, loss, result)

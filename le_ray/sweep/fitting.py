@@ -70,8 +70,9 @@ def _amount(count: float, unit: str) -> str:
 
 
 def shortfall_message(short: Shortfall, ray_cfg: Any, *, local: bool) -> str:
-    """The refusal (``local``: a Ray instance le_ray started, which never gains a node) or the warning (a cluster,
-    which may) for ``short``: the request and the keys it comes from, the largest node, the keys to change.
+    """The refusal (``local``: a Ray instance on this machine's loopback, which no node joins) or the warning (a
+    cluster, which may gain one) for ``short``: the request and the keys it comes from, the largest node, the keys
+    to change.
 
     ``ray_cfg``: the config's ``ray`` section (``cpus_per_trial``, ``gpus_per_trial``, ``num_cpus``, ``num_gpus``).
     """
@@ -87,8 +88,8 @@ def shortfall_message(short: Shortfall, ray_cfg: Any, *, local: bool) -> str:
         largest += " (but none with both at once)"
     fixes = _shortfall_fixes(short, ray_cfg, local=local)
     if local:
-        return (f"no Ray node can ever run a trial: {asked}, but this local Ray instance (started by le_ray; it never "
-                f"gains a node) has {largest}. {fixes}. No trial was started.")
+        return (f"no Ray node can ever run a trial: {asked}, but this local Ray instance (on this machine's loopback, "
+                f"where no node joins) has {largest}. {fixes}. No trial was started.")
     return (f"no Ray node can run a trial yet: {asked}, but the cluster has {largest}. The trials wait until the "
             f"cluster adds a node that holds one (an autoscaler may; else they wait forever: stop with Ctrl-C). "
             f"{fixes}.")
