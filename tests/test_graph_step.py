@@ -148,6 +148,23 @@ def test_batch_feed_gathers_the_shuffled_batches():
     assert torch.equal(rest.cond, expected[-1].cond) and torch.equal(rest.x_num, expected[-1].x_num)
 
 
+def test_a_batch_larger_than_the_split_holds_no_buffer_rows(monkeypatch):
+    """batch_size above the split's rows: no full batch, so the static buffers take no memory, and every epoch
+    is one eager partial batch with the eager loop's numbers."""
+    cfg, data, settings, make, tr, ev = _setup("bce")
+    feed = BatchFeed(tr, len(tr) + 1)
+    assert feed.full_batches == 0 and all(b.shape[0] == 0 for b in feed.buffers)
+    assert BatchFeed(tr, len(tr)).buffers[0].shape[0] == len(tr)
+    big = settings.model_copy(update={"batch_size": len(tr) * 4, "epochs": 2})
+    runs = []
+    for static in (False, True):
+        model = _model(cfg, data)
+        torch.manual_seed(7)
+        runs.append(train_model(model, tr, ev, make(True), make(False), big, seed=3, static_steps=static))
+    assert runs[0].steps == runs[1].steps == 2
+    assert runs[0].curves.as_dict() == runs[1].curves.as_dict()
+
+
 @pytest.mark.parametrize("loss,sets", [("bce", ()), ("localized_entropy", ("training.cross_batch.enabled=true",))])
 def test_static_loss_pass_gives_the_eager_epoch_zero_sums(loss, sets):
     """The epoch-0 loss pass through the training steps' batch buffers (what a graph replays) gives the eager

@@ -351,7 +351,9 @@ class BatchFeed:
         self.order = torch.zeros(self.full_batches * batch_size, dtype=torch.long, device=home)
         self.cursor = torch.zeros(1, dtype=torch.long, device=home)
         self.sources = [split.x_num, split.x_cat, split.cond, split.y, split.w]
-        self.buffers = [torch.empty((batch_size, *t.shape[1:]), dtype=t.dtype, device=dev) for t in self.sources]
+        # a split smaller than one batch never fills them (every step is the eager partial batch): no rows
+        rows = batch_size if self.full_batches else 0
+        self.buffers = [torch.empty((rows, *t.shape[1:]), dtype=t.dtype, device=dev) for t in self.sources]
         self.batch = Batch(*self.buffers)
 
     def start_epoch(self, order: torch.Tensor) -> None:
