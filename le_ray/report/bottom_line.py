@@ -46,7 +46,6 @@ import numpy as np
 import polars as pl
 from scipy.stats import binomtest
 
-from le_ray.registry import label
 from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels, family,
                                    is_untestable, pairs_words, ranked_pairs, rate_bands, short_of_alpha,
                                    why_untestable)
@@ -134,10 +133,10 @@ def _closer(v: VerdictInputs, b: float, c: float, noise: tuple[float, float] | N
     lb, lc = abs(math.log(b)), abs(math.log(c))
     win = _closer_loss(v, b, c)
     if win is None:
-        return (f"{label(v.candidate)} and {label(v.baseline)} are about equally close to 1 (|ln ratio| {lc:.2g} vs "
+        return (f"{v.shown(v.candidate)} and {v.shown(v.baseline)} are about equally close to 1 (|ln ratio| {lc:.2g} vs "
                 f"{lb:.2g})")
     w, l = (lc, lb) if win == v.candidate else (lb, lc)
-    said = f"{label(win)}'s median is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.3g} vs {l:.3g})"
+    said = f"{v.shown(win)}'s median is closer to 1 by {l - w:.2g} in |ln ratio| ({w:.3g} vs {l:.3g})"
     if noise and all(noise[0] <= x <= noise[1] for x in (b, c)):
         said += (", but both lie inside the evaluation noise, where a true rate elsewhere in its interval could "
                  "reverse that order")
@@ -178,7 +177,7 @@ def _shifts(v: VerdictInputs, seeds: Sequence[int]) -> list[str]:
     for loss in (v.candidate, v.baseline):
         r = overall_ratio(v.ratios, loss, seeds)
         if np.isfinite(r) and r > 0 and abs(math.log(r)) > math.log1p(SHIFT_TOLERANCE):
-            shifted.append(f"{label(loss)} predicts {_overall(r)} the {v.reference.removeprefix('the ')} "
+            shifted.append(f"{v.shown(loss)} predicts {_overall(r)} the {v.reference.removeprefix('the ')} "
                            f"({'over' if r > 1 else 'under'}-predicts overall)")
     return shifted
 
@@ -213,7 +212,7 @@ def _failed_fit(v: VerdictInputs, loss: str, seeds: Sequence[int]) -> str | None
             f"{percent(RARE_BELOW)}"] if np.isfinite(overall) else []
     said += [f"median ratio {number(frequent)} on the most frequent tested ad, ad {top['ad_id']}",
              f"more than {percent(FREQUENT_OFF)} off on {off} of the {t.height} tested ads"]
-    return (f"In this run, {label(loss)} is miscalibrated on {where} ({'; '.join(said)}): "
+    return (f"In this run, {v.shown(loss)} is miscalibrated on {where} ({'; '.join(said)}): "
             + ("its ratio on a rare ad reflects that failed fit, not rare-ad behaviour." if _has_rare(v) else
                f"its ratios on its rarest tested ads (none below {percent(RARE_BELOW)}) reflect that failed fit."))
 
@@ -291,7 +290,7 @@ def _left_out(table: pl.DataFrame | None, why: str) -> str:
 def _rare_result(v: VerdictInputs, rare: pl.DataFrame) -> str:
     """One comparison's per-ad tests on its rare ads, in words (see :func:`rare_answer`); a comparison whose losses
     trained with different settings says so (its bottom line names them)."""
-    c, b = label(v.candidate), label(v.baseline)
+    c, b = v.shown(v.candidate), v.shown(v.baseline)
     return _rare_words(v, rare, c, b) + (" (trained with different settings: see its caveat)" if v.differences else "")
 
 
@@ -358,13 +357,13 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
     if not (np.isfinite(gb) and np.isfinite(gc)):
         return f"{head}: no usable pair, so it is untestable."
     if gb == gc:
-        gaps = f"{label(v.candidate)} and {label(v.baseline)} have the same mean gap ({gb:.2g})"
+        gaps = f"{v.shown(v.candidate)} and {v.shown(v.baseline)} have the same mean gap ({gb:.2g})"
     else:
         (win, wg), (lose, lg) = sorted(((v.candidate, gc), (v.baseline, gb)), key=lambda t: t[1])
-        gaps = (f"{label(win)}'s mean gap is smaller than {label(lose)}'s by {lg - wg:.2g} in probability "
+        gaps = (f"{v.shown(win)}'s mean gap is smaller than {v.shown(lose)}'s by {lg - wg:.2g} in probability "
                 f"({wg:.2g} vs {lg:.2g}{_share(lg - wg, row['base_rate'])}{_gap_ci(v, row, win == v.candidate)})")
         if closer == lose:
-            gaps += (f", although {label(lose)}'s median ratio is closer to 1: the test is on the gap |mean "
+            gaps += (f", although {v.shown(lose)}'s median ratio is closer to 1: the test is on the gap |mean "
                      "prediction − rate| averaged over the seeds, the ratio summary on the median ratio, and the two "
                      "can rank the losses differently")
     if p is None or not np.isfinite(p):
@@ -424,7 +423,7 @@ def _rarest(v: VerdictInputs) -> pl.DataFrame:
 
 def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
     """The comparison's bottom line: (title, sentences) on its rarest tested ads (see the module docstring)."""
-    c, b = label(v.candidate), label(v.baseline)
+    c, b = v.shown(v.candidate), v.shown(v.baseline)
     rarest = _rarest(v)
     if rarest.height == 0:
         why = "no seed is stored for both losses yet" if v.seeds < 1 else "too few clicks, or no complete pair of seeds"

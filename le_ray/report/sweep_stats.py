@@ -29,7 +29,8 @@ from le_ray.registry import label
 from le_ray.sweep.store import pooled_per_condition, with_ad_id
 from le_ray.stats import REPEAT_METRICS, adjust_p, calibration_tests_from_sums, metric_tests, summarize_runs
 
-__all__ = ["SweepTables", "compute_tables", "comparison_pairs", "pair_key", "uses_truth"]
+__all__ = ["SweepTables", "compute_tables", "paired_tables", "calibration_long", "comparison_pairs", "pair_key",
+           "uses_truth", "values_of"]
 
 
 def comparison_pairs(losses: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -115,7 +116,7 @@ def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candida
     return with_ad_id(table, values)
 
 
-def _values(per_cond: pl.DataFrame) -> list[str] | None:
+def values_of(per_cond: pl.DataFrame) -> list[str] | None:
     """Ad id by condition index, from the per-condition frame's (condition, ad_id) pairs (None without them)."""
     if per_cond.height == 0 or "ad_id" not in per_cond.columns:
         return None
@@ -147,7 +148,7 @@ def _with_adjusted(tests: pl.DataFrame, correction: str) -> pl.DataFrame:
     return tests.with_columns(pl.Series("p_adjusted", adjusted))
 
 
-def _calibration_long(per_cond: pl.DataFrame, truth: bool, excluded: set[int]) -> pl.DataFrame:
+def calibration_long(per_cond: pl.DataFrame, truth: bool, excluded: set[int]) -> pl.DataFrame:
     """loss, seed, condition, ad_id, base_rate (pooled rate of the condition), ratio, n, sum_p and ref_sum (Σ
     reference: clicks, or Σ p_true) per seed, excluded."""
     if per_cond.height == 0:
@@ -164,26 +165,34 @@ def _calibration_long(per_cond: pl.DataFrame, truth: bool, excluded: set[int]) -
         pl.col("condition").is_in(sorted(excluded)).alias("excluded"), pl.lit(ref).alias("reference"))
 
 
+def paired_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, baseline: str, candidate: str,
+                  excluded: set[int], values: list[str] | None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """One comparison's (metric tests with ``p_adjusted``, per-ad tests, per-seed deltas) of the rows whose ``loss``
+    is ``baseline`` or ``candidate``, with the statistics settings of ``cfg.repeats`` (module docstring)."""
+    rep = cfg.repeats
+    tests = metric_tests(trials, baseline=baseline, candidate=candidate, alternative=rep.alternative,
+                         zero_method=rep.zero_method, **_bootstrap(cfg))
+    tests = _without_mixed_ece_small(tests, trials, (baseline, candidate), cfg.evaluation.small_prob_max)
+    return (_with_adjusted(tests, rep.per_condition_correction),
+            _condition_tests(cfg, per_cond, baseline, candidate, excluded, values),
+            _seed_deltas(trials, baseline, candidate))
+
+
 def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, records: list[dict[str, Any]],
                    excluded: set[int] = frozenset()) -> SweepTables:
     """Every table of the report (see the module docstring)."""
-    rep = cfg.repeats
     truth = uses_truth(cfg, per_cond) if per_cond.height else False
     tables = SweepTables(summarize_runs(trials) if trials.height else pl.DataFrame(), truth=truth)
     present = set(trials["loss"].unique().to_list()) if trials.height else set()
-    values = _values(per_cond)  # ad id by condition index, once for every table
+    values = values_of(per_cond)  # ad id by condition index, once for every table
     for loss in [x for x in cfg.losses if x in present]:
         tables.pooled[loss] = pooled_per_condition(records, loss, values)
     for baseline, candidate in comparison_pairs(cfg.losses):
         if {baseline, candidate} <= present:
             key = pair_key(baseline, candidate)
-            tests = metric_tests(trials, baseline=baseline, candidate=candidate, alternative=rep.alternative,
-                                 zero_method=rep.zero_method, **_bootstrap(cfg))
-            tests = _without_mixed_ece_small(tests, trials, (baseline, candidate), cfg.evaluation.small_prob_max)
-            tables.metric_tests[key] = _with_adjusted(tests, rep.per_condition_correction)
-            tables.condition_tests[key] = _condition_tests(cfg, per_cond, baseline, candidate, set(excluded), values)
-            tables.deltas[key] = _seed_deltas(trials, baseline, candidate)
-    tables.calibration = _calibration_long(per_cond, truth, set(excluded))
+            tables.metric_tests[key], tables.condition_tests[key], tables.deltas[key] = paired_tables(
+                cfg, trials, per_cond, baseline, candidate, set(excluded), values)
+    tables.calibration = calibration_long(per_cond, truth, set(excluded))
     if "ece_small_threshold" in trials.columns:
         tables.ece_small_thresholds = trials.select("loss", "seed", "ece_small_threshold")
     return tables

@@ -78,6 +78,12 @@ class VerdictInputs:
     zero_method: str = "wilcox"  # of the Wilcoxon tests: "wilcox" ranks only the nonzero deltas (ranked_pairs)
     fixed_split: bool = True  # one train/evaluation split for every seed (repeats.resample_data false)
     warmup_ads: frozenset = frozenset()  # conditions the audit's le_history_warmup warning names
+    names: Mapping[str, str] = field(default_factory=dict)  # display name of baseline / candidate (default: label)
+
+    def shown(self, loss: str) -> str:
+        """The display name of ``loss`` (``baseline`` or ``candidate``): its :attr:`names` entry, else the loss's
+        label (BCE, LE, focal); two sweeps' arms of one loss are told apart by name (``le-ray compare-sweeps``)."""
+        return self.names.get(loss) or label(loss)
 
 
 @dataclass
@@ -184,11 +190,11 @@ def why_untestable(v: VerdictInputs, n: int, fam: Family) -> str:
 def _uninformative(v: VerdictInputs, row: dict[str, Any]) -> str:
     if row.get("left_out"):
         return row["left_out"]
-    flat = [label(loss) for loss, key in ((v.candidate, "candidate_constant"), (v.baseline, "baseline_constant"))
+    flat = [v.shown(loss) for loss, key in ((v.candidate, "candidate_constant"), (v.baseline, "baseline_constant"))
             if row.get(key)]
     if flat:
         return f"identical in all {row['n']} seeds for {' and '.join(flat)}"
-    return f"the same for {label(v.candidate)} and {label(v.baseline)} in every one of {row['n']} seeds"
+    return f"the same for {v.shown(v.candidate)} and {v.shown(v.baseline)} in every one of {row['n']} seeds"
 
 
 def ranked_pairs(v: VerdictInputs, t: pl.DataFrame) -> pl.DataFrame:
@@ -213,7 +219,7 @@ def _untestable_mask(v: VerdictInputs, t: pl.DataFrame, p_col: str, m: Family) -
 
 def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: Family) -> list[str]:
     """One sentence per (seeds, ranked pairs): the metrics that cannot be tested with them, and why."""
-    c, b, lines = label(v.candidate), label(v.baseline), []
+    c, b, lines = v.shown(v.candidate), v.shown(v.baseline), []
     rows = ranked_pairs(v, rows)
     for n, k in sorted(set(zip(rows["_n"].to_list(), rows["_ranked"].to_list()))):
         names = ", ".join(rows.filter((pl.col("_n") == n) & (pl.col("_ranked") == k))["metric"].to_list())
@@ -226,7 +232,7 @@ def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: Family) -> list[s
 def metric_sentences(v: VerdictInputs) -> list[str]:
     """Which metrics differ significantly after the correction, in whose favour; those no test of this many
     seeds could show (untestable); the uninformative ones."""
-    t, c, b = v.metric_tests, label(v.candidate), label(v.baseline)
+    t, c, b = v.metric_tests, v.shown(v.candidate), v.shown(v.baseline)
     if t.height == 0:
         return [f"No paired metric test: {c} and {b} share no complete seed."]
     informative = t["informative"] if "informative" in t.columns else pl.Series([True] * t.height)
@@ -274,7 +280,7 @@ def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, fam: Family) -> str:
 
 
 def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, m: Family) -> str:
-    c, b = label(v.candidate), label(v.baseline)
+    c, b = v.shown(v.candidate), v.shown(v.baseline)
     significant = (pl.col(p_col) < v.alpha).fill_null(False)
     parts, hits = [], 0
     for loss, other, better in ((c, b, pl.col("candidate_gap") < pl.col("baseline_gap")),
