@@ -92,6 +92,17 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "retraining: per-condition calibration, |1 - ratio| and a summary, as CSV and text.",
             (("le-ray compare output/run1/bce/synthetic/small/none output/run1/le/synthetic/small/none",
               "LE vs BCE of one run"),)),
+    Command("compare-sweeps", "le_ray.runners.compare_sweeps",
+            "one loss of two stored sweeps, paired by seed on the same data (e.g. LE cold vs LE warm start)",
+            "Compare one loss of a baseline sweep with one loss (by default the same) of a candidate sweep, trained "
+            "on the same data with the same seeds, without retraining: the paired tests per metric, the per-ad "
+            "tests and the verdict of a sweep report, each arm named <loss> (<sweep folder>), and every setting that "
+            "differs between the two arms as the first caveat. Refused when a paired seed's data differ.",
+            (("le-ray compare-sweeps results/decades-cold results/decades-warm",
+              "LE started empty vs LE started full (two decades sweeps, the second with "
+              "--set training.cross_batch.warm_start=true)"),
+             ("le-ray compare-sweeps results/sweep-a results/sweep-b --loss bce --candidate-loss le",
+              "BCE of one sweep vs LE of another"))),
     Command("config", "le_ray.cli.console", "show the resolved config, each loss's effective settings, or the profiles",
             "Resolve a config (defaults, --config file, --profile, --set) and print it as JSON; --effective "
             "prints each loss's resolved training settings; `profiles` lists every profile with its description.",

@@ -1,0 +1,103 @@
+"""Two stored sweeps compared arm against arm (le_ray/report/sweep_pair.py, le-ray compare-sweeps): the tests are
+those scipy computes on the paired per-seed values, the settings that differ are named, and pairs on different data
+are refused before any statistic."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy.stats import wilcoxon
+
+from le_ray import metrics
+from le_ray.errors import UserError
+from le_ray.report.sweep_pair import compare_arms, load_arm, setting_changes
+from le_ray.runners.compare_sweeps import main
+
+from .test_sweep_report import QUICK_RATES, _stored_sweep
+
+VALUES = ["0", "1", "2", "3"]
+COLD = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.6])}
+WARM = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.0, 1.05])}
+
+
+def _sweep(tmp_path, name, factors, *sets):
+    store, records = _stored_sweep(tmp_path / name, "quickstart", ["training.loss_mode=both", *sets], QUICK_RATES,
+                                   factors, VALUES, rows=3000)
+    return store, records
+
+
+def test_the_tests_are_scipys_on_the_paired_values_and_the_verdict_names_the_arms(tmp_path):
+    (a, ra), (b, rb) = _sweep(tmp_path, "cold", COLD), _sweep(tmp_path, "warm", WARM,
+                                                                "training.cross_batch.warm_start=true")
+    pair = compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))
+    le = {(r["seed"], name): r for name, recs in (("a", ra), ("b", rb)) for r in recs if r["loss"] == "localized_entropy"}
+    seeds = sorted({s for s, _ in le})
+    tests = pair.metric_tests.filter(pl.col("metric") == "logloss").row(0, named=True)
+    delta = np.array([le[s, "a"]["metrics"]["logloss"] - le[s, "b"]["metrics"]["logloss"] for s in seeds])
+    assert tests["n"] == len(seeds) and tests["mean_delta"] == pytest.approx(delta.mean())
+    assert tests["p_value"] == pytest.approx(wilcoxon(delta).pvalue)
+    # per-ad: gap_s = |Σp − Σp_true| / n of the rarest ad; delta = baseline's gap − candidate's
+    gaps = {k: [abs(s.sum_p[3] - s.sum_t[3]) / s.n[3] for s in
+                (metrics.sums_from_record(le[seed, k]["condition_sums"]) for seed in seeds)] for k in ("a", "b")}
+    ad3 = pair.condition_tests.filter(pl.col("ad_id") == "3").row(0, named=True)
+    assert ad3["delta_mean"] == pytest.approx(np.mean(np.subtract(gaps["a"], gaps["b"])))
+    assert ad3["p_value"] == pytest.approx(wilcoxon(np.subtract(gaps["a"], gaps["b"])).pvalue)
+    title, sentences = pair.verdict.bottom[0]
+    text = " ".join(sentences)
+    assert title.startswith("LE (warm/s) vs LE (cold/s), rarest tested ad") and "LE (warm/s)'s mean gap is smaller" in text
+    assert ": significant at alpha" in text  # 1.6× vs 1.05× the truth on every seed
+    assert "training.cross_batch.warm_start: False → True" in pair.verdict.caveats[0]
+    assert "rather than the loss" not in " ".join(x for _, s in pair.verdict.bottom for x in s)
+
+
+def test_changes_list_each_differing_setting_and_only_sections_the_losses_read(tmp_path):
+    (a, _), (b, _) = _sweep(tmp_path, "a", COLD), _sweep(tmp_path, "b", COLD, "training.by_loss.bce.by_source.synthetic.lr=0.01",
+                                                          "training.focal.gamma=3", "model.dropout=0.1")
+    same = setting_changes(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))
+    assert same == ["model.dropout: 0.2 → 0.1"]  # BCE's lr and focal's gamma do not touch LE's trials
+    bce = setting_changes(load_arm(a.root, "bce", "baseline"), load_arm(b.root, "bce", "candidate"))
+    assert bce == ["model.dropout: 0.2 → 0.1", "training.lr: 0.004 → 0.01"]
+    across = setting_changes(load_arm(a.root, "bce", "baseline"), load_arm(a.root, "le", "candidate"))
+    assert across[0] == "loss: BCE → LE"
+
+
+def test_identical_arms_say_that_only_noise_differs(tmp_path):
+    (a, _), (b, _) = _sweep(tmp_path, "a", COLD), _sweep(tmp_path, "b", COLD)
+    pair = compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))
+    assert "trained with the same settings" in pair.verdict.caveats[0]
+    assert not pair.metric_tests["informative"].any()  # every paired delta is 0: nothing to test
+
+
+def test_different_data_are_refused_by_fingerprint_and_by_the_stored_sums(tmp_path):
+    (a, _), (b, _) = _sweep(tmp_path, "a", COLD), _sweep(tmp_path, "b", WARM)
+    for store, prints in ((a, {"0": "f0", "1": "f1"}), (b, {"0": "f0", "1": "XX"})):
+        manifest = json.loads((store.root / "manifest.json").read_text())
+        (store.root / "manifest.json").write_text(json.dumps({**manifest, "data_fingerprints": prints}))
+    with pytest.raises(UserError, match=r"seed 1 on different data \(data fingerprint f1 for LE \(a/s\), XX for LE \(b/s\)\)"):
+        compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))
+    (c, _) = _sweep(tmp_path, "c", WARM, "repeats.resample_data=false")  # one split for every seed: other rows
+    manifest = json.loads((a.root / "manifest.json").read_text())  # no fingerprints on one side: the sums decide
+    (a.root / "manifest.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "data_fingerprints"}))
+    with pytest.raises(UserError, match=r"evaluated seed 1 on different rows \(ad 0: n 3000 vs 3000, sum_y \d+ vs \d+, sum_t 30 vs 30\)"):
+        compare_arms(load_arm(a.root, "le", "baseline"), load_arm(c.root, "le", "candidate"))
+
+
+def test_the_command_writes_the_summary_and_tables_and_refuses_bad_arguments(tmp_path, capsys, monkeypatch):
+    (a, _), (b, _) = _sweep(tmp_path, "cold", COLD), _sweep(tmp_path, "warm", WARM)
+    monkeypatch.chdir(tmp_path)
+    assert main([str(a.root), str(b.root)]) == 0  # LE by default: both sweeps train it
+    out = tmp_path / "comparison" / "s_vs_s"
+    printed = " ".join(capsys.readouterr().out.split())  # the verdict is wrapped to the terminal
+    assert "LE (warm/s) vs LE (cold/s), rarest tested ad" in printed and f"comparison: {out / 'summary.md'}" in printed
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("# le_ray comparison of two sweeps: LE (warm/s) vs LE (cold/s)")
+    tests = pl.read_csv(out / "tables" / "metric_tests.csv")
+    assert set(tests["candidate"]) == {"LE (warm/s)"} and (out / "tables" / "condition_tests.csv").is_file()
+    assert set(pl.read_csv(out / "tables" / "calibration_ratio_by_seed.csv")["arm"]) == {"LE (cold/s)", "LE (warm/s)"}
+    for argv, message in (([str(a.root), str(tmp_path)], "is not a le_ray sweep folder (no manifest.json)"),
+                          ([str(a.root), str(b.root), "--loss", "focal"], "trains BCE, LE, not focal"),
+                          ([str(a.root), str(b.root), "--loss", "nope"], "--loss: got \"nope\""),
+                          ([str(a.root), str(a.root)], "both arms are LE (s)")):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err, argv
