@@ -321,7 +321,8 @@ def test_calibration_tests_against_direct_paired_wilcoxon():
     out = S.per_condition_calibration_tests(y, cond, base, cand, alternative="greater", zero_method="zsplit",
                                             bootstrap_samples=800, seed=5, confidence=0.9)
     assert out.columns == ["condition", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "ci_low",
-                           "ci_high", "n", "n_nonzero", "statistic", "p_value", "p_holm", "p_bh", "significant"]
+                           "ci_high", "rank_biserial", "n", "n_nonzero", "statistic", "p_value", "p_holm", "p_bh",
+                           "significant"]
     assert sorted(out["condition"].to_list()) == [0, 1, 2, 3, 5]
     for row in out.iter_rows(named=True):
         m = cond == row["condition"]
@@ -333,6 +334,7 @@ def test_calibration_tests_against_direct_paired_wilcoxon():
         for key in ("n", "n_nonzero", "statistic", "p_value"):
             assert row[key] == pytest.approx(ref[key])
         assert row["delta_mean"] == pytest.approx(ref["mean_delta"])
+        assert row["rank_biserial"] == pytest.approx(S.rank_biserial(np.subtract(gb, gc))) and row["rank_biserial"] > 0
         ci = S.bootstrap_mean_ci(np.subtract(gb, gc), samples=800, seed=5, confidence=0.9)
         assert (row["ci_low"], row["ci_high"]) == (pytest.approx(ci[0]), pytest.approx(ci[1]))
         assert row["ci_low"] <= row["delta_mean"] <= row["ci_high"]

@@ -1,5 +1,6 @@
 """The written verdict on hand-made tables (le_ray.report.verdict): absolute rate bands, the rare-ad headline,
-metric results with uninformative metrics, setting differences, one list of caveats and the rendering. The bottom
+metric results with uninformative metrics, setting differences and one list of caveats (le_ray.report.caveats),
+and the rendering. The bottom
 line and its wording are in tests/test_bottom_line.py."""
 
 import dataclasses
@@ -8,9 +9,9 @@ import polars as pl
 import pytest
 
 from le_ray.report.bottom_line import bottom_line
-from le_ray.report.verdict import (Verdict, band_labels, band_sentences, bands_overview, caveat_lines,
-                                   metric_sentences, rare_headline, rate_bands, setting_differences,
-                                   verdict_markdown, verdict_text)
+from le_ray.report.caveats import caveat_lines, setting_differences
+from le_ray.report.verdict import (Verdict, band_labels, band_sentences, bands_overview, metric_sentences,
+                                   rare_headline, rate_bands, verdict_markdown, verdict_text)
 
 from .verdict_cases import BCE_RATIOS, LE_RATIOS, _conditions, _inputs, _metrics, _ratios
 
@@ -276,7 +277,7 @@ def test_power_caveat_uses_the_paired_seeds_stored_not_the_configured_number():
 def test_ece_small_caveat_only_when_trials_mixed_its_two_rules():
     """Avazu sample: 2 of 36 trials had a prediction <= 0.01 and took the few rows below it, 34 took their model's
     10 % quantile; the paired ece_small tests compared the two kinds with no word of it."""
-    from le_ray.report.verdict import ece_small_caveat
+    from le_ray.report.caveats import ece_small_caveat
 
     mixed = pl.DataFrame({"loss": ["bce", "bce", "focal", "localized_entropy"], "seed": [42, 43, 42, 42],
                           "ece_small_threshold": [0.01, 0.0359, 0.0823, 0.05]})

@@ -22,10 +22,9 @@ from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
 from le_ray.report.bottom_line import NOISE_CONFIDENCE, bottom_line, bottom_note, ratio_readings, rare_answer
 from le_ray.report.wording import exclusion_reason
-from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview, caveat_lines,
-                                   ece_small_caveat,
-                                   metric_sentences, pending_headline, rare_headline, setting_differences,
-                                   verdict_markdown)
+from le_ray.report.caveats import caveat_lines, ece_small_caveat, setting_differences
+from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview,
+                                   metric_sentences, pending_headline, rare_headline, verdict_markdown)
 from le_ray.sweep.audit_text import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
@@ -35,7 +34,7 @@ __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS"
 TEST_COLUMNS = ["metric", "n", "n_nonzero", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high",
                 "rank_biserial", "p_value", "p_adjusted"]
 CONDITION_COLUMNS = ["ad_id", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "ci_low", "ci_high",
-                     "n", "p_value", "p_holm", "p_bh", "significant"]
+                     "rank_biserial", "n", "p_value", "p_holm", "p_bh", "significant"]
 POOLED_COLUMNS = ["ad_id", "count", "base_rate", "true_rate", "pred_mean", "calibration_ratio",
                   "calibration_ratio_true", "logloss", "ece", "ece_true", "le_ratio"]
 

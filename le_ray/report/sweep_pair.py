@@ -31,7 +31,8 @@ from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, condition
                                       shown_table)
 from le_ray.report.sweep_stats import calibration_long, paired_tables, uses_truth, values_of
 from le_ray.report.tables import markdown_table, write_csv
-from le_ray.report.verdict import (Verdict, VerdictInputs, band_edges, band_sentences, caveat_lines, metric_sentences,
+from le_ray.report.caveats import caveat_lines
+from le_ray.report.verdict import (Verdict, VerdictInputs, band_edges, band_sentences, metric_sentences,
                                    verdict_markdown)
 from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
 

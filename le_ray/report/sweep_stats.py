@@ -81,11 +81,12 @@ def _seed_deltas(trials: pl.DataFrame, baseline: str, candidate: str) -> pl.Data
 
 def _seed_matrix(per_cond: pl.DataFrame, loss: str, seeds: np.ndarray, conditions: np.ndarray,
                  column: str) -> np.ndarray:
-    """[S, C] of additive column ``column`` of ``loss`` over sorted seeds × sorted conditions (missing → 0)."""
+    """[S, C] of additive column ``column`` of ``loss`` over sorted seeds × sorted conditions (an ad absent from a
+    seed's record → 0 rows and sums; a null or non-finite stored value → NaN, so that seed is no usable pair)."""
     sub = per_cond.filter((pl.col("loss") == loss) & pl.col("seed").is_in(seeds.tolist()))
     out = np.zeros((len(seeds), len(conditions)))
     out[np.searchsorted(seeds, sub["seed"].to_numpy()), np.searchsorted(conditions, sub["condition"].to_numpy())] = \
-        np.nan_to_num(sub[column].cast(pl.Float64).to_numpy())
+        sub[column].cast(pl.Float64).to_numpy()  # a non-finite sum stays NaN: its seed's pair is left out, never 0
     return out
 
 

@@ -11,7 +11,7 @@ from scipy import stats as sps
 from le_ray.metrics.validation import _check_array, _check_conditions
 from le_ray.stats.choices import ALTERNATIVES, CORRECTIONS, TIE_TOL, ZERO_METHODS, _check_choice
 from le_ray.stats.corrections import bh_adjust, holm_adjust
-from le_ray.stats.paired import _wilcoxon_on_delta, bootstrap_mean_cis
+from le_ray.stats.paired import _wilcoxon_on_delta, bootstrap_mean_cis, rank_biserial
 
 _CALIB_SORTS = ("p_value", "abs_delta_mean", "delta_mean", "count", "base_rate")  # per_condition_sort_by
 
@@ -110,6 +110,9 @@ def _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_meth
     arguments of :func:`bootstrap_mean_cis` (samples, seed, confidence)."""
     gb, gc = gap_b[:, cond_ids], gap_c[:, cond_ids]
     res = _wilcoxon_many(gb - gc, alternative, zero_method)
+    # the rank test's direction per ad (T+ − T−)/(T+ + T−): a few seeds with large deltas can point the mean the
+    # other way, so a significant test's winner is read from this, never from delta_mean
+    effect = np.array([rank_biserial((gb - gc)[:, j]) for j in range(len(cond_ids))], dtype=np.float64)
     ci_low, ci_high = bootstrap_mean_cis(gb - gc, **bootstrap)
     usable = np.isfinite(gb) & np.isfinite(gc)
     n = usable.sum(axis=0)
@@ -118,7 +121,8 @@ def _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_meth
         mean_c = np.where(n > 0, np.where(usable, gc, 0.0).sum(axis=0) / n, np.nan)
     return {"condition": cond_ids.astype(np.int64), "count": count[cond_ids].astype(np.int64),
             "base_rate": base_rate[cond_ids], "baseline_gap": mean_b, "candidate_gap": mean_c,
-            "delta_mean": res["mean_delta"], "ci_low": ci_low, "ci_high": ci_high, "n": res["n"], "n_nonzero": res["n_nonzero"],
+            "delta_mean": res["mean_delta"], "ci_low": ci_low, "ci_high": ci_high, "rank_biserial": effect,
+            "n": res["n"], "n_nonzero": res["n_nonzero"],
             "statistic": res["statistic"], "p_value": res["p_value"]}
 
 
@@ -154,7 +158,8 @@ def per_condition_calibration_tests(labels, conditions, baseline_preds, candidat
     seeds when the data differ per seed), base_rate (pooled), baseline_gap, candidate_gap
     (means over usable seeds), delta_mean, ci_low, ci_high (the percentile bootstrap CI of delta_mean at
     ``confidence``, ``bootstrap_samples`` draws seeded with ``seed``: :func:`bootstrap_mean_cis`; unadjusted),
-    n, n_nonzero, statistic, p_value, p_holm, p_bh,
+    rank_biserial (:func:`rank_biserial` of the deltas: > 0 when the ranks favour the candidate, the direction of
+    the test), n, n_nonzero, statistic, p_value, p_holm, p_bh,
     significant (adjusted p by ``correction`` < alpha; NaN p-values are not counted in m).
     ``sort_by`` ∈ p_value (ascending), abs_delta_mean, delta_mean, count, base_rate (descending).
     """
@@ -208,6 +213,7 @@ def calibration_tests_from_sums(counts, label_sums, baseline_pred_sums, candidat
 
 _CALIB_SCHEMA = {"condition": pl.Int64, "count": pl.Int64, "base_rate": pl.Float64,
                  "baseline_gap": pl.Float64, "candidate_gap": pl.Float64, "delta_mean": pl.Float64,
-                 "ci_low": pl.Float64, "ci_high": pl.Float64, "n": pl.Int64, "n_nonzero": pl.Int64,
+                 "ci_low": pl.Float64, "ci_high": pl.Float64, "rank_biserial": pl.Float64, "n": pl.Int64,
+                 "n_nonzero": pl.Int64,
                  "statistic": pl.Float64, "p_value": pl.Float64, "p_holm": pl.Float64, "p_bh": pl.Float64,
                  "significant": pl.Boolean}
