@@ -320,8 +320,16 @@ def test_a_test_whose_nonzero_deltas_cannot_reach_alpha_is_untestable_not_a_null
     assert lines == ["LE vs BCE is untestable with 8 paired seeds, 2 with a nonzero delta in: accuracy (the smallest "
                      "exact two-sided Wilcoxon p at n = 2 is 0.5, not below alpha 0.05); this is no evidence that "
                      "they are alike."]
-    pratt = dataclasses.replace(_inputs(metrics=two), zero_method="pratt")  # zeros ranked: 8 pairs can reach alpha
-    assert metric_sentences(pratt)[0].startswith("LE and BCE do not differ significantly")
+    # pratt and zsplit rank the zeros too, but a zero has no sign: scipy's smallest p over every sign pattern of the
+    # 2 nonzero deltas is still 0.5, so those tests are as untestable (stats audit; it read "do not differ" before)
+    from itertools import product
+
+    from scipy.stats import wilcoxon
+    for method in ("pratt", "zsplit"):
+        smallest = min(wilcoxon([0.0] * 6 + [a * 1.0, b * 2.0], zero_method=method).pvalue
+                       for a, b in product((1, -1), repeat=2))
+        assert smallest == pytest.approx(0.5)
+        assert metric_sentences(dataclasses.replace(_inputs(metrics=two), zero_method=method)) == lines
     cond = _conditions([(7, "a", 0.0005, 0.00068, 0.00025, 8, 0.5, 0.5)]).with_columns(pl.lit(2).alias("n_nonzero"))
     test = bottom_line(_inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)})))[1][1]
     assert test.startswith("Per-ad test over 8 paired seeds, 2 with a nonzero delta:") and "untestable" in test
@@ -367,3 +375,75 @@ def test_ads_without_an_evaluation_click_have_no_rate_band_and_are_no_rare_ads()
     assert "(0 %)" not in rare_answer([_inputs(conditions=cond)], rare)[0]
     truth = ads.drop("no_eval_click")  # the truth reference keeps its path: rate 0 in the lowest band
     assert bands_overview(truth, (0.001, 0.01, 0.1))[0].startswith("< 0.1 %: no tested ad; 2 left out of testing")
+
+
+# ------------------------------------------------- direction and one-sided wording (stats audit, 2026-12-05)
+
+
+def test_a_significant_test_is_won_by_the_side_its_ranks_favour_not_the_mean():
+    """20 seeds: BCE's logloss is lower in 19, LE's far lower in one, so the mean delta favours LE (> 0) while the
+    ranks favour BCE (rank-biserial -0.81); the two-sided test is significant because of the 19."""
+    row = _metrics([("logloss", False, 0.000757, -0.000264, 0.00279, -0.81, 0.00495)], informative=[True])
+    line = metric_sentences(_inputs(metrics=row))[0]
+    assert line.startswith("BCE beats LE on logloss (lower is better): mean delta 0.000757")
+    assert line.endswith("The mean delta points the other way, towards LE: most seeds favour BCE, a few with large "
+                         "differences favour LE, so the test's direction holds for the typical seed, not for the "
+                         "average.")
+    agree = _metrics([("logloss", False, -0.0003, -0.0004, -0.0002, -0.81, 0.00495)], informative=[True])
+    assert "points the other way" not in metric_sentences(_inputs(metrics=agree))[0]
+    # per ad: LE's mean gap is smaller (one seed where BCE is 10x off) but BCE's gap is smaller in most seeds
+    cond = _conditions([(3, "a", 0.0005, 0.00095, 0.00044, 20, 0.0007, 0.0028)]).with_columns(
+        pl.lit(0.00051).alias("delta_mean"), pl.lit(-0.81).alias("rank_biserial"), pl.lit(20).alias("n_nonzero"))
+    v = _inputs(conditions=cond, ratios=_ratios({3: (BCE_RATIOS, LE_RATIOS)}))
+    assert band_sentences(v) == ["LE vs BCE, ads at < 0.1 % (1 tested): BCE is closer to the ad's rate than LE on 1 "
+                                 "(ad a; holm p <= 0.0028)."]
+    test = bottom_line(v)[1][1]
+    assert "LE's mean gap is smaller than BCE's" in test and ": significant at alpha 0.05" in test
+    assert test.endswith("The mean gap difference points the other way, towards LE: most seeds favour BCE, a few "
+                         "with large differences favour LE, so the test's direction holds for the typical seed, not "
+                         "for the average.")
+    assert rare_answer_of(v) == "LE vs BCE, BCE closer to the ad's rate on ad a (holm p = 0.0028)"
+
+
+def rare_answer_of(v):
+    from le_ray.report.bottom_line import rare_answer
+
+    return rare_answer([v])[0].split(": ", 1)[1].rstrip(".")
+
+
+@pytest.mark.parametrize("alternative,tested,other", [("greater", "LE", "BCE"), ("less", "BCE", "LE")])
+def test_a_one_sided_non_rejection_never_reads_as_no_difference(alternative, tested, other):
+    """focal worse than BCE in every seed under alternative=greater (candidate better): not significant, but that
+    says only that the candidate is not better; the interval on the other side is said to be untested."""
+    rows = _metrics([("logloss", False, -0.0017, -0.0019, -0.0015, -1.0, 1.0),
+                     ("brier", False, 0.0002, 0.0001, 0.0003, 1.0, 1.0)], informative=[True, True])
+    v = dataclasses.replace(_inputs(metrics=rows), alternative=alternative)
+    line = metric_sentences(v)[0]
+    assert line.startswith(f"{tested} is not significantly better than {other} (holm-adjusted p >= 0.05; a one-sided "
+                           f"test ({alternative}): the reverse is not tested) in: logloss, brier.")
+    against = "logloss" if alternative == "greater" else "brier"
+    assert f"For {against} the interval lies on {other}'s side, which the one-sided test ({alternative}) does not " \
+           "test" in line
+    assert "do not differ" not in line
+    cond = _conditions([(3, "a", 0.0005, 0.0002, 0.0009, 10, 1.0, 1.0)])
+    v = dataclasses.replace(_inputs(conditions=cond, ratios=_ratios({3: (BCE_RATIOS, LE_RATIOS)})),
+                            alternative=alternative)
+    assert band_sentences(v)[0].endswith(f"{tested} is not significantly closer to the ad's rate than {other} (a "
+                                         f"one-sided test ({alternative}): the reverse is not tested).")
+    assert f"not significant (one-sided, {alternative}: only {tested} closer is tested)" in bottom_line(v)[1][1]
+    assert rare_answer_of(v).startswith(f"LE vs BCE, {tested} not significantly closer (holm p ≥ 1; one-sided")
+
+
+def test_paired_seeds_that_all_tie_are_not_called_missing():
+    cond = _conditions([(3, "a", 0.0005, 0.0002, 0.0002, 10, 1.0, 1.0)]).with_columns(pl.lit(0).alias("n_nonzero"))
+    v = _inputs(conditions=cond, ratios=_ratios({3: (BCE_RATIOS, BCE_RATIOS)}))
+    said = " ".join(bottom_line(v)[1]) + " ".join(band_sentences(v))
+    assert "no seed is stored for both losses" not in said
+    assert "each of the 10 paired seeds gives both the same value, so the test has no difference to rank" in said
+
+
+def test_one_seeds_bootstrap_interval_is_not_printed_as_an_interval():
+    cond = _conditions([(3, "a", 0.0005, 0.0009, 0.0002, 1, 1.0, 1.0)]).with_columns(
+        pl.lit(0.0007).alias("ci_low"), pl.lit(0.0007).alias("ci_high"))
+    test = bottom_line(_inputs(conditions=cond, ratios=_ratios({3: (BCE_RATIOS[:1], LE_RATIOS[:1])})))[1][1]
+    assert test.startswith("Per-ad test over 1 paired seed: LE's mean gap is smaller") and "bootstrap CI" not in test

@@ -46,9 +46,9 @@ import numpy as np
 import polars as pl
 from scipy.stats import binomtest
 
-from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels, family,
-                                   is_untestable, pairs_words, ranked_pairs, rate_bands, short_of_alpha,
-                                   why_untestable)
+from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels,
+                                   candidate_ahead, family, is_untestable, mean_against, mean_against_words, one_sided,
+                                   pairs_words, ranked_pairs, ranks_favour, rate_bands, short_of_alpha, why_untestable)
 from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, FACTOR_TINY, UNDER_TINY, ads,
                                    excluded_ads, join, number, percent, pval, ratio_words, times)
 from le_ray.stats import median_range
@@ -298,13 +298,18 @@ def _rare_words(v: VerdictInputs, rare: pl.DataFrame, c: str, b: str) -> str:
     p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
     fam, p = family(v, v.condition_tests, p_col), rare[p_col].cast(pl.Float64).fill_nan(None)
     won: dict[str, list[tuple[str, float]]] = {}
-    for r in rare.filter(p.is_not_null() & (p < v.alpha)).iter_rows(named=True):
-        won.setdefault(c if r["candidate_gap"] < r["baseline_gap"] else b, []).append((r["ad_id"], r[p_col]))
+    significant = rare.filter(p.is_not_null() & (p < v.alpha))
+    for r, ahead in zip(significant.iter_rows(named=True), candidate_ahead(significant)):
+        won.setdefault(c if ahead else b, []).append((r["ad_id"], r[p_col]))
     if won:
         return f"{c} vs {b}, " + ", ".join(_won_words(w, hits, v.correction) for w, hits in won.items())
     ranked = ranked_pairs(v, rare)["_ranked"].to_list()
     if p.is_null().all() or all(is_untestable(v, int(k), fam) for k in ranked):
         return f"{c} vs {b}, untestable with these seeds"
+    sides = one_sided(v)
+    if sides is not None:  # a one-sided test never shows "no difference", only that its side is not closer
+        return (f"{c} vs {b}, {v.shown(sides[0])} not significantly closer ({v.correction} p ≥ {pval(p.min())}; "
+                f"one-sided, {v.alternative}: the reverse is not tested)")
     return f"{c} vs {b}, no significant difference ({v.correction} p ≥ {pval(p.min())})"
 
 
@@ -352,7 +357,7 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
     alpha with ``n`` seeds in a family of ``m``); when ``closer`` (the loss whose median ratio is closer to 1) is
     not the loss with the smaller mean gap, a clause saying why the two can disagree."""
     gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], int(row.get("n") or v.seeds)
-    ranked = int(row["n_nonzero"]) if v.zero_method == "wilcox" and row.get("n_nonzero") is not None else n
+    ranked = int(row["n_nonzero"]) if row.get("n_nonzero") is not None else n  # as verdict.ranked_pairs
     head = f"Per-ad test over {pairs_words(n, ranked)}"
     if not (np.isfinite(gb) and np.isfinite(gc)):
         return f"{head}: no usable pair, so it is untestable."
@@ -370,9 +375,11 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
         return f"{head}: {gaps}; the test is untestable with these seeds."
     if is_untestable(v, ranked, m):
         return (f"{head}: {gaps}; {v.correction} p = {pval(p)}, but untestable with {pairs_words(n, ranked)} "
-                f"({why_untestable(v, ranked, m)}): p >= alpha by construction, which says nothing either way.")
-    verdict = "significant" if p < v.alpha else "not significant"
-    said = f"{head}: {gaps}, {v.correction} p = {pval(p)}: {verdict} at alpha {v.alpha:g} with these seeds."
+                f"({why_untestable(v, ranked, m, n)}): p >= alpha by construction, which says nothing either way.")
+    said = f"{head}: {gaps}, {v.correction} p = {pval(p)}: {_verdict_words(v, p)} at alpha {v.alpha:g} with these seeds."
+    if p < v.alpha and mean_against(row, "delta_mean"):
+        won, lost = (v.candidate, v.baseline) if ranks_favour(row, "delta_mean") else (v.baseline, v.candidate)
+        said += f" {mean_against_words(v.shown(won), v.shown(lost), 'gap difference')}"
     ci = _row_ci(row)
     if p >= v.alpha and ci is not None and (ci[0] > 0 or ci[1] < 0):
         test = short_of_alpha(v, m, "the rank test", "ads")
@@ -381,12 +388,23 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
     return said
 
 
+def _verdict_words(v: VerdictInputs, p: float) -> str:
+    """``significant`` (for the side its ranks favour: the caller says so when the mean gaps point the other way),
+    or ``not significant`` with what a one-sided test leaves untested."""
+    if p < v.alpha:
+        return "significant"
+    sides = one_sided(v)
+    if sides is None:
+        return "not significant"
+    return f"not significant (one-sided, {v.alternative}: only {v.shown(sides[0])} closer is tested)"
+
+
 def _gap_ci(v: VerdictInputs, row: dict[str, Any], candidate_won: bool) -> str:
     """``; 95 % bootstrap CI of the difference 0.0001 to 0.0009, unadjusted``: the interval of the losing loss's mean
     gap minus the winner's (the table's ci_low / ci_high are of baseline gap − candidate gap, so a baseline win
     flips them); "" when the table has none. It gives the size a non-significant test leaves possible."""
     ci = _row_ci(row)
-    if ci is None:
+    if ci is None or int(row.get("n") or 0) < 2:  # one seed: the bootstrap "interval" is that seed's value
         return ""
     low, high = ci if candidate_won else (-ci[1], -ci[0])
     return f"; {v.confidence:.0%} bootstrap CI of the difference {low:.2g} to {high:.2g}, unadjusted"

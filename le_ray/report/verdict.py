@@ -39,7 +39,8 @@ from le_ray.report.wording import (EXCLUDED_WHY, ads as _ads, excluded_ads, numb
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
            "pending_headline", "smallest_reachable_p", "percent", "seeds_word", "is_untestable",
-           "why_untestable", "short_of_alpha", "family", "Family", "ranked_pairs", "pairs_words",
+           "why_untestable", "short_of_alpha", "family", "Family", "ranked_pairs", "pairs_words", "ranks_favour",
+           "mean_against", "mean_against_words", "one_sided", "not_significant", "candidate_ahead",
            "verdict_markdown", "verdict_text", "span"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
@@ -165,13 +166,15 @@ def is_untestable(v: VerdictInputs, n: int, fam: Family) -> bool:
     return smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best) >= v.alpha
 
 
-def why_untestable(v: VerdictInputs, n: int, fam: Family) -> str:
+def why_untestable(v: VerdictInputs, n: int, fam: Family, paired: int | None = None) -> str:
     """Why a test ranking ``n`` pairs in family ``fam`` is untestable: its smallest exact p (and adjusted p, for
-    Holm) cannot reach alpha, or else the test gave no p-value (NaN)."""
+    Holm) cannot reach alpha, or else the test gave no p-value (NaN). ``paired``: the paired seeds behind the ``n``
+    ranked pairs (default ``n``); ranking none of several means every paired seed gave both sides the same value."""
     if not is_untestable(v, n, fam):
         return "the test gave no p-value"
     if n < 1:
-        return "no seed is stored for both losses"
+        return (f"each of the {seeds_word(paired)} gives both the same value, so the test has no difference to rank"
+                if paired else "no seed is stored for both losses")
     p = smallest_reachable_p(n, v.alternative)
     held = f"the smallest exact {v.alternative} Wilcoxon p at n = {n} is {pval(p)}"
     adjusted = smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best)
@@ -194,10 +197,11 @@ def _uninformative(v: VerdictInputs, row: dict[str, Any]) -> str:
 
 
 def ranked_pairs(v: VerdictInputs, t: pl.DataFrame) -> pl.DataFrame:
-    """``t`` with ``_n`` (paired seeds, ``n``) and ``_ranked`` (the pairs the exact test ranks: the nonzero deltas
-    under ``zero_method`` wilcox, which drops zero deltas; all ``n`` otherwise), both filled for old tables."""
+    """``t`` with ``_n`` (paired seeds, ``n``) and ``_ranked`` (the pairs whose sign the exact test can flip: the
+    nonzero deltas, under every ``zero_method``; wilcox drops the zeros, and pratt and zsplit rank them but a zero
+    has no sign, so 2^nonzero sign patterns bound the smallest p either way), both filled for old tables."""
     n = pl.col("n").fill_null(0) if "n" in t.columns else pl.lit(v.seeds)
-    ranked = pl.col("n_nonzero").fill_null(n) if v.zero_method == "wilcox" and "n_nonzero" in t.columns else n
+    ranked = pl.col("n_nonzero").fill_null(n) if "n_nonzero" in t.columns else n
     return t.with_columns(n.cast(pl.Int64).alias("_n"), ranked.cast(pl.Int64).alias("_ranked"))
 
 
@@ -220,7 +224,7 @@ def _untestable_lines(v: VerdictInputs, rows: pl.DataFrame, m: Family) -> list[s
     for n, k in sorted(set(zip(rows["_n"].to_list(), rows["_ranked"].to_list()))):
         names = ", ".join(rows.filter((pl.col("_n") == n) & (pl.col("_ranked") == k))["metric"].to_list())
         point = "; the bootstrap CI of one seed is a single point" if n == 1 else ""
-        lines.append(f"{c} vs {b} is untestable with {pairs_words(n, k)} in: {names} ({why_untestable(v, k, m)}"
+        lines.append(f"{c} vs {b} is untestable with {pairs_words(n, k)} in: {names} ({why_untestable(v, k, m, n)}"
                      f"{point}); this is no evidence that they are alike.")
     return lines
 
@@ -237,16 +241,17 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
     t = t.with_columns(_untestable_mask(v, t, "p_adjusted", m).alias("_untestable"))
     lines = []
     for row in t.filter(pl.col("_informative") & (pl.col("p_adjusted") < v.alpha)).iter_rows(named=True):
-        win, lose = (c, b) if row["mean_delta"] > 0 else (b, c)
+        win, lose = (c, b) if ranks_favour(row, "mean_delta") else (b, c)
         way = "higher is better" if row["higher_is_better"] else "lower is better"
         lines.append(f"{win} beats {lose} on {row['metric']} ({way}): mean delta {number(row['mean_delta'])} "
                      f"({v.confidence:.0%} bootstrap CI [{number(row['ci_low'])}, {number(row['ci_high'])}], "
                      f"unadjusted; favours {c} when > 0), "
-                     f"rank-biserial {number(row['rank_biserial'])}, {v.correction} p = {pval(row['p_adjusted'])}.")
+                     f"rank-biserial {number(row['rank_biserial'])}, {v.correction} p = {pval(row['p_adjusted'])}."
+                     + (f" {mean_against_words(win, lose, 'delta')}" if mean_against(row, "mean_delta") else ""))
     not_below = pl.col("_informative") & ~(pl.col("p_adjusted") < v.alpha).fill_null(False)
     rest = t.filter(not_below & ~pl.col("_untestable"))
     if rest.height:
-        lines.append(f"{c} and {b} do not differ significantly ({v.correction}-adjusted p >= {v.alpha:g}) in: "
+        lines.append(f"{not_significant(v, f'{v.correction}-adjusted p >= {v.alpha:g}')} in: "
                      f"{', '.join(rest['metric'].to_list())}.{_ci_apart(v, rest, m)}")
     lines += _untestable_lines(v, t.filter(not_below & pl.col("_untestable")), m)
     for row in t.filter(~pl.col("_informative")).iter_rows(named=True):
@@ -263,27 +268,78 @@ def short_of_alpha(v: VerdictInputs, fam: Family, test: str, members: str) -> st
     return f"{test}, {v.correction}-adjusted over {fam.size} {members}, does not reach alpha"
 
 
+def ranks_favour(row: Mapping[str, Any], delta: str) -> bool:
+    """Whether a test's row favours the candidate in the direction of its rank test: the sign of ``rank_biserial``
+    ((T+ − T−) / (T+ + T−), what a Wilcoxon test is about), else of ``delta`` (> 0 favours the candidate) where the
+    row has no finite nonzero one. A significant test's winner is read from this, not from the mean: a few seeds
+    with large deltas one way can point the mean against the many that go the other way."""
+    r = row.get("rank_biserial")
+    if r is not None and np.isfinite(r) and r != 0:
+        return bool(r > 0)
+    d = row.get(delta)
+    return d is not None and bool(np.isfinite(d)) and d > 0
+
+
+def mean_against(row: Mapping[str, Any], delta: str) -> bool:
+    """Whether the mean ``delta`` points against the ranks (both finite and nonzero, of opposite signs)."""
+    r, d = row.get("rank_biserial"), row.get(delta)
+    if r is None or d is None or not (np.isfinite(r) and np.isfinite(d)) or r == 0 or d == 0:
+        return False
+    return (r > 0) != (d > 0)
+
+
+def mean_against_words(win: str, lose: str, what: str) -> str:
+    """The sentence said when a significant test's ranks and mean disagree (:func:`mean_against`)."""
+    return (f"The mean {what} points the other way, towards {lose}: most seeds favour {win}, a few with large "
+            f"differences favour {lose}, so the test's direction holds for the typical seed, not for the average.")
+
+
+def one_sided(v: VerdictInputs) -> tuple[str, str] | None:
+    """(the side a one-sided test looks for as better, the other side) as loss keys; None for a two-sided test.
+    delta > 0 favours the candidate, so ``greater`` tests the candidate better and ``less`` the baseline."""
+    return {"greater": (v.candidate, v.baseline), "less": (v.baseline, v.candidate)}.get(v.alternative)
+
+
+def not_significant(v: VerdictInputs, p_words: str = "", better: str = "better than", where: str = "") -> str:
+    """A non-rejection in words: ``LE and BCE do not differ significantly<where> (<p_words>)`` for a two-sided test;
+    a one-sided test only says that the side it tests is not significantly ``better`` the other, never that the two
+    do not differ (a difference the other way is not tested)."""
+    sides = one_sided(v)
+    if sides is None:
+        return f"{v.shown(v.candidate)} and {v.shown(v.baseline)} do not differ significantly{where}" + (
+            f" ({p_words})" if p_words else "")
+    tested, other = (v.shown(x) for x in sides)
+    return (f"{tested} is not significantly {better} {other}{where} ({f'{p_words}; ' if p_words else ''}a one-sided "
+            f"test ({v.alternative}): the reverse is not tested)")
+
+
 def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, fam: Family) -> str:
-    """For metrics not significant after the correction whose unadjusted bootstrap CI excludes 0: that it does."""
+    """For metrics not significant after the correction whose unadjusted bootstrap CI excludes 0: that it does;
+    under a one-sided test, those whose interval lies on the untested side are said apart."""
     if not {"ci_low", "ci_high"} <= set(rest.columns):
         return ""
-    apart = rest.filter((pl.col("ci_low") > 0) | (pl.col("ci_high") < 0))["metric"].to_list()
-    if not apart:
-        return ""
-    test = short_of_alpha(v, fam, "the exact test", "metrics")
-    return (f" The unadjusted {v.confidence:.0%} bootstrap CI of the mean delta excludes 0 for {', '.join(apart)}, "
-            f"but {test}: the percentile interval and the rank test need not agree.")
+    above, below = (rest.filter(x)["metric"].to_list() for x in (pl.col("ci_low") > 0, pl.col("ci_high") < 0))
+    sides = one_sided(v)
+    against = [] if sides is None else (below if sides[0] == v.candidate else above)
+    apart = [x for x in above + below if x not in against]
+    said = ""
+    if apart:
+        test = short_of_alpha(v, fam, "the exact test", "metrics")
+        said = (f" The unadjusted {v.confidence:.0%} bootstrap CI of the mean delta excludes 0 for {', '.join(apart)}, "
+                f"but {test}: the percentile interval and the rank test need not agree.")
+    if against:
+        said += (f" For {', '.join(against)} the interval lies on {v.shown(sides[1])}'s side, which the one-sided test "
+                 f"({v.alternative}) does not test: a difference that way is never significant here.")
+    return said
 
 
 def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, m: Family) -> str:
     c, b = v.shown(v.candidate), v.shown(v.baseline)
     significant = (pl.col(p_col) < v.alpha).fill_null(False)
-    parts, hits = [], 0
-    for loss, other, better in ((c, b, pl.col("candidate_gap") < pl.col("baseline_gap")),
-                                (b, c, pl.col("candidate_gap") > pl.col("baseline_gap"))):
+    rows, parts = rows.with_columns(candidate_ahead(rows).alias("_ahead")), []
+    for loss, other, better in ((c, b, pl.col("_ahead")), (b, c, ~pl.col("_ahead"))):
         won = rows.filter(significant & better)
         if won.height:
-            hits += won.height
             parts.append(f"{loss} is closer to the ad's rate than {other} on {won.height} "
                          f"({_ads(won['ad_id'].to_list())}; {v.correction} p <= {pval(won[p_col].max())})")
     total, rows = rows.height, rows.filter(~significant)
@@ -291,12 +347,21 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
     for n, r in sorted(set(zip(untestable["_n"].to_list(), untestable["_ranked"].to_list()))):
         k = untestable.filter((pl.col("_n") == n) & (pl.col("_ranked") == r)).height
         where = "" if total == 1 else f" on {'all ' if k == total else ''}{k}"
-        parts.append(f"untestable{where} with {pairs_words(n, r)} ({why_untestable(v, r, m)})")
+        parts.append(f"untestable{where} with {pairs_words(n, r)} ({why_untestable(v, r, m, n)})")
     rest = rows.height - untestable.height
     if rest:
         more = "" if total == 1 else f" on the other {rest}" if parts else f" on any of the {total}"
-        parts.append(f"{c} and {b} do not differ significantly{more}")
+        parts.append(not_significant(v, better="closer to the ad's rate than", where=more))
     return f"{c} vs {b}, ads at {name} ({total} tested): " + "; ".join(parts) + "."
+
+
+def candidate_ahead(rows: pl.DataFrame) -> pl.Series:
+    """Per per-ad test row: whether its rank test favours the candidate (:func:`ranks_favour` of ``delta_mean`` =
+    baseline gap − candidate gap; a table without it compares the mean gaps)."""
+    def ahead(r: dict[str, Any]) -> bool:
+        delta = r.get("delta_mean", (r.get("baseline_gap") or np.nan) - (r.get("candidate_gap") or np.nan))
+        return ranks_favour({**r, "delta_mean": delta}, "delta_mean")
+    return pl.Series([ahead(r) for r in rows.iter_rows(named=True)], dtype=pl.Boolean)
 
 
 def band_sentences(v: VerdictInputs) -> list[str]:
