@@ -204,3 +204,61 @@ def test_a_deprecated_key_is_one_warning_line_not_a_python_warning_report(capsys
     assert config_main(["show", "--set", "ctr.dataset=criteo"]) == 0
     err = capsys.readouterr().err
     assert err == "le-ray: WARNING ctr.dataset is deprecated; use data.ctr_dataset\n"
+
+
+def test_a_sweep_started_with_allow_unsound_resumes_by_name(tmp_path):
+    """--allow-unsound is no config key: config.history records it as repeats.allow_unsound=true, so that the
+    documented resume by name (the stored config) starts the sweep again instead of refusing its audit errors."""
+    from le_ray.config import to_dict
+    from le_ray.errors import UserError
+    from le_ray.runners.repeats import parse_arguments, preflight, sweep_config
+    from le_ray.sweep.store import SweepStore
+
+    argv = ["--profile", "quickstart", *SMALL, "--set", "repeats.min_steps_per_epoch=100000", "--name", "unsound",
+            "--results-dir", str(tmp_path)]
+    with pytest.raises(UserError, match="few_steps"):
+        preflight(parse_arguments(argv), lambda line: None)
+    pre = preflight(parse_arguments([*argv, "--allow-unsound"]), lambda line: None)
+    assert pre.cfg.repeats.allow_unsound and pre.command[-2:] == ["--set", "repeats.allow_unsound=true"]
+    assert "--allow-unsound" not in pre.command
+    SweepStore.open(tmp_path, "unsound").record_run(to_dict(pre.cfg), pre.command)
+    replayed = sweep_config(parse_arguments(pre.command))[0]  # the stored command gives the stored config
+    assert to_dict(replayed) == to_dict(pre.cfg)
+    resumed = preflight(parse_arguments(["--name", "unsound", "--results-dir", str(tmp_path)]), lambda line: None)
+    assert resumed.resuming and resumed.audit.errors  # still unsound, started again as it was
+
+
+def test_options_must_be_spelled_out(capsys):
+    """An abbreviated option (argparse's prefix matching) would not match the full spellings le_ray prints back in
+    the resume line and config.history (--no-res kept the folder from resuming)."""
+    from le_ray.runners.repeats import parse_arguments
+
+    with pytest.raises(SystemExit) as refused:
+        parse_arguments(["--no-res", "--name", "x"])
+    assert refused.value.code == 2 and "unrecognized arguments: --no-res" in capsys.readouterr().err
+
+
+def test_a_rerun_is_estimated_on_its_pending_trials_only(tmp_path):
+    """too_slow_here counts the trials still to train: a stored sweep whose every trial is stored reports again
+    (e.g. a GPU sweep copied to a workstation, rerun by name with a report key) instead of being refused for time."""
+    import numpy as np
+
+    from le_ray.errors import UserError
+    from le_ray.runners.repeats import parse_arguments, preflight
+    from le_ray.sweep.plan import sweep_seeds
+    from le_ray.sweep.store import SweepStore
+
+    from .test_sweep_report import _sweep_record
+
+    argv = ["--profile", "quickstart", *SMALL, "--set", "repeats.max_estimated_hours=0.000001", "--name", "slow",
+            "--results-dir", str(tmp_path)]
+    cfg = _stored_sweep(tmp_path, argv)
+    with pytest.raises(UserError, match="too_slow_here"):
+        preflight(parse_arguments(argv), lambda line: None)
+    store, rates = SweepStore(tmp_path / "slow"), np.array([0.1, 0.06, 0.04, 0.025])
+    for loss in cfg.losses:
+        for seed in sweep_seeds(cfg):
+            record = _sweep_record(loss, seed, rates, np.ones(4), 100, True, seed)
+            store.write_trial({**record, "trial_id": f"{loss}-s{seed}-0123abcd"})
+    pre = preflight(parse_arguments(["--name", "slow", "--results-dir", str(tmp_path)]), lambda line: None)
+    assert not [f for f in pre.audit.findings if f.code == "too_slow_here"]

@@ -55,6 +55,13 @@ def test_estimate_sweep_by_hand():
     wide = R.estimate_sweep("cuda", train_rows=rows, epochs_by_loss={"bce": 1, "focal": 2}, seeds=3,
                             macs=large.macs, slots=1000)
     assert wide.wall_s == pytest.approx(R.FIXED_S + 2 * factor)
+    # a resumed sweep: the stored trials do not run again (2 of focal's 3 and all of BCE's stored: 1 focal trial)
+    resumed = R.estimate_sweep("cuda", train_rows=rows, epochs_by_loss={"bce": 1, "focal": 2}, seeds=3,
+                               macs=large.macs, slots=1, stored={"bce": 3, "focal": 2})
+    assert resumed.trials == 1 and resumed.wall_s == pytest.approx(R.FIXED_S + 2 * factor)
+    done = R.estimate_sweep("cuda", train_rows=rows, epochs_by_loss={"bce": 1, "focal": 2}, seeds=3,
+                            macs=large.macs, slots=1, stored={"bce": 3, "focal": 3})
+    assert done.trials == 0 and done.wall_s == R.FIXED_S
 
 
 def test_packed_speedup_follows_the_measured_rows():

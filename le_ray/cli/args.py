@@ -33,8 +33,10 @@ def epilog(command: Command) -> str:
 def command_parser(name: str) -> argparse.ArgumentParser:
     """The parser of subcommand ``name``: prog ``le-ray <name>``, its description, examples and environment."""
     command = COMMANDS[name]
+    # allow_abbrev off: a prefix such as --no-res would work here but not in the commands le_ray prints back (the
+    # resume line and config.history match each flag's full spelling), so every option must be spelled out
     return argparse.ArgumentParser(prog=f"le-ray {name}", description=textwrap.fill(command.description, 100),
-                                   epilog=epilog(command),
+                                   epilog=epilog(command), allow_abbrev=False,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
 
 

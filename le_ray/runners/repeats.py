@@ -28,9 +28,11 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import re
 import shlex
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -232,16 +234,30 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     name = plain_folder_name(args.name if args.name is not None else
                              f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     resuming = check_folder(args, cfg, results_dir / name)
-    _refuse_if_too_slow_before_preparation(args, cfg)
+    stored = stored_by_loss(results_dir / name, cfg) if resuming else {}  # not trained again: not in the estimate
+    _refuse_if_too_slow_before_preparation(args, cfg, stored)
     started = time.perf_counter()
     plan = plan_trials(cfg)
     prepared = time.perf_counter() - started
     echo(f"data prepared in {prepared:.1f} s ({len(plan.data_by_seed)} preparation(s))")
-    audit = audit_experiment(cfg, plan.datasets, shadows, origins)
+    audit = audit_experiment(cfg, plan.datasets, shadows, origins, stored=stored)
     echo(audit_text(audit, max_conditions=cfg.evaluation.print_per_condition_top_k or None))
     if audit.errors and not (args.allow_unsound or cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
+    if args.allow_unsound and not cfg.repeats.allow_unsound:
+        cfg, command = _unsound_recorded(cfg, command if command is not None else args.argv)
     return Preflight(cfg, results_dir, name, resuming, plan, audit, command, {"data": prepared})
+
+
+def _unsound_recorded(cfg: Config, command: list[str]) -> tuple[Config, list[str]]:
+    """``cfg`` with ``repeats.allow_unsound`` true, and ``command`` with ``--allow-unsound`` written as
+    ``--set repeats.allow_unsound=true``: what config.history records for a sweep started anyway, so that a resume
+    by name (which takes the stored config, and the flag is no config key) starts it again, and its stored command
+    replays to its stored config."""
+    data = to_dict(cfg)
+    data["repeats"]["allow_unsound"] = True
+    flagless = [a for a in command if a != "--allow-unsound"]
+    return resolve_config(data), [*flagless, "--set", "repeats.allow_unsound=true"]
 
 
 #: The driver's phases in the order they run, as ``wall_line`` names them.
@@ -259,12 +275,29 @@ def wall_line(seconds: Mapping[str, float], total: float) -> str:
             "manifest)")
 
 
-def _refuse_if_too_slow_before_preparation(args: argparse.Namespace, cfg: Config) -> None:
+_TRIAL_ID = re.compile(r"^(?P<loss>[a-z_]+)-s(?P<seed>-?\d+)-[0-9a-f]+$")  #: le_ray.training.spec.trial_id's form
+
+
+def stored_by_loss(root: Path, cfg: Config) -> dict[str, int]:
+    """loss → how many of ``cfg``'s (loss, seed) trials the sweep folder ``root`` already stores (complete records
+    only, :meth:`SweepStore.finished_ids`), read from the trial ids before the data are prepared."""
+    if not (root / "trials").is_dir():
+        return {}
+    seeds, pairs = set(sweep_seeds(cfg)), set()
+    for trial_id in SweepStore(root).finished_ids():
+        match = _TRIAL_ID.match(trial_id)
+        if match and match["loss"] in cfg.losses and int(match["seed"]) in seeds:
+            pairs.add((match["loss"], int(match["seed"])))
+    return dict(Counter(loss for loss, _ in pairs))
+
+
+def _refuse_if_too_slow_before_preparation(args: argparse.Namespace, cfg: Config, stored: Mapping[str, int]) -> None:
     """The audit's ``too_slow_here`` check from the config alone, for synthetic data, so that a sweep sized for a
-    GPU cluster (the ``decades`` profile: 10⁸ rows) is refused on a CPU before its rows are generated."""
+    GPU cluster (the ``decades`` profile: 10⁸ rows) is refused on a CPU before its rows are generated; ``stored``
+    (loss → trials a resumed sweep holds) are left out: a rerun that only reports is never refused for time."""
     if args.allow_unsound or cfg.repeats.allow_unsound:
         return
-    reason = too_slow_before_preparation(cfg)
+    reason = too_slow_before_preparation(cfg, stored)
     if reason is not None:
         raise UserError(f"the experiment audit refuses to start (error too_slow_here, checked before preparing the "
                         f"data): {reason}")

@@ -71,7 +71,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -515,21 +515,24 @@ def _condition_value_findings(cfg: Config, data: PreparedData, conditions: list[
     return out
 
 
-def _runtime_findings(cfg: Config, info: dict[str, dict[str, Any]], data: PreparedData) -> list[Finding]:
-    """``too_slow_here``: the estimate on the device at hand against ``repeats.max_estimated_hours``."""
+def _runtime_findings(cfg: Config, info: dict[str, dict[str, Any]], data: PreparedData,
+                      stored: Mapping[str, int] | None = None) -> list[Finding]:
+    """``too_slow_here``: the estimate of the trials still to train (``stored``: loss → trials a resumed sweep
+    holds) on the device at hand against ``repeats.max_estimated_hours``."""
     from le_ray.sweep.runtime_estimate import too_slow
 
     width = input_width(data.num_numeric, len(data.cat_vocab_sizes), cfg.model.embed_dim, cfg.model.cat_embed_dim)
     reason = too_slow(cfg, train_rows=len(data.train), input_width=width,
-                      epochs_by_loss={loss: s["epochs"] for loss, s in info.items()})
+                      epochs_by_loss={loss: s["epochs"] for loss, s in info.items()}, stored=stored)
     return [] if reason is None else [Finding(ERROR, "too_slow_here", reason, (
         "repeats.max_estimated_hours", "ray.address", "repeats.num_runs", "repeats.allow_unsound"))]
 
 
 def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Iterable[Shadow] = (),
-                     provenance: Provenance | None = None) -> Audit:
+                     provenance: Provenance | None = None, stored: Mapping[str, int] | None = None) -> Audit:
     """The audit of training ``cfg.losses`` on ``datasets`` (one per data seed; usually one); ``provenance``
-    (:func:`le_ray.config.load.provenance`) names where each differing setting comes from."""
+    (:func:`le_ray.config.load.provenance`) names where each differing setting comes from; ``stored`` (loss →
+    trials a resumed sweep already holds) leaves those out of the runtime estimate."""
     data = datasets[0]
     conditions = _merge_counts([condition_counts_table(cfg, d) for d in datasets])
     info = {loss: _loss_settings(cfg, loss, cfg.training_for(loss), data) for loss in cfg.losses}
@@ -543,7 +546,7 @@ def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Ite
     findings += _history_findings(cfg, info, conditions, data) + _shadow_findings(shadows)
     fairness = fairness_record(cfg, provenance)
     findings += _fairness_findings(cfg, fairness, info) + _split_findings(cfg)
-    findings += _runtime_findings(cfg, info, data) + _condition_value_findings(cfg, data, conditions)
+    findings += _runtime_findings(cfg, info, data, stored) + _condition_value_findings(cfg, data, conditions)
     findings += settings_findings(cfg, conditions, _eval_split(cfg, data)[1])
     return Audit(info, conditions, findings, fairness, len(datasets))
 

@@ -148,18 +148,22 @@ class SweepEstimate:
 
 
 def estimate_sweep(device: str, *, train_rows: int, epochs_by_loss: Mapping[str, int], seeds: int, macs: float,
-                   slots: float, threads: int = 1, sharing: float = 1.0, why: str = "") -> SweepEstimate:
-    """Wall time of ``seeds`` trials per loss (module docstring); ``slots`` concurrent trials (≥ 1), ``sharing``
-    of them on each device (GPU packing: each keeps :func:`packed_speedup` / ``sharing`` of a lone trial's rate)."""
+                   slots: float, threads: int = 1, sharing: float = 1.0, why: str = "",
+                   stored: Mapping[str, int] | None = None) -> SweepEstimate:
+    """Wall time of ``seeds`` trials per loss (module docstring), less the ``stored`` ones (loss → trials a resumed
+    sweep already holds; they do not run again); ``slots`` concurrent trials (≥ 1), ``sharing`` of them on each
+    device (GPU packing: each keeps :func:`packed_speedup` / ``sharing`` of a lone trial's rate)."""
     model = ANCHORS[device]
     rate = training_rate(device, macs, threads)
     trial_s = {loss: train_rows * epochs / rate * model.trial_over_training for loss, epochs in epochs_by_loss.items()}
+    pending = {loss: max(seeds - int((stored or {}).get(loss, 0)), 0) for loss in trial_s}
     slots = max(1.0, float(slots))
     efficiency = packed_speedup(device, sharing, macs) / sharing if sharing > 1 else 1.0
-    total = sum(trial_s.values()) * seeds
+    total = sum(trial_s[loss] * pending[loss] for loss in trial_s)
     # trials are indivisible: the sweep lasts at least one trial, however many slots there are
-    wall = FIXED_S + max(total / (slots * efficiency), max(trial_s.values(), default=0.0))
-    return SweepEstimate(device, why, wall, trial_s, seeds * len(epochs_by_loss), slots, rate, model.source)
+    longest = max((trial_s[loss] for loss in trial_s if pending[loss]), default=0.0)
+    wall = FIXED_S + max(total / (slots * efficiency), longest)
+    return SweepEstimate(device, why, wall, trial_s, sum(pending.values()), slots, rate, model.source)
 
 
 def trial_device(ray_address: str | None, gpus_per_trial: float | None, *, cuda_available: bool,
@@ -202,7 +206,8 @@ def visible_cuda_devices() -> int:
 
 
 def estimate_for_config(cfg, *, train_rows: int, input_width: int, epochs_by_loss: Mapping[str, int],
-                        cuda_available: bool | None = None, cpu_count: int | None = None) -> SweepEstimate:
+                        cuda_available: bool | None = None, cpu_count: int | None = None,
+                        stored: Mapping[str, int] | None = None) -> SweepEstimate:
     """:func:`estimate_sweep` for ``cfg``'s sweep on the device :func:`trial_device` picks.
 
     Slots (:func:`le_ray.sweep.driver.concurrent_trials`): ``ray.num_cpus`` (else this machine's cores)
@@ -226,38 +231,43 @@ def estimate_for_config(cfg, *, train_rows: int, input_width: int, epochs_by_los
     slots = concurrent_trials(cluster, per_trial, share)
     return estimate_sweep(device, train_rows=train_rows, epochs_by_loss=epochs_by_loss,
                           seeds=len(sweep_seeds(cfg)), macs=macs, slots=slots, threads=per_trial,
-                          sharing=slots / cluster["GPU"] if share else 1.0, why=why)
+                          sharing=slots / cluster["GPU"] if share else 1.0, why=why, stored=stored)
 
 
 def too_slow(cfg, *, train_rows: int, input_width: int, epochs_by_loss: Mapping[str, int],
-             cuda_available: bool | None = None, cpu_count: int | None = None) -> str | None:
+             cuda_available: bool | None = None, cpu_count: int | None = None,
+             stored: Mapping[str, int] | None = None) -> str | None:
     """Why ``cfg``'s sweep should not start here (its estimate exceeds ``repeats.max_estimated_hours``), or None.
+    ``stored``: loss → trials a resumed sweep already holds, left out of the estimate (a rerun with every trial
+    stored only reports, and is never too slow).
 
     The sentence gives the estimate, what it rests on, the estimate on one GPU when the device is a CPU, and the
     keys that change the outcome.
     """
-    common = dict(train_rows=train_rows, input_width=input_width, epochs_by_loss=epochs_by_loss)
+    common = dict(train_rows=train_rows, input_width=input_width, epochs_by_loss=epochs_by_loss, stored=stored)
     here = estimate_for_config(cfg, cuda_available=cuda_available, cpu_count=cpu_count, **common)
     limit = cfg.repeats.max_estimated_hours
-    if here.wall_s <= limit * 3600:
+    if here.trials == 0 or here.wall_s <= limit * 3600:  # nothing to train: a rerun that only reports
         return None
     gpu = estimate_for_config(cfg, cuda_available=True, cpu_count=GPU_HOST_CPUS, **common)
     elsewhere = "" if here.device == "cuda" else f"; on one H200-class GPU about {format_duration(gpu.wall_s)}"
-    return (f"estimated {format_duration(here.wall_s)} on {here.device} ({here.why}): {here.trials} trials on "
+    kept = sum((stored or {}).values())
+    return (f"estimated {format_duration(here.wall_s)} on {here.device} ({here.why}): {here.trials} trials"
+            f"{f' (besides the {kept} already stored)' if kept else ''} on "
             f"{train_rows:,} training rows at ~{here.rate:,.0f} samples/s per trial, {here.slots:g} at once "
             f"({here.source}){elsewhere}; longer than repeats.max_estimated_hours = {limit:g}. Run it on a GPU "
             "cluster (jobs/submit.sh, ray.address), shrink it (repeats.num_runs, training.epochs, the data), raise "
             "repeats.max_estimated_hours, or start anyway with --allow-unsound")
 
 
-def too_slow_before_preparation(cfg) -> str | None:
+def too_slow_before_preparation(cfg, stored: Mapping[str, int] | None = None) -> str | None:
     """:func:`too_slow` from the config alone, for synthetic data (:func:`planned_synthetic_shape`); None for other
     sources, whose rows are known only after preparation, and for a sweep that may start here."""
     shape = planned_synthetic_shape(cfg)
     if shape is None:
         return None
     epochs = {loss: cfg.training_for(loss).epochs for loss in cfg.losses}
-    return too_slow(cfg, train_rows=shape[0], input_width=shape[1], epochs_by_loss=epochs)
+    return too_slow(cfg, train_rows=shape[0], input_width=shape[1], epochs_by_loss=epochs, stored=stored)
 
 
 def planned_synthetic_shape(cfg) -> tuple[int, int] | None:
