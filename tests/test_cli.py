@@ -262,3 +262,22 @@ def test_a_rerun_is_estimated_on_its_pending_trials_only(tmp_path):
             store.write_trial({**record, "trial_id": f"{loss}-s{seed}-0123abcd"})
     pre = preflight(parse_arguments(["--name", "slow", "--results-dir", str(tmp_path)]), lambda line: None)
     assert not [f for f in pre.audit.findings if f.code == "too_slow_here"]
+
+
+def test_a_report_only_rerun_keeps_the_training_runs_provenance(monkeypatch):
+    """manifest.json's environment: a rerun that trains nothing keeps the commit and packages that trained the
+    trials; a resume that trains with other code records the earlier run's in earlier_runs."""
+    import le_ray.runners.repeats as repeats
+
+    now = {"le_ray_version": "0.2", "git_commit": "new", "python": "3.11", "platform": "p", "host": "h",
+           "packages": {"torch": "2.13"}}
+    monkeypatch.setattr(repeats, "environment_manifest", lambda: dict(now))
+    trained = {**now, "git_commit": "old", "created": "2026-12-01T00:00:00Z"}
+    kept = repeats._environment(trained, trained=False)
+    assert kept["git_commit"] == "old" and kept["created"] == "2026-12-01T00:00:00Z" and "reported" in kept
+    resumed = repeats._environment(trained, trained=True)
+    assert resumed["git_commit"] == "new" and resumed["earlier_runs"] == [trained]
+    assert "earlier_runs" not in repeats._environment({**trained, "git_commit": "new"}, trained=True)
+    again = repeats._environment({**resumed, "created": "2026-12-02T00:00:00Z"}, trained=False)
+    assert again["earlier_runs"] == [trained] and again["git_commit"] == "new"
+    assert repeats._environment(None, trained=True)["git_commit"] == "new"

@@ -587,3 +587,19 @@ def test_an_ad_without_an_evaluation_click_is_marked_unmeasured_only_against_the
     ads = _ads(ctx).sort("condition")
     assert ads["no_eval_click"].to_list() == ([False, False] if truth else [True, False])
     assert ads["train_rate"].to_list() == [0.27, None]
+
+
+def test_a_sweep_resumed_with_other_code_says_so(tmp_path):
+    import json
+
+    factors = {"bce": np.ones(4), "localized_entropy": np.ones(4)}
+    store, _ = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both", "plots.enabled=false"], QUICK_RATES,
+                             factors, ["0", "1", "2", "3"], rows=500)
+    manifest = json.loads((store.root / "manifest.json").read_text())
+    earlier = [{"created": "2026-12-01T00:00:00Z", "le_ray_version": "0.0.9", "git_commit": "0123456789abcdef"}]
+    (store.root / "manifest.json").write_text(json.dumps({**manifest, "le_ray_version": "0.1.0", "git_commit": "fedcba",
+                                                          "earlier_runs": earlier}))
+    text, _ = _build(store)
+    assert "| le_ray | 0.1.0 (commit fedcba); earlier run 2026-12-01T00:00:00Z: 0.0.9 (commit 0123456789ab) |" in text
+    assert ("- The sweep was resumed with other code or packages than an earlier run of it (2026-12-01T00:00:00Z: "
+            "le_ray 0.0.9, commit 0123456789ab;") in text

@@ -274,7 +274,7 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
                                             ctx.cfg.evaluation.small_prob_quantile),) if c])
     if compared:
         verdict.caveats.append(multiplicity_caveat(rep.per_condition_correction, compared))
-    verdict.caveats += mixed_runtime_lines(ctx.status.get("ran_on", {}))
+    verdict.caveats += mixed_runtime_lines(ctx.status.get("ran_on", {})) + _earlier_runs_line(ctx.manifest)
     return verdict
 
 
@@ -290,6 +290,18 @@ def mixed_runtime_lines(ran_on: dict[str, dict[str, int]]) -> list[str]:
         return []
     return [f"The stored trials ran on more than one setting: {'; '.join(mixed)} trials. Their numbers differ by "
             "float rounding, far below the seed-to-seed spread, but not every seed of a comparison ran alike."]
+
+
+def _earlier_runs_line(manifest: dict[str, Any]) -> list[str]:
+    """A caveat when earlier runs of the sweep trained with other code or packages (manifest ``earlier_runs``)."""
+    earlier = manifest.get("earlier_runs") or []
+    if not earlier:
+        return []
+    said = "; ".join(f"{e.get('created')}: le_ray {e.get('le_ray_version')}, commit {str(e.get('git_commit'))[:12]}"
+                     for e in earlier)
+    return [f"The sweep was resumed with other code or packages than an earlier run of it ({said}; the facts table "
+            "gives the latest), so its trials may come from more than one version: a change that alters training "
+            "would mix into the comparisons."]
 
 
 def _ad_id_meaning(cfg: Config) -> str:
@@ -311,7 +323,9 @@ def _facts(ctx: SummaryContext) -> pl.DataFrame:
             ("data rows", f"train {data.get('train_rows', 0):,} / eval {data.get('eval_rows', 0):,} / test "
                           f"{data.get('test_rows', 0):,}; {data.get('num_conditions')} ads"),
             ("ad_id", _ad_id_meaning(cfg)),
-            ("le_ray", f"{m.get('le_ray_version')} (commit {str(m.get('git_commit'))[:12]})"),
+            ("le_ray", f"{m.get('le_ray_version')} (commit {str(m.get('git_commit'))[:12]})" + "".join(
+                f"; earlier run {e.get('created')}: {e.get('le_ray_version')} (commit {str(e.get('git_commit'))[:12]})"
+                for e in m.get("earlier_runs") or [])),
             ("packages", ", ".join(f"{k} {v}" for k, v in packages.items() if k in ("torch", "ray", "numpy", "polars",
                                                                                   "scipy")))]
     return pl.DataFrame(rows, schema=["fact", "value"], orient="row")

@@ -303,12 +303,37 @@ def _refuse_if_too_slow_before_preparation(args: argparse.Namespace, cfg: Config
                         f"data): {reason}")
 
 
-def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit, cluster_resources: dict) -> None:
-    """manifest.json of this run: environment, cluster, data, audit and the planned trials."""
+#: the manifest's keys that say which code and packages trained the trials
+ENVIRONMENT_KEYS = ("created", "le_ray_version", "git_commit", "python", "platform", "host", "packages")
+
+
+def _environment(previous: Mapping | None, trained: bool) -> dict:
+    """The manifest's environment: this run's when it trains (with ``earlier_runs``: each earlier run's whose code
+    or packages differ, so a sweep resumed after an upgrade says that two versions trained its trials), the
+    previous manifest's when it only reports (a report-only rerun trains nothing, so it must not replace the
+    provenance of the trials)."""
+    now = {**environment_manifest(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if not previous:
+        return now
+    if not trained:
+        return {**{k: previous[k] for k in ENVIRONMENT_KEYS if k in previous},
+                **({"earlier_runs": previous["earlier_runs"]} if previous.get("earlier_runs") else {}),
+                "reported": now["created"]}
+    earlier = list(previous.get("earlier_runs") or [])
+    if any(previous.get(k) != now[k] for k in ("le_ray_version", "git_commit", "packages")):
+        earlier.append({k: previous.get(k) for k in ENVIRONMENT_KEYS})
+    return {**now, **({"earlier_runs": earlier} if earlier else {})}
+
+
+def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit, cluster_resources: dict,
+                   trained: bool = True) -> None:
+    """manifest.json of this run: environment (:func:`_environment`; ``trained`` false: a report-only rerun),
+    cluster, data, audit and the planned trials."""
     data = plan.datasets[0]
+    path = store.root / "manifest.json"
+    previous = store.read_json("manifest.json") if path.is_file() else None
     store.write_json("manifest.json", {
-        **environment_manifest(), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "ray_job": is_ray_job(), "cluster_resources": cluster_resources,
+        **_environment(previous, trained), "ray_job": is_ray_job(), "cluster_resources": cluster_resources,
         "data_fingerprints": {str(s): d.fingerprint for s, d in plan.data_by_seed.items()},
         "data": {"source": data.source, "train_rows": len(data.train), "eval_rows": len(data.eval),
                  "test_rows": 0 if data.test is None else len(data.test), "num_conditions": data.num_conditions,
@@ -431,7 +456,8 @@ def report_only(pre: Preflight, store: SweepStore, args: argparse.Namespace, ech
     manifest takes this run's audit (a changed display key such as repeats.min_eval_clicks changes what the report
     excludes), keeping the cluster resources of the run that trained."""
     echo(f"every one of the {len(pre.plan.specs)} trials is stored in {store.root}; nothing to train")
-    write_manifest(store, pre.cfg, pre.plan, pre.audit, store.read_json("manifest.json").get("cluster_resources", {}))
+    write_manifest(store, pre.cfg, pre.plan, pre.audit, store.read_json("manifest.json").get("cluster_resources", {}),
+                   trained=False)
     pre.seconds["trials"] = 0.0
     _report_and_wall(pre, store, args, echo, stop, "")
     return 0
