@@ -189,12 +189,16 @@ def test_killed_worker_is_retried_with_same_numbers(shared_ray, tmp_path, monkey
     assert len(faulty) == 4 and faulty.items() <= _metrics(reference).items()  # a trial's numbers: its seed's alone
 
 
-def test_always_failing_trial_is_recorded_and_others_finish(shared_ray, tmp_path, monkeypatch, no_figures):
+def test_always_failing_trial_is_recorded_and_others_finish(shared_ray, tmp_path, monkeypatch, capsys, no_figures):
     cfg = tiny_cfg()
     seed = sweep_seeds(cfg)[0]
     monkeypatch.setenv("LE_RAY_TEST_FAULT_RAISE", f"bce:{seed}")
-    store, plan, progress = _sweep(cfg, tmp_path)
-    assert progress.failed == 1 and progress.done == 3
+    assert main([*tiny_args(), "--results-dir", str(tmp_path), "--name", "s"]) == 1
+    retry = next(line for line in capsys.readouterr().out.splitlines() if "failed after their retries" in line)
+    assert retry.startswith("1 trial(s) failed after their retries") and retry.endswith(
+        f"--results-dir {tmp_path} --name s")  # the same command retries it
+    store = SweepStore(tmp_path / "s")
+    assert len(store.finished_ids()) == 3
     failure = next(iter(store.failures().values()))
     assert "always fails" in failure["traceback"] and failure["loss"] == "bce"
     summary = build_report(store.root, echo=lambda *a: None).read_text()
@@ -353,6 +357,7 @@ def test_unreadable_manifest_on_resume_names_the_file(tmp_path, capsys):
     code = main(_main_args(tmp_path, "s"))
     err = capsys.readouterr().err
     assert code == 2 and "manifest.json" in err and "cannot be read as JSON" in err and "Traceback" not in err
+    assert "delete it and rerun the same command; the stored trials are kept" in err  # no copy exists to restore
 
 
 def test_unsound_real_profile_refuses_naming_the_batch_size_keys(tmp_path, capsys):

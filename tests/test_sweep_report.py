@@ -603,3 +603,16 @@ def test_a_sweep_resumed_with_other_code_says_so(tmp_path):
     assert "| le_ray | 0.1.0 (commit fedcba); earlier run 2026-12-01T00:00:00Z: 0.0.9 (commit 0123456789ab) |" in text
     assert ("- The sweep was resumed with other code or packages than an earlier run of it (2026-12-01T00:00:00Z: "
             "le_ray 0.0.9, commit 0123456789ab;") in text
+
+
+def test_a_sweep_stopped_before_its_first_trial_is_reported_as_such(tmp_path):
+    from le_ray.config import to_dict
+    from le_ray.errors import ResultsError
+    from le_ray.report.sweep import build_report
+    from le_ray.sweep.store import SweepStore
+
+    store = SweepStore.open(tmp_path, "early")
+    store.record_run(to_dict(load_config(profile="quickstart")), ["--profile", "quickstart"])
+    with pytest.raises(ResultsError, match=r"stopped before its first trial \(it has no manifest.json yet\), so there "
+                                           r"is nothing to report; resume it with `le-ray repeats --name early"):
+        build_report(store.root)

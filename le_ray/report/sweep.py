@@ -24,9 +24,11 @@ from le_ray.sweep import faults
 from le_ray.atomic import atomic_write_text, atomic_write_with
 from le_ray.metrics.compare import format_table, terminal_width
 from le_ray.config import Config, resolve_config
+from le_ray.errors import ResultsError
 from le_ray.registry import LOSSES, label
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, SummaryContext, build_verdict,
-                                      condition_table, noise_bands, shown_table, summary_markdown, table_files)
+                                      condition_table, noise_bands, resume_command, shown_table, summary_markdown,
+                                      table_files)
 from le_ray.report.verdict import band_edges, verdict_text
 from le_ray.report.sweep_stats import SweepTables, comparison_pairs, compute_tables
 from le_ray.report.tables import write_csv
@@ -196,6 +198,9 @@ def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print,
     order; by default here, one after the other (the sweep driver hands them to its idle Ray workers)."""
     store = SweepStore(Path(sweep_dir).resolve())
     cfg = resolve_config(store.latest_config())
+    if not (store.root / "manifest.json").exists():  # stopped while Ray started: no trial was planned yet
+        raise ResultsError(f"the sweep {str(store.root)!r} stopped before its first trial (it has no manifest.json "
+                           f"yet), so there is nothing to report; resume it with {resume_command(store.root)}")
     manifest = store.read_json("manifest.json")
     records = store.load_trials([t["trial_id"] for t in manifest.get("trials", [])])
     trials = trials_frame(records)

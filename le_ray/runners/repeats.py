@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import re
 import shlex
@@ -115,7 +116,13 @@ def check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
         raise ResultsError(f"sweep folder {str(root)!r} exists and --no-resume was given; choose another --name "
                            "or drop --no-resume")
     store = SweepStore(root)
-    store.read_json("manifest.json") if (root / "manifest.json").exists() else None  # unreadable → error
+    if (root / "manifest.json").exists():
+        try:
+            json.loads((root / "manifest.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # no copy exists to restore
+            raise ResultsError(f"{str(root / 'manifest.json')!r} cannot be read as JSON ({exc}): every run of the "
+                               "sweep rewrites it from the config and the data, so delete it and rerun the same "
+                               "command; the stored trials are kept and not trained again") from None
     try:
         check_resume(root, store.latest_config(), to_dict(cfg), extend=args.extend)
     except ResultsError as exc:
@@ -382,6 +389,10 @@ def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, s
     if stop is not None:
         stop.check()
     echo.close()
+    if progress.failed:
+        echo(f"{progress.failed} trial(s) failed after their retries (tracebacks in {store.root / 'failures'}); the "
+             f"same command retries them and trains nothing else: "
+             f"{resume_command(args.argv, pre.results_dir, pre.name)}")
     _report_and_wall(pre, store, args, echo, stop or StopFlag(), f"trials stored in {store.root}; ")
     return 0 if progress.failed == 0 else 1
 
@@ -390,7 +401,7 @@ def _report_and_wall(pre: Preflight, store: SweepStore, args: argparse.Namespace
                      no_report: str) -> None:
     """Step 4 (or, with ``--no-report``, ``no_report`` and the command that builds it), then the wall line."""
     if args.no_report:
-        echo(f"{no_report}build the report with: le-ray report {store.root}")
+        echo(f"{no_report}build the report with: le-ray report {shlex.quote(str(store.root))}")
     else:
         _report(pre, store, echo, stop)
     echo(wall_line(pre.seconds, time.time() - IMPORTED_AT))
@@ -407,7 +418,8 @@ def _report(pre: Preflight, store: SweepStore, echo, stop: StopFlag) -> None:
             return map_on_workers(render_png, jobs)
 
     started = time.perf_counter()
-    with stop.raising(f"the trials are stored; the report is cut short, `le-ray report {store.root}` builds it"):
+    with stop.raising(f"the trials are stored; the report is cut short, `le-ray report "
+                      f"{shlex.quote(str(store.root))}` builds it"):
         echo(f"report: {build_report(store.root, echo=echo, render=render)}")
     pre.seconds["report"] = time.perf_counter() - started
 
@@ -418,7 +430,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     echo = Echo()
-    pre = preflight(args, echo)
+    try:
+        pre = preflight(args, echo)
+    except KeyboardInterrupt:  # Ctrl-C while the data are prepared (the longest step on a large CSV)
+        print("\nstopped (SIGINT) before the sweep started: nothing was written or trained", flush=True)
+        return 130
     cfg = pre.cfg
     echo(f"le_ray repeats: profile {cfg.experiment.active}, source {cfg.source_key}, losses "
          f"{', '.join(label(x) for x in cfg.losses)}, {len(sweep_seeds(cfg))} seeds -> {pre.root}")
