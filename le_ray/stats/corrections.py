@@ -84,11 +84,13 @@ def min_exact_p(n_pairs: int, alternative: str = "two-sided") -> float:
 
 def min_pairs_for_alpha(alpha: float, *, m_tests: int = 1, correction: str = "holm",
                         alternative: str = "two-sided") -> int:
-    """Smallest number of pairs n for which an exact Wilcoxon test can give p < alpha_eff.
+    """Smallest number of pairs n for which an exact Wilcoxon test can give an adjusted p < alpha.
 
-    The smallest exact p with n pairs is :func:`min_exact_p`: 2/2^n (two-sided) or 1/2^n (one-sided);
-    alpha_eff = alpha/m_tests for Holm and for BH (the bar of a single rejection), alpha
-    for "none".  E.g. alpha 0.05, two-sided: n = 6 (n = 5 gives 0.0625).
+    The smallest exact p with n pairs is :func:`min_exact_p`: 2/2^n (two-sided) or 1/2^n (one-sided); the bar
+    it must pass is alpha/m_tests for Holm (its smallest adjusted p is m · p_(1)), alpha for "none", and alpha for
+    BH too: BH's adjusted p_(i) = min over j >= i of (m/j) · p_(j), so when every test of the family has the
+    smallest p, each adjusted p is that p (one result alone still needs alpha/m_tests: pass m_tests=m with
+    correction "holm" for that bar).  E.g. alpha 0.05, two-sided: n = 6 (n = 5 gives 0.0625).
     """
     _check_choice(correction, CORRECTIONS, "correction")
     _check_choice(alternative, ALTERNATIVES, "alternative")
@@ -96,7 +98,7 @@ def min_pairs_for_alpha(alpha: float, *, m_tests: int = 1, correction: str = "ho
         raise ValueError(f"alpha must lie in (0, 1], got {alpha!r}")
     if int(m_tests) != m_tests or m_tests < 1:
         raise ValueError(f"m_tests must be a positive integer, got {m_tests!r}")
-    target = alpha if correction == "none" else alpha / m_tests
+    target = alpha / m_tests if correction == "holm" else alpha
     n = 1
     while min_exact_p(n, alternative) >= target:
         n += 1

@@ -283,6 +283,8 @@ def _power_findings(cfg: Config, conditions: list[dict[str, Any]], excluded: Ite
         smallest = min_exact_p(rep.num_runs, rep.alternative)
         detail = "; ".join(f"{name} ({rep.per_condition_correction} over {families[name]}) need >= {need} seeds"
                            for name, need in short.items())
+        if rep.per_condition_correction == "bh":  # BH lets many small p through together, one alone needs alpha/m
+            detail += " (bh: when most of a family's tests are that small; one alone needs the holm count)"
         out.append(Finding(WARNING, "underpowered", (
             f"{rep.num_runs} seeds: the smallest exact {rep.alternative} Wilcoxon p-value is {smallest:.3g}, so no "
             f"result can reach alpha {rep.per_condition_alpha}: {detail}"), ("repeats.num_runs",)))
