@@ -74,6 +74,19 @@ def test_excluded_conditions_are_not_tested():
     assert calib.filter(pl.col("condition") == 2)["excluded"].all()
 
 
+def test_an_ad_without_an_evaluation_click_is_not_tested_against_the_click_rate():
+    """Against the evaluation click rate an ad with no click has no measured rate: its gap would be the mean
+    prediction, so a "closer to the ad's rate" would only say which loss predicts lower (stats audit: the report
+    called it untested in the bands and significant in the headline). Against the synthetic truth it is tested."""
+    records = [_record(loss, s, shift, truth=True) for s in (1, 2, 3, 4, 5, 6) for loss, shift in (
+        ("bce", 0.05), ("localized_entropy", 0.0))]
+    for r in records:
+        r["condition_sums"]["sum_y"][2] = 0.0  # the rarest ad's evaluation clicks
+    tested = {name: sorted(_tables(records, *sets).condition_tests["LE_vs_BCE"]["condition"].to_list())
+              for name, sets in (("rate", ("evaluation.synthetic_truth=false",)), ("truth", ()))}
+    assert tested == {"rate": [0, 1], "truth": [0, 1, 2]}
+
+
 def test_gap_is_measured_against_the_truth_when_synthetic():
     records = [_record(loss, s, shift, truth=True) for s in (1, 2, 3) for loss, shift in (("bce", 0.05),
                                                                                            ("localized_entropy", 0.0))]
@@ -393,6 +406,8 @@ def test_one_paired_seed_is_untestable_and_the_caveat_counts_the_seeds_stored(tm
     assert ("- With 1 paired seed (1 of 10 seeds stored) the smallest exact two-sided Wilcoxon p is 1: no test of 1 "
             "paired seed can reach alpha 0.05") in verdict
     assert "With 10 seeds" not in verdict and "10 paired seeds" not in verdict
+    assert ("The losses' tables pool different seeds (BCE 1 (without seeds 1, 2, 3, 4, 5, 6, 7, 8, 9); LE 10), so "
+            "one ad's rows differ across them") in text  # the pooled per-ad tables sum each loss's own seeds
     _no_sentence_twice(text)
 
 

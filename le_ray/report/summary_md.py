@@ -375,7 +375,8 @@ def _condition_lines(ctx: SummaryContext, key: str, b: str, c: str) -> list[str]
             f"{c} vs {b}: gap = |mean prediction − {_reference(ctx).removeprefix('the ')}| per ad and seed; {rate}; "
             f"count = the ad's evaluation rows ({rows}); delta_mean = {b}'s gap − {c}'s, mean over the paired seeds "
             f"(> 0 favours {c}), ci_low / ci_high its {rep.bootstrap_confidence:.0%} bootstrap interval (unadjusted); "
-            "n = paired seeds; "
+            f"rank_biserial > 0: the ranks of the seeds' differences favour {c} (the direction a significant test "
+            "reads); n = paired seeds; "
             f"{int(cond['significant'].sum())} of {cond.height} ads significant at alpha {rep.per_condition_alpha} "
             f"after the {rep.per_condition_correction} correction (all columns: `report/tables/{csv}`).", "",
             markdown_table(shown_table(cond, CONDITION_COLUMNS, ctx.tables.truth), max_rows=rep.per_condition_top_k,
@@ -412,13 +413,29 @@ def _pooled_section(ctx: SummaryContext) -> list[str]:
     lines = ["## Per ad, pooled over seeds", "", "Each table is computed from the seeds' summed statistics "
              "(exact for every additive column; for the adaptive ECE backends the bins are merged by index): count = "
              "evaluation rows summed over the seeds; calibration_ratio = Σ predictions / Σ clicks over the seeds, a "
-             "pooled ratio, not the verdict's median over seeds" + (f"; {extra}." if extra else "."), ""]
+             "pooled ratio, not the verdict's median over seeds" + (f"; {extra}." if extra else ".")
+             + _pooled_seeds_note(ctx), ""]
     for loss, table in ctx.tables.pooled.items():
         if table.height:
             csv = table_files(loss=loss)["pooled"]
             lines += [f"### {label(loss)}", "", f"All columns: `report/tables/{csv}`.", "",
                       markdown_table(pooled_shown(table, truth, tested, excluded), csv=csv), ""]
     return lines
+
+
+def _pooled_seeds_note(ctx: SummaryContext) -> str:
+    """When the losses' stored seeds differ (a failed or missing trial): each pooled table sums its own seeds."""
+    stored = {loss: set(entry.get("stored") or []) for loss, entry in (ctx.status.get("by_loss") or {}).items()
+              if loss in ctx.tables.pooled}
+    if len({frozenset(x) for x in stored.values()}) <= 1:
+        return ""
+    every = set().union(*stored.values())
+    said = "; ".join(f"{label(loss)} {len(seeds)}" + (f" (without seed{'s' if len(every - seeds) > 1 else ''} "
+                                                       f"{', '.join(map(str, sorted(every - seeds)))})"
+                                                       if every - seeds else "")
+                     for loss, seeds in stored.items())
+    return (f" The losses' tables pool different seeds ({said}), so one ad's rows differ across them by those seeds' "
+            "data and runs too; the comparisons above use complete pairs of seeds only.")
 
 
 def _summary_wide(summary: pl.DataFrame) -> pl.DataFrame:

@@ -29,7 +29,7 @@ from le_ray.registry import SECTION_READER, canonical_loss, label
 from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, condition_table, multiplicity_caveat,
                                       shown_table)
-from le_ray.report.sweep_stats import calibration_long, paired_tables, uses_truth, values_of
+from le_ray.report.sweep_stats import calibration_long, paired_tables, unmeasured, uses_truth, values_of
 from le_ray.report.tables import markdown_table, write_csv
 from le_ray.report.caveats import caveat_lines
 from le_ray.report.verdict import (Verdict, VerdictInputs, band_edges, band_sentences, metric_sentences,
@@ -211,8 +211,9 @@ def compare_arms(base: Arm, cand: Arm) -> SweepPair:
     cfg = base.cfg
     excluded = set((base.manifest.get("audit") or {}).get("excluded_conditions", [])) | set(
         (cand.manifest.get("audit") or {}).get("excluded_conditions", []))
-    tests, conditions, deltas = paired_tables(cfg, trials, per_cond, BASELINE, CANDIDATE, excluded, values_of(per_cond))
     truth = uses_truth(cfg, per_cond)
+    tests, conditions, deltas = paired_tables(cfg, trials, per_cond, BASELINE, CANDIDATE,
+                                              excluded | unmeasured(per_cond, truth), values_of(per_cond))
     calibration = calibration_long(per_cond, truth, excluded)
     changes = setting_changes(base, cand)
     v = _inputs(base, cand, tests, conditions, calibration, truth)

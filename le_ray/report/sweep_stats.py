@@ -30,7 +30,7 @@ from le_ray.sweep.store import pooled_per_condition, with_ad_id
 from le_ray.stats import REPEAT_METRICS, adjust_p, calibration_tests_from_sums, metric_tests, summarize_runs
 
 __all__ = ["SweepTables", "compute_tables", "paired_tables", "calibration_long", "comparison_pairs", "pair_key",
-           "uses_truth", "values_of"]
+           "uses_truth", "values_of", "unmeasured"]
 
 
 def comparison_pairs(losses: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -166,6 +166,17 @@ def calibration_long(per_cond: pl.DataFrame, truth: bool, excluded: set[int]) ->
         pl.col("condition").is_in(sorted(excluded)).alias("excluded"), pl.lit(ref).alias("reference"))
 
 
+def unmeasured(per_cond: pl.DataFrame, truth: bool) -> set[int]:
+    """The ads whose reference rate is not measured: measured against the evaluation click rate (not the synthetic
+    truth) and without one evaluation click in any stored trial. The report calls them untested (no rate, so in
+    no band); their per-ad test, a gap against a rate of 0, would only say which loss predicts lower, so they are
+    left out of it even when the audit kept them (e.g. a manifest without an audit, or repeats.min_eval_clicks 0)."""
+    if truth or per_cond.height == 0 or "sum_y" not in per_cond.columns:
+        return set()
+    clicks = per_cond.group_by("condition").agg(pl.col("sum_y").cast(pl.Float64).fill_nan(0).fill_null(0).max())
+    return set(clicks.filter(pl.col("sum_y") <= 0)["condition"].to_list())
+
+
 def paired_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, baseline: str, candidate: str,
                   excluded: set[int], values: list[str] | None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """One comparison's (metric tests with ``p_adjusted``, per-ad tests, per-seed deltas) of the rows whose ``loss``
@@ -188,11 +199,12 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
     values = values_of(per_cond)  # ad id by condition index, once for every table
     for loss in [x for x in cfg.losses if x in present]:
         tables.pooled[loss] = pooled_per_condition(records, loss, values)
+    untested = set(excluded) | unmeasured(per_cond, truth)
     for baseline, candidate in comparison_pairs(cfg.losses):
         if {baseline, candidate} <= present:
             key = pair_key(baseline, candidate)
             tables.metric_tests[key], tables.condition_tests[key], tables.deltas[key] = paired_tables(
-                cfg, trials, per_cond, baseline, candidate, set(excluded), values)
+                cfg, trials, per_cond, baseline, candidate, untested, values)
     tables.calibration = calibration_long(per_cond, truth, set(excluded))
     if "ece_small_threshold" in trials.columns:
         tables.ece_small_thresholds = trials.select("loss", "seed", "ece_small_threshold")
