@@ -631,3 +631,23 @@ def test_a_sweep_stopped_before_its_first_trial_is_reported_as_such(tmp_path):
     with pytest.raises(ResultsError, match=r"stopped before its first trial \(it has no manifest.json yet\), so there "
                                            r"is nothing to report; resume it with `le-ray repeats --name early"):
         build_report(store.root)
+
+
+def test_non_finite_stored_values_leave_their_pairs_out_and_are_named(tmp_path):
+    """A NaN prediction sum was counted as a prediction of 0 in the per-ad test, and a null metric was dropped from
+    its test without a word (stats audit)."""
+    import json
+
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.4])}
+    store, records = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both", "plots.enabled=false"],
+                                   QUICK_RATES, factors, ["0", "1", "2", "3"], rows=3000)
+    path = store.trials_dir / "localized_entropy-4.json"
+    record = json.loads(path.read_text())
+    record["metrics"]["logloss"] = None
+    record["condition_sums"]["sum_p"][3] = float("nan")
+    path.write_text(json.dumps(record))
+    text, _ = _build(store)
+    assert ("- Some stored values are not finite (null, NaN or infinite): LE seed 4: logloss, ad 3's predictions. "
+            "Each test leaves that seed's pair out") in text
+    cond = pl.read_csv(store.root / "report" / "tables" / "condition_tests_LE_vs_BCE.csv")
+    assert cond.filter(pl.col("condition") == 3)["n"][0] == 9 and set(cond.filter(pl.col("condition") != 3)["n"]) == {10}

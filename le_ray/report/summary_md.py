@@ -275,6 +275,10 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
     if compared:
         verdict.caveats.append(multiplicity_caveat(rep.per_condition_correction, compared))
     verdict.caveats += mixed_runtime_lines(ctx.status.get("ran_on", {})) + _earlier_runs_line(ctx.manifest)
+    if getattr(ctx.tables, "non_finite", None):
+        verdict.caveats.append(f"Some stored values are not finite (null, NaN or infinite): "
+                               f"{'; '.join(ctx.tables.non_finite)}. Each test leaves that seed's pair out, so those "
+                               "tests rest on fewer seeds than the others (a diverged or damaged trial: see its file).")
     return verdict
 
 

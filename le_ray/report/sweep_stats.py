@@ -30,7 +30,7 @@ from le_ray.sweep.store import pooled_per_condition, with_ad_id
 from le_ray.stats import REPEAT_METRICS, adjust_p, calibration_tests_from_sums, metric_tests, summarize_runs
 
 __all__ = ["SweepTables", "compute_tables", "paired_tables", "calibration_long", "comparison_pairs", "pair_key",
-           "uses_truth", "values_of", "unmeasured"]
+           "uses_truth", "values_of", "unmeasured", "non_finite_values"]
 
 
 def comparison_pairs(losses: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -58,6 +58,7 @@ class SweepTables:
     calibration: pl.DataFrame = field(default_factory=pl.DataFrame)
     truth: bool = False
     ece_small_thresholds: pl.DataFrame = field(default_factory=pl.DataFrame)  # loss, seed, ece_small_threshold
+    non_finite: list[str] = field(default_factory=list)  # "LE seed 43: logloss, ad 3's predictions" per trial
 
 
 def uses_truth(cfg: Config, per_cond: pl.DataFrame) -> bool:
@@ -208,4 +209,21 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
     tables.calibration = calibration_long(per_cond, truth, set(excluded))
     if "ece_small_threshold" in trials.columns:
         tables.ece_small_thresholds = trials.select("loss", "seed", "ece_small_threshold")
+    tables.non_finite = non_finite_values(trials, per_cond)
     return tables
+
+
+def non_finite_values(trials: pl.DataFrame, per_cond: pl.DataFrame) -> list[str]:
+    """Per trial with a stored value that is null, NaN or infinite (a damaged or edited trial file, or a metric
+    undefined on its data, e.g. an AUC with one class): ``LE seed 43: logloss, roc_auc; ad 3's predictions``. The
+    tests leave each such seed's pair out of that metric's or that ad's test."""
+    out: dict[tuple[str, int], list[str]] = {}
+    for m in (x for x in REPEAT_METRICS if x in trials.columns):
+        bad = trials.filter(~pl.col(m).cast(pl.Float64).is_finite().fill_null(False))
+        for loss, seed in bad.select("loss", "seed").iter_rows():
+            out.setdefault((loss, seed), []).append(m)
+    if "sum_p" in per_cond.columns and "ad_id" in per_cond.columns:
+        bad = per_cond.filter(~pl.col("sum_p").cast(pl.Float64).is_finite().fill_null(False))
+        for loss, seed, ad in bad.select("loss", "seed", "ad_id").iter_rows():
+            out.setdefault((loss, seed), []).append(f"ad {ad}'s predictions")
+    return [f"{label(loss)} seed {seed}: {', '.join(what)}" for (loss, seed), what in sorted(out.items())]
