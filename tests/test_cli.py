@@ -293,3 +293,20 @@ def test_ctrl_c_while_the_data_are_prepared_stops_without_a_traceback(tmp_path, 
     assert repeats.main(["--profile", "quickstart", *SMALL, "--name", "x", "--results-dir", str(tmp_path)]) == 130
     assert "stopped (SIGINT) before the sweep started: nothing was written or trained" in capsys.readouterr().out
     assert not (tmp_path / "x").exists()
+
+
+def test_a_store_write_that_fails_mid_sweep_ends_with_the_resume_command(tmp_path, monkeypatch, capsys):
+    """run_sweep turns a failed trial write into a SweepWriteError after cancelling what is outstanding
+    (tests/test_store_faults.py); the command adds the exact command that resumes the sweep."""
+    import le_ray.runners.repeats as repeats
+    from le_ray.sweep.store import SweepWriteError
+
+    def full_disk(*args, **kwargs):
+        raise SweepWriteError("cannot write trial bce-s42-x into '/r/s/trials': No space left on device; ...")
+
+    monkeypatch.setattr(repeats, "_run", full_disk)
+    argv = ["--profile", "quickstart", *SMALL, "--name", "s", "--results-dir", str(tmp_path)]
+    assert repeats.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("le-ray: cannot write trial bce-s42-x into '/r/s/trials': No space left on device")
+    assert err.rstrip().endswith(f"; resume with: {repeats.resume_command(argv, tmp_path, 's')}")

@@ -103,7 +103,7 @@ def _figure_jobs(cfg: Config, tables: SweepTables, records: list[dict[str, Any]]
         jobs["reliability"] = ("reliability.png", plots.FigureJob(
             plots.plot_reliability_diagram, (reliab,), {"title": "Reliability (mean over seeds; band = min–max)"},
             dpi))
-    curves = {label(loss): [r["curves"] for r in records if r["loss"] == loss] for loss in losses}
+    curves = {label(loss): [r["curves"] for r in records if r["loss"] == loss and r.get("curves")] for loss in losses}
     if any(curves.values()):
         jobs["curves"] = ("loss_curves.png", plots.FigureJob(
             plots.plot_curves_band, (curves,), {"normalised": True, "title": "Train and eval normalised entropy by "

@@ -51,8 +51,8 @@ from le_ray.cli.echo import Echo
 from le_ray import IMPORTED_AT
 from le_ray.errors import ResultsError, UserError
 from le_ray.registry import label, suggest
-from le_ray.sweep.store import SweepStore, check_resume, environment_manifest, is_ray_job, nearest_writable, \
-    plain_folder_name, resolve_results_dir
+from le_ray.sweep.store import SweepStore, SweepWriteError, check_resume, environment_manifest, is_ray_job, \
+    nearest_writable, plain_folder_name, resolve_results_dir
 from le_ray.sweep.driver import (StopFlag, StopRequested, connect_ray, map_on_workers, run_sweep, stop_on_signals,
                                  warm_up_workers)
 from le_ray.sweep.plan import SweepPlan, plan_trials, sweep_seeds
@@ -446,6 +446,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             echo.close()
             print(stopped_message(stopped, pre, store, resume_command(argv, pre.results_dir, pre.name)), flush=True)
             return stopped.exit_code
+        except SweepWriteError as failed:  # a folder turned read-only, a full disk: stopped like a signal
+            echo.close()
+            again = "" if failed.removed else f"; resume with: {resume_command(argv, pre.results_dir, pre.name)}"
+            print(f"le-ray: {failed}{again}", file=sys.stderr, flush=True)
+            return 2
 
 
 def _run(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, stop: StopFlag) -> int:

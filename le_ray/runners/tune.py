@@ -60,7 +60,8 @@ from le_ray.report.tuning import is_counted, one_sample_note, search_counts
 from le_ray.runners.repeats import Preflight, execute, report_only
 from le_ray.runners.tune_resume import (TUNE_DIR, check_resume as _check_resume, record_command, resume_line,
                                         stored_tune_arguments)
-from le_ray.sweep.store import SweepStore, config_changes, plain_folder_name, resolve_results_dir, trial_changes
+from le_ray.sweep.store import (SweepStore, SweepWriteError, config_changes, plain_folder_name, resolve_results_dir,
+                                 trial_changes)
 from le_ray.sweep.driver import (StopRequested, auto_gpus_per_trial, connect_ray, require_trial_fits,
                                  stop_on_signals)
 from le_ray.sweep.plan import plan_trials, sweep_seeds
@@ -546,6 +547,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         echo.close()
         print(f"\nstopped ({stop}); resume with: {resume_line(argv, results_dir, name)}", flush=True)
         return stop.exit_code
+    except SweepWriteError as failed:  # a folder turned read-only, a full disk: stopped like a signal
+        echo.close()
+        again = "" if failed.removed else f"; resume with: {resume_line(argv, results_dir, name)}"
+        print(f"le-ray: {failed}{again}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,6 +18,9 @@
   outstanding trials are cancelled gently (``force=False``), given a bounded grace to end, and only
   those still running are force-cancelled; trials that finished meanwhile are still stored. Host work
   after the trials (the report) stops at once (:meth:`StopFlag.raising`). A second signal exits at once.
+* A store write that fails (a folder turned read-only, a full disk, the sweep folder removed) takes the stop's path:
+  the outstanding trials are cancelled, then a :class:`~le_ray.sweep.store.SweepWriteError` names the trial, the
+  folder, the reason and how many trials are stored (:func:`run_sweep`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from le_ray.config.messages import human_size
 from le_ray.data.arrays import PreparedData
 from le_ray.errors import UserError
 from le_ray.sweep.fitting import RESOURCE_EPS, alive_nodes, node_shortfall, shortfall_message
-from le_ray.sweep.store import SweepStore
+from le_ray.sweep.store import SweepStore, SweepWriteError
 from le_ray.sweep.plan import SweepPlan, for_seed
 from le_ray.training.spec import TrialSpec
 
@@ -561,7 +564,9 @@ def run_sweep(cfg: Config, store: SweepStore, plan: SweepPlan, *, echo: Callable
     """Run every pending trial on Ray and stream the results to ``store``.
 
     Raises :class:`StopRequested` (after cancelling what is outstanding) when ``stop`` (from
-    :func:`stop_on_signals`) reports a signal, or on KeyboardInterrupt; every finished trial file stays.
+    :func:`stop_on_signals`) reports a signal, or on KeyboardInterrupt; every finished trial file stays. A store
+    write that fails (:class:`~le_ray.sweep.store.SweepWriteError`: not writable, no space left, the sweep folder
+    removed) stops the sweep the same way, then raises a SweepWriteError saying so (:func:`_write_failed`).
     """
     stop = stop or StopFlag()
     fault = faults.from_environment()
@@ -573,4 +578,20 @@ def run_sweep(cfg: Config, store: SweepStore, plan: SweepPlan, *, echo: Callable
     except (StopRequested, KeyboardInterrupt):
         _cancel(store, futures, progress, echo)
         raise
+    except SweepWriteError as failed:
+        outstanding = len(futures)
+        _cancel(store, futures, progress, echo)
+        raise _write_failed(failed, store, progress, outstanding) from failed
     return progress
+
+
+def _write_failed(failed: SweepWriteError, store: SweepStore, progress: SweepProgress,
+                  outstanding: int) -> SweepWriteError:
+    """The error that ends a sweep whose store write ``failed``: its reason, the ``outstanding`` trials cancelled,
+    and, unless the sweep folder is gone, how many trials it stores and that a rerun resumes it."""
+    stopped = f"{failed}; the sweep stopped and cancelled its {outstanding} outstanding trial(s)"
+    if failed.removed:
+        return SweepWriteError(f"{stopped}; its trials went with the folder: start the sweep again", removed=True)
+    return SweepWriteError(f"{stopped}; {progress.stored} of {progress.total} trials are stored in "
+                           f"{str(store.root)!r}: once the folder can be written again (free space, write "
+                           "permission), rerun the same command to resume it: it trains only the missing trials")

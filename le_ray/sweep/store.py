@@ -11,14 +11,15 @@ Layout::
     trials.parquet           one row per trial: seed, loss, every metric, seconds, node, device
     per_condition.parquet    one row per trial × condition (with the ad id: the raw condition value)
 
-Resume: a trial whose file holds its record is not run again (a file that cannot be read as one is
-pending, with a warning naming it, and replaced when the trial is stored); a crashed driver rerun with
+Resume: a trial whose file holds its complete record (:data:`RECORD_KEYS`) is not run again (a file that cannot be
+read as one is pending, with a warning naming it, and replaced when the trial is stored); a crashed driver rerun with
 the same name finishes only what is missing. A folder belongs to one config: a rerun whose trial-relevant keys
 (:data:`TRIAL_KEYS`) differ is refused, naming each key old → new; ``--extend`` allows only changes that
 add trials (:data:`EXTEND_KEYS`: more seeds, more losses; fewer of either is refused) and keep every stored
 trial valid. Other keys
 (Ray, output, report and statistics settings) may change freely; each run is kept in config.history. Only complete trial files exist (temp + rename), so a kill at any
-moment never leaves a trial file that a resume would wrongly trust.
+moment never leaves a trial file that a resume would wrongly trust. A write never recreates a removed sweep folder,
+and a failed one raises :class:`SweepWriteError` naming the folder and the reason.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import polars as pl
@@ -47,7 +48,7 @@ from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
 
 __all__ = ["SweepStore", "ResultsError", "is_ray_job", "resolve_results_dir", "environment_manifest", "TRIAL_KEYS",
            "EXTEND_KEYS", "ConfigChange", "config_changes", "trial_changes", "plain_folder_name", "check_resume", "nearest_writable",
-           "trials_frame",
+           "trials_frame", "SweepWriteError", "RECORD_KEYS",
            "per_condition_frame", "pooled_per_condition", "ad_ids", "with_ad_id"]
 
 #: Config keys (dotted prefixes) that change what a trial computes or which data it sees.
@@ -62,6 +63,34 @@ log = logging.getLogger("le_ray.sweep")
 _PACKAGES = ("torch", "ray", "numpy", "polars", "pandas", "scipy", "scikit-learn", "matplotlib", "pyarrow")
 
 
+def _number(value: Any) -> bool:
+    """A JSON number or null (to_jsonable stores NaN and inf as null)."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _numbers(value: Any) -> bool:
+    """A JSON object of numbers (or nulls)."""
+    return isinstance(value, dict) and all(_number(v) for v in value.values())
+
+
+#: What a stored trial record must hold, key → check of its value: what every reader indexes unconditionally
+#: (load_trials sorts by loss and seed; trials_frame reads metrics and timings as numbers, node, device and
+#: samples_per_second). A file without one of them is damaged: it counts as not stored (:meth:`SweepStore.read_trial`).
+RECORD_KEYS: dict[str, Callable[[Any], bool]] = {
+    "loss": lambda v: isinstance(v, str) and bool(v), "seed": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "metrics": _numbers, "timings": _numbers, "node": lambda v: True, "device": lambda v: isinstance(v, str),
+    "samples_per_second": _number}
+#: Keys a record may lack (or hold null), but that readers index as JSON objects when present.
+_OPTIONAL_OBJECTS = ("condition_sums", "reliability", "curves")
+
+
+class SweepWriteError(ResultsError):
+    """A write into a sweep folder failed: the folder (or a file system under it) refused it, or the sweep folder
+    was removed while the sweep ran (``removed``). The message names the folder and the OS's reason."""
+
+    def __init__(self, message: str, *, removed: bool = False) -> None:
+        super().__init__(message)
+        self.removed = removed
 
 
 def is_ray_job() -> bool:
@@ -73,23 +102,44 @@ def resolve_results_dir(cli_value: str | None, config_value: str) -> Path:
     """``--results-dir`` ← ``LE_RAY_RESULTS`` ← ``output.results_dir``; absolute under ray job submit.
 
     A Ray job's driver runs inside an unpacked copy of the working dir that is deleted with the
-    job, so a relative folder there would vanish with the results.
+    job, so a relative folder there would vanish with the results. A path that is not valid UTF-8 (bytes the file
+    system's encoding could not decode) is refused naming where it came from, before anything is created: Ray and
+    the report cannot spell it.
     """
     raw = cli_value or os.environ.get("LE_RAY_RESULTS") or config_value
+    source = ("--results-dir" if cli_value else "LE_RAY_RESULTS" if os.environ.get("LE_RAY_RESULTS")
+              else "output.results_dir")
     path = Path(raw).expanduser()
     if is_ray_job() and not path.is_absolute():
         raise ResultsError(
             f"results dir {raw!r} is relative, but this driver runs under `ray job submit` inside a temporary copy "
             "of the working dir that is deleted when the job ends; pass an absolute --results-dir (or set "
             "LE_RAY_RESULTS) on storage the head node can write, e.g. --results-dir /mnt/shared/le_ray_results")
-    return path.resolve()
+    resolved = path.resolve()
+    for shown in (raw, str(resolved)):  # the resolved path adds the working folder to a relative one
+        if not _is_utf8(shown):
+            raise ResultsError(f"{source} {shown!r}: the results folder's path is not valid UTF-8 (it holds bytes "
+                               "that are no UTF-8 text), which Ray and the report cannot use; choose another folder")
+    return resolved
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes as UTF-8: False for a name holding undecodable bytes (surrogate escapes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def nearest_writable(path: Path) -> Path:
-    """``path``'s nearest existing ancestor, proved writable without creating anything (pre-flight)."""
-    probe = Path(path).resolve()
+    """``path``'s nearest existing ancestor, proved writable without creating anything (pre-flight); the refusal
+    says whether ``path`` exists but is not writable or cannot be created."""
+    target = probe = Path(path).resolve()
     while not probe.exists():
         probe = probe.parent
+    if probe == target and probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ResultsError(f"results folder {str(path)!r} exists but is not writable")
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise ResultsError(f"results folder {str(path)!r} cannot be created: {str(probe)!r} is "
                            f"{'not a folder' if not probe.is_dir() else 'not writable'}")
@@ -164,10 +214,12 @@ MAX_NAME_BYTES = 200  #: a folder name's limit here (most file systems allow 255
 def plain_folder_name(name: str, flag: str = "--name") -> str:
     """``name`` when it is a plain folder name a shell command can repeat: not empty, no ``/``, not ``.`` or ``..``,
     not starting with ``-`` (the printed resume command would read it as an option), no control character (a
-    newline), at most :data:`MAX_NAME_BYTES` bytes; else a ResultsError naming the rule."""
+    newline), valid UTF-8 (no undecodable bytes), at most :data:`MAX_NAME_BYTES` bytes; else a ResultsError naming
+    the rule."""
     why = ("it is empty" if not name else "it contains /" if "/" in name else "it is . or .." if name in (".", "..")
            else "it starts with - (a command would read it as an option)" if name.startswith("-")
            else "it contains a control character (a newline or tab)" if any(ord(c) < 32 or ord(c) == 127 for c in name)
+           else "it is not valid UTF-8 (it holds bytes that are no UTF-8 text)" if not _is_utf8(name)
            else f"it is {len(name.encode())} bytes long, over {MAX_NAME_BYTES}"
            if len(name.encode()) > MAX_NAME_BYTES else None)
     if why:
@@ -249,12 +301,12 @@ class SweepStore:
 
     def read_trial(self, path: Path) -> dict[str, Any] | None:
         """The trial record in ``path``, or None with a warning naming the file (once per store) when it is not a
-        JSON object of that trial (``trial_id`` = the file's name)."""
+        complete JSON record of that trial (``trial_id`` = the file's name, every :data:`RECORD_KEYS` key)."""
         try:
             record = json.loads(path.read_text())
-            if isinstance(record, dict) and record.get("trial_id") == path.stem:
+            problem = _record_problem(record, path.stem)
+            if problem is None:
                 return record
-            problem = "is not the record of that trial"
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             problem = f"cannot be read as JSON ({exc})"
         if path not in self._warned:
@@ -264,12 +316,45 @@ class SweepStore:
         return None
 
     def write_trial(self, record: dict[str, Any]) -> Path:
-        (self.root / "failures" / f"{record['trial_id']}.json").unlink(missing_ok=True)
-        return atomic_write_json(self.trial_path(record["trial_id"]), record)
+        """Store a finished trial's record (clearing a failure record of it); :class:`SweepWriteError` when it
+        cannot be written."""
+        trial_id = record["trial_id"]
+        failure = self.root / "failures" / f"{trial_id}.json"
+        try:
+            failure.unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._write_error(exc, f"trial {trial_id} (its old failure record cannot be removed)",
+                                    failure.parent) from exc
+        return self._write(f"trials/{trial_id}.json", record, f"trial {trial_id}")
 
     def write_failure(self, trial_id: str, info: dict[str, Any]) -> Path:
-        return atomic_write_json(self.root / "failures" / f"{trial_id}.json", {"trial_id": trial_id, **info,
-                                                                                "time": time.time()})
+        """Store the failure record of a trial that failed after its retries (:class:`SweepWriteError` as in
+        :meth:`write_trial`)."""
+        return self._write(f"failures/{trial_id}.json", {"trial_id": trial_id, **info, "time": time.time()},
+                           f"the failure record of trial {trial_id}")
+
+    def _write(self, relative: str, data: Any, what: str) -> Path:
+        """``data`` as JSON in ``root/relative``, atomically, its folders inside the sweep folder made as needed but
+        never the sweep folder itself: a write after it was removed, or one the file system refuses, raises
+        :class:`SweepWriteError` naming ``what``, the folder and the reason (never the temp file)."""
+        target = self.root / relative
+        if not self.root.is_dir():
+            raise self._write_error(FileNotFoundError(), what, target.parent)
+        try:
+            folder = self.root
+            for part in Path(relative).parent.parts:  # one level at a time: a removed sweep folder stays removed
+                folder = folder / part
+                folder.mkdir(exist_ok=True)
+            return atomic_write_json(target, data, make_parents=False)
+        except OSError as exc:
+            raise self._write_error(exc, what, target.parent) from exc
+
+    def _write_error(self, exc: OSError, what: str, folder: Path) -> SweepWriteError:
+        """The :class:`SweepWriteError` of a failed write of ``what`` into ``folder``."""
+        if not self.root.is_dir():
+            return SweepWriteError(f"cannot write {what}: the sweep folder {str(self.root)!r} was removed while the "
+                                   "sweep ran (it is not recreated without its config)", removed=True)
+        return SweepWriteError(f"cannot write {what} into {str(folder)!r}: {exc.strerror or exc}")
 
     def failures(self) -> dict[str, dict]:
         """trial id → its failure record (``error``: the exception's repr, ``traceback``, ...). A damaged failure file
@@ -294,7 +379,8 @@ class SweepStore:
         return sorted(records, key=lambda r: (r["loss"], r["seed"]))
 
     def write_json(self, name: str, data: Any) -> Path:
-        return atomic_write_json(self.root / name, data)
+        """Write ``data`` as JSON to ``root/name`` atomically (:class:`SweepWriteError` as in :meth:`write_trial`)."""
+        return self._write(name, data, name)
 
     def read_json(self, name: str) -> Any:
         path = self.root / name
@@ -318,7 +404,7 @@ class SweepStore:
         if not (self.root / "config.resolved.json").exists():
             self.write_json("config.resolved.json", config)
         number = len(list(self.history_dir.glob("*.json")))
-        return atomic_write_json(self.history_dir / f"{number:03d}.json", {
+        return self.write_json(f"config.history/{number:03d}.json", {
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "argv": argv, "config": config})
 
     def latest_config(self) -> dict[str, Any]:
@@ -335,13 +421,25 @@ class SweepStore:
         return len(leftovers)
 
 
+def _record_problem(record: Any, trial_id: str) -> str | None:
+    """Why ``record`` is not a complete record of trial ``trial_id`` (None when it is): what the warning of
+    :meth:`SweepStore.read_trial` says after the file's name."""
+    if not isinstance(record, dict) or record.get("trial_id") != trial_id:
+        return "is not the record of that trial"
+    bad = [key for key, ok in RECORD_KEYS.items() if key not in record or not ok(record[key])]
+    bad += [key for key in _OPTIONAL_OBJECTS if not isinstance(record.get(key) or {}, dict)]
+    if bad:
+        return f"is not a complete trial record (missing or malformed: {', '.join(bad)})"
+    return None
+
+
 def trials_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
     """One row per trial: ids, seed, loss, every metric, seconds, node, device, throughput."""
     rows = []
     for r in records:
         row = {"trial_id": r["trial_id"], "seed": r["seed"], "loss": r["loss"]}
         row.update({k: (float("nan") if v is None else float(v)) for k, v in r["metrics"].items()})
-        row.update({f"seconds_{k}": float(v) for k, v in r["timings"].items()})
+        row.update({f"seconds_{k}": (float("nan") if v is None else float(v)) for k, v in r["timings"].items()})
         row.update(node=r["node"], device=r["device"], samples_per_second=r["samples_per_second"])
         rows.append(row)
     return pl.DataFrame(rows) if rows else pl.DataFrame({"trial_id": [], "seed": [], "loss": []})
