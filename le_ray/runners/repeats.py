@@ -55,6 +55,7 @@ from le_ray.sweep.store import SweepStore, SweepWriteError, check_resume, enviro
     nearest_writable, plain_folder_name, resolve_results_dir
 from le_ray.sweep.driver import (StopFlag, StopRequested, connect_ray, map_on_workers, run_sweep, stop_on_signals,
                                  warm_up_workers)
+from le_ray.sweep.folder_lock import hold_folder
 from le_ray.sweep.plan import SweepPlan, plan_trials, sweep_seeds
 
 __all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_manifest", "resume_command",
@@ -439,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo(f"le_ray repeats: profile {cfg.experiment.active}, source {cfg.source_key}, losses "
          f"{', '.join(label(x) for x in cfg.losses)}, {len(sweep_seeds(cfg))} seeds -> {pre.root}")
     store = SweepStore.open(pre.results_dir, pre.name)
-    with stop_on_signals() as stop:  # from here on a stop keeps what is stored and says how to go on
+    with hold_folder(store.root), stop_on_signals() as stop:  # one driver per folder; a stop keeps what is stored
         try:
             return _run(pre, store, args, echo, stop)
         except StopRequested as stopped:

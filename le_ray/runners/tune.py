@@ -60,6 +60,7 @@ from le_ray.report.tuning import is_counted, one_sample_note, search_counts
 from le_ray.runners.repeats import Preflight, execute, report_only
 from le_ray.runners.tune_resume import (TUNE_DIR, check_resume as _check_resume, record_command, resume_line,
                                         stored_tune_arguments)
+from le_ray.sweep.folder_lock import hold_folder
 from le_ray.sweep.store import (SweepStore, SweepWriteError, config_changes, plain_folder_name, resolve_results_dir,
                                  trial_changes)
 from le_ray.sweep.driver import (StopRequested, auto_gpus_per_trial, connect_ray, require_trial_fits,
@@ -534,6 +535,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         echo(f"note: {note}; raise tune.num_samples to compare settings")
     data = prepare_data(cfg)  # once: the pre-search audit, the tuning split and the test sweep's plan share it
     _refuse_before_search(args, cfg, results_dir, name, echo, data)
+    with hold_folder(SweepStore.open(results_dir, name).root, "le-ray tune"):  # one driver per folder
+        return _record_and_run(args, argv, cfg, results_dir, name, echo, data)
+
+
+def _record_and_run(args, argv: list[str], cfg: Config, results_dir: Path, name: str, echo, data: PreparedData) -> int:
+    """The tune from its recorded command on, in its held folder: searches, the test sweep and its report, or the
+    stop and resume line."""
     record_command(results_dir / name, cfg, argv)  # so that `le-ray tune --name <name>` resumes a stop from here on
     try:
         with stop_on_signals() as stop:  # from before Ray starts: a stop while it starts is one like any other
