@@ -310,3 +310,23 @@ def test_a_store_write_that_fails_mid_sweep_ends_with_the_resume_command(tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("le-ray: cannot write trial bce-s42-x into '/r/s/trials': No space left on device")
     assert err.rstrip().endswith(f"; resume with: {repeats.resume_command(argv, tmp_path, 's')}")
+
+
+@pytest.mark.parametrize("code,one_line", [(28, True), (30, True), (5, False)])  # ENOSPC, EROFS; EIO stays a bug
+def test_a_storage_error_ends_in_one_line_and_other_os_errors_keep_their_traceback(code, one_line, capsys):
+    import errno as errnos
+
+    from le_ray.cli.args import exit_on_user_error
+
+    assert code in (errnos.ENOSPC, errnos.EROFS, errnos.EIO)
+
+    @exit_on_user_error
+    def command(argv=None):
+        raise OSError(code, "refused", "/results/s/trials.parquet")
+
+    if one_line:
+        assert command([]) == 2
+        assert capsys.readouterr().err.startswith(f"le-ray: [Errno {code}] refused: '/results/s/trials.parquet'")
+    else:
+        with pytest.raises(OSError):
+            command([])

@@ -651,3 +651,23 @@ def test_non_finite_stored_values_leave_their_pairs_out_and_are_named(tmp_path):
             "Each test leaves that seed's pair out") in text
     cond = pl.read_csv(store.root / "report" / "tables" / "condition_tests_LE_vs_BCE.csv")
     assert cond.filter(pl.col("condition") == 3)["n"][0] == 9 and set(cond.filter(pl.col("condition") != 3)["n"]) == {10}
+
+
+def test_a_report_cut_short_leaves_no_stale_summary_beside_new_tables(tmp_path, monkeypatch):
+    """resume audit: a stop during the report left the old summary.md ("no comparison possible yet") beside the new
+    tables of every trial."""
+    import le_ray.report.sweep as sweep_report
+
+    factors = {"bce": np.ones(4), "localized_entropy": np.ones(4)}
+    store, _ = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both", "plots.enabled=false"], QUICK_RATES,
+                             factors, ["0", "1", "2", "3"], rows=500)
+    _build(store)
+    assert (store.root / "summary.md").is_file()
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_report, "_write_tables", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_report.build_report(store.root, echo=lambda *a: None)
+    assert (store.root / "trials.parquet").is_file() and not (store.root / "summary.md").exists()

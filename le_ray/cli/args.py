@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
 import sys
 import textwrap
@@ -96,4 +97,13 @@ def exit_on_user_error(func):
             except (UserError, FileNotFoundError, PermissionError) as exc:
                 print(f"le-ray: {exc}", file=sys.stderr)
                 return 2
+            except OSError as exc:  # a full disk, a quota, a read-only file system: the machine's state, no bug
+                if exc.errno not in STORAGE_ERRNOS:
+                    raise
+                print(f"le-ray: {exc}", file=sys.stderr)
+                return 2
     return functools.wraps(func)(wrapper)
+
+
+#: OSError numbers that say the storage refused a write (no space, over quota, read-only): one line, exit 2
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})

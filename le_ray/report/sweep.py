@@ -202,6 +202,9 @@ def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print,
         raise ResultsError(f"the sweep {str(store.root)!r} stopped before its first trial (it has no manifest.json "
                            f"yet), so there is nothing to report; resume it with {resume_command(store.root)}")
     manifest = store.read_json("manifest.json")
+    # the tables below replace the old ones first: a report cut short (a stop, a crash) must not leave the old
+    # verdict beside them, so summary.md exists only once it is the verdict of the files around it
+    (store.root / "summary.md").unlink(missing_ok=True)
     records = store.load_trials([t["trial_id"] for t in manifest.get("trials", [])])
     trials = trials_frame(records)
     per_cond = per_condition_frame(records, manifest.get("data", {}).get("condition_values"))
