@@ -245,7 +245,7 @@ def test_a_rerun_is_estimated_on_its_pending_trials_only(tmp_path):
 
     from le_ray.errors import UserError
     from le_ray.runners.repeats import parse_arguments, preflight
-    from le_ray.sweep.plan import sweep_seeds
+    from le_ray.sweep.plan import plan_trials, sweep_seeds
     from le_ray.sweep.store import SweepStore
 
     from .test_sweep_report import _sweep_record
@@ -256,11 +256,19 @@ def test_a_rerun_is_estimated_on_its_pending_trials_only(tmp_path):
     with pytest.raises(UserError, match="too_slow_here"):
         preflight(parse_arguments(argv), lambda line: None)
     store, rates = SweepStore(tmp_path / "slow"), np.array([0.1, 0.06, 0.04, 0.025])
-    for loss in cfg.losses:
-        for seed in sweep_seeds(cfg):
-            record = _sweep_record(loss, seed, rates, np.ones(4), 100, True, seed)
-            store.write_trial({**record, "trial_id": f"{loss}-s{seed}-0123abcd"})
-    pre = preflight(parse_arguments(["--name", "slow", "--results-dir", str(tmp_path)]), lambda line: None)
+
+    def store_trials(trial_ids):
+        for trial_id in trial_ids:
+            loss, seed = trial_id.split("-s")[0], int(trial_id.split("-s")[1].split("-")[0])
+            store.write_trial({**_sweep_record(loss, seed, rates, np.ones(4), 100, True, seed), "trial_id": trial_id})
+
+    # ids of another data draw (same loss and seed, another fingerprint): a resume trains them all again
+    store_trials(f"{loss}-s{seed}-0123abcd" for loss in cfg.losses for seed in sweep_seeds(cfg))
+    by_name = ["--name", "slow", "--results-dir", str(tmp_path)]
+    with pytest.raises(UserError, match="too_slow_here"):
+        preflight(parse_arguments(by_name), lambda line: None)
+    store_trials(spec.trial_id for spec in plan_trials(cfg).specs)  # every planned trial
+    pre = preflight(parse_arguments(by_name), lambda line: None)
     assert not [f for f in pre.audit.findings if f.code == "too_slow_here"]
 
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from le_ray.errors import ResultsError
-from le_ray.sweep.folder_lock import LOCK_NAME, hold_folder
+from le_ray.sweep.folder_lock import LOCK_NAME, hold_folder, probe_folder
 
 
 def test_a_second_holder_is_refused_naming_the_first_and_the_lock_is_reusable(tmp_path):
@@ -21,6 +21,10 @@ def test_a_second_holder_is_refused_naming_the_first_and_the_lock_is_reusable(tm
                 pass
     with hold_folder(tmp_path):  # released on exit
         assert (tmp_path / LOCK_NAME).is_file()
+        with pytest.raises(ResultsError, match=rf"pid {os.getpid()}"):
+            probe_folder(tmp_path)
+    probe_folder(tmp_path)  # free: nothing raised, and the holder's record is left as it was
+    assert f'"pid": {os.getpid()}' in (tmp_path / LOCK_NAME).read_text()
 
 
 def test_a_holder_killed_with_sigkill_leaves_no_stale_lock(tmp_path):
@@ -54,3 +58,17 @@ def test_repeats_on_a_held_folder_is_refused_before_it_records_anything(tmp_path
         assert main(argv) == 2
     assert "is being run by another le_ray driver" in capsys.readouterr().err
     assert not (tmp_path / "busy" / "config.history").exists()
+
+
+def test_a_resume_of_a_held_sweep_is_refused_before_its_data_are_prepared(tmp_path, capsys, monkeypatch):
+    import le_ray.runners.repeats as repeats
+    from le_ray.config import load_config, to_dict
+    from le_ray.sweep.store import SweepStore
+
+    argv = ["--profile", "quickstart", "--set", "repeats.num_runs=2", "--name", "busy", "--results-dir", str(tmp_path)]
+    store = SweepStore.open(tmp_path, "busy")
+    store.record_run(to_dict(load_config(profile="quickstart", sets=["repeats.num_runs=2"])), argv)
+    monkeypatch.setattr(repeats, "plan_trials", lambda *a, **k: pytest.fail("the data were prepared"))
+    with hold_folder(store.root):
+        assert repeats.main(argv) == 2
+    assert "is being run by another le_ray driver" in capsys.readouterr().err

@@ -453,3 +453,19 @@ def test_calibration_tests_from_sums_equal_raw_prediction_path():
     np.testing.assert_allclose(direct["delta_mean"].to_numpy(), from_sums["delta_mean"].to_numpy())
     with pytest.raises(ValueError, match="share one"):
         calibration_tests_from_sums(counts, sy, sb[:, :2], sc)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_non_finite_stored_count_or_click_sum_leaves_its_seed_out_without_a_garbage_count(shared):
+    """A null n or Σy of one seed (a damaged record) made the count -2^63 and the rate NaN (review)."""
+    import warnings
+
+    n = np.array([[100.0, 100.0], [np.nan, 100.0], [100.0, 100.0]])
+    sy = np.array([[5.0, 9.0], [5.0, np.nan], [5.0, 9.0]])
+    sb, sc = n * 0.06, n * 0.05
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast"
+        out = S.calibration_tests_from_sums(n, sy, sb, sc, shared_data=shared, bootstrap_samples=50).sort("condition")
+    assert out["count"].to_list() == ([100, 100] if shared else [200, 200])
+    assert out["base_rate"].to_list() == pytest.approx([0.05, 0.09])
+    assert out["n"].to_list() == [2, 2]  # the damaged seed's pair is left out of each ad's test

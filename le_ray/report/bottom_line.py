@@ -373,7 +373,7 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
                      "can rank the losses differently")
     if p is None or not np.isfinite(p):
         return f"{head}: {gaps}; the test is untestable with these seeds."
-    if is_untestable(v, ranked, m):
+    if p >= v.alpha and is_untestable(v, ranked, m):  # a p below alpha (an approximate one) is read as it is
         return (f"{head}: {gaps}; {v.correction} p = {pval(p)}, but untestable with {pairs_words(n, ranked)} "
                 f"({why_untestable(v, ranked, m, n)}): p >= alpha by construction, which says nothing either way.")
     said = f"{head}: {gaps}, {v.correction} p = {pval(p)}: {_verdict_words(v, p)} at alpha {v.alpha:g} with these seeds."

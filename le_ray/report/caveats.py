@@ -15,7 +15,8 @@ from le_ray.report.verdict import seeds_word, span
 from le_ray.report.wording import pval
 from le_ray.stats import min_exact_p
 
-__all__ = ["caveat_lines", "ece_small_caveat", "setting_differences", "COMPARED_SETTINGS", "FIXED_SPLIT_CODES"]
+__all__ = ["caveat_lines", "ece_small_caveat", "non_finite_caveat", "setting_differences", "COMPARED_SETTINGS",
+           "FIXED_SPLIT_CODES"]
 
 #: training settings compared between the two losses of a comparison (the LE history is part of the LE method)
 COMPARED_SETTINGS = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "lr_category_decay",
@@ -171,3 +172,13 @@ def setting_differences(settings: dict[str, dict[str, Any]], baseline: str, cand
     b, c = settings.get(baseline) or {}, settings.get(candidate) or {}
     return tuple(f"{k} {_value(c[k])} for {label(candidate)} vs {_value(b[k])} for {label(baseline)}"
                  for k in COMPARED_SETTINGS if k in b and k in c and b[k] != c[k])
+
+
+def non_finite_caveat(values: Sequence[str]) -> list[str]:
+    """The caveat naming stored values that are not finite (:func:`le_ray.report.sweep_stats.non_finite_values`:
+    ``LE seed 43: logloss, ad 3's predictions`` per trial), or none."""
+    if not values:
+        return []
+    return [f"Some stored values are not finite (null, NaN or infinite): {'; '.join(values)}. Each test leaves that "
+            "seed's pair out, so those tests rest on fewer seeds than the others (a metric undefined on that seed's "
+            "data, e.g. an AUC without a click, or a diverged or damaged trial: see its file)."]

@@ -22,7 +22,7 @@ from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
 from le_ray.report.bottom_line import NOISE_CONFIDENCE, bottom_line, bottom_note, ratio_readings, rare_answer
 from le_ray.report.wording import exclusion_reason
-from le_ray.report.caveats import caveat_lines, ece_small_caveat, setting_differences
+from le_ray.report.caveats import caveat_lines, ece_small_caveat, non_finite_caveat, setting_differences
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview,
                                    metric_sentences, pending_headline, rare_headline, verdict_markdown)
 from le_ray.sweep.audit_text import SETTING_COLUMNS, settings_table
@@ -275,10 +275,7 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
     if compared:
         verdict.caveats.append(multiplicity_caveat(rep.per_condition_correction, compared))
     verdict.caveats += mixed_runtime_lines(ctx.status.get("ran_on", {})) + _earlier_runs_line(ctx.manifest)
-    if getattr(ctx.tables, "non_finite", None):
-        verdict.caveats.append(f"Some stored values are not finite (null, NaN or infinite): "
-                               f"{'; '.join(ctx.tables.non_finite)}. Each test leaves that seed's pair out, so those "
-                               "tests rest on fewer seeds than the others (a diverged or damaged trial: see its file).")
+    verdict.caveats += non_finite_caveat(getattr(ctx.tables, "non_finite", []))
     return verdict
 
 

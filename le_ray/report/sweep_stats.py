@@ -215,15 +215,18 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
 
 def non_finite_values(trials: pl.DataFrame, per_cond: pl.DataFrame) -> list[str]:
     """Per trial with a stored value that is null, NaN or infinite (a damaged or edited trial file, or a metric
-    undefined on its data, e.g. an AUC with one class): ``LE seed 43: logloss, roc_auc; ad 3's predictions``. The
+    undefined on its data, e.g. an AUC with one class): ``LE seed 43: logloss, roc_auc, ad 3's predictions``. The
     tests leave each such seed's pair out of that metric's or that ad's test."""
     out: dict[tuple[str, int], list[str]] = {}
     for m in (x for x in REPEAT_METRICS if x in trials.columns):
         bad = trials.filter(~pl.col(m).cast(pl.Float64).is_finite().fill_null(False))
         for loss, seed in bad.select("loss", "seed").iter_rows():
             out.setdefault((loss, seed), []).append(m)
-    if "sum_p" in per_cond.columns and "ad_id" in per_cond.columns:
-        bad = per_cond.filter(~pl.col("sum_p").cast(pl.Float64).is_finite().fill_null(False))
+    sums = {"n": "rows", "sum_y": "clicks", "sum_t": "true click probabilities", "sum_p": "predictions"}
+    for column, what in ((c, w) for c, w in sums.items() if c in per_cond.columns and "ad_id" in per_cond.columns):
+        values = pl.col(column).cast(pl.Float64)
+        bad = per_cond.filter(values.is_not_null() & ~values.is_finite()) if column == "sum_t" else \
+            per_cond.filter(~values.is_finite().fill_null(False))  # sum_t is null on CTR data, by design
         for loss, seed, ad in bad.select("loss", "seed", "ad_id").iter_rows():
-            out.setdefault((loss, seed), []).append(f"ad {ad}'s predictions")
+            out.setdefault((loss, seed), []).append(f"ad {ad}'s {what}")
     return [f"{label(loss)} seed {seed}: {', '.join(what)}" for (loss, seed), what in sorted(out.items())]

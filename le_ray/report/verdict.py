@@ -289,9 +289,11 @@ def mean_against(row: Mapping[str, Any], delta: str) -> bool:
 
 
 def mean_against_words(win: str, lose: str, what: str) -> str:
-    """The sentence said when a significant test's ranks and mean disagree (:func:`mean_against`)."""
-    return (f"The mean {what} points the other way, towards {lose}: most seeds favour {win}, a few with large "
-            f"differences favour {lose}, so the test's direction holds for the typical seed, not for the average.")
+    """The sentence said when a significant test's ranks and mean disagree (:func:`mean_against`). It claims no
+    majority of seeds: a positive rank sum T+ − T− can come from fewer seeds with larger ranks."""
+    return (f"The mean {what} points the other way, towards {lose}: the test ranks the seeds' differences by size, "
+            f"and those ranks favour {win}, while larger differences on {lose}'s side pull the average towards "
+            f"{lose}; the test's direction is that of the ranks, not of the average, so read the size with care.")
 
 
 def one_sided(v: VerdictInputs) -> tuple[str, str] | None:
@@ -359,7 +361,8 @@ def candidate_ahead(rows: pl.DataFrame) -> pl.Series:
     """Per per-ad test row: whether its rank test favours the candidate (:func:`ranks_favour` of ``delta_mean`` =
     baseline gap − candidate gap; a table without it compares the mean gaps)."""
     def ahead(r: dict[str, Any]) -> bool:
-        delta = r.get("delta_mean", (r.get("baseline_gap") or np.nan) - (r.get("candidate_gap") or np.nan))
+        gaps = [np.nan if r.get(k) is None else r[k] for k in ("baseline_gap", "candidate_gap")]
+        delta = r.get("delta_mean", gaps[0] - gaps[1])
         return ranks_favour({**r, "delta_mean": delta}, "delta_mean")
     return pl.Series([ahead(r) for r in rows.iter_rows(named=True)], dtype=pl.Boolean)
 

@@ -55,7 +55,7 @@ from le_ray.sweep.store import SweepStore, SweepWriteError, check_resume, enviro
     nearest_writable, plain_folder_name, resolve_results_dir
 from le_ray.sweep.driver import (StopFlag, StopRequested, connect_ray, map_on_workers, run_sweep, stop_on_signals,
                                  warm_up_workers)
-from le_ray.sweep.folder_lock import hold_folder
+from le_ray.sweep.folder_lock import hold_folder, probe_folder
 from le_ray.sweep.plan import SweepPlan, plan_trials, sweep_seeds
 
 __all__ = ["main", "preflight", "Preflight", "check_folder", "execute", "write_manifest", "resume_command",
@@ -242,12 +242,15 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     name = plain_folder_name(args.name if args.name is not None else
                              f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     resuming = check_folder(args, cfg, results_dir / name)
-    stored = stored_by_loss(results_dir / name, cfg) if resuming else {}  # not trained again: not in the estimate
-    _refuse_if_too_slow_before_preparation(args, cfg, stored)
+    if resuming:
+        probe_folder(results_dir / name)  # a driver already running it: refused before the data are prepared
+    done = SweepStore(results_dir / name).finished_ids() if resuming else set()
+    _refuse_if_too_slow_before_preparation(args, cfg, stored_by_loss(done, cfg))
     started = time.perf_counter()
     plan = plan_trials(cfg)
     prepared = time.perf_counter() - started
     echo(f"data prepared in {prepared:.1f} s ({len(plan.data_by_seed)} preparation(s))")
+    stored = Counter(spec.loss for spec in plan.specs if spec.trial_id in done)  # exact ids: not trained again
     audit = audit_experiment(cfg, plan.datasets, shadows, origins, stored=stored)
     echo(audit_text(audit, max_conditions=cfg.evaluation.print_per_condition_top_k or None))
     if audit.errors and not (args.allow_unsound or cfg.repeats.allow_unsound):
@@ -286,13 +289,13 @@ def wall_line(seconds: Mapping[str, float], total: float) -> str:
 _TRIAL_ID = re.compile(r"^(?P<loss>[a-z_]+)-s(?P<seed>-?\d+)-[0-9a-f]+$")  #: le_ray.training.spec.trial_id's form
 
 
-def stored_by_loss(root: Path, cfg: Config) -> dict[str, int]:
-    """loss → how many of ``cfg``'s (loss, seed) trials the sweep folder ``root`` already stores (complete records
-    only, :meth:`SweepStore.finished_ids`), read from the trial ids before the data are prepared."""
-    if not (root / "trials").is_dir():
-        return {}
+def stored_by_loss(done: set[str], cfg: Config) -> dict[str, int]:
+    """loss → how many of ``cfg``'s (loss, seed) pairs the stored trial ids ``done`` hold, read from the ids alone,
+    before the data are prepared: an upper bound of the trials a resume skips (an id whose data fingerprint no
+    longer matches is counted too), so the check before preparation only lets through what the audit after it
+    then counts by exact trial id."""
     seeds, pairs = set(sweep_seeds(cfg)), set()
-    for trial_id in SweepStore(root).finished_ids():
+    for trial_id in done:
         match = _TRIAL_ID.match(trial_id)
         if match and match["loss"] in cfg.losses and int(match["seed"]) in seeds:
             pairs.add((match["loss"], int(match["seed"])))

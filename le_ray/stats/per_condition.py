@@ -199,9 +199,8 @@ def calibration_tests_from_sums(counts, label_sums, baseline_pred_sums, candidat
                          f"{n.shape}, {sy.shape}, {sb.shape}, {sc.shape}")
     n_cond = n.shape[1]
     gap_b, gap_c = _seed_gaps(n, sy, sb, sc, min_count)
-    count = n[0] if shared_data else n.sum(axis=0)
-    base_rate = np.divide(sy[0] if shared_data else sy.sum(axis=0), count,
-                          out=np.full(n_cond, np.nan), where=count > 0)
+    count, reference = _pooled_counts(n, sy, shared_data)
+    base_rate = np.divide(reference, count, out=np.full(n_cond, np.nan), where=count > 0)
     cond_ids = np.flatnonzero(np.isfinite(gap_b).any(axis=0))
     bootstrap = {"samples": bootstrap_samples, "seed": seed, "confidence": confidence}
     cols = _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_method, bootstrap)
@@ -209,6 +208,18 @@ def calibration_tests_from_sums(counts, label_sums, baseline_pred_sums, candidat
     adjusted = {"holm": cols["p_holm"], "bh": cols["p_bh"], "none": cols["p_value"]}[correction]
     cols["significant"] = np.nan_to_num(adjusted, nan=np.inf) < alpha
     return _sort_calib(pl.DataFrame(cols, schema_overrides=_CALIB_SCHEMA), sort_by)
+
+
+def _pooled_counts(n: np.ndarray, sy: np.ndarray, shared: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, Σ reference) [C] of each condition over the seeds whose stored n and Σy are finite: the first such
+    seed's when every seed shares the evaluation rows, else their sums. A seed with a non-finite value (a damaged
+    record) counts for neither, as in the gaps (:func:`_seed_gaps` leaves its pair out)."""
+    finite = np.isfinite(n) & np.isfinite(sy)
+    if shared:
+        first, columns = np.argmax(finite, axis=0), np.arange(n.shape[1])
+        some = finite.any(axis=0)
+        return np.where(some, n[first, columns], 0.0), np.where(some, sy[first, columns], np.nan)
+    return np.where(finite, n, 0.0).sum(axis=0), np.where(finite, sy, 0.0).sum(axis=0)
 
 
 _CALIB_SCHEMA = {"condition": pl.Int64, "count": pl.Int64, "base_rate": pl.Float64,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from le_ray.errors import ResultsError
 
-__all__ = ["hold_folder", "LOCK_NAME"]
+__all__ = ["hold_folder", "probe_folder", "LOCK_NAME"]
 
 LOCK_NAME = ".lock"  #: the lock file in a sweep folder (holder: pid, host, time)
 
@@ -38,8 +38,7 @@ def hold_folder(root: Path, command: str = "le-ray repeats") -> Iterator[None]:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ResultsError(f"sweep folder {str(root)!r} is being run by another le_ray driver "
-                               f"({_holder(path)}); wait until it ends, stop it, or choose another --name") from None
+            raise _busy(root, path) from None
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": platform.node(), "command": command,
@@ -57,3 +56,21 @@ def _holder(path: Path) -> str:
         return f"pid {who['pid']} on host {who['host']} since {who['since']} ({who['command']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "its lock file names no holder yet"
+
+
+def probe_folder(root: Path) -> None:
+    """ResultsError, naming the holder, when another process holds ``root``'s lock now (nothing when the folder has
+    no lock file yet): an early refusal before long work; the run itself then holds the lock (:func:`hold_folder`)."""
+    path = Path(root) / LOCK_NAME
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as handle:  # read-only: the holder named in the file stays as it is
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _busy(root, path) from None
+
+
+def _busy(root: Path, path: Path) -> ResultsError:
+    return ResultsError(f"sweep folder {str(root)!r} is being run by another le_ray driver ({_holder(path)}); wait "
+                        "until it ends, stop it, or choose another --name")
