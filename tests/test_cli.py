@@ -289,6 +289,10 @@ def test_a_report_only_rerun_keeps_the_training_runs_provenance(monkeypatch):
     again = repeats._environment({**resumed, "created": "2026-12-02T00:00:00Z"}, trained=False)
     assert again["earlier_runs"] == [trained] and again["git_commit"] == "new"
     assert repeats._environment(None, trained=True)["git_commit"] == "new"
+    listed_later = {**trained, "git_commit": "new", "packages": {}}  # written before torch was in the package list
+    assert "earlier_runs" not in repeats._environment(listed_later, trained=True)
+    upgraded = {**trained, "git_commit": "new", "packages": {"torch": "2.11"}}
+    assert repeats._environment(upgraded, trained=True)["earlier_runs"] == [upgraded]
 
 
 def test_ctrl_c_while_the_data_are_prepared_stops_without_a_traceback(tmp_path, monkeypatch, capsys):
@@ -299,7 +303,8 @@ def test_ctrl_c_while_the_data_are_prepared_stops_without_a_traceback(tmp_path, 
 
     monkeypatch.setattr(repeats, "plan_trials", interrupted)
     assert repeats.main(["--profile", "quickstart", *SMALL, "--name", "x", "--results-dir", str(tmp_path)]) == 130
-    assert "stopped (SIGINT) before the sweep started: nothing was written or trained" in capsys.readouterr().out
+    assert "stopped (SIGINT) before the sweep started: no sweep file was written, nothing was trained" in \
+        capsys.readouterr().out
     assert not (tmp_path / "x").exists()
 
 

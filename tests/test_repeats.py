@@ -356,8 +356,11 @@ def test_unreadable_manifest_on_resume_names_the_file(tmp_path, capsys):
     (folder / "manifest.json").write_text("{ broken")
     code = main(_main_args(tmp_path, "s"))
     err = capsys.readouterr().err
-    assert code == 2 and "manifest.json" in err and "cannot be read as JSON" in err and "Traceback" not in err
+    assert code == 2 and "manifest.json" in err and "cannot be read as a manifest (Expecting" in err and "Traceback" not in err
     assert "delete it and rerun the same command; the stored trials are kept" in err  # no copy exists to restore
+    (folder / "manifest.json").write_text("[1]")  # JSON, but no manifest
+    assert main(_main_args(tmp_path, "s")) == 2
+    assert "cannot be read as a manifest (it holds a JSON list, not an object)" in capsys.readouterr().err
 
 
 def test_unsound_real_profile_refuses_naming_the_batch_size_keys(tmp_path, capsys):

@@ -87,7 +87,7 @@ def test_the_command_writes_the_summary_and_tables_and_refuses_bad_arguments(tmp
     (a, _), (b, _) = _sweep(tmp_path, "cold", COLD), _sweep(tmp_path, "warm", WARM)
     monkeypatch.chdir(tmp_path)
     assert main([str(a.root), str(b.root)]) == 0  # LE by default: both sweeps train it
-    out = tmp_path / "comparison" / "s_vs_s"
+    out = tmp_path / "comparison" / "s-le_vs_s-le"
     printed = " ".join(capsys.readouterr().out.split())  # the verdict is wrapped to the terminal
     assert "LE (warm/s) vs LE (cold/s), rarest tested ad" in printed and f"comparison: {out / 'summary.md'}" in printed
     summary = (out / "summary.md").read_text()
@@ -95,9 +95,50 @@ def test_the_command_writes_the_summary_and_tables_and_refuses_bad_arguments(tmp
     tests = pl.read_csv(out / "tables" / "metric_tests.csv")
     assert set(tests["candidate"]) == {"LE (warm/s)"} and (out / "tables" / "condition_tests.csv").is_file()
     assert set(pl.read_csv(out / "tables" / "calibration_ratio_by_seed.csv")["arm"]) == {"LE (cold/s)", "LE (warm/s)"}
+    (out / "tables" / "stale.csv").write_text("x\n1\n")  # an earlier comparison's table in a reused folder
+    assert main([str(a.root), str(b.root), "--out", str(out)]) == 0
+    assert not (out / "tables" / "stale.csv").exists() and (out / "summary.md").is_file()
+    capsys.readouterr()
     for argv, message in (([str(a.root), str(tmp_path)], "is not a le_ray sweep folder (no manifest.json)"),
                           ([str(a.root), str(b.root), "--loss", "focal"], "trains BCE, LE, not focal"),
                           ([str(a.root), str(b.root), "--loss", "nope"], "--loss: got \"nope\""),
                           ([str(a.root), str(a.root)], "both arms are LE (s)")):
         assert main(argv) == 2
         assert message in capsys.readouterr().err, argv
+
+
+def test_the_caveats_name_unpaired_seeds_excluded_ads_findings_and_non_finite_values(tmp_path):
+    """What the sweep report says, compare-sweeps says too (review): seeds of one arm only, ads an audit left out,
+    each sweep's audit findings (once when both hold them) and stored values that are not finite."""
+    (a, _), (b, _) = _sweep(tmp_path, "a", COLD), _sweep(tmp_path, "b", WARM)
+    (b.root / "trials" / "localized_entropy-9.json").unlink()  # seed 9 only in a
+    record = json.loads((b.root / "trials" / "localized_entropy-4.json").read_text())
+    record["metrics"]["logloss"] = None
+    (b.root / "trials" / "localized_entropy-4.json").write_text(json.dumps(record))
+    for store, extra in ((a, {"code": "few_eval_clicks", "message": "ad 0 has few clicks"}),
+                         (b, {"code": "fixed_split", "message": "one split"})):
+        manifest = json.loads((store.root / "manifest.json").read_text())
+        findings = [{"severity": "warning", "code": "le_history_warmup", "message": "windows start empty",
+                     "keys": []}, {"severity": "warning", "keys": [], **extra}]
+        audit = {**manifest["audit"], "findings": findings, "excluded_conditions": [0] if store is a else []}
+        (store.root / "manifest.json").write_text(json.dumps({**manifest, "audit": audit}))
+    pair = compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))
+    caveats = "\n".join(pair.verdict.caveats)
+    assert "Seeds stored in one arm only are left out of every test (seeds 9 only in LE (a/s))." in caveats
+    assert "Either sweep's audit left ad 0 (" in caveats and 0 not in pair.condition_tests["condition"].to_list()
+    assert caveats.count("windows start empty") == 1 and "(both sweeps) windows start empty" in caveats
+    assert "(LE (a/s)) ad 0 has few clicks" in caveats and "(LE (b/s)) one split" in caveats
+    assert "Some stored values are not finite (null, NaN or infinite): LE (b/s) seed 4: logloss." in caveats
+    assert "(9 of 10 seeds stored)" in caveats
+
+
+def test_display_only_keys_are_no_setting_difference_and_sweeps_without_per_ad_sums_compare(tmp_path):
+    (a, _), (b, _) = _sweep(tmp_path, "a", COLD), _sweep(tmp_path, "b", COLD,
+                                                          "evaluation.print_per_condition_top_k=5")
+    assert setting_changes(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate")) == []
+    for store in (a, b):
+        for path in (store.root / "trials").glob("*.json"):
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({**record, "condition_sums": {}}))
+    pair = compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))
+    assert pair.condition_tests.height == 0 and pair.metric_tests.height

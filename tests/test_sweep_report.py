@@ -617,7 +617,7 @@ def test_a_sweep_resumed_with_other_code_says_so(tmp_path):
     text, _ = _build(store)
     assert "| le_ray | 0.1.0 (commit fedcba); earlier run 2026-12-01T00:00:00Z: 0.0.9 (commit 0123456789ab) |" in text
     assert ("- The sweep was resumed with other code or packages than an earlier run of it (2026-12-01T00:00:00Z: "
-            "le_ray 0.0.9, commit 0123456789ab;") in text
+            "le_ray 0.0.9 (commit 0123456789ab);") in text
 
 
 def test_a_sweep_stopped_before_its_first_trial_is_reported_as_such(tmp_path):

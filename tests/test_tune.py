@@ -276,6 +276,9 @@ def test_tiny_tune_then_test_as_a_ray_job_and_resume(ray_head, tmp_path):
     assert "resuming: 4 of 4 trials already stored" in second.stdout
     third = ray_head.submit(*job, "--no-report")  # every search and trial stored: no search, no trial, no Ray
     assert third.returncode == 0 and "every one of the 4 trials is stored" in third.stdout, third.stdout[-3000:]
+    # ... and never refused for time (a GPU tune re-reported elsewhere): nothing is left to train
+    fourth = ray_head.submit(*job, "--no-report", "--set", "repeats.max_estimated_hours=0.000001")
+    assert fourth.returncode == 0 and "too_slow_here" not in fourth.stdout + fourth.stderr, fourth.stdout[-3000:]
 
 
 def test_a_one_sample_search_is_said_before_searching_and_in_the_budget(tmp_path, monkeypatch, capsys):

@@ -98,10 +98,12 @@ def pooled_shown(table: pl.DataFrame, truth: bool, tested: set[int] | None, excl
 
 
 def resume_command(root: Path) -> str:
-    """The command that resumes the sweep in ``root`` with the config it stores."""
+    """The command that resumes the sweep in ``root`` with the config it stores (``le-ray tune`` for a tune's
+    folder, which ``tune/config.json`` marks)."""
     import shlex
 
-    return f"`le-ray repeats --name {shlex.quote(root.name)} --results-dir {shlex.quote(str(root.parent))}`"
+    command = "tune" if (root / "tune" / "config.json").is_file() else "repeats"
+    return f"`le-ray {command} --name {shlex.quote(root.name)} --results-dir {shlex.quote(str(root.parent))}`"
 
 
 @dataclass
@@ -293,13 +295,17 @@ def mixed_runtime_lines(ran_on: dict[str, dict[str, int]]) -> list[str]:
             "float rounding, far below the seed-to-seed spread, but not every seed of a comparison ran alike."]
 
 
+def _version_words(run: dict[str, Any]) -> str:
+    """``0.1.0 (commit 0123456789ab)`` of a manifest or one of its earlier runs."""
+    return f"{run.get('le_ray_version')} (commit {str(run.get('git_commit'))[:12]})"
+
+
 def _earlier_runs_line(manifest: dict[str, Any]) -> list[str]:
     """A caveat when earlier runs of the sweep trained with other code or packages (manifest ``earlier_runs``)."""
     earlier = manifest.get("earlier_runs") or []
     if not earlier:
         return []
-    said = "; ".join(f"{e.get('created')}: le_ray {e.get('le_ray_version')}, commit {str(e.get('git_commit'))[:12]}"
-                     for e in earlier)
+    said = "; ".join(f"{e.get('created')}: le_ray {_version_words(e)}" for e in earlier)
     return [f"The sweep was resumed with other code or packages than an earlier run of it ({said}; the facts table "
             "gives the latest), so its trials may come from more than one version: a change that alters training "
             "would mix into the comparisons."]
@@ -324,9 +330,8 @@ def _facts(ctx: SummaryContext) -> pl.DataFrame:
             ("data rows", f"train {data.get('train_rows', 0):,} / eval {data.get('eval_rows', 0):,} / test "
                           f"{data.get('test_rows', 0):,}; {data.get('num_conditions')} ads"),
             ("ad_id", _ad_id_meaning(cfg)),
-            ("le_ray", f"{m.get('le_ray_version')} (commit {str(m.get('git_commit'))[:12]})" + "".join(
-                f"; earlier run {e.get('created')}: {e.get('le_ray_version')} (commit {str(e.get('git_commit'))[:12]})"
-                for e in m.get("earlier_runs") or [])),
+            ("le_ray", _version_words(m) + "".join(f"; earlier run {e.get('created')}: {_version_words(e)}"
+                                                   for e in m.get("earlier_runs") or [])),
             ("packages", ", ".join(f"{k} {v}" for k, v in packages.items() if k in ("torch", "ray", "numpy", "polars",
                                                                                   "scipy")))]
     return pl.DataFrame(rows, schema=["fact", "value"], orient="row")

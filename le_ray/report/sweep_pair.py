@@ -28,13 +28,16 @@ from le_ray.errors import UserError
 from le_ray.registry import SECTION_READER, canonical_loss, label
 from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, condition_table, multiplicity_caveat,
-                                      shown_table)
-from le_ray.report.sweep_stats import calibration_long, paired_tables, unmeasured, uses_truth, values_of
+                                      resume_command, shown_table)
+from le_ray.report.sweep_stats import (calibration_long, non_finite_values, paired_tables, unmeasured, uses_truth,
+                                      values_of)
 from le_ray.report.tables import markdown_table, write_csv
-from le_ray.report.caveats import caveat_lines
+from le_ray.report.caveats import caveat_lines, non_finite_caveat
+from le_ray.report.wording import excluded_ads
 from le_ray.report.verdict import (Verdict, VerdictInputs, band_edges, band_sentences, metric_sentences,
                                    verdict_markdown)
 from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
+from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
 
 __all__ = ["Arm", "load_arm", "default_loss", "SweepPair", "compare_arms", "write_pair"]
 
@@ -73,8 +76,8 @@ def _sweep_losses(root: Path) -> tuple[SweepStore, Config, dict[str, Any]]:
 
 def default_loss(baseline: str | Path, candidate: str | Path) -> str:
     """The loss to compare when none is named: LE when both sweeps train it, else the one loss both train."""
-    shared = [x for x in _sweep_losses(Path(baseline).resolve())[1].losses
-              if x in _sweep_losses(Path(candidate).resolve())[1].losses]
+    theirs = _sweep_losses(Path(candidate).resolve())[1].losses
+    shared = [x for x in _sweep_losses(Path(baseline).resolve())[1].losses if x in theirs]
     if "localized_entropy" in shared or len(shared) == 1:
         return "localized_entropy" if "localized_entropy" in shared else shared[0]
     named = ", ".join(label(x) for x in shared) or "none"
@@ -95,7 +98,7 @@ def load_arm(folder: str | Path, loss: str, key: str, option: str = "--loss") ->
     records = [{**r, "loss": key} for r in store.load_trials(ids)]
     if not records:
         raise UserError(f"the sweep {str(root)!r} has no stored {label(loss)} trial yet ({len(ids)} planned): resume "
-                        f"it first (le-ray repeats --name {root.name} --results-dir {str(root.parent)!r})")
+                        f"it first with {resume_command(root)}")
     return Arm(root, cfg, loss, manifest, records, f"{label(loss)} ({root.name})")
 
 
@@ -122,6 +125,8 @@ def _same_evaluation(per_cond: pl.DataFrame) -> None:
     """UserError unless both arms evaluated each paired seed on the same rows, as far as the stored per-ad sums show
     (rows, clicks and, for synthetic data, Σ true click probability per seed and ad): the check that needs no
     fingerprint, e.g. for sweeps stored before manifests recorded them."""
+    if per_cond.height == 0:  # no per-ad sums stored: nothing to compare row for row (and no per-ad test)
+        return
     keys = [c for c in ("n", "sum_y", "sum_t") if c in per_cond.columns]
     arms = [per_cond.filter(pl.col("loss") == key).select("seed", "condition", *keys) for key in (BASELINE, CANDIDATE)]
     joined = arms[0].join(arms[1], on=["seed", "condition"], how="full", suffix="__c", coalesce=True)
@@ -157,8 +162,9 @@ def _arm_settings(arm: Arm, readers: set[str]) -> dict[str, Any]:
     section only when one of the compared losses reads it), the model, the evaluation, the device's precision."""
     training = {k: v for k, v in to_plain(arm.cfg.training_for(arm.loss)).items()
                 if k not in SECTION_READER or SECTION_READER[k] in readers}
+    evaluation = {k: v for k, v in to_plain(arm.cfg.evaluation).items() if k not in DISPLAY_ONLY_EVALUATION}
     return {**_flat(training, "training"), **_flat(to_plain(arm.cfg.model), "model"),
-            **_flat(to_plain(arm.cfg.evaluation), "evaluation"), "device.dtype": arm.cfg.device.dtype,
+            **_flat(evaluation, "evaluation"), "device.dtype": arm.cfg.device.dtype,
             "device.matmul_precision": arm.cfg.device.matmul_precision}
 
 
@@ -217,8 +223,42 @@ def compare_arms(base: Arm, cand: Arm) -> SweepPair:
     calibration = calibration_long(per_cond, truth, excluded)
     changes = setting_changes(base, cand)
     v = _inputs(base, cand, tests, conditions, calibration, truth)
+    extra = (_unpaired_line(base, cand) + _excluded_line(calibration, excluded)
+             + non_finite_caveat(non_finite_values(trials, per_cond, {BASELINE: base.name, CANDIDATE: cand.name})))
     return SweepPair(base, cand, tests, conditions, deltas, calibration, truth, changes,
-                     _verdict(v, base, cand, changes, len(seeds), truth))
+                     _verdict(v, base, cand, changes, len(seeds), truth, extra))
+
+
+def _unpaired_line(base: Arm, cand: Arm) -> list[str]:
+    """The seeds stored in one arm only, left out of every test."""
+    only = [(arm.name, sorted(arm.seeds - other.seeds)) for arm, other in ((base, cand), (cand, base))]
+    said = [f"{', '.join(map(str, seeds))} only in {name}" for name, seeds in only if seeds]
+    return [f"Seeds stored in one arm only are left out of every test (seeds {'; '.join(said)})."] if said else []
+
+
+def _excluded_line(calibration: pl.DataFrame, excluded: set[int]) -> list[str]:
+    """The ads either sweep's audit left out of the per-ad tests (too few clicks), named with their rates."""
+    if not excluded or calibration.height == 0:
+        return []
+    ads = calibration.filter(pl.col("condition").is_in(sorted(excluded))).group_by("condition").agg(
+        pl.col("ad_id").first(), pl.col("base_rate").first()).sort("base_rate")
+    if ads.height == 0:
+        return []
+    return [f"Either sweep's audit left {excluded_ads(ads['ad_id'].to_list(), ads['base_rate'].to_list())} out of "
+            "the per-ad tests (too few evaluation clicks to test)."]
+
+
+def _findings(base: Arm, cand: Arm) -> list[dict[str, Any]]:
+    """Both sweeps' audit findings for the caveats, each said once with the arms it holds for."""
+    said: dict[tuple[str, str, str], list[str]] = {}
+    stored: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for arm in (base, cand):
+        for f in (arm.manifest.get("audit") or {}).get("findings", []):
+            key = (f.get("severity", ""), f.get("code", ""), f.get("message", ""))
+            said.setdefault(key, []).append(arm.name)
+            stored.setdefault(key, f)
+    return [{**stored[key], "message": f"({' and '.join(names) if len(names) == 1 else 'both sweeps'}) "
+             f"{stored[key]['message']}"} for key, names in said.items()]
 
 
 def _inputs(base: Arm, cand: Arm, tests: pl.DataFrame, conditions: pl.DataFrame, calibration: pl.DataFrame,
@@ -235,9 +275,10 @@ def _inputs(base: Arm, cand: Arm, tests: pl.DataFrame, conditions: pl.DataFrame,
                          names={BASELINE: base.name, CANDIDATE: cand.name})
 
 
-def _verdict(v: VerdictInputs, base: Arm, cand: Arm, changes: list[str], seeds: int, truth: bool) -> Verdict:
+def _verdict(v: VerdictInputs, base: Arm, cand: Arm, changes: list[str], seeds: int, truth: bool,
+             extra: list[str]) -> Verdict:
     """The comparison's verdict: bottom line, readings, metric and band sentences, then the caveats (the settings
-    that differ first)."""
+    that differ first, both sweeps' audit findings, then ``extra``)."""
     rep = base.cfg.repeats
     verdict = Verdict(bottom=[bottom_line(v)], readings=ratio_readings([v]))
     if v.condition_tests.height:
@@ -245,10 +286,10 @@ def _verdict(v: VerdictInputs, base: Arm, cand: Arm, changes: list[str], seeds: 
     title = f"{cand.name} vs {base.name} over {seeds} paired seed{'s' if seeds != 1 else ''}"
     verdict.comparisons.append((title, metric_sentences(v) + band_sentences(v)))
     verdict.caveats = [_changes_caveat(base, cand, changes), *_stats_settings_caveat(base, cand)]
-    verdict.caveats += caveat_lines([], seeds={title: seeds}, alternative=rep.alternative,
-                                    resampled=rep.resample_data, truth=truth, planned=seeds,
-                                    alpha=rep.per_condition_alpha)
-    verdict.caveats.append(multiplicity_caveat(rep.per_condition_correction, 1))
+    verdict.caveats += caveat_lines(_findings(base, cand), seeds={title: seeds}, alternative=rep.alternative,
+                                    resampled=rep.resample_data, truth=truth,
+                                    planned=max(len(base.seeds), len(cand.seeds)), alpha=rep.per_condition_alpha)
+    verdict.caveats += [*extra, multiplicity_caveat(rep.per_condition_correction, 1)]
     return verdict
 
 
@@ -296,7 +337,10 @@ def pair_markdown(pair: SweepPair) -> str:
 
 
 def write_pair(pair: SweepPair, out: Path) -> Path:
-    """summary.md and tables/*.csv of the comparison under ``out``, each written atomically; returns summary.md."""
+    """summary.md and tables/*.csv of the comparison under ``out``, each written atomically, after removing those of
+    an earlier comparison written there (a table this one lacks must not stay beside it); returns summary.md."""
+    for old in [out / "summary.md", *sorted((out / "tables").glob("*.csv"))]:
+        old.unlink(missing_ok=True)
     tables, names = out / "tables", {BASELINE: pair.base.name, CANDIDATE: pair.cand.name}
     write_csv(pair.metric_tests.with_columns(pl.col("baseline", "candidate").replace_strict(names)),
               tables / "metric_tests.csv")

@@ -99,6 +99,8 @@ def _bootstrap(cfg: Config) -> dict[str, Any]:
 
 def _condition_tests(cfg: Config, per_cond: pl.DataFrame, baseline: str, candidate: str,
                      excluded: set[int], values: list[str] | None) -> pl.DataFrame:
+    if per_cond.height == 0:  # no trial holds per-ad sums (e.g. an unlabelled evaluation): no per-ad test
+        return pl.DataFrame()
     tested = per_cond.filter(~pl.col("condition").is_in(sorted(excluded))) if excluded else per_cond
     seeds = np.array(sorted(set(tested.filter(pl.col("loss") == baseline)["seed"].to_list())
                             & set(tested.filter(pl.col("loss") == candidate)["seed"].to_list())))
@@ -213,10 +215,12 @@ def compute_tables(cfg: Config, trials: pl.DataFrame, per_cond: pl.DataFrame, re
     return tables
 
 
-def non_finite_values(trials: pl.DataFrame, per_cond: pl.DataFrame) -> list[str]:
+def non_finite_values(trials: pl.DataFrame, per_cond: pl.DataFrame,
+                      names: dict[str, str] | None = None) -> list[str]:
     """Per trial with a stored value that is null, NaN or infinite (a damaged or edited trial file, or a metric
     undefined on its data, e.g. an AUC with one class): ``LE seed 43: logloss, roc_auc, ad 3's predictions``. The
-    tests leave each such seed's pair out of that metric's or that ad's test."""
+    tests leave each such seed's pair out of that metric's or that ad's test. ``names``: display names of the
+    ``loss`` values that are no loss (two sweeps' arms), else the loss's label."""
     out: dict[tuple[str, int], list[str]] = {}
     for m in (x for x in REPEAT_METRICS if x in trials.columns):
         bad = trials.filter(~pl.col(m).cast(pl.Float64).is_finite().fill_null(False))
@@ -229,4 +233,5 @@ def non_finite_values(trials: pl.DataFrame, per_cond: pl.DataFrame) -> list[str]
             per_cond.filter(~values.is_finite().fill_null(False))  # sum_t is null on CTR data, by design
         for loss, seed, ad in bad.select("loss", "seed", "ad_id").iter_rows():
             out.setdefault((loss, seed), []).append(f"ad {ad}'s {what}")
-    return [f"{label(loss)} seed {seed}: {', '.join(what)}" for (loss, seed), what in sorted(out.items())]
+    shown = (names or {}).get
+    return [f"{shown(loss) or label(loss)} seed {seed}: {', '.join(what)}" for (loss, seed), what in sorted(out.items())]

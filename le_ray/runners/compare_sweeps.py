@@ -29,7 +29,8 @@ def _parser():
     parser.add_argument("--candidate-loss", default=None,
                         help="the candidate sweep's loss when it is not --loss (e.g. --loss bce --candidate-loss le)")
     parser.add_argument("--out", default=None,
-                        help="folder for summary.md and tables/ (default comparison/<candidate>_vs_<baseline>)")
+                        help="folder for summary.md and tables/ (default comparison/<candidate>-<loss>_vs_<baseline>-<loss>; "
+                             "an earlier comparison's files there are replaced)")
     return parser
 
 
@@ -37,6 +38,7 @@ def _parser():
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from le_ray.metrics.compare import terminal_width
+    from le_ray.registry import LOSSES
     from le_ray.report.sweep_pair import compare_arms, default_loss, load_arm, write_pair
     from le_ray.report.verdict import verdict_text
 
@@ -44,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     base = load_arm(args.baseline, loss, "baseline")
     cand = load_arm(args.candidate, args.candidate_loss or loss, "candidate",
                     "--candidate-loss" if args.candidate_loss else "--loss")
-    out = Path(args.out) if args.out else Path("comparison") / f"{cand.root.name}_vs_{base.root.name}"
+    out = Path(args.out) if args.out else Path("comparison") / (
+        f"{cand.root.name}-{LOSSES[cand.loss].folder}_vs_{base.root.name}-{LOSSES[base.loss].folder}")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {str(out)!r} is a file; expected a folder for summary.md and tables/ (new or existing)")
     pair = compare_arms(base, cand)

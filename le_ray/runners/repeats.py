@@ -119,11 +119,14 @@ def check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
     store = SweepStore(root)
     if (root / "manifest.json").exists():
         try:
-            json.loads((root / "manifest.json").read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:  # no copy exists to restore
-            raise ResultsError(f"{str(root / 'manifest.json')!r} cannot be read as JSON ({exc}): every run of the "
-                               "sweep rewrites it from the config and the data, so delete it and rerun the same "
-                               "command; the stored trials are kept and not trained again") from None
+            manifest = json.loads((root / "manifest.json").read_text())
+            if not isinstance(manifest, dict):
+                raise ValueError(f"it holds a JSON {type(manifest).__name__}, not an object")
+        except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError; no copy exists
+            raise ResultsError(f"{str(root / 'manifest.json')!r} cannot be read as a manifest ({exc}): every run of "
+                               "the sweep rewrites it from the config and the data, so delete it and rerun the same "
+                               "command; the stored trials are kept and not trained again, but the new manifest "
+                               "records this run's code and packages, not those that trained them") from None
     try:
         check_resume(root, store.latest_config(), to_dict(cfg), extend=args.extend)
     except ResultsError as exc:
@@ -260,6 +263,10 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     return Preflight(cfg, results_dir, name, resuming, plan, audit, command, {"data": prepared})
 
 
+#: What a Ctrl-C before the sweep folder exists leaves (the data cache may hold finished, atomic entries).
+STOPPED_BEFORE_START = "\nstopped (SIGINT) before the sweep started: no sweep file was written, nothing was trained"
+
+
 def _unsound_recorded(cfg: Config, command: list[str]) -> tuple[Config, list[str]]:
     """``cfg`` with ``repeats.allow_unsound`` true, and ``command`` with ``--allow-unsound`` written as
     ``--set repeats.allow_unsound=true``: what config.history records for a sweep started anyway, so that a resume
@@ -331,7 +338,9 @@ def _environment(previous: Mapping | None, trained: bool) -> dict:
                 **({"earlier_runs": previous["earlier_runs"]} if previous.get("earlier_runs") else {}),
                 "reported": now["created"]}
     earlier = list(previous.get("earlier_runs") or [])
-    if any(previous.get(k) != now[k] for k in ("le_ray_version", "git_commit", "packages")):
+    packages = {k: v for k, v in (previous.get("packages") or {}).items() if k in now["packages"]}
+    if packages != {k: v for k, v in now["packages"].items() if k in packages} or any(
+            previous.get(k) != now[k] for k in ("le_ray_version", "git_commit")):  # a package listed later: no change
         earlier.append({k: previous.get(k) for k in ENVIRONMENT_KEYS})
     return {**now, **({"earlier_runs": earlier} if earlier else {})}
 
@@ -437,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pre = preflight(args, echo)
     except KeyboardInterrupt:  # Ctrl-C while the data are prepared (the longest step on a large CSV)
-        print("\nstopped (SIGINT) before the sweep started: nothing was written or trained", flush=True)
+        print(STOPPED_BEFORE_START, flush=True)
         return 130
     cfg = pre.cfg
     echo(f"le_ray repeats: profile {cfg.experiment.active}, source {cfg.source_key}, losses "
@@ -452,8 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return stopped.exit_code
         except SweepWriteError as failed:  # a folder turned read-only, a full disk: stopped like a signal
             echo.close()
-            again = "" if failed.removed else f"; resume with: {resume_command(argv, pre.results_dir, pre.name)}"
-            print(f"le-ray: {failed}{again}", file=sys.stderr, flush=True)
+            print(f"le-ray: {failed.with_resume(resume_command(argv, pre.results_dir, pre.name))}", file=sys.stderr,
+                  flush=True)
             return 2
 
 

@@ -36,6 +36,7 @@ import shutil
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,7 +58,7 @@ from le_ray.errors import ConfigError, ResultsError, UserError
 from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.report.tuning import is_counted, one_sample_note, search_counts
-from le_ray.runners.repeats import Preflight, execute, report_only
+from le_ray.runners.repeats import STOPPED_BEFORE_START, Preflight, execute, report_only
 from le_ray.runners.tune_resume import (TUNE_DIR, check_resume as _check_resume, record_command, resume_line,
                                         stored_tune_arguments)
 from le_ray.sweep.folder_lock import hold_folder
@@ -377,8 +378,11 @@ def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_di
                                           tuned=best_overrides(cfg, records))  # the best settings applied last
     test_cfg = resolve_config(data)
     plan = plan_trials(test_cfg, data=prepared)
+    root = results_dir / name
+    done = SweepStore(root).finished_ids() if (root / "trials").is_dir() else set()
+    stored = Counter(spec.loss for spec in plan.specs if spec.trial_id in done)  # not trained again: not estimated
     audit = audit_experiment(test_cfg, plan.datasets, shadowed_sets(data, args.sets, test_cfg.source_keys,
-                                                                     test_cfg.losses), origins)
+                                                                     test_cfg.losses), origins, stored=stored)
     echo(audit_text(audit, max_conditions=test_cfg.evaluation.print_per_condition_top_k or None))
     if refuse and audit.errors and not (args.allow_unsound or test_cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
@@ -390,7 +394,10 @@ def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Pa
                           data: PreparedData) -> None:
     """The test sweep's audit on the configured (untuned) settings, and the tuning split's optimiser steps, before
     any search: an audit error that no searched key can change, or a tuning split too small to train on, refuses
-    the tune now rather than after every search has run."""
+    the tune now rather than after every search has run. Nothing when every search is stored: the test sweep's
+    own pre-flight, on the tuned settings, then decides (a rerun that only reports is not refused for time)."""
+    if all((results_dir / name / TUNE_DIR / f"{loss}.json").is_file() for loss in cfg.losses):
+        return
     pre = _test_preflight(args, cfg, [], results_dir, name, _silent, data, refuse=False)  # printed after tuning
     for finding in (f for f in pre.audit.warnings if not _may_change(f, cfg)):  # e.g. a shadowed --set
         echo(f"before the searches, on the configured settings: WARNING [{finding.code}] {finding.message}")
@@ -533,7 +540,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     note = one_sample_note(cfg.tune.num_samples)
     if note:  # allowed (e.g. a smoke test), but it tunes nothing: say so first
         echo(f"note: {note}; raise tune.num_samples to compare settings")
-    data = prepare_data(cfg)  # once: the pre-search audit, the tuning split and the test sweep's plan share it
+    try:
+        data = prepare_data(cfg)  # once: the pre-search audit, the tuning split and the test sweep's plan share it
+    except KeyboardInterrupt:  # Ctrl-C while the data are prepared: one line, as in le-ray repeats
+        print(STOPPED_BEFORE_START.replace("sweep", "tune"), flush=True)
+        return 130
     _refuse_before_search(args, cfg, results_dir, name, echo, data)
     with hold_folder(SweepStore.open(results_dir, name).root, "le-ray tune"):  # one driver per folder
         return _record_and_run(args, argv, cfg, results_dir, name, echo, data)
@@ -557,8 +568,7 @@ def _record_and_run(args, argv: list[str], cfg: Config, results_dir: Path, name:
         return stop.exit_code
     except SweepWriteError as failed:  # a folder turned read-only, a full disk: stopped like a signal
         echo.close()
-        again = "" if failed.removed else f"; resume with: {resume_line(argv, results_dir, name)}"
-        print(f"le-ray: {failed}{again}", file=sys.stderr, flush=True)
+        print(f"le-ray: {failed.with_resume(resume_line(argv, results_dir, name))}", file=sys.stderr, flush=True)
         return 2
 
 

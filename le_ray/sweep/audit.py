@@ -283,11 +283,12 @@ def _power_findings(cfg: Config, conditions: list[dict[str, Any]], excluded: Ite
         smallest = min_exact_p(rep.num_runs, rep.alternative)
         detail = "; ".join(f"{name} ({rep.per_condition_correction} over {families[name]}) need >= {need} seeds"
                            for name, need in short.items())
-        if rep.per_condition_correction == "bh":  # BH lets many small p through together, one alone needs alpha/m
-            detail += " (bh: when most of a family's tests are that small; one alone needs the holm count)"
+        if rep.per_condition_correction == "bh":  # BH passes p_min only when every test of the family has it
+            detail += " (bh: only when every test of a family is that small; one alone needs the holm count)"
         out.append(Finding(WARNING, "underpowered", (
             f"{rep.num_runs} seeds: the smallest exact {rep.alternative} Wilcoxon p-value is {smallest:.3g}, so no "
-            f"result can reach alpha {rep.per_condition_alpha}: {detail}"), ("repeats.num_runs",)))
+            f"result of a family this large can reach alpha {rep.per_condition_alpha}: {detail} (a smaller family, "
+            "e.g. with metrics constant over the seeds left out, needs fewer)"), ("repeats.num_runs",)))
     if len(cfg.losses) < 2:
         out.append(Finding(WARNING, "single_loss", f"only {LOSSES[cfg.losses[0]].label} is trained: no comparison "
                            "and no test will be made", ("training.loss_mode",)))

@@ -92,6 +92,10 @@ class SweepWriteError(ResultsError):
         super().__init__(message)
         self.removed = removed
 
+    def with_resume(self, command: str) -> str:
+        """The message and, unless the sweep folder is gone (nothing to resume), ``; resume with: <command>``."""
+        return str(self) if self.removed else f"{self}; resume with: {command}"
+
 
 def is_ray_job() -> bool:
     """True inside the entrypoint of ``ray job submit`` (the job supervisor sets this variable)."""
