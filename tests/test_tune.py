@@ -4,6 +4,7 @@ stopped one, are in tests/test_tune_resume.py."""
 
 import json
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -377,6 +378,25 @@ def test_the_search_stops_on_our_stop_flag_and_a_pickled_stopper_is_inert():
     assert not signal_stopper(None).stop_all()
 
 
+def test_a_restored_search_gets_this_processs_stopper(tmp_path):
+    """A restore keeps the stored run config, whose stopper was pickled inert: a Ctrl-C during a restored search
+    waited for every sample to end, then dropped the whole search (audit). The Tuner this Ray builds holds its run
+    config where the restore fix puts the live stopper."""
+    from ray import tune as ray_tune
+    from ray.tune.stopper import NoopStopper
+
+    from le_ray.runners.tune import _with_stopper
+    from le_ray.sweep.driver import StopFlag
+
+    tuner = ray_tune.Tuner(lambda config: None, run_config=ray_tune.RunConfig(
+        name="x", storage_path=str(tmp_path), stop=NoopStopper()))  # as restored: an inert stopper
+    flag = StopFlag()
+    stopper = _with_stopper(tuner, flag)._local_tuner._run_config.stop
+    assert not stopper.stop_all()
+    flag.signum = 2
+    assert stopper.stop_all()
+
+
 def test_a_search_stopped_by_a_signal_leaves_no_record_and_no_tune_folder_so_a_resume_searches_again(
         tmp_path, monkeypatch):
     import le_ray.runners.tune as tune
@@ -519,3 +539,31 @@ def test_a_test_sweep_continued_by_repeats_is_not_cut_back_by_a_tune_rerun(tmp_p
         _test_store(pre, root, [])
     (root / "config.resolved.json").write_text(json.dumps(to_dict(cfg)))
     assert _test_store(pre, root, []).root == root and pre.plan.done == set()
+
+
+def test_a_ctr_tune_whose_test_seeds_redraw_the_split_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """On the Avazu sample about 60 % of test seeds 43's and 44's evaluation rows were tuning rows (audit), while the
+    report said the evaluation split was never seen while tuning. The refusal comes before the data are read."""
+    tune = _no_ray(monkeypatch)
+    monkeypatch.setattr(tune, "prepare_data", lambda *a, **k: pytest.fail("the data were prepared"))
+    argv = ["--profile", "avazu_sample", "--set", "repeats.resample_data=true", "--set",
+            'tune.space.bce.lr={"loguniform": [0.001, 0.01]}', "--results-dir", str(tmp_path), "--name", "t"]
+    assert tune.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "repeats.resample_data: got true for le-ray tune on a CTR file" in err and "evaluation.split=test" in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_a_search_ray_tune_ends_early_without_our_signal_is_not_called_a_sigint(tmp_path, monkeypatch):
+    import le_ray.runners.tune as tune
+    from le_ray.errors import UserError
+    from le_ray.sweep.driver import StopFlag
+
+    cfg = load_config(profile="small_net", sets=[*TINY, "tune.num_samples=3"])
+
+    class Cut:
+        def fit(self):
+            return SimpleNamespace(num_terminated=1, num_errors=0)
+    monkeypatch.setattr(tune, "_tuner", lambda *a: Cut())
+    with pytest.raises(UserError, match=r"ended with 1 of 3 samples finished \(not stopped by le_ray\)"):
+        tune.run_search(cfg, "bce", None, tmp_path, lambda *a: None, StopFlag())

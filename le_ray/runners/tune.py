@@ -4,7 +4,8 @@ Protocol (written into the report's tuning section):
 
 1. the data are prepared once; the tuning data are the TRAIN split only: ``tune.validation_split`` of the
    train rows (:func:`le_ray.data.prepare.validation_split`) is the validation split the search
-   scores on; the evaluation split of the test sweep is never seen by a tuning trial;
+   scores on; the evaluation split of the test sweep is never seen by a tuning trial (a CTR file whose every
+   seed redraws its split is refused: :mod:`le_ray.runners.tune_data`);
 2. for each loss, the same budget: ``tune.num_samples`` samples of ``tune.space.<loss>`` (a loss with no
    space is tested at its configured settings), the same scheduler (ASHA on epochs, grace period
    ``tune.grace_period``, or FIFO), each sample a Ray Tune trial that runs the one ``run_trial`` with a
@@ -33,7 +34,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import sys
 import time
 from collections import Counter
@@ -59,6 +59,7 @@ from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.report.tuning import is_counted, one_sample_note, search_counts
 from le_ray.runners.repeats import STOPPED_BEFORE_START, Preflight, execute, report_only
+from le_ray.runners.tune_data import refuse_shared_rows, tuning_data, tuning_seed_range
 from le_ray.runners.tune_resume import (TUNE_DIR, check_resume as _check_resume, record_command, resume_line,
                                         stored_tune_arguments)
 from le_ray.sweep.folder_lock import hold_folder
@@ -73,16 +74,6 @@ __all__ = ["main", "search_space", "apply_sample", "tuning_seed_range", "best_ov
            "search_record"]
 
 log = logging.getLogger("le_ray.tune")
-SEED_DRAWS = 1_000_000  # tuning seeds are drawn from [project.seed + seed_offset, ... + SEED_DRAWS)
-
-
-def tuning_seed_range(cfg: Config) -> tuple[int, int]:
-    """[low, high) of tuning seeds; a ConfigError when it could meet the test seeds."""
-    low = cfg.project.seed + cfg.tune.seed_offset
-    if max(sweep_seeds(cfg)) >= low:
-        raise ConfigError(f"tune.seed_offset: got {cfg.tune.seed_offset}; expected > the test seeds' span "
-                          f"(repeats.num_runs x repeats.seed_stride = {cfg.repeats.num_runs * cfg.repeats.seed_stride})")
-    return low, low + SEED_DRAWS
 
 
 def search_space(cfg: Config, loss: str) -> dict[str, Any]:
@@ -159,6 +150,21 @@ def signal_stopper(stop):
     return SignalStopper()
 
 
+def _with_stopper(tuner, stop):
+    """``tuner`` (restored) with this process's :func:`signal_stopper` in its run config: a restore keeps the stored
+    run config, whose stopper was pickled as an inert one, so a stop during a restored search waited for every
+    sample to end (then the whole search was dropped). Ray's restore sets its own run-config fields the same way
+    (``name``, ``storage_path``); where that private object is absent, a stop waits as before, with a warning."""
+    internal = getattr(tuner, "_local_tuner", None)
+    run_config = getattr(internal, "_run_config", None)
+    if run_config is None or not hasattr(run_config, "stop"):
+        log.warning("this Ray Tune keeps no run config to put the stopper in: a stop during this restored search "
+                    "takes effect when its samples end")
+        return tuner
+    run_config.stop = signal_stopper(stop)
+    return tuner
+
+
 def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path, stop=None):
     import ray
     from ray import tune
@@ -178,7 +184,7 @@ def _tuner(cfg: Config, loss: str, data: PreparedData, folder: Path, stop=None):
                                     {"cpu": cfg.ray.cpus_per_trial, "gpu": gpus})
     path = folder / loss
     if tune.Tuner.can_restore(str(path)):
-        return tune.Tuner.restore(str(path), trainable, resume_errored=True)
+        return _with_stopper(tune.Tuner.restore(str(path), trainable, resume_errored=True), stop)
     return tune.Tuner(trainable, param_space=search_space(cfg, loss), tune_config=tune.TuneConfig(
         metric=cfg.tune.metric, mode=mode, num_samples=cfg.tune.num_samples, scheduler=scheduler,
         max_concurrent_trials=cfg.tune.max_concurrent,
@@ -253,8 +259,10 @@ def run_search(cfg: Config, loss: str, data: PreparedData, folder: Path, echo, s
             if stop.signum is not None:  # its samples ended as "terminated", which a restore would keep as final:
                 shutil.rmtree(folder / loss, ignore_errors=True)  # the resume searches this loss again, whole
             stop.check()
-        if grid.num_terminated + grid.num_errors < cfg.tune.num_samples:  # Ray Tune stopped early (Ctrl-C)
-            raise StopRequested(signal.SIGINT)
+        if grid.num_terminated + grid.num_errors < cfg.tune.num_samples:  # Ray Tune ended early, without our signal
+            raise UserError(f"the Ray Tune search of {label(loss)} ended with {grid.num_terminated + grid.num_errors} "
+                            f"of {cfg.tune.num_samples} samples finished (not stopped by le_ray); rerun the same "
+                            "command to resume it (its Ray Tune state is kept)")
         record = search_record(cfg, loss, _sample_rows(grid, cfg.tune.metric))
         record["seconds"] = time.perf_counter() - started
         best = record["best"]
@@ -361,14 +369,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _tuning_data(cfg: Config, data: PreparedData, echo) -> PreparedData:
-    """The tuning split of ``data`` (``prepare_data(cfg)``, prepared once per run by :func:`main`)."""
-    tuning = validation_split(data, cfg.tune.validation_split, cfg.project.seed)
-    echo(f"tuning data: {len(tuning.train):,} train / {len(tuning.eval):,} validation rows, carved from the "
-         f"{len(data.train):,} train rows (the {len(data.eval):,} evaluation rows are the test sweep's only)")
-    return tuning
-
-
 def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_dir: Path, name: str, echo,
                     prepared: PreparedData, refuse: bool = True) -> Preflight:
     """The test sweep's config (best settings set explicitly), plan and audit (refused on an audit error unless
@@ -450,7 +450,7 @@ def _tuning_step_problems(cfg: Config, data: PreparedData) -> list[str]:
 def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop, data: PreparedData) -> int:
     folder = root / TUNE_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    tuning = _tuning_data(cfg, data, echo)
+    tuning = tuning_data(cfg, data, echo)
     records, started = [], time.perf_counter()
     for loss in cfg.losses:
         records.append(run_search(cfg, loss, tuning, folder, echo, stop))
@@ -523,6 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, argv = stored_tune_arguments(args, argv, _parser())
     cfg = resolve_config(merge_layers(args.config, profile=args.profile, sets=args.sets))
     tuning_seed_range(cfg)
+    refuse_shared_rows(cfg)
     if not any(cfg.tune.space.get(loss) for loss in cfg.losses):
         raise ConfigError(f"tune.space: no search space for any compared loss ({', '.join(cfg.losses)}), so there is "
                           "nothing to tune; give one (e.g. --set 'tune.space.bce.lr={\"loguniform\": [0.0005, 0.02]}') "
