@@ -257,3 +257,23 @@ def test_mid_epoch_predictions(tmp_path, capsys, every):
         assert drawn and note not in printed
     else:
         assert not drawn and note in printed
+
+
+def test_the_output_switches_hold_for_every_file_and_the_headings_name_the_split(tmp_path, capsys):
+    """Tune / run audit: output.save_plots=false still wrote four PNGs; output.save_logs=false wrote no report.md but
+    printed its path; the headings said "evaluation split" when evaluation.split was train; a --name that is a file
+    gave a NotADirectoryError traceback."""
+    args = [*SMALL, "--set", "training.loss_mode=bce", "--set", "output.save_plots=false", "--set",
+            "output.save_logs=false", "--output-dir", str(tmp_path), "--name", "quiet"]
+    assert main(args) == 0
+    assert not list((tmp_path / "quiet").rglob("*.png")) and not list((tmp_path / "quiet").rglob("report.md"))
+    last = [line for line in capsys.readouterr().out.splitlines() if line.strip()][-1]
+    assert "output.save_logs is false, so no report.md or run_log.txt was written" in last and "report:" not in last
+    assert main([*SMALL, "--set", "training.loss_mode=bce", "--set", "evaluation.split=train", "--output-dir",
+                 str(tmp_path), "--name", "train"]) == 0
+    report = next((tmp_path / "train").rglob("report.md")).read_text()
+    assert "## Metrics on the train split" in report and "evaluation split" not in report
+    (tmp_path / "afile").write_text("x")
+    capsys.readouterr()
+    assert main([*SMALL, "--output-dir", str(tmp_path), "--name", "afile"]) == 2
+    assert "is a file; choose another --name" in capsys.readouterr().err

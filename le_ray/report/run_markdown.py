@@ -132,10 +132,16 @@ def _comparison(state: RunState) -> list[str]:
         note = (" ratio to truth = mean prediction / the ad's mean true click probability (synthetic data): free of "
                 "the noise in the evaluation clicks, which the click rate and ratio carry (a rare ad's few clicks "
                 "move them a lot), so read calibration from it." if truth else "")
-        lines += ["## Per ad, every loss", "", "ratio = mean prediction / click rate on the evaluation split "
+        lines += ["## Per ad, every loss", "", f"ratio = mean prediction / click rate on the {_split(state)} split "
                   f"(1 = calibrated); `closest to 1` by that ratio.{note} The CSV files have every column.", "",
                   markdown_table(per_ad, max_rows=state.cfg.comparison.top_k or None), ""]
     return lines
+
+
+def _split(state: RunState) -> str:
+    """The split the run's losses were evaluated on (``evaluation``, ``train`` or ``test``; evaluation.split)."""
+    splits = {r.evaluation_split for r in state.results.values()} or {state.cfg.evaluation.split}
+    return "evaluation" if splits == {"eval"} else "/".join(sorted(splits))
 
 
 def report_markdown(state: RunState) -> str:
@@ -144,7 +150,7 @@ def report_markdown(state: RunState) -> str:
     if state.audit is not None and state.audit.findings:
         lines += ["## Audit", ""] + [f"- **{f.severity}** `{f.code}`: {f.message}" for f in state.audit.findings] + [""]
     if any(r.metrics for r in state.results.values()):
-        lines += ["## Metrics on the evaluation split", "", markdown_table(_metrics_wide(state)), ""]
+        lines += [f"## Metrics on the {_split(state)} split", "", markdown_table(_metrics_wide(state)), ""]
     lines += _comparison(state)
     for loss, result in state.results.items():
         lines += [f"## {label(loss)}", "", f"Trained in {result.timings['train']:.1f} s "

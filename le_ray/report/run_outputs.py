@@ -68,8 +68,15 @@ def _save(state, fig, folder: Path, name: str) -> Path:
     return plots.save_figure(fig, folder / name, dpi=state.cfg.plots.dpi)
 
 
-def _plots_on(state, flag: str) -> bool:
-    return state.cfg.plots.enabled and getattr(state.cfg.plots, flag)
+def drawing(state) -> bool:
+    """Whether this run draws figures at all: ``plots.enabled`` and ``output.save_plots`` (a figure is only ever
+    written, so either switch off means none)."""
+    return state.cfg.plots.enabled and state.cfg.output.save_plots
+
+
+def plots_on(state, flag: str) -> bool:
+    """Whether the figure of ``plots.<flag>`` is drawn (:func:`drawing` and the flag)."""
+    return drawing(state) and getattr(state.cfg.plots, flag)
 
 
 def filter_stats_plot(state, stats: pl.DataFrame) -> Path:
@@ -117,7 +124,7 @@ def untrained_model_report(state) -> dict[str, Any]:
         logits = model(batch.x_num, batch.x_cat, batch.cond)
         p = torch.sigmoid(logits)
         all_p = torch.sigmoid(torch.cat([model(b.x_num, b.x_cat, b.cond) for b in tensors.sequential(65536)]))
-    if _plots_on(state, "pretrain_predictions"):
+    if plots_on(state, "pretrain_predictions"):
         fig = plots.plot_prediction_histograms(all_p.numpy(), data.train.cond[sample], list(data.condition_values),
                                                title=f"Untrained model: predicted probability per condition "
                                                      f"({len(sample)} sampled train rows)")
@@ -181,7 +188,7 @@ def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, f
         if state.cfg.plots.reliability:
             figs["reliability.png"] = plots.plot_reliability_diagram({label: result.reliability},
                                                                      title=f"{label}: reliability diagram")
-    if result.le_stats and _plots_on(state, "le_stats"):
+    if result.le_stats and plots_on(state, "le_stats"):
         figs["le_stats.png"] = plots.plot_le_stats(_le_stats_table(state, result))
     if result.grad_sq:
         figs["grad_sq.png"] = plots.plot_grad_sq(result.grad_sq)
@@ -217,8 +224,9 @@ def _test_predictions(state, loss: str, result: TrialResult, folder: Path) -> No
     print(f"{loss}: test-set predictions ({len(p)} rows, labels not used):")
     print(format_table(prediction_summary(p, test.cond, names), max_rows=state.cfg.evaluation.print_per_condition_top_k
                        or None))
-    fig = plots.plot_prediction_histograms(p, test.cond, list(names), title=f"{LOSSES[loss].label}: test predictions")
-    state.figures[f"{loss}:test_preds.png"] = _save(state, fig, folder, "test_preds.png")
+    if drawing(state):
+        fig = plots.plot_prediction_histograms(p, test.cond, list(names), title=f"{LOSSES[loss].label}: test predictions")
+        state.figures[f"{loss}:test_preds.png"] = _save(state, fig, folder, "test_preds.png")
 
 
 def report_loss(state, loss: str, result: TrialResult) -> None:
@@ -228,7 +236,7 @@ def report_loss(state, loss: str, result: TrialResult) -> None:
     if per_cond.height:
         per_cond = _named(state, per_cond)
     _print_loss_tables(state, loss, result, per_cond)
-    if state.cfg.output.save_plots and state.cfg.plots.enabled:
+    if drawing(state):
         _loss_plots(state, loss, result, per_cond, folder)
     write_csv(per_cond, folder / "per_condition.csv")
     if result.le_stats:
@@ -276,7 +284,7 @@ def comparison(state) -> None:
     text = "\n\n".join(texts)
     print(text)
     atomic_write_text(folder / "comparison.txt", text + "\n")
-    if cfg.plots.enabled and cfg.output.save_plots:
+    if drawing(state):
         wide = compare.compare_conditions(tables, baseline=pairs[0][0], candidate=pairs[0][1])
         for loss in tables:  # every trained loss's ratio, not just the first pair's
             if f"calibration_ratio_{loss}" not in wide.columns:
@@ -295,6 +303,6 @@ def comparison(state) -> None:
 
 def post_training(state) -> None:
     """Step 10: re-plot the data distributions when ``plots.post_training_data``."""
-    if _plots_on(state, "post_training_data"):
+    if plots_on(state, "post_training_data"):
         state.figures["data_distributions_post"] = distributions_plot(state, "data_distributions_post.png",
                                                                       "after training")

@@ -105,7 +105,7 @@ def _prepare(state: RunState, origins=None) -> None:
         print(f"the audit found {len(state.audit.errors)} error(s): this run trains anyway, as a diagnostic run does, "
               "and report.md marks its results as unsound (le-ray repeats refuses such a sweep)")
     if ctr is not None:
-        if state.cfg.plots.enabled and state.cfg.plots.ctr_filter_stats:
+        if run_outputs.plots_on(state, "ctr_filter_stats"):
             state.figures["filter_stats"] = run_outputs.filter_stats_plot(state, ctr.filter_stats)
 
 
@@ -118,7 +118,7 @@ def _diagnostics(state: RunState) -> None:
     print(format_table(label_stats(data)))
     print("conditions:")
     print(format_table(condition_stats(data), max_rows=state.cfg.evaluation.print_per_condition_top_k or None))
-    if state.cfg.plots.enabled and state.cfg.plots.data_distributions:
+    if run_outputs.plots_on(state, "data_distributions"):
         state.figures["data_distributions"] = run_outputs.distributions_plot(state, "data_distributions.png",
                                                                              "before training")
 
@@ -143,7 +143,7 @@ def _train_losses(state: RunState) -> None:
               f"{', warm start' if settings.cross_batch.warm_start else ''}), focal "
               f"α={settings.focal.alpha} γ={settings.focal.gamma}, LE prior {settings.le.base_rate_prior}")
         spec = TrialSpec.make(cfg, loss, cfg.project.seed, data.fingerprint)
-        mid_epoch = cfg.plots.enabled and cfg.plots.mid_epoch_predictions
+        mid_epoch = run_outputs.plots_on(state, "mid_epoch_predictions")
         if mid_epoch and settings.eval_every_n_batches == 0:
             print(f"note: plots.mid_epoch_predictions is true, but {loss} evaluates only at epoch ends "
                   f"(eval_every_n_batches 0), so no mid-epoch prediction plot is drawn; set "
@@ -187,6 +187,8 @@ def run_folder(args: argparse.Namespace, cfg: Config) -> Path:
     name = plain_folder_name(args.name if args.name is not None else
                              f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
     root = Path(args.output_dir or cfg.output.dir) / name
+    if root.exists() and not root.is_dir():
+        raise UserError(f"run folder {str(root)!r} is a file; choose another --name")
     if root.exists() and any(root.iterdir()) and not args.overwrite:
         raise UserError(f"run folder {str(root)!r} exists; choose another --name, or pass --overwrite to reuse it")
     return root
@@ -219,7 +221,10 @@ def _run_logged(cfg: Config, args: argparse.Namespace, root: Path, shadows, orig
         with contextlib.redirect_stdout(tee):
             started = time.perf_counter()
             state = run_diagnostic(cfg, args, root, shadows, origins)
-            print(f"\ndone in {time.perf_counter() - started:.1f} s; report: {state.folders.comparison / 'report.md'}")
+            took = f"\ndone in {time.perf_counter() - started:.1f} s"
+            print(f"{took}; report: {state.folders.comparison / 'report.md'}" if cfg.output.save_logs else
+                  f"{took}; output.save_logs is false, so no report.md or run_log.txt was written: the tables and "
+                  f"figures are in {root}")
     except BaseException as exc:  # a run that fails part-way says so in its folder, beside what it had written
         if root.is_dir() and any(root.iterdir()):
             (root / "run_log.txt").write_text(f"{tee.buffer_text.getvalue()}\nFAILED: {type(exc).__name__}: {exc}\n")
