@@ -174,11 +174,15 @@ def test_the_budget_is_not_called_the_same_when_a_loss_lost_samples_and_says_wha
            "epochs)" in budget["sentence"]
     even = tuning_budget(cfg, 1000, [records[1], {**records[1], "loss": "bce"}])
     assert even["same"] is True and even["sentence"].startswith("Each loss was tuned with the same budget: 6 samples")
-    assert "so losses with the same search space tried the same values" not in even["sentence"]  # LE's space differs
-    same = load_config(profile="quickstart_tune", sets=[
-        "training.loss_mode=both", 'tune.space.localized_entropy={"lr": {"loguniform": [0.0005, 0.02]}}'])
-    assert "Every search draws from the same random seed (project.seed 42), so losses with the same search space " \
-           "tried the same values." in tuning_budget(same, 1000, [records[1], {**records[1], "loss": "bce"}])["sentence"]
+    # lr is searched alike by both (and drawn first): the same lr values were tried (audit: LE and focal were tested
+    # at one identical lr while the old sentence spoke only of identical whole spaces)
+    assert ("Every search draws from the same random seed (project.seed 42): lr, searched alike by several losses, "
+            "can take the same values in each (the first key drawn always does)") in even["sentence"]
+    assert "(keys searched: BCE 1, LE 2): a loss searching more keys tries each less densely" in even["sentence"]
+    apart = load_config(profile="quickstart_tune", sets=[
+        "training.loss_mode=both", 'tune.space.localized_entropy={"lr": {"loguniform": [0.001, 0.01]}}'])
+    said = tuning_budget(apart, 1000, [records[1], {**records[1], "loss": "bce"}])["sentence"]
+    assert "same random seed" not in said and "keys searched" not in said  # other ranges, one key each
     fifo = load_config(profile="quickstart_tune", sets=["training.loss_mode=both", "tune.scheduler=fifo"])
     assert "ASHA" not in tuning_budget(fifo, 1000, [records[1], {**records[1], "loss": "bce"}])["sentence"]
 
@@ -567,3 +571,18 @@ def test_a_search_ray_tune_ends_early_without_our_signal_is_not_called_a_sigint(
     monkeypatch.setattr(tune, "_tuner", lambda *a: Cut())
     with pytest.raises(UserError, match=r"ended with 1 of 3 samples finished \(not stopped by le_ray\)"):
         tune.run_search(cfg, "bce", None, tmp_path, lambda *a: None, StopFlag())
+
+
+def test_the_tuning_curve_ranks_like_the_search():
+    """Tune audit: the plot's best-so-far took an ASHA sample stopped at epoch 1 beside full-length ones, which the
+    search never compares (the table's best can then sit above the curve)."""
+    from le_ray.report.tuning import best_so_far, ranked_finals
+
+    cfg = load_config(profile="quickstart_tune", sets=["training.loss_mode=both"])
+    record = search_record(cfg, "bce", [_sample(0.001, [0.4, 0.3]), _sample(0.002, [0.1]), _sample(0.003, [0.5, 0.35])])
+    assert record["ranked_epochs"] == 2 and record["best"]["final"] == 0.3
+    assert ranked_finals(record) == [0.3, None, 0.35]
+    assert best_so_far(ranked_finals(record), higher_is_better=False)[-1] == record["best"]["final"]
+    fifo = search_record(load_config(profile="quickstart_tune", sets=["tune.scheduler=fifo"]), "bce",
+                         [_sample(0.001, [0.4, 0.3]), _sample(0.002, [0.1])])
+    assert ranked_finals(fifo) == [0.3, 0.1]  # FIFO ranks every sample at its own last epoch

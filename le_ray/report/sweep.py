@@ -32,7 +32,7 @@ from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, SummaryCo
 from le_ray.report.verdict import band_edges, verdict_text
 from le_ray.report.sweep_stats import SweepTables, comparison_pairs, compute_tables
 from le_ray.report.tables import write_csv
-from le_ray.report.tuning import best_so_far, load_tuning, tuning_markdown
+from le_ray.report.tuning import best_so_far, load_tuning, ranked_finals, tuning_markdown
 from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
 
 __all__ = ["build_report", "render_here", "comparison_pairs", "SweepTables", "compute_tables", "mean_reliability",
@@ -138,7 +138,7 @@ def _tuning(root: Path, cfg: Config) -> tuple[list[str], dict[str, Any] | None]:
     from le_ray.report import plots
 
     higher = direction(summary["metric"])
-    finals = {r["loss"]: [s["final"] for s in r["samples"]] for r in summary["losses"]}
+    finals = {r["loss"]: ranked_finals(r) for r in summary["losses"]}
     curves = {loss: best_so_far(values, higher) for loss, values in finals.items()}
     path = plots.save_figure(plots.plot_tuning_curves(curves, finals, metric=summary["metric"]),
                              root / "report" / "plots" / "tuning_curves.png", dpi=cfg.plots.dpi)

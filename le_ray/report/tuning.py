@@ -17,7 +17,7 @@ import polars as pl
 from le_ray.registry import label
 from le_ray.report.tables import markdown_table
 
-__all__ = ["load_tuning", "tuning_table", "tuning_markdown", "best_so_far", "is_counted", "search_counts",
+__all__ = ["load_tuning", "tuning_table", "tuning_markdown", "best_so_far", "ranked_finals", "is_counted", "search_counts",
            "one_sample_note"]
 
 
@@ -58,6 +58,14 @@ def search_counts(record: dict[str, Any]) -> dict[str, int]:
             "stopped": 0 if rung is None else sum(is_counted(s) and s.get("epochs", 0) < rung for s in samples),
             "epochs_trained": sum(s.get("epochs", 0) for s in samples), "ranked": len(_ranked(record)),
             "ranked_epochs": rung}
+
+
+def ranked_finals(record: dict[str, Any]) -> list[float | None]:
+    """Each sample's final metric in the order tried, None for one the search did not rank: under ASHA a sample
+    stopped before the loss's ``ranked_epochs`` ends at another budget, which the best is never compared with (its
+    value at an early rung can beat every full-length one), so the curve of the best so far leaves it out too."""
+    rung = record.get("ranked_epochs")
+    return [s.get("final") if rung is None or s.get("epochs") == rung else None for s in record.get("samples", [])]
 
 
 def best_so_far(finals: list[float | None], higher_is_better: bool) -> list[float]:
@@ -107,5 +115,7 @@ def tuning_markdown(summary: dict[str, Any], plot: Path | None, root: Path) -> l
              f"are {', '.join(map(str, summary['test_seeds']))}. The best settings of each loss were then trained "
              "on the test seeds (next sections).", "", markdown_table(tuning_table(summary)), ""]
     if plot is not None:
-        lines += [f"![tuning curves]({plot.relative_to(root)})", ""]
+        lines += ["The curves: the best validation metric so far, and each sample ranked (a sample ASHA stopped early "
+                  "is not drawn: it ended at another budget, which the best is never compared with).", "",
+                  f"![tuning curves]({plot.relative_to(root)})", ""]
     return lines

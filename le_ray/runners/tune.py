@@ -293,6 +293,26 @@ def _no_sample_finished(cfg: Config, loss: str, record: dict[str, Any]) -> str:
             "the same command to search it again")
 
 
+def _shared_draws(cfg: Config, losses: list[str]) -> str:
+    """What the searches' common random seed means: a key searched with the same distribution by several losses can
+    take the same values in each (the first key drawn always does), so those losses were tried at the same points;
+    and when the losses search different numbers of keys, the same samples cover each space unequally."""
+    spaces = {loss: to_plain(cfg.tune.space[loss]) for loss in losses if cfg.tune.space.get(loss)}
+    alike = sorted({k for a in spaces for k, spec in spaces[a].items()
+                    if any(b != a and spaces[b].get(k) == spec for b in spaces)})
+    said = ""
+    if alike:
+        said += (f" Every search draws from the same random seed (project.seed {cfg.project.seed}): "
+                 f"{', '.join(alike)}, searched alike by several losses, can take the same values in each (the first "
+                 "key drawn always does), so those losses were tried at the same points, not independently.")
+    sizes = {loss: len(space) for loss, space in spaces.items()}
+    if len(set(sizes.values())) > 1:
+        said += (" The searches cover spaces of different sizes with the same samples (keys searched: "
+                 + ", ".join(f"{label(loss)} {n}" for loss, n in sizes.items())
+                 + "): a loss searching more keys tries each less densely.")
+    return said
+
+
 def _budget_sentence(cfg: Config, epochs: dict[str, int | str], counts: dict[str, dict[str, int]],
                      unsearched: list[str], same: bool, validation_rows: int, records: list[dict[str, Any]]) -> str:
     scheduler = (f"ASHA, grace period {cfg.tune.grace_period} epoch(s)" if cfg.tune.scheduler == "asha" else "FIFO")
@@ -310,10 +330,7 @@ def _budget_sentence(cfg: Config, epochs: dict[str, int | str], counts: dict[str
                                                       if unsearched else "")
                     + (f"; samples that failed or ended without a finite {cfg.tune.metric}: {failed}" if failed else "")
                     + f", {common}.")
-    spaces = [to_plain(cfg.tune.space[loss]) for loss in counts if cfg.tune.space.get(loss)]
-    if len(spaces) > 1 and any(spaces.count(x) > 1 for x in spaces):
-        sentence += (f" Every search draws from the same random seed (project.seed {cfg.project.seed}), so losses with "
-                     "the same search space tried the same values.")
+    sentence += _shared_draws(cfg, [loss for loss in cfg.losses if loss in counts])
     note = one_sample_note(cfg.tune.num_samples)
     sentence += f" Note: {note[0].upper()}{note[1:]}." if note else ""
     flat = [r for r in records if r.get("best_flat")]
