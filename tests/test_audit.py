@@ -546,3 +546,17 @@ def test_a_filter_keeping_more_ads_than_max_conditions_says_they_are_merged():
     assert "the filter keeps 25 ads but ctr.datasets.avazu.max_conditions is 10: the 15 least frequent" in merged.message
     cfg = load_config(profile="avazu_sample", sets=sets[:2])
     assert "conditions_merged" not in {f.code for f in audit_experiment(cfg, [prepare_data(cfg)]).findings}
+
+
+def test_settings_differ_suggests_a_batch_that_the_few_steps_finding_accepts():
+    """Tune/run audit: few_steps asked for a batch of at most 309 while settings_differ, in the same output, advised
+    'training.by_loss.*.batch_size=25000' (the training.* default), which brought the error back."""
+    cfg = load_config(sets=[*(s for s in BASE if not s.startswith("training.batch_size")),
+                            "training.by_loss.bce.batch_size=4096", "training.by_loss.localized_entropy.batch_size=8192",
+                            "training.by_loss.focal.batch_size=4096", "repeats.min_steps_per_epoch=10"])
+    audit = audit_experiment(cfg, [prepare_data(cfg)])
+    assert any(f.code == "few_steps" for f in audit.findings)
+    differ = next(f for f in audit.findings if f.code == "settings_differ" and "batch_size differs" in f.message)
+    suggested = int(re.search(r"batch_size=(\d+)", differ.message).group(1))
+    rows = min(int(s["train_rows"]) for s in audit.settings.values())
+    assert suggested == rows // 10 and suggested < 4096  # every loss keeps at least 10 steps per epoch

@@ -445,14 +445,25 @@ def _fairness_findings(cfg: Config, fairness: list[dict[str, Any]], info: dict[s
         if tuned:  # a tune's test sweep: each loss at its own best is the comparison meant
             advice = _tuned_advice(key, tuned, [x for x in row["losses"] if x not in tuned])
             keys += tuple(f"tune.space.{x}.{key}" for x in row["losses"])
-        else:
+        else:  # a common batch: the smallest of theirs, and no larger than gives every loss its minimum steps (the
+            # training.* default could bring back a few_steps error said in the same audit)
+            one = (_common_batch(cfg, [v["value"] for v in row["losses"].values()], info) if key == "batch_size"
+                   else getattr(cfg.training, key))
             advice = (f"so the comparison mixes the effect of the loss with that of its optimiser settings; give every "
-                      f"loss one value with {every_loss_set(key, getattr(cfg.training, key))} (or every optimiser "
+                      f"loss one value with {every_loss_set(key, one)} (or every optimiser "
                       f"setting at once: --set {SAME_SETTINGS_KEY}=true trains every loss with the training.* values)")
             keys += (SAME_SETTINGS_KEY,)
         out.append(Finding(WARNING, "settings_differ",
                            f"{key} differs between the compared losses — {'; '.join(parts)} — {advice}", keys))
     return out
+
+
+def _common_batch(cfg: Config, values: list[int], info: dict[str, dict[str, Any]]) -> int:
+    """The batch size to suggest to every compared loss: the smallest of theirs, but at most the largest that gives
+    each loss ``repeats.min_steps_per_epoch`` steps on its training rows (what ``few_steps`` asks)."""
+    room = [max(1, int(s["train_rows"]) // max(1, cfg.repeats.min_steps_per_epoch)) for s in info.values()
+            if s.get("train_rows")]
+    return min([*values, *room])
 
 
 def _tuned_advice(key: str, tuned: list[str], untuned: list[str]) -> str:
