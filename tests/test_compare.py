@@ -165,3 +165,13 @@ def test_data_differences_names_missing_and_changed_conditions_up_to_the_limit(t
     assert len(out) == 2
     assert C.data_differences({"bce": tables["bce"], "le": other}, baseline="bce", candidate="le", limit=0)[1:] == [
         "and 1 more condition(s) whose rows or rate differ"]
+
+
+def test_data_differences_name_conditions_whose_ad_ids_differ(tables):
+    """Two runs are joined by condition index, which other filters give to other ads (tune/run audit)."""
+    named = {name: t.with_columns(pl.Series("value", [f"ad{c}" for c in t["condition"]])) for name, t in tables.items()}
+    assert C.data_differences(named, baseline="bce", candidate="localized_entropy") == []
+    other = named["localized_entropy"].with_columns(
+        pl.when(pl.col("condition") == 1).then(pl.lit("x9")).otherwise(pl.col("value")).alias("value"))
+    assert C.data_differences({"bce": named["bce"], "le": other}, baseline="bce", candidate="le") == [
+        "condition 1: ad 'ad1' (bce) vs ad 'x9' (le)"]

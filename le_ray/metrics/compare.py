@@ -194,6 +194,7 @@ def data_differences(tables: Mapping[str, pl.DataFrame], *, baseline: str, candi
     ids = {name: set(tables[name].get_column("condition").cast(pl.String).to_list()) for name in (baseline, candidate)}
     out = [f"{len(ids[a] - ids[b])} condition(s) only in the {a} run" for a, b in
            ((baseline, candidate), (candidate, baseline)) if ids[a] - ids[b]]
+    out += _ad_id_differences(tables, baseline, candidate, limit)
     df = _joined(tables, [baseline, candidate], ["count", "base_rate"])
     counts = [df.get_column(f"count_{name}").to_numpy().astype(np.float64) for name in (baseline, candidate)]
     rates = [df.get_column(f"base_rate_{name}").to_numpy().astype(np.float64) for name in (baseline, candidate)]
@@ -203,6 +204,21 @@ def data_differences(tables: Mapping[str, pl.DataFrame], *, baseline: str, candi
                    f"{rates[0][i]:.6g} ({baseline}) vs {counts[1][i]:.0f} rows at rate {rates[1][i]:.6g} ({candidate})")
     if differ.size > limit:
         out.append(f"and {differ.size - limit} more condition(s) whose rows or rate differ")
+    return out
+
+
+def _ad_id_differences(tables: Mapping[str, pl.DataFrame], baseline: str, candidate: str, limit: int) -> list[str]:
+    """Conditions whose ad id (``value``, the raw condition value) differs between the two runs: the tables are
+    joined by condition index, which two runs with other filters give to other ads."""
+    if not all("value" in tables[name].columns for name in (baseline, candidate)):
+        return []
+    df = _joined(tables, [baseline, candidate], ["value"])
+    a, b = (df.get_column(f"value_{name}").cast(pl.String) for name in (baseline, candidate))
+    differ = df.filter((a != b).fill_null(False))
+    out = [f"condition {row[0]}: ad {row[1]!r} ({baseline}) vs ad {row[2]!r} ({candidate})"
+           for row in differ.select("condition", f"value_{baseline}", f"value_{candidate}").head(limit).iter_rows()]
+    if differ.height > limit:
+        out.append(f"and {differ.height - limit} more condition(s) whose ad id differs")
     return out
 
 
