@@ -119,7 +119,10 @@ def test_the_caveats_name_unpaired_seeds_excluded_ads_findings_and_non_finite_va
                          (b, {"code": "fixed_split", "message": "one split"})):
         manifest = json.loads((store.root / "manifest.json").read_text())
         findings = [{"severity": "warning", "code": "le_history_warmup", "message": "windows start empty",
-                     "keys": []}, {"severity": "warning", "keys": [], **extra}]
+                     "keys": []}, {"severity": "warning", "keys": [], **extra},
+                    {"severity": "warning", "code": "settings_differ", "message": "lr differs between the losses",
+                     "keys": []},  # about BCE vs LE within one sweep: nothing to do with LE vs LE
+                    {"severity": "error", "code": "few_steps", "message": "BCE takes 1 step per epoch", "keys": []}]
         audit = {**manifest["audit"], "findings": findings, "excluded_conditions": [0] if store is a else []}
         (store.root / "manifest.json").write_text(json.dumps({**manifest, "audit": audit}))
     pair = compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))
@@ -128,6 +131,7 @@ def test_the_caveats_name_unpaired_seeds_excluded_ads_findings_and_non_finite_va
     assert "Either sweep's audit left ad 0 (" in caveats and 0 not in pair.condition_tests["condition"].to_list()
     assert caveats.count("windows start empty") == 1 and "(both sweeps) windows start empty" in caveats
     assert "(LE (a/s)) ad 0 has few clicks" in caveats and "(LE (b/s)) one split" in caveats
+    assert "lr differs between the losses" not in caveats and "BCE takes" not in caveats
     assert "Some stored values are not finite (null, NaN or infinite): LE (b/s) seed 4: logloss." in caveats
     assert "(9 of 10 seeds stored)" in caveats
 

@@ -25,7 +25,7 @@ import polars as pl
 from le_ray.atomic import atomic_write_text
 from le_ray.config import Config, resolve_config, to_plain
 from le_ray.errors import UserError
-from le_ray.registry import SECTION_READER, canonical_loss, label
+from le_ray.registry import LOSSES, SECTION_READER, canonical_loss, label
 from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, condition_table, multiplicity_caveat,
                                       resume_command, shown_table)
@@ -248,12 +248,26 @@ def _excluded_line(calibration: pl.DataFrame, excluded: set[int]) -> list[str]:
             "the per-ad tests (too few evaluation clicks to test)."]
 
 
+#: audit codes about comparing the losses within one sweep, which say nothing of one loss compared across two
+WITHIN_SWEEP_CODES = ("settings_differ", "single_loss")
+
+
+def _about_the_arms(f: dict[str, Any], losses: set[str]) -> bool:
+    """Whether an audit finding concerns the compared arms: not a within-sweep code, nor a finding that opens with
+    another loss's label ("BCE takes 1 step ...")."""
+    others = [label(x) for x in LOSSES if x not in losses]
+    message = str(f.get("message", ""))
+    return f.get("code") not in WITHIN_SWEEP_CODES and not any(message.startswith((f"{o} ", f"{o}:")) for o in others)
+
+
 def _findings(base: Arm, cand: Arm) -> list[dict[str, Any]]:
-    """Both sweeps' audit findings for the caveats, each said once with the arms it holds for."""
+    """Both sweeps' audit findings about the compared arms (:func:`_about_the_arms`) for the caveats, each said once
+    with the arms it holds for."""
     said: dict[tuple[str, str, str], list[str]] = {}
     stored: dict[tuple[str, str, str], dict[str, Any]] = {}
     for arm in (base, cand):
-        for f in (arm.manifest.get("audit") or {}).get("findings", []):
+        for f in (f for f in (arm.manifest.get("audit") or {}).get("findings", [])
+                  if _about_the_arms(f, {base.loss, cand.loss})):
             key = (f.get("severity", ""), f.get("code", ""), f.get("message", ""))
             said.setdefault(key, []).append(arm.name)
             stored.setdefault(key, f)
