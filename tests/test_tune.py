@@ -196,6 +196,9 @@ def test_the_tuning_table_ranks_like_the_search_and_counts_failures():
     row = tuning_table({"metric": "logloss", "losses": [record]}).row(0, named=True)
     assert (row["samples"], row["failed"], row["ranked"]) == (4, 1, "2 at epoch 2")
     assert (row["best logloss"], row["min"], row["max"]) == (0.33, 0.33, 0.35)
+    one = search_record(cfg, "bce", [_sample(0.001, [0.4, 0.35]), _sample(0.002, [0.3])])  # one ranked at epoch 2
+    row = tuning_table({"metric": "logloss", "losses": [one]}).row(0, named=True)
+    assert row["ranked"] == "1 at epoch 2" and (row["min"], row["median"], row["max"]) == (None, None, None)
 
 
 def test_space_accepts_aliases_and_nested_keys():

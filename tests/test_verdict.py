@@ -422,8 +422,8 @@ def test_a_one_sided_non_rejection_never_reads_as_no_difference(alternative, tes
                      ("brier", False, 0.0002, 0.0001, 0.0003, 1.0, 1.0)], informative=[True, True])
     v = dataclasses.replace(_inputs(metrics=rows), alternative=alternative)
     line = metric_sentences(v)[0]
-    assert line.startswith(f"{tested} is not significantly better than {other} (holm-adjusted p >= 0.05; a one-sided "
-                           f"test ({alternative}): the reverse is not tested) in: logloss, brier.")
+    assert line.startswith(f"{tested} is not significantly better than {other} (holm-adjusted p >= 0.05; one-sided "
+                           f"({alternative}): the reverse is not tested) in: logloss, brier.")
     against = "logloss" if alternative == "greater" else "brier"
     assert f"For {against} the interval lies on {other}'s side, which the one-sided test ({alternative}) does not " \
            "test" in line
@@ -431,10 +431,12 @@ def test_a_one_sided_non_rejection_never_reads_as_no_difference(alternative, tes
     cond = _conditions([(3, "a", 0.0005, 0.0002, 0.0009, 10, 1.0, 1.0)])
     v = dataclasses.replace(_inputs(conditions=cond, ratios=_ratios({3: (BCE_RATIOS, LE_RATIOS)})),
                             alternative=alternative)
-    assert band_sentences(v)[0].endswith(f"{tested} is not significantly closer to the ad's rate than {other} (a "
-                                         f"one-sided test ({alternative}): the reverse is not tested).")
-    assert f"not significant (one-sided, {alternative}: only {tested} closer is tested)" in bottom_line(v)[1][1]
-    assert rare_answer_of(v).startswith(f"LE vs BCE, {tested} not significantly closer (holm p ≥ 1; one-sided")
+    assert band_sentences(v)[0].endswith(f"{tested} is not significantly closer to the ad's rate than {other} "
+                                         f"(one-sided ({alternative}): the reverse is not tested).")
+    assert f"not significant for {tested} closer (one-sided ({alternative}): the reverse is not tested)" in \
+        bottom_line(v)[1][1]
+    assert rare_answer_of(v) == (f"LE vs BCE, {tested} not significantly closer (holm p ≥ 1; one-sided ({alternative}): "
+                                 "the reverse is not tested)")
 
 
 def test_paired_seeds_that_all_tie_are_not_called_missing():

@@ -48,6 +48,7 @@ from scipy.stats import binomtest
 
 from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictInputs, band_labels,
                                    candidate_ahead, family, is_untestable, mean_against, mean_against_words, one_sided,
+                                   one_sided_words,
                                    pairs_words, ranked_pairs, ranks_favour, rate_bands, short_of_alpha, why_untestable)
 from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, FACTOR_TINY, UNDER_TINY, ads,
                                    excluded_ads, join, number, percent, pval, ratio_words, times)
@@ -309,7 +310,7 @@ def _rare_words(v: VerdictInputs, rare: pl.DataFrame, c: str, b: str) -> str:
     sides = one_sided(v)
     if sides is not None:  # a one-sided test never shows "no difference", only that its side is not closer
         return (f"{c} vs {b}, {v.shown(sides[0])} not significantly closer ({v.correction} p ≥ {pval(p.min())}; "
-                f"one-sided, {v.alternative}: the reverse is not tested)")
+                f"{one_sided_words(v)})")
     return f"{c} vs {b}, no significant difference ({v.correction} p ≥ {pval(p.min())})"
 
 
@@ -396,7 +397,7 @@ def _verdict_words(v: VerdictInputs, p: float) -> str:
     sides = one_sided(v)
     if sides is None:
         return "not significant"
-    return f"not significant (one-sided, {v.alternative}: only {v.shown(sides[0])} closer is tested)"
+    return f"not significant for {v.shown(sides[0])} closer ({one_sided_words(v)})"
 
 
 def _gap_ci(v: VerdictInputs, row: dict[str, Any], candidate_won: bool) -> str:

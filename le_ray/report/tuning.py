@@ -81,10 +81,12 @@ def best_so_far(finals: list[float | None], higher_is_better: bool) -> list[floa
 
 def tuning_table(summary: dict[str, Any]) -> pl.DataFrame:
     """One row per loss: samples, failed, the samples the best was ranked among (and at which epoch), best
-    metric, min / median / max of the ranked samples' finals, best settings."""
+    metric, min / median / max of the ranked samples' finals (none for fewer than two: one sample shows no spread,
+    and under ASHA often only one trained the most epochs), best settings."""
     rows = []
     for record in summary["losses"]:
         finals = np.array([s["final"] for s in _ranked(record)], dtype=float)
+        finals = finals if finals.size >= 2 else np.array([])
         best, counts = record.get("best") or {}, search_counts(record)
         rows.append({"loss": label(record["loss"]), "samples": counts["samples"], "failed": counts["failed"],
                      "ranked": "" if not counts["samples"] else f"{counts['ranked']} at epoch {counts['ranked_epochs']}"

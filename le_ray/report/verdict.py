@@ -40,7 +40,7 @@ __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
            "pending_headline", "smallest_reachable_p", "percent", "seeds_word", "is_untestable",
            "why_untestable", "short_of_alpha", "family", "Family", "ranked_pairs", "pairs_words", "ranks_favour",
-           "mean_against", "mean_against_words", "one_sided", "not_significant", "candidate_ahead",
+           "mean_against", "mean_against_words", "one_sided", "one_sided_words", "not_significant", "candidate_ahead",
            "verdict_markdown", "verdict_text", "span"]
 
 BAND_EDGES = (0.001, 0.01, 0.1)  #: decade edges of the absolute rate bands (probability)
@@ -311,8 +311,13 @@ def not_significant(v: VerdictInputs, p_words: str = "", better: str = "better t
         return f"{v.shown(v.candidate)} and {v.shown(v.baseline)} do not differ significantly{where}" + (
             f" ({p_words})" if p_words else "")
     tested, other = (v.shown(x) for x in sides)
-    return (f"{tested} is not significantly {better} {other}{where} ({f'{p_words}; ' if p_words else ''}a one-sided "
-            f"test ({v.alternative}): the reverse is not tested)")
+    said = f"{p_words}; " if p_words else ""
+    return f"{tested} is not significantly {better} {other}{where} ({said}{one_sided_words(v)})"
+
+
+def one_sided_words(v: VerdictInputs) -> str:
+    """What every non-rejection of a one-sided test adds: ``one-sided (greater): the reverse is not tested``."""
+    return f"one-sided ({v.alternative}): the reverse is not tested"
 
 
 def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, fam: Family) -> str:
