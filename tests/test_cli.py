@@ -343,3 +343,32 @@ def test_a_storage_error_ends_in_one_line_and_other_os_errors_keep_their_traceba
     else:
         with pytest.raises(OSError):
             command([])
+
+
+def test_an_extend_stopped_before_its_first_new_trial_can_be_run_back_at_its_size(tmp_path):
+    """Resume audit: an --extend to 3 seeds stopped while Ray started bound the folder to 3 seeds for good (the
+    original 2-seed command was refused, and --extend refuses fewer seeds)."""
+    import numpy as np
+
+    from le_ray.config import to_dict
+    from le_ray.errors import ResultsError
+    from le_ray.runners.repeats import parse_arguments, preflight
+    from le_ray.sweep.plan import plan_trials, sweep_seeds
+    from le_ray.sweep.store import SweepStore
+
+    from .test_sweep_report import _sweep_record
+
+    two = ["--profile", "quickstart", *SMALL, "--name", "ext", "--results-dir", str(tmp_path)]
+    cfg = _stored_sweep(tmp_path, two)
+    store, rates = SweepStore(tmp_path / "ext"), np.array([0.1, 0.06, 0.04, 0.025])
+    for spec in plan_trials(cfg).specs:  # the 2-seed sweep finished
+        store.write_trial({**_sweep_record(spec.loss, spec.seed, rates, np.ones(4), 100, True, spec.seed),
+                           "trial_id": spec.trial_id})
+    three = preflight(parse_arguments([*two, "--extend", "--set", "repeats.num_runs=3"]), lambda line: None)
+    store.record_run(to_dict(three.cfg), [*two, "--extend", "--set", "repeats.num_runs=3"])  # then stopped
+    assert preflight(parse_arguments(two), lambda line: None).resuming  # back at 2 seeds: nothing stored is lost
+    third = sweep_seeds(three.cfg)[-1]
+    spec = next(s for s in three.plan.specs if s.seed == third)
+    store.write_trial({**_sweep_record(spec.loss, third, rates, np.ones(4), 100, True, third), "trial_id": spec.trial_id})
+    with pytest.raises(ResultsError, match="holds trials of another config"):  # a 3rd seed's trial is stored now
+        preflight(parse_arguments(two), lambda line: None)

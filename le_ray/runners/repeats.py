@@ -128,7 +128,8 @@ def check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
                                "command; the stored trials are kept and not trained again, but the new manifest "
                                "records this run's code and packages, not those that trained them") from None
     try:
-        check_resume(root, store.latest_config(), to_dict(cfg), extend=args.extend)
+        check_resume(root, store.latest_config(), to_dict(cfg), extend=args.extend,
+                     holds_every_stored_trial=_plans_every_stored_pair(store, cfg))
     except ResultsError as exc:
         raise ResultsError(f"{exc}\nThis sweep was last run with:\n  {stored_command(store)}\nand "
                            f"`le-ray repeats --name {shlex.quote(root.name)} --results-dir {shlex.quote(str(root.parent))}`"
@@ -291,6 +292,17 @@ def wall_line(seconds: Mapping[str, float], total: float) -> str:
     rest = max(total - sum(seconds[k] for k in PHASES if k in seconds), 0.0)
     return (f"wall {total:.1f} s: {', '.join(parts)}, the rest {rest:.1f} s (imports, config, audit and "
             "manifest)")
+
+
+def _plans_every_stored_pair(store: SweepStore, cfg: Config) -> bool:
+    """Whether ``cfg`` plans every (loss, seed) of the trials ``store`` holds (read from their ids)."""
+    seeds, pairs = set(sweep_seeds(cfg)), set()
+    for trial_id in store.finished_ids():
+        match = _TRIAL_ID.match(trial_id)
+        if match is None:
+            return False
+        pairs.add((match["loss"], int(match["seed"])))
+    return all(loss in cfg.losses and seed in seeds for loss, seed in pairs)
 
 
 _TRIAL_ID = re.compile(r"^(?P<loss>[a-z_]+)-s(?P<seed>-?\d+)-[0-9a-f]+$")  #: le_ray.training.spec.trial_id's form

@@ -237,12 +237,16 @@ def trial_changes(changes: list[ConfigChange], new: dict[str, Any]) -> list[Conf
     return [c for c in changes if c.trial_relevant and not _unread_by_source(c.key, new)]
 
 
-def check_resume(folder: Path, old: dict[str, Any], new: dict[str, Any], *, extend: bool) -> list[ConfigChange]:
+def check_resume(folder: Path, old: dict[str, Any], new: dict[str, Any], *, extend: bool,
+                 holds_every_stored_trial: bool = False) -> list[ConfigChange]:
     """Refuse (ResultsError) a rerun of ``folder`` whose trial-relevant config differs, or an ``--extend`` that drops
-    seeds or losses instead of adding them; returns the changes."""
+    seeds or losses instead of adding them; returns the changes. ``holds_every_stored_trial``: the new config plans
+    every (loss, seed) the folder stores, so fewer seeds or losses leave no stored trial out (an ``--extend`` stopped
+    before its first new trial can be run back at the size it extended; more still need ``--extend``)."""
     changes = config_changes(old, new)
     relevant = trial_changes(changes, new)
-    blocking = [c for c in relevant if not (extend and c.extends)]
+    back = holds_every_stored_trial and not extend  # fewer seeds or losses, none of them stored: nothing is lost
+    blocking = [c for c in relevant if not ((extend and c.extends) or (back and c.extends and _drops_trials(c)))]
     shrinking = [c for c in relevant if extend and c.extends and _drops_trials(c)]
     if shrinking and not blocking:
         lines = "\n".join(f"  - {c}" for c in shrinking)
