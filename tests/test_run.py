@@ -277,3 +277,18 @@ def test_the_output_switches_hold_for_every_file_and_the_headings_name_the_split
     capsys.readouterr()
     assert main([*SMALL, "--output-dir", str(tmp_path), "--name", "afile"]) == 2
     assert "is a file; choose another --name" in capsys.readouterr().err
+
+
+def test_the_calibration_figures_read_the_truth_where_the_data_hold_it():
+    """Tune/run audit: report.md reads calibration from the ratio to the true click probability, while the figures
+    drew the ratio to the noisy evaluation rate (an ad with no evaluation click was an empty column)."""
+    from le_ray.report.run_outputs import against_truth
+
+    synthetic = pl.DataFrame({"condition": [0, 1], "base_rate": [0.02, 0.0], "calibration_ratio": [1.5, float("nan")],
+                              "true_rate": [0.025, 0.001], "calibration_ratio_true": [1.2, 0.9]})
+    drawn, words = against_truth(synthetic)
+    assert words == "true click probability"
+    assert drawn["base_rate"].to_list() == [0.025, 0.001] and drawn["calibration_ratio"].to_list() == [1.2, 0.9]
+    ctr = synthetic.drop("true_rate", "calibration_ratio_true")
+    drawn, words = against_truth(ctr)
+    assert words == "evaluation click rate" and drawn.equals(ctr)

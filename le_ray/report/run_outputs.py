@@ -168,6 +168,16 @@ def _eval_rows(state):
     return split
 
 
+def against_truth(table: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    """A per-condition table as the calibration figures draw it, and the reference in words: against the true click
+    probability where the synthetic truth is stored (free of the evaluation clicks' noise: what report.md reads
+    calibration from; an ad without an evaluation click still has a ratio), else against the evaluation click rate."""
+    if "calibration_ratio_true" in table.columns and table["calibration_ratio_true"].cast(pl.Float64).is_finite().any():
+        return table.with_columns(pl.col("true_rate").alias("base_rate"),
+                                  pl.col("calibration_ratio_true").alias("calibration_ratio")), "true click probability"
+    return table, "evaluation click rate"
+
+
 def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, folder: Path) -> None:
     label, data = LOSSES[loss].label, state.data
     split = _eval_rows(state)
@@ -183,8 +193,9 @@ def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, f
                                                    rates["eval_pred_mean"].to_numpy(), observed,
                                                    title=f"{label}: eval mean prediction vs train click rate")
     if per_cond.height:
-        figs["calibration.png"] = plots.plot_calibration_ratio({label: per_cond},
-                                                               title=f"{label}: calibration ratio per condition")
+        against, words = against_truth(per_cond)
+        figs["calibration.png"] = plots.plot_calibration_ratio(
+            {label: against}, title=f"{label}: calibration ratio per condition (vs the {words})")
         if state.cfg.plots.reliability:
             figs["reliability.png"] = plots.plot_reliability_diagram({label: result.reliability},
                                                                      title=f"{label}: reliability diagram")
@@ -292,9 +303,10 @@ def comparison(state) -> None:
                                                      .alias(f"calibration_ratio_{loss}")), on="condition", how="left")
         state.figures["comparison"] = _save(state, plots.plot_comparison_calibration(wide), folder,
                                             "comparison_calibration.png")
-        series = {LOSSES[k].label: t for k, t in tables.items()}
-        state.figures["calibration_all"] = _save(state, plots.plot_calibration_ratio(series), folder,
-                                                 "calibration.png")
+        series = {LOSSES[k].label: against_truth(t)[0] for k, t in tables.items()}
+        words = against_truth(next(iter(tables.values())))[1]
+        state.figures["calibration_all"] = _save(state, plots.plot_calibration_ratio(
+            series, title=f"Calibration ratio per condition (vs the {words})"), folder, "calibration.png")
         rel = {LOSSES[k].label: r.reliability for k, r in state.results.items() if r.reliability}
         if cfg.plots.reliability:
             state.figures["reliability_all"] = _save(state, plots.plot_reliability_diagram(rel), folder,
