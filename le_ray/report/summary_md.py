@@ -29,7 +29,7 @@ from le_ray.sweep.audit_text import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines",
-           "multiplicity_caveat", "noise_bands", "pooled_shown"]
+           "multiplicity_caveat", "noise_bands", "pooled_shown", "verdict_inputs", "reference_words"]
 
 TEST_COLUMNS = ["metric", "n", "n_nonzero", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high",
                 "rank_biserial", "p_value", "p_adjusted"]
@@ -144,8 +144,13 @@ def _exclusion_why(ctx: SummaryContext) -> str:
     return exclusion_reason()
 
 
+def reference_words(truth: bool) -> str:
+    """What per-ad gaps and ratios are measured against: the synthetic truth, or the evaluation click rate."""
+    return "the true click probability" if truth else "the evaluation click rate"
+
+
 def _reference(ctx: SummaryContext) -> str:
-    return "the true click probability" if ctx.tables.truth else "the evaluation click rate"
+    return reference_words(ctx.tables.truth)
 
 
 def _rare_advice(cfg: Config) -> str:
@@ -189,20 +194,30 @@ def _ads(ctx: SummaryContext) -> pl.DataFrame:
                             .alias("train_rate"))
 
 
-def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs:
-    rep, baseline, candidate, audit = ctx.cfg.repeats, tests["baseline"][0], tests["candidate"][0], _audit(ctx)
-    extra = [c for c in ("n", "ref_sum", "sum_p") if c in ctx.tables.calibration.columns]
-    ratios = ctx.tables.calibration.select("loss", "seed", "condition", "ratio", *extra) \
-        if ctx.tables.calibration.height else pl.DataFrame({"loss": [], "seed": [], "condition": [], "ratio": []})
-    return VerdictInputs(baseline, candidate, tests, ctx.tables.condition_tests.get(key, pl.DataFrame()), ratios,
-                         rep.per_condition_alpha, rep.per_condition_correction, int(tests["n"].max() or 0),
-                         _reference(ctx), band_edges(ctx.cfg),
-                         setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")),
-                         alternative=rep.alternative, train_rates=_train_rates(audit, rep.resample_data),
+def verdict_inputs(cfg: Config, baseline: str, candidate: str, tests: pl.DataFrame, conditions: pl.DataFrame,
+                   calibration: pl.DataFrame, truth: bool, **more: Any) -> VerdictInputs:
+    """One comparison's :class:`VerdictInputs` from its tables (``calibration``: the long per-seed ratio table of
+    :func:`le_ray.report.sweep_stats.calibration_long`), with ``cfg.repeats``'s statistics settings; ``more``: its
+    optional fields (setting differences, training rates, warm-up ads, display names)."""
+    rep = cfg.repeats
+    extra = [c for c in ("n", "ref_sum", "sum_p") if c in calibration.columns]
+    ratios = calibration.select("loss", "seed", "condition", "ratio", *extra) if calibration.height else \
+        pl.DataFrame({"loss": [], "seed": [], "condition": [], "ratio": []})
+    return VerdictInputs(baseline, candidate, tests, conditions, ratios, rep.per_condition_alpha,
+                         rep.per_condition_correction, int(tests["n"].max() or 0) if tests.height else 0,
+                         reference_words(truth), band_edges(cfg), alternative=rep.alternative,
                          confidence=rep.bootstrap_confidence, zero_method=rep.zero_method,
-                         fixed_split=not rep.resample_data,
-                         warmup_ads=frozenset(c for f in audit.get("findings", []) if f.get("code") == "le_history_warmup"
-                                              for c in f.get("conditions", [])))
+                         fixed_split=not rep.resample_data, **more)
+
+
+def _inputs(ctx: SummaryContext, key: str, tests: pl.DataFrame) -> VerdictInputs:
+    baseline, candidate, audit = tests["baseline"][0], tests["candidate"][0], _audit(ctx)
+    return verdict_inputs(ctx.cfg, baseline, candidate, tests, ctx.tables.condition_tests.get(key, pl.DataFrame()),
+                          ctx.tables.calibration, ctx.tables.truth,
+                          differences=setting_differences(audit["settings"], baseline, candidate, audit.get("fairness")),
+                          train_rates=_train_rates(audit, ctx.cfg.repeats.resample_data),
+                          warmup_ads=frozenset(c for f in audit.get("findings", [])
+                                               if f.get("code") == "le_history_warmup" for c in f.get("conditions", [])))
 
 
 def multiplicity_caveat(correction: str, comparisons: int) -> str:

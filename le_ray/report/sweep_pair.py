@@ -28,21 +28,20 @@ from le_ray.errors import UserError
 from le_ray.registry import LOSSES, SECTION_READER, canonical_loss, label
 from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, condition_table, multiplicity_caveat,
-                                      resume_command, shown_table)
+                                      resume_command, shown_table, verdict_inputs)
 from le_ray.report.sweep_stats import (calibration_long, non_finite_values, paired_tables, unmeasured, uses_truth,
                                       values_of)
 from le_ray.report.tables import markdown_table, write_csv
 from le_ray.report.caveats import caveat_lines, non_finite_caveat
 from le_ray.report.wording import excluded_ads
-from le_ray.report.verdict import (Verdict, VerdictInputs, band_edges, band_sentences, metric_sentences,
-                                   verdict_markdown)
+from le_ray.report.verdict import Verdict, VerdictInputs, band_sentences, metric_sentences, verdict_markdown
+from le_ray.sweep.plan import SHARED
 from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
 from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
 
 __all__ = ["Arm", "load_arm", "default_loss", "SweepPair", "compare_arms", "write_pair"]
 
 BASELINE, CANDIDATE = "baseline", "candidate"  #: the arms' keys in the frames (their ``loss`` column)
-SHARED_SEED = "-1"  #: the manifest's data fingerprint key of a sweep whose seeds share one split (plan.SHARED)
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Arm:
     def fingerprint(self, seed: int) -> str | None:
         """The data fingerprint seed ``seed`` trained on (the shared one on a fixed split), None when not stored."""
         prints = self.manifest.get("data_fingerprints") or {}
-        return prints.get(str(seed), prints.get(SHARED_SEED))
+        return prints.get(str(seed), prints.get(str(SHARED)))  # the manifest's keys are the plan's, as text
 
     @property
     def seeds(self) -> set[int]:
@@ -191,9 +190,8 @@ class SweepPair:
     verdict: Verdict
 
 
-def _frames(base: Arm, cand: Arm) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Both arms' trials (paired seeds only) and per-ad rows, ``loss`` = the arm's key."""
-    seeds = sorted(base.seeds & cand.seeds)
+def _frames(base: Arm, cand: Arm, seeds: list[int]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Both arms' trials of the paired ``seeds`` and their per-ad rows, ``loss`` = the arm's key."""
     records = [r for r in base.records + cand.records if int(r["seed"]) in seeds]
     return trials_frame(records), per_condition_frame(records, base.manifest.get("data", {}).get("condition_values"))
 
@@ -212,7 +210,7 @@ def compare_arms(base: Arm, cand: Arm) -> SweepPair:
         base, cand = (replace(arm, name=f"{label(arm.loss)} ({arm.root.parent.name}/{arm.root.name})")
                       for arm in (base, cand))
     _same_data(base, cand, seeds)
-    trials, per_cond = _frames(base, cand)
+    trials, per_cond = _frames(base, cand, seeds)
     _same_evaluation(per_cond)
     cfg = base.cfg
     excluded = set((base.manifest.get("audit") or {}).get("excluded_conditions", [])) | set(
@@ -222,7 +220,8 @@ def compare_arms(base: Arm, cand: Arm) -> SweepPair:
                                               excluded | unmeasured(per_cond, truth), values_of(per_cond))
     calibration = calibration_long(per_cond, truth, excluded)
     changes = setting_changes(base, cand)
-    v = _inputs(base, cand, tests, conditions, calibration, truth)
+    v = verdict_inputs(cfg, BASELINE, CANDIDATE, tests, conditions, calibration, truth,
+                       names={BASELINE: base.name, CANDIDATE: cand.name})
     extra = (_unpaired_line(base, cand) + _excluded_line(calibration, excluded)
              + non_finite_caveat(non_finite_values(trials, per_cond, {BASELINE: base.name, CANDIDATE: cand.name})))
     return SweepPair(base, cand, tests, conditions, deltas, calibration, truth, changes,
@@ -273,20 +272,6 @@ def _findings(base: Arm, cand: Arm) -> list[dict[str, Any]]:
             stored.setdefault(key, f)
     return [{**stored[key], "message": f"({' and '.join(names) if len(names) == 1 else 'both sweeps'}) "
              f"{stored[key]['message']}"} for key, names in said.items()]
-
-
-def _inputs(base: Arm, cand: Arm, tests: pl.DataFrame, conditions: pl.DataFrame, calibration: pl.DataFrame,
-            truth: bool) -> VerdictInputs:
-    rep = base.cfg.repeats
-    extra = [c for c in ("n", "ref_sum", "sum_p") if c in calibration.columns]
-    ratios = calibration.select("loss", "seed", "condition", "ratio", *extra) if calibration.height else \
-        pl.DataFrame({"loss": [], "seed": [], "condition": [], "ratio": []})
-    return VerdictInputs(BASELINE, CANDIDATE, tests, conditions, ratios, rep.per_condition_alpha,
-                         rep.per_condition_correction, int(tests["n"].max() or 0) if tests.height else 0,
-                         "the true click probability" if truth else "the evaluation click rate",
-                         band_edges(base.cfg), alternative=rep.alternative, confidence=rep.bootstrap_confidence,
-                         zero_method=rep.zero_method, fixed_split=not rep.resample_data,
-                         names={BASELINE: base.name, CANDIDATE: cand.name})
 
 
 def _verdict(v: VerdictInputs, base: Arm, cand: Arm, changes: list[str], seeds: int, truth: bool,
