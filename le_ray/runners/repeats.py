@@ -103,8 +103,9 @@ class Preflight:
         return self.results_dir / self.name
 
 
-def check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
-    """Whether ``root`` is an existing sweep to resume (refusals raise ResultsError); creates nothing."""
+def check_folder(args: argparse.Namespace, cfg: Config, root: Path, done: set[str] | None = None) -> bool:
+    """Whether ``root`` is an existing sweep to resume (refusals raise ResultsError); creates nothing. ``done``: the
+    ids of its stored trials when the caller has read them (else they are read here)."""
     nearest_writable(root)
     if not (root / "config.resolved.json").exists():
         if args.extend:
@@ -128,8 +129,8 @@ def check_folder(args: argparse.Namespace, cfg: Config, root: Path) -> bool:
                                "command; the stored trials are kept and not trained again, but the new manifest "
                                "records this run's code and packages, not those that trained them") from None
     try:
-        check_resume(root, store.latest_config(), to_dict(cfg), extend=args.extend,
-                     holds_every_stored_trial=_plans_every_stored_pair(store, cfg))
+        check_resume(root, store.latest_config(), to_dict(cfg), extend=args.extend, holds_every_stored_trial=(
+            _plans_every_stored_pair(store.finished_ids() if done is None else done, cfg)))
     except ResultsError as exc:
         raise ResultsError(f"{exc}\nThis sweep was last run with:\n  {stored_command(store)}\nand "
                            f"`le-ray repeats --name {shlex.quote(root.name)} --results-dir {shlex.quote(str(root.parent))}`"
@@ -245,17 +246,18 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
     name = plain_folder_name(args.name if args.name is not None else
                              f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
-    resuming = check_folder(args, cfg, results_dir / name)
+    done = SweepStore(results_dir / name).finished_ids()  # read once: none in a new folder
+    resuming = check_folder(args, cfg, results_dir / name, done)
     if resuming:
         probe_folder(results_dir / name)  # a driver already running it: refused before the data are prepared
-    done = SweepStore(results_dir / name).finished_ids() if resuming else set()
+    done = done if resuming else set()
     _refuse_if_too_slow_before_preparation(args, cfg, stored_by_loss(done, cfg))
     started = time.perf_counter()
     plan = plan_trials(cfg)
     prepared = time.perf_counter() - started
     echo(f"data prepared in {prepared:.1f} s ({len(plan.data_by_seed)} preparation(s))")
-    stored = Counter(spec.loss for spec in plan.specs if spec.trial_id in done)  # exact ids: not trained again
-    audit = audit_experiment(cfg, plan.datasets, shadows, origins, stored=stored)
+    plan.done = done
+    audit = audit_experiment(cfg, plan.datasets, shadows, origins, stored=plan.stored_by_loss)
     echo(audit_text(audit, max_conditions=cfg.evaluation.print_per_condition_top_k or None))
     if audit.errors and not (args.allow_unsound or cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
@@ -294,31 +296,29 @@ def wall_line(seconds: Mapping[str, float], total: float) -> str:
             "manifest)")
 
 
-def _plans_every_stored_pair(store: SweepStore, cfg: Config) -> bool:
-    """Whether ``cfg`` plans every (loss, seed) of the trials ``store`` holds (read from their ids)."""
-    seeds, pairs = set(sweep_seeds(cfg)), set()
-    for trial_id in store.finished_ids():
-        match = _TRIAL_ID.match(trial_id)
-        if match is None:
-            return False
-        pairs.add((match["loss"], int(match["seed"])))
-    return all(loss in cfg.losses and seed in seeds for loss, seed in pairs)
-
-
 _TRIAL_ID = re.compile(r"^(?P<loss>[a-z_]+)-s(?P<seed>-?\d+)-[0-9a-f]+$")  #: le_ray.training.spec.trial_id's form
+
+
+def _loss_seed_pairs(done: set[str]) -> tuple[set[tuple[str, int]], bool]:
+    """The (loss, seed) of each stored trial id in ``done``, and whether every id had the trial id's form."""
+    matches = [_TRIAL_ID.match(trial_id) for trial_id in done]
+    return {(m["loss"], int(m["seed"])) for m in matches if m}, all(matches)
+
+
+def _plans_every_stored_pair(done: set[str], cfg: Config) -> bool:
+    """Whether ``cfg`` plans every (loss, seed) of the stored trial ids ``done``."""
+    pairs, readable = _loss_seed_pairs(done)
+    seeds = set(sweep_seeds(cfg))
+    return readable and all(loss in cfg.losses and seed in seeds for loss, seed in pairs)
 
 
 def stored_by_loss(done: set[str], cfg: Config) -> dict[str, int]:
     """loss → how many of ``cfg``'s (loss, seed) pairs the stored trial ids ``done`` hold, read from the ids alone,
     before the data are prepared: an upper bound of the trials a resume skips (an id whose data fingerprint no
     longer matches is counted too), so the check before preparation only lets through what the audit after it
-    then counts by exact trial id."""
-    seeds, pairs = set(sweep_seeds(cfg)), set()
-    for trial_id in done:
-        match = _TRIAL_ID.match(trial_id)
-        if match and match["loss"] in cfg.losses and int(match["seed"]) in seeds:
-            pairs.add((match["loss"], int(match["seed"])))
-    return dict(Counter(loss for loss, _ in pairs))
+    then counts by exact trial id (:attr:`SweepPlan.stored_by_loss`)."""
+    seeds = set(sweep_seeds(cfg))
+    return dict(Counter(loss for loss, seed in _loss_seed_pairs(done)[0] if loss in cfg.losses and seed in seeds))
 
 
 def _refuse_if_too_slow_before_preparation(args: argparse.Namespace, cfg: Config, stored: Mapping[str, int]) -> None:

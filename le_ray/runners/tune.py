@@ -36,7 +36,6 @@ import re
 import shutil
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -395,11 +394,9 @@ def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_di
                                           tuned=best_overrides(cfg, records))  # the best settings applied last
     test_cfg = resolve_config(data)
     plan = plan_trials(test_cfg, data=prepared)
-    root = results_dir / name
-    done = SweepStore(root).finished_ids() if (root / "trials").is_dir() else set()
-    stored = Counter(spec.loss for spec in plan.specs if spec.trial_id in done)  # not trained again: not estimated
-    audit = audit_experiment(test_cfg, plan.datasets, shadowed_sets(data, args.sets, test_cfg.source_keys,
-                                                                     test_cfg.losses), origins, stored=stored)
+    plan.done = SweepStore(results_dir / name).finished_ids()  # none in a new folder; not trained again
+    shadows = shadowed_sets(data, args.sets, test_cfg.source_keys, test_cfg.losses)
+    audit = audit_experiment(test_cfg, plan.datasets, shadows, origins, stored=plan.stored_by_loss)
     echo(audit_text(audit, max_conditions=test_cfg.evaluation.print_per_condition_top_k or None))
     if refuse and audit.errors and not (args.allow_unsound or test_cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
@@ -521,8 +518,7 @@ def _finished_tune(args, argv: list[str], cfg: Config, root: Path, echo,
         return None
     pre = _test_preflight(args, cfg, [json.loads(p.read_text()) for p in paths], root.parent, root.name, _silent, data)
     _refuse_changed_test_sweep(pre, root)
-    pre.plan.done = SweepStore(root).finished_ids()
-    if pre.plan.pending:
+    if pre.plan.pending:  # _test_preflight read the stored trials into pre.plan.done
         return None
     echo(audit_text(pre.audit, max_conditions=pre.cfg.evaluation.print_per_condition_top_k or None))
     return pre, _test_store(pre, root, argv)

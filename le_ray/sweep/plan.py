@@ -8,6 +8,7 @@ generated rows). Per-loss settings are resolved once for the whole plan and carr
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +57,11 @@ class SweepPlan:
         """Trials still to run, longest expected first (fewer idle slots at the end of a sweep)."""
         todo = [s for s in self.specs if s.trial_id not in self.done]
         return sorted(todo, key=_expected_cost, reverse=True)  # stable: seed order within equal cost
+
+    @property
+    def stored_by_loss(self) -> dict[str, int]:
+        """loss → its planned trials already stored (in ``done``, by exact trial id): a resume does not train them."""
+        return dict(Counter(s.loss for s in self.specs if s.trial_id in self.done))
 
     @property
     def datasets(self) -> list[PreparedData]:
