@@ -357,13 +357,15 @@ def _environment(previous: Mapping | None, trained: bool) -> dict:
     return {**now, **({"earlier_runs": earlier} if earlier else {})}
 
 
-def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit, cluster_resources: dict,
+def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit, cluster_resources: dict | None,
                    trained: bool = True) -> None:
     """manifest.json of this run: environment (:func:`_environment`; ``trained`` false: a report-only rerun),
-    cluster, data, audit and the planned trials."""
+    cluster (``cluster_resources`` None: the previous manifest's, that of the run that trained), data, audit and
+    the planned trials."""
     data = plan.datasets[0]
-    path = store.root / "manifest.json"
-    previous = store.read_json("manifest.json") if path.is_file() else None
+    previous = store.read_json("manifest.json") if (store.root / "manifest.json").is_file() else None
+    if cluster_resources is None:
+        cluster_resources = (previous or {}).get("cluster_resources", {})
     store.write_json("manifest.json", {
         **_environment(previous, trained), "ray_job": is_ray_job(), "cluster_resources": cluster_resources,
         "data_fingerprints": {str(s): d.fingerprint for s, d in plan.data_by_seed.items()},
@@ -502,8 +504,7 @@ def report_only(pre: Preflight, store: SweepStore, args: argparse.Namespace, ech
     manifest takes this run's audit (a changed display key such as repeats.min_eval_clicks changes what the report
     excludes), keeping the cluster resources of the run that trained."""
     echo(f"every one of the {len(pre.plan.specs)} trials is stored in {store.root}; nothing to train")
-    write_manifest(store, pre.cfg, pre.plan, pre.audit, store.read_json("manifest.json").get("cluster_resources", {}),
-                   trained=False)
+    write_manifest(store, pre.cfg, pre.plan, pre.audit, None, trained=False)
     pre.seconds["trials"] = 0.0
     _report_and_wall(pre, store, args, echo, stop, "")
     return 0
