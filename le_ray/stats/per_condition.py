@@ -109,11 +109,12 @@ def _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_meth
     """Columns of the calibration-test table for ``cond_ids`` (lower gap is better); ``bootstrap``: the keyword
     arguments of :func:`bootstrap_mean_cis` (samples, seed, confidence)."""
     gb, gc = gap_b[:, cond_ids], gap_c[:, cond_ids]
-    res = _wilcoxon_many(gb - gc, alternative, zero_method)
+    delta = gb - gc  # [S, J]: > 0 favours the candidate
+    res = _wilcoxon_many(delta, alternative, zero_method)
     # the rank test's direction per ad (T+ − T−)/(T+ + T−): a few seeds with large deltas can point the mean the
     # other way, so a significant test's winner is read from this, never from delta_mean
-    effect = np.array([rank_biserial((gb - gc)[:, j]) for j in range(len(cond_ids))], dtype=np.float64)
-    ci_low, ci_high = bootstrap_mean_cis(gb - gc, **bootstrap)
+    effect = np.array([rank_biserial(delta[:, j]) for j in range(len(cond_ids))], dtype=np.float64)
+    ci_low, ci_high = bootstrap_mean_cis(delta, **bootstrap)
     usable = np.isfinite(gb) & np.isfinite(gc)
     n = usable.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
