@@ -266,8 +266,9 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     return Preflight(cfg, results_dir, name, resuming, plan, audit, command, {"data": prepared})
 
 
-#: What a Ctrl-C before the sweep folder exists leaves (the data cache may hold finished, atomic entries).
-STOPPED_BEFORE_START = "\nstopped (SIGINT) before the sweep started: no sweep file was written, nothing was trained"
+def stopped_before_start(what: str = "sweep") -> str:
+    """What a Ctrl-C before the ``what``'s folder exists leaves (the data cache may hold finished, atomic entries)."""
+    return f"\nstopped (SIGINT) before the {what} started: no {what} file was written, nothing was trained"
 
 
 def _unsound_recorded(cfg: Config, command: list[str]) -> tuple[Config, list[str]]:
@@ -460,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         pre = preflight(args, echo)
     except KeyboardInterrupt:  # Ctrl-C while the data are prepared (the longest step on a large CSV)
-        print(STOPPED_BEFORE_START, flush=True)
+        print(stopped_before_start(), flush=True)
         return 130
     cfg = pre.cfg
     echo(f"le_ray repeats: profile {cfg.experiment.active}, source {cfg.source_key}, losses "

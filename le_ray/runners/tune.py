@@ -57,7 +57,7 @@ from le_ray.errors import ConfigError, ResultsError, UserError
 from le_ray.glossary import direction
 from le_ray.registry import label
 from le_ray.report.tuning import is_counted, one_sample_note, search_counts
-from le_ray.runners.repeats import STOPPED_BEFORE_START, Preflight, execute, report_only
+from le_ray.runners.repeats import Preflight, execute, report_only, stopped_before_start
 from le_ray.runners.tune_data import refuse_shared_rows, tuning_data, tuning_seed_range
 from le_ray.runners.tune_resume import (TUNE_DIR, check_resume as _check_resume, record_command, resume_line,
                                         stored_tune_arguments)
@@ -557,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         data = prepare_data(cfg)  # once: the pre-search audit, the tuning split and the test sweep's plan share it
     except KeyboardInterrupt:  # Ctrl-C while the data are prepared: one line, as in le-ray repeats
-        print(STOPPED_BEFORE_START.replace("sweep", "tune"), flush=True)
+        print(stopped_before_start("tune"), flush=True)
         return 130
     _refuse_before_search(args, cfg, results_dir, name, echo, data)
     with hold_folder(SweepStore.open(results_dir, name).root, "le-ray tune"):  # one driver per folder
