@@ -49,6 +49,39 @@ def test_a_record_without_the_keys_readers_index_counts_as_not_stored(tmp_path, 
     assert store.finished_ids() == {"a", "b"}
 
 
+def test_a_resume_warns_about_a_damaged_record_once(tmp_path, caplog):
+    """The driver reads the stored trials before the run (pre-flight) and again once it holds the folder; the
+    second read used a new store, so the same damaged file was warned about twice."""
+    from le_ray.runners.repeats import Preflight
+
+    SweepStore.open(tmp_path, "s").write_trial(_record("a"))
+    (tmp_path / "s" / "trials" / "b.json").write_text(json.dumps({"trial_id": "b"}))
+    read_before = SweepStore(tmp_path / "s")
+    with caplog.at_level("WARNING", logger="le_ray.sweep"):
+        assert read_before.finished_ids() == {"a"}
+        pre = Preflight(None, tmp_path, "s", True, None, None, store=read_before)
+        opened = pre.open_store()
+        assert opened.finished_ids() == {"a"}
+        assert Preflight(None, tmp_path, "s", True, None, None).open_store().finished_ids() == {"a"}
+    assert opened is read_before
+    assert len([r for r in caplog.records if "b.json" in r.getMessage()]) == 2  # the last line's new store warns
+
+
+def test_a_preflight_store_of_a_new_folder_is_created_when_opened(tmp_path):
+    pre = _preflight_of(tmp_path, "fresh")
+    assert not (tmp_path / "fresh").exists()
+    store = pre.open_store()
+    assert (store.root / "trials").is_dir() and (store.root / "failures").is_dir()
+    with pytest.raises(ResultsError, match="expected a plain folder name"):
+        _preflight_of(tmp_path, "../escape").open_store()
+
+
+def _preflight_of(results_dir, name):
+    from le_ray.runners.repeats import Preflight
+
+    return Preflight(None, results_dir, name, False, None, None, store=SweepStore(results_dir / name))
+
+
 def test_the_report_counts_a_record_without_its_keys_as_missing(tmp_path, caplog):
     """The audit's case: ``{"trial_id": ...}`` alone made the report and the resume crash with KeyError: 'loss'."""
     import numpy as np

@@ -97,6 +97,13 @@ class Preflight:
     audit: Audit
     command: list[str] | None = None  # the arguments config.history records (None: this run's own)
     seconds: dict[str, float] = field(default_factory=dict)  # wall seconds of the driver's phases so far
+    store: SweepStore | None = None  # the folder's store as read before the run (not yet created): opened by main
+
+    def open_store(self) -> SweepStore:
+        """The sweep folder's store, created and proven writable: the one preflight read (so a damaged trial file
+        is warned about once), or a new one."""
+        plain_folder_name(self.name)
+        return (self.store or SweepStore(self.root)).created()
 
     @property
     def root(self) -> Path:
@@ -246,7 +253,8 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
     name = plain_folder_name(args.name if args.name is not None else
                              f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
-    done = SweepStore(results_dir / name).finished_ids()  # read once: none in a new folder
+    store = SweepStore(results_dir / name)
+    done = store.finished_ids()  # read once: none in a new folder
     resuming = check_folder(args, cfg, results_dir / name, done)
     if resuming:
         probe_folder(results_dir / name)  # a driver already running it: refused before the data are prepared
@@ -263,7 +271,7 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
         raise UserError(refusal(audit))
     if args.allow_unsound and not cfg.repeats.allow_unsound:
         cfg, command = _unsound_recorded(cfg, command if command is not None else args.argv)
-    return Preflight(cfg, results_dir, name, resuming, plan, audit, command, {"data": prepared})
+    return Preflight(cfg, results_dir, name, resuming, plan, audit, command, {"data": prepared}, store)
 
 
 def stopped_before_start(what: str = "sweep") -> str:
@@ -466,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = pre.cfg
     echo(f"le_ray repeats: profile {cfg.experiment.active}, source {cfg.source_key}, losses "
          f"{', '.join(label(x) for x in cfg.losses)}, {len(sweep_seeds(cfg))} seeds -> {pre.root}")
-    store = SweepStore.open(pre.results_dir, pre.name)
+    store = pre.open_store()
     with hold_folder(store.root), stop_on_signals() as stop:  # one driver per folder; a stop keeps what is stored
         try:
             return _run(pre, store, args, echo, stop)

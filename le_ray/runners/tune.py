@@ -394,14 +394,15 @@ def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_di
                                           tuned=best_overrides(cfg, records))  # the best settings applied last
     test_cfg = resolve_config(data)
     plan = plan_trials(test_cfg, data=prepared)
-    plan.done = SweepStore(results_dir / name).finished_ids()  # none in a new folder; not trained again
+    store = SweepStore(results_dir / name)
+    plan.done = store.finished_ids()  # none in a new folder; not trained again
     shadows = shadowed_sets(data, args.sets, test_cfg.source_keys, test_cfg.losses)
     audit = audit_experiment(test_cfg, plan.datasets, shadows, origins, stored=plan.stored_by_loss)
     echo(audit_text(audit, max_conditions=test_cfg.evaluation.print_per_condition_top_k or None))
     if refuse and audit.errors and not (args.allow_unsound or test_cfg.repeats.allow_unsound):
         raise UserError(refusal(audit))
     resuming = (results_dir / name / "config.resolved.json").exists()
-    return Preflight(test_cfg, results_dir, name, resuming, plan, audit)
+    return Preflight(test_cfg, results_dir, name, resuming, plan, audit, store=store)
 
 
 def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Path, name: str, echo,
@@ -501,7 +502,7 @@ def _test_store(pre: Preflight, root: Path, argv: list[str]) -> SweepStore:
     """The test sweep's store, once its stored config (if any) is the one ``pre`` tests
     (:func:`_refuse_changed_test_sweep`); this run recorded in it, its stored trials marked done."""
     _refuse_changed_test_sweep(pre, root)
-    store = SweepStore.open(root.parent, root.name)
+    store = pre.open_store()
     store.clean_temporary_files()
     store.record_run(to_dict(pre.cfg), argv)
     pre.plan.done = store.finished_ids()

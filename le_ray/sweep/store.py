@@ -288,10 +288,16 @@ class SweepStore:
     def open(cls, results_dir: Path, name: str) -> "SweepStore":
         """Create (or reopen) ``results_dir/name`` after proving it is writable."""
         plain_folder_name(name)
-        root = check_writable(Path(results_dir) / name, "results folder")
+        return cls(Path(results_dir) / name).created()
+
+    def created(self) -> "SweepStore":
+        """This store, its folder (and ``trials``, ``failures``) created if needed and proven writable. The same
+        object, so a trial file it already warned about (while the folder was only read) is not warned about
+        again."""
+        check_writable(self.root, "results folder")
         for sub in ("trials", "failures"):
-            check_writable(root / sub, "results folder")
-        return cls(root)
+            check_writable(self.root / sub, "results folder")
+        return self
 
     @property
     def trials_dir(self) -> Path:
