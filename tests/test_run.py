@@ -292,3 +292,25 @@ def test_the_calibration_figures_read_the_truth_where_the_data_hold_it():
     ctr = synthetic.drop("true_rate", "calibration_ratio_true")
     drawn, words = against_truth(ctr)
     assert words == "evaluation click rate" and drawn.equals(ctr)
+
+
+def test_the_comparison_figure_reads_every_loss_against_the_truth():
+    """The per-loss figures read the truth; the every-loss comparison figure still drew the evaluation rate."""
+    from le_ray.report.run_outputs import comparison_figure_table
+
+    def table(ratio, ratio_true):
+        return pl.DataFrame({"condition": [0, 1], "count": [100, 100], "base_rate": [0.02, 0.0],
+                             "pred_mean": [0.03, 0.001], "calibration_ratio": ratio, "logloss": [0.1, 0.01],
+                             "le_ratio": [1.0, 1.0], "true_rate": [0.025, 0.001], "calibration_ratio_true": ratio_true})
+
+    tables = {"bce": table([1.5, float("nan")], [1.2, 0.9]), "localized_entropy": table([1.1, float("nan")], [0.88, 1.3]),
+              "focal": table([0.5, float("nan")], [0.4, 2.0])}
+    wide, words = comparison_figure_table(tables, "bce", "localized_entropy")
+    wide = wide.sort("condition")
+    assert words == "true click probability" and wide["base_rate"].to_list() == [0.025, 0.001]
+    assert wide["calibration_ratio_bce"].to_list() == [1.2, 0.9]
+    assert wide["calibration_ratio_localized_entropy"].to_list() == [0.88, 1.3]
+    assert wide["calibration_ratio_focal"].to_list() == [0.4, 2.0]
+    ctr = {k: t.drop("true_rate", "calibration_ratio_true") for k, t in tables.items()}
+    wide, words = comparison_figure_table(ctr, "bce", "localized_entropy")
+    assert words == "evaluation click rate" and wide.sort("condition")["calibration_ratio_focal"].to_list()[0] == 0.5

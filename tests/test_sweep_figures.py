@@ -130,6 +130,18 @@ def test_calibration_by_rate_labels_minor_ratio_ticks_only_over_few_decades_and_
     assert P.render_png(job) == P.render_png(job)  # deterministic PNG
 
 
+def test_every_calibration_ratio_axis_writes_its_ticks_plainly():
+    """The run's comparison and calibration-ratio figures still labelled 3 × 10⁰ and 2 × 10⁰ (matplotlib's log
+    minor labels) where the rare-ad picture wrote 3 and 2."""
+    t = {"condition": [0, 1, 2, 3], "base_rate": [0.03, 0.01, 0.005, 0.001],
+         "calibration_ratio_bce": [0.9, 1.2, 0.8, 0.97], "calibration_ratio_localized_entropy": [1.0, 1.05, 1.3, 3.3]}
+    one = {"bce": {"base_rate": np.array(t["base_rate"]), "calibration_ratio": np.array(t["calibration_ratio_bce"]) * 3}}
+    for fig in (P.plot_comparison_calibration(t), P.plot_calibration_ratio(one)):
+        ax = fig.axes[0]
+        labels = _y_tick_labels(ax, minor=True) + _y_tick_labels(ax, minor=False)
+        assert "1" in labels and "2" in labels and not any("$" in x or "times" in x for x in labels)
+
+
 def test_calibration_by_rate_labels_the_rightmost_ad_to_its_left_inside_the_axes(tmp_path):
     """The rightmost ad's label (here a long one: too few clicks) ran over the right edge of the axes; a point in
     the right 15 % of the axes is now labelled to its left, right-aligned, and its box ends inside the axes."""

@@ -178,6 +178,20 @@ def against_truth(table: pl.DataFrame) -> tuple[pl.DataFrame, str]:
     return table, "evaluation click rate"
 
 
+def comparison_figure_table(tables: dict[str, pl.DataFrame], baseline: str,
+                            candidate: str) -> tuple[pl.DataFrame, str]:
+    """The comparison figure's table: :func:`compare.compare_conditions` of every loss's per-condition table as
+    :func:`against_truth` draws it (each ``calibration_ratio_<loss>`` and ``base_rate`` against the true click
+    probability where the data hold it), every trained loss's ratio joined in, and the reference in words."""
+    drawn = {loss: against_truth(t)[0] for loss, t in tables.items()}
+    wide = compare.compare_conditions(drawn, baseline=baseline, candidate=candidate)
+    for loss, table in drawn.items():  # every trained loss's ratio, not just the first pair's
+        if f"calibration_ratio_{loss}" not in wide.columns:
+            wide = wide.join(table.select("condition", pl.col("calibration_ratio").alias(f"calibration_ratio_{loss}")),
+                             on="condition", how="left")
+    return wide, against_truth(next(iter(tables.values())))[1]
+
+
 def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, folder: Path) -> None:
     label, data = LOSSES[loss].label, state.data
     split = _eval_rows(state)
@@ -296,15 +310,11 @@ def comparison(state) -> None:
     print(text)
     atomic_write_text(folder / "comparison.txt", text + "\n")
     if drawing(state):
-        wide = compare.compare_conditions(tables, baseline=pairs[0][0], candidate=pairs[0][1])
-        for loss in tables:  # every trained loss's ratio, not just the first pair's
-            if f"calibration_ratio_{loss}" not in wide.columns:
-                wide = wide.join(tables[loss].select("condition", pl.col("calibration_ratio")
-                                                     .alias(f"calibration_ratio_{loss}")), on="condition", how="left")
-        state.figures["comparison"] = _save(state, plots.plot_comparison_calibration(wide), folder,
-                                            "comparison_calibration.png")
+        wide, words = comparison_figure_table(tables, *pairs[0])
+        state.figures["comparison"] = _save(state, plots.plot_comparison_calibration(
+            wide, title=f"Calibration ratio per condition by loss (vs the {words})"), folder,
+            "comparison_calibration.png")
         series = {LOSSES[k].label: against_truth(t)[0] for k, t in tables.items()}
-        words = against_truth(next(iter(tables.values())))[1]
         state.figures["calibration_all"] = _save(state, plots.plot_calibration_ratio(
             series, title=f"Calibration ratio per condition (vs the {words})"), folder, "calibration.png")
         rel = {LOSSES[k].label: r.reliability for k, r in state.results.items() if r.reliability}

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from le_ray import registry
 from le_ray.atomic import atomic_write_with
@@ -152,6 +153,29 @@ def plain_number(v: float) -> str:
     if abs(v) >= 1000:
         return f"{v:,.0f}"
     return np.format_float_positional(float(f"{v:.6g}"), trim="-")
+
+
+#: the ratio axis labels every minor tick (0.5, 0.7, 2, 3 ...) while it spans at most this many decades, only the
+#: 2s and 5s up to MINOR_25_DECADES, and beyond that its decades alone (minor labels would print over one another)
+MINOR_ALL_DECADES, MINOR_25_DECADES = 1.2, 2.5
+
+
+def _minor_ratio_label(ax, v: float) -> str:
+    """The label of the ratio axis's minor tick at ``v``, by the decades the axis spans when it is drawn."""
+    lo, hi = sorted(abs(x) for x in ax.get_ylim())
+    span = math.log10(hi / lo) if lo > 0 and v > 0 else math.inf
+    if span > MINOR_25_DECADES:
+        return ""
+    mantissa = round(v / 10.0 ** math.floor(math.log10(v) + 1e-9))
+    return plain_number(v) if span <= MINOR_ALL_DECADES or mantissa in (2, 5) else ""
+
+
+def ratio_axis(ax) -> None:
+    """Log y axis of calibration ratios: each decade labelled in plain numbers (0.01, 1, 1,000, 10,000; no
+    e-notation), minor ticks labelled only while few decades are in view (:func:`_minor_ratio_label`)."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v)))
 
 
 def _clip_note(n: int, floor: float) -> str:

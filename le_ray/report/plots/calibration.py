@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from le_ray.report.plots.axes import (
     MAX_HIST_CONDITIONS, PROB_FLOOR, _annotate, _as_table, _clip_note, _col, _diagonal, _figure, _floats,
     _label, _legend, _log_y_if_positive, _loss_name, _name_of, _no_data, _plural, _positive, _top_conditions,
-    _top_note, condition_color, loss_colors,
+    _top_note, condition_color, loss_colors, ratio_axis,
 )
 
 
@@ -124,7 +124,7 @@ def plot_calibration_ratio(series: Mapping[str, Any], *,
         _no_data(ax)
         return fig
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ratio_axis(ax)
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="ratio = 1 (calibrated)")
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax, markerscale=0.6)

@@ -17,7 +17,8 @@ from matplotlib.ticker import FuncFormatter
 from le_ray import registry
 from le_ray.report.plots.axes import (
     MAX_TICK_LABELS, _annotate, _as_table, _bools, _category_axis, _clip_note, _col, _colors, _diagonal,
-    _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors, plain_number,
+    _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors,
+    ratio_axis,
 )
 
 
@@ -156,7 +157,7 @@ def plot_comparison_calibration(table: Any, *,
     for i in range(0, len(names) if len(names) <= 60 else 0, 2):  # shade every other condition
         ax.axvspan(i - 0.5, i + 0.5, color="0.93", zorder=0, linewidth=0)
     ax.set_xlim(-0.5, len(names) - 0.5)
-    ax.set_yscale("log")
+    ratio_axis(ax)
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="ratio = 1 (calibrated)")
     ax.grid(True, axis="y", alpha=0.3)
     _legend(ax)
@@ -347,29 +348,6 @@ def _noise_note(drawn: int, banded: int, noise: bool, counted: bool) -> str:
     return "; ".join(x for x in (what, none) if x)
 
 
-#: the ratio axis labels every minor tick (0.5, 0.7, 2, 3 ...) while it spans at most this many decades, only the
-#: 2s and 5s up to MINOR_25_DECADES, and beyond that its decades alone (minor labels would print over one another)
-MINOR_ALL_DECADES, MINOR_25_DECADES = 1.2, 2.5
-
-
-def _minor_ratio_label(ax, v: float) -> str:
-    """The label of the ratio axis's minor tick at ``v``, by the decades the axis spans when it is drawn."""
-    lo, hi = sorted(abs(x) for x in ax.get_ylim())
-    span = math.log10(hi / lo) if lo > 0 and v > 0 else math.inf
-    if span > MINOR_25_DECADES:
-        return ""
-    mantissa = round(v / 10.0 ** math.floor(math.log10(v) + 1e-9))
-    return plain_number(v) if span <= MINOR_ALL_DECADES or mantissa in (2, 5) else ""
-
-
-def _ratio_axis(ax) -> None:
-    """Log y axis of calibration ratios: each decade labelled in plain numbers (0.01, 1, 1,000, 10,000; no
-    e-notation), minor ticks labelled only while few decades are in view (:func:`_minor_ratio_label`)."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v)))
-
-
 def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), reference: str = "base rate",
                              title: str = "Calibration by base rate",
                              edges: Sequence[float] | None = None, noise: bool = True) -> Figure:
@@ -403,7 +381,7 @@ def plot_calibration_by_rate(table: Any, *, excluded: Sequence[int] = (), refere
     banded = _noise_bands(ax, t, ids, rates, mids) if noise and counted else []
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
     _decade_axis(ax, rates, edges)
-    _ratio_axis(ax)
+    ratio_axis(ax)
     ax.grid(True, which="both", alpha=0.3)
     drawn = int(sum(np.isfinite(m) and np.isfinite(r) for m, r in zip(mids, rates)))
     _rate_legend(ax, losses, any(int(j) in excluded and np.isfinite(m) for j, m in zip(ids, mids)), bool(banded))
