@@ -314,3 +314,9 @@ def test_the_comparison_figure_reads_every_loss_against_the_truth():
     ctr = {k: t.drop("true_rate", "calibration_ratio_true") for k, t in tables.items()}
     wide, words = comparison_figure_table(ctr, "bce", "localized_entropy")
     assert words == "evaluation click rate" and wide.sort("condition")["calibration_ratio_focal"].to_list()[0] == 0.5
+
+
+def test_a_short_training_time_is_written_in_milliseconds():
+    from le_ray.report.run_markdown import seconds_text
+
+    assert seconds_text(0.042) == "42 ms" and seconds_text(0.1) == "0.1 s" and seconds_text(12.34) == "12.3 s"

@@ -30,6 +30,10 @@ FIGURE_TITLES = {
 }
 
 
+def seconds_text(seconds: float) -> str:
+    """``12.3 s``, or ``45 ms`` below a tenth of a second (a tiny run's training read "0.0 s")."""
+    return f"{seconds:.1f} s" if seconds >= 0.1 else f"{seconds * 1000:.0f} ms"
+
 def _facts(state: RunState) -> pl.DataFrame:
     cfg, data = state.cfg, state.data
     first = next(iter(state.results.values()), None)
@@ -153,7 +157,7 @@ def report_markdown(state: RunState) -> str:
         lines += [f"## Metrics on the {_split(state)} split", "", markdown_table(_metrics_wide(state)), ""]
     lines += _comparison(state)
     for loss, result in state.results.items():
-        lines += [f"## {label(loss)}", "", f"Trained in {result.timings['train']:.1f} s "
+        lines += [f"## {label(loss)}", "", f"Trained in {seconds_text(result.timings['train'])} "
                   f"({result.samples_per_second:,.0f} samples/s) on {result.device}; evaluated on "
                   f"{result.evaluation_split}.", ""]
         for key, path in state.figures.items():
