@@ -54,7 +54,8 @@ def _calibration_ratio(pred_mean: np.ndarray, rate: np.ndarray) -> np.ndarray:
 
 
 def _le_ratio(sum_ce: np.ndarray, base_ce: np.ndarray) -> np.ndarray:
-    """Σ model BCE / Σ base-rate BCE, NaN where the denominator ≤ 1e-12."""
+    """Σ model BCE / Σ base-rate BCE, NaN where the denominator ≤ 1e-12: a condition of one label (the earlier
+    system clipped its rate and gave ~1e11)."""
     return np.divide(sum_ce, base_ce, out=np.full(np.shape(base_ce), np.nan), where=base_ce > RATIO_EPS)
 
 

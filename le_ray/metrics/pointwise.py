@@ -145,7 +145,8 @@ def roc_auc(p, y) -> float:
 
 def pr_auc(p, y) -> float:
     """PR-AUC as average precision, labels y ≥ 0.5 (:func:`sorted_curve_areas`; equal to scikit-learn's
-    ``average_precision_score`` to float rounding).
+    ``average_precision_score`` to float rounding). Tied scores are one threshold; the earlier system's value
+    depended on the order of tied rows (README, "The maths, briefly").
 
     NaN with a RuntimeWarning when only one class is present (or the input is empty).
     """

@@ -139,6 +139,9 @@ def _condition_groups(cond: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.n
 def _small_thresholds(p, cond, n, groups, max_prob, quantile) -> np.ndarray:
     """Per-condition ece_small threshold [C]: max_prob if some p_j ≤ max_prob, else quantile(p_j).
 
+    The quantile fallback is the whole model's rule applied to each condition too (the earlier system left such a
+    condition's ece_small NaN; README, "The maths, briefly"); the pooled summary is one condition of all rows.
+
     The quantile is numpy's linear one; NaN for absent conditions.  ``groups`` is a
     callable returning ``_condition_groups`` (only needed for the quantile fallback).
     """

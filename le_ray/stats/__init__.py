@@ -6,7 +6,8 @@ Orientation (every function here)
 For a metric where lower is better, ``delta = baseline − candidate``; where higher is
 better, ``delta = candidate − baseline``.  So **delta > 0 favours the candidate** (LE by
 default) and the one-sided alternative ``"greater"`` always means "the candidate is
-better", ``"less"`` "the candidate is worse".
+better", ``"less"`` "the candidate is worse" (the earlier system oriented both one-sided options towards "LE is
+better", so its ``"less"`` was its ``"greater"``).
 
 The test is ``scipy.stats.wilcoxon(delta, zero_method=zero_method, alternative=alternative)``,
 i.e. scipy's paired call with ``x − y = delta`` (``wilcoxon(baseline, candidate)`` for a

@@ -164,7 +164,8 @@ def _condition_rows(y: Tensor, c: Tensor, w: Optional[Tensor], size: int, dtype)
 def _supplied_rates(
     base_rates: Optional[Tensor], size: int, device: torch.device, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
-    """The supplied rates [C] and the mask [C] of the usable ones (finite and in [0, 1]).
+    """The supplied rates [C] and the mask [C] of the usable ones (finite and in [0, 1]; the earlier system clipped
+    any finite rate into (0, 1), le_ray counts one outside [0, 1] as unknown: README, "The maths, briefly").
 
     ``base_rates`` is padded with NaN (or truncated) to C, all NaN when None, so ids beyond
     len(base_rates) are never usable.  Per-batch work is left to :func:`_condition_rate`.
