@@ -42,7 +42,7 @@ from le_ray.training.devices import flush_denormals, select_device
 from le_ray.report import run_outputs
 from le_ray.report.run_markdown import write_logs
 from le_ray.report.run_outputs import RunFolders, RunState
-from le_ray.atomic import check_writable
+from le_ray.atomic import atomic_write_text, check_writable
 from le_ray.sweep.store import plain_folder_name
 from le_ray.report.tables import condition_stats, feature_stats, format_table, label_stats
 from le_ray.training.trial import TrialSpec, run_trial
@@ -227,7 +227,7 @@ def _run_logged(cfg: Config, args: argparse.Namespace, root: Path, shadows, orig
                   f"figures are in {root}")
     except BaseException as exc:  # a run that fails part-way says so in its folder, beside what it had written
         if root.is_dir() and any(root.iterdir()):
-            (root / "run_log.txt").write_text(f"{tee.buffer_text.getvalue()}\nFAILED: {type(exc).__name__}: {exc}\n")
+            atomic_write_text(root / "run_log.txt", f"{tee.buffer_text.getvalue()}\nFAILED: {type(exc).__name__}: {exc}\n")
         raise
     finally:
         logger.removeHandler(handler)
