@@ -279,6 +279,10 @@ def test_trial_record_has_precision_and_graph_fields_and_stable_ids(tiny):
     assert set(timings) == {"setup", "train", "train_loop", "evaluate", "host_summary", "total"}
     assert 0 < timings["host_summary"] < timings["evaluate"] and timings["train"] <= timings["train_loop"]
     assert set(record["eval_compare"]) == {"bce", "localized_entropy", "focal"} and record["condition_sums"]
+    small = load_config(sets=TINY + ["training.batch_size=64"])
+    le = run_trial(data, TrialSpec.make(small, "localized_entropy", 1, data.fingerprint), assigned_gpu_ids=[])
+    assert len(data.eval) > 3 * 64  # several batches: the eval curve and eval_compare both average over them
+    assert le.eval_compare["localized_entropy"] == pytest.approx(le.curves["eval_loss"][-1], rel=1e-6)
     ids = set()
     for sets in ([], ["device.cuda_graphs=off"], ["device.matmul_precision=high"], ["device.matmul_precision=highest"]):
         variant = load_config(sets=TINY + sets)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from le_ray.config import load_config
-from le_ray.data.prepare import balance_by_condition, le_base_rates, prepare_data, split_train_eval, standardize
+from le_ray.data.prepare import (balance_by_condition, le_base_rates, le_evaluation_rates, prepare_data, split_train_eval,
+                                 standardize)
 
 
 def _cfg(*sets):
@@ -61,6 +62,19 @@ def test_le_base_rates_priors():
     np.testing.assert_allclose(le_base_rates(d, prior="jeffreys"), (pos + 0.5) / (n + 1))
     np.testing.assert_allclose(le_base_rates(d, prior="none"), pos / n)
     np.testing.assert_allclose(le_base_rates(d, prior="jeffreys", use_true_rates=True), d.true_base_rates)
+
+
+def test_le_evaluation_rates_take_the_eval_splits_own_truth():
+    """The earlier system's eval LE on synthetic data with true rates: the eval split's mean true probability per
+    condition; the training rates for the train split, without the truth, or with use_true_rates off."""
+    d = prepare_data(_cfg())
+    own = le_evaluation_rates(d, "eval", prior="jeffreys", use_true_rates=True)
+    for j in range(d.num_conditions):
+        assert own[j] == pytest.approx(d.eval.p_true[d.eval.cond == j].mean(), rel=1e-12)
+    assert not np.allclose(own, d.true_base_rates, rtol=1e-9, atol=0)  # two samples of the same rates
+    np.testing.assert_array_equal(le_evaluation_rates(d, "train", prior="jeffreys", use_true_rates=True),
+                                  d.true_base_rates)
+    np.testing.assert_array_equal(le_evaluation_rates(d, "eval", prior="jeffreys"), le_base_rates(d, prior="jeffreys"))
 
 
 def test_zero_positive_condition_warns_with_prior_none():

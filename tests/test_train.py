@@ -104,11 +104,26 @@ def test_last_evaluation_is_the_trained_models_and_matches_a_fresh_one(loss):
     out = train_model(model, tr, ev, make(True), make(False), settings, seed=1)
     fresh = predict_logits(model, ev, settings.eval_batch_size)
     assert out.final_eval_logits is not None and torch.equal(out.final_eval_logits, fresh)
-    assert out.curves.eval_loss[-1] == evaluate_loss(model, ev, make(False), settings.eval_batch_size)
+    assert out.curves.eval_loss[-1] == evaluate_loss(model, ev, make(False), settings.eval_batch_size,
+                                                     loss_batch_size=settings.batch_size)
     bce = float(bce_sum(fresh, ev.whole()))
     assert out.curves.eval_ne[-1] == normalised_entropy(bce, base_rate_entropy(ev))
     unlabelled = to_tensors(data.eval.without_labels(), device=CPU, dtype=torch.float32)
     assert train_model(model, tr, unlabelled, make(True), make(False), settings, seed=1).final_eval_logits is None
+
+
+def test_the_eval_le_curve_is_on_the_train_curves_scale():
+    """The eval LE was normalised over the whole eval split at once: ~N_eval / batch size (here 3.6×) below the
+    train curve, which averages per-batch LE. Both now average over batches of the training batch size, as the
+    earlier system's evaluate(); an untrained model (lr ~0, no dropout) gives both nearly the same value."""
+    _, _, settings, model, make, tr, ev = _setup("localized_entropy", "training.lr=1e-30", "model.dropout=0",
+                                                 "training.batch_size=200", "training.epochs=1")
+    out = train_model(model, tr, ev, make(True), make(False), settings, seed=1)
+    train0, eval0 = out.curves.train_loss[0], out.curves.eval_loss[0]
+    assert eval0 == pytest.approx(train0, rel=0.25)
+    whole = evaluate_loss(model, ev, make(False), settings.eval_batch_size)  # one normalisation over 720 rows
+    assert whole < eval0 / 2.5
+    assert eval0 == evaluate_loss(model, ev, make(False), settings.eval_batch_size, loss_batch_size=200)
 
 
 def test_empty_and_unlabelled_eval_give_nan():

@@ -28,6 +28,7 @@ from le_ray.data.arrays import EncodedRows, PreparedData, PreparedMeta, Split
 from le_ray.data.synthetic import generate_synthetic, reweight_negatives
 
 __all__ = ["prepare_data", "prepare_with_source", "validation_split", "split_train_eval", "balance_by_condition", "standardize", "le_base_rates",
+           "le_evaluation_rates",
            "condition_counts"]
 
 
@@ -99,6 +100,20 @@ def le_base_rates(data: PreparedData, *, prior: str, use_true_rates: bool = Fals
                       "their LE denominator is ~0 and the loss will explode (use \"jeffreys\")",
                       RuntimeWarning, stacklevel=2)
     return rates
+
+
+def le_evaluation_rates(data: PreparedData, split_name: str, *, prior: str, use_true_rates: bool = False) -> np.ndarray:
+    """Per-condition base rates (float64 [C]) of the LE evaluation losses on the split ``split_name`` (a trial's
+    eval curve and ``eval_compare``), by the earlier system's rule: with ``use_true_rates`` on synthetic data and the
+    eval split, that split's own mean true probability per condition (NaN for a condition it lacks: LE then uses
+    the condition's observed rate); otherwise the training rates of :func:`le_base_rates`."""
+    split = data.split(split_name)
+    if use_true_rates and split_name == "eval" and split is not None and split.p_true is not None:
+        rows = np.bincount(split.cond, minlength=data.num_conditions).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(rows > 0, np.bincount(split.cond, weights=split.p_true, minlength=data.num_conditions)
+                            / np.maximum(rows, 1.0), np.nan)
+    return le_base_rates(data, prior=prior, use_true_rates=use_true_rates)
 
 
 @dataclass(frozen=True)

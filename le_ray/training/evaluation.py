@@ -446,11 +446,14 @@ def _summary(p: np.ndarray, split: Split, ece: Mapping[str, Any]) -> dict[str, f
 
 def evaluate_predictions(logits: Tensor, eval_t: TensorSplit, split: Split, *, labelled: bool,
                          ece: Mapping[str, Any], p_true: np.ndarray | None, compare: Mapping[str, Objective],
-                         le_rates: Tensor | None, num_conditions: int, keep_p: bool = True) -> Evaluation:
+                         le_rates: Tensor | None, num_conditions: int, keep_p: bool = True,
+                         loss_batch_size: int | None = None) -> Evaluation:
     """Everything the trial records about the evaluation split, with one device → host copy.
 
     logits [N] of ``eval_t`` (the split ``split`` as tensors); ``labelled``: labels usable; ``ece``: the
-    metrics' ECE keywords; ``p_true`` [N] or None; ``compare``: loss name → objective without history.
+    metrics' ECE keywords; ``p_true`` [N] or None; ``compare``: loss name → objective without history, each
+    loss's value a weighted mean over sequential batches of ``loss_batch_size`` rows (the trained loss's batch size,
+    as its eval curve; None: the whole split at once).
     Reliability bins: equal-mass (adaptive) over all p — CTR probabilities crowd into the lowest
     equal-width bin, and the diagrams are drawn on log axes. Where the sums are on the device, so is the model
     summary (:func:`le_ray.metrics.summary_from_sums`), and p [N] is copied to the host only with ``keep_p``
@@ -471,7 +474,8 @@ def evaluate_predictions(logits: Tensor, eval_t: TensorSplit, split: Split, *, l
         plan = _checked_plan(reader, p, batch.y, batch.cond, truth, num_conditions, ece, ece["bins"], order)
         summary_plan = _summary_plan(reader, p, batch.y, order, ece)
     names = list(compare)
-    losses = [compare[k](logits, batch, use_history=False) for k in names]
+    losses = [compare[k](logits, batch, use_history=False) if loss_batch_size is None
+              else compare[k].batched_mean(logits, batch, loss_batch_size) for k in names]
     compare_slot = reader.add(torch.stack(losses)) if losses else None
     le_slot = reader.add(le_stat_tensors(logits, batch.y, batch.cond, num_conditions=num_conditions,
                                          base_rates=le_rates, sample_weights=batch.w))

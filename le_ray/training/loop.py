@@ -8,8 +8,10 @@ embedding (its own group when ``lr_category`` is set) keeps learning.
 Curves: training losses are weight-averaged over batches of the training batch size
 (Σ_b loss_b·W_b / Σ_b W_b, W_b = Σ w in batch b): at epoch 0 over sequential batches of the
 untrained model (evaluation mode), at epoch e ≥ 1 over that epoch's shuffled training batches.
-Eval losses are computed over the whole evaluation split at once (for LE: Σ_j num_j/den_j / W
-with every row of the split), before training and after each epoch.
+Eval losses are weight-averaged the same way over sequential batches of the training batch size (the earlier
+system's ``evaluate()``), computed from the whole split's logits in one call
+(:meth:`le_ray.training.objectives.Objective.batched_mean`), before training and after each epoch, so a
+loss's train and eval curves share one scale.
 Normalised entropy (NE, He et al. 2014; dimensionless, 1 = as good as predicting the split's base rate):
 ``NE = Σ_i w_i·BCE_i / (W · H(p̄))`` with ``p̄ = Σ w·y / W`` and ``H(p) = −p ln p − (1−p) ln(1−p)``. It is
 recorded for train and eval on the same per-row normalisation (``train_ne``, ``eval_ne``), unlike LE,
@@ -149,8 +151,10 @@ def predict_logits(model: nn.Module, split: TensorSplit, batch_size: int, amp: s
 
 @torch.no_grad()
 def evaluate_loss(model: nn.Module, split: TensorSplit | None, objective: Objective, batch_size: int,
-                  logits: torch.Tensor | None = None) -> float:
-    """The objective over the whole split at once (LE sums per condition over all rows).
+                  logits: torch.Tensor | None = None, *, loss_batch_size: int | None = None) -> float:
+    """The objective's evaluation loss on the split (history off): :meth:`Objective.batched_mean` over sequential
+    batches of ``loss_batch_size`` rows (the training batch size), or over the whole split at once when None.
+    ``batch_size``: the forward pass's batch size when ``logits`` are not given.
 
     Empty or unlabelled splits give NaN instead of raising.
     """
@@ -158,7 +162,10 @@ def evaluate_loss(model: nn.Module, split: TensorSplit | None, objective: Object
         return float("nan")
     if logits is None:
         logits = predict_logits(model, split, batch_size)
-    return float(objective(logits, split.whole(), use_history=False))
+    whole = split.whole()
+    if loss_batch_size is None:
+        return float(objective(logits, whole, use_history=False))
+    return float(objective.batched_mean(logits, whole, loss_batch_size))
 
 
 @torch.no_grad()
@@ -203,6 +210,7 @@ class _EpochContext:
     on_batch_eval: Callable[[int, np.ndarray], None] | None
     on_step: Callable[[int, int], None] | None = None
     static: StaticSteps | None = None  # the static / captured path; None: eager batches
+    held_out: Objective | None = None  # the eval split's losses (its own LE rates); None: ``objective``
     step: int = 0
     epoch: int = 0
     epoch_first_step: int = 1
@@ -245,7 +253,8 @@ def _diagnostic_hooks(model: nn.Module, settings: TrainingSettings, grad_sq: Gra
 def _batch_eval(model: nn.Module, ctx: _EpochContext, batch_loss: float) -> None:
     """Mid-epoch evaluation every ``eval_every_n_batches`` steps."""
     logits = predict_logits(model, ctx.eval, ctx.settings.eval_batch_size) if ctx.eval is not None else None
-    eval_loss = evaluate_loss(model, ctx.eval, ctx.objective, ctx.settings.eval_batch_size, logits)
+    eval_loss = evaluate_loss(model, ctx.eval, ctx.held_out or ctx.objective, ctx.settings.eval_batch_size, logits,
+                              loss_batch_size=ctx.settings.batch_size)
     ctx.curves.batch_step.append(ctx.step)
     ctx.curves.batch_train_loss.append(batch_loss)
     ctx.curves.batch_eval_loss.append(eval_loss)
@@ -310,7 +319,8 @@ def _train_epoch(model: nn.Module, ctx: _EpochContext, epoch: int) -> tuple[floa
 
 def _record(ctx: _EpochContext, model: nn.Module, objective: Objective, epoch: int, train_loss: float,
             train_ne: float) -> None:
-    """Append epoch ``epoch``'s train values and the eval split's loss and NE (whole split, history off).
+    """Append epoch ``epoch``'s train values and the eval split's loss (:meth:`Objective.batched_mean` over batches of
+    the training batch size, history off) and NE.
 
     The eval logits are kept in ``ctx.eval_logits``: after the last epoch they are the trained model's, which the
     trial's final evaluation reuses instead of a second pass. One host read for the loss and Σ w·BCE together."""
@@ -320,7 +330,7 @@ def _record(ctx: _EpochContext, model: nn.Module, objective: Objective, epoch: i
         logits = predict_logits(model, split, ctx.settings.eval_batch_size, ctx.settings.amp)
         whole = split.whole()
         with torch.no_grad():
-            loss, bce = objective(logits, whole, use_history=False), bce_sum(logits, whole)
+            loss, bce = objective.batched_mean(logits, whole, ctx.settings.batch_size), bce_sum(logits, whole)
             dtype = torch.promote_types(loss.dtype, bce.dtype)  # both exact in it: the floats read are theirs
             eval_loss, eval_bce = torch.stack([loss.to(dtype), bce.to(dtype)]).tolist()
         eval_ne = normalised_entropy(eval_bce, ctx.eval_entropy)
@@ -368,11 +378,13 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
                 on_batch_eval: Callable[[int, np.ndarray], None] | None = None,
                 on_step: Callable[[int, int], None] | None = None,
                 on_epoch: Callable[[int, nn.Module], None] | None = None,
-                cuda_graphs: bool = False, static_steps: bool = False) -> TrainOutcome:
+                cuda_graphs: bool = False, static_steps: bool = False,
+                held_out_objective: Objective | None = None) -> TrainOutcome:
     """Train ``model`` in place for ``settings.epochs`` epochs; return curves and timings.
 
     ``objective`` is the training loss (LE may carry a cross-batch history); ``eval_objective``
-    the same loss without history, used for epoch-0 and per-epoch losses. Batches are shuffled
+    the same loss without history, used for the epoch-0 training loss, and for the eval split's losses unless
+    ``held_out_objective`` is given (LE normalised by the eval split's own rates: the trial's rule). Batches are shuffled
     by a ``torch.Generator`` on ``seed``'s ``batch_order`` stream (:mod:`le_ray.seeds`). ``on_batch_eval(step, eval_probabilities)`` runs
     at each mid-epoch evaluation; ``on_step(epoch, step)`` after every optimiser step; ``on_epoch(epoch, model)``
     after each epoch's curves are recorded (``le-ray tune`` reports its metric there).
@@ -391,7 +403,7 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
     # on CUDA epoch 1's order is drawn while the epoch-0 evaluation runs, each later one during the epoch before
     with EpochOrders(train, generator, settings.epochs, ahead=on_cuda) as orders:
         ctx = _EpochContext(state, train, eval_split, objective, settings, orders, TrainCurves(), on_batch_eval,
-                            on_step, static)
+                            on_step, static, held_out_objective)
         ctx_ref.append(ctx)
         train_seconds, seen = _run_epochs(model, ctx, eval_objective, on_epoch)
     return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, state.schedule.values(),
@@ -406,14 +418,15 @@ def _run_epochs(model: nn.Module, ctx: _EpochContext, eval_objective: Objective,
     train_h = base_rate_entropy(train)
     ctx.eval_entropy = base_rate_entropy(eval_split) if eval_split is not None else float("nan")
     train_loss, train_bce = batched_loss(model, train, eval_objective, settings.batch_size, settings.amp, ctx.static)
-    _record(ctx, model, eval_objective, 0, train_loss, normalised_entropy(train_bce, train_h))
+    held_out = ctx.held_out or eval_objective
+    _record(ctx, model, held_out, 0, train_loss, normalised_entropy(train_bce, train_h))
     train_seconds, seen = 0.0, 0
     for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
         train_loss, train_bce, n = _train_epoch(model, ctx, epoch)
         train_seconds += time.perf_counter() - epoch_start
         seen += n
-        _record(ctx, model, eval_objective, epoch, train_loss, normalised_entropy(train_bce, train_h))
+        _record(ctx, model, held_out, epoch, train_loss, normalised_entropy(train_bce, train_h))
         log.info("%s epoch %d/%d: train %.6f eval %.6f (%.1f s, lr %.3g)", objective.name, epoch, settings.epochs,
                  train_loss, ctx.curves.eval_loss[-1], time.perf_counter() - epoch_start, state.schedule.values()[0])
         if settings.print_embedding_table:

@@ -9,7 +9,7 @@ one definition of each loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -57,9 +57,61 @@ class Objective:
     num_conditions: int | None = None
     le_constants: LEConstants | None = None
 
+    #: (rows, batch size, device) → (condition-id offsets [N], LE constants of the segments): built once per split
+    _segments: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
     def __call__(self, logits: torch.Tensor, batch: Batch, *, use_history: bool = True) -> torch.Tensor:
         """Loss of ``logits`` [B] on ``batch``; ``use_history=False`` for evaluation passes."""
         return LOSS_FUNCTIONS[self.name](self, logits, batch, self.history if use_history else None)
+
+    def batched_mean(self, logits: torch.Tensor, batch: Batch, batch_size: int) -> torch.Tensor:
+        """The evaluation loss of ``logits`` [N] on ``batch`` (history off) as the earlier system reports it: the
+        weighted mean of the losses of its sequential batches of ``batch_size`` rows,
+        Σ_b loss_b·W_b / max(Σ_b W_b, 1), without a host read.
+
+        BCE and focal: equal to the whole batch's weighted mean whenever every batch weighs ≥ 1 (always with
+        unit weights), so that is what is computed. LE: row i of batch b = ⌊i / batch_size⌋ takes condition
+        id c_i + b·C, so one scatter gives every (batch, condition) pair its ones, zeros and numerator, and
+        Σ_{b,j} cw_j·num_bj / den_bj^s / max(ΣW, 1) = Σ_b LE_b·W_b / max(ΣW, 1) when every W_b ≥ 1. (A whole split
+        normalised at once differs from that by a factor of about N / batch_size.) Batches are taken
+        :data:`MAX_SEGMENT_SLOTS` // C at a time, so the per-(batch, condition) tensors stay bounded."""
+        n = logits.numel()
+        if self.name != "localized_entropy" or n <= batch_size:
+            return self(logits, batch, use_history=False)
+        rows = max(MAX_SEGMENT_SLOTS // max(self.num_conditions, 1), 1) * batch_size  # rows per call
+        totals = [self._segmented(logits[i:i + rows], batch, slice(i, i + rows), batch_size) for i in range(0, n, rows)]
+        total = totals[0] if len(totals) == 1 else torch.stack(totals).sum()
+        return total / batch.w.sum().clamp_min(1.0).to(total.dtype)
+
+    def _segmented(self, logits: torch.Tensor, batch: Batch, rows: slice, batch_size: int) -> torch.Tensor:
+        """Σ_b LE_b·W_b of the batches of ``batch``'s ``rows`` (whole batches), in one LE call."""
+        n = logits.numel()
+        offsets, constants = self._segment_constants(n, batch_size, batch.cond.device)
+        w = batch.w[rows]
+        mean = localized_entropy(logits, batch.y[rows], batch.cond[rows] + offsets, sample_weights=w,
+                                 norm_strength=self.settings.le.norm_strength, constants=constants)
+        return mean * w.sum().clamp_min(1.0).to(mean.dtype)  # LE divides Σ terms by max(W, 1)
+
+    def _segment_constants(self, n: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, LEConstants]:
+        """(b·C for each of n rows, :func:`le_constants` of the B·C segment conditions: the C rates, NaN-padded,
+        repeated B times), cached per row count (building the constants reads on the host once)."""
+        key = (n, batch_size, str(device))
+        if key not in self._segments:
+            size, segments = self.num_conditions, -(-n // batch_size)
+            offsets = torch.arange(n, device=device).div_(batch_size, rounding_mode="floor").mul_(size)
+            rates = None
+            if self.base_rates is not None:
+                rates = torch.full((size,), float("nan"), dtype=self.base_rates.dtype, device=device)
+                known = min(size, self.base_rates.numel())
+                rates[:known] = self.base_rates[:known].to(device)
+                rates = rates.repeat(segments)
+            self._segments[key] = offsets, le_constants(rates, None, segments * size, device=device)
+        return self._segments[key]
+
+
+#: The most (batch, condition) pairs one :meth:`Objective.batched_mean` LE call sums at once (its per-pair tensors
+#: are ~50 bytes a pair: a 2,000-condition split of 8M rows at batch 1,024 would otherwise need ~800 MB).
+MAX_SEGMENT_SLOTS = 1 << 22
 
 
 def make_objective(name: str, settings: TrainingSettings, *, base_rates: torch.Tensor | None,

@@ -26,7 +26,7 @@ from le_ray.config import Config, TrainingSettings
 from le_ray.registry import LOSS_NAMES
 from le_ray.data.arrays import PreparedData
 from le_ray.data.batches import to_tensors
-from le_ray.data.prepare import le_base_rates
+from le_ray.data.prepare import le_base_rates, le_evaluation_rates
 from le_ray.training.devices import (
     DeviceChoice, apply_matmul_precision, configure_threads, flush_denormals, seed_all, select_device,
     set_determinism, tune_host_allocator,
@@ -110,6 +110,33 @@ def _node_name() -> str:
     return os.environ.get("LE_RAY_NODE_NAME") or socket.gethostname() or platform.node()
 
 
+@dataclass(frozen=True)
+class _TrialLosses:
+    """A trial's objectives: ``training`` (LE: its cross-batch history), ``epoch_zero`` (the same without history:
+    the untrained model's training loss), ``held_out`` (the eval split's losses, LE normalised by ``eval_rates``),
+    and the LE base rates [C] of training (``rates``) and of the eval split (``eval_rates``)."""
+    training: Objective
+    epoch_zero: Objective
+    held_out: Objective
+    rates: torch.Tensor
+    eval_rates: torch.Tensor
+
+
+def _trial_losses(spec: TrialSpec, data: PreparedData, split_name: str, dev: torch.device,
+                  dtype: torch.dtype) -> _TrialLosses:
+    """:class:`_TrialLosses` of ``spec`` (rates: :func:`le_base_rates`, :func:`le_evaluation_rates`)."""
+    settings, use_true = spec.settings, spec.config.synthetic.use_true_base_rates_for_le
+    prior = settings.le.base_rate_prior
+    rates = torch.tensor(le_base_rates(data, prior=prior, use_true_rates=use_true), dtype=dtype, device=dev)
+    eval_rates = torch.tensor(le_evaluation_rates(data, split_name, prior=prior, use_true_rates=use_true),
+                              dtype=dtype, device=dev)
+    pushes = data.train_condition_counts * settings.epochs  # what each LE window can ever receive
+    make = lambda base, history: make_objective(spec.loss, settings, base_rates=base,  # noqa: E731
+                                                num_conditions=data.num_conditions, device=dev, dtype=dtype,
+                                                with_history=history, max_entries=pushes)
+    return _TrialLosses(make(rates, True), make(rates, False), make(eval_rates, False), rates, eval_rates)
+
+
 def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence[int | str] | None = None,
               num_threads: int | None = None, keep_predictions: bool = False, keep_model: bool = False,
               track_grad_sq: bool | None = None, on_batch_eval=None, on_step=None, on_epoch=None) -> TrialResult:
@@ -123,23 +150,18 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     choice, precision = _setup(spec, assigned_gpu_ids, num_threads)
     settings = spec.settings
     dev, dtype = choice.device, choice.dtype
-    rates = torch.tensor(le_base_rates(data, prior=settings.le.base_rate_prior,
-                                       use_true_rates=cfg.synthetic.use_true_base_rates_for_le), dtype=dtype, device=dev)
     split_name, split, labelled = evaluation_split(data, cfg)
+    losses = _trial_losses(spec, data, split_name, dev, dtype)
     stage = cfg.device.move_dataset_to_cuda
     train_t = to_tensors(data.train, device=dev, dtype=dtype, stage_on_device=stage)
     eval_t = to_tensors(split if labelled else split.without_labels(), device=dev, dtype=dtype, stage_on_device=stage)
     model = build_model(cfg.model, num_numeric=data.num_numeric, num_conditions=data.num_conditions,
                         cat_vocab_sizes=data.cat_vocab_sizes).to(device=dev, dtype=dtype)
-    pushes = data.train_condition_counts * settings.epochs  # what each LE window can ever receive
-    make = lambda history: make_objective(spec.loss, settings, base_rates=rates,  # noqa: E731
-                                          num_conditions=data.num_conditions, device=dev, dtype=dtype,
-                                          with_history=history, max_entries=pushes)
     grad = cfg.plots.grad_sq_by_condition if track_grad_sq is None else track_grad_sq
     t1 = time.perf_counter()
-    outcome: TrainOutcome = train_model(model, train_t, eval_t, make(True), make(False), settings, seed=spec.seed,
-                                        track_grad_sq=grad, on_batch_eval=on_batch_eval, on_step=on_step,
-                                        on_epoch=on_epoch,
+    outcome: TrainOutcome = train_model(model, train_t, eval_t, losses.training, losses.epoch_zero, settings,
+                                        seed=spec.seed, track_grad_sq=grad, on_batch_eval=on_batch_eval,
+                                        on_step=on_step, on_epoch=on_epoch, held_out_objective=losses.held_out,
                                         cuda_graphs=cfg.device.cuda_graphs == "auto")  # used on CUDA only
     t2 = time.perf_counter()
     logits = outcome.final_eval_logits  # the last epoch's evaluation already ran the trained model on eval_t
@@ -147,8 +169,10 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
         logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
     ev = evaluate_predictions(logits, eval_t, split, labelled=labelled, ece=ece_settings(cfg),
                               p_true=split.p_true if cfg.evaluation.synthetic_truth else None,
-                              compare=_compare_objectives(cfg, settings, rates, data.num_conditions, dev, dtype),
-                              le_rates=rates, num_conditions=data.num_conditions, keep_p=keep_predictions)
+                              compare=_compare_objectives(cfg, settings, losses.eval_rates, data.num_conditions,
+                                                          dev, dtype),
+                              le_rates=losses.rates, num_conditions=data.num_conditions, keep_p=keep_predictions,
+                              loss_batch_size=settings.batch_size)
     test_p = None
     if keep_predictions and data.test is not None and split_name != "test":
         test_t = to_tensors(data.test.without_labels(), device=dev, dtype=dtype)

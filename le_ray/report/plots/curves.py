@@ -36,8 +36,9 @@ def plot_loss_curves(curves: Mapping[str, Any], *, title: str = "Training and ev
     """Loss by epoch, normalised entropy by epoch, and loss by optimiser step when tracked, for one trial.
 
     ``curves``: keys ``epoch``, ``train_loss``, ``eval_loss`` (lists; epoch 0 = before training),
-    optionally ``train_ne``, ``eval_ne`` (normalised entropy: one per-row scale for train and eval, which
-    LE's own value is not — its eval value is normalised over the whole split, the train value per batch)
+    optionally ``train_ne``, ``eval_ne`` (normalised entropy: one per-row scale for every loss; LE's train and eval
+    values are each a weighted mean of per-batch LE at the training batch size, but the train value's batches
+    also hold the cross-batch windows when they are on)
     and ``batch_step``, ``batch_train_loss``, ``batch_eval_loss`` (a "loss by batch" panel).  A y series
     shorter than its x belongs to the last x values; a y axis is logarithmic when all its values are > 0.
     """
