@@ -79,18 +79,21 @@ class Objective:
         if self.name != "localized_entropy" or n <= batch_size:
             return self(logits, batch, use_history=False)
         rows = max(MAX_SEGMENT_SLOTS // max(self.num_conditions, 1), 1) * batch_size  # rows per call
-        totals = [self._segmented(logits[i:i + rows], batch, slice(i, i + rows), batch_size) for i in range(0, n, rows)]
-        total = totals[0] if len(totals) == 1 else torch.stack(totals).sum()
+        if rows >= n:
+            return self._segmented(logits, batch, slice(None), batch_size)
+        totals = []
+        for i in range(0, n, rows):  # LE divides Σ terms by max(W, 1): each part's Σ terms = its mean · W_part
+            part = slice(i, i + rows)
+            totals.append(self._segmented(logits[part], batch, part, batch_size) * batch.w[part].sum().clamp_min(1.0))
+        total = torch.stack(totals).sum()
         return total / batch.w.sum().clamp_min(1.0).to(total.dtype)
 
     def _segmented(self, logits: torch.Tensor, batch: Batch, rows: slice, batch_size: int) -> torch.Tensor:
-        """Σ_b LE_b·W_b of the batches of ``batch``'s ``rows`` (whole batches), in one LE call."""
-        n = logits.numel()
-        offsets, constants = self._segment_constants(n, batch_size, batch.cond.device)
-        w = batch.w[rows]
-        mean = localized_entropy(logits, batch.y[rows], batch.cond[rows] + offsets, sample_weights=w,
+        """LE of ``batch``'s ``rows`` (whole batches of ``batch_size``, the last one may be short) with each batch's
+        conditions apart: Σ_{b,j} cw_j·num_bj / den_bj^s / max(W, 1), in one call."""
+        offsets, constants = self._segment_constants(logits.numel(), batch_size, batch.cond.device)
+        return localized_entropy(logits, batch.y[rows], batch.cond[rows] + offsets, sample_weights=batch.w[rows],
                                  norm_strength=self.settings.le.norm_strength, constants=constants)
-        return mean * w.sum().clamp_min(1.0).to(mean.dtype)  # LE divides Σ terms by max(W, 1)
 
     def _segment_constants(self, n: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, LEConstants]:
         """(b·C for each of n rows, :func:`le_constants` of the B·C segment conditions: the C rates, NaN-padded,
