@@ -70,6 +70,29 @@ def test_cuda_trial_matches_cpu_closely():
         torch.use_deterministic_algorithms(was[0], warn_only=was[1])
     assert gpu.device.startswith("cuda:0") and cpu.device.startswith("cpu")
     assert gpu.metrics["logloss"] == pytest.approx(cpu.metrics["logloss"], rel=2e-3)
+    assert gpu.curves["eval_loss"] == pytest.approx(cpu.curves["eval_loss"], rel=2e-3)  # per-batch eval LE
+
+
+def test_the_batched_evaluation_le_reads_nothing_on_the_host_once_built():
+    """:meth:`Objective.batched_mean` builds its segment constants once (one host read); every later call, as at
+    each epoch's evaluation, must not synchronise, and must give the CPU's value."""
+    cfg, data, settings = _setup("localized_entropy")
+    values = {}
+    for device in (torch.device("cpu"), CUDA):
+        rates = torch.tensor(le_base_rates(data, prior="jeffreys"), device=device)
+        objective = make_objective("localized_entropy", settings, base_rates=rates, num_conditions=data.num_conditions,
+                                   device=device, dtype=torch.float32, with_history=False)
+        split = to_tensors(data.eval, device=device, dtype=torch.float32)
+        logits = torch.linspace(-6.0, 1.0, len(split), device=device)
+        objective.batched_mean(logits, split.whole(), 1000)
+        if device.type == "cuda":
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            loss = objective.batched_mean(logits, split.whole(), 1000)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        values[device.type] = float(loss)
+    assert len(data.eval) > 3 * 1000 and values["cuda"] == pytest.approx(values["cpu"], rel=1e-5)
 
 
 # --------------------------------------------------------------------------- captured training steps
