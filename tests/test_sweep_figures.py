@@ -29,6 +29,15 @@ def test_condition_gaps_points_are_named_by_ad_id():
     assert {x.get_text() for x in P.plot_condition_gaps(t).axes[0].texts} == {"17753", "18993"}
 
 
+def test_condition_gaps_set_untestable_ads_apart_from_not_significant_ones():
+    t = {"condition": [0, 1, 2], "base_rate": [0.01, 0.02, 0.03], "baseline_gap": [0.1, 0.2, 0.3],
+         "candidate_gap": [0.05, 0.25, 0.1], "significant": [False, False, True], "p_value": [0.25, 0.5, 0.01],
+         "untestable": [True, False, False]}
+    legend = [x.get_text() for x in P.plot_condition_gaps(t).axes[0].get_legend().get_texts()]
+    assert "untestable with these seeds (no test could reach alpha) (1)" in legend
+    assert "not significant (1)" in legend and "significant, favours LE (1)" in legend
+
+
 def test_comparison_sorted_by_base_rate_with_names():
     t = comparison_table(4)
     fig = P.plot_comparison_calibration(t)

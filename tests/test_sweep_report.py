@@ -487,9 +487,12 @@ def test_paired_delta_figure_title_names_the_favoured_loss_once():
     from le_ray.report.sweep import _pair_jobs
 
     records = [_record(loss, s, shift) for s in (1, 2, 3) for loss, shift in (("bce", 0.05), ("localized_entropy", 0))]
-    _, job = _pair_jobs(plots, 30, _tables(records))["deltas_LE_vs_BCE"]
+    jobs = _pair_jobs(plots, 30, _tables(records), load_config(sets=["repeats.bootstrap_samples=100"]))
+    _, job = jobs["deltas_LE_vs_BCE"]
     title = job.draw(*job.args, **job.kwargs)._suptitle.get_text()
     assert title == "LE vs BCE: paired metric deltas by seed (delta > 0 favours LE)"
+    _, gaps = jobs["condition_gaps_LE_vs_BCE"]  # 3 seeds: no per-ad test can reach alpha
+    assert gaps.args[0]["untestable"].to_list() == [True] * gaps.args[0].height
 
 
 @pytest.mark.parametrize("truth, resampled, reasons", [

@@ -460,3 +460,15 @@ def test_a_p_below_alpha_is_read_as_significant_even_where_the_exact_bound_says_
     cond = _conditions([(3, "a", 0.0005, 0.0009, 0.0002, 6, 0.035, 0.035)]).with_columns(pl.lit(5).alias("n_nonzero"))
     test = bottom_line(_inputs(conditions=cond, ratios=_ratios({3: (BCE_RATIOS, LE_RATIOS)})))[1][1]
     assert "holm p = 0.035: significant at alpha 0.05" in test and "by construction" not in test
+
+
+def test_untestable_conditions_are_those_no_test_could_bring_below_alpha():
+    """The per-ad gap figure marked ads it could not test as 'not significant' (figure audit). 3 paired seeds: the
+    smallest exact p is 0.25; 8 ranked pairs in a Holm family of 3: 3 × 2/2^8 = 0.023 < 0.05, testable; 8 pairs with 2
+    nonzero: untestable; a NaN p: untestable."""
+    from le_ray.report.verdict import untestable_conditions
+
+    cond = _conditions([(1, "a", 0.01, 0.1, 0.05, 3, 0.25, 0.5), (2, "b", 0.02, 0.1, 0.05, 8, 0.2, 0.4),
+                        (3, "c", 0.03, 0.1, 0.05, 8, 0.5, 1.0), (4, "d", 0.04, 0.1, 0.05, 8, None, None)])
+    cond = cond.with_columns(pl.Series("n_nonzero", [3, 8, 2, 8]))
+    assert untestable_conditions(_inputs(conditions=cond)).to_list() == [True, False, True, True]

@@ -28,8 +28,8 @@ from le_ray.errors import ResultsError
 from le_ray.registry import LOSSES, label
 from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, SummaryContext, build_verdict,
                                       condition_table, noise_bands, resume_command, shown_table, summary_markdown,
-                                      table_files)
-from le_ray.report.verdict import band_edges, verdict_text
+                                      table_files, verdict_inputs)
+from le_ray.report.verdict import band_edges, untestable_conditions, verdict_text
 from le_ray.report.sweep_stats import SweepTables, comparison_pairs, compute_tables
 from le_ray.report.tables import write_csv
 from le_ray.report.tuning import best_so_far, load_tuning, ranked_finals, tuning_markdown
@@ -67,8 +67,9 @@ def mean_reliability(records: list[dict[str, Any]], loss: str) -> dict[str, np.n
             "avg_label_low": label_low, "avg_label_high": label_high}
 
 
-def _pair_jobs(plots, dpi: int, tables: SweepTables) -> dict[str, tuple[str, Any]]:
-    """name → (file name, FigureJob) of each comparison's paired deltas and per-ad calibration gaps."""
+def _pair_jobs(plots, dpi: int, tables: SweepTables, cfg: Config) -> dict[str, tuple[str, Any]]:
+    """name → (file name, FigureJob) of each comparison's paired deltas and per-ad calibration gaps (each ad marked
+    untestable where the verdict calls it so)."""
     jobs = {}
     for key, deltas in tables.deltas.items():
         b, c = (label(tables.metric_tests[key][x][0]) for x in ("baseline", "candidate"))
@@ -77,6 +78,10 @@ def _pair_jobs(plots, dpi: int, tables: SweepTables) -> dict[str, tuple[str, Any
                                  plots.FigureJob(plots.plot_paired_deltas, (deltas,), {"title": title}, dpi))
         cond = tables.condition_tests[key]
         if cond.height:
+            tests = tables.metric_tests[key]
+            v = verdict_inputs(cfg, tests["baseline"][0], tests["candidate"][0], tests, cond, tables.calibration,
+                               tables.truth)
+            cond = cond.with_columns(untestable_conditions(v))
             jobs[f"condition_gaps_{key}"] = (f"condition_gaps_{key}.png", plots.FigureJob(
                 plots.plot_condition_gaps, (cond,), {"title": f"{c} vs {b}: per-ad calibration gap (points: ad ids)",
                                                       "baseline": b, "candidate": c}, dpi))
@@ -88,7 +93,7 @@ def _figure_jobs(cfg: Config, tables: SweepTables, records: list[dict[str, Any]]
     from le_ray.report import plots
 
     dpi = cfg.plots.dpi
-    jobs = _pair_jobs(plots, dpi, tables)
+    jobs = _pair_jobs(plots, dpi, tables, cfg)
     if tables.calibration.height:
         names = " vs ".join(label(x) for x in cfg.losses)
         excluded = tables.calibration.filter(pl.col("excluded"))["condition"].unique().to_list()

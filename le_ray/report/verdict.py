@@ -38,7 +38,7 @@ from le_ray.report.wording import (EXCLUDED_WHY, ads as _ads, excluded_ads, numb
 
 __all__ = ["VerdictInputs", "Verdict", "BAND_EDGES", "band_edges", "RARE_BELOW", "MAX_BOTTOM_ADS", "band_labels", "rate_bands",
            "metric_sentences", "band_sentences", "bands_overview", "rare_headline",
-           "pending_headline", "smallest_reachable_p", "percent", "seeds_word", "is_untestable",
+           "pending_headline", "smallest_reachable_p", "untestable_conditions", "percent", "seeds_word", "is_untestable",
            "why_untestable", "short_of_alpha", "family", "Family", "ranked_pairs", "pairs_words", "ranks_favour",
            "mean_against", "mean_against_words", "one_sided", "one_sided_words", "not_significant", "candidate_ahead",
            "verdict_markdown", "verdict_text", "span"]
@@ -370,6 +370,16 @@ def candidate_ahead(rows: pl.DataFrame) -> pl.Series:
         delta = r.get("delta_mean", gaps[0] - gaps[1])
         return ranks_favour({**r, "delta_mean": delta}, "delta_mean")
     return pl.Series([ahead(r) for r in rows.iter_rows(named=True)], dtype=pl.Boolean)
+
+
+def untestable_conditions(v: VerdictInputs) -> pl.Series:
+    """Per row of ``v.condition_tests``: whether its per-ad test could not reach alpha with the seeds it ranks (or
+    gave no p-value), in the family of the comparison's per-ad correction: what the band sentences call untestable."""
+    t = v.condition_tests
+    p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
+    if t.height == 0 or p_col not in t.columns:
+        return pl.Series("untestable", [True] * t.height, dtype=pl.Boolean)
+    return _untestable_mask(v, t, p_col, family(v, t, p_col)).alias("untestable")
 
 
 def band_sentences(v: VerdictInputs) -> list[str]:

@@ -75,9 +75,10 @@ def plot_condition_gaps(table: Any, *, title: str = "Per-condition calibration g
     """Per condition: baseline gap (x) vs candidate gap (y), log–log, with y = x.
 
     ``table``: columns ``condition``, ``base_rate``, ``baseline_gap``, ``candidate_gap``,
-    ``significant`` (bool), ``p_value``; a gap is e.g. |1 − calibration ratio|.  Points below the
-    line favour the candidate; significant conditions are filled (green below the line, red
-    above), the others hollow.  Gaps of 0 are drawn a decade below the smallest positive gap.
+    ``significant`` (bool), ``p_value``, optionally ``untestable`` (bool: no test of the ad could reach alpha);
+    a gap is e.g. |1 − calibration ratio|.  Points below the line favour the candidate; significant conditions
+    are filled (green below the line, red above), untestable ones grey crosses, the others hollow.  Gaps of 0 are
+    drawn a decade below the smallest positive gap.
     """
     t = _as_table(table)
     fig, axes = _figure(10, 8)
@@ -96,14 +97,17 @@ def plot_condition_gaps(table: Any, *, title: str = "Per-condition calibration g
     ax.set_xscale("log")
     ax.set_yscale("log")
     better = yv < xv
-    groups = ((ok & sig & better, "tab:green", f"significant, favours {candidate}"),
-              (ok & sig & ~better, "tab:red", f"significant, favours {baseline}"),
-              (ok & ~sig, "none", "not significant"))
-    for mask, face, label in groups:
+    untestable = _bools(t.get("untestable"), _rows(t)) & ~sig
+    groups = ((ok & sig & better, "tab:green", "o", f"significant, favours {candidate}"),
+              (ok & sig & ~better, "tab:red", "o", f"significant, favours {baseline}"),
+              (ok & ~sig & ~untestable, "none", "o", "not significant"),
+              (ok & untestable, "0.6", "x", "untestable with these seeds (no test could reach alpha)"))
+    for mask, face, marker, label in groups:
         if mask.any():
-            edge = "0.4" if face == "none" else "k"
-            ax.scatter(xv[mask], yv[mask], s=40, facecolors=face, edgecolors=edge, linewidths=0.8,
-                       label=f"{label} ({int(mask.sum())})", zorder=3)
+            colours = {"facecolors": face, "edgecolors": "0.4" if face == "none" else "k"} if marker == "o" else \
+                {"color": face}
+            ax.scatter(xv[mask], yv[mask], s=40, marker=marker, linewidths=0.8, label=f"{label} ({int(mask.sum())})",
+                       zorder=3, **colours)
     _diagonal(ax, xv[ok], yv[ok], label=f"y = x (below: {candidate} better)")
     _annotate(ax, xv[ok], yv[ok], [n for n, k in zip(_names(t), ok) if k])
     ax.grid(True, alpha=0.3)
