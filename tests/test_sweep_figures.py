@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from matplotlib.colors import to_rgb
 import polars as pl
 import pytest
 
@@ -149,6 +150,35 @@ def test_every_calibration_ratio_axis_writes_its_ticks_plainly():
         ax = fig.axes[0]
         labels = _y_tick_labels(ax, minor=True) + _y_tick_labels(ax, minor=False)
         assert "1" in labels and "2" in labels and not any("$" in x or "times" in x for x in labels)
+    # within a decade or so, over-prediction between 1 and 2 gets labelled ticks too (there were none)
+    close = dict(t, calibration_ratio_localized_entropy=[1.0, 1.05, 1.36, 1.23])
+    assert {"1.25", "0.9"} <= set(_y_tick_labels(P.plot_comparison_calibration(close).axes[0], minor=True))
+
+
+def test_ratio_figures_name_their_reference_and_colour_each_loss_as_everywhere():
+    """The run's ratio figures said 'base rate' (the evaluation click rate, by the glossary) while drawing ratios to
+    the true click probability; and the comparison coloured losses by position (LE blue when BCE was absent)."""
+    t = {"condition": [0, 1], "base_rate": [0.01, 0.02], "calibration_ratio_localized_entropy": [1.1, 0.9],
+         "calibration_ratio_focal": [1.2, 0.8]}
+    ax = P.plot_comparison_calibration(t, reference="true click probability").axes[0]
+    assert ax.get_ylabel().startswith("calibration ratio = mean prediction / true click probability")
+    assert "sorted by true click probability" in ax.get_xlabel()
+    colours = {c.get_label(): tuple(c.get_facecolor()[0][:3]) for c in ax.collections if c.get_label() in ("LE", "focal")}
+    assert colours == {name: tuple(to_rgb(c)) for name, c in zip(("LE", "focal"), P.loss_colors(["LE", "focal"]))}
+    one = {"bce": {"base_rate": np.array([0.01, 0.02]), "calibration_ratio": np.array([1.1, 0.9])}}
+    ax = P.plot_calibration_ratio(one, reference="evaluation click rate").axes[0]
+    assert ax.get_xlabel().startswith("evaluation click rate") and "/ evaluation click rate" in ax.get_ylabel()
+
+
+def test_paired_deltas_mark_ties_and_write_small_deltas_plainly():
+    t = {"metric": ["logloss"] * 4, "seed": [1, 2, 3, 4], "delta": [2e-5, -6e-5, 0.0, 1e-5]}
+    fig = P.plot_paired_deltas(t)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    labels = [x.get_text() for x in ax.get_yticklabels() if x.get_text()]
+    assert "-0.00006" in labels or "-0.00005" in labels or "-0.00004" in labels
+    assert ax.yaxis.get_offset_text().get_text() == ""  # no hidden ×1e-5
+    assert "tie (delta = 0)" in [x.get_text() for x in fig.legends[0].get_texts()]
 
 
 def test_calibration_by_rate_labels_the_rightmost_ad_to_its_left_inside_the_axes(tmp_path):

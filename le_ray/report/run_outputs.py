@@ -209,7 +209,7 @@ def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, f
     if per_cond.height:
         against, words = against_truth(per_cond)
         figs["calibration.png"] = plots.plot_calibration_ratio(
-            {label: against}, title=f"{label}: calibration ratio per condition (vs the {words})")
+            {label: against}, title=f"{label}: calibration ratio per condition (vs the {words})", reference=words)
         if state.cfg.plots.reliability:
             figs["reliability.png"] = plots.plot_reliability_diagram({label: result.reliability},
                                                                      title=f"{label}: reliability diagram")
@@ -312,11 +312,12 @@ def comparison(state) -> None:
     if drawing(state):
         wide, words = comparison_figure_table(tables, *pairs[0])
         state.figures["comparison"] = _save(state, plots.plot_comparison_calibration(
-            wide, title=f"Calibration ratio per condition by loss (vs the {words})"), folder,
+            wide, title=f"Calibration ratio per condition by loss (vs the {words})", reference=words), folder,
             "comparison_calibration.png")
         series = {LOSSES[k].label: against_truth(t)[0] for k, t in tables.items()}
         state.figures["calibration_all"] = _save(state, plots.plot_calibration_ratio(
-            series, title=f"Calibration ratio per condition (vs the {words})"), folder, "calibration.png")
+            series, title=f"Calibration ratio per condition (vs the {words})", reference=words), folder,
+            "calibration.png")
         rel = {LOSSES[k].label: r.reliability for k, r in state.results.items() if r.reliability}
         if cfg.plots.reliability:
             state.figures["reliability_all"] = _save(state, plots.plot_reliability_diagram(rel), folder,

@@ -100,7 +100,8 @@ def _figure_jobs(cfg: Config, tables: SweepTables, records: list[dict[str, Any]]
         jobs["calibration_by_rate"] = ("calibration_by_rate.png", plots.FigureJob(
             plots.plot_calibration_by_rate, (tables.calibration,),
             {"excluded": excluded, "reference": "true click rate" if tables.truth else "click rate",
-             "title": f"{names}: calibration by base rate, per ad (labels: ad ids)", "edges": band_edges(cfg),
+             "title": f"{names}: calibration by {'true click rate' if tables.truth else 'click rate'}, per ad "
+                      "(labels: ad ids)", "edges": band_edges(cfg),
              "noise": noise_bands(tables.truth, cfg.repeats.resample_data)}, dpi))  # the verdict's noise range
     losses = sorted({r["loss"] for r in records}, key=list(LOSSES).index)
     reliab = {label(loss): t for loss in losses if (t := mean_reliability(records, loss))}

@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator
 
 from le_ray import registry
 from le_ray.atomic import atomic_write_with
@@ -170,11 +170,30 @@ def _minor_ratio_label(ax, v: float) -> str:
     return plain_number(v) if span <= MINOR_ALL_DECADES or mantissa in (2, 5) else ""
 
 
+class _RatioMinorLocator(LogLocator):
+    """Minor ticks of a log ratio axis: 2–9 in each decade, and 1.25 and 1.5 too while at most
+    :data:`MINOR_ALL_DECADES` are in view, so that over-prediction (1.1–2) has labelled ticks as under-prediction
+    (0.5–0.9) does."""
+
+    def __init__(self) -> None:
+        super().__init__(base=10.0, subs=tuple(range(2, 10)))
+
+    def tick_values(self, vmin: float, vmax: float) -> np.ndarray:
+        ticks = np.asarray(super().tick_values(vmin, vmax), dtype=float)
+        lo, hi = sorted((vmin, vmax))
+        if lo > 0 and math.log10(hi / lo) <= MINOR_ALL_DECADES:
+            decades = range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            extra = [m * 10.0 ** d for d in decades for m in (1.25, 1.5)]
+            ticks = np.union1d(ticks, [x for x in extra if lo <= x <= hi])
+        return ticks
+
+
 def ratio_axis(ax) -> None:
     """Log y axis of calibration ratios: each decade labelled in plain numbers (0.01, 1, 1,000, 10,000; no
     e-notation), minor ticks labelled only while few decades are in view (:func:`_minor_ratio_label`)."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+    ax.yaxis.set_minor_locator(_RatioMinorLocator())
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v)))
 
 

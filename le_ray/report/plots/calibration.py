@@ -92,12 +92,14 @@ def plot_prediction_histograms(p: np.ndarray, conditions: np.ndarray, condition_
 
 
 def plot_calibration_ratio(series: Mapping[str, Any], *,
-                           title: str = "Calibration ratio (mean prediction / base rate) per condition") -> Figure:
+                           title: str = "Calibration ratio (mean prediction / base rate) per condition",
+                           reference: str = "base rate") -> Figure:
     """Per-condition calibration ratio vs base rate, log–log, one marker colour per loss.
 
     ``series``: loss name → table / dict with ``base_rate``, ``calibration_ratio`` (arrays of
     length C) and optional ``count`` (marker area ∝ sqrt(count), scaled over all series).  A
-    horizontal line marks ratio = 1; conditions with base rate ≤ 0 or a NaN ratio are skipped.
+    horizontal line marks ratio = 1; conditions with base rate ≤ 0 or a NaN ratio are skipped.  ``reference``:
+    what ``base_rate`` is, in words (e.g. "true click probability"), for the axis labels.
     """
     fig, axes = _figure(10, 7)
     ax = axes[0, 0]
@@ -118,8 +120,8 @@ def plot_calibration_ratio(series: Mapping[str, Any], *,
                    label=f"{_loss_name(name)} ({_plural(int(ok.sum()), 'condition')})")
         clipped, drawn = clipped + n_low, drawn + 1
     size_note = "; marker area ∝ sqrt(rows)" if any(np.isfinite(c).any() for c in counts) else ""
-    _label(ax, title + size_note.replace("; ", "\n"), "base rate (probability, log)",
-           f"calibration ratio = mean prediction / base rate (log){_clip_note(clipped, floor)}")
+    _label(ax, title + size_note.replace("; ", "\n"), f"{reference} (probability, log)",
+           f"calibration ratio = mean prediction / {reference} (log){_clip_note(clipped, floor)}")
     if not drawn:
         _no_data(ax)
         return fig

@@ -16,8 +16,8 @@ from matplotlib.ticker import FuncFormatter
 
 from le_ray import registry
 from le_ray.report.plots.axes import (
-    MAX_TICK_LABELS, _annotate, _as_table, _bools, _category_axis, _clip_note, _col, _colors, _diagonal,
-    _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors,
+    MAX_TICK_LABELS, _annotate, _as_table, _bools, _category_axis, _clip_note, _col, _diagonal,
+    _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors, plain_number,
     ratio_axis,
 )
 
@@ -54,6 +54,10 @@ def plot_paired_deltas(table: Any, *, title: str = "Paired deltas by seed") -> F
         ax.set_title(f"{metric}\nmean {d.mean():+.3g}, {int((d > 0).sum())}/{d.size} > 0", fontsize=10)
         pos = np.arange(d.size)
         ax.bar(pos, d, color=np.where(d > 0, "tab:green", "tab:red"))
+        ties = pos[d == 0]
+        if ties.size:  # a tie has no bar: a mark on the zero line
+            ax.plot(ties, np.zeros(ties.size), linestyle="none", marker="o", markerfacecolor="none", color="0.3")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))  # no hidden 1e-5 offset
         ax.axhline(0.0, color="k", linewidth=0.8)
         ax.axhline(float(d.mean()), color="0.3", linestyle="--", linewidth=1)
         if d.size <= 20:
@@ -61,9 +65,11 @@ def plot_paired_deltas(table: Any, *, title: str = "Paired deltas by seed") -> F
         ax.grid(True, axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
-    handles = [Patch(color="tab:green"), Patch(color="tab:red"), Line2D([], [], color="0.3", linestyle="--")]
-    fig.legend(handles, ["favours candidate (delta > 0)", "favours baseline (delta ≤ 0)", "mean over seeds"],
-               loc="outside lower center", ncols=3, fontsize="small")
+    handles = [Patch(color="tab:green"), Patch(color="tab:red"),
+               Line2D([], [], linestyle="none", marker="o", markerfacecolor="none", color="0.3"),
+               Line2D([], [], color="0.3", linestyle="--")]
+    fig.legend(handles, ["favours candidate (delta > 0)", "favours baseline (delta < 0)", "tie (delta = 0)",
+                         "mean over seeds"], loc="outside lower center", ncols=4, fontsize="small")
     return fig
 
 
@@ -124,14 +130,15 @@ def _ratio_columns(t: dict[str, np.ndarray]) -> list[str]:
     return [c for c in known if c in cols] + [c for c in cols if c not in known]
 
 
-def plot_comparison_calibration(table: Any, *,
-                                title: str = "Calibration ratio per condition by loss") -> Figure:
+def plot_comparison_calibration(table: Any, *, title: str = "Calibration ratio per condition by loss",
+                                reference: str = "base rate") -> Figure:
     """Per condition (sorted by base rate): each loss's calibration ratio as grouped markers, line at 1.
 
     ``table``: columns ``condition`` (or ``name``), ``base_rate``, ``calibration_ratio_bce``,
     ``calibration_ratio_localized_entropy`` and optionally ``calibration_ratio_focal`` (any
     ``calibration_ratio_<loss>`` column is drawn).  Log y; ratios ≤ 0 are drawn a decade below the
-    smallest positive ratio.  Conditions are named on the x axis up to 30 of them.
+    smallest positive ratio.  Conditions are named on the x axis up to 30 of them.  ``reference``: what
+    ``base_rate`` is, in words (e.g. "true click probability"), for the axis labels.
     """
     t = _as_table(table)
     cols = _ratio_columns(t)
@@ -142,22 +149,22 @@ def plot_comparison_calibration(table: Any, *,
     allv = np.concatenate([_col(t, c) for c in cols]) if cols else np.zeros(0)
     floor = _positive(allv, None)[1]
     clipped, width = 0, 0.8 / max(len(cols), 1)
-    for k, (color, col) in enumerate(zip(_colors(len(cols)), cols)):
+    for k, (color, col) in enumerate(zip(loss_colors([c.removeprefix("calibration_ratio_") for c in cols]), cols)):
         y, _, n_low = _positive(_col(t, col), floor)
         y, pos = y[order], np.arange(order.size) + (k - (len(cols) - 1) / 2) * width
         ok = np.isfinite(y)
         ax.scatter(pos[ok], y[ok], s=28, color=color, label=_loss_name(col.removeprefix("calibration_ratio_")))
         clipped += n_low
-    _label(ax, title, "", f"calibration ratio = mean prediction / base rate (log){_clip_note(clipped, floor)}")
+    _label(ax, title, "", f"calibration ratio = mean prediction / {reference} (log){_clip_note(clipped, floor)}")
     if not _rows(t) or not any(c.get_offsets().size for c in ax.collections):
-        ax.set_xlabel("condition (sorted by base rate)")
+        ax.set_xlabel(f"condition (sorted by {reference})")
         _no_data(ax)
         return fig
     all_names = _names(t)
     names = [f"{all_names[i]} ({rate[i]:.1e})" for i in order]
     many = len(names) > MAX_TICK_LABELS
-    _category_axis(ax, names, "condition rank (sorted by base rate)" if many
-                   else "condition (base rate), sorted by base rate")
+    _category_axis(ax, names, f"condition rank (sorted by {reference})" if many
+                   else f"condition ({reference}), sorted by {reference}")
     for i in range(0, len(names) if len(names) <= 60 else 0, 2):  # shade every other condition
         ax.axvspan(i - 0.5, i + 0.5, color="0.93", zorder=0, linewidth=0)
     ax.set_xlim(-0.5, len(names) - 0.5)
