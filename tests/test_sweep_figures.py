@@ -272,6 +272,19 @@ def test_calibration_by_rate_shades_each_ads_wilson_noise_range_and_none_without
     assert P.render_png(job) == P.render_png(job)  # deterministic PNG
 
 
+def test_noise_bands_of_neighbouring_ads_never_cover_each_other():
+    """Avazu sample (figure audit): ads at 6.0 % and 6.4 % had bands 24 % wide in rate, so one ad's band hid under
+    its neighbours' and a ratio outside it looked within noise. Each band now ends halfway to the nearest rate."""
+    counts, rates = [(30, 500), (32, 500), (40, 1000)], (0.060, 0.064, 0.04)
+    bands = _bands(P.plot_calibration_by_rate(_counted_table(counts, rates)).axes[0])
+    a, b = bands["noise band 0"], bands["noise band 1"]
+    assert a.get_x() + a.get_width() <= b.get_x() * (1 + 1e-12)
+    assert a.get_x() + a.get_width() == pytest.approx(math.sqrt(0.060 * 0.064), rel=1e-9)  # the geometric midpoint
+    far = bands["noise band 2"]  # 0.04 is far from both: its full width, rate × e^±0.12
+    assert far.get_x() == pytest.approx(0.04 * math.exp(-0.12)) and far.get_x() + far.get_width() == pytest.approx(
+        0.04 * math.exp(0.12))
+
+
 def test_calibration_by_rate_draws_no_band_without_click_counts():
     """No band (and no crash) when the table lacks n / ref_sum, when its reference is the synthetic truth (Σ p_true
     counts no click), or when the caller says the reference is no single evaluation split (``noise=False``)."""

@@ -27,7 +27,7 @@ PROB_FLOOR = 1e-7  #: probabilities ≤ 0 are drawn at this value on log axes
 MAX_HIST_CONDITIONS = 12  #: per-condition histograms draw at most this many conditions
 MAX_POINT_LABELS = 20  #: scatter points get their condition name up to this many points
 MAX_TICK_LABELS = 30  #: per-condition category axes name their ticks up to this many conditions
-LOSS_UNITS = "loss (nats / row)"
+LOSS_UNITS = "loss per row (BCE, focal: nats; LE: dimensionless)"  #: LE = Σ_j num_j / den_j / W, nats over nats
 
 
 # --------------------------------------------------------------------------- saving

@@ -182,6 +182,7 @@ MAX_RATE_LABELS = 12  #: the rare-ad picture labels every ad up to this many ...
 RAREST_LABELS = 5  #: ... and only the rarest this many beyond that
 LOSS_SHIFT = 0.08  #: the losses' points of one ad sit at its rate × e^±LOSS_SHIFT (side by side, bars apart)
 NOISE_HALF_WIDTH = 1.5 * LOSS_SHIFT  #: an ad's evaluation-noise band spans its rate × e^±NOISE_HALF_WIDTH along x
+MIN_BAND_HALF_WIDTH = 0.25 * LOSS_SHIFT  #: ... or less, down to this, where another ad's rate is near
 #: the noise band's light shade, behind the points; opaque, so the bands of ads at nearby rates overlap without
 #: darkening into a shade that reads as more noise
 NOISE_COLOR, NOISE_ALPHA = "0.88", 1.0
@@ -301,6 +302,17 @@ def _has_counts(t: dict[str, np.ndarray]) -> bool:
     return {"ref_sum", "n"} <= set(t) and (ref is None or all(str(r) == "base_rate" for r in ref))
 
 
+def _band_half_widths(rates: np.ndarray) -> np.ndarray:
+    """Half-width in ln(rate) of each ad's noise band: :data:`NOISE_HALF_WIDTH`, narrowed to half the distance to the
+    nearest other ad's rate so that neighbouring bands never cover each other (an ad's band, not its neighbour's,
+    says which of its ratios noise allows); at least :data:`MIN_BAND_HALF_WIDTH`, visible where rates coincide."""
+    logs = np.log(np.where(np.isfinite(rates) & (rates > 0), rates, np.nan))
+    gaps = np.abs(logs[:, None] - logs[None, :])
+    np.fill_diagonal(gaps, np.inf)
+    nearest = np.nanmin(np.where(np.isfinite(gaps), gaps, np.inf), axis=1, initial=np.inf)
+    return np.clip(nearest / 2, MIN_BAND_HALF_WIDTH, NOISE_HALF_WIDTH)
+
+
 def _noise_bands(ax, t: dict[str, np.ndarray], ids: np.ndarray, rates: np.ndarray, mids: list[float]) -> list[int]:
     """Behind each drawn ad, the ratios evaluation noise alone allows a calibrated model: r / r̂ ∈ [L / r̂, U / r̂],
     [L, U] the Wilson interval (``NOISE_CONFIDENCE``) of r̂ = k / n from the ad's k evaluation clicks in n rows
@@ -308,12 +320,12 @@ def _noise_bands(ax, t: dict[str, np.ndarray], ids: np.ndarray, rates: np.ndarra
     over x ∈ rate × e^±NOISE_HALF_WIDTH. No band for an ad without a click or a row. Returns the banded indices."""
     from le_ray.report.bottom_line import noise_range  # here: scipy.stats only for a table with counts
 
-    banded = []
+    banded, half = [], _band_half_widths(rates)
     for k, j in enumerate(ids):
         span = noise_range(*_noise_counts(t, int(j))) if np.isfinite(mids[k]) and np.isfinite(rates[k]) else None
         if span is None:
             continue
-        x0, x1 = rates[k] * math.exp(-NOISE_HALF_WIDTH), rates[k] * math.exp(NOISE_HALF_WIDTH)
+        x0, x1 = rates[k] * math.exp(-half[k]), rates[k] * math.exp(half[k])
         ax.add_patch(Rectangle((x0, span[0]), x1 - x0, span[1] - span[0], facecolor=NOISE_COLOR, alpha=NOISE_ALPHA,
                                linewidth=0, zorder=0.5, gid=f"noise band {int(j)}"))
         banded.append(k)
