@@ -47,7 +47,11 @@ def test_build_from_config_default_net():
     linears = [layer for layer in m.net if isinstance(layer, nn.Linear)]
     assert [layer.out_features for layer in linears] == [256, 256, 128, 64, 1]
     assert linears[0].in_features == 2 + 4
-    assert count_parameters(m) == sum(p.numel() for p in m.parameters())
+    # by hand: (in·out + out) per layer, 6 → 256 → 256 → 128 → 64 → 1, and the 4 × 4 condition embedding
+    by_hand = 6 * 256 + 256 + 256 * 256 + 256 + 256 * 128 + 128 + 128 * 64 + 64 + 64 + 1 + 4 * 4
+    assert count_parameters(m) == by_hand == 108_817
+    m.embedding.weight.requires_grad_(False)  # only trainable parameters count
+    assert count_parameters(m) == by_hand - 16
 
 
 def test_bernoulli_positions_distribution():

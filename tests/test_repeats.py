@@ -159,11 +159,13 @@ def test_map_on_workers_runs_tasks_and_redoes_failed_or_late_ones_here(shared_ra
 
     def nap(seconds):
         time.sleep(seconds)
-        return seconds
+        return seconds, os.getpid()
     pids = map_on_workers(worker_pid, [0, 1, 2])
     assert len(pids) == 3 and driver_pid not in pids  # drawn on the workers
     assert map_on_workers(only_on_the_driver, [5, 6]) == [5, 6]  # every worker call failed: redone here
-    assert map_on_workers(nap, [0.0, 5.0], wait_s=0.5) == [0.0, 5.0]  # the late one cancelled and redone here
+    napped = map_on_workers(nap, [0.0, 5.0], wait_s=0.5)
+    assert [x for x, _ in napped] == [0.0, 5.0]
+    assert napped[1][1] == driver_pid  # 5 s cannot be back within 0.5 s: cancelled and redone here
 
 
 def test_resume_skips_stored_trials_and_report_is_unchanged(shared_ray, tmp_path, reference, no_figures):
@@ -543,14 +545,18 @@ def test_fake_gpus_fractional_pinning_and_cpu_training(no_ray, tmp_path, monkeyp
     ray.init(address="local", num_cpus=4, num_gpus=2, include_dashboard=False, log_to_driver=False)
     cfg = tiny_cfg("ray.gpus_per_trial=0.5")
     ray.get(warm_up_workers(cfg, 4))  # four workers up first, so the four trials start together
-    monkeypatch.setenv("LE_RAY_TEST_FAULT_SLEEP", "3")
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_BARRIER", "4")  # each trial waits for the other three (60 s at most)
+    monkeypatch.setenv("LE_RAY_TEST_FAULT_DIR", str(barrier))
     store, _, progress = _sweep(cfg, tmp_path)
     records = store.load_trials()
     assert progress.done == 4
     assert all(len(r["gpu_ids"]) == 1 for r in records)
     assert {r["gpu_ids"][0] for r in records} == {"0", "1"}
     assert all("torch sees no CUDA" in r["device"] for r in records)  # trained on CPU
-    # four at a time: every trial's sleep overlaps every other's
+    # four at a time: each waited at the barrier for the other three, so all started before any ended (a cluster
+    # running fewer at once would end its first trials only after the barrier's deadline, after the last start)
     starts = sorted(r["started_at"] for r in records)
     ends = sorted(r["finished_at"] for r in records)
     assert starts[-1] < ends[0]

@@ -580,9 +580,13 @@ def test_the_rare_ad_advice_never_asks_for_0_evaluation_clicks(clicks, said):
 
 
 def test_the_noise_band_caption_takes_its_confidence_from_the_bottom_line(monkeypatch):
-    """The caption wrote "95%" by hand beside bottom_line.NOISE_CONFIDENCE, which sets the band it describes."""
-    from le_ray.report import summary_md
+    """The caption wrote "95%" by hand beside bottom_line.NOISE_CONFIDENCE, which sets the band it describes. The
+    caption must follow the bottom line's constant itself (a local copy in summary_md passed the earlier check)."""
+    from le_ray.report import bottom_line, summary_md
 
+    assert summary_md.NOISE_CONFIDENCE is bottom_line.NOISE_CONFIDENCE
+    said = f"the {bottom_line.NOISE_CONFIDENCE:.0%} Wilson range of a calibrated model's ratio"
+    assert said in summary_md._noise_caption(False, False)
     monkeypatch.setattr(summary_md, "NOISE_CONFIDENCE", 0.9)
     assert "the 90% Wilson range of a calibrated model's ratio" in summary_md._noise_caption(False, False)
 

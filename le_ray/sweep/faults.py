@@ -5,6 +5,10 @@ that travels with each Ray task (:func:`from_environment`); without such variabl
 does anything.
 
 * ``LE_RAY_TEST_FAULT_SLEEP=<seconds>``: every trial sleeps first (to make concurrency observable);
+* ``LE_RAY_TEST_FAULT_BARRIER=<n>`` with ``LE_RAY_TEST_FAULT_DIR``: every trial waits, before training, until n
+  trials have arrived (a marker file each) or :data:`BARRIER_DEADLINE_S` has passed: n trials that run at once
+  all start before any ends, whatever the machine's load; trials that cannot run at once are held up only
+  until the deadline;
 * ``LE_RAY_TEST_FAULT_RAISE=<loss>:<seed>``: that trial raises on every attempt;
 * ``LE_RAY_TEST_FAULT_EXIT=<loss>:<seed>`` with ``LE_RAY_TEST_FAULT_DIR``: the worker process of that
   trial dies (``os._exit``) after its first optimiser step, once (a marker file records it);
@@ -29,12 +33,25 @@ def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]
     return {k: v for k, v in (os.environ if environ is None else environ).items() if k.startswith(PREFIX)}
 
 
+BARRIER_DEADLINE_S = 60.0  #: the longest a trial waits at the barrier
+
+
 def before_trial(faults: Mapping[str, str], loss: str, seed: int) -> None:
-    """Sleep and raise faults, run at the start of a trial."""
+    """Sleep, barrier and raise faults, run at the start of a trial."""
     if faults.get(f"{PREFIX}_SLEEP"):
         time.sleep(float(faults[f"{PREFIX}_SLEEP"]))
+    if faults.get(f"{PREFIX}_BARRIER"):
+        _barrier(Path(faults[f"{PREFIX}_DIR"]), int(faults[f"{PREFIX}_BARRIER"]), f"{loss}-{seed}")
     if faults.get(f"{PREFIX}_RAISE") == f"{loss}:{seed}":
         raise RuntimeError(f"test fault: trial {loss}:{seed} always fails")
+
+
+def _barrier(folder: Path, parties: int, name: str) -> None:
+    """Mark this trial's arrival in ``folder``, then wait until ``parties`` have arrived or the deadline passes."""
+    (folder / f"arrived-{name}").write_text(f"{os.getpid()}\n")
+    deadline = time.monotonic() + BARRIER_DEADLINE_S
+    while len(list(folder.glob("arrived-*"))) < parties and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def step_hook(faults: Mapping[str, str], loss: str, seed: int, trial_id: str) -> Callable[[int, int], None] | None:
