@@ -8,6 +8,7 @@ import os
 import matplotlib.image as mpimg
 import numpy as np
 import polars as pl
+from matplotlib.colors import to_rgb
 import pytest
 
 from le_ray.report import plots as P
@@ -390,3 +391,31 @@ def test_tuning_curves_best_so_far_and_samples(tmp_path):
     assert len(ax.lines) == 2 and ax.get_yscale() == "log"
     assert list(ax.lines[0].get_ydata()) == [0.05, 0.04, 0.04, 0.04]
     render(fig, tmp_path, "tuning.png")
+
+
+def test_equal_mass_rows_per_bin_are_drawn_linearly_from_zero():
+    """Equal-mass bins of 468 and 469 rows: a log axis labelled 4.680×10² … 4.69×10² and drew the one-row
+    difference as a zigzag (figure audit)."""
+    table = reliability().with_columns(count=pl.Series([468, 469] * 5))
+    fig = P.plot_reliability_diagram({"bce": table})
+    bottom = fig.axes[1]
+    fig.canvas.draw()
+    assert bottom.get_yscale() == "linear" and bottom.get_ylim()[0] == 0 and bottom.get_ylabel() == "rows"
+    assert not any("times" in t.get_text() or "$" in t.get_text() for t in bottom.get_yticklabels())
+
+
+def test_loss_curves_write_plain_ticks_and_keep_the_losses_colours_for_losses():
+    fig = P.plot_loss_curves(curves())
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if t.get_text()]
+    assert labels and not any("$" in x for x in labels)  # 0.0001, not 10^-4
+    loss_rgb = {tuple(np.round(to_rgb(c), 3)) for c in P.loss_colors(["bce", "localized_entropy", "focal"])}
+    assert not {tuple(np.round(to_rgb(line.get_color()), 3)) for line in ax.get_lines()} & loss_rgb
+
+
+def test_losses_at_the_same_point_keep_apart_by_marker():
+    same = {"base_rate": np.array([0.01, 0.02]), "calibration_ratio": np.array([0.87, 1.1])}
+    ax = P.plot_calibration_ratio({"bce": same, "localized_entropy": same}).axes[0]
+    paths = [c.get_paths()[0].vertices.shape for c in ax.collections]
+    assert len(paths) == 2 and paths[0] != paths[1]  # a circle and a square, not one disc over the other

@@ -214,7 +214,9 @@ def _loss_plots(state, loss: str, result: TrialResult, per_cond: pl.DataFrame, f
             figs["reliability.png"] = plots.plot_reliability_diagram({label: result.reliability},
                                                                      title=f"{label}: reliability diagram")
     if result.le_stats and plots_on(state, "le_stats"):
-        figs["le_stats.png"] = plots.plot_le_stats(_le_stats_table(state, result))
+        figs["le_stats.png"] = plots.plot_le_stats(_le_stats_table(state, result), title=(
+            f"{label}: LE numerator and denominator per condition (numerator / denominator < 1: beats a constant "
+            "prediction of the ad's base rate)"))
     if result.grad_sq:
         figs["grad_sq.png"] = plots.plot_grad_sq(result.grad_sq)
     for name, fig in figs.items():

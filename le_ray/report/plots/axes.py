@@ -188,13 +188,19 @@ class _RatioMinorLocator(LogLocator):
         return ticks
 
 
+def plain_log_ticks(ax) -> None:
+    """A log y axis's ticks in plain numbers (0.01, 1, 1,000; no 10^k or 2×10^0): every decade, and the minor
+    ticks while few decades are in view (:func:`_minor_ratio_label`)."""
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v)))
+
+
 def ratio_axis(ax) -> None:
     """Log y axis of calibration ratios: each decade labelled in plain numbers (0.01, 1, 1,000, 10,000; no
     e-notation), minor ticks labelled only while few decades are in view (:func:`_minor_ratio_label`)."""
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
     ax.yaxis.set_minor_locator(_RatioMinorLocator())
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v)))
+    plain_log_ticks(ax)
 
 
 def _clip_note(n: int, floor: float) -> str:
@@ -273,9 +279,11 @@ def _label(ax, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def _log_y_if_positive(ax, *arrays: np.ndarray) -> bool:
+    """Log y (its ticks written plainly, :func:`plain_log_ticks`) when every finite value is positive."""
     vals = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.zeros(0)
     if vals.size and (vals > 0).all():
         ax.set_yscale("log")
+        plain_log_ticks(ax)
         return True
     return False
 

@@ -7,12 +7,16 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from le_ray.report.plots.axes import (
     MAX_HIST_CONDITIONS, PROB_FLOOR, _annotate, _as_table, _clip_note, _col, _diagonal, _figure, _floats,
     _label, _legend, _log_y_if_positive, _loss_name, _name_of, _no_data, _plural, _positive, _top_conditions,
-    _top_note, condition_color, loss_colors, ratio_axis,
+    _top_note, condition_color, loss_colors, plain_number, ratio_axis,
 )
+
+#: one marker per series where several losses share an x (a circle under a circle disappears)
+SERIES_MARKERS = ("o", "s", "^", "D", "v")
 
 
 def plot_avg_vs_train_rate(conditions: Sequence[str], train_rate: np.ndarray, eval_pred_mean: np.ndarray,
@@ -109,7 +113,7 @@ def plot_calibration_ratio(series: Mapping[str, Any], *,
     floors = [_positive(_col(t, "calibration_ratio"), None) for t in tables.values()]
     floor = min([f for _, f, _ in floors] or [1e-3])
     clipped, drawn = 0, 0
-    for color, (name, t), cnt in zip(loss_colors(list(tables)), tables.items(), counts):
+    for k, (color, (name, t), cnt) in enumerate(zip(loss_colors(list(tables)), tables.items(), counts)):
         x = _col(t, "base_rate")
         y, _, n_low = _positive(_col(t, "calibration_ratio"), floor)
         ok = np.isfinite(x) & (x > 0) & np.isfinite(y)
@@ -117,6 +121,7 @@ def plot_calibration_ratio(series: Mapping[str, Any], *,
             continue
         size = np.where(np.isfinite(cnt), 12 + 250 * np.sqrt(np.clip(cnt, 0, None) / cmax), 30)
         ax.scatter(x[ok], y[ok], s=size[ok], color=color, alpha=0.6, edgecolors="k", linewidths=0.4,
+                   marker=SERIES_MARKERS[k % len(SERIES_MARKERS)],  # a loss under another's point stays visible
                    label=f"{_loss_name(name)} ({_plural(int(ok.sum()), 'condition')})")
         clipped, drawn = clipped + n_low, drawn + 1
     size_note = "; marker area ∝ sqrt(rows)" if any(np.isfinite(c).any() for c in counts) else ""
@@ -172,6 +177,18 @@ def _draw_reliability(top, bottom, name: str, color, series) -> None:
         bottom.plot(x, count, marker="s", markersize=3, color=color, label=_loss_name(name))
 
 
+def _rows_axis(ax, counts: list[np.ndarray]) -> None:
+    """The rows-per-bin axis: log when the counts span more than a decade, else linear from 0 (equal-mass bins
+    hold nearly equal counts: a log axis drew a one-row difference as a zigzag), in plain numbers either way."""
+    rows = np.concatenate([c[np.isfinite(c) & (c > 0)] for c in counts]) if counts else np.zeros(0)
+    if rows.size and rows.max() > 10 * rows.min():
+        _log_y_if_positive(ax, rows)
+        ax.set_ylabel("rows (log)")
+        return
+    ax.set_ylim(0, 1.1 * rows.max() if rows.size else 1.0)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+
+
 def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliability diagram",
                              log_scale: bool = True) -> Figure:
     """Observed click rate vs mean prediction per probability bin, one line per loss, with y = x.
@@ -179,7 +196,7 @@ def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliabi
     ``tables``: loss name → table with columns ``bin``, ``count``, ``avg_pred``, ``avg_label``
     (``abs_gap`` ignored) and optional ``avg_label_low`` / ``avg_label_high`` (drawn as a band, e.g.
     mean of seeds ± spread).  NaN and empty bins are skipped.  The lower panel shows rows per bin
-    (log y).  ``log_scale``: log–log upper panel; bins with no clicks are drawn as hollow
+    (:func:`_rows_axis`).  ``log_scale``: log–log upper panel; bins with no clicks are drawn as hollow
     triangles a decade below the smallest observed rate (not joined to the line), predictions
     of 0 at 1e-7.
     """
@@ -193,7 +210,7 @@ def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliabi
     scale = "probability, log" if log_scale else "probability"
     note = f" [{_plural(zeros, 'bin')} without clicks drawn at {floor:.0e}]" if zeros else ""
     _label(top, "observed rate vs mean prediction per bin", "", f"observed click rate ({scale}){note}")
-    _label(bottom, "rows per bin", f"mean prediction in bin ({scale})", "rows (log)")
+    _label(bottom, "rows per bin", f"mean prediction in bin ({scale})", "rows")
     if not any(s[0].size for s in data.values()):
         _no_data(top)
         _no_data(bottom)
@@ -207,7 +224,7 @@ def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliabi
         _diagonal(top, *[s[0] for s in data.values()], *[s[1] for s in data.values()])
     else:
         top.axline((0, 0), (1, 1), color="0.3", linestyle="--", linewidth=1, label="y = x (calibrated)")
-    _log_y_if_positive(bottom, *[s[2] for s in data.values()])
+    _rows_axis(bottom, [s[2] for s in data.values()])
     for ax in (top, bottom):
         ax.grid(True, alpha=0.3)
         _legend(ax)

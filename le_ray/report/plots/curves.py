@@ -12,6 +12,9 @@ from le_ray.report.plots.axes import (
     loss_colors,
 )
 
+#: train and eval lines: neutral colours, never a loss's own (BCE blue, LE orange, focal green)
+TRAIN_COLOR, EVAL_COLOR = "0.15", "tab:purple"
+
 
 def _loss_panel(ax, x: np.ndarray, series: list[tuple[str, np.ndarray, str]], title: str, xlabel: str) -> None:
     """Lines of (label, y, colour) over x on one axes; log y when every value is positive."""
@@ -45,14 +48,14 @@ def plot_loss_curves(curves: Mapping[str, Any], *, title: str = "Training and ev
     c = curves or {}
     epoch, step = _floats(c.get("epoch")), _floats(c.get("batch_step"))
     panels = [("loss by epoch (each loss on its own normalisation)", epoch,
-               [("train", _floats(c.get("train_loss")), "tab:blue"), ("eval", _floats(c.get("eval_loss")), "tab:orange")],
+               [("train", _floats(c.get("train_loss")), TRAIN_COLOR), ("eval", _floats(c.get("eval_loss")), EVAL_COLOR)],
                "epoch (0 = before training)")]
     if _floats(c.get("eval_ne")).size:
         panels.append(("normalised entropy by epoch (one scale for train and eval)", epoch,
-                       [("train NE", _floats(c.get("train_ne")), "tab:blue"),
-                        ("eval NE", _floats(c.get("eval_ne")), "tab:orange")], "epoch (0 = before training)"))
-    batch = [("train", _floats(c.get("batch_train_loss")), "tab:blue"),
-             ("eval", _floats(c.get("batch_eval_loss")), "tab:orange")]
+                       [("train NE", _floats(c.get("train_ne")), TRAIN_COLOR),
+                        ("eval NE", _floats(c.get("eval_ne")), EVAL_COLOR)], "epoch (0 = before training)"))
+    batch = [("train", _floats(c.get("batch_train_loss")), TRAIN_COLOR),
+             ("eval", _floats(c.get("batch_eval_loss")), EVAL_COLOR)]
     if step.size and any(y.size for _, y, _ in batch):
         panels.append(("loss by batch", step, batch, "optimiser step"))
     fig, axes = _figure(6 * len(panels) if len(panels) > 1 else 10, 5.5, 1, len(panels))
@@ -110,10 +113,10 @@ def plot_curves_band(curves_by_loss: Mapping[str, Sequence[Mapping[str, Any]]], 
             _no_data(ax)
             continue
         if ep.size:
-            ax.fill_between(ep, lo, hi, color="tab:orange", alpha=0.25, label="eval min–max over seeds")
-            ax.plot(ep, mean, marker="o", markersize=4, color="tab:orange", label="eval mean")
+            ax.fill_between(ep, lo, hi, color=EVAL_COLOR, alpha=0.25, label="eval min–max over seeds")
+            ax.plot(ep, mean, marker="o", markersize=4, color=EVAL_COLOR, label="eval mean")
         if tep.size:
-            ax.plot(tep, tmean, linestyle="--", color="tab:blue", label="train mean")
+            ax.plot(tep, tmean, linestyle="--", color=TRAIN_COLOR, label="train mean")
         if _log_y_if_positive(ax, lo, hi, tmean):
             ax.set_ylabel(f"{units}, log scale")
         ax.grid(True, alpha=0.3)
