@@ -160,9 +160,10 @@ def plain_number(v: float) -> str:
 MINOR_ALL_DECADES, MINOR_25_DECADES = 1.2, 2.5
 
 
-def _minor_ratio_label(ax, v: float) -> str:
-    """The label of the ratio axis's minor tick at ``v``, by the decades the axis spans when it is drawn."""
-    lo, hi = sorted(abs(x) for x in ax.get_ylim())
+def _minor_ratio_label(ax, v: float, axis: str = "y") -> str:
+    """The label of a log axis's minor tick at ``v``, by the decades the axis (``"x"`` or ``"y"`` of ``ax``) spans
+    when it is drawn."""
+    lo, hi = sorted(abs(x) for x in (ax.get_xlim() if axis == "x" else ax.get_ylim()))
     span = math.log10(hi / lo) if lo > 0 and v > 0 else math.inf
     if span > MINOR_25_DECADES:
         return ""
@@ -188,11 +189,12 @@ class _RatioMinorLocator(LogLocator):
         return ticks
 
 
-def plain_log_ticks(ax) -> None:
-    """A log y axis's ticks in plain numbers (0.01, 1, 1,000; no 10^k or 2×10^0): every decade, and the minor
-    ticks while few decades are in view (:func:`_minor_ratio_label`)."""
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v)))
+def plain_log_ticks(ax, axis: str = "y") -> None:
+    """A log axis's ticks (``axis`` "y" or "x" of ``ax``) in plain numbers (0.01, 1, 1,000; no 10^k or 2×10^0):
+    every decade, and the minor ticks while few decades are in view (:func:`_minor_ratio_label`)."""
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    which.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
+    which.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v, axis)))
 
 
 def ratio_axis(ax) -> None:
