@@ -488,7 +488,13 @@ def summary_markdown(ctx: SummaryContext, verdict: Verdict | None = None) -> str
     lines += _audit_section(ctx) + ctx.tuning
     lines += ["## Per-loss summary (mean ± sd over seeds)", "", markdown_table(_summary_wide(ctx.tables.summary)), ""]
     lines += _pair_sections(ctx) + _pooled_section(ctx)
+    captions = {"reliability": "Every ad's evaluation rows pooled into equal-mass bins of the prediction: each bin's "
+                               "observed click rate (not the true probability) against its mean prediction, the "
+                               "mean over seeds with its min–max band.",
+                "curves": "Normalised entropy (Σ BCE over the entropy of the split's click rate; 1 = predicting the "
+                          "base rate) per epoch: one scale for every loss. The train value of an epoch averages its "
+                          "batches as the model changed; the eval value is the model at the epoch's end."}
     for name, title in (("reliability", "Reliability diagrams"), ("curves", "Loss curves (normalised entropy)")):
         if name in ctx.plots:
-            lines += [f"## {title}", ""] + _image(ctx, name, title.lower())
+            lines += [f"## {title}", "", captions[name], ""] + _image(ctx, name, title.lower())
     return "\n".join(lines + ["## Glossary", "", *glossary_lines(), ""])
