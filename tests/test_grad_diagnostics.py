@@ -18,14 +18,15 @@ def _hand_case():
     batch = Batch(torch.zeros((n, 1), dtype=torch.float64), torch.zeros((n, 0), dtype=torch.long), cond, y,
                   torch.ones(n, dtype=torch.float64))
     logits = torch.full((n,), -math.log(3.0), dtype=torch.float64)
-    # den_j = ones_j·(−ln p_j) + zeros_j·(−ln(1 − p_j)) with the supplied rates p = (1/2, 1/4)
-    den = np.array([math.log(2) + math.log(2), math.log(4) + 3 * math.log(4 / 3)])
+    # den_j = ones_j·(−ln p_j) + zeros_j·(−ln(1 − p_j)) with the supplied rates p = (0.1, 0.5), not the batch's own
+    # click rates (1/2, 1/4): a diagnostic that ignored the trial's rates would get other denominators
+    den = np.array([-math.log(0.1) - math.log(0.9), -math.log(0.5) - 3 * math.log(0.5)])
     return batch, logits, den, n
 
 
 def test_each_column_is_the_hand_computed_value():
     batch, logits, den, n = _hand_case()
-    objective = type("O", (), {"base_rates": torch.tensor([0.5, 0.25], dtype=torch.float64)})()
+    objective = type("O", (), {"base_rates": torch.tensor([0.1, 0.5], dtype=torch.float64)})()
     acc = GradSqAccumulator(torch.device("cpu"), objective)
     acc.add(logits, batch)
     acc.add(logits, batch)  # two identical batches: means unchanged, counts doubled

@@ -284,6 +284,12 @@ def test_noise_bands_of_neighbouring_ads_never_cover_each_other():
     a, b = bands["noise band 0"], bands["noise band 1"]
     assert a.get_x() + a.get_width() <= b.get_x() * (1 + 1e-12)
     assert a.get_x() + a.get_width() == pytest.approx(math.sqrt(0.060 * 0.064), rel=1e-9)  # the geometric midpoint
+    ax = P.plot_calibration_by_rate(_counted_table(counts, rates)).axes[0]
+    for j in (0, 1):  # every point of an ad lies inside its own band, none inside its neighbour's
+        band = _bands(ax)[f"noise band {j}"]
+        xs = [float(line.get_xdata()[0]) for line in ax.lines if line.get_marker() == "o"
+              and abs(math.log(float(line.get_xdata()[0]) / rates[j])) < 0.03]
+        assert len(xs) == 2 and all(band.get_x() < x < band.get_x() + band.get_width() for x in xs)
     far = bands["noise band 2"]  # 0.04 is far from both: its full width, rate × e^±0.12
     assert far.get_x() == pytest.approx(0.04 * math.exp(-0.12)) and far.get_x() + far.get_width() == pytest.approx(
         0.04 * math.exp(0.12))

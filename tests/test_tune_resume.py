@@ -108,3 +108,20 @@ def test_tune_name_of_a_repeats_sweep_says_what_it_is(tmp_path, monkeypatch, cap
     (tmp_path / "r1" / "config.resolved.json").write_text("{}")
     assert tune.main(["--name", "r1", "--results-dir", str(tmp_path)]) == 2
     assert "is a sweep of `le-ray repeats`, not a tune" in capsys.readouterr().err
+
+
+def test_a_tune_run_reads_its_folder_through_one_store(tmp_path, monkeypatch, caplog):
+    """A damaged test-trial file was warned about by each pre-flight of one run (before the searches, on a finished
+    tune, before the test sweep): each built its own store. The run now hands one store to all of them."""
+    tune = _no_ray(monkeypatch)
+    monkeypatch.setattr(tune, "connect_ray", lambda cfg, stop: None)
+    stores = []
+    monkeypatch.setattr(tune, "_tune_and_test", lambda *a: stores.append(a[-1]) or 0)
+    full = [*tiny_args(), "--results-dir", str(tmp_path), "--name", "t"]
+    assert tune.main(full) == 0
+    damaged = tmp_path / "t" / "trials" / "bce-s1-0123.json"
+    damaged.write_text('{"trial_id": "bce-s1-0123"}')
+    with caplog.at_level("WARNING", logger="le_ray.sweep"):
+        assert tune.main(full) == 0
+        assert stores[-1].finished_ids() == set()  # the test sweep's pre-flight reads the same store again
+    assert len([r for r in caplog.records if str(damaged) in r.getMessage()]) == 1

@@ -472,3 +472,6 @@ def test_untestable_conditions_are_those_no_test_could_bring_below_alpha():
                         (3, "c", 0.03, 0.1, 0.05, 8, 0.5, 1.0), (4, "d", 0.04, 0.1, 0.05, 8, None, None)])
     cond = cond.with_columns(pl.Series("n_nonzero", [3, 8, 2, 8]))
     assert untestable_conditions(_inputs(conditions=cond)).to_list() == [True, False, True, True]
+    # a p below alpha is significant whatever the exact bound says (5 nonzero pairs, holm p 0.035: the review's case)
+    low = _conditions([(1, "a", 0.01, 0.1, 0.05, 5, 0.035, 0.035)]).with_columns(pl.lit(5).alias("n_nonzero"))
+    assert untestable_conditions(_inputs(conditions=low)).to_list() == [False]

@@ -491,8 +491,8 @@ def summary_markdown(ctx: SummaryContext, verdict: Verdict | None = None) -> str
     captions = {"reliability": "Every ad's evaluation rows pooled into equal-mass bins of the prediction: each bin's "
                                "observed click rate (not the true probability) against its mean prediction, the "
                                "mean over seeds with its min–max band.",
-                "curves": "Normalised entropy (Σ BCE over the entropy of the split's click rate; 1 = predicting the "
-                          "base rate) per epoch: one scale for every loss. The train value of an epoch averages its "
+                "curves": "Normalised entropy (Σ w·BCE / (W·H(p̄)), H(p̄) the entropy of the split's click rate; 1 = "
+                          "predicting the base rate) per epoch: one scale for every loss. The train value of an epoch averages its "
                           "batches as the model changed; the eval value is the model at the epoch's end."}
     for name, title in (("reliability", "Reliability diagrams"), ("curves", "Loss curves (normalised entropy)")):
         if name in ctx.plots:

@@ -374,12 +374,14 @@ def candidate_ahead(rows: pl.DataFrame) -> pl.Series:
 
 def untestable_conditions(v: VerdictInputs) -> pl.Series:
     """Per row of ``v.condition_tests``: whether its per-ad test could not reach alpha with the seeds it ranks (or
-    gave no p-value), in the family of the comparison's per-ad correction: what the band sentences call untestable."""
+    gave no p-value), in the family of the comparison's per-ad correction, and is not significant (a p below alpha
+    is read as significant first, as the band sentences do): what they call untestable."""
     t = v.condition_tests
     p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
     if t.height == 0 or p_col not in t.columns:
         return pl.Series("untestable", [True] * t.height, dtype=pl.Boolean)
-    return _untestable_mask(v, t, p_col, family(v, t, p_col)).alias("untestable")
+    significant = (t[p_col].cast(pl.Float64).fill_null(float("nan")) < v.alpha).fill_null(False)
+    return (_untestable_mask(v, t, p_col, family(v, t, p_col)) & ~significant).alias("untestable")
 
 
 def band_sentences(v: VerdictInputs) -> list[str]:

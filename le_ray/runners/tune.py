@@ -386,15 +386,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_dir: Path, name: str, echo,
-                    prepared: PreparedData, refuse: bool = True) -> Preflight:
+                    prepared: PreparedData, refuse: bool = True, store: SweepStore | None = None) -> Preflight:
     """The test sweep's config (best settings set explicitly), plan and audit (refused on an audit error unless
     ``refuse`` is false or the run allows an unsound experiment). ``prepared``: ``prepare_data(cfg)``, which the
-    tuned settings do not change; the plan uses it unless the data are redrawn per seed."""
+    tuned settings do not change; the plan uses it unless the data are redrawn per seed. ``store``: the run's
+    store of the folder (one per run, so a damaged trial file is warned about once), else a new one."""
     data, origins = merge_with_provenance(args.config, profile=args.profile, sets=args.sets,
                                           tuned=best_overrides(cfg, records))  # the best settings applied last
     test_cfg = resolve_config(data)
     plan = plan_trials(test_cfg, data=prepared)
-    store = SweepStore(results_dir / name)
+    store = store if store is not None else SweepStore(results_dir / name)
     plan.done = store.finished_ids()  # none in a new folder; not trained again
     shadows = shadowed_sets(data, args.sets, test_cfg.source_keys, test_cfg.losses)
     audit = audit_experiment(test_cfg, plan.datasets, shadows, origins, stored=plan.stored_by_loss)
@@ -406,14 +407,15 @@ def _test_preflight(args, cfg: Config, records: list[dict[str, Any]], results_di
 
 
 def _refuse_before_search(args: argparse.Namespace, cfg: Config, results_dir: Path, name: str, echo,
-                          data: PreparedData) -> None:
+                          data: PreparedData, store: SweepStore) -> None:
     """The test sweep's audit on the configured (untuned) settings, and the tuning split's optimiser steps, before
     any search: an audit error that no searched key can change, or a tuning split too small to train on, refuses
     the tune now rather than after every search has run. Nothing when every search is stored: the test sweep's
     own pre-flight, on the tuned settings, then decides (a rerun that only reports is not refused for time)."""
     if all((results_dir / name / TUNE_DIR / f"{loss}.json").is_file() for loss in cfg.losses):
         return
-    pre = _test_preflight(args, cfg, [], results_dir, name, _silent, data, refuse=False)  # printed after tuning
+    pre = _test_preflight(args, cfg, [], results_dir, name, _silent, data, refuse=False,  # printed after tuning
+                          store=store)
     for finding in (f for f in pre.audit.warnings if not _may_change(f, cfg)):  # e.g. a shadowed --set
         echo(f"before the searches, on the configured settings: WARNING [{finding.code}] {finding.message}")
     if args.allow_unsound or cfg.repeats.allow_unsound:
@@ -462,7 +464,8 @@ def _tuning_step_problems(cfg: Config, data: PreparedData) -> list[str]:
     return out
 
 
-def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop, data: PreparedData) -> int:
+def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop, data: PreparedData,
+                   store: SweepStore) -> int:
     folder = root / TUNE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     tuning = tuning_data(cfg, data, echo)
@@ -478,7 +481,7 @@ def _tune_and_test(args, argv: list[str], cfg: Config, root: Path, echo, stop, d
                                                 "seed_range": list(tuning_seed_range(cfg)),
                                                 "test_seeds": sweep_seeds(cfg), "losses": records,
                                                 "budget": tuning_budget(cfg, len(tuning.eval), records)})
-    pre = _test_preflight(args, cfg, records, root.parent, root.name, echo, data)
+    pre = _test_preflight(args, cfg, records, root.parent, root.name, echo, data, store=store)
     pre.seconds["tuning"] = searched
     store = _test_store(pre, root, argv)
     return execute(pre, store, args, echo, stop)
@@ -510,14 +513,15 @@ def _test_store(pre: Preflight, root: Path, argv: list[str]) -> SweepStore:
 
 
 def _finished_tune(args, argv: list[str], cfg: Config, root: Path, echo,
-                   data: PreparedData) -> tuple[Preflight, SweepStore] | None:
+                   data: PreparedData, store: SweepStore) -> tuple[Preflight, SweepStore] | None:
     """When every search is stored and every test trial too: the test sweep's pre-flight and store (its report can
     be built without Ray; its audit printed here). None otherwise, with nothing printed or recorded: the run goes
     on through :func:`_tune_and_test`, which does both."""
     paths = [root / TUNE_DIR / f"{loss}.json" for loss in cfg.losses]
     if not (root / "config.resolved.json").is_file() or not all(p.is_file() for p in paths):
         return None
-    pre = _test_preflight(args, cfg, [json.loads(p.read_text()) for p in paths], root.parent, root.name, _silent, data)
+    pre = _test_preflight(args, cfg, [json.loads(p.read_text()) for p in paths], root.parent, root.name, _silent, data,
+                          store=store)
     _refuse_changed_test_sweep(pre, root)
     if pre.plan.pending:  # _test_preflight read the stored trials into pre.plan.done
         return None
@@ -560,23 +564,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C while the data are prepared: one line, as in le-ray repeats
         print(stopped_before_start("tune"), flush=True)
         return 130
-    _refuse_before_search(args, cfg, results_dir, name, echo, data)
-    with hold_folder(SweepStore.open(results_dir, name).root, "le-ray tune"):  # one driver per folder
-        return _record_and_run(args, argv, cfg, results_dir, name, echo, data)
+    store = SweepStore(results_dir / name)  # this run's one store: each damaged trial file warned about once
+    _refuse_before_search(args, cfg, results_dir, name, echo, data, store)
+    with hold_folder(store.created().root, "le-ray tune"):  # one driver per folder
+        return _record_and_run(args, argv, cfg, results_dir, name, echo, data, store)
 
 
-def _record_and_run(args, argv: list[str], cfg: Config, results_dir: Path, name: str, echo, data: PreparedData) -> int:
+def _record_and_run(args, argv: list[str], cfg: Config, results_dir: Path, name: str, echo, data: PreparedData,
+                    store: SweepStore) -> int:
     """The tune from its recorded command on, in its held folder: searches, the test sweep and its report, or the
     stop and resume line."""
     record_command(results_dir / name, cfg, argv)  # so that `le-ray tune --name <name>` resumes a stop from here on
     try:
         with stop_on_signals() as stop:  # from before Ray starts: a stop while it starts is one like any other
-            finished = _finished_tune(args, argv, cfg, results_dir / name, echo, data)
+            finished = _finished_tune(args, argv, cfg, results_dir / name, echo, data, store)
             if finished is not None:  # every search and test trial stored: the report, without Ray
                 return report_only(*finished, args, echo, stop)
             connect_ray(cfg, stop)
             stop.check()
-            return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop, data)
+            return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop, data, store)
     except StopRequested as stop:
         echo.close()
         print(f"\nstopped ({stop}); resume with: {resume_line(argv, results_dir, name)}", flush=True)

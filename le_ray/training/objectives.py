@@ -74,7 +74,8 @@ class Objective:
         id c_i + b·C, so one scatter gives every (batch, condition) pair its ones, zeros and numerator, and
         Σ_{b,j} cw_j·num_bj / den_bj^s / max(ΣW, 1) = Σ_b LE_b·W_b / max(ΣW, 1) when every W_b ≥ 1. (A whole split
         normalised at once differs from that by a factor of about N / batch_size.) Batches are taken
-        :data:`MAX_SEGMENT_SLOTS` // C at a time, so the per-(batch, condition) tensors stay bounded."""
+        :data:`MAX_SEGMENT_SLOTS` // C at a time, so the per-(batch, condition) tensors stay bounded; the cached
+        offsets and constants (8 bytes a row, ~40 a pair) live as long as the objective, one trial."""
         n = logits.numel()
         if self.name != "localized_entropy" or n <= batch_size:
             return self(logits, batch, use_history=False)
@@ -97,7 +98,7 @@ class Objective:
 
     def _segment_constants(self, n: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, LEConstants]:
         """(b·C for each of n rows, :func:`le_constants` of the B·C segment conditions: the C rates, NaN-padded,
-        repeated B times), cached per row count (building the constants reads on the host once)."""
+        repeated B times), cached per row count; built without a host read, so no call synchronises."""
         key = (n, batch_size, str(device))
         if key not in self._segments:
             size, segments = self.num_conditions, -(-n // batch_size)
@@ -108,7 +109,9 @@ class Objective:
                 known = min(size, self.base_rates.numel())
                 rates[:known] = self.base_rates[:known].to(device)
                 rates = rates.repeat(segments)
-            self._segments[key] = offsets, le_constants(rates, None, segments * size, device=device)
+            # precompute_logs off: building them reads nothing on the host (den_j then takes a few more kernels)
+            self._segments[key] = offsets, le_constants(rates, None, segments * size, device=device,
+                                                        precompute_logs=False)
         return self._segments[key]
 
 

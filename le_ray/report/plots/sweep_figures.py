@@ -182,7 +182,8 @@ def plot_comparison_calibration(table: Any, *, title: str = "Calibration ratio p
 
 MAX_RATE_LABELS = 12  #: the rare-ad picture labels every ad up to this many ...
 RAREST_LABELS = 5  #: ... and only the rarest this many beyond that
-LOSS_SHIFT = 0.08  #: the losses' points of one ad sit at its rate × e^±LOSS_SHIFT (side by side, bars apart)
+LOSS_SHIFT = 0.08  #: the losses' points of one ad sit at its rate × e^±LOSS_SHIFT (side by side, bars apart), or
+#: closer, inside the ad's own noise band, where another ad's rate is near (:func:`_band_half_widths`)
 NOISE_HALF_WIDTH = 1.5 * LOSS_SHIFT  #: an ad's evaluation-noise band spans its rate × e^±NOISE_HALF_WIDTH along x
 MIN_BAND_HALF_WIDTH = 0.25 * LOSS_SHIFT  #: ... or less, down to this, where another ad's rate is near
 #: the noise band's light shade, behind the points; opaque, so the bands of ads at nearby rates overlap without
@@ -238,10 +239,12 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
     from le_ray.stats import median_range  # here: keeps scipy.stats out of a figure-drawing worker's imports
 
     cond, ratio, loss_col = _col(t, "condition"), _col(t, "ratio"), np.asarray(t["loss"]).astype(str)
-    shifts = np.exp(np.linspace(-LOSS_SHIFT, LOSS_SHIFT, len(losses))) if len(losses) > 1 else [1.0]
+    sides = np.linspace(-1.0, 1.0, len(losses)) if len(losses) > 1 else np.zeros(1)
+    spread = np.minimum(LOSS_SHIFT, 0.8 * _band_half_widths(rates))  # an ad's points stay inside its own band
     mids: list[list[float]] = [[] for _ in ids]
-    for color, loss, shift in zip(loss_colors(losses), losses, shifts):
+    for color, loss, side in zip(loss_colors(losses), losses, sides):
         for k, j in enumerate(ids):
+            shift = math.exp(side * spread[k])
             mid, lo, hi = median_range(ratio[(loss_col == loss) & (cond == j)])
             if not (np.isfinite(mid) and np.isfinite(rates[k])):
                 continue
@@ -356,8 +359,9 @@ def _rate_legend(ax, losses: list[str], excluded_drawn: bool, banded: bool) -> N
 
 def _rate_footnote(ax, rates: np.ndarray, n_losses: int, noise: str) -> None:
     shown = "every ad" if len(_labelled(rates)) == np.isfinite(rates).sum() else f"the {RAREST_LABELS} rarest ads"
-    spread = f"; losses drawn side by side at the ad's rate ×{math.exp(-LOSS_SHIFT):.2f}–×{math.exp(LOSS_SHIFT):.2f}" \
-        if n_losses > 1 else ""
+    close = bool((_band_half_widths(rates) * 0.8 < LOSS_SHIFT)[np.isfinite(rates)].any())
+    spread = (f"; losses drawn side by side at the ad's rate ×{math.exp(-LOSS_SHIFT):.2f}–×{math.exp(LOSS_SHIFT):.2f}"
+              + (" (closer where ads' rates are near)" if close else "")) if n_losses > 1 else ""
     ax.text(0.0, -0.12, f"point = median over seeds, bar = min–max over seeds{spread}; labels: {shown}"
             + (f"\n{noise}" if noise else ""), transform=ax.transAxes, fontsize=8, color="0.35", va="top")
 
