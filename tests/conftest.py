@@ -10,18 +10,21 @@
   through the workers.
 * ``no_ray``: a test that starts its own cluster (a Ray ``Cluster``, fake GPUs) shuts the shared instance down
   first; the next test that asks for ``shared_ray`` starts it again, so such tests come last in their module.
-* ``ray_head``: one ``ray start --head`` with token authentication and a dashboard on 127.0.0.1, for the tests
-  that submit Ray jobs (``ray job submit``); started on first use, stopped at the end of the session.
+* ``ray_head``: one ``ray start --head`` with token authentication, every server on 127.0.0.1 and a temp dir of
+  its own, for the tests that submit Ray jobs (``ray job submit``); started on first use, stopped at the end of
+  the session.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,15 +169,20 @@ def ray_head(tmp_path_factory):
     """A local head (`ray start --head`, token auth, dashboard on 127.0.0.1, 2 CPUs) that accepts Ray jobs."""
     ray_cli = str(Path(sys.executable).parent / "ray")
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
-           "RAY_DISABLE_USAGE_STATS": "1"}
+           "RAY_DISABLE_USAGE_STATS": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # 127.0.0.1 stays loopback
     env.pop("RAY_ADDRESS", None)
     gcs, dash, agent = free_port(), free_port(), free_port()
+    # A temp dir of its own: a job's driver finds its cluster through the temp dir's `ray_current_cluster`, which
+    # any other Ray started on the machine meanwhile (another test session, a user's sweep) would overwrite in the
+    # shared /tmp/ray. Short, so the session's socket paths stay under the 107-byte limit.
+    temp = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")
     log = (tmp_path_factory.mktemp("ray_head") / "ray_start.log").open("w")  # a file: an unread pipe could fill
     # the job agent's HTTP port is fixed (52365) unless given: another Ray instance of the session (the shared one,
     # a test's cluster) may hold it, and the head would then never accept a job ("No available agent")
-    proc = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
-                             "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true",
-                             f"--dashboard-agent-listen-port={agent}"],
+    proc = subprocess.Popen([ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={gcs}",
+                             "--num-cpus=2", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                             "--include-dashboard=true", f"--dashboard-agent-listen-port={agent}",
+                             f"--temp-dir={temp}"],
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     head = RayHead(ray_cli, f"http://127.0.0.1:{dash}", env)
     try:
@@ -189,6 +197,7 @@ def ray_head(tmp_path_factory):
         finally:
             _kill_group(proc.pid)  # whatever is left
             log.close()
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 def _kill_group(pgid: int) -> None:
