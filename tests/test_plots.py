@@ -419,3 +419,11 @@ def test_losses_at_the_same_point_keep_apart_by_marker():
     ax = P.plot_calibration_ratio({"bce": same, "localized_entropy": same}).axes[0]
     paths = [c.get_paths()[0].vertices.shape for c in ax.collections]
     assert len(paths) == 2 and paths[0] != paths[1]  # a circle and a square, not one disc over the other
+
+
+def test_feature_axes_name_the_units_the_values_are_in():
+    """The run's figure was titled 'standardised' while every axis said 'input units' (figure audit)."""
+    fig = P.plot_feature_distributions(*feature_args(2), units="standardised: sd units")
+    assert {ax.get_xlabel() for ax in visible_axes(fig)} == {"feature value (standardised: sd units)"}
+    assert {ax.get_xlabel() for ax in visible_axes(P.plot_feature_distributions(*feature_args(2)))} == {
+        "feature value (input units)"}

@@ -102,11 +102,13 @@ def distributions_plot(state, name: str, phase: str) -> Path:
     data = state.data
     keep = [j for j, f in enumerate(data.numeric_features) if f not in DEVICE_COUNT_FEATURES]
     rows = _sample_rows(state)
+    scaled = state.cfg.data.standardize  # the train split holds the standardised values then
     fig = plots.plot_feature_distributions(data.train.x_num[rows][:, keep],
                                            [data.numeric_features[j] for j in keep], data.train.cond[rows],
                                            list(data.condition_values),
-                                           title=f"Numeric features per condition ({phase}, standardised, "
-                                                 f"{len(rows)} sampled train rows)")
+                                           title=f"Numeric features per condition ({phase}"
+                                                 f"{', standardised' if scaled else ''}, {len(rows)} sampled train "
+                                                 "rows)", units="standardised: sd units" if scaled else "input units")
     return _save(state, fig, state.folders.comparison, name)
 
 

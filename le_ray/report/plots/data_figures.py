@@ -15,9 +15,9 @@ from le_ray.report.plots.axes import (
 
 
 def _feature_panel(ax, v: np.ndarray, cond: np.ndarray, ids: np.ndarray, colors: list, bins: int,
-                   name: str) -> None:
+                   name: str, units: str = "input units") -> None:
     ok = np.isfinite(v)
-    _label(ax, name, "feature value (input units)", "density (1 / value unit)")
+    _label(ax, name, f"feature value ({units})", "density (1 / value unit)")
     if not ok.any():
         _no_data(ax)
         return
@@ -35,12 +35,14 @@ def _feature_panel(ax, v: np.ndarray, cond: np.ndarray, ids: np.ndarray, colors:
 def plot_feature_distributions(x_num: np.ndarray, feature_names: Sequence[str], conditions: np.ndarray,
                                condition_names: Sequence[str], *,
                                title: str = "Numeric feature distributions per condition",
-                               max_conditions: int = MAX_HIST_CONDITIONS, bins: int = 40) -> Figure:
+                               max_conditions: int = MAX_HIST_CONDITIONS, bins: int = 40,
+                               units: str = "input units") -> Figure:
     """One panel per numeric feature: per-condition density histograms (step lines).
 
     ``x_num``: [N, F] values (NaN skipped); ``feature_names``: F names; ``conditions``: N integer
     ids indexing ``condition_names``.  Draws the ``max_conditions`` largest conditions (noted in
-    the title) and at most 32 features; one legend for the figure.
+    the title) and at most 32 features; one legend for the figure.  ``units``: what the values are in, for the
+    axes (e.g. "standardised: sd units").
     """
     x = np.asarray(x_num, dtype=np.float64)
     x = x.reshape(-1, 1) if x.ndim == 1 else x.reshape(x.shape[0], int(np.prod(x.shape[1:])))
@@ -62,7 +64,7 @@ def plot_feature_distributions(x_num: np.ndarray, feature_names: Sequence[str], 
             ax.set_visible(False)
             continue
         name = str(feature_names[j]) if j < len(feature_names) else f"x{j}"
-        _feature_panel(ax, x[:, j], cond, ids, colors, bins, name)
+        _feature_panel(ax, x[:, j], cond, ids, colors, bins, name, units)
     handles = [Line2D([], [], color=c, linewidth=1.5) for c in colors[:ids.size]]
     labels = [f"{_name_of(condition_names, int(i))} (n={n:,})" for i, n in zip(ids, counts)]
     fig.legend(handles, labels, loc="outside right upper", fontsize="small", title="condition")
