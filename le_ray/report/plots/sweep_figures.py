@@ -255,7 +255,7 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
 
 
 #: Label offsets (points from the ad's point) tried in turn until a label overlaps none placed before it.
-LABEL_OFFSETS = ((6, 6), (6, -14), (6, 18), (6, -26), (6, 30), (6, -38), (6, 42))
+LABEL_OFFSETS = ((6, 6), (6, -14), (6, 18), (6, -26), (6, 30), (6, -38), (6, 42), (6, -50), (6, 54), (6, -62), (6, 66))
 #: a point further right than this fraction of the axes' width is labelled to its left (mirrored offsets, text
 #: right-aligned), so that its label ends inside the axes instead of running over the right edge
 LABEL_LEFT_FROM = 0.85
@@ -270,26 +270,61 @@ def _label_side(ax, x: float, y: float) -> tuple[int, str]:
 
 def _place_labels(ax, points: Sequence[tuple[float, float]], texts: Sequence[str]) -> None:
     """Annotate each point with its text at the first of :data:`LABEL_OFFSETS` whose box (display coordinates,
-    after the axes' scales and limits are set) overlaps no label placed before it; the last offset when none is
-    free. By hand: matplotlib places annotations without regard to each other, and neighbouring ads' labels
+    after the axes' scales and limits are set), on the preferred side or else the other, that overlaps no label
+    placed before it and no marker or seed bar (:func:`_mark_boxes`) and stays inside the axes; else the first on
+    the preferred side that overlaps no label; the last offset when none is free. By hand: matplotlib places annotations without regard to each other, and neighbouring ads' labels
     (rates a few % apart) otherwise print over one another. A point in the right part of the axes is labelled to
     its left (:func:`_label_side`). Call it last: the figure's constrained layout is settled first (everything else
     drawn), and the labels stay out of it."""
     figure = ax.figure
     renderer = FigureCanvasAgg(figure).get_renderer()  # the PNG's own backend
     figure.draw_without_rendering()  # the constrained layout fixes the axes' place before any box is measured
+    marks, frame = _mark_boxes(ax, renderer), ax.get_window_extent(renderer)
     placed = []
     for (x, y), text in zip(points, texts):
         sign, align = _label_side(ax, x, y)
-        for offset in LABEL_OFFSETS:
-            label = ax.annotate(text, (x, y), xytext=(sign * offset[0], offset[1]), textcoords="offset points",
-                                fontsize=8, horizontalalignment=align)
-            label.set_in_layout(False)
-            box = label.get_window_extent(renderer)
-            if not any(box.overlaps(other) for other in placed) or offset == LABEL_OFFSETS[-1]:
-                placed.append(box)
-                break
-            label.remove()
+        other = "left" if align == "right" else "right"
+        # the preferred side first (LABEL_OFFSETS), then the other side: a neighbouring loss's bar often fills one
+        options = [((sign * dx, dy), align) for dx, dy in LABEL_OFFSETS] + \
+            [((-sign * dx, dy), other) for dx, dy in LABEL_OFFSETS]
+        boxes = [_label_box(ax, renderer, text, (x, y), offset, side) for offset, side in options]
+        free = [k for k in range(len(LABEL_OFFSETS)) if not any(boxes[k].overlaps(b) for b in placed)]
+        clear = [k for k, box in enumerate(boxes) if not any(box.overlaps(b) for b in placed)
+                 and not any(box.overlaps(mark) for mark in marks) and _inside(box, frame)]
+        k = (clear or free or [len(LABEL_OFFSETS) - 1])[0]  # clear of labels and marks, else of labels
+        (offset, side) = options[k]
+        label = ax.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=8,
+                            horizontalalignment=side)
+        label.set_in_layout(False)
+        placed.append(boxes[k])
+
+
+def _inside(box, frame) -> bool:
+    """Whether the display box ``box`` lies within ``frame`` (the axes)."""
+    return frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+
+
+def _label_box(ax, renderer, text: str, xy: tuple[float, float], offset: tuple[int, int], align: str):
+    """The display box a label of ``text`` at ``offset`` points from ``xy`` would take (drawn, measured, removed)."""
+    label = ax.annotate(text, xy, xytext=offset, textcoords="offset points", fontsize=8, horizontalalignment=align)
+    box = label.get_window_extent(renderer)
+    label.remove()
+    return box
+
+
+def _mark_boxes(ax, renderer) -> list:
+    """Display boxes of what a label must not cover: every marker, cap and seed bar drawn (the lines that carry a
+    marker, and the bars' line collections), not the reference lines across the axes."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.transforms import Bbox
+
+    lines = [line for line in ax.lines if line.get_marker() not in (None, "None", "", " ")]
+    boxes = [line.get_window_extent(renderer) for line in lines]
+    for bars in (c for c in ax.collections if isinstance(c, LineCollection)):  # their own extent reads empty here
+        for segment in bars.get_segments():
+            (x0, y0), (x1, y1) = ax.transData.transform(segment).min(0), ax.transData.transform(segment).max(0)
+            boxes.append(Bbox([[x0 - 2, y0], [x1 + 2, y1]]))  # a bar is ~1.5 px wide: pad it to a target
+    return boxes
 
 
 def _noise_counts(t: dict[str, np.ndarray], j: int) -> tuple[float, float]:
