@@ -500,7 +500,9 @@ def test_driver_killed_mid_sweep_then_mid_report_then_rerun_gives_the_same_repor
     first.wait(timeout=60)
     stored = len(list((folder / "trials").glob("*.json")))
     assert 2 <= stored < 6
-    assert not list((folder / "trials").glob(".tmp-*"))
+    # a kill that lands inside a write leaves that write's .tmp-* file (CI, under load, hit it once): it is no
+    # trial, and the rerun removes it (checked below); before, this line asserted there was none, a timing race
+    assert len(list((folder / "trials").glob(".tmp-*"))) <= 1
     second, log = _driver(tmp_path, "sweep", {"LE_RAY_TEST_FAULT_REPORT_SLEEP": "60"})
     _wait_until(lambda: list(tables.glob("metric_tests_*.csv")), second, log, "the report phase started", 300)
     os.killpg(second.pid, signal.SIGKILL)
