@@ -109,11 +109,16 @@ def le_evaluation_rates(data: PreparedData, split_name: str, *, prior: str, use_
     the condition's observed rate); otherwise the training rates of :func:`le_base_rates`."""
     split = data.split(split_name)
     if use_true_rates and split_name == "eval" and split is not None and split.p_true is not None:
-        rows = np.bincount(split.cond, minlength=data.num_conditions).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(rows > 0, np.bincount(split.cond, weights=split.p_true, minlength=data.num_conditions)
-                            / np.maximum(rows, 1.0), np.nan)
+        return _mean_true_rates(split, np.bincount(split.cond, minlength=data.num_conditions), data.num_conditions)
     return le_base_rates(data, prior=prior, use_true_rates=use_true_rates)
+
+
+def _mean_true_rates(split: Split, rows: np.ndarray, c: int) -> np.ndarray:
+    """Mean true probability per condition (float64 [C]) of ``split``, whose conditions hold ``rows`` rows each; NaN
+    for a condition without a row."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(rows > 0, np.bincount(split.cond, weights=split.p_true, minlength=c) / np.maximum(rows, 1),
+                        np.nan)
 
 
 @dataclass(frozen=True)
@@ -154,11 +159,8 @@ def _source(cfg: Config, seed: int) -> _Source:
 def _train_rates(train: Split, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """(rows, positives, click rate, mean true probability or None) per condition of the train split."""
     counts, positives = condition_counts(train.cond, train.y, c)
-    true_rates = None
+    true_rates = None if train.p_true is None else _mean_true_rates(train, counts, c)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if train.p_true is not None:
-            true_rates = np.where(counts > 0, np.bincount(train.cond, weights=train.p_true, minlength=c)
-                                  / np.maximum(counts, 1), np.nan)
         rates = np.where(counts > 0, positives / np.maximum(counts, 1), np.nan)
     return counts.astype(np.int64), positives.astype(np.int64), rates, true_rates
 

@@ -210,7 +210,7 @@ class _EpochContext:
     on_batch_eval: Callable[[int, np.ndarray], None] | None
     on_step: Callable[[int, int], None] | None = None
     static: StaticSteps | None = None  # the static / captured path; None: eager batches
-    held_out: Objective | None = None  # the eval split's losses (its own LE rates); None: ``objective``
+    held_out: Objective | None = None  # the eval split's losses (its own LE rates; train_model always sets it)
     step: int = 0
     epoch: int = 0
     epoch_first_step: int = 1
@@ -253,7 +253,7 @@ def _diagnostic_hooks(model: nn.Module, settings: TrainingSettings, grad_sq: Gra
 def _batch_eval(model: nn.Module, ctx: _EpochContext, batch_loss: float) -> None:
     """Mid-epoch evaluation every ``eval_every_n_batches`` steps."""
     logits = predict_logits(model, ctx.eval, ctx.settings.eval_batch_size) if ctx.eval is not None else None
-    eval_loss = evaluate_loss(model, ctx.eval, ctx.held_out or ctx.objective, ctx.settings.eval_batch_size, logits,
+    eval_loss = evaluate_loss(model, ctx.eval, ctx.held_out, ctx.settings.eval_batch_size, logits,
                               loss_batch_size=ctx.settings.batch_size)
     ctx.curves.batch_step.append(ctx.step)
     ctx.curves.batch_train_loss.append(batch_loss)
@@ -403,7 +403,7 @@ def train_model(model: nn.Module, train: TensorSplit, eval_split: TensorSplit | 
     # on CUDA epoch 1's order is drawn while the epoch-0 evaluation runs, each later one during the epoch before
     with EpochOrders(train, generator, settings.epochs, ahead=on_cuda) as orders:
         ctx = _EpochContext(state, train, eval_split, objective, settings, orders, TrainCurves(), on_batch_eval,
-                            on_step, static, held_out_objective)
+                            on_step, static, held_out_objective or eval_objective)
         ctx_ref.append(ctx)
         train_seconds, seen = _run_epochs(model, ctx, eval_objective, on_epoch)
     return TrainOutcome(ctx.curves, ctx.step, train_seconds, seen, state.schedule.values(),
@@ -418,15 +418,14 @@ def _run_epochs(model: nn.Module, ctx: _EpochContext, eval_objective: Objective,
     train_h = base_rate_entropy(train)
     ctx.eval_entropy = base_rate_entropy(eval_split) if eval_split is not None else float("nan")
     train_loss, train_bce = batched_loss(model, train, eval_objective, settings.batch_size, settings.amp, ctx.static)
-    held_out = ctx.held_out or eval_objective
-    _record(ctx, model, held_out, 0, train_loss, normalised_entropy(train_bce, train_h))
+    _record(ctx, model, ctx.held_out, 0, train_loss, normalised_entropy(train_bce, train_h))
     train_seconds, seen = 0.0, 0
     for epoch in range(1, settings.epochs + 1):
         epoch_start = time.perf_counter()
         train_loss, train_bce, n = _train_epoch(model, ctx, epoch)
         train_seconds += time.perf_counter() - epoch_start
         seen += n
-        _record(ctx, model, held_out, epoch, train_loss, normalised_entropy(train_bce, train_h))
+        _record(ctx, model, ctx.held_out, epoch, train_loss, normalised_entropy(train_bce, train_h))
         log.info("%s epoch %d/%d: train %.6f eval %.6f (%.1f s, lr %.3g)", objective.name, epoch, settings.epochs,
                  train_loss, ctx.curves.eval_loss[-1], time.perf_counter() - epoch_start, state.schedule.values()[0])
         if settings.print_embedding_table:

@@ -97,21 +97,18 @@ class Objective:
                                  norm_strength=self.settings.le.norm_strength, constants=constants)
 
     def _segment_constants(self, n: int, batch_size: int, device: torch.device) -> tuple[torch.Tensor, LEConstants]:
-        """(b·C for each of n rows, :func:`le_constants` of the B·C segment conditions: the C rates, NaN-padded,
-        repeated B times), cached per row count; built without a host read, so no call synchronises."""
+        """(b·C for each of n rows, :func:`le_constants` of the B·C segment conditions: the objective's C rates and
+        condition weights (its own constants: NaN where a rate is unusable) repeated B times), cached per row count;
+        built without a host read, so no call synchronises."""
         key = (n, batch_size, str(device))
         if key not in self._segments:
             size, segments = self.num_conditions, -(-n // batch_size)
             offsets = torch.arange(n, device=device).div_(batch_size, rounding_mode="floor").mul_(size)
-            rates = None
-            if self.base_rates is not None:
-                rates = torch.full((size,), float("nan"), dtype=self.base_rates.dtype, device=device)
-                known = min(size, self.base_rates.numel())
-                rates[:known] = self.base_rates[:known].to(device)
-                rates = rates.repeat(segments)
+            own = self.le_constants or le_constants(self.base_rates, None, size, device=device, precompute_logs=False)
             # precompute_logs off: building them reads nothing on the host (den_j then takes a few more kernels)
-            self._segments[key] = offsets, le_constants(rates, None, segments * size, device=device,
-                                                        precompute_logs=False)
+            self._segments[key] = offsets, le_constants(own.rate.to(device).repeat(segments),
+                                                        own.weights.to(device).repeat(segments), segments * size,
+                                                        device=device, precompute_logs=False)
         return self._segments[key]
 
 

@@ -83,14 +83,16 @@ class TrialResult:
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
 
-def _compare_objectives(cfg: Config, settings: TrainingSettings, base_rates: torch.Tensor, num_conditions: int,
+def _compare_objectives(cfg: Config, settings: TrainingSettings, held_out: Objective, num_conditions: int,
                         device: torch.device, dtype: torch.dtype) -> dict[str, Objective]:
     """Every loss definition without history, for the trained model's evaluation loss under each
-    (``training.eval_compare_losses``; empty when off)."""
+    (``training.eval_compare_losses``; empty when off): the trained loss's own ``held_out`` objective (whose eval
+    curve the last value continues, its evaluation constants already built), the others with its base rates."""
     if not cfg.training.eval_compare_losses:
         return {}
-    return {name: make_objective(name, settings, base_rates=base_rates, num_conditions=num_conditions,
-                                 device=device, dtype=dtype, with_history=False) for name in LOSS_NAMES}
+    return {name: held_out if name == held_out.name else
+            make_objective(name, settings, base_rates=held_out.base_rates, num_conditions=num_conditions,
+                           device=device, dtype=dtype, with_history=False) for name in LOSS_NAMES}
 
 
 def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice, str]:
@@ -113,13 +115,12 @@ def _node_name() -> str:
 @dataclass(frozen=True)
 class _TrialLosses:
     """A trial's objectives: ``training`` (LE: its cross-batch history), ``epoch_zero`` (the same without history:
-    the untrained model's training loss), ``held_out`` (the eval split's losses, LE normalised by ``eval_rates``),
-    and the LE base rates [C] of training (``rates``) and of the eval split (``eval_rates``)."""
+    the untrained model's training loss), ``held_out`` (the eval split's losses, LE normalised by the eval split's
+    rates, its ``base_rates``), and the LE base rates [C] of training (``rates``)."""
     training: Objective
     epoch_zero: Objective
     held_out: Objective
     rates: torch.Tensor
-    eval_rates: torch.Tensor
 
 
 def _trial_losses(spec: TrialSpec, data: PreparedData, split_name: str, dev: torch.device,
@@ -134,7 +135,7 @@ def _trial_losses(spec: TrialSpec, data: PreparedData, split_name: str, dev: tor
     make = lambda base, history: make_objective(spec.loss, settings, base_rates=base,  # noqa: E731
                                                 num_conditions=data.num_conditions, device=dev, dtype=dtype,
                                                 with_history=history, max_entries=pushes)
-    return _TrialLosses(make(rates, True), make(rates, False), make(eval_rates, False), rates, eval_rates)
+    return _TrialLosses(make(rates, True), make(rates, False), make(eval_rates, False), rates)
 
 
 def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence[int | str] | None = None,
@@ -169,7 +170,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
         logits = predict_logits(model, eval_t, settings.eval_batch_size, settings.amp)
     ev = evaluate_predictions(logits, eval_t, split, labelled=labelled, ece=ece_settings(cfg),
                               p_true=split.p_true if cfg.evaluation.synthetic_truth else None,
-                              compare=_compare_objectives(cfg, settings, losses.eval_rates, data.num_conditions,
+                              compare=_compare_objectives(cfg, settings, losses.held_out, data.num_conditions,
                                                           dev, dtype),
                               le_rates=losses.rates, num_conditions=data.num_conditions, keep_p=keep_predictions,
                               loss_batch_size=settings.batch_size)

@@ -240,7 +240,7 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> list[float]:
 
     cond, ratio, loss_col = _col(t, "condition"), _col(t, "ratio"), np.asarray(t["loss"]).astype(str)
     sides = np.linspace(-1.0, 1.0, len(losses)) if len(losses) > 1 else np.zeros(1)
-    spread = np.minimum(LOSS_SHIFT, 0.8 * _band_half_widths(rates))  # an ad's points stay inside its own band
+    spread = _point_spreads(rates)
     mids: list[list[float]] = [[] for _ in ids]
     for color, loss, side in zip(loss_colors(losses), losses, sides):
         for k, j in enumerate(ids):
@@ -353,6 +353,12 @@ def _band_half_widths(rates: np.ndarray) -> np.ndarray:
     return np.clip(nearest / 2, MIN_BAND_HALF_WIDTH, NOISE_HALF_WIDTH)
 
 
+def _point_spreads(rates: np.ndarray) -> np.ndarray:
+    """Per ad, how far in ln(rate) its outermost loss's point sits from its rate: :data:`LOSS_SHIFT`, or less, so that
+    an ad's points stay inside its own noise band (:func:`_band_half_widths`)."""
+    return np.minimum(LOSS_SHIFT, 0.8 * _band_half_widths(rates))
+
+
 def _noise_bands(ax, t: dict[str, np.ndarray], ids: np.ndarray, rates: np.ndarray, mids: list[float]) -> list[int]:
     """Behind each drawn ad, the ratios evaluation noise alone allows a calibrated model: r / r̂ ∈ [L / r̂, U / r̂],
     [L, U] the Wilson interval (``NOISE_CONFIDENCE``) of r̂ = k / n from the ad's k evaluation clicks in n rows
@@ -394,7 +400,7 @@ def _rate_legend(ax, losses: list[str], excluded_drawn: bool, banded: bool) -> N
 
 def _rate_footnote(ax, rates: np.ndarray, n_losses: int, noise: str) -> None:
     shown = "every ad" if len(_labelled(rates)) == np.isfinite(rates).sum() else f"the {RAREST_LABELS} rarest ads"
-    close = bool((_band_half_widths(rates) * 0.8 < LOSS_SHIFT)[np.isfinite(rates)].any())
+    close = bool((_point_spreads(rates) < LOSS_SHIFT)[np.isfinite(rates)].any())
     spread = (f"; losses drawn side by side at the ad's rate ×{math.exp(-LOSS_SHIFT):.2f}–×{math.exp(LOSS_SHIFT):.2f}"
               + (" (closer where ads' rates are near)" if close else "")) if n_losses > 1 else ""
     ax.text(0.0, -0.12, f"point = median over seeds, bar = min–max over seeds{spread}; labels: {shown}"
