@@ -427,3 +427,53 @@ def test_feature_axes_name_the_units_the_values_are_in():
     assert {ax.get_xlabel() for ax in visible_axes(fig)} == {"feature value (standardised: sd units)"}
     assert {ax.get_xlabel() for ax in visible_axes(P.plot_feature_distributions(*feature_args(2)))} == {
         "feature value (input units)"}
+
+
+# --------------------------------------------------------------------------- shared bins, counted band minima
+
+
+def _step_edges(fig) -> np.ndarray:
+    """The x coordinates of every drawn histogram's steps (the bin edges it uses)."""
+    xs = [patch.get_path().vertices[:, 0] for patch in fig.axes[0].patches]
+    return np.unique(np.round(np.concatenate(xs), 9))
+
+
+def test_prediction_histograms_of_two_losses_share_bin_edges():
+    p, cond = preds(3)
+    narrow = np.clip(p, 1e-3, 0.05)  # another loss's predictions: a narrower, shifted range
+    wide_edges, narrow_edges = (_step_edges(P.plot_prediction_histograms(x, cond, names(3))) for x in (p, narrow))
+    assert np.isin(narrow_edges, wide_edges).all()  # the same grid wherever the two overlap
+    assert np.allclose(np.diff(narrow_edges), 0.05)  # 20 bins a decade
+    ax = P.plot_prediction_histograms(narrow, cond, names(3)).axes[0]
+    assert ax.get_xlim() == (-3.0, -1.0)  # whole decades around log10 1e-3 .. log10 0.05
+
+
+def test_decade_grid_edges_cover_every_value():
+    from le_ray.report.plots.calibration import decade_grid_edges
+    for values in (np.array([-2.0]), np.array([-2.0, 0.0]), np.array([-6.98, -0.01]), np.array([-0.05, -0.05])):
+        edges = decade_grid_edges(values, 20)
+        counts, _ = np.histogram(values, bins=edges)
+        assert counts.sum() == values.size and edges.size >= 2
+        assert np.allclose(edges * 20, np.round(edges * 20))  # on the grid
+
+
+def test_reliability_band_minima_of_zero_are_counted():
+    table = reliability().with_columns(avg_label_low=pl.when(pl.col("bin") < 2).then(0.0)
+                                       .otherwise(pl.col("avg_label_low")))
+    label = P.plot_reliability_diagram({"bce": table}).axes[0].get_ylabel()
+    assert "2 band minima of 0 drawn at" in label and "without clicks" not in label
+    table = table.with_columns(avg_label=pl.when(pl.col("bin") == 0).then(0.0).otherwise(pl.col("avg_label")))
+    label = P.plot_reliability_diagram({"bce": table}).axes[0].get_ylabel()
+    assert "1 bin without clicks and 1 band minimum of 0 drawn at" in label
+    assert "band" not in P.plot_reliability_diagram({"bce": reliability()}).axes[0].get_ylabel()
+
+
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_every_log_axis_writes_its_ticks_plainly(name):
+    fig = BUILDERS[name][0](6)
+    fig.canvas.draw()
+    labels = [t.get_text() for ax in visible_axes(fig) for axis in (ax.xaxis, ax.yaxis) if axis.get_scale() == "log"
+              for t in axis.get_ticklabels() + axis.get_ticklabels(minor=True) if t.get_text()]  # shared x: one labelled
+    if name in ("avg", "preds", "calibration", "reliability", "le_stats", "filter", "grad_sq", "gaps", "comparison"):
+        assert labels, name  # these draw log axes
+    assert not any("$" in x for x in labels), (name, labels)  # 0.0001, not 10^-4

@@ -141,8 +141,8 @@ def _positive(values: np.ndarray, floor: float | None = PROB_FLOOR) -> tuple[np.
     return np.where(low, floor, v), float(floor), int(low.sum())
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"
 
 
 def plain_number(v: float) -> str:
@@ -195,6 +195,13 @@ def plain_log_ticks(ax, axis: str = "y") -> None:
     which = ax.xaxis if axis == "x" else ax.yaxis
     which.set_major_formatter(FuncFormatter(lambda v, _: plain_number(v)))
     which.set_minor_formatter(FuncFormatter(lambda v, _: _minor_ratio_label(ax, v, axis)))
+
+
+def log_axes(ax, *which: str) -> None:
+    """Log scale on each of ``which`` ("x", "y") of ``ax``, its ticks in plain numbers (:func:`plain_log_ticks`)."""
+    for axis in which:
+        (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+        plain_log_ticks(ax, axis)
 
 
 def ratio_axis(ax) -> None:

@@ -12,7 +12,7 @@ from matplotlib.ticker import FuncFormatter
 from le_ray.report.plots.axes import (
     MAX_HIST_CONDITIONS, PROB_FLOOR, _annotate, _as_table, _clip_note, _col, _diagonal, _figure, _floats,
     _label, _legend, _log_y_if_positive, _loss_name, _name_of, _no_data, _plural, _positive, _top_conditions,
-    _top_note, condition_color, loss_colors, plain_number, ratio_axis,
+    _top_note, condition_color, log_axes, loss_colors, plain_number, ratio_axis,
 )
 
 #: one marker per series where several losses share an x (a circle under a circle disappears)
@@ -40,8 +40,7 @@ def plot_avg_vs_train_rate(conditions: Sequence[str], train_rate: np.ndarray, ev
     if not ok.any():
         _no_data(ax)
         return fig
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    log_axes(ax, "x", "y")
     ax.scatter(x[ok], y[ok], s=36, color="tab:blue",
                label=f"eval mean prediction ({_plural(int(ok.sum()), 'condition')})")
     r_ok = np.isfinite(x) & np.isfinite(r)
@@ -58,12 +57,15 @@ def plot_avg_vs_train_rate(conditions: Sequence[str], train_rate: np.ndarray, ev
 
 
 def plot_prediction_histograms(p: np.ndarray, conditions: np.ndarray, condition_names: Sequence[str], *,
-                               title: str = "Predicted probability per condition", bins: int = 50) -> Figure:
+                               title: str = "Predicted probability per condition",
+                               bins_per_decade: int = 20) -> Figure:
     """Overlaid step histograms of log10 p per condition (rows per bin, log y).
 
     ``p``: N predicted probabilities (clipped to [1e-7, 1], NaN skipped); ``conditions``: N integer
     condition ids indexing ``condition_names``.  At most 12 conditions (the largest by rows) are
-    drawn, noted in the title; with several conditions the pooled histogram is drawn in grey.
+    drawn, noted in the title; with several conditions the pooled histogram is drawn in grey.  Bin edges lie on
+    one fixed grid of 1 / ``bins_per_decade`` decade and the x axis spans whole decades, so the figures of
+    different losses (each drawn when its trial finishes) share their bins wherever their predictions overlap.
     """
     fig, axes = _figure(11, 6)
     ax = axes[0, 0]
@@ -79,17 +81,26 @@ def plot_prediction_histograms(p: np.ndarray, conditions: np.ndarray, condition_
     if not p.size:
         _no_data(ax)
         return fig
-    lo, hi = float(lp.min()), float(lp.max())
-    edges = np.linspace(lo - 0.05, hi + 0.05, max(int(bins), 1) + 1)
+    edges = decade_grid_edges(lp, bins_per_decade)
     if total > 1:
         ax.hist(lp, bins=edges, histtype="stepfilled", color="0.85", label=f"all conditions (n={p.size:,})")
     for color, cid, n in zip([condition_color(i) for i in ids], ids, counts):
         ax.hist(lp[cond == cid], bins=edges, histtype="step", linewidth=1.5, color=color,
                 label=f"{_name_of(condition_names, int(cid))} (n={n:,})")
-    ax.set_yscale("log")
+    log_axes(ax, "y")
+    ax.set_xlim(math.floor(edges[0]), math.ceil(edges[-1]))
     ax.grid(True, alpha=0.3)
     _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
+
+
+def decade_grid_edges(log10_values: np.ndarray, bins_per_decade: int) -> np.ndarray:
+    """Histogram edges at k / ``bins_per_decade`` (k integer) covering every value of ``log10_values`` (finite,
+    non-empty): the same grid for any data, so two histograms' bins coincide where their ranges overlap."""
+    step = 1.0 / max(int(bins_per_decade), 1)
+    first = math.floor(float(log10_values.min()) / step)
+    last = max(math.floor(float(log10_values.max()) / step) + 1, first + 1)  # max lands inside the last bin
+    return np.arange(first, last + 1) * step
 
 
 # --------------------------------------------------------------------------- 4. calibration ratio
@@ -130,7 +141,7 @@ def plot_calibration_ratio(series: Mapping[str, Any], *,
     if not drawn:
         _no_data(ax)
         return fig
-    ax.set_xscale("log")
+    log_axes(ax, "x")
     ratio_axis(ax)
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="ratio = 1 (calibrated)")
     ax.grid(True, which="major", alpha=0.3)
@@ -142,18 +153,19 @@ def plot_calibration_ratio(series: Mapping[str, Any], *,
 
 
 def _reliability_series(t: dict[str, np.ndarray], log_scale: bool, label_floor: float | None):
-    """Sorted (avg_pred, avg_label, count, low, high, zero-rate mask) of the usable bins of one table."""
+    """Sorted (avg_pred, avg_label, count, low, high, zero-rate mask, zero-low mask) of the usable bins of one
+    table; on a log scale a rate or band minimum of 0 is drawn at ``label_floor`` and flagged in its mask."""
     fix_x = (lambda a: _positive(a, PROB_FLOOR)[0]) if log_scale else (lambda a: a)
     fix_y = (lambda a: _positive(a, label_floor)[0]) if log_scale else (lambda a: a)
     x = fix_x(_col(t, "avg_pred"))
-    raw_y = _col(t, "avg_label")
-    y, low, high = fix_y(raw_y), fix_y(_col(t, "avg_label_low", required=False)), \
-        fix_y(_col(t, "avg_label_high", required=False))
+    raw_y, raw_low = _col(t, "avg_label"), _col(t, "avg_label_low", required=False)
+    y, low, high = fix_y(raw_y), fix_y(raw_low), fix_y(_col(t, "avg_label_high", required=False))
     count = _col(t, "count", required=False)
     ok = np.isfinite(x) & np.isfinite(y) & ~(np.isfinite(count) & (count <= 0))
     order = np.argsort(x[ok], kind="stable")
     zero = (raw_y <= 0) if log_scale else np.zeros(raw_y.shape, dtype=bool)
-    return x[ok][order], y[ok][order], count[ok][order], low[ok][order], high[ok][order], zero[ok][order]
+    zero_low = (raw_low <= 0) & (raw_y > 0) if log_scale else np.zeros(raw_y.shape, dtype=bool)
+    return tuple(a[ok][order] for a in (x, y, count, low, high, zero, zero_low))
 
 
 def _label_floor(tables: Mapping[str, dict[str, np.ndarray]]) -> float:
@@ -164,7 +176,7 @@ def _label_floor(tables: Mapping[str, dict[str, np.ndarray]]) -> float:
 
 
 def _draw_reliability(top, bottom, name: str, color, series) -> None:
-    x, y, count, low, high, zero = series
+    x, y, count, low, high, zero, _ = series
     top.plot(x[~zero], y[~zero], marker="o", markersize=4, color=color, label=_loss_name(name))
     if zero.any():
         top.scatter(x[zero], y[zero], marker="v", s=36, facecolors="none", edgecolors=color,
@@ -207,8 +219,11 @@ def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliabi
     floor = _label_floor(raw) if log_scale else None
     data = {k: _reliability_series(t, log_scale, floor) for k, t in raw.items()}
     zeros = sum(int(s[5].sum()) for s in data.values())
+    zero_lows = sum(int(s[6].sum()) for s in data.values())  # a band reaching 0 clicks, its end drawn at the floor
     scale = "probability, log" if log_scale else "probability"
-    note = f" [{_plural(zeros, 'bin')} without clicks drawn at {floor:.0e}]" if zeros else ""
+    notes = [f"{_plural(zeros, 'bin')} without clicks"] if zeros else []
+    notes += [f"{_plural(zero_lows, 'band minimum', 'band minima')} of 0"] if zero_lows else []
+    note = f" [{' and '.join(notes)} drawn at {floor:.0e}]" if notes else ""
     _label(top, "observed rate vs mean prediction per bin", "", f"observed click rate ({scale}){note}")
     _label(bottom, "rows per bin", f"mean prediction in bin ({scale})", "rows")
     if not any(s[0].size for s in data.values()):
@@ -219,8 +234,7 @@ def plot_reliability_diagram(tables: Mapping[str, Any], *, title: str = "Reliabi
         if series[0].size:
             _draw_reliability(top, bottom, name, color, series)
     if log_scale:
-        top.set_xscale("log")
-        top.set_yscale("log")
+        log_axes(top, "x", "y")
         _diagonal(top, *[s[0] for s in data.values()], *[s[1] for s in data.values()])
     else:
         top.axline((0, 0), (1, 1), color="0.3", linestyle="--", linewidth=1, label="y = x (calibrated)")

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 
 from le_ray.report.plots.axes import (
     LOSS_UNITS, _align, _figure, _floats, _grid, _label, _legend, _log_y_if_positive, _loss_name, _no_data,
-    loss_colors,
+    log_axes, loss_colors,
 )
 
 #: train and eval lines: neutral colours, never a loss's own (BCE blue, LE orange, focal green)
@@ -146,7 +146,7 @@ def plot_tuning_curves(curves: Mapping[str, Sequence[float]], finals: Mapping[st
                    label=f"{_loss_name(name)}: each sample")
     finite = [v for vals in finals.values() for v in vals if v is not None and np.isfinite(v)]
     if finite and min(finite) > 0:
-        ax.set_yscale("log")
+        log_axes(ax, "y")
         ax.set_ylabel(f"validation {metric} (log)")
     ax.grid(True, which="both", alpha=0.3)
     _legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 
 from le_ray.report.plots.axes import (
     MAX_HIST_CONDITIONS, _as_table, _bools, _category_axis, _clip_note, _col, _colors, _figure, _grid, _label,
-    _legend, _name_of, _names, _no_data, _positive, _rows, _top_conditions, _top_note, condition_color,
+    _legend, _name_of, _names, _no_data, _positive, _rows, _top_conditions, _top_note, condition_color, log_axes,
 )
 
 
@@ -111,8 +111,7 @@ def plot_le_stats(table: Any, *,
         ok = np.isfinite(rate) & (rate > 0) & np.isfinite(vals) & (vals > 0)
         right.scatter(rate[ok], vals[ok], marker=marker, color=color, alpha=0.7, label=name)
     if any(c.get_offsets().size for c in right.collections):
-        right.set_xscale("log")
-        right.set_yscale("log")
+        log_axes(right, "x", "y")
     for ax in (left, right):
         ax.grid(True, alpha=0.3)
         _legend(ax)
@@ -153,8 +152,7 @@ def plot_filter_stats(stats: Any, *, value_col: str = "value",
     pooled = float(np.nansum(count[ok] * _col(t, "mean")[ok]) / np.nansum(count[ok]))
     if pooled > 0:
         ax.axhline(pooled, color="0.3", linestyle="--", linewidth=1, label=f"pooled click rate {pooled:.2g}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    log_axes(ax, "x", "y")
     ax.grid(True, alpha=0.3)
     _legend(ax)
     return fig
@@ -193,8 +191,7 @@ def plot_grad_sq(table: Any, *, x: str = "count",
         if not drawn:
             _no_data(ax)
             continue
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_axes(ax, "x", "y")
         ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1, label="ratio = 1")
         ax.grid(True, alpha=0.3)
         _legend(ax)

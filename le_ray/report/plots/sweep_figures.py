@@ -17,7 +17,7 @@ from matplotlib.ticker import FuncFormatter
 from le_ray import registry
 from le_ray.report.plots.axes import (
     MAX_TICK_LABELS, _annotate, _as_table, _bools, _category_axis, _clip_note, _col, _diagonal,
-    _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, loss_colors, plain_log_ticks,
+    _figure, _grid, _label, _legend, _loss_name, _names, _no_data, _positive, _rows, log_axes, loss_colors,
     plain_number, ratio_axis,
 )
 
@@ -100,10 +100,7 @@ def plot_condition_gaps(table: Any, *, title: str = "Per-condition calibration g
     if not ok.any():
         _no_data(ax)
         return fig
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    plain_log_ticks(ax, "x")
-    plain_log_ticks(ax, "y")
+    log_axes(ax, "x", "y")
     better = yv < xv
     untestable = _bools(t.get("untestable"), _rows(t)) & ~sig
     groups = ((ok & sig & better, "tab:green", "o", f"significant, favours {candidate}"),
