@@ -477,3 +477,8 @@ def test_every_log_axis_writes_its_ticks_plainly(name):
     if name in ("avg", "preds", "calibration", "reliability", "le_stats", "filter", "grad_sq", "gaps", "comparison"):
         assert labels, name  # these draw log axes
     assert not any("$" in x for x in labels), (name, labels)  # 0.0001, not 10^-4
+
+
+def test_avg_figure_names_its_diagonal_the_train_rate_not_calibration():
+    legend = [t.get_text() for t in BUILDERS["avg"][0](4).axes[0].get_legend().get_texts()]
+    assert "y = x (equal to the train click rate)" in legend and not any("calibrated" in x for x in legend)

@@ -25,8 +25,9 @@ def plot_avg_vs_train_rate(conditions: Sequence[str], train_rate: np.ndarray, ev
     """Per condition (one point each): eval mean prediction (y) vs train click rate (x), log–log.
 
     ``conditions``: C display names; ``train_rate``, ``eval_pred_mean``, ``eval_rate`` (optional,
-    drawn as a second marker): arrays of length C.  Points on the y = x line are calibrated to the
-    train rate; points are named when C ≤ 20.
+    drawn as a second marker): arrays of length C.  A mean prediction on the y = x line equals the ad's train
+    click rate, which is calibration only where the eval split clicks at that rate too: the eval observed rate's
+    marker shows how far it sits from the line.  Points are named when C ≤ 20.
     """
     fig, axes = _figure(10, 8)
     ax = axes[0, 0]
@@ -46,7 +47,7 @@ def plot_avg_vs_train_rate(conditions: Sequence[str], train_rate: np.ndarray, ev
     r_ok = np.isfinite(x) & np.isfinite(r)
     if r_ok.any():
         ax.scatter(x[r_ok], r[r_ok], s=40, marker="x", color="tab:orange", label="eval observed click rate")
-    _diagonal(ax, x[ok], y[ok], r[r_ok])
+    _diagonal(ax, x[ok], y[ok], r[r_ok], label="y = x (equal to the train click rate)")
     _annotate(ax, x[ok], y[ok], [n for n, k in zip(conditions, ok) if k])
     ax.grid(True, which="major", alpha=0.3)
     _legend(ax, loc="upper left")
