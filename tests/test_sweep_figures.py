@@ -332,3 +332,20 @@ def test_rare_ad_labels_keep_off_the_points_and_bars_where_there_is_room():
     for label in labels:
         box = label.get_window_extent(renderer)
         assert not any(box.overlaps(m) for m in marks), label.get_text()
+
+
+def test_noise_band_half_widths_reach_halfway_to_the_nearest_rate():
+    from le_ray.report.plots.sweep_figures import MIN_BAND_HALF_WIDTH, NOISE_HALF_WIDTH, _band_half_widths
+    rng = np.random.default_rng(5)
+    rates = np.exp(rng.uniform(-9, -1, 300))
+    rates[[3, 40]] = np.nan
+    rates[7] = 0.0
+    rates[11] = rates[12]  # a tie: the smallest band, still visible
+    half = _band_half_widths(rates)
+    logs = np.log(np.where(rates > 0, rates, np.nan))
+    for i in range(rates.size):  # brute force: every other usable rate
+        others = [abs(logs[i] - logs[j]) for j in range(rates.size) if j != i and rates[j] > 0]
+        expected = np.clip(min(others) / 2, MIN_BAND_HALF_WIDTH, NOISE_HALF_WIDTH) if rates[i] > 0 else NOISE_HALF_WIDTH
+        assert half[i] == pytest.approx(expected, rel=1e-12), i
+    assert half[11] == MIN_BAND_HALF_WIDTH
+    assert _band_half_widths(np.array([0.01])) == pytest.approx([NOISE_HALF_WIDTH])

@@ -343,10 +343,13 @@ def _band_half_widths(rates: np.ndarray) -> np.ndarray:
     """Half-width in ln(rate) of each ad's noise band: :data:`NOISE_HALF_WIDTH`, narrowed to half the distance to the
     nearest other ad's rate so that neighbouring bands never cover each other (an ad's band, not its neighbour's,
     says which of its ratios noise allows); at least :data:`MIN_BAND_HALF_WIDTH`, visible where rates coincide."""
-    logs = np.log(np.where(np.isfinite(rates) & (rates > 0), rates, np.nan))
-    gaps = np.abs(logs[:, None] - logs[None, :])
-    np.fill_diagonal(gaps, np.inf)
-    nearest = np.nanmin(np.where(np.isfinite(gaps), gaps, np.inf), axis=1, initial=np.inf)
+    rates = np.asarray(rates, dtype=float)
+    usable = np.flatnonzero(np.isfinite(rates) & (rates > 0))
+    nearest = np.full(rates.shape, np.inf)
+    if usable.size > 1:  # sorted, an ad's nearest rate is a neighbour: O(C log C), no C × C matrix at 10^4+ ads
+        order = usable[np.argsort(rates[usable], kind="stable")]
+        steps = np.diff(np.log(rates[order]))
+        nearest[order] = np.minimum(np.append(np.inf, steps), np.append(steps, np.inf))
     return np.clip(nearest / 2, MIN_BAND_HALF_WIDTH, NOISE_HALF_WIDTH)
 
 
