@@ -132,8 +132,8 @@ def test_nearly_equal_closeness_is_not_a_winner_and_a_shift_over_all_ads_is_name
     sentences = bottom_line(v)[1]
     assert "LE and BCE are about equally close to 1 (|ln ratio| 0.14 vs 0.14)" in sentences[0]
     assert ratio_readings([v, v])[-1] == (
-        "Summed over all ads (a figure dominated by the ads with the most predicted clicks, usually the frequent "
-        "ones), LE predicts 0.55× the evaluation click rate (under-predicts overall): a shift of that size may also "
+        "Summed over all ads (a figure dominated by the ads with the most predicted clicks, usually those clicked "
+        "most often), LE predicts 0.55× the evaluation click rate (under-predicts overall): a shift of that size may also "
         "move the ratios of the rarest tested ads (none below 1 %), so being nearer 1 on them may come from it rather "
         "than from calibration on them.")  # ad 7 (2 %) is no rare ad: "on a rare ad" would claim one was tested
     even = _eval_ratios({7: ([1.1485] * 5, [1.1515] * 5)}, 5000, 100, overall={"bce": 1.02, "localized_entropy": 1.09})
@@ -287,9 +287,9 @@ def test_a_loss_miscalibrated_on_the_frequent_ads_too_is_said_to_have_failed_its
     v = _inputs(conditions=cond, ratios=ratios)
     failed = [r for r in ratio_readings([v]) if "failed fit" in r]
     assert failed == [  # (7.4 + 1.3) / 2 over ads 7 and 9 (equal reference sums); BCE is not named
-        "In this run, LE is miscalibrated on the frequent ads too (4.35× the true click probability summed over the "
-        "tested ads at or above 1 %; median ratio 1.3 on the most frequent tested ad, ad 9; more than 50 % off on 2 "
-        "of the 3 tested ads): its ratio on a rare ad reflects that failed fit, not rare-ad behaviour."]
+        "In this run, LE is miscalibrated on the ads clicked at 1 % or more too (4.35× the true click probability "
+        "summed over the tested ads at or above 1 %; median ratio 1.3 on the tested ad with the highest click rate, ad "
+        "9 (9.3 %); more than 50 % off on 2 of the 3 tested ads): its ratio on a rare ad reflects that failed fit, not rare-ad behaviour."]
     rare_only = _eval_ratios({2: ([11.5] * 3, [1801.0] * 3), 7: ([0.97] * 3, [1.1] * 3), 9: ([0.99] * 3, [1.2] * 3)},
                              250_000, 100)  # over every ad LE's sum is 600× off, all of it from ad 2
     assert not any("failed fit" in r for r in ratio_readings([dataclasses.replace(v, ratios=rare_only)]))
@@ -318,8 +318,8 @@ def test_a_failed_fit_without_a_tested_rare_ad_names_the_rarest_tested_ads_not_a
     failed = [r for r in ratio_readings([_inputs(conditions=cond, ratios=ratios)]) if "failed fit" in r]
     assert failed == [
         "In this run, LE is miscalibrated on every tested ad (0.39× the true click probability summed over the tested "
-        "ads at or above 1 %; median ratio 0.4 on the most frequent tested ad, ad 9; more than 50 % off on 2 of the 2 "
-        "tested ads): its ratios on its rarest tested ads (none below 1 %) reflect that failed fit."]
+        "ads at or above 1 %; median ratio 0.4 on the tested ad with the highest click rate, ad 9 (9.3 %); more than "
+        "50 % off on 2 of the 2 tested ads): its ratios on its rarest tested ads (none below 1 %) reflect that failed fit."]
     assert not any("on a rare ad" in r for r in ratio_readings([_inputs(conditions=cond, ratios=ratios)]))
 
 

@@ -327,7 +327,7 @@ def test_avazu_like_report_says_no_rare_ad_and_lists_each_caveat_once(tmp_path):
     assert (f"(95% Wilson interval) would give a calibrated model a ratio of {ci.low * 1500 / k:.2f}–"
             f"{ci.high * 1500 / k:.2f}, so") in readings
     assert f"its training rate is 6 %, {0.06 * 1500 / k:.2f}× the evaluation rate" in readings
-    shift = re.search(r"usually the frequent ones\), focal predicts (0\.\d\d)× the evaluation click rate "
+    shift = re.search(r"usually those clicked most often\), focal predicts (0\.\d\d)× the evaluation click rate "
                       r"\(under-predicts overall\)", readings)
     assert shift and 0.7 < float(shift.group(1)) < 0.85  # drawn at 0.8 × the rate
     assert "LE predicts" not in readings  # 1.02×: within 10 % of 1

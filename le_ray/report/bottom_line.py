@@ -28,7 +28,7 @@ after the bottom lines):
   calibration on rare ads.
 * **A failed fit**: a loss whose overall ratio over the tested ads at or above RARE_BELOW (not over every ad: a rare
   ad predicted at 1,000× its rate can outweigh the frequent ones) lies outside [1 / :data:`FAILED_FIT`,
-  :data:`FAILED_FIT`], or whose median ratio on the most frequent tested ad is off by more than
+  :data:`FAILED_FIT`], or whose median ratio on the tested ad with the highest click rate is off by more than
   :data:`FREQUENT_OFF`, is miscalibrated on the frequent ads too, so its ratio on a rare ad shows that failed fit
   rather than rare-ad behaviour.
 * **LE's history warm-up**: a rarest ad the audit's ``le_history_warmup`` warning names is tied to LE's ratio only
@@ -61,7 +61,7 @@ CLOSER_TOLERANCE = 0.01  #: |ln r| differences below this (about 1 % of the rati
 SHIFT_TOLERANCE = 0.1  #: an overall ratio further than 10 % from 1 is a shift of every ad's ratio
 NOISE_CONFIDENCE = 0.95  #: of the Wilson interval of an ad's evaluation rate
 FAILED_FIT = 2.0  #: an overall ratio of the frequent ads beyond [1/2, 2] is a loss miscalibrated on them too
-FREQUENT_OFF = 0.5  #: ... as is a median ratio on the most frequent tested ad more than 50 % off 1
+FREQUENT_OFF = 0.5  #: ... as is a median ratio on the tested ad with the highest click rate more than 50 % off 1
 LE = "localized_entropy"
 
 
@@ -195,7 +195,8 @@ def _failed_fit(v: VerdictInputs, loss: str, seeds: Sequence[int]) -> str | None
     """That ``loss`` is miscalibrated on the frequent ads too, so its rare-ad ratio shows a failed fit: its overall
     ratio over the tested ads at or above RARE_BELOW lies beyond [1 / FAILED_FIT, FAILED_FIT] (over every ad it may
     come from the rare ones: a rare ad predicted 1,000× its rate outweighs a frequent one), or its median ratio on the
-    most frequent tested ad is off by more than FREQUENT_OFF. None without a tested ad at or above RARE_BELOW."""
+    tested ad with the highest click rate is off by more than FREQUENT_OFF. None without a tested ad at or above
+    RARE_BELOW."""
     t = v.condition_tests.filter(pl.col("base_rate").is_finite()) if v.condition_tests.height else None
     if t is None or t.filter(pl.col("base_rate") >= RARE_BELOW).height == 0:
         return None
@@ -208,10 +209,11 @@ def _failed_fit(v: VerdictInputs, loss: str, seeds: Sequence[int]) -> str | None
         return None
     medians = [ratio_stats(v.ratios, loss, j, seeds)[0] for j in t["condition"].to_list()]
     off = sum(bool(np.isfinite(r) and abs(r - 1) > FREQUENT_OFF) for r in medians)
-    where = "every tested ad" if off == t.height else "the frequent ads too"
+    where = "every tested ad" if off == t.height else f"the ads clicked at {percent(RARE_BELOW)} or more too"
     said = [f"{_overall(overall)} the {v.reference.removeprefix('the ')} summed over the tested ads at or above "
             f"{percent(RARE_BELOW)}"] if np.isfinite(overall) else []
-    said += [f"median ratio {number(frequent)} on the most frequent tested ad, ad {top['ad_id']}",
+    said += [f"median ratio {number(frequent)} on the tested ad with the highest click rate, ad {top['ad_id']} "
+             f"({percent(top['base_rate'])})",
              f"more than {percent(FREQUENT_OFF)} off on {off} of the {t.height} tested ads"]
     return (f"In this run, {v.shown(loss)} is miscalibrated on {where} ({'; '.join(said)}): "
             + ("its ratio on a rare ad reflects that failed fit, not rare-ad behaviour." if _has_rare(v) else
@@ -245,7 +247,7 @@ def ratio_readings(inputs: Sequence[VerdictInputs]) -> list[str]:
                  "rare ads" if rare else f"the ratios of the rarest tested ads (none below {percent(RARE_BELOW)}), so "
                  "being nearer 1 on them may come from it rather than from calibration on them")
         readings.append(f"Summed over all ads (a figure dominated by the ads with the most predicted clicks, "
-                        f"usually the frequent ones), {'; '.join(shifted)}: a shift of that size may also move "
+                        f"usually those clicked most often), {'; '.join(shifted)}: a shift of that size may also move "
                         f"{moved}.")
     return readings + [s for s in failed.values() if s]
 
