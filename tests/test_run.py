@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import shlex
 
 import numpy as np
 import pytest
@@ -159,6 +160,14 @@ def test_report_says_what_one_seed_can_say_and_reads_calibration_against_the_tru
     assert f"output: {tmp_path / 'r'};" in printed or printed.split("output: ")[1].split("\n")[0] == str(tmp_path / "r")
     report = _report(tmp_path / "r")
     assert "## How to read this run" in report and "One seed per loss (seed " in report
+    # the seed sweep it points to is this run's experiment: every config option kept (a UX audit found the --set
+    # dropped), and a command that parses back to the same config
+    sweep = shlex.join(["le-ray", "repeats", *SMALL, "--set", "plots.enabled=false"])
+    assert f"`{sweep}` (this run's config)" in report
+    words = shlex.split(sweep)[2:]
+    assert load_config(None, profile=words[1], sets=words[3::2]) == load_config(
+        None, profile="small_net", sets=[*SMALL[3::2], "plots.enabled=false"])
+    assert "| le_ray | le_ray" not in report and "| le_ray | 0." in report  # the name once
     assert "| metric | BCE | LE | better in this run |" in report and "| winner |" not in report
     header = next(line for line in report.splitlines() if line.startswith("| ad |"))
     assert "ratio to truth (LE)" in header and header.rstrip(" |").endswith("closest to 1 (truth)")

@@ -51,6 +51,14 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         "training.by_loss.*.KEY=VALUE sets KEY for every loss at once")
 
 
+def config_argv(args: argparse.Namespace) -> list[str]:
+    """The config options of parsed ``args`` as command-line words (``--config``, ``--profile``, each ``--set`` in
+    order), so that another command can be told to build the same config: ``shlex.join`` them for display."""
+    words = ["--config", args.config] if args.config else []
+    words += ["--profile", args.profile] if args.profile else []
+    return words + [w for s in args.sets for w in ("--set", s)]
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     return load_config(args.config, profile=args.profile, sets=args.sets)
 

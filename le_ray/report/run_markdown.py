@@ -4,6 +4,7 @@ the comparison tables inline, then one section per loss with its figures, then t
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,7 @@ def _facts(state: RunState) -> pl.DataFrame:
             ("model", f"{cfg.model.name}: hidden {list(cfg.model.hidden_sizes)}"), ("seed", str(cfg.project.seed)),
             ("data rows", f"train {len(data.train):,} / eval {len(data.eval):,} / test "
                           f"{0 if data.test is None else len(data.test):,}; {data.num_conditions} ads"),
-            ("device", first.device if first else "n/a"), ("le_ray", version_string())]
+            ("device", first.device if first else "n/a"), ("le_ray", version_string().removeprefix("le_ray "))]
     return pl.DataFrame(rows, schema=["fact", "value"], orient="row")
 
 
@@ -72,14 +73,19 @@ def _compact(table: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
+def repeats_command(config_argv: list[str]) -> str:
+    """The seed sweep of a run's config, as a command to paste: ``le-ray repeats`` with the run's config words."""
+    return shlex.join(["le-ray", "repeats", *config_argv])
+
+
 def _reading(state: RunState) -> list[str]:
     """What a one-seed run can say, and whether the audit found the experiment unsound as configured."""
     cfg = state.cfg
-    profile = f" --profile {cfg.experiment.active}" if cfg.experiment.active else ""
     lines = ["## How to read this run", "", f"One seed per loss (seed {cfg.project.seed}): a difference between the "
              "losses below may be seed-to-seed noise, and no test is made; the `better in this run` column says only "
-             f"which value was better in this one run. `le-ray repeats{profile}` trains {cfg.repeats.num_runs} seeds "
-             "and tests the differences (paired Wilcoxon tests, per-ad calibration tests).", ""]
+             f"which value was better in this one run. `{repeats_command(state.config_argv)}` (this run's config) "
+             f"trains {cfg.repeats.num_runs} seeds and tests the differences (paired Wilcoxon tests, per-ad "
+             "calibration tests).", ""]
     errors = state.audit.errors if state.audit is not None else []
     if errors:
         codes = ", ".join(dict.fromkeys(f"`{f.code}`" for f in errors))

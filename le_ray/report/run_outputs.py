@@ -59,6 +59,7 @@ class RunState:
     shadows: list[Shadow] = field(default_factory=list)
     audit: Audit | None = None
     comparisons: dict[str, dict[str, Any]] = field(default_factory=dict)  # pair key → summary, conditions, closer
+    config_argv: list[str] = field(default_factory=list)  # the run's --config / --profile / --set words, in order
 
 
 DEVICE_COUNT_FEATURES = ("device_ip_count", "device_id_count")

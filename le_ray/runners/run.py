@@ -31,8 +31,8 @@ from le_ray import __version__
 from le_ray.sweep.audit import audit_experiment, one_run_audit
 from le_ray.sweep.audit_text import audit_text
 from le_ray.config.load import Provenance
-from le_ray.cli.args import (add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error,
-                             with_default_profile)
+from le_ray.cli.args import (add_config_arguments, command_parser, config_argv, config_shadows_provenance,
+                             exit_on_user_error, with_default_profile)
 from le_ray.errors import UserError
 from le_ray.config import Config, losses_of
 from le_ray.data.filters import filter_mode_of
@@ -40,7 +40,7 @@ from le_ray.data.prepare import prepare_with_source
 from le_ray.registry import LOSSES
 from le_ray.training.devices import flush_denormals, select_device
 from le_ray.report import run_outputs
-from le_ray.report.run_markdown import write_logs
+from le_ray.report.run_markdown import repeats_command, write_logs
 from le_ray.report.run_outputs import RunFolders, RunState
 from le_ray.atomic import atomic_write_text, check_writable
 from le_ray.sweep.store import plain_folder_name
@@ -158,7 +158,7 @@ def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path, sha
                    origins: Provenance | None = None) -> RunState:
     """Steps 1–13 of the module docstring; returns the state (results, figure paths)."""
     folders = RunFolders(output_root, cfg.source_key, nn_type_of(cfg), filter_mode_of(cfg))
-    state = RunState(cfg, folders, shadows=list(shadows))
+    state = RunState(cfg, folders, shadows=list(shadows), config_argv=config_argv(args))
     _header(state, args)
     _prepare(state, origins)
     _diagnostics(state)
@@ -167,8 +167,8 @@ def run_diagnostic(cfg: Config, args: argparse.Namespace, output_root: Path, sha
     run_outputs.comparison(state)
     run_outputs.post_training(state)
     if cfg.repeats.enabled:
-        print(f"\nrepeats.enabled: run the seed sweep with paired tests as a Ray job: python -m le_ray.repeats "
-              f"--profile {cfg.experiment.active or '<profile>'} ({cfg.repeats.num_runs} seeds)")
+        print(f"\nrepeats.enabled: run the seed sweep with paired tests as a Ray job ({cfg.repeats.num_runs} seeds): "
+              f"{repeats_command(state.config_argv)}")
     return state
 
 
