@@ -142,6 +142,10 @@ def test_repeats_resumes_a_stored_sweep_by_name_without_its_profile(tmp_path):
         parse_arguments(["--name", "other", "--results-dir", str(tmp_path)])
     extended = preflight(parse_arguments([*by_name, "--extend", "--set", "repeats.num_runs=3"]), lines.append)
     assert extended.cfg.repeats.num_runs == 3 and extended.cfg.model.name == "wide"
+    refused = []  # a refused rerun is not announced as a resume first (UX audit)
+    with pytest.raises(ResultsError, match="--no-resume was given"):
+        preflight(parse_arguments([*by_name, "--no-resume"]), refused.append)
+    assert not any(line.startswith("resuming") for line in refused)
 
 
 def test_a_refused_rerun_prints_the_stored_command_line(tmp_path):

@@ -247,9 +247,6 @@ def sweep_config(args: argparse.Namespace) -> tuple[Config, list[Shadow], Proven
 def preflight(args: argparse.Namespace, echo) -> Preflight:
     """Step 1 of the module docstring; raises a UserError (nothing created, no Ray) when a check fails."""
     cfg, shadows, origins, command = sweep_config(args)
-    if command is not None:
-        echo(f"resuming sweep {args.name} with the config it stores (profile {cfg.experiment.active}); its command: "
-             f"le-ray repeats {shlex.join(command)}")
     results_dir = resolve_results_dir(args.results_dir, cfg.output.results_dir)
     name = plain_folder_name(args.name if args.name is not None else
                              f"{cfg.experiment.active or 'default'}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}")
@@ -258,6 +255,9 @@ def preflight(args: argparse.Namespace, echo) -> Preflight:
     resuming = check_folder(args, cfg, results_dir / name, done)
     if resuming:
         probe_folder(results_dir / name)  # a driver already running it: refused before the data are prepared
+    if command is not None:  # said once the folder's checks passed: a refused rerun is not announced as a resume
+        echo(f"resuming sweep {args.name} with the config it stores (profile {cfg.experiment.active}); its command: "
+             f"le-ray repeats {shlex.join(command)}")
     done = done if resuming else set()
     _refuse_if_too_slow_before_preparation(args, cfg, stored_by_loss(done, cfg))
     started = time.perf_counter()
