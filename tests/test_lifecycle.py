@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -167,6 +168,31 @@ def test_a_change_the_active_source_never_reads_does_not_refuse_a_resume(tmp_pat
                 check_resume(tmp_path, ctr_old, ctr_new, extend=False)
         else:
             check_resume(tmp_path, ctr_old, ctr_new, extend=False)
+
+
+def test_a_general_training_key_every_loss_overrides_does_not_refuse_a_resume(tmp_path):
+    """UX audit: `--set training.lr=0.01` on a quickstart sweep was refused as "training.lr: 0.001 -> 0.01", though
+    every loss takes its lr from by_source and no trial changes. It resumes now, exactly when every trial id keeps."""
+    from le_ray.training.spec import trial_id
+
+    def ids(cfg):
+        return {trial_id(cfg, loss, 0, "data", cfg.training_for(loss)) for loss in ("bce", "localized_entropy", "focal")}
+
+    base = ["training.loss_mode=all"]
+    cases = (([], True), (["training.same_settings_for_all_losses=true"], False),  # then every loss reads training.lr
+             (["training.by_loss.focal.by_source={}"], False))  # focal reads training.lr
+    for extra, resumes in cases:
+        old_cfg = load_config(profile="quickstart", sets=[*base, *extra])
+        with warnings.catch_warnings():  # the shadowed --set is warned about (ConfigShadowWarning): not the point here
+            warnings.simplefilter("ignore")
+            new_cfg = load_config(profile="quickstart", sets=[*base, *extra, "training.lr=0.01"])
+        assert (ids(old_cfg) == ids(new_cfg)) is resumes, extra  # the rule agrees with the trial ids
+        old, new = to_dict(old_cfg), to_dict(new_cfg)
+        if resumes:
+            assert [c.key for c in check_resume(tmp_path, old, new, extend=False)] == ["training.lr"]
+        else:
+            with pytest.raises(ResultsError, match="training.lr: 0.001 -> 0.01"):
+                check_resume(tmp_path, old, new, extend=False)
 
 
 # --------------------------------------------------------------------------- 2, 3: stop signals

@@ -456,6 +456,22 @@ def shadowed_sets(data: Mapping[str, Any], sets: Iterable[str], candidates: tupl
     return out
 
 
+def overridden_for_every_loss(data: Mapping[str, Any], dotted: str) -> bool:
+    """Whether the general training key ``dotted`` (``training.<key>``, e.g. ``training.lr``) trains nothing in the
+    resolved config ``data`` (:func:`to_dict`): every loss it trains takes that key from a more specific
+    ``by_loss`` / ``by_source`` layer. False for any other key, and for an optimiser key under
+    ``training.same_settings_for_all_losses`` (then every loss takes it from ``training.*``)."""
+    parts = dotted.split(".")
+    if parts[0] != "training" or len(parts) < 2 or parts[1] not in TRAINING_SETTING_KEYS:
+        return False
+    training, cfg = data.get("training") or {}, resolve_config(data)
+    if training.get("same_settings_for_all_losses") is True and parts[1] in OPTIMISER_SETTING_KEYS:
+        return False
+    by_loss, losses = training.get("by_loss") or {}, losses_of(cfg.training.loss_mode)
+    return bool(losses) and all(any(_lookup(layer, parts[1:])[0] for _, layer in
+                                    training_layers(by_loss, loss, cfg.source_keys)) for loss in losses)
+
+
 def _setting_of(parts: list[str]) -> str:
     """The top training key of a ``training.by_loss...`` path (``lr`` of ``training.by_loss.bce.by_source.x.lr``)."""
     return parts[5] if len(parts) > 5 and parts[3] == "by_source" else parts[3] if len(parts) > 3 else ""

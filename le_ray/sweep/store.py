@@ -42,7 +42,7 @@ from le_ray import __version__, metrics
 from le_ray.version import git_commit
 from le_ray.atomic import atomic_write_json, check_writable
 from le_ray.errors import ResultsError, UserError
-from le_ray.config.resolve import with_added_keys
+from le_ray.config.resolve import overridden_for_every_loss, with_added_keys
 from le_ray.registry import losses_of
 from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
 
@@ -233,8 +233,10 @@ def plain_folder_name(name: str, flag: str = "--name") -> str:
 
 def trial_changes(changes: list[ConfigChange], new: dict[str, Any]) -> list[ConfigChange]:
     """The ``changes`` (:func:`config_changes`) that change a trial of config ``new``: trial-relevant keys, except
-    another data source's values, which ``new`` never reads."""
-    return [c for c in changes if c.trial_relevant and not _unread_by_source(c.key, new)]
+    another data source's values, which ``new`` never reads, and a general ``training.<key>`` that a per-loss key
+    overrides for every loss ``new`` trains (trial ids hash the settings each loss resolves, so they keep)."""
+    return [c for c in changes if c.trial_relevant and not _unread_by_source(c.key, new)
+            and not overridden_for_every_loss(new, c.key)]
 
 
 def check_resume(folder: Path, old: dict[str, Any], new: dict[str, Any], *, extend: bool,
