@@ -37,11 +37,24 @@ def test_compare_rejects_non_run_folder(tmp_path, capsys):
     assert "is not a le_ray run folder" in capsys.readouterr().err
 
 
-def test_compare_refuses_two_runs_of_one_loss_without_a_traceback(tmp_path, capsys):
+def test_compare_sets_one_loss_from_two_runs_side_by_side(tmp_path, capsys):
+    """UX audit: BCE at one lr against BCE at another (two runs) was refused; they compare by their roles."""
+    slow = _run_folder(tmp_path / "a", "bce", [0.12, 0.03], {"logloss": 0.30})
+    fast = _run_folder(tmp_path / "b", "bce", [0.11, 0.02], {"logloss": 0.33})
+    assert main([str(slow), str(fast), "--out", str(tmp_path / "cmp")]) == 0
+    out = capsys.readouterr().out
+    assert f"bce_baseline is {slow}, bce_candidate is {fast}" in out
+    row = pl.read_csv(tmp_path / "cmp" / "summary.csv").filter(pl.col("metric") == "logloss").row(0, named=True)
+    assert row["winner"] == "bce_baseline" and row["pct_change"] == pytest.approx(-10.0)
+    table = pl.read_csv(tmp_path / "cmp" / "conditions.csv")
+    assert table["delta_pred_mean"].to_list() == pytest.approx([-0.01, -0.01])
+    assert "smaller: 2 of 2" in out  # both nearer their base rates: 0.11 vs 0.12 (0.1), 0.02 vs 0.03 (0.02)
+
+
+def test_compare_refuses_one_folder_as_both_runs_without_a_traceback(tmp_path, capsys):
     bce = _run_folder(tmp_path / "a", "bce", [0.12, 0.03], {})
-    other = _run_folder(tmp_path / "b", "bce", [0.11, 0.02], {})
-    assert main([str(bce), str(other), "--out", str(tmp_path / "cmp")]) == 2
-    assert "both runs trained bce" in capsys.readouterr().err
+    assert main([str(bce), str(tmp_path / "a" / "."), "--out", str(tmp_path / "cmp")]) == 2
+    assert "are the same folder" in capsys.readouterr().err
     assert not (tmp_path / "cmp").exists()
 
 

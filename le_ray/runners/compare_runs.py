@@ -1,9 +1,10 @@
 """``le-ray compare BASELINE_DIR CANDIDATE_DIR``: BCE-vs-LE tables from two stored diagnostic runs.
 
 Each directory is a loss folder written by ``le_ray.runners.run`` (``per_condition.csv`` + ``metrics.json``),
-e.g. ``output/bce/avazu/default/top_k`` and ``output/le/avazu/default/top_k``. Writes the
+e.g. ``output/<run>/bce/avazu/default/top_k`` and ``output/<run>/le/avazu/default/top_k``. Writes the
 per-condition comparison, |1 − calibration| table and summary (CSV + aligned text) to ``--out``
-and prints them — the earlier system's ad-id comparison script, without retraining.
+and prints them — the earlier system's ad-id comparison script, without retraining. Two folders of the same loss
+(e.g. BCE at two learning rates, from two runs) compare as ``<loss>_baseline`` and ``<loss>_candidate``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def load_run(folder: str | Path) -> tuple[str, pl.DataFrame, dict[str, float]]:
     missing = [name for name in ("per_condition.csv", "metrics.json") if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{str(folder)!r} is not a le_ray run folder: missing {', '.join(missing)} "
-                                "(expected output/<loss>/<source>/<nn_type>/<filter_mode>/)")
+                                "(expected a loss folder, output/<run>/<loss>/<source>/<nn_type>/<filter_mode>/)")
     record = json.loads((folder / "metrics.json").read_text())
     table = pl.read_csv(folder / "per_condition.csv", schema_overrides={"value": pl.String})
     return record["loss"], table, {k: v for k, v in record.get("metrics", {}).items() if v is not None}
@@ -55,9 +56,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--out {str(out)!r} is a file; expected a folder for the tables (new or existing)")
     base_loss, base_table, base_summary = load_run(args.baseline)
     cand_loss, cand_table, cand_summary = load_run(args.candidate)
-    if base_loss == cand_loss:
-        raise UserError(f"both runs trained {base_loss} ({args.baseline!r}, {args.candidate!r}); expected two "
-                        "different losses, e.g. output/<run>/bce/... and output/<run>/le/...")
+    if Path(args.baseline).resolve() == Path(args.candidate).resolve():
+        raise UserError(f"baseline and candidate are the same folder ({args.baseline!r}); expected two loss folders")
+    if base_loss == cand_loss:  # one loss in two runs (other settings): told apart by their roles
+        print(f"both folders trained {base_loss}: {base_loss}_baseline is {args.baseline}, {base_loss}_candidate "
+              f"is {args.candidate}")
+        base_loss, cand_loss = f"{base_loss}_baseline", f"{cand_loss}_candidate"
     tables = {base_loss: base_table, cand_loss: cand_table}
     differences = compare.data_differences(tables, baseline=base_loss, candidate=cand_loss)
     conditions = compare.compare_conditions(tables, baseline=base_loss, candidate=cand_loss, sort_by=args.sort_by)
