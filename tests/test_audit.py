@@ -454,7 +454,7 @@ def test_ctr_single_ad_and_blank_ad_id_are_warnings(tmp_path):
     row = blank.conditions[j]
     assert row["value"] == "" and row["train_rows"] + row["eval_rows"] == 61
     assert re.search(rf"{row['train_rows']} train and {row['eval_rows']} evaluation rows have an empty 'C1' "
-                     r"\(ctr\.datasets\.criteo\.condition_col\); the first at data row 200 \(line 202 of the file\) "
+                     r"\(ctr\.datasets\.criteo\.condition_col\); the first at data row 201 \(line 202 of the file\) "
                      r"of '.*c\.csv': they are kept as one ad whose ad_id is blank", found[0].message)
     assert "blank_condition" not in {f.code for f in one.findings} | {f.code for f in _audit()[0].findings}
 

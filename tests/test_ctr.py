@@ -304,25 +304,30 @@ def test_missing_column(avazu_raw, tmp_path):
 def test_non_binary_label(avazu_raw, tmp_path):
     path = write_variant(avazu_raw, tmp_path / "train.csv",
                          click=pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("2")).otherwise(pl.col("click")))
-    with pytest.raises(DataError, match=r"train\.csv', column 'click', data row 7 \(line 9 of the file\): "
+    with pytest.raises(DataError, match=r"train\.csv', column 'click', data row 8 \(line 9 of the file\): "
                                         r"got '?2'?; expected 0 or 1"):
         load_ctr(avazu_cfg(path))
     path = write_variant(avazu_raw, tmp_path / "train2.csv",
                          click=pl.when(pl.int_range(pl.len()) == 9).then(pl.lit("yes")).otherwise(pl.col("click")))
-    with pytest.raises(DataError, match=r"train2\.csv', column 'click', data row 9 \(line 11 of the file\): "
-                                        r"got 'yes'; expected an integer"):
+    with pytest.raises(DataError, match=r"train2\.csv', column 'click', data row 10 \(line 11 of the file\): "
+                                        r"got 'yes'; expected 0 or 1"):
+        load_ctr(avazu_cfg(path))
+    path = write_variant(avazu_raw, tmp_path / "train3.csv",
+                         click=pl.when(pl.int_range(pl.len()) == 4).then(None).otherwise(pl.col("click")))
+    with pytest.raises(DataError, match=r"train3\.csv', column 'click', data row 5 \(line 6 of the file\): "
+                                        r"got an empty field; expected 0 or 1"):
         load_ctr(avazu_cfg(path))
 
 
 def test_unparsable_hour(avazu_raw, tmp_path):
     path = write_variant(avazu_raw, tmp_path / "train.csv",
                          hour=pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("14102199")).otherwise(pl.col("hour")))
-    with pytest.raises(DataError, match=r"column 'hour', data row 0 \(line 2 of the file\): got '?14102199'?; "
+    with pytest.raises(DataError, match=r"column 'hour', data row 1 \(line 2 of the file\): got '?14102199'?; "
                                         r"expected YYMMDDHH"):
         load_ctr(avazu_cfg(path))
     path = write_variant(avazu_raw, tmp_path / "train2.csv",
                          hour=pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("2014-10-21")).otherwise(pl.col("hour")))
-    with pytest.raises(DataError, match=r"column 'hour', data row 5 \(line 7 of the file\): got '2014-10-21'; "
+    with pytest.raises(DataError, match=r"column 'hour', data row 6 \(line 7 of the file\): got '2014-10-21'; "
                                         r"expected YYMMDDHH"):
         load_ctr(avazu_cfg(path))
 
@@ -376,7 +381,7 @@ def test_unparsable_numeric(criteo_path, tmp_path):
     rows = pl.read_csv(criteo_path, infer_schema=False).head(400)
     path = write_variant(rows, tmp_path / "c.csv",
                          I3=pl.when(pl.int_range(pl.len()) == 150).then(pl.lit("abc")).otherwise(pl.col("I3")))
-    with pytest.raises(DataError, match=r"column 'I3', data row 150 \(line 152 of the file\): got 'abc'; "
+    with pytest.raises(DataError, match=r"column 'I3', data row 151 \(line 152 of the file\): got 'abc'; "
                                              r"expected a number"):
         load_ctr(criteo_cfg(path))
 
@@ -395,9 +400,9 @@ def _write_lines(path: Path, lines: list[str], tail: str = "\n") -> Path:
 def test_non_finite_numeric_is_refused_with_its_line(criteo_path, tmp_path, value):
     lines = _criteo_lines(criteo_path)
     fields = lines[151].split(",")
-    fields[3] = value                                   # I3 of data row 150
+    fields[3] = value                                   # I3 of data row 150 (0-based: line 152)
     path = _write_lines(tmp_path / "c.csv", lines[:151] + [",".join(fields)] + lines[152:])
-    with pytest.raises(DataError, match=rf"c\.csv', column 'I3', data row 150 \(line 152 of the file\): "
+    with pytest.raises(DataError, match=rf"c\.csv', column 'I3', data row 151 \(line 152 of the file\): "
                                         rf"got '{re.escape(value)}'; expected a finite number or an empty field"):
         load_ctr(criteo_cfg(path))
 
@@ -405,13 +410,13 @@ def test_non_finite_numeric_is_refused_with_its_line(criteo_path, tmp_path, valu
 @pytest.mark.parametrize("change, got", [(lambda f: f[:-1], 39), (lambda f: f + ["x"], 41)])
 def test_ragged_row_is_refused_with_line_and_field_counts(criteo_path, tmp_path, change, got):
     lines = _criteo_lines(criteo_path)
-    lines[121] = ",".join(change(lines[121].split(",")))   # data row 120
+    lines[121] = ",".join(change(lines[121].split(",")))   # data row 120 (0-based)
     path = _write_lines(tmp_path / "c.csv", lines)
-    with pytest.raises(DataError, match=rf"criteo\.train_path: file '.*c\.csv', data row 120 \(line 122 of the "
+    with pytest.raises(DataError, match=rf"criteo\.train_path: file '.*c\.csv', data row 121 \(line 122 of the "
                                         rf"file\): expected 40 fields \(as in the header\), got {got}$"):
         load_ctr(criteo_cfg(path))
     raw = _write_lines(tmp_path / "train.txt", [line.replace(",", "\t") for line in lines[1:]])
-    with pytest.raises(DataError, match=rf"data row 120 \(line 121 of the file\): expected 40 fields \(as raw "
+    with pytest.raises(DataError, match=rf"data row 121 \(line 121 of the file\): expected 40 fields \(as raw "
                                         rf"Criteo train rows have\), got {got}$"):
         load_ctr(criteo_cfg(raw))
 
@@ -461,9 +466,9 @@ def test_a_line_that_is_not_one_row_is_refused_with_its_line(criteo_path, tmp_pa
     next to a quote crashed the line check with csv.Error."""
     lines = _criteo_lines(criteo_path)
     fields = lines[51].split(",")
-    fields[20] = field                                  # a categorical of data row 50
+    fields[20] = field                                  # a categorical of data row 50 (0-based)
     path = _write_lines(tmp_path / "c.csv", lines[:51] + [",".join(fields)] + lines[52:])
-    with pytest.raises(DataError, match=rf"c\.csv', data row 50 \(line 52 of the file\): {why}.*expected one row per "
+    with pytest.raises(DataError, match=rf"c\.csv', data row 51 \(line 52 of the file\): {why}.*expected one row per "
                                         r"line"):
         load_ctr(criteo_cfg(path))
 
@@ -504,9 +509,9 @@ def test_a_value_beyond_float32_is_refused_only_where_it_enters_the_model_as_it_
     the first training step; log1p_indicator takes its log (≈ 90)."""
     lines = _criteo_lines(criteo_path)
     fields = lines[31].split(",")
-    fields[5] = "1e39"                                  # I5 of data row 30
+    fields[5] = "1e39"                                  # I5 of data row 30 (0-based)
     path = _write_lines(tmp_path / "c.csv", lines[:31] + [",".join(fields)] + lines[32:])
-    with pytest.raises(DataError, match=r"column 'I5', data row 30 \(line 32 of the file\): got '1e39'; expected a "
+    with pytest.raises(DataError, match=r"column 'I5', data row 31 \(line 32 of the file\): got '1e39'; expected a "
                                         r"number of magnitude at most 3.4e\+38 or an empty field: with "
                                         r"ctr\.datasets\.criteo\.missing_numeric = zero_indicator"):
         load_ctr(criteo_cfg(path, "ctr.datasets.criteo.missing_numeric=zero_indicator"))
@@ -588,9 +593,9 @@ def test_yambda_hash_split_is_stable(tmp_path):
     assert keys(frame, a.test_rows.row_id) == keys(shuffled, s.test_rows.row_id)
 
 
-@pytest.mark.parametrize("fmt, place", [("csv", "data row 5 (line 7 of the file)"),
-                                        ("tsv", "data row 5 (line 7 of the file)"),
-                                        ("criteo_raw", "data row 5 (line 6 of the file)"),
+@pytest.mark.parametrize("fmt, place", [("csv", "data row 6 (line 7 of the file)"),
+                                        ("tsv", "data row 6 (line 7 of the file)"),
+                                        ("criteo_raw", "data row 6 (line 6 of the file)"),
                                         ("parquet", "row 5 (counting from 0)")])
 def test_a_bad_value_is_placed_at_the_line_a_person_opens(fmt, place):
     from pathlib import Path

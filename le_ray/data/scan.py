@@ -204,6 +204,7 @@ def _raise_untyped_value(plan: ScanPlan, src: SourceFile) -> None:
     col, dtype = next((c, t) for c, t in typed if row[c] is not None
                       and pl.Series([row[c]]).cast(t, strict=False).is_null().all())
     expected = ("YYMMDDHH (e.g. 14102100 = 2014-10-21 00h)" if col == plan.schema.time_col
+                else _label_expected(plan.schema) if col == plan.schema.label_col
                 else "an integer (64-bit: at most 9,223,372,036,854,775,807)" if dtype == pl.Int64
                 else "a number or an empty field")
     raise DataError(f"{src.key}: file {str(src.path)!r}, column {col!r}, {_row_place(src, row[ROW])}: "
@@ -387,11 +388,12 @@ def prepared(plan: ScanPlan, lf: pl.LazyFrame, src: SourceFile, split: bool) -> 
 # ----------------------------------------------------------------------------------------- stats
 
 def _row_place(src: SourceFile, row: int) -> str:
-    """Where data row ``row`` (0-based, header excluded) is, as a person finds it: its line in a text file (the
-    header is line 1; raw Criteo has none), its 0-based index in a Parquet file."""
+    """Where data row ``row`` (0-based, header excluded) is, as a person finds it: counted from 1 with its line in a
+    text file (the header is line 1; raw Criteo has none: data row 5 is line 6 of a CSV, line 5 of raw Criteo), its
+    0-based index in a Parquet file (as Polars and pandas number it)."""
     if src.fmt == "parquet":
         return f"row {row} (counting from 0)"
-    return f"data row {row} (line {row + (1 if src.fmt == 'criteo_raw' else 2)} of the file)"
+    return f"data row {row + 1} (line {row + (1 if src.fmt == 'criteo_raw' else 2)} of the file)"
 
 
 def place_in_file(raw: str | None, key: str, ds: CtrDatasetConfig, name: str, row: int) -> str:
@@ -400,17 +402,21 @@ def place_in_file(raw: str | None, key: str, ds: CtrDatasetConfig, name: str, ro
     try:
         src = resolve_file(raw, key, ds, name, True)
     except DataError:
-        return f"data row {row}"
+        return f"data row {row + 1}"
     return f"{_row_place(src, row)} of {str(src.path)!r}"
+
+
+def _label_expected(schema: DatasetSchema) -> str:
+    return (f"one of the event types (positives: {list(schema.positive_values)})"
+            if schema.positive_values is not None else "0 or 1")
 
 
 def _raise_bad_label(lf: pl.LazyFrame, src: SourceFile, schema: DatasetSchema) -> None:
     bad = _guarded(src, lambda: lf.filter(pl.col(Y).is_null()).select(ROW, schema.label_col).head(1).collect())
     row, value = bad[ROW][0], bad[schema.label_col][0]
-    expected = (f"one of the event types (positives: {list(schema.positive_values)})"
-                if schema.positive_values is not None else "0 or 1")
+    got = "an empty field" if value is None else repr(value)
     raise DataError(f"{src.key}: file {str(src.path)!r}, column {schema.label_col!r}, {_row_place(src, row)}: "
-                    f"got {value!r}; expected {expected}")
+                    f"got {got}; expected {_label_expected(schema)}")
 
 
 def train_stats(plan: ScanPlan, lf: pl.LazyFrame) -> tuple[pl.DataFrame, int]:
