@@ -504,6 +504,24 @@ def test_an_unlabelled_evaluation_split_refuses_a_sweep_but_not_a_diagnostic_run
     assert "unlabelled_evaluation" not in {f.code for f in labelled.findings}
 
 
+def test_an_unlabelled_test_file_asked_for_its_labels_is_named_not_told_to_set_what_is_set():
+    """UX audit: with evaluation.use_test_labels=true on a test file without a click column, the finding advised
+    setting evaluation.use_test_labels=true."""
+    from le_ray.sweep.audit_settings import settings_findings
+    sets = ["data.use_test_set=true", "evaluation.split=test", "ctr.datasets.avazu.test_path=/data/test.csv"]
+    asked = _finding_of(settings_findings(load_config(profile="avazu_sample", sets=[
+        *sets, "evaluation.use_test_labels=true"]), [], labelled=False), "unlabelled_evaluation")
+    assert "the test file (/data/test.csv) has no label column 'click'" in asked.message
+    assert "use_test_labels=true" not in asked.message and "ctr.datasets.avazu.test_path" in asked.keys
+    not_asked = _finding_of(settings_findings(load_config(profile="avazu_sample", sets=[
+        *sets, "evaluation.use_test_labels=false"]), [], labelled=False), "unlabelled_evaluation")
+    assert "with evaluation.use_test_labels=true" in not_asked.message
+
+
+def _finding_of(findings, code):
+    return next(f for f in findings if f.code == code)
+
+
 def test_an_lr_that_is_zero_from_the_first_epoch_is_an_error_unless_the_embedding_trains_on():
     audit, _ = _audit("training.lr_zero_after_epochs=0")
     errors = [f for f in audit.errors if f.code == "lr_zero_from_start"]

@@ -43,10 +43,7 @@ def settings_findings(cfg: Config, conditions: list[dict[str, Any]], labelled: b
     audit's rows: ``eval_rows`` per ad) and whose evaluation split is ``labelled`` or not."""
     out = _unread(cfg) + _lr_zero(cfg) + _merged(cfg)
     if not labelled:
-        out.append(Finding(ERROR, "unlabelled_evaluation", (
-            f"the evaluation split ({cfg.evaluation.split}) has no labels, so no metric can be compared across "
-            "seeds; evaluate on the eval split, or on a labelled test file with evaluation.use_test_labels=true"),
-            ("evaluation.split", "evaluation.use_test_labels")))
+        out.append(_unlabelled(cfg))
     rows = [int(c["eval_rows"]) for c in conditions]
     if rows and cfg.evaluation.ece_min_count > sum(rows):
         out.append(Finding(WARNING, "ece_min_count_above_rows", (
@@ -59,6 +56,23 @@ def settings_findings(cfg: Config, conditions: list[dict[str, Any]], labelled: b
             f"rows (at most {max(rows):,}): no ad can be tested, so the report cannot answer the per-ad question"),
             ("repeats.per_condition_min_count",)))
     return out
+
+
+def _unlabelled(cfg: Config) -> Finding:
+    """``unlabelled_evaluation``: why the evaluation split has no labels, and what labels it."""
+    test_labels_on = cfg.evaluation.split == "test" and cfg.evaluation.use_test_labels
+    if test_labels_on and cfg.data.source != "synthetic":  # asked for, but the test file holds none
+        ds = cfg.active_ctr
+        why = (f"evaluation.use_test_labels is true, but the test file ({ds.test_path}) has no label column "
+               f"{ds.label_col!r} (an unlabelled test file, e.g. Kaggle's); evaluate on the eval split, or give a "
+               "test file with labels")
+        keys = ("evaluation.split", f"ctr.datasets.{cfg.data.ctr_dataset}.test_path")
+    else:
+        why = ("evaluate on the eval split, or on a labelled test file with evaluation.use_test_labels=true"
+               if not test_labels_on else "evaluate on the eval split")
+        keys = ("evaluation.split", "evaluation.use_test_labels")
+    return Finding(ERROR, "unlabelled_evaluation", f"the evaluation split ({cfg.evaluation.split}) has no labels, "
+                   f"so no metric can be compared across seeds: {why}", keys)
 
 
 def _unread(cfg: Config) -> list[Finding]:
