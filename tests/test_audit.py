@@ -124,6 +124,18 @@ def test_settings_differ_names_each_value_and_its_source():
     assert record["lr_decay"]["bce"]["value"] == 0.99 and record["lr_decay"]["focal"]["source"] == "default"
 
 
+def test_settings_differ_writes_tuned_values_as_short_as_keeps_them_apart():
+    """UX audit: tuned lrs were written at full float precision (0.01187122073706163)."""
+    audit, _ = _cli_audit("training.by_loss.focal.lr=0.01187122073706163",
+                          "training.by_loss.bce.lr=0.006549308121699947", "training.by_loss.localized_entropy.lr=0.0065491")
+    lr = next(f.message for f in audit.findings if f.code == "settings_differ" and f.message.startswith("lr "))
+    # one number of digits for all, the fewest (>= 4) that tell 0.006549308 from 0.0065491: 5
+    assert "BCE 0.0065493 (--set)" in lr and "LE 0.0065491 (--set)" in lr and "focal 0.011871 (--set)" in lr
+    from le_ray.config.messages import distinct_values
+    assert distinct_values([0.99951, 0.99949, 0.99951]) == ["0.99951", "0.99949", "0.99951"]
+    assert distinct_values([32768, True, None, 1e-3]) == ["32768", "true", "null", "0.001"]
+
+
 def test_settings_differ_one_liner_makes_the_losses_alike():
     audit, _ = _cli_audit("training.by_loss.focal.by_source.synthetic.lr=0.002", "training.by_loss.bce.lr=0.003")
     (finding,) = [f for f in audit.findings if f.code == "settings_differ"]

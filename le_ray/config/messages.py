@@ -11,6 +11,7 @@ written, prefixed with their section's key.
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -44,6 +45,15 @@ def describe_value(value: Any) -> str:
     except (TypeError, ValueError):
         text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def distinct_values(values: list[Any], min_digits: int = 4) -> list[str]:
+    """``values`` for a sentence that sets them side by side: floats with the fewest significant digits (at least
+    ``min_digits``) that keep unequal ones apart (0.01187 and 0.006549, not 0.01187122073706163; 0.99951 and
+    0.99949 where 4 digits would print both as 0.9995), anything else as :func:`describe_value` writes it."""
+    floats = sorted({v for v in values if isinstance(v, float) and math.isfinite(v)})
+    digits = next((d for d in range(min_digits, 18) if len({f"{v:.{d}g}" for v in floats}) == len(floats)), 17)
+    return [f"{v:.{digits}g}" if isinstance(v, float) and math.isfinite(v) else describe_value(v) for v in values]
 
 
 def human_size(n_bytes: float | None) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import polars as pl
 
+from le_ray.config.messages import distinct_values
 from le_ray.registry import label
 from le_ray.report.verdict import seeds_word, span
 from le_ray.report.wording import pval
@@ -144,8 +145,10 @@ def _tuning_caveat(tuning: dict[str, Any]) -> str:
     return f"Unequal tuning by `le-ray tune` ({'; '.join(parts)}): the comparison may favour the losses searched more."
 
 
-def _value(x: Any) -> str:
-    return f"{x:g}" if isinstance(x, float) else str(x)
+def _pair(b: Any, c: Any) -> tuple[str, str]:
+    """The baseline's and the candidate's value, floats as short as keeps them apart (:func:`distinct_values`)."""
+    shown_b, shown_c = distinct_values([b, c])
+    return (shown_b if isinstance(b, float) else str(b)), (shown_c if isinstance(c, float) else str(c))
 
 
 def _from(entry: dict[str, Any]) -> str:
@@ -166,11 +169,12 @@ def setting_differences(settings: dict[str, dict[str, Any]], baseline: str, cand
         for row in fairness:
             b, c = row["losses"].get(baseline), row["losses"].get(candidate)
             if b is not None and c is not None and b["value"] != c["value"]:
-                out.append(f"{row['setting']} {_value(c['value'])} for {label(candidate)}{_from(c)} vs "
-                           f"{_value(b['value'])} for {label(baseline)}{_from(b)}")
+                shown_b, shown_c = _pair(b["value"], c["value"])
+                out.append(f"{row['setting']} {shown_c} for {label(candidate)}{_from(c)} vs "
+                           f"{shown_b} for {label(baseline)}{_from(b)}")
         return tuple(out)
     b, c = settings.get(baseline) or {}, settings.get(candidate) or {}
-    return tuple(f"{k} {_value(c[k])} for {label(candidate)} vs {_value(b[k])} for {label(baseline)}"
+    return tuple(f"{k} {_pair(b[k], c[k])[1]} for {label(candidate)} vs {_pair(b[k], c[k])[0]} for {label(baseline)}"
                  for k in COMPARED_SETTINGS if k in b and k in c and b[k] != c[k])
 
 

@@ -79,7 +79,7 @@ import numpy as np
 
 from le_ray.config import Config, Shadow, TrainingSettings
 from le_ray.config.load import Provenance
-from le_ray.config.messages import describe_value
+from le_ray.config.messages import describe_value, distinct_values
 from le_ray.config.resolve import SAME_SETTINGS_KEY, every_loss_set, set_literal
 from le_ray.config.schema import OPTIMISER_SETTING_KEYS
 from le_ray.training.shapes import input_width, window_capacities
@@ -435,11 +435,12 @@ def _fairness_findings(cfg: Config, fairness: list[dict[str, Any]], info: dict[s
     out = []
     for row in fairness:
         key, parts = row["setting"], []
+        shown = dict(zip(row["losses"], distinct_values([v["value"] for v in row["losses"].values()])))
         for loss, v in row["losses"].items():
             source = "" if v["source"] is None else f" ({_SOURCE_WORDS.get(v['source'], v['source'])})"
             decayed = (f", {100 * v['value'] ** info[loss]['steps_total']:.3g} % of its start lr after "
                        f"{info[loss]['steps_total']:,} steps" if key == "lr_decay" else "")
-            parts.append(f"{LOSSES[loss].label} {describe_value(v['value'])}{source}{decayed}")
+            parts.append(f"{LOSSES[loss].label} {shown[loss]}{source}{decayed}")
         keys = tuple(dict.fromkeys(v["key"] for v in row["losses"].values()))
         tuned = [x for x, v in row["losses"].items() if v["source"] == "tuned" and key in cfg.tune.space.get(x, {})]
         if tuned:  # a tune's test sweep: each loss at its own best is the comparison meant
