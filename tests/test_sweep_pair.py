@@ -48,6 +48,7 @@ def test_the_tests_are_scipys_on_the_paired_values_and_the_verdict_names_the_arm
     assert title.startswith("LE (warm/s) vs LE (cold/s), rarest tested ad") and "LE (warm/s)'s mean gap is smaller" in text
     assert ": significant at alpha" in text  # 1.6× vs 1.05× the truth on every seed
     assert "training.cross_batch.warm_start: False → True" in pair.verdict.caveats[0]
+    assert "differ in one setting" in pair.verdict.caveats[0] and "any of them" not in pair.verdict.caveats[0]
     assert "rather than the loss" not in " ".join(x for _, s in pair.verdict.bottom for x in s)
 
 
@@ -60,6 +61,8 @@ def test_changes_list_each_differing_setting_and_only_sections_the_losses_read(t
     assert bce == ["model.dropout: 0.2 → 0.1", "training.lr: 0.004 → 0.01"]
     across = setting_changes(load_arm(a.root, "bce", "baseline"), load_arm(a.root, "le", "candidate"))
     assert across[0] == "loss: BCE → LE"
+    caveat = compare_arms(load_arm(a.root, "bce", "baseline"), load_arm(b.root, "bce", "candidate")).verdict.caveats[0]
+    assert "differ in 2 settings" in caveat and "may come from any of them" in caveat
 
 
 def test_identical_arms_say_that_only_noise_differs(tmp_path):

@@ -297,9 +297,11 @@ def _changes_caveat(base: Arm, cand: Arm, changes: list[str]) -> str:
         return (f"{cand.name} and {base.name} trained with the same settings (loss, training, model, evaluation, "
                 "device precision): any difference between them is run-to-run noise (e.g. the order of floating-point "
                 "sums on another device), not an effect of a setting.")
-    return (f"The two arms differ in {len(changes)} setting{'s' if len(changes) > 1 else ''} (baseline → candidate): "
-            f"{'; '.join(changes)}. A difference between the arms may come from any of them; to measure one "
-            "setting's effect, change only that one.")
+    if len(changes) == 1:
+        return (f"The two arms differ in one setting (baseline → candidate): {changes[0]}, so a significant "
+                "difference between the arms is that setting's effect, on these seeds and data.")
+    return (f"The two arms differ in {len(changes)} settings (baseline → candidate): {'; '.join(changes)}. A difference "
+            "between the arms may come from any of them; to measure one setting's effect, change only that one.")
 
 
 def _stats_settings_caveat(base: Arm, cand: Arm) -> list[str]:
