@@ -11,7 +11,7 @@ from scipy.stats import wilcoxon
 
 from le_ray import metrics
 from le_ray.errors import UserError
-from le_ray.report.sweep_pair import compare_arms, load_arm, setting_changes
+from le_ray.report.sweep_pair import compare_arms, load_arm, pair_markdown, setting_changes
 from le_ray.runners.compare_sweeps import main
 
 from .test_sweep_report import QUICK_RATES, _stored_sweep
@@ -63,6 +63,19 @@ def test_changes_list_each_differing_setting_and_only_sections_the_losses_read(t
     assert across[0] == "loss: BCE → LE"
     caveat = compare_arms(load_arm(a.root, "bce", "baseline"), load_arm(b.root, "bce", "candidate")).verdict.caveats[0]
     assert "differ in 2 settings" in caveat and "may come from any of them" in caveat
+
+
+def test_arms_without_a_tested_rare_ad_say_the_data_cannot_answer_the_rare_ad_question(tmp_path):
+    """UX audit: the sweep's headline said so, the comparison of two such sweeps did not."""
+    common = 10 ** np.array([-1.0, -1.2, -1.5, -1.9])  # every ad at 1.2 % or more
+    arms = [_stored_sweep(tmp_path / n, "quickstart", ["training.loss_mode=both"], common, f, VALUES, rows=3000)[0]
+            for n, f in (("a", COLD), ("b", WARM))]
+    pair = compare_arms(load_arm(arms[0].root, "le", "baseline"), load_arm(arms[1].root, "le", "candidate"))
+    assert len(pair.verdict.headline) == 1
+    assert pair.verdict.headline[0].startswith("No tested ad is below 1 % (true click probability")
+    assert "cannot answer the rare-ad question" in pair_markdown(pair)
+    (a, _), (b, _) = _sweep(tmp_path, "rare-a", COLD), _sweep(tmp_path, "rare-b", WARM)  # ad 3 at 0.05 %: tested
+    assert compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate")).verdict.headline == []
 
 
 def test_identical_arms_say_that_only_noise_differs(tmp_path):

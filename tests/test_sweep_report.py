@@ -573,9 +573,9 @@ def test_the_reason_ads_were_left_out_names_min_eval_clicks_only_when_that_rule_
                                           (10, "at least 10 evaluation clicks each")])
 def test_the_rare_ad_advice_never_asks_for_0_evaluation_clicks(clicks, said):
     """Avazu sample with repeats.min_eval_clicks=0: the headline advised "keep at least 0 evaluation clicks each"."""
-    from le_ray.report.summary_md import _rare_advice
+    from le_ray.report.summary_md import rare_advice
 
-    advice = _rare_advice(load_config(profile="avazu_sample", sets=[f"repeats.min_eval_clicks={clicks}"]))
+    advice = rare_advice(load_config(profile="avazu_sample", sets=[f"repeats.min_eval_clicks={clicks}"]))
     assert said in advice and "at least 0 " not in advice
 
 

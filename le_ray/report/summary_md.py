@@ -29,7 +29,8 @@ from le_ray.sweep.audit_text import SETTING_COLUMNS, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines",
-           "multiplicity_caveat", "noise_bands", "pooled_shown", "verdict_inputs", "reference_words"]
+           "multiplicity_caveat", "noise_bands", "pooled_shown", "verdict_inputs", "reference_words", "ads_table",
+           "rare_advice"]
 
 TEST_COLUMNS = ["metric", "n", "n_nonzero", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high",
                 "rank_biserial", "p_value", "p_adjusted"]
@@ -153,7 +154,7 @@ def _reference(ctx: SummaryContext) -> str:
     return reference_words(ctx.tables.truth)
 
 
-def _rare_advice(cfg: Config) -> str:
+def rare_advice(cfg: Config) -> str:
     """How to get rare ads into a sweep, as a sentence fragment naming the exact keys."""
     profiles = [f"`{n}`" for n in ("decades", "quickstart") if n in profile_names()]
     synthetic = f"the synthetic {' or '.join(profiles)} profile" if profiles else "synthetic data with rare ads"
@@ -175,22 +176,26 @@ def _tested(ctx: SummaryContext) -> set[int]:
 
 
 def _ads(ctx: SummaryContext) -> pl.DataFrame:
-    """condition, ad_id, base_rate (pooled reference rate), tested (some comparison tested it), excluded (the audit
-    left it out for too few clicks), no_eval_click (evaluation-rate reference and not one evaluation click in any
-    seed: no measured rate) and train_rate (the audit's training rate on a fixed split, else null): every ad of the
-    calibration table."""
-    calib = ctx.tables.calibration
+    """:func:`ads_table` of the sweep's calibration table, with the audit's training rates on a fixed split."""
+    return ads_table(ctx.tables.calibration, _tested(ctx), ctx.tables.truth,
+                     _train_rates(_audit(ctx), ctx.cfg.repeats.resample_data))
+
+
+def ads_table(calib: pl.DataFrame, tested: set[int], truth: bool, train: dict[int, float] | None = None
+              ) -> pl.DataFrame:
+    """condition, ad_id, base_rate (pooled reference rate), tested (in ``tested``: some comparison tested it),
+    excluded (the audit left it out for too few clicks), no_eval_click (evaluation-rate reference and not one
+    evaluation click in any seed: no measured rate) and train_rate (``train``: condition → training rate, else
+    null): every ad of ``calib``, the long per-seed table of :func:`le_ray.report.sweep_stats.calibration_long`."""
     if calib.height == 0:
         return pl.DataFrame()
-    tested = _tested(ctx)
     excluded = [pl.col("excluded").first()] if "excluded" in calib.columns else [pl.lit(False).alias("excluded")]
     clicks = pl.col("ref_sum") if "ref_sum" in calib.columns else pl.col("base_rate")
-    no_click = [pl.lit(False) if ctx.tables.truth else (clicks.fill_nan(0).fill_null(0) <= 0).all()]
+    no_click = [pl.lit(False) if truth else (clicks.fill_nan(0).fill_null(0) <= 0).all()]
     ads = calib.group_by("condition").agg(pl.col("ad_id").first(), pl.col("base_rate").first(), *excluded,
                                           no_click[0].alias("no_eval_click"))
-    train = _train_rates(_audit(ctx), ctx.cfg.repeats.resample_data)
     return ads.with_columns(pl.col("condition").is_in(sorted(tested)).alias("tested"),
-                            pl.col("condition").replace_strict(train, default=None, return_dtype=pl.Float64)
+                            pl.col("condition").replace_strict(train or {}, default=None, return_dtype=pl.Float64)
                             .alias("train_rate"))
 
 
@@ -277,7 +282,7 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
     verdict.headline = pending_headline(trials, unpaired, compared, resume_command(ctx.root), failures)
     why = _exclusion_why(ctx)
     if compared:
-        verdict.headline += rare_headline(ads, reference, _rare_advice(ctx.cfg)) or rare_answer(inputs, ads, why)
+        verdict.headline += rare_headline(ads, reference, rare_advice(ctx.cfg)) or rare_answer(inputs, ads, why)
     untested = ("no usable pair of seeds" if compared else "no two losses share a stored seed yet" if paired
                 else "fewer than two losses are configured")
     verdict.bands = bands_overview(ads, band_edges(ctx.cfg), untested, why)

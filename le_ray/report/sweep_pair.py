@@ -11,7 +11,8 @@ reference| over the ads neither sweep's audit left out), with the baseline sweep
 verdict is the report's bottom line, metric and rate-band sentences (:mod:`le_ray.report.bottom_line`,
 :mod:`le_ray.report.verdict`) with each arm named ``<loss> (<sweep folder>)``. What differs between the two arms'
 settings (the loss's training settings, the model, the evaluation, the device precision) is listed as the first
-caveat: a difference between the arms may come from any of them.
+caveat: a difference between the arms may come from any of them (from the one, when only one differs). Without a
+tested ad below 1 % the verdict's headline says, as a sweep's does, that the data cannot answer the rare-ad question.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ from le_ray.config import Config, resolve_config, to_plain
 from le_ray.errors import UserError
 from le_ray.registry import LOSSES, SECTION_READER, canonical_loss, label
 from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
-from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, condition_table, multiplicity_caveat,
-                                      resume_command, shown_table, verdict_inputs)
+from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, ads_table, condition_table,
+                                      multiplicity_caveat, rare_advice, reference_words, resume_command, shown_table,
+                                      verdict_inputs)
 from le_ray.report.sweep_stats import (calibration_long, non_finite_values, paired_tables, unmeasured, uses_truth,
                                       values_of)
 from le_ray.report.tables import markdown_table, write_csv
 from le_ray.report.caveats import caveat_lines, non_finite_caveat
 from le_ray.report.wording import excluded_ads
-from le_ray.report.verdict import Verdict, VerdictInputs, band_sentences, metric_sentences, verdict_markdown
+from le_ray.report.verdict import (Verdict, VerdictInputs, band_sentences, metric_sentences, rare_headline,
+                                   verdict_markdown)
 from le_ray.sweep.plan import SHARED
 from le_ray.sweep.store import SweepStore, per_condition_frame, trials_frame
 from le_ray.training.spec import DISPLAY_ONLY_EVALUATION
@@ -224,8 +227,9 @@ def compare_arms(base: Arm, cand: Arm) -> SweepPair:
                        names={BASELINE: base.name, CANDIDATE: cand.name})
     extra = (_unpaired_line(base, cand) + _excluded_line(calibration, excluded)
              + non_finite_caveat(non_finite_values(trials, per_cond, {BASELINE: base.name, CANDIDATE: cand.name})))
+    tested = {int(c) for c in v.condition_tests["condition"].to_list()} if v.condition_tests.height else set()
     return SweepPair(base, cand, tests, conditions, deltas, calibration, truth, changes,
-                     _verdict(v, base, cand, changes, len(seeds), truth, extra))
+                     _verdict(v, base, cand, changes, len(seeds), truth, extra, ads_table(calibration, tested, truth)))
 
 
 def _unpaired_line(base: Arm, cand: Arm) -> list[str]:
@@ -275,11 +279,12 @@ def _findings(base: Arm, cand: Arm) -> list[dict[str, Any]]:
 
 
 def _verdict(v: VerdictInputs, base: Arm, cand: Arm, changes: list[str], seeds: int, truth: bool,
-             extra: list[str]) -> Verdict:
-    """The comparison's verdict: bottom line, readings, metric and band sentences, then the caveats (the settings
-    that differ first, both sweeps' audit findings, then ``extra``)."""
+             extra: list[str], ads: pl.DataFrame) -> Verdict:
+    """The comparison's verdict: the rare-ad headline (``ads``: :func:`ads_table`), bottom line, readings, metric and
+    band sentences, then the caveats (the settings that differ first, both sweeps' audit findings, then ``extra``)."""
     rep = base.cfg.repeats
     verdict = Verdict(bottom=[bottom_line(v)], readings=ratio_readings([v]))
+    verdict.headline = rare_headline(ads, reference_words(truth).removeprefix("the "), rare_advice(base.cfg))
     if v.condition_tests.height:
         verdict.note = bottom_note(v.reference, rep.per_condition_correction)
     title = f"{cand.name} vs {base.name} over {seeds} paired seed{'s' if seeds != 1 else ''}"
