@@ -130,6 +130,7 @@ def test_prepare_cli_json_on_avazu_sample(tmp_path, capsys):
     assert sum(c["train_rows"] + c["eval_rows"] for c in audited) == data["labelled_rows"] == 6 * 1145
     out_text = capsys.readouterr().out
     assert "timings" in data and "18993" in out_text
+    assert f"audit, row counts and timings (JSON): {out}" in out_text  # and where it went is said
     assert out_text.startswith("avazu: 41,557 source rows, 7,897 kept by the filter, 6,870 after balancing")
     assert (tmp_path / "prepare" / "avazu" / "top_k" / "filter_stats.png").exists()
 

@@ -70,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         atomic_write_json(args.json, {"source_rows": meta.source_rows, "kept_rows": meta.kept_rows,
                                       "labelled_rows": meta.labelled_rows, "timings": dict(meta.stage_seconds),
                                       "conditions": kept, "audit": audit.to_record()})
+        print(f"audit, row counts and timings (JSON): {args.json}")
     if audit.errors:
         print(f"le-ray prepare: the experiment audit found {len(audit.errors)} error(s) "
               f"({', '.join(sorted({f.code for f in audit.errors}))}); a sweep of this config {verdict}",
