@@ -83,6 +83,20 @@ def test_config_show_effective_prints_each_loss(capsys):
     shown = json.loads(capsys.readouterr().out)
     assert set(shown) == {"bce", "localized_entropy", "focal"}
     assert shown["localized_entropy"]["cross_batch"]["enabled"] is True
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_config_show_without_a_profile_says_it_is_not_what_repeats_trains_by_default(capsys):
+    """UX audit: `config show --effective` showed configs/default.json (batch 32,768) while `repeats` trains the
+    quickstart (batch 2,048) when given neither --profile nor --config."""
+    import json
+
+    assert main(["config", "show", "--effective"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("note: this is configs/default.json itself;") and "--profile quickstart" in captured.err
+    assert main(["config", "show", "--profile", "quickstart", "--effective"]) == 0
+    quickstart = json.loads(capsys.readouterr().out)
+    assert json.loads(captured.out)["bce"]["batch_size"] != quickstart["bce"]["batch_size"]  # why the note is needed
 
 
 def test_config_show_names_a_shadowed_set_as_the_audit_does_not_as_a_python_warning(capsys, recwarn):

@@ -8,7 +8,8 @@ import json
 import sys
 from typing import Sequence
 
-from le_ray.cli.args import add_config_arguments, command_parser, config_shadows_provenance, exit_on_user_error
+from le_ray.cli.args import (DEFAULT_PROFILE, add_config_arguments, command_parser, config_shadows_provenance,
+                             exit_on_user_error)
 from le_ray.cli.commands import COMMANDS, QUICKSTART_TIME
 from le_ray.config import profiles, read_json, to_dict, to_plain
 from le_ray.registry import LOSSES, suggest
@@ -61,6 +62,10 @@ def config_main(argv: Sequence[str] | None = None) -> int:
     cfg, shadows, _ = config_shadows_provenance(args)
     for message in dict.fromkeys(shadow.message for shadow in shadows):  # the audit's wording, once per message
         print(f"WARNING [shadowed_set] {message}", file=sys.stderr)
+    if args.profile is None and args.config is None:  # on stderr: the JSON on stdout stays clean for tools
+        print(f"note: this is configs/default.json itself; `le-ray repeats`, `run` and `prepare` given neither "
+              f"--profile nor --config train the {DEFAULT_PROFILE} profile (add --profile {DEFAULT_PROFILE} to see "
+              "that)", file=sys.stderr)
     shown = ({LOSSES[loss].name: to_plain(cfg.training_for(loss)) for loss in cfg.losses} if args.effective
              else to_dict(cfg))
     print(json.dumps(shown, indent=2))
