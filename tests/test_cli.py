@@ -219,7 +219,7 @@ def test_resume_and_no_resume_together_are_refused_by_the_parser(capsys):
 def test_a_deprecated_key_is_one_warning_line_not_a_python_warning_report(capsys):
     from le_ray.cli.console import config_main
 
-    assert config_main(["show", "--set", "ctr.dataset=criteo"]) == 0
+    assert config_main(["show", "--profile", "quickstart", "--set", "ctr.dataset=criteo"]) == 0
     err = capsys.readouterr().err
     assert err == "le-ray: WARNING ctr.dataset is deprecated; use data.ctr_dataset\n"
 
