@@ -572,5 +572,22 @@ SWEEP_ONLY_CODES = ("underpowered", "fixed_split", "too_slow_here", *SETTINGS_SW
 
 
 def one_run_audit(audit: Audit) -> Audit:
-    """``audit`` as it applies to one diagnostic run: without the :data:`SWEEP_ONLY_CODES` findings."""
-    return replace(audit, findings=[f for f in audit.findings if f.code not in SWEEP_ONLY_CODES])
+    """``audit`` as it applies to one diagnostic run: without the :data:`SWEEP_ONLY_CODES` findings, and the click
+    findings saying what the ads' few clicks do to this run's per-ad numbers instead of which tests leave them out
+    (a run makes no test)."""
+    return replace(audit, findings=[_for_one_run(f) for f in audit.findings if f.code not in SWEEP_ONLY_CODES])
+
+
+#: what a click finding's ads mean for one run's per-ad numbers (in place of :func:`_left_out`)
+_IN_ONE_RUN = {"no_train_click": "their models in this run learn these ads from no click",
+               "no_eval_click": "this run's per-ad numbers for them are undefined or rest on no click",
+               "few_eval_clicks": "this run's per-ad numbers for them rest on a few clicks and are noisy"}
+
+
+def _for_one_run(finding: Finding) -> Finding:
+    tails = [f"; {_left_out(finding.code, truth)}" for truth in (True, False)]
+    tail = next((x for x in tails if finding.message.endswith(x)), None) if finding.code in _IN_ONE_RUN else None
+    if tail is None:
+        return finding
+    return replace(finding, message=f"{finding.message.removesuffix(tail)}; {_IN_ONE_RUN[finding.code]} (a sweep "
+                   "leaves them out of its per-condition tests)")
