@@ -168,6 +168,9 @@ def test_report_says_what_one_seed_can_say_and_reads_calibration_against_the_tru
     assert load_config(None, profile=words[1], sets=words[3::2]) == load_config(
         None, profile="small_net", sets=[*SMALL[3::2], "plots.enabled=false"])
     assert "| le_ray | le_ray" not in report and "| le_ray | 0." in report  # the name once
+    glossary = report.split("## Glossary")[1]  # the terms the report uses, defined (UX audit: none were)
+    assert "- **le_ratio** (lower is better): " in glossary and "- **ece_small** (lower is better): " in glossary
+    assert "**delta**" not in glossary and "**rank_biserial**" not in glossary  # a run makes no paired test
     assert "| metric | BCE | LE | better in this run |" in report and "| winner |" not in report
     header = next(line for line in report.splitlines() if line.startswith("| ad |"))
     assert "ratio to truth (LE)" in header and header.rstrip(" |").endswith("closest to 1 (truth)")

@@ -4,6 +4,7 @@ the comparison tables inline, then one section per loss with its figures, then t
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from le_ray.atomic import atomic_write_text
+from le_ray.glossary import METRICS, STATISTICS, glossary_lines
 from le_ray.registry import LOSSES, label
 from le_ray.report.tables import markdown_table
 from le_ray.report.run_outputs import RunState
@@ -174,7 +176,13 @@ def report_markdown(state: RunState) -> str:
         lines += ["## Every loss and the data", ""]
         for path in shared:
             lines += _figure(state, path)
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    return "\n".join([text, "", "## Glossary", "", *glossary_lines(_terms_used(text))]) if _terms_used(text) else text
+
+
+def _terms_used(text: str) -> list[str]:
+    """The glossary's terms that ``text`` names as words (``ece`` not inside ``ece_small``), in the glossary's order."""
+    return [name for name in (*METRICS, *STATISTICS) if re.search(rf"(?<![\w.]){re.escape(name)}(?![\w])", text)]
 
 
 def write_logs(state, log_text: str) -> None:
