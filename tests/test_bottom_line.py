@@ -352,3 +352,14 @@ def test_one_seed_has_no_seed_range_and_one_click_is_singular():
     assert "LE predicts 2.26× the ad's rate (the median inside the evaluation noise)" in text
     assert "seed range" not in text
     assert any(r.startswith("Ad 21665's evaluation rate rests on 1 click in 28 rows:") for r in ratio_readings([v]))
+
+
+def test_mean_sd_rounds_the_mean_to_the_sds_second_significant_digit():
+    """UX audit: the per-loss summary read '0.049131 ± 0.002' (mean to 5 digits, sd losing its trailing zero)."""
+    from le_ray.report.wording import mean_sd
+    assert mean_sd(0.049131, 0.002) == "0.0491 ± 0.0020"
+    assert mean_sd(0.731, 0.0123) == "0.731 ± 0.012"
+    assert mean_sd(12345.6, 234) == "12350 ± 230"
+    assert mean_sd(0.123456, 0.0995) == "0.12 ± 0.10"  # the sd rounds up a decade: one place coarser
+    assert mean_sd(0.5, 0.0) == "0.5 ± 0" and mean_sd(3e-9, 1e-10) == "3e-09 ± 1e-10"
+    assert mean_sd(float("nan"), 0.1) == "n/a ± 0.1"

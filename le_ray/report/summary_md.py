@@ -21,7 +21,7 @@ from le_ray.registry import LOSSES, label
 from le_ray.report.sweep_stats import comparison_pairs
 from le_ray.report.tables import markdown_table
 from le_ray.report.bottom_line import NOISE_CONFIDENCE, bottom_line, bottom_note, ratio_readings, rare_answer
-from le_ray.report.wording import exclusion_reason
+from le_ray.report.wording import exclusion_reason, mean_sd
 from le_ray.report.caveats import caveat_lines, ece_small_caveat, non_finite_caveat, setting_differences
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview,
                                    metric_sentences, pending_headline, rare_headline, verdict_markdown)
@@ -468,8 +468,8 @@ def _summary_wide(summary: pl.DataFrame) -> pl.DataFrame:
     """metric × loss table of 'mean ± sd' strings."""
     if summary.height == 0:
         return summary
-    text = summary.with_columns(pl.format("{} ± {}", pl.col("mean").round_sig_figs(5),
-                                          pl.col("std").round_sig_figs(2)).alias("value"),
+    values = [mean_sd(m, s) for m, s in zip(summary["mean"].to_list(), summary["std"].to_list())]
+    text = summary.with_columns(pl.Series("value", values, dtype=pl.String),
                                 pl.col("loss").map_elements(label, return_dtype=pl.String))
     return text.pivot(on="loss", index="metric", values="value")
 
