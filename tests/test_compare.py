@@ -175,3 +175,11 @@ def test_data_differences_name_conditions_whose_ad_ids_differ(tables):
         pl.when(pl.col("condition") == 1).then(pl.lit("x9")).otherwise(pl.col("value")).alias("value"))
     assert C.data_differences({"bce": named["bce"], "le": other}, baseline="bce", candidate="le") == [
         "condition 1: ad 'ad1' (bce) vs ad 'x9' (le)"]
+
+
+def test_markdown_tables_write_counts_with_thousands_separators_and_labels_plainly():
+    """UX audit: report.md wrote per-ad rows as 6312 where the audit writes 25,504."""
+    from le_ray.report.tables import markdown_table
+    table = pl.DataFrame({"condition": [1204], "seed": [1042], "count": [6312], "clicks": [12], "tested": [True],
+                          "rate": [0.0123456], "ad_id": ["17753"]})
+    assert markdown_table(table).splitlines()[2] == "| 1204 | 1042 | 6,312 | 12 | True | 0.01235 | 17753 |"

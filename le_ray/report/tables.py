@@ -26,11 +26,17 @@ __all__ = ["markdown_table", "write_csv", "format_table", "feature_stats", "cond
            "train_rate_vs_eval_prediction", "prediction_summary"]
 
 
-def _cell(value, float_fmt: str) -> str:
+#: integer columns that are labels, not amounts: written without thousands separators (seed 1042, condition 1204)
+LABEL_INT_COLUMNS = frozenset({"seed", "condition", "epoch", "bin", "id", "step"})
+
+
+def _cell(value, float_fmt: str, label_column: bool = False) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     if isinstance(value, float):
         return format(value, float_fmt)
+    if isinstance(value, int) and not isinstance(value, bool) and not label_column:
+        return f"{value:,}"  # 6,312 rows, as the audit and the console write counts
     return str(value).replace("|", "\\|")
 
 
@@ -42,8 +48,9 @@ def markdown_table(df: pl.DataFrame, *, float_fmt: str = ".4g", max_rows: int | 
         return "_(empty)_"
     shown = df if not max_rows or max_rows <= 0 else df.head(max_rows)
     lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
+    labels = [name in LABEL_INT_COLUMNS for name in df.columns]
     for row in shown.iter_rows():
-        lines.append("| " + " | ".join(_cell(v, float_fmt) for v in row) + " |")
+        lines.append("| " + " | ".join(_cell(v, float_fmt, lab) for v, lab in zip(row, labels)) + " |")
     if shown.height < df.height:
         where = f"`report/tables/{csv}`" if csv else "the CSV"
         lines.append(f"\n_{df.height - shown.height} more rows in {where}._")
