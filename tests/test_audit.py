@@ -323,7 +323,10 @@ def test_le_history_warmup_names_the_conditions_without_a_click_per_batch():
     rows = [c["train_rows"] for c in audit.conditions]
     rates = _le_rates(cfg, prepare_data(cfg))
     first = 16 * rows[0] / sum(rows) * rates[0]
-    assert f"0 ({first:.2g}; first click after ~{math.ceil(1 / first)} steps" in finding.message
+    assert f"0 ({first:.2g} per batch: first click after ~{math.ceil(1 / first)} steps" in finding.message
+    steps = audit.settings["localized_entropy"]["steps_total"]  # the run's length said once, up front (UX audit)
+    assert f"expect fewer than 1 click per batch in this run of {steps:,} steps: 3 (" in finding.message
+    assert finding.message.count(" steps)") == 0
     assert not [f for f in audit.findings if f.code == "le_batch_rate"]  # that one is for LE without history
     roomy, _ = _audit("training.batch_size=512", *sets)
     assert not [f for f in roomy.findings if f.code == "le_history_warmup"]
@@ -484,7 +487,7 @@ def test_le_history_warmup_says_when_a_click_or_a_full_window_lies_beyond_the_ru
     from le_ray.sweep.audit import _warmup_steps
 
     assert _warmup_steps(0.5, 40, 100) == "first click after ~2 steps, window full after ~40"
-    assert _warmup_steps(0.5, 305, 46) == "first click after ~2 steps; its window does not fill in this run (~305 steps)"
+    assert _warmup_steps(0.5, 305, 46) == "first click after ~2 steps, window full after ~305, beyond this run's 46"
     assert _warmup_steps(0.001, 5000, 46) == "first click expected after ~1,000 steps, beyond this run's 46"
 
 

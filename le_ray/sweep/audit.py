@@ -333,13 +333,14 @@ def _window_findings(cfg: Config, loss: str, s: dict[str, Any], conditions: list
         key = setting_key(cfg, loss, "batch_size")
         fill = cap / np.maximum(_rows_per_batch(s["batch_size"], rows), 1e-300)  # steps to a full window
         steps = s["steps_total"]
-        listed = ", ".join(f"{conditions[j]['value']} ({clicks[j]:.2g}; {_warmup_steps(clicks[j], fill[j], steps)})"
-                           if clicks[j] > 0 else f"{conditions[j]['value']} (0)"
+        listed = "; ".join(f"{conditions[j]['value']} ({clicks[j]:.2g} per batch: "
+                           f"{_warmup_steps(clicks[j], fill[j], steps)})"
+                           if clicks[j] > 0 else f"{conditions[j]['value']} (0 per batch)"
                            for j in sorted(low, key=lambda j: clicks[j])[:6])
-        listed += " ..." if len(low) > 6 else ""
+        listed += f"; {len(low) - 6} more" if len(low) > 6 else ""
         out.append(Finding(WARNING, "le_history_warmup", (
-            f"{LOSSES[loss].label}: {len(low)} condition(s) expect fewer than 1 click per batch: {listed} "
-            f"(of {s['steps_total']:,} steps); the history windows start empty, so until they hold clicks a batch "
+            f"{LOSSES[loss].label}: {len(low)} condition(s) expect fewer than 1 click per batch in this run of "
+            f"{steps:,} steps: {listed}. The history windows start empty, so until they hold clicks a batch "
             f"without one normalises its condition by a fraction of a click (den_j = rows × −ln(1 − p_j)) and its "
             f"rows weigh up to 1 / (expected clicks) times a BCE row, so the steps before the windows fill can push "
             f"every condition's predictions towards 0; raise {key} so that every batch holds clicks of each "
@@ -355,7 +356,7 @@ def _warmup_steps(clicks: float, fill: float, steps: int) -> str:
     if first > steps:
         return f"first click expected after ~{first:,} steps, beyond this run's {steps:,}"
     if full > steps:
-        return f"first click after ~{first:,} steps; its window does not fill in this run (~{full:,} steps)"
+        return f"first click after ~{first:,} steps, window full after ~{full:,}, beyond this run's {steps:,}"
     return f"first click after ~{first:,} steps, window full after ~{full:,}"
 
 
