@@ -45,15 +45,22 @@ def settings_table(settings: dict[str, dict[str, Any]], *, columns: Sequence[str
 def audit_text(audit: Audit, *, max_conditions: int | None = 50) -> str:
     """The audit as text: effective settings per loss, per-condition counts, then the findings."""
     settings = settings_table(audit.settings)
-    conditions = pl.DataFrame(audit.conditions, infer_schema_length=None)
     lines = ["experiment audit — effective training settings per loss:", format_table(settings), "",
              _conditions_heading(audit.data_draws),
-             format_table(conditions.drop("condition").rename({"value": "ad_id"}), max_rows=max_conditions), ""]
+             format_table(_conditions_shown(audit.conditions), max_rows=max_conditions), ""]
     if not audit.findings:
         lines.append("audit: no finding; the experiment can answer its question.")
     for f in audit.findings:
         lines.append(f"{f.severity.upper()} [{f.code}] {f.message} (keys: {', '.join(f.keys)})")
     return "\n".join(lines)
+
+
+def _conditions_shown(conditions: list[dict[str, Any]]) -> pl.DataFrame:
+    """The audit's per-ad counts as printed: ``ad_id`` first, the true rate named for its split (the evaluation
+    rows' mean true click probability), and without the columns no ad has a value in (the truth's, on CTR data)."""
+    table = pl.DataFrame(conditions, infer_schema_length=None).drop("condition", strict=False)
+    table = table.rename({"value": "ad_id", "true_rate": "eval_true_rate"}, strict=False)
+    return table.select([c for c in table.columns if table[c].null_count() < table.height or c == "ad_id"])
 
 
 def _conditions_heading(draws: int) -> str:
