@@ -498,6 +498,8 @@ def test_driver_killed_mid_sweep_then_mid_report_then_rerun_gives_the_same_repor
     _wait_until(lambda: len(list((folder / "trials").glob("*.json"))) >= 2, first, log, "two trials were stored")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)
+    started = log.read_text()  # a local instance started quietly: le_ray's dashboard line, not Ray's INFO and notice
+    assert "Token authentication is enabled" not in started and "View the dashboard at" not in started
     stored = len(list((folder / "trials").glob("*.json")))
     assert 2 <= stored < 6
     # a kill that lands inside a write leaves that write's .tmp-* file (CI, under load, hit it once): it is no

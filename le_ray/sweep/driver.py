@@ -71,6 +71,16 @@ def loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+#: Ray's logger of the notice "Token authentication is enabled for this Ray cluster", said at every start of a local
+#: instance: on a loopback-only instance of one user's sweep it asks nothing of them (its errors still show)
+TOKEN_NOTICE_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def quiet_local_start() -> None:
+    """Before a new local instance starts: Ray's token-authentication notice off (errors kept)."""
+    logging.getLogger(TOKEN_NOTICE_LOGGER).setLevel(logging.ERROR)
+
+
 def connect_ray(cfg: Config, stop: "StopFlag | None" = None):
     """``ray.init`` per the module docstring; returns the context (``dashboard_url`` may be empty).
 
@@ -103,8 +113,10 @@ def _init_arguments(cfg: Config) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"namespace": cfg.ray.namespace, "log_to_driver": True}
     if address is None:  # a new local instance, never a stray cluster that happens to run on this machine
         loopback_only()
+        quiet_local_start()
         kwargs.update(address="local", num_cpus=cfg.ray.num_cpus, num_gpus=cfg.ray.num_gpus,
-                      dashboard_host=cfg.ray.dashboard_host, include_dashboard=cfg.ray.include_dashboard)
+                      dashboard_host=cfg.ray.dashboard_host, include_dashboard=cfg.ray.include_dashboard,
+                      logging_level=logging.WARNING)  # the driver prints the dashboard URL itself
     else:
         kwargs["address"] = address
     return kwargs
