@@ -86,6 +86,14 @@ def test_config_show_effective_prints_each_loss(capsys):
     assert "note:" not in capsys.readouterr().err
 
 
+def test_config_profiles_refuses_the_options_of_config_show(capsys):
+    """UX audit: `config profiles --effective --set training.lr=5` listed the profiles and ignored both."""
+    assert main(["config", "profiles", "--effective", "--set", "training.lr=5"]) == 2
+    err = capsys.readouterr().err
+    assert "--set, --effective belong(s) to `le-ray config show`" in err
+    assert main(["config", "profiles"]) == 0 and "quickstart" in capsys.readouterr().out
+
+
 def test_config_show_without_a_profile_says_it_is_not_what_repeats_trains_by_default(capsys):
     """UX audit: `config show --effective` showed configs/default.json (batch 32,768) while `repeats` trains the
     quickstart (batch 2,048) when given neither --profile nor --config."""

@@ -11,6 +11,7 @@ from typing import Sequence
 from le_ray.cli.args import (DEFAULT_PROFILE, add_config_arguments, command_parser, config_shadows_provenance,
                              exit_on_user_error)
 from le_ray.cli.commands import COMMANDS, QUICKSTART_TIME
+from le_ray.errors import UserError
 from le_ray.config import profiles, read_json, to_dict, to_plain
 from le_ray.registry import LOSSES, suggest
 from le_ray.version import version_string
@@ -57,6 +58,11 @@ def _print_profiles(config_path: str | None) -> None:
 def config_main(argv: Sequence[str] | None = None) -> int:
     args = _config_parser().parse_args(argv)
     if args.action == "profiles":
+        given = [o for o, on in (("--profile", args.profile), ("--set", args.sets), ("--effective", args.effective))
+                 if on]
+        if given:
+            raise UserError(f"config profiles lists the profiles and takes only --config; {', '.join(given)} "
+                            "belong(s) to `le-ray config show`")
         _print_profiles(args.config)
         return 0
     cfg, shadows, _ = config_shadows_provenance(args)
