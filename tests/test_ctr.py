@@ -291,6 +291,9 @@ def test_missing_file_names_the_key_and_path(tmp_path):
         load_ctr(avazu_cfg(tmp_path / "nowhere.csv"))
     with pytest.raises(DataError, match=r"ctr\.datasets\.avazu\.test_path: file not found"):
         load_ctr(avazu_cfg(require_sample("avazu", "avazu_sample.csv"), tmp_path / "t.csv"))
+    (tmp_path / "sub").mkdir()  # a relative path with '..' is reported resolved, without the '..' (UX audit)
+    with pytest.raises(DataError, match=rf"file not found: '.*' \(resolved to '{re.escape(str(tmp_path))}/gone\.csv'\)"):
+        load_ctr(avazu_cfg(tmp_path / "sub" / ".." / "gone.csv"))
 
 
 def test_missing_column(avazu_raw, tmp_path):

@@ -110,10 +110,10 @@ def resolve_file(raw: str | None, key: str, ds: CtrDatasetConfig, name: str, lab
     if path.is_dir():
         inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in (".csv", ".tsv", ".parquet", ".pq"))
         holds = f"; it holds {', '.join(inside[:5])}{' ...' if len(inside) > 5 else ''}" if inside else ""
-        raise DataError(f"{key}: {raw!r} is a directory (resolved to {str(path)!r}); expected the path of a CSV "
-                        f"file (or TSV / Parquet) of {name} rows{holds}")
+        raise DataError(f"{key}: {raw!r} is a directory (resolved to {str(path.resolve())!r}); expected the path of "
+                        f"a CSV file (or TSV / Parquet) of {name} rows{holds}")
     if not path.is_file():
-        raise DataError(f"{key}: file not found: {raw!r} (resolved to {str(path)!r})")
+        raise DataError(f"{key}: file not found: {raw!r} (resolved to {str(path.resolve())!r})")  # no '..' left
     if path.stat().st_size == 0:
         raise DataError(f"{key}: file {str(path)!r} is empty (0 bytes)")
     fmt = detect_format(path, ds.format, name)
