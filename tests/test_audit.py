@@ -134,6 +134,8 @@ def test_settings_differ_writes_tuned_values_as_short_as_keeps_them_apart():
     from le_ray.config.messages import distinct_values
     assert distinct_values([0.99951, 0.99949, 0.99951]) == ["0.99951", "0.99949", "0.99951"]
     assert distinct_values([32768, True, None, 1e-3]) == ["32768", "true", "null", "0.001"]
+    assert distinct_values([0.99997, 0.999]) == ["0.99997", "0.999"]  # a decay near 1 never reads as "1" (no decay)
+    assert distinct_values([1.00001, 1.0]) == ["1.00001", "1"]
 
 
 def test_settings_differ_one_liner_makes_the_losses_alike():

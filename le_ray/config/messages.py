@@ -50,9 +50,15 @@ def describe_value(value: Any) -> str:
 def distinct_values(values: list[Any], min_digits: int = 4) -> list[str]:
     """``values`` for a sentence that sets them side by side: floats with the fewest significant digits (at least
     ``min_digits``) that keep unequal ones apart (0.01187 and 0.006549, not 0.01187122073706163; 0.99951 and
-    0.99949 where 4 digits would print both as 0.9995), anything else as :func:`describe_value` writes it."""
+    0.99949 where 4 digits would print both as 0.9995) and round none to a whole number it is not (0.99997, not 1),
+    anything else as :func:`describe_value` writes it."""
     floats = sorted({v for v in values if isinstance(v, float) and math.isfinite(v)})
-    digits = next((d for d in range(min_digits, 18) if len({f"{v:.{d}g}" for v in floats}) == len(floats)), 17)
+
+    def enough(d: int) -> bool:  # unequal values stay apart, and none rounds to a whole number it is not (0.99997
+        shown = [float(f"{v:.{d}g}") for v in floats]  # as "1" would read as no decay at all)
+        return len(set(shown)) == len(floats) and all(s == v or s != round(s) for s, v in zip(shown, floats))
+
+    digits = next((d for d in range(min_digits, 18) if enough(d)), 17)
     return [f"{v:.{digits}g}" if isinstance(v, float) and math.isfinite(v) else describe_value(v) for v in values]
 
 
