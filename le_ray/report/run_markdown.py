@@ -61,9 +61,10 @@ def _figure(state: RunState, path: Path) -> list[str]:
     return [f"**{title}**", "", f"![{title}]({rel})", ""]
 
 
-def _compact(table: pl.DataFrame) -> pl.DataFrame:
-    """The per-ad comparison with readable columns: rate, then mean prediction / ratio / logloss per loss."""
-    out = {"condition": table["condition"], "ad": table["value"] if "value" in table.columns else table["condition"],
+def _compact(table: pl.DataFrame, ad_ids: list[str]) -> pl.DataFrame:
+    """The per-ad comparison with readable columns: the ad id (``ad_ids``: condition index → raw value; the
+    comparison table keeps only the index), rate, then mean prediction / ratio / logloss per loss."""
+    out = {"condition": table["condition"], "ad": [ad_ids[int(j)] for j in table["condition"]],
            "rows": table["count"],
            "click rate": table["base_rate"]}
     for loss in LOSSES:
@@ -133,7 +134,7 @@ def _comparison(state: RunState) -> list[str]:
         lines += [f"## {c} vs {b}", "", f"A positive change favours {c}. {c}'s |mean prediction − click rate| is "
                   f"smaller on {closer['candidate_closer']} of {closer['conditions']} ads (ties {closer['ties']}).", "",
                   markdown_table(summary), ""]
-        per_ad = per_ad if per_ad is not None else _compact(comp["conditions"])
+        per_ad = per_ad if per_ad is not None else _compact(comp["conditions"], list(state.data.condition_values))
     if per_ad is not None:
         closest = state.comparisons.get("closeness", {}).get("table")
         if closest is not None:

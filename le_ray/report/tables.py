@@ -27,7 +27,7 @@ __all__ = ["markdown_table", "write_csv", "format_table", "feature_stats", "cond
 
 
 #: integer columns that are labels, not amounts: written without thousands separators (seed 1042, condition 1204)
-LABEL_INT_COLUMNS = frozenset({"seed", "condition", "epoch", "bin", "id", "step"})
+LABEL_INT_COLUMNS = frozenset({"seed", "condition", "epoch", "bin", "id", "step", "ad", "ad_id", "value"})
 
 
 def _cell(value, float_fmt: str, label_column: bool = False) -> str:
