@@ -117,7 +117,8 @@ def test_avazu_sample_run_with_unlabelled_test_set(tmp_path, capsys):
     assert (tmp_path / "r" / "comparison" / "avazu" / "default" / "top_k" / "filter_stats.png").exists()
     report = (tmp_path / "r" / "comparison" / "avazu" / "default" / "top_k" / "report.md").read_text()
     per_ad = report.split("## Per ad, every loss")[1].split("\n## ")[0]
-    ads = {line.split(" | ")[0].lstrip("| ") for line in per_ad.splitlines() if line.startswith("| ") and "---" not in line}
+    ads = {line.split(" | ")[0].lstrip("| ") for line in per_ad.splitlines()
+           if line.startswith("| ") and "---" not in line}
     assert ads == {"ad", "18993", "20596", "21611", "15701", "15708", "15707"}  # the ad ids, not condition indices
 
 
