@@ -78,6 +78,21 @@ def test_arms_without_a_tested_rare_ad_say_the_data_cannot_answer_the_rare_ad_qu
     assert compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate")).verdict.headline == []
 
 
+def test_one_setting_is_not_called_the_cause_when_the_sweeps_ran_other_code_or_devices(tmp_path):
+    """Review: with one setting changed, the caveat called a significant difference that setting's effect even when
+    the two sweeps ran another le_ray commit, other packages or other devices."""
+    import json
+
+    (a, _), (b, _) = _sweep(tmp_path, "a", COLD), _sweep(tmp_path, "b", WARM, "training.cross_batch.warm_start=true")
+    manifest = json.loads((b.root / "manifest.json").read_text())
+    (b.root / "manifest.json").write_text(json.dumps({**manifest, "git_commit": "feedface" * 5,
+                                                      "packages": {"torch": "2.11.0+cu130"}}))
+    caveat = compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate")).verdict.caveats[0]
+    assert "differ in one setting" in caveat and "that setting's effect" not in caveat
+    assert "le_ray commit None → feedfacefeed" in caveat and "torch None → 2.11.0+cu130" in caveat
+    assert "may come from either" in caveat
+
+
 def test_identical_arms_say_that_only_noise_differs(tmp_path):
     (a, _), (b, _) = _sweep(tmp_path, "a", COLD), _sweep(tmp_path, "b", COLD)
     pair = compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))

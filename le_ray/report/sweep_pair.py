@@ -11,7 +11,8 @@ reference| over the ads neither sweep's audit left out), with the baseline sweep
 verdict is the report's bottom line, metric and rate-band sentences (:mod:`le_ray.report.bottom_line`,
 :mod:`le_ray.report.verdict`) with each arm named ``<loss> (<sweep folder>)``. What differs between the two arms'
 settings (the loss's training settings, the model, the evaluation, the device precision) is listed as the first
-caveat: a difference between the arms may come from any of them (from the one, when only one differs). Without a
+caveat: a difference between the arms may come from any of them (from that one when only one differs and both
+sweeps ran on the same code, packages and devices). Without a
 tested ad below 1 % the verdict's headline says, as a sweep's does, that the data cannot answer the rare-ad question.
 """
 
@@ -298,15 +299,38 @@ def _verdict(v: VerdictInputs, base: Arm, cand: Arm, changes: list[str], seeds: 
 
 
 def _changes_caveat(base: Arm, cand: Arm, changes: list[str]) -> str:
+    """The settings the arms differ in (baseline → candidate) and what a difference between them can be read as;
+    the sweeps' code, packages and trial devices (:func:`run_differences`) named when they differ too."""
+    other = run_differences(base, cand)
+    also = (f" The sweeps also ran on different code, packages or devices ({'; '.join(other)}), which can move the "
+            "numbers as well." if other else "")
     if not changes:
         return (f"{cand.name} and {base.name} trained with the same settings (loss, training, model, evaluation, "
                 "device precision): any difference between them is run-to-run noise (e.g. the order of floating-point "
-                "sums on another device), not an effect of a setting.")
+                f"sums on another device), not an effect of a setting.{also}")
     if len(changes) == 1:
-        return (f"The two arms differ in one setting (baseline → candidate): {changes[0]}, so a significant "
-                "difference between the arms is that setting's effect, on these seeds and data.")
+        return (f"The two arms differ in one setting (baseline → candidate): {changes[0]}, and ran on the same code, "
+                "packages and devices, so a significant difference between the arms is that setting's effect, on "
+                "these seeds and data." if not other else
+                f"The two arms differ in one setting (baseline → candidate): {changes[0]}.{also} A difference between "
+                "the arms may come from either; to measure the setting's effect, rerun both arms on one version.")
     return (f"The two arms differ in {len(changes)} settings (baseline → candidate): {'; '.join(changes)}. A difference "
-            "between the arms may come from any of them; to measure one setting's effect, change only that one.")
+            f"between the arms may come from any of them; to measure one setting's effect, change only that one.{also}")
+
+
+def run_differences(base: Arm, cand: Arm) -> list[str]:
+    """What else differs between the two sweeps' runs (baseline → candidate): the le_ray commit and package versions
+    of their manifests (the latest run of each), and the devices their paired trials ran on."""
+    bm, cm = base.manifest, cand.manifest
+    out = []
+    if bm.get("git_commit") != cm.get("git_commit"):
+        out.append(f"le_ray commit {str(bm.get('git_commit'))[:12]} → {str(cm.get('git_commit'))[:12]}")
+    bp, cp = bm.get("packages") or {}, cm.get("packages") or {}
+    out += [f"{k} {bp.get(k)} → {cp.get(k)}" for k in sorted(set(bp) | set(cp)) if bp.get(k) != cp.get(k)]
+    devices = [sorted({str(r.get("device")) for r in arm.records}) for arm in (base, cand)]
+    if devices[0] != devices[1]:
+        out.append(f"devices {', '.join(devices[0])} → {', '.join(devices[1])}")
+    return out
 
 
 def _stats_settings_caveat(base: Arm, cand: Arm) -> list[str]:
