@@ -580,8 +580,10 @@ def _record_and_run(args, argv: list[str], cfg: Config, results_dir: Path, name:
             finished = _finished_tune(args, argv, cfg, results_dir / name, echo, data, store)
             if finished is not None:  # every search and test trial stored: the report, without Ray
                 return report_only(*finished, args, echo, stop)
-            connect_ray(cfg, stop)
+            context = connect_ray(cfg, stop)
             stop.check()
+            if getattr(context, "dashboard_url", None):  # Ray's own line is off for a new local instance
+                echo(f"Ray dashboard: http://{context.dashboard_url}")
             return _tune_and_test(args, argv, cfg, results_dir / name, echo, stop, data, store)
     except StopRequested as stop:
         echo.close()
