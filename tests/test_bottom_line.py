@@ -363,3 +363,5 @@ def test_mean_sd_rounds_the_mean_to_the_sds_second_significant_digit():
     assert mean_sd(0.123456, 0.0995) == "0.12 ± 0.10"  # the sd rounds up a decade: one place coarser
     assert mean_sd(0.5, 0.0) == "0.5 ± 0" and mean_sd(3e-9, 1e-10) == "3e-09 ± 1e-10"
     assert mean_sd(float("nan"), 0.1) == "n/a ± 0.1"
+    assert mean_sd(0.4123456, 3e-10) == "0.41235 ± 3e-10"  # a tiny sd never coarsens the mean (review)
+    assert mean_sd(0.4123456, 2e-7) == "0.41234560 ± 0.00000020" and mean_sd(-1e-5, 0.01) == "0.000 ± 0.010"

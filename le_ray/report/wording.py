@@ -39,20 +39,20 @@ def number(x: float | None) -> str:
 
 def mean_sd(mean: float | None, sd: float | None) -> str:
     """``mean ± sd`` with the sd to 2 significant digits and the mean to the same decimal place: 0.049131 and
-    0.0020 → '0.0491 ± 0.0020', 12,345.6 and 234 → '12350 ± 230'; 5 significant digits for the mean when the sd is 0
-    or not finite, and e-notation below 1e-6 (a decimal would need more than 8 places)."""
+    0.0020 → '0.0491 ± 0.0020', 12,345.6 and 234 → '12350 ± 230'; 5 significant digits for the mean when the sd is 0,
+    not finite, or so small that its place lies beyond 8 decimals (then the sd in e-notation: '0.41235 ± 3e-10')."""
     if mean is None or not math.isfinite(mean):
         return f"{number(mean)} ± {number(sd)}"
     if sd is None or not math.isfinite(sd) or sd == 0:
         return f"{mean:.5g} ± {0 if sd == 0 else number(sd)}"
     place = math.floor(math.log10(abs(sd))) - 1  # the decimal exponent of sd's second significant digit
-    if place < -8:
-        return f"{mean:.3g} ± {sd:.2g}"
-    sd_rounded = round(sd, -place)
-    if sd_rounded >= 10.0 ** (place + 2):  # 0.0995 → 0.10: one place coarser
+    if round(sd, -place) >= 10.0 ** (place + 2):  # 0.0995 → 0.10: one place coarser
         place += 1
-    decimals = max(0, -place)
-    return f"{round(mean, -place):.{decimals}f} ± {round(sd, -place):.{decimals}f}"
+    if place < -8:
+        return f"{mean:.5g} ± {sd:.2g}"
+    decimals, shown = max(0, -place), round(mean, -place)
+    shown = abs(shown) if shown == 0 else shown  # no '-0.000' for a small negative mean
+    return f"{shown:.{decimals}f} ± {round(sd, -place):.{decimals}f}"
 
 
 def times(r: float) -> str:
