@@ -450,11 +450,20 @@ def test_prediction_histograms_of_two_losses_share_bin_edges():
 
 def test_decade_grid_edges_cover_every_value():
     from le_ray.report.plots.calibration import decade_grid_edges
-    for values in (np.array([-2.0]), np.array([-2.0, 0.0]), np.array([-6.98, -0.01]), np.array([-0.05, -0.05])):
+    for values in (np.array([-2.0]), np.array([-2.0, 0.0]), np.array([-6.98, -0.01]), np.array([-0.05, -0.05]),
+                   np.array([-3.8500000000000005]), np.array([0.0])):  # a hair below k / 20 (review); p = 1
         edges = decade_grid_edges(values, 20)
         counts, _ = np.histogram(values, bins=edges)
         assert counts.sum() == values.size and edges.size >= 2
         assert np.allclose(edges * 20, np.round(edges * 20))  # on the grid
+    assert decade_grid_edges(np.array([-1.3, 0.0]), 20)[-1] == 0.0  # p = 1 adds no bin of p > 1
+    rng = np.random.default_rng(3)  # values at and a few ulps around many grid points: none dropped
+    grid = np.arange(-140, 1) / 20
+    near = np.concatenate([np.nextafter(grid, -np.inf), grid, np.nextafter(grid, np.inf)])
+    for values in (near, rng.choice(near, 50)):
+        values = values[values <= 0]
+        assert np.histogram(values, bins=decade_grid_edges(values, 20))[0].sum() == values.size
+        assert all(np.histogram([v], bins=decade_grid_edges(np.array([v]), 20))[0].sum() == 1 for v in values)
 
 
 def test_reliability_band_minima_of_zero_are_counted():

@@ -97,11 +97,18 @@ def plot_prediction_histograms(p: np.ndarray, conditions: np.ndarray, condition_
 
 def decade_grid_edges(log10_values: np.ndarray, bins_per_decade: int) -> np.ndarray:
     """Histogram edges at k / ``bins_per_decade`` (k integer) covering every value of ``log10_values`` (finite,
-    non-empty): the same grid for any data, so two histograms' bins coincide where their ranges overlap."""
-    step = 1.0 / max(int(bins_per_decade), 1)
-    first = math.floor(float(log10_values.min()) / step)
-    last = max(math.floor(float(log10_values.max()) / step) + 1, first + 1)  # max lands inside the last bin
-    return np.arange(first, last + 1) * step
+    non-empty): the same grid for any data, so two histograms' bins coincide where their ranges overlap. The edges are
+    k / n, computed by a division (1 / 20 is inexact in binary: k · 0.05 can land a hair above a value it should lie
+    below), then widened by a bin at either end until they hold the extremes; the last edge may equal the largest
+    value (``np.histogram`` counts it in the last bin), so p = 1 (log10 0) adds no bin above 0."""
+    n = max(int(bins_per_decade), 1)
+    lo, hi = float(log10_values.min()), float(log10_values.max())
+    first, last = math.floor(lo * n), math.ceil(hi * n)
+    while first / n > lo:
+        first -= 1
+    while last / n < hi:
+        last += 1
+    return np.arange(first, max(last, first + 1) + 1) / n
 
 
 # --------------------------------------------------------------------------- 4. calibration ratio
