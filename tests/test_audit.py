@@ -365,12 +365,12 @@ def test_counts_are_the_minimum_over_resampled_data():
 
 def test_the_audit_table_names_the_true_rates_split_and_drops_columns_no_ad_fills():
     """UX audit: `true_rate` did not say which split it is the mean of, and CTR data printed two all-n/a columns."""
-    from le_ray.sweep.audit_text import _conditions_shown
+    from le_ray.sweep.audit_text import conditions_shown
     rows = [{"condition": j, "value": f"v{j}", "train_rows": 10, "eval_rows": 5, "eval_expected_clicks": None,
              "true_rate": None} for j in range(3)]
-    assert _conditions_shown(rows).columns == ["ad_id", "train_rows", "eval_rows"]
+    assert conditions_shown(rows).columns == ["ad_id", "train_rows", "eval_rows"]
     rows[1]["true_rate"] = 0.01
-    assert _conditions_shown(rows).columns == ["ad_id", "train_rows", "eval_rows", "eval_true_rate"]
+    assert conditions_shown(rows).columns == ["ad_id", "train_rows", "eval_rows", "eval_true_rate"]
 
 
 @pytest.mark.parametrize("loss", ["bce", "localized_entropy", "focal"])

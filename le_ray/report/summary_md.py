@@ -25,7 +25,7 @@ from le_ray.report.wording import exclusion_reason, mean_sd
 from le_ray.report.caveats import caveat_lines, ece_small_caveat, non_finite_caveat, setting_differences
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview,
                                    metric_sentences, pending_headline, rare_headline, verdict_markdown)
-from le_ray.sweep.audit_text import SETTING_COLUMNS, settings_table
+from le_ray.sweep.audit_text import SETTING_COLUMNS, conditions_shown, settings_table
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines",
@@ -369,9 +369,7 @@ def _settings_table(audit: dict[str, Any]) -> pl.DataFrame:
 
 def _audit_section(ctx: SummaryContext) -> list[str]:
     audit = _audit(ctx)
-    conditions = pl.DataFrame(audit["conditions"], infer_schema_length=None)
-    if conditions.width:
-        conditions = conditions.rename({"value": "ad_id"}).drop("condition")
+    conditions = conditions_shown(audit["conditions"])  # as the console's audit prints them
     draws = audit.get("data_draws", 2 if ctx.cfg.repeats.resample_data else 1)
     counts = (f"Rows and clicks per ad, each the smallest over the {draws} seeds' data draws, column by column (so "
               "a row need not add up to any one seed's totals):" if draws > 1 else

@@ -12,7 +12,7 @@ from le_ray.metrics.compare import format_table
 from le_ray.registry import label
 from le_ray.sweep.audit import Audit
 
-__all__ = ["audit_text", "refusal", "SETTING_COLUMNS", "history_cell", "settings_table"]
+__all__ = ["audit_text", "refusal", "SETTING_COLUMNS", "history_cell", "settings_table", "conditions_shown"]
 
 
 SETTING_COLUMNS = ("epochs", "batch_size", "lr", "lr_decay", "lr_category", "lr_category_decay", "steps_per_epoch",
@@ -47,7 +47,7 @@ def audit_text(audit: Audit, *, max_conditions: int | None = 50) -> str:
     settings = settings_table(audit.settings)
     lines = ["experiment audit — effective training settings per loss:", format_table(settings), "",
              _conditions_heading(audit.data_draws),
-             format_table(_conditions_shown(audit.conditions), max_rows=max_conditions), ""]
+             format_table(conditions_shown(audit.conditions), max_rows=max_conditions), ""]
     if not audit.findings:
         lines.append("audit: no finding; the experiment can answer its question.")
     for f in audit.findings:
@@ -55,7 +55,7 @@ def audit_text(audit: Audit, *, max_conditions: int | None = 50) -> str:
     return "\n".join(lines)
 
 
-def _conditions_shown(conditions: list[dict[str, Any]]) -> pl.DataFrame:
+def conditions_shown(conditions: list[dict[str, Any]]) -> pl.DataFrame:
     """The audit's per-ad counts as printed: ``ad_id`` first, the true rate named for its split (the evaluation
     rows' mean true click probability), and without the columns no ad has a value in (the truth's, on CTR data)."""
     table = pl.DataFrame(conditions, infer_schema_length=None).drop("condition", strict=False)
