@@ -69,9 +69,9 @@ def config_main(argv: Sequence[str] | None = None) -> int:
     for message in dict.fromkeys(shadow.message for shadow in shadows):  # the audit's wording, once per message
         print(f"WARNING [shadowed_set] {message}", file=sys.stderr)
     if args.profile is None and args.config is None:  # on stderr: the JSON on stdout stays clean for tools
-        print(f"note: this is configs/default.json itself; `le-ray repeats`, `run` and `prepare` given neither "
-              f"--profile nor --config train the {DEFAULT_PROFILE} profile (add --profile {DEFAULT_PROFILE} to see "
-              "that)", file=sys.stderr)
+        print(f"note: without --profile or --config this starts from configs/default.json; a new `le-ray repeats`, "
+              f"`run` or `prepare` given neither trains the {DEFAULT_PROFILE} profile (add --profile "
+              f"{DEFAULT_PROFILE} to see that)", file=sys.stderr)
     shown = ({LOSSES[loss].name: to_plain(cfg.training_for(loss)) for loss in cfg.losses} if args.effective
              else to_dict(cfg))
     print(json.dumps(shown, indent=2))
