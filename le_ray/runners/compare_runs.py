@@ -1,4 +1,4 @@
-"""``le-ray compare BASELINE_DIR CANDIDATE_DIR``: BCE-vs-LE tables from two stored diagnostic runs.
+"""``le-ray compare BASELINE_DIR CANDIDATE_DIR``: comparison tables of two loss folders of stored diagnostic runs.
 
 Each directory is a loss folder written by ``le_ray.runners.run`` (``per_condition.csv`` + ``metrics.json``),
 e.g. ``output/<run>/bce/avazu/default/top_k`` and ``output/<run>/le/avazu/default/top_k``. Writes the
