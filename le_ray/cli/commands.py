@@ -91,7 +91,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
             "Compare two loss folders written by `le-ray run` (per_condition.csv + metrics.json) without "
             "retraining: per-condition calibration, |1 - ratio| and a summary, as CSV and text.",
             (("le-ray compare output/run1/bce/synthetic/small/none output/run1/le/synthetic/small/none",
-              "LE vs BCE of one run"),)),
+              "LE vs BCE of one run"),
+             ("le-ray compare output/run1/bce/synthetic/small/none output/run2/bce/synthetic/small/none",
+              "BCE of two runs (e.g. two learning rates), as bce_baseline / bce_candidate"))),
     Command("compare-sweeps", "le_ray.runners.compare_sweeps",
             "one loss of two stored sweeps, paired by seed on the same data (e.g. LE cold vs LE warm start)",
             "Compare one loss of a baseline sweep with one loss (by default the same) of a candidate sweep, trained "
