@@ -1,5 +1,6 @@
-"""le_ray.report.plots.sweep_figures: the sweep's figures in detail — the rare-ad calibration by rate (seed bars,
-excluded ads, labels, ticks, Wilson noise bands), paired deltas, per-condition gaps and the comparison of losses."""
+"""le_ray.report.plots.sweep_figures and .rate_picture: the sweep's figures in detail — the rare-ad calibration by
+rate (seed bars, excluded ads, labels, ticks, Wilson noise bands), paired deltas, per-condition gaps and the
+comparison of losses."""
 
 from __future__ import annotations
 
@@ -335,7 +336,7 @@ def test_rare_ad_labels_keep_off_the_points_and_bars_where_there_is_room():
 
 
 def test_noise_band_half_widths_reach_halfway_to_the_nearest_rate():
-    from le_ray.report.plots.sweep_figures import MIN_BAND_HALF_WIDTH, NOISE_HALF_WIDTH, _band_half_widths
+    from le_ray.report.plots.rate_picture import MIN_BAND_HALF_WIDTH, NOISE_HALF_WIDTH, _band_half_widths
     rng = np.random.default_rng(5)
     rates = np.exp(rng.uniform(-9, -1, 300))
     rates[[3, 40]] = np.nan
@@ -349,3 +350,44 @@ def test_noise_band_half_widths_reach_halfway_to_the_nearest_rate():
         assert half[i] == pytest.approx(expected, rel=1e-12), i
     assert half[11] == MIN_BAND_HALF_WIDTH
     assert _band_half_widths(np.array([0.01])) == pytest.approx([NOISE_HALF_WIDTH])
+
+
+def _many_ads_table(ads: int, seeds: int, rng) -> dict:
+    """A long table of the rare-ad picture: 2 losses × seeds × ads, ratios with NaNs and non-positive values."""
+    rates = np.exp(rng.uniform(np.log(1e-4), np.log(0.3), ads))
+    loss, cond, seed = np.meshgrid(["bce", "localized_entropy"], np.arange(ads), np.arange(seeds), indexing="ij")
+    ratio = np.exp(rng.normal(0, 0.3, loss.size))
+    ratio[rng.random(loss.size) < 0.05] = np.nan
+    ratio[rng.random(loss.size) < 0.02] = 0.0
+    n = np.full(loss.size, 5000.0)
+    return {"loss": loss.ravel(), "condition": cond.ravel(), "seed": seed.ravel(),
+            "ad_id": [f"a{j}" for j in cond.ravel()], "base_rate": rates[cond.ravel()], "ratio": ratio, "n": n, "ref_sum": np.round(n * rates[cond.ravel()])}
+
+
+def test_the_rare_ad_pictures_points_are_each_ads_median_over_its_positive_ratios():
+    """Review of the many-ads rewrite: one group-by per loss gives what a scan per ad gave (median_range)."""
+    from le_ray.stats import median_range
+    t = _many_ads_table(40, 6, np.random.default_rng(11))
+    ax = P.plot_calibration_by_rate(t).axes[0]
+    drawn = sorted(float(line.get_ydata()[0]) for line in ax.lines if line.get_marker() == "o")
+    expected = sorted(m for loss in ("bce", "localized_entropy") for j in range(40)
+                      if np.isfinite(m := median_range(t["ratio"][(t["loss"] == loss) & (t["condition"] == j)])[0]))
+    assert drawn == pytest.approx(expected, rel=1e-12) and len(drawn) == 80
+
+
+def test_beyond_many_ads_the_rare_ad_picture_draws_points_alone_and_says_so():
+    """Scalability audit: at 20,000 ads the picture took 392 s (a scan of the table and artists per ad) and was a
+    blob of bars. Beyond MANY_ADS ads: a line of points per loss, no seed bars nor noise bands, said in the footnote."""
+    from matplotlib.collections import LineCollection
+
+    from le_ray.report.plots.rate_picture import MANY_ADS
+    t = _many_ads_table(MANY_ADS + 50, 4, np.random.default_rng(12))
+    ax = P.plot_calibration_by_rate(t).axes[0]
+    points = [line for line in ax.lines if line.get_marker() == "o"]
+    assert len(points) <= 4 and sum(line.get_xdata().size for line in points) == 2 * (MANY_ADS + 50)
+    assert not [c for c in ax.collections if isinstance(c, LineCollection)]  # no seed bars
+    assert not [p for p in ax.patches if str(p.get_gid()).startswith("noise band")]
+    footnote = " ".join(x.get_text() for x in ax.texts)
+    assert f"{MANY_ADS + 50:,} ads, more than {MANY_ADS}: no seed bars or noise bands" in footnote
+    small = P.plot_calibration_by_rate(_many_ads_table(30, 4, np.random.default_rng(13))).axes[0]
+    assert [p for p in small.patches if str(p.get_gid()).startswith("noise band")]  # bands where they can be read

@@ -87,6 +87,27 @@ def noise_range(clicks: float, rows: float) -> tuple[float, float] | None:
     return ci.low / rate, ci.high / rate
 
 
+def noise_ranges(clicks: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`noise_range` of many ads at once, (low [C], high [C]), NaN where it gives None: the two-sided Wilson
+    interval in closed form (Newcombe 1998, as scipy's ``binomtest(...).proportion_ci(method="wilson")`` computes
+    it: center ± z / (2(n + z²)) · √(4n·p·q + z²), with 1 at k = n), which costs one scipy call per ad otherwise
+    (minutes at 20,000 ads in the rare-ad picture)."""
+    from scipy.special import ndtri
+
+    k, n = np.asarray(clicks, dtype=float), np.asarray(rows, dtype=float)
+    ok = np.isfinite(k) & np.isfinite(n)
+    k, n = np.where(ok, np.round(k), 0.0), np.where(ok, np.round(n), 0.0)
+    ok &= (n >= 1) & (k >= 1)
+    k, n = np.minimum(k, n), np.where(ok, n, 1.0)
+    p = k / n
+    z = ndtri(0.5 + 0.5 * NOISE_CONFIDENCE)
+    denom = 2 * (n + z ** 2)
+    center, delta = (2 * n * p + z ** 2) / denom, z / denom * np.sqrt(4 * n * p * (1 - p) + z ** 2)
+    high = np.where(k == n, 1.0, center + delta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, (center - delta) / p, np.nan), np.where(ok, high / p, np.nan)
+
+
 def overall_ratio(ratios: pl.DataFrame, loss: str, seeds: Sequence[int],
                   conditions: Sequence[int] | None = None) -> float:
     """Σ predictions / Σ reference of ``loss`` over every ad (or the given ``conditions``) and the given seeds (NaN

@@ -6,7 +6,8 @@
 * :mod:`~le_ray.report.plots.calibration`: a diagnostic run's calibration figures.
 * :mod:`~le_ray.report.plots.curves`: loss curves of a run, the seed band of a sweep, tuning curves.
 * :mod:`~le_ray.report.plots.data_figures`: data and LE internals (features, LE stats, filters, gradients).
-* :mod:`~le_ray.report.plots.sweep_figures`: a sweep's comparison figures and the rare-ad picture.
+* :mod:`~le_ray.report.plots.sweep_figures`: a sweep's comparison figures.
+* :mod:`~le_ray.report.plots.rate_picture`: the rare-ad picture (calibration ratio against the ad's rate).
 
 Conventions shared by every figure:
 
@@ -32,9 +33,8 @@ from le_ray.report.plots.calibration import (
 )
 from le_ray.report.plots.curves import plot_curves_band, plot_loss_curves, plot_tuning_curves
 from le_ray.report.plots.data_figures import plot_feature_distributions, plot_filter_stats, plot_grad_sq, plot_le_stats
-from le_ray.report.plots.sweep_figures import (
-    plot_calibration_by_rate, plot_comparison_calibration, plot_condition_gaps, plot_paired_deltas,
-)
+from le_ray.report.plots.rate_picture import plot_calibration_by_rate
+from le_ray.report.plots.sweep_figures import plot_comparison_calibration, plot_condition_gaps, plot_paired_deltas
 
 __all__ = [
     "PROB_FLOOR", "MAX_HIST_CONDITIONS", "MAX_POINT_LABELS", "save_figure", "FigureJob", "render_png", "write_png",
