@@ -5,6 +5,7 @@ plain wording of ratios and p-values."""
 import dataclasses
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -365,3 +366,17 @@ def test_mean_sd_rounds_the_mean_to_the_sds_second_significant_digit():
     assert mean_sd(float("nan"), 0.1) == "n/a ± 0.1"
     assert mean_sd(0.4123456, 3e-10) == "0.41235 ± 3e-10"  # a tiny sd never coarsens the mean (review)
     assert mean_sd(0.4123456, 2e-7) == "0.41234560 ± 0.00000020" and mean_sd(-1e-5, 0.01) == "0.000 ± 0.010"
+
+
+def test_noise_ranges_are_noise_range_for_many_ads_at_once():
+    """The rare-ad picture's closed-form Wilson intervals equal the verdict's scipy ones, None as NaN."""
+    from le_ray.report.bottom_line import noise_range, noise_ranges
+    clicks = np.array([0, 1, 2, 3, 5, 10, 37, 99, 100, 1000, 5.4, np.nan, 7, 12, 3])
+    rows = np.array([100, 100, 7, 3, 5, 1000, 37, 100, 100, 1e6, 12, 10, np.nan, 10, 0])
+    low, high = noise_ranges(clicks, rows)
+    for k, n, lo, hi in zip(clicks, rows, low, high):
+        expected = noise_range(k, n)
+        if expected is None:
+            assert np.isnan(lo) and np.isnan(hi), (k, n)
+        else:
+            assert (lo, hi) == pytest.approx(expected, rel=1e-12), (k, n)
