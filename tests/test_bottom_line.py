@@ -380,3 +380,16 @@ def test_noise_ranges_are_noise_range_for_many_ads_at_once():
             assert np.isnan(lo) and np.isnan(hi), (k, n)
         else:
             assert (lo, hi) == pytest.approx(expected, rel=1e-12), (k, n)
+
+
+def test_median_ratios_are_ratio_stats_medians_for_every_ad_at_once():
+    from le_ray.report.bottom_line import median_ratios
+    rng = np.random.default_rng(4)
+    ratios = pl.DataFrame({"loss": ["bce"] * 60 + ["localized_entropy"] * 60, "seed": list(range(6)) * 20,
+                           "condition": [j for j in range(10) for _ in range(6)] * 2,
+                           "ratio": np.where(rng.random(120) < 0.1, np.nan, rng.normal(1.0, 0.6, 120))})
+    seeds = [0, 1, 2, 4]
+    by_ad = median_ratios(ratios, "bce", seeds)
+    for j in range(10):
+        expected = ratio_stats(ratios, "bce", j, seeds)[0]
+        assert (math.isnan(expected) and j not in by_ad) or by_ad[j] == pytest.approx(expected, rel=1e-12), j

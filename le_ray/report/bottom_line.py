@@ -73,6 +73,15 @@ def ratio_stats(ratios: pl.DataFrame, loss: str, condition: int, seeds: Sequence
     return median_range(rows["ratio"].cast(pl.Float64).to_numpy() if rows.height else np.zeros(0))
 
 
+def median_ratios(ratios: pl.DataFrame, loss: str, seeds: Sequence[int]) -> dict[int, float]:
+    """condition → :func:`ratio_stats`'s median for every condition of ``loss`` at once (one group-by; a call per ad
+    filtered the whole table each time: minutes at 20,000 tested ads)."""
+    r = pl.col("ratio").cast(pl.Float64)
+    rows = ratios.filter((pl.col("loss") == loss) & pl.col("seed").is_in(list(seeds)) & r.is_finite() & (r > 0))
+    found = rows.group_by("condition").agg(r.median().alias("median"))
+    return dict(zip(found["condition"].to_list(), found["median"].to_list()))
+
+
 def noise_range(clicks: float, rows: float) -> tuple[float, float] | None:
     """[L / r̂, U / r̂]: the ratios a calibrated model can show on an ad with ``clicks`` evaluation clicks in
     ``rows`` rows, [L, U] the Wilson interval (:data:`NOISE_CONFIDENCE`) of r̂ = clicks / rows (clicks rounded to a
@@ -228,7 +237,8 @@ def _failed_fit(v: VerdictInputs, loss: str, seeds: Sequence[int]) -> str | None
     shifted = np.isfinite(overall) and overall > 0 and abs(math.log(overall)) > math.log(FAILED_FIT)
     if not (shifted or (np.isfinite(frequent) and abs(frequent - 1) > FREQUENT_OFF)):
         return None
-    medians = [ratio_stats(v.ratios, loss, j, seeds)[0] for j in t["condition"].to_list()]
+    by_ad = median_ratios(v.ratios, loss, seeds)
+    medians = [by_ad.get(j, math.nan) for j in t["condition"].to_list()]
     off = sum(bool(np.isfinite(r) and abs(r - 1) > FREQUENT_OFF) for r in medians)
     where = "every tested ad" if off == t.height else f"the ads clicked at {percent(RARE_BELOW)} or more too"
     said = [f"{_overall(overall)} the {v.reference.removeprefix('the ')} summed over the tested ads at or above "
