@@ -393,3 +393,13 @@ def test_median_ratios_are_ratio_stats_medians_for_every_ad_at_once():
     for j in range(10):
         expected = ratio_stats(ratios, "bce", j, seeds)[0]
         assert (math.isnan(expected) and j not in by_ad) or by_ad[j] == pytest.approx(expected, rel=1e-12), j
+
+
+def test_a_sentence_names_at_most_twenty_ads_then_how_many_more():
+    """Scalability audit: a 20,000-ad report wrote a rate band's 12,243 ad ids on one 122 KB line."""
+    from le_ray.report.wording import MAX_LISTED_ADS, ads, excluded_ads, unmeasured_ads
+    many = [str(i) for i in range(MAX_LISTED_ADS + 980)]
+    assert ads(many) == f"ads {', '.join(many[:MAX_LISTED_ADS])} and 980 more"
+    assert excluded_ads(many, [0.0001] * len(many)).endswith(f"{MAX_LISTED_ADS - 1} (0.01 %) and 980 more")
+    assert unmeasured_ads(many).endswith(f"{MAX_LISTED_ADS - 1} and 980 more")
+    assert ads(many[:MAX_LISTED_ADS]) == f"ads {', '.join(many[:MAX_LISTED_ADS])}"  # up to the cap: every one

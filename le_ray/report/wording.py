@@ -79,9 +79,22 @@ def pval(p: float | None) -> str:
     return f"{p:.3g}"
 
 
+#: a sentence names at most this many ads of a list (the first: callers order them rarest first), then "and N more"
+MAX_LISTED_ADS = 20
+
+
+def _listed(items: Sequence[str]) -> list[str]:
+    """``items``, or their first :data:`MAX_LISTED_ADS` and ``"N more"`` (a band of 12,000 ads was one line of
+    120 KB in a 20,000-ad report)."""
+    items = [str(x) for x in items]
+    return items if len(items) <= MAX_LISTED_ADS else [*items[:MAX_LISTED_ADS], f"{len(items) - MAX_LISTED_ADS:,} more"]
+
+
 def ads(ids: Sequence[str]) -> str:
-    """``ad 3`` or ``ads 3, 2``."""
-    return f"ad{'s' if len(ids) > 1 else ''} {', '.join(str(i) for i in ids)}"
+    """``ad 3``, ``ads 3, 2`` or, beyond :data:`MAX_LISTED_ADS`, ``ads 3, 2, … and 980 more``."""
+    named = _listed(ids)
+    listed = ", ".join(named) if len(named) == len(ids) else f"{', '.join(named[:-1])} and {named[-1]}"
+    return f"ad{'s' if len(ids) > 1 else ''} {listed}"
 
 
 def join(items: Sequence[str]) -> str:
@@ -115,7 +128,7 @@ EXCLUDED_WHY = exclusion_reason()  #: the reason said when the caller gives none
 
 def excluded_ads(ids: Sequence[str], rates: Sequence[float]) -> str:
     """``ads 0 (0.001 %), 1 (0.0028 %) and 2 (0.0077 %)``: each ad with its rate."""
-    return f"ad{'s' if len(ids) > 1 else ''} " + join([f"{i} ({percent(r)})" for i, r in zip(ids, rates)])
+    return f"ad{'s' if len(ids) > 1 else ''} " + join(_listed([f"{i} ({percent(r)})" for i, r in zip(ids, rates)]))
 
 
 def unmeasured_ads(ids: Sequence[str], train_rates: Sequence[float | None] | None = None) -> str:
@@ -124,4 +137,4 @@ def unmeasured_ads(ids: Sequence[str], train_rates: Sequence[float | None] | Non
     rates = list(train_rates) if train_rates is not None else [None] * len(ids)
     named = [f"{i} (training rate {percent(r)})" if r is not None and math.isfinite(r) else str(i)
              for i, r in zip(ids, rates)]
-    return f"ad{'s' if len(ids) > 1 else ''} " + join(named)
+    return f"ad{'s' if len(ids) > 1 else ''} " + join(_listed(named))
