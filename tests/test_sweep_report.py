@@ -678,3 +678,20 @@ def test_a_report_cut_short_leaves_no_stale_summary_beside_new_tables(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         sweep_report.build_report(store.root, echo=lambda *a: None)
     assert (store.root / "trials.parquet").is_file() and not (store.root / "summary.md").exists()
+
+
+def test_summary_md_shows_at_most_max_ad_rows_of_a_per_ad_table_and_says_where_the_rest_are(tmp_path, monkeypatch):
+    """Scalability audit: a 20,000-ad sweep's summary.md was 82,000 lines (every per-ad table in full with
+    per_condition_top_k 0); now up to MAX_AD_ROWS rows each (here patched to 2 of 4 ads), naming the file of the rest."""
+    import le_ray.report.summary_md as summary_md
+
+    monkeypatch.setattr(summary_md, "MAX_AD_ROWS", 2)
+    factors = {"bce": np.ones(4), "localized_entropy": np.array([1.0, 1.0, 1.05, 1.4])}
+    store, _ = _stored_sweep(tmp_path, "quickstart", ["training.loss_mode=both", "repeats.num_runs=6"], QUICK_RATES,
+                             factors, ["0", "1", "2", "3"], rows=3000)
+    text, _ = _build(store)
+    assert "_2 more rows in `report/tables/condition_tests_LE_vs_BCE.csv`._" in text
+    assert "_2 more rows in `manifest.json` (audit.conditions)._" in text
+    assert text.count("_2 more rows in `report/tables/per_condition_pooled_") == 2  # both losses' pooled tables
+    monkeypatch.setattr(summary_md, "MAX_AD_ROWS", 500)
+    assert "more rows in" not in _build(store)[0]  # 4 ads: every one shown

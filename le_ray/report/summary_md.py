@@ -30,7 +30,7 @@ from le_ray.sweep.audit_text import SETTING_COLUMNS, conditions_shown, settings_
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines",
            "multiplicity_caveat", "noise_bands", "pooled_shown", "verdict_inputs", "reference_words", "ads_table",
-           "rare_advice"]
+           "rare_advice", "MAX_AD_ROWS"]
 
 TEST_COLUMNS = ["metric", "n", "n_nonzero", "baseline_mean", "candidate_mean", "mean_delta", "ci_low", "ci_high",
                 "rank_biserial", "p_value", "p_adjusted"]
@@ -367,6 +367,16 @@ def _settings_table(audit: dict[str, Any]) -> pl.DataFrame:
     return settings_table(audit["settings"], columns=SETTINGS_SHOWN, brief_history=True)
 
 
+#: summary.md shows at most this many rows of a per-ad table when ``repeats.per_condition_top_k`` is 0 (the CSV and
+#: the manifest hold every ad; a 20,000-ad sweep's summary.md was 82,000 lines)
+MAX_AD_ROWS = 500
+
+
+def _ad_rows(ctx: SummaryContext) -> int:
+    """Rows of a per-ad table in summary.md: ``repeats.per_condition_top_k``, or :data:`MAX_AD_ROWS` for 0."""
+    return ctx.cfg.repeats.per_condition_top_k or MAX_AD_ROWS
+
+
 def _audit_section(ctx: SummaryContext) -> list[str]:
     audit = _audit(ctx)
     conditions = conditions_shown(audit["conditions"])  # as the console's audit prints them
@@ -376,7 +386,8 @@ def _audit_section(ctx: SummaryContext) -> list[str]:
               "Rows and clicks per ad (one preparation of the data for every seed):")
     findings = audit["findings"]
     lines = ["## Experiment audit", "", "Effective training settings (after every override):", "",
-             markdown_table(_settings_table(audit)), "", counts, "", markdown_table(conditions), ""]
+             markdown_table(_settings_table(audit)), "", counts, "",
+             markdown_table(conditions, max_rows=_ad_rows(ctx), rest_in="`manifest.json` (audit.conditions)"), ""]
     codes = ", ".join(f"`{f['code']}`" for f in findings)
     lines.append(f"The audit's {len(findings)} finding(s) ({codes}) are listed once, under Caveats in the verdict."
                  if findings else "The audit found nothing to warn about.")
@@ -403,7 +414,7 @@ def _condition_lines(ctx: SummaryContext, key: str, b: str, c: str) -> list[str]
             "reads); n = paired seeds; "
             f"{int(cond['significant'].sum())} of {cond.height} ads significant at alpha {rep.per_condition_alpha} "
             f"after the {rep.per_condition_correction} correction (all columns: `report/tables/{csv}`).", "",
-            markdown_table(shown_table(cond, CONDITION_COLUMNS, ctx.tables.truth), max_rows=rep.per_condition_top_k,
+            markdown_table(shown_table(cond, CONDITION_COLUMNS, ctx.tables.truth), max_rows=_ad_rows(ctx),
                            csv=csv), ""]
 
 
@@ -443,7 +454,8 @@ def _pooled_section(ctx: SummaryContext) -> list[str]:
         if table.height:
             csv = table_files(loss=loss)["pooled"]
             lines += [f"### {label(loss)}", "", f"All columns: `report/tables/{csv}`.", "",
-                      markdown_table(pooled_shown(table, truth, tested, excluded), csv=csv), ""]
+                      markdown_table(pooled_shown(table, truth, tested, excluded), max_rows=_ad_rows(ctx), csv=csv),
+                      ""]
     return lines
 
 

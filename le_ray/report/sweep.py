@@ -256,4 +256,5 @@ def _echo_tables(ctx: SummaryContext, echo) -> None:
             echo(f"\n== {pair}: per-ad calibration tests, ad_id = raw condition value "
                  f"(report/tables/{names['conditions']}) ==")
             echo(console_table(shown_table(cond, CONDITION_COLUMNS, tables.truth), names["conditions"],
-                               width=width, max_rows=ctx.cfg.repeats.per_condition_top_k or None))
+                               width=width, max_rows=ctx.cfg.repeats.per_condition_top_k
+                               or ctx.cfg.evaluation.print_per_condition_top_k or None))  # the CSV holds every ad

@@ -29,7 +29,7 @@ from le_ray.config import Config, resolve_config, to_plain
 from le_ray.errors import UserError
 from le_ray.registry import LOSSES, SECTION_READER, canonical_loss, label
 from le_ray.report.bottom_line import bottom_line, bottom_note, ratio_readings
-from le_ray.report.summary_md import (CONDITION_COLUMNS, TEST_COLUMNS, ads_table, condition_table,
+from le_ray.report.summary_md import (CONDITION_COLUMNS, MAX_AD_ROWS, TEST_COLUMNS, ads_table, condition_table,
                                       multiplicity_caveat, rare_advice, reference_words, resume_command, shown_table,
                                       verdict_inputs)
 from le_ray.report.sweep_stats import (calibration_long, non_finite_values, paired_tables, unmeasured, uses_truth,
@@ -362,7 +362,7 @@ def pair_markdown(pair: SweepPair) -> str:
                   f"{rep.bootstrap_confidence:.0%} bootstrap interval (unadjusted); all columns: "
                   "`tables/condition_tests.csv`.", "",
                   markdown_table(shown_table(pair.condition_tests, CONDITION_COLUMNS, pair.truth),
-                                 max_rows=rep.per_condition_top_k, csv="tables/condition_tests.csv"), ""]
+                                 max_rows=rep.per_condition_top_k or MAX_AD_ROWS, csv="tables/condition_tests.csv"), ""]
     return "\n".join(lines)
 
 

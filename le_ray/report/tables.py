@@ -41,9 +41,10 @@ def _cell(value, float_fmt: str, label_column: bool = False) -> str:
 
 
 def markdown_table(df: pl.DataFrame, *, float_fmt: str = ".4g", max_rows: int | None = None,
-                   csv: str | None = None) -> str:
+                   csv: str | None = None, rest_in: str | None = None) -> str:
     """A GitHub-flavoured Markdown table (NaN/null → n/a); ``max_rows`` ≤ 0 or None shows all; the note on the
-    rows left out names ``csv`` (the file that holds them all) when given."""
+    rows left out names ``csv`` (the file under report/tables/ that holds them all) or ``rest_in`` (any other
+    place, in words) when given."""
     if df.width == 0:
         return "_(empty)_"
     shown = df if not max_rows or max_rows <= 0 else df.head(max_rows)
@@ -52,7 +53,7 @@ def markdown_table(df: pl.DataFrame, *, float_fmt: str = ".4g", max_rows: int | 
     for row in shown.iter_rows():
         lines.append("| " + " | ".join(_cell(v, float_fmt, lab) for v, lab in zip(row, labels)) + " |")
     if shown.height < df.height:
-        where = f"`report/tables/{csv}`" if csv else "the CSV"
+        where = rest_in or (f"`report/tables/{csv}`" if csv else "the CSV")
         lines.append(f"\n_{df.height - shown.height} more rows in {where}._")
     return "\n".join(lines)
 
