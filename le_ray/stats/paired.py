@@ -92,6 +92,20 @@ def rank_biserial(delta) -> float:
     return float((t_plus - t_minus) / (t_plus + t_minus))
 
 
+def rank_biserial_columns(delta: np.ndarray) -> np.ndarray:
+    """:func:`rank_biserial` of every column of ``delta`` [S, J] at once (one ``rankdata(axis=0)``; a call per
+    column took seconds at 20,000 ads): NaN entries left out per column, ties with 0 (|delta| ≤ 1e-15) too."""
+    d = np.asarray(delta, dtype=np.float64)
+    finite = np.isfinite(d)
+    nonzero = finite & (np.abs(d) > TIE_TOL)
+    ranks = sps.rankdata(np.where(nonzero, np.abs(d), np.nan), axis=0, nan_policy="omit")
+    t_plus = np.where(nonzero & (d > 0), ranks, 0.0).sum(axis=0)
+    t_minus = np.where(nonzero & (d < 0), ranks, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (t_plus - t_minus) / (t_plus + t_minus)
+    return np.where(~finite.any(axis=0), np.nan, np.where(nonzero.any(axis=0), r, 0.0))
+
+
 def bootstrap_mean_ci(delta, *, samples: int = 10_000, seed: int = 0,
                       confidence: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap CI of mean(delta), same units as delta.

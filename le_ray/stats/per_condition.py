@@ -11,7 +11,7 @@ from scipy import stats as sps
 from le_ray.metrics.validation import _check_array, _check_conditions
 from le_ray.stats.choices import ALTERNATIVES, CORRECTIONS, TIE_TOL, ZERO_METHODS, _check_choice
 from le_ray.stats.corrections import bh_adjust, holm_adjust
-from le_ray.stats.paired import _wilcoxon_on_delta, bootstrap_mean_cis, rank_biserial
+from le_ray.stats.paired import _wilcoxon_on_delta, bootstrap_mean_cis, rank_biserial_columns
 
 _CALIB_SORTS = ("p_value", "abs_delta_mean", "delta_mean", "count", "base_rate")  # per_condition_sort_by
 
@@ -113,7 +113,7 @@ def _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_meth
     res = _wilcoxon_many(delta, alternative, zero_method)
     # the rank test's direction per ad (T+ − T−)/(T+ + T−): a few seeds with large deltas can point the mean the
     # other way, so a significant test's winner is read from this, never from delta_mean
-    effect = np.array([rank_biserial(delta[:, j]) for j in range(len(cond_ids))], dtype=np.float64)
+    effect = rank_biserial_columns(delta)
     ci_low, ci_high = bootstrap_mean_cis(delta, **bootstrap)
     usable = np.isfinite(gb) & np.isfinite(gc)
     n = usable.sum(axis=0)
