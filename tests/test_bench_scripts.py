@@ -1,5 +1,5 @@
 """The prepared GPU check must run end to end before a GPU is ever lent: its CPU smoke mode, every stage, and its
-table's verdicts (judged only on CUDA figures)."""
+table's verdicts (judged only on CUDA figures); bench/report_scale.py runs at small sizes."""
 
 import importlib.util
 import json
@@ -172,3 +172,13 @@ def test_a_stage_that_crashes_keeps_the_figures_it_stored(tmp_path, monkeypatch)
     gpu_check.run_stages(["throughput"], ctx, SimpleNamespace(budget=330.0), tmp_path / "out.json")
     kept = json.loads((tmp_path / "out.json").read_text())["throughput"]
     assert kept["default_net/bce/auto"]["samples_per_s"] == 2.0e7 and kept["error"].startswith("RuntimeError: CUDA")
+
+
+def test_report_scale_times_each_step_beside_the_scan_it_replaced():
+    done = subprocess.run([sys.executable, "bench/report_scale.py", "--ads", "30", "60", "--seeds", "3",
+                           "--scan-up-to", "30"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.strip()[:2] in ("30", "60")]
+    assert [(r[0], r[1]) for r in rows] == [(a, s) for a in ("30", "60") for s in ("picture", "medians", "rank-biserial")]
+    assert all(float(r[2]) > 0 for r in rows)
+    assert [r[3] == "n/a" for r in rows] == [False] * 3 + [True, True, False]  # no scan beyond --scan-up-to
