@@ -337,3 +337,15 @@ def test_a_short_training_time_is_written_in_milliseconds():
     from le_ray.report.run_markdown import seconds_text
 
     assert seconds_text(0.042) == "42 ms" and seconds_text(0.1) == "0.1 s" and seconds_text(12.34) == "12.3 s"
+
+
+def test_the_closeness_table_prints_top_k_ads_and_its_csv_keeps_every_one(tmp_path, capsys):
+    """At 5,000 ads a run printed the |1 - calibration ratio| table whole (5,000 lines) while the per-condition
+    comparison beside it printed comparison.top_k rows."""
+    assert main([*SMALL, "--set", "plots.enabled=false", "--set", "comparison.top_k=2", "--output-dir", str(tmp_path),
+                 "--name", "r"]) == 0
+    text = (tmp_path / "r" / "comparison" / "synthetic" / "small" / "none" / "comparison.txt").read_text()
+    closeness = text.split("|1 - calibration ratio| per loss", 1)[1].split("\n\n", 1)[0]
+    assert len([line for line in closeness.splitlines() if line.strip()[:1].isdigit()]) == 2
+    csv = pl.read_csv(tmp_path / "r" / "comparison" / "synthetic" / "small" / "none" / "calibration_closeness.csv")
+    assert csv.height == 4

@@ -295,7 +295,8 @@ def comparison(state) -> None:
     closeness = compare.calibration_closeness(tables)
     write_csv(closeness, folder / "calibration_closeness.csv")
     width = compare.terminal_width()
-    texts = [f"|1 - calibration ratio| per loss:\n{format_table(closeness, max_width=width)}"]
+    texts = [f"|1 - calibration ratio| per loss (calibration_closeness.csv has every ad):\n"
+             f"{format_table(closeness, max_rows=cfg.comparison.top_k or None, max_width=width)}"]
     state.comparisons["closeness"] = {"table": closeness}
     for baseline, candidate in pairs:
         key = f"{LOSSES[candidate].folder}_vs_{LOSSES[baseline].folder}"
