@@ -442,10 +442,11 @@ def test_with_the_synthetic_truth_a_seed_drawing_few_clicks_does_not_exclude_an_
     assert "fewer than 1000 expected evaluation clicks" in finding.message and " expected)" in finding.message
     assert "needs no evaluation click: --set repeats.min_eval_clicks=0 tests them too" in finding.message
     assert "too few clicks to test" in next(f for f in without.findings if f.code == "few_eval_clicks").message
-    from le_ray.sweep.audit import one_run_audit  # one run makes no test: its finding says what the clicks do to it
-    for audit in (few, without):
+    # one run makes no test: its finding says what the clicks do to it
+    for audit, extra in ((few, ["repeats.min_eval_clicks=1000"]), (without, [need, "evaluation.synthetic_truth=false"])):
         swept = next(f for f in audit.findings if f.code == "few_eval_clicks").message
-        run = next(f for f in one_run_audit(audit).findings if f.code == "few_eval_clicks").message
+        one_run = audit_experiment(load_config(sets=[*sets, *extra]), datasets, one_run=True)
+        run = next(f for f in one_run.findings if f.code == "few_eval_clicks").message
         assert run.split("; ")[0] == swept.split("; ")[0] and "min_eval_clicks=0" not in run
         assert run.endswith("; this run's per-ad numbers for them rest on a few clicks and are noisy (a sweep leaves "
                             "them out of its per-condition tests)")

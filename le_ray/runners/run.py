@@ -28,7 +28,7 @@ from typing import Sequence
 import torch
 
 from le_ray import __version__
-from le_ray.sweep.audit import audit_experiment, one_run_audit
+from le_ray.sweep.audit import audit_experiment
 from le_ray.sweep.audit_text import audit_text
 from le_ray.config.load import Provenance
 from le_ray.cli.args import (add_config_arguments, command_parser, config_argv, config_shadows_provenance,
@@ -99,7 +99,7 @@ def _prepare(state: RunState, origins=None) -> None:
     meta = data.meta
     print(f"{meta.source_rows:,} source rows, {meta.kept_rows:,} kept by the filter, {meta.labelled_rows:,} after "
           "balancing; stage timings (s): " + ", ".join(f"{k} {v:.3f}" for k, v in meta.stage_seconds.items()))
-    state.audit = one_run_audit(audit_experiment(state.cfg, [data], state.shadows, origins))
+    state.audit = audit_experiment(state.cfg, [data], state.shadows, origins, one_run=True)
     print(audit_text(state.audit, max_conditions=state.cfg.evaluation.print_per_condition_top_k or None))
     if state.audit.errors:  # a diagnostic run is for looking, so it trains; its report says the results are unsound
         print(f"the audit found {len(state.audit.errors)} error(s): this run trains anyway, as a diagnostic run does, "

@@ -225,7 +225,9 @@ def _step_findings(cfg: Config, info: dict[str, dict[str, Any]]) -> list[Finding
     return out
 
 
-def _click_findings(cfg: Config, conditions: list[dict[str, Any]]) -> list[Finding]:
+def _click_findings(cfg: Config, conditions: list[dict[str, Any]], one_run: bool = False) -> list[Finding]:
+    """Click findings of ``conditions``; each ends on why its ads are left out of the per-condition tests, or, for
+    ``one_run`` (a diagnostic run makes no test), on what their few clicks do to the run's per-ad numbers."""
     need, out = cfg.repeats.min_eval_clicks, []
     total = sum(c["train_clicks"] for c in conditions)
     data_keys = ("synthetic.samples_per_condition",) if cfg.data.source == "synthetic" else (
@@ -253,7 +255,8 @@ def _click_findings(cfg: Config, conditions: list[dict[str, Any]]) -> list[Findi
                                + (f", {clicks(c):g} expected" if truth else "") + ")"
                                for c in hit[:8]) + (" ..." if len(hit) > 8 else "")
             out.append(Finding(WARNING, code,
-                               f"{len(hit)} condition(s) with {what}: {listed}; {_left_out(code, truth)}",
+                               f"{len(hit)} condition(s) with {what}: {listed}; "
+                               f"{_in_one_run(code) if one_run else _left_out(code, truth)}",
                                ("repeats.min_eval_clicks", *data_keys, "data.train_split"),
                                tuple(c["condition"] for c in hit)))
     return out
@@ -545,10 +548,12 @@ def _runtime_findings(cfg: Config, info: dict[str, dict[str, Any]], data: Prepar
 
 
 def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Iterable[Shadow] = (),
-                     provenance: Provenance | None = None, stored: Mapping[str, int] | None = None) -> Audit:
+                     provenance: Provenance | None = None, stored: Mapping[str, int] | None = None,
+                     one_run: bool = False) -> Audit:
     """The audit of training ``cfg.losses`` on ``datasets`` (one per data seed; usually one); ``provenance``
     (:func:`le_ray.config.load.provenance`) names where each differing setting comes from; ``stored`` (loss →
-    trials a resumed sweep already holds) leaves those out of the runtime estimate."""
+    trials a resumed sweep already holds) leaves those out of the runtime estimate; ``one_run``: the audit of one
+    diagnostic run (:func:`one_run_audit`, its click findings worded for a run)."""
     data = datasets[0]
     conditions = _merge_counts([condition_counts_table(cfg, d) for d in datasets])
     info = {loss: _loss_settings(cfg, loss, cfg.training_for(loss), data) for loss in cfg.losses}
@@ -556,7 +561,7 @@ def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Ite
         if s["history"] is not None:
             for row, cap in zip(conditions, s["history"]["capacity"]):
                 row[f"history_capacity_{LOSSES[loss].folder}"] = cap
-    findings = _step_findings(cfg, info) + _click_findings(cfg, conditions)
+    findings = _step_findings(cfg, info) + _click_findings(cfg, conditions, one_run)
     excluded = {c for f in findings if f.code in CLICK_CODES for c in f.conditions}
     findings += _power_findings(cfg, conditions, excluded)
     findings += _history_findings(cfg, info, conditions, data) + _shadow_findings(shadows)
@@ -564,7 +569,8 @@ def audit_experiment(cfg: Config, datasets: Sequence[PreparedData], shadows: Ite
     findings += _fairness_findings(cfg, fairness, info) + _split_findings(cfg)
     findings += _runtime_findings(cfg, info, data, stored) + _condition_value_findings(cfg, data, conditions)
     findings += settings_findings(cfg, conditions, _eval_split(cfg, data)[1])
-    return Audit(info, conditions, findings, fairness, len(datasets))
+    audit = Audit(info, conditions, findings, fairness, len(datasets))
+    return one_run_audit(audit) if one_run else audit
 
 
 #: Findings about a sweep's seeds (how many, whether they share one split) and its estimated wall time: they say
@@ -573,22 +579,13 @@ SWEEP_ONLY_CODES = ("underpowered", "fixed_split", "too_slow_here", *SETTINGS_SW
 
 
 def one_run_audit(audit: Audit) -> Audit:
-    """``audit`` as it applies to one diagnostic run: without the :data:`SWEEP_ONLY_CODES` findings, and the click
-    findings saying what the ads' few clicks do to this run's per-ad numbers instead of which tests leave them out
-    (a run makes no test)."""
-    return replace(audit, findings=[_for_one_run(f) for f in audit.findings if f.code not in SWEEP_ONLY_CODES])
+    """``audit`` as it applies to one diagnostic run: without the :data:`SWEEP_ONLY_CODES` findings."""
+    return replace(audit, findings=[f for f in audit.findings if f.code not in SWEEP_ONLY_CODES])
 
 
-#: what a click finding's ads mean for one run's per-ad numbers (in place of :func:`_left_out`)
-_IN_ONE_RUN = {"no_train_click": "their models in this run learn these ads from no click",
+def _in_one_run(code: str) -> str:
+    """What the ads of click finding ``code`` mean for one run's per-ad numbers (in place of :func:`_left_out`)."""
+    meaning = {"no_train_click": "their models in this run learn these ads from no click",
                "no_eval_click": "this run's per-ad numbers for them are undefined or rest on no click",
-               "few_eval_clicks": "this run's per-ad numbers for them rest on a few clicks and are noisy"}
-
-
-def _for_one_run(finding: Finding) -> Finding:
-    tails = [f"; {_left_out(finding.code, truth)}" for truth in (True, False)]
-    tail = next((x for x in tails if finding.message.endswith(x)), None) if finding.code in _IN_ONE_RUN else None
-    if tail is None:
-        return finding
-    return replace(finding, message=f"{finding.message.removesuffix(tail)}; {_IN_ONE_RUN[finding.code]} (a sweep "
-                   "leaves them out of its per-condition tests)")
+               "few_eval_clicks": "this run's per-ad numbers for them rest on a few clicks and are noisy"}[code]
+    return f"{meaning} (a sweep leaves them out of its per-condition tests)"
