@@ -174,8 +174,9 @@ def setting_differences(settings: dict[str, dict[str, Any]], baseline: str, cand
                            f"{shown_b} for {label(baseline)}{_from(b)}")
         return tuple(out)
     b, c = settings.get(baseline) or {}, settings.get(candidate) or {}
-    return tuple(f"{k} {_pair(b[k], c[k])[1]} for {label(candidate)} vs {_pair(b[k], c[k])[0]} for {label(baseline)}"
-                 for k in COMPARED_SETTINGS if k in b and k in c and b[k] != c[k])
+    shown = {k: _pair(b[k], c[k]) for k in COMPARED_SETTINGS if k in b and k in c and b[k] != c[k]}
+    return tuple(f"{k} {c_text} for {label(candidate)} vs {b_text} for {label(baseline)}"
+                 for k, (b_text, c_text) in shown.items())
 
 
 def non_finite_caveat(values: Sequence[str]) -> list[str]:
