@@ -178,7 +178,8 @@ def report_markdown(state: RunState) -> str:
         for path in shared:
             lines += _figure(state, path)
     text = "\n".join(lines)
-    return "\n".join([text, "", "## Glossary", "", *glossary_lines(_terms_used(text))]) if _terms_used(text) else text
+    terms = _terms_used(text)
+    return "\n".join([text, "", "## Glossary", "", *glossary_lines(terms)]) if terms else text
 
 
 def _terms_used(text: str) -> list[str]:
