@@ -9,6 +9,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+import polars as pl
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -51,20 +52,18 @@ def _ad_points(t: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[s
     return ids, rates, names
 
 
-def _ad_stats(t: dict[str, np.ndarray], ids: np.ndarray, columns: dict[str, str], where: Any) -> dict[str, np.ndarray]:
-    """Per ad of ``ids`` (sorted), an aggregate of the table's rows that ``where`` keeps: ``columns`` maps an output
-    name to ``"<agg> <column>"`` (agg one of median, min, max); NaN for an ad without such a row. One polars
-    group-by over the table (a mask per ad scanned it once per ad: minutes at 20,000 ads)."""
-    import polars as pl
-
+def _ad_stats(t: dict[str, np.ndarray], ids: np.ndarray, where: np.ndarray, **aggs: pl.Expr) -> dict[str, np.ndarray]:
+    """Per ad of ``ids`` (sorted), each named polars aggregate of ``aggs`` (e.g. ``mid=pl.col("ratio").median()``)
+    over the table's rows that ``where`` keeps; NaN for an ad without such a row. One group-by over the table (a mask
+    per ad scanned it once per ad: minutes at 20,000 ads)."""
     keep = np.flatnonzero(where & np.isfinite(_col(t, "condition")))
+    read = {c for expr in aggs.values() for c in expr.meta.root_names()}
     frame = pl.DataFrame({"condition": _col(t, "condition")[keep].astype(np.int64),
-                          **{c: _col(t, c)[keep] for c in {spec.split()[1] for spec in columns.values()}}})
-    aggs = [getattr(pl.col(spec.split()[1]), spec.split()[0])().alias(name) for name, spec in columns.items()]
-    found = frame.group_by("condition").agg(aggs).sort("condition")
+                          **{c: _col(t, c)[keep] for c in read}})
+    found = frame.group_by("condition").agg(expr.alias(name) for name, expr in aggs.items())
     at = np.searchsorted(ids, found["condition"].to_numpy())
-    out = {name: np.full(ids.size, np.nan) for name in columns}
-    for name in columns:
+    out = {name: np.full(ids.size, np.nan) for name in aggs}
+    for name in aggs:
         out[name][at] = found[name].to_numpy().astype(float)
     return out
 
@@ -105,8 +104,9 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> np.ndarray:
     ratio, loss_col = _col(t, "ratio"), np.asarray(t["loss"]).astype(str)
     sides = np.linspace(-1.0, 1.0, len(losses)) if len(losses) > 1 else np.zeros(1)
     spread, hollow = _point_spreads(rates), np.isin(ids, sorted(excluded))
-    stats = {loss: _ad_stats(t, ids, {"mid": "median ratio", "lo": "min ratio", "hi": "max ratio"},
-                             (loss_col == loss) & np.isfinite(ratio) & (ratio > 0)) for loss in losses}
+    r = pl.col("ratio")
+    stats = {loss: _ad_stats(t, ids, (loss_col == loss) & np.isfinite(ratio) & (ratio > 0), mid=r.median(),
+                             lo=r.min(), hi=r.max()) for loss in losses}
     drawn = [np.isfinite(stats[loss]["mid"]) & np.isfinite(rates) for loss in losses]
     dense = int(np.any(drawn, axis=0).sum()) > MANY_ADS
     for color, loss, side, ok in zip(loss_colors(losses), losses, sides, drawn):
@@ -203,7 +203,7 @@ def _noise_counts(t: dict[str, np.ndarray], ids: np.ndarray) -> tuple[np.ndarray
     """Per ad of ``ids``, its evaluation clicks k (``ref_sum``) and rows n (``n``): the median over its rows with
     finite counts (one split every seed shares gives every row the same counts); NaN without them."""
     k, n = _col(t, "ref_sum"), _col(t, "n")
-    stats = _ad_stats(t, ids, {"k": "median ref_sum", "n": "median n"}, np.isfinite(k) & np.isfinite(n))
+    stats = _ad_stats(t, ids, np.isfinite(k) & np.isfinite(n), k=pl.col("ref_sum").median(), n=pl.col("n").median())
     return stats["k"], stats["n"]
 
 
