@@ -12,8 +12,8 @@ verdict is the report's bottom line, metric and rate-band sentences (:mod:`le_ra
 :mod:`le_ray.report.verdict`) with each arm named ``<loss> (<sweep folder>)``. What differs between the two arms'
 settings (the loss's training settings, the model, the evaluation, the device precision) is listed as the first
 caveat: a difference between the arms may come from any of them (from that one when only one differs and both
-sweeps ran on the same code, packages and devices). Without a
-tested ad below 1 % the verdict's headline says, as a sweep's does, that the data cannot answer the rare-ad question.
+sweeps ran on the same code, packages and devices). Without a tested ad below 1 % the verdict's headline says, as a
+sweep's does, that the data cannot answer the rare-ad question.
 """
 
 from __future__ import annotations
@@ -308,12 +308,13 @@ def _changes_caveat(base: Arm, cand: Arm, changes: list[str]) -> str:
         return (f"{cand.name} and {base.name} trained with the same settings (loss, training, model, evaluation, "
                 "device precision): any difference between them is run-to-run noise (e.g. the order of floating-point "
                 f"sums on another device), not an effect of a setting.{also}")
+    one = f"The two arms differ in one setting (baseline → candidate): {changes[0]}"
+    if len(changes) == 1 and not other:
+        return (f"{one}, and ran on the same code, packages and devices, so a significant difference between the arms "
+                "is that setting's effect, on these seeds and data.")
     if len(changes) == 1:
-        return (f"The two arms differ in one setting (baseline → candidate): {changes[0]}, and ran on the same code, "
-                "packages and devices, so a significant difference between the arms is that setting's effect, on "
-                "these seeds and data." if not other else
-                f"The two arms differ in one setting (baseline → candidate): {changes[0]}.{also} A difference between "
-                "the arms may come from either; to measure the setting's effect, rerun both arms on one version.")
+        return (f"{one}.{also} A difference between the arms may come from either; to measure the setting's effect, "
+                "rerun both arms on one version.")
     return (f"The two arms differ in {len(changes)} settings (baseline → candidate): {'; '.join(changes)}. A difference "
             f"between the arms may come from any of them; to measure one setting's effect, change only that one.{also}")
 

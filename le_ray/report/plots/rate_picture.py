@@ -119,9 +119,8 @@ def _draw_losses(ax, t, losses, ids, rates, excluded) -> np.ndarray:
             ax.errorbar([x[k]], [s["mid"][k]], yerr=[[s["mid"][k] - s["lo"][k]], [s["hi"][k] - s["mid"][k]]],
                         fmt="o", color=color, markersize=7, markerfacecolor="none" if hollow[k] else color, capsize=3,
                         alpha=0.9)
-    mids, any_drawn = np.array([np.where(ok, stats[loss]["mid"], np.nan) for loss, ok in zip(losses, drawn)]), \
-        np.any(drawn, axis=0)
-    out = np.full(ids.size, np.nan)
+    mids = np.array([np.where(ok, stats[loss]["mid"], np.nan) for loss, ok in zip(losses, drawn)])
+    any_drawn, out = np.any(drawn, axis=0), np.full(ids.size, np.nan)
     out[any_drawn] = np.nanmedian(mids[:, any_drawn], axis=0)
     return out
 
