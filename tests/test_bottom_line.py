@@ -37,6 +37,9 @@ def test_bottom_line_states_rate_direction_size_and_significance_when_not_signif
     assert sentences[1] == (f"Per-ad test over 8 paired seeds: BCE's mean gap is smaller than LE's by "
                             f"{0.00068 - 0.00025:.2g} in probability (0.00025 vs 0.00068, 86 % of the ad's rate), holm "
                             "p = 0.39: not significant at alpha 0.05 with these seeds.")
+    assert sentences[2:] == ["For LE vs BCE, a per-ad test over 8 paired seeds reaches alpha only when one loss's gap is "
+                             "the smaller on at least 6 of the 8 (7 to be the first ad that holm over 2 ads finds)."]
+    # 6 wins: p = 2·5/2^8 = 0.039 (their losses the ranks 1, 2); 7: 2·2/2^8 = 0.016 < 0.05 / 2
     assert "20001" not in text
 
 
@@ -403,3 +406,42 @@ def test_a_sentence_names_at_most_twenty_ads_then_how_many_more():
     assert excluded_ads(many, [0.0001] * len(many)).endswith(f"{MAX_LISTED_ADS - 1} (0.01 %) and 980 more")
     assert unmeasured_ads(many).endswith(f"{MAX_LISTED_ADS - 1} and 980 more")
     assert ads(many[:MAX_LISTED_ADS]) == f"ads {', '.join(many[:MAX_LISTED_ADS])}"  # up to the cap: every one
+
+
+def test_the_per_ad_test_counts_the_seeds_each_loss_wins_and_what_the_test_could_find():
+    """With a table's n_candidate_closer the sentence says seed by seed which gap was the smaller (the loss with more
+    first, tied seeds apart); after the ads, once per seed count, how many seeds one side must win for a per-ad test
+    to reach alpha, and to be the first ad of a holm family, leaving out a count some loss always reaches."""
+    cond = _conditions([(7, "17753", 0.0005, 0.00025, 0.00068, 10, 0.2, 0.39),
+                        (8, "18000", 0.0006, 0.00025, 0.00068, 10, 0.2, 0.39),
+                        (1, "20001", 0.004, 0.001, 0.001, 10, 0.5, 1.0),
+                        (2, "20002", 0.005, 0.001, 0.001, 10, 0.5, 1.0)]).with_columns(
+        pl.Series("n_nonzero", [9, 10, 10, 10]), pl.Series("n_candidate_closer", [3, 6, 5, 5]))
+    v = _inputs(conditions=cond, ratios=_ratios({7: (BCE_RATIOS, LE_RATIOS), 8: (BCE_RATIOS, LE_RATIOS)}))
+    sentences = bottom_line(v)[1]
+    assert ("86 % of the ad's rate); seed by seed, BCE's gap is the smaller on 6 of the 10, LE's on 3, neither on 1; "
+            "holm p = 0.39: not significant at alpha 0.05 with these seeds.") in sentences[1]
+    assert "seed by seed, LE's gap is the smaller on 6 of the 10, BCE's on 4; holm p" in sentences[3]
+    swept = cond.with_columns(pl.Series("n_nonzero", [9, 10, 10, 10]), pl.Series("n_candidate_closer", [0, 10, 5, 5]))
+    won = bottom_line(_inputs(conditions=swept, ratios=v.ratios))[1]
+    assert "seed by seed, BCE's gap is the smaller on 9 of the 10, neither on 1; holm p" in won[1]
+    assert "seed by seed, LE's gap is the smaller on all 10; holm p" in won[3]
+    # 9 ranked, two-sided: 7 wins give p = 2·(1+1+1+2)/2^9 = 0.0195 < 0.05, 6 give 0.055; 0.05 / 4 needs 8 (2·2/2^9);
+    # 10 ranked: 7 (28/2^10) and 8 (10/2^10)
+    assert sentences[4:] == [
+        "For LE vs BCE, a per-ad test over 10 paired seeds, 9 with a nonzero delta, reaches alpha only when one loss's "
+        "gap is the smaller on at least 7 of the 9 (8 to be the first ad that holm over 4 ads finds).",
+        "For LE vs BCE, a per-ad test over 10 paired seeds reaches alpha only when one loss's gap is the smaller on at "
+        "least 7 of the 10 (8 to be the first ad that holm over 4 ads finds)."]
+    # one-sided, 10 ranked: 6 wins give p = 43/2^10 = 0.042; 0.05 / 4 needs 8 (7: 14/2^10 = 0.0137, 8: 5/2^10)
+    assert bottom_line(dataclasses.replace(v, alternative="greater"))[1][-1] == (
+        "For LE vs BCE, a per-ad test over 10 paired seeds reaches alpha only when LE's gap is the smaller on at least "
+        "6 of the 10 (8 to be the first ad that holm over 4 ads finds).")
+    many = cond.with_columns(pl.lit(30).alias("n"), pl.lit(30).alias("n_nonzero"), pl.lit(15).alias("n_candidate_closer"))
+    assert bottom_line(_inputs(conditions=many, ratios=v.ratios))[1][4:] == [
+        "For LE vs BCE, a per-ad test over 30 paired seeds reaches alpha only when one loss's gap is the smaller on at "
+        "least 16 of the 30 to be the first ad that holm over 4 ads finds."]  # p < 0.05 alone: 15 of 30, always true
+    significant = cond.with_columns(pl.lit(0.001).alias("p_holm"))
+    assert not any(s.startswith("For LE vs BCE") for s in bottom_line(_inputs(conditions=significant,
+                                                                               ratios=v.ratios))[1])
+    assert "seed by seed" not in bottom_line(_inputs(conditions=cond.drop("n_candidate_closer"), ratios=v.ratios))[1][1]

@@ -286,6 +286,38 @@ def test_min_pairs_for_alpha():
         S.min_pairs_for_alpha(0.05, correction="sidak")
 
 
+def _exact_p_by_enumeration(signs: np.ndarray, alternative: str) -> np.ndarray:
+    """Exact Wilcoxon p of every sign pattern [P, n] (ranks 1..n, no ties) from the 2^n equally likely patterns."""
+    n = signs.shape[1]
+    every = np.array(np.meshgrid(*[[0, 1]] * n, indexing="ij")).reshape(n, -1).T  # all 2^n patterns
+    null = every @ np.arange(1, n + 1)  # T+ under H0
+    t = (signs > 0) @ np.arange(1, n + 1)
+    at_most, at_least = ((null[None, :] <= t[:, None]).mean(1), (null[None, :] >= t[:, None]).mean(1))
+    return {"greater": at_least, "less": at_most,
+            "two-sided": np.minimum(1.0, 2 * np.minimum(at_most, at_least))}[alternative]
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_min_wins_for_p_is_the_fewest_wins_of_any_sign_pattern_that_reaches_the_threshold(alternative):
+    """Against every sign pattern of n ≤ 11 ranked pairs, p from the enumerated null distribution (not scipy): the
+    fewest pairs the tested side wins (two-sided: the side with more) among patterns with p < threshold."""
+    for n in range(1, 12):
+        signs = np.where(np.array(np.meshgrid(*[[0, 1]] * n, indexing="ij")).reshape(n, -1).T > 0, 1.0, -1.0)
+        p = _exact_p_by_enumeration(signs, alternative)
+        positive = (signs > 0).sum(1)
+        wins = {"greater": positive, "less": n - positive, "two-sided": np.maximum(positive, n - positive)}[alternative]
+        for threshold in (0.1, 0.05, 0.05 / 4, 0.05 / 20, 0.001):
+            reached = wins[p < threshold]
+            expected = int(reached.min()) if reached.size else None
+            if alternative == "two-sided" and expected is not None:
+                expected = max(expected, (n + 1) // 2)
+            assert S.min_wins_for_p(n, threshold, alternative) == expected, (n, threshold)
+    assert S.min_wins_for_p(10, 0.05) == 7 and S.min_wins_for_p(10, 0.0125) == 8  # 28/1024, 10/1024
+    assert S.min_wins_for_p(5, 0.05) is None  # 2/2^5 = 0.0625
+    with pytest.raises(ValueError, match="n_pairs"):
+        S.min_wins_for_p(0, 0.05)
+
+
 @pytest.mark.parametrize("alternative", ["two-sided", "greater"])
 @pytest.mark.parametrize("n", range(3, 9))
 def test_min_exact_p_is_scipys_exact_p_of_an_all_positive_sample(n, alternative):
@@ -324,8 +356,8 @@ def test_calibration_tests_against_direct_paired_wilcoxon():
     out = S.per_condition_calibration_tests(y, cond, base, cand, alternative="greater", zero_method="zsplit",
                                             bootstrap_samples=800, seed=5, confidence=0.9)
     assert out.columns == ["condition", "count", "base_rate", "baseline_gap", "candidate_gap", "delta_mean", "ci_low",
-                           "ci_high", "rank_biserial", "n", "n_nonzero", "statistic", "p_value", "p_holm", "p_bh",
-                           "significant"]
+                           "ci_high", "rank_biserial", "n", "n_nonzero", "n_candidate_closer", "statistic", "p_value",
+                           "p_holm", "p_bh", "significant"]
     assert sorted(out["condition"].to_list()) == [0, 1, 2, 3, 5]
     for row in out.iter_rows(named=True):
         m = cond == row["condition"]
@@ -337,6 +369,7 @@ def test_calibration_tests_against_direct_paired_wilcoxon():
         for key in ("n", "n_nonzero", "statistic", "p_value"):
             assert row[key] == pytest.approx(ref[key])
         assert row["delta_mean"] == pytest.approx(ref["mean_delta"])
+        assert row["n_candidate_closer"] == sum(g_b > g_c for g_b, g_c in zip(gb, gc))  # the seeds the candidate wins
         assert row["rank_biserial"] == pytest.approx(S.rank_biserial(np.subtract(gb, gc))) and row["rank_biserial"] > 0
         ci = S.bootstrap_mean_ci(np.subtract(gb, gc), samples=800, seed=5, confidence=0.9)
         assert (row["ci_low"], row["ci_high"]) == (pytest.approx(ci[0]), pytest.approx(ci[1]))

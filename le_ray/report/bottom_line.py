@@ -10,7 +10,9 @@ loss is closer to 1 in |ln r| of the medians and by how much (about equally clos
 adjusted p, stated with direction and size whether significant or not (NaN p, or too few paired seeds: untestable,
 never "significant" nor "not significant"). When the loss with the smaller mean gap is not the one whose median
 ratio is closer to 1, the test sentence says so: the two summaries (mean of |p̄ − r| over seeds, median of the
-ratio) can rank the losses differently.
+ratio) can rank the losses differently. The sentence counts the seeds on which each loss's gap was the smaller;
+after the ads, once per seed count, a comparison with a not significant test says how many of the seeds one loss
+must win for a per-ad test to reach alpha at all, and to be the first ad a Holm family finds.
 
 These readings keep a ratio from being taken for more than it shows (:func:`ratio_readings`, said once per report
 after the bottom lines):
@@ -52,7 +54,7 @@ from le_ray.report.verdict import (MAX_BOTTOM_ADS, RARE_BELOW, Family, VerdictIn
                                    pairs_words, ranked_pairs, ranks_favour, rate_bands, short_of_alpha, why_untestable)
 from le_ray.report.wording import (EXCLUDED_WHY, FACTOR_ABOVE, FACTOR_BELOW, FACTOR_TINY, UNDER_TINY, ads,
                                    excluded_ads, join, number, percent, pval, ratio_words, times)
-from le_ray.stats import median_range
+from le_ray.stats import median_range, min_wins_for_p
 
 __all__ = ["ratio_stats", "noise_range", "overall_ratio", "bottom_line", "ratio_readings", "rare_answer",
            "bottom_note", "CLOSER_TOLERANCE", "SHIFT_TOLERANCE", "NOISE_CONFIDENCE", "FAILED_FIT", "FREQUENT_OFF"]
@@ -405,12 +407,15 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
             gaps += (f", although {v.shown(lose)}'s median ratio is closer to 1: the test is on the gap |mean "
                      "prediction − rate| averaged over the seeds, the ratio summary on the median ratio, and the two "
                      "can rank the losses differently")
+    counts = _seed_counts(v, row, n, ranked)
+    gaps += counts
     if p is None or not np.isfinite(p):
         return f"{head}: {gaps}; the test is untestable with these seeds."
     if p >= v.alpha and is_untestable(v, ranked, m):  # a p below alpha (an approximate one) is read as it is
         return (f"{head}: {gaps}; {v.correction} p = {pval(p)}, but untestable with {pairs_words(n, ranked)} "
                 f"({why_untestable(v, ranked, m, n)}): p >= alpha by construction, which says nothing either way.")
-    said = f"{head}: {gaps}, {v.correction} p = {pval(p)}: {_verdict_words(v, p)} at alpha {v.alpha:g} with these seeds."
+    said = (f"{head}: {gaps}{';' if counts else ','} {v.correction} p = {pval(p)}: {_verdict_words(v, p)} at alpha "
+            f"{v.alpha:g} with these seeds.")
     if p < v.alpha and mean_against(row, "delta_mean"):
         won, lost = (v.candidate, v.baseline) if ranks_favour(row, "delta_mean") else (v.baseline, v.candidate)
         said += f" {mean_against_words(v.shown(won), v.shown(lost), 'gap difference')}"
@@ -420,6 +425,48 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
         said += (f" The interval excludes 0, but {test}: the interval is unadjusted, and a percentile bootstrap over "
                  "few seeds runs narrow, so read it as the size the seeds suggest, not as a test.")
     return said
+
+
+def _seed_counts(v: VerdictInputs, row: dict[str, Any], n: int, ranked: int) -> str:
+    """``; seed by seed, BCE's gap is the smaller on 7 of the 10, LE's on 3`` (``, neither on 1`` for a seed whose
+    two gaps are equal; ``on all 10`` when one loss wins every seed), the loss with more such seeds first; "" for a
+    table without ``n_candidate_closer``."""
+    closer = row.get("n_candidate_closer")
+    if closer is None:
+        return ""
+    (first, k_first), (second, k_second) = sorted(((v.candidate, int(closer)), (v.baseline, ranked - int(closer))),
+                                                  key=lambda t: -t[1])
+    parts = [f"{v.shown(first)}'s gap is the smaller on {f'all {n}' if k_first == n else f'{k_first} of the {n}'}"]
+    parts += [f"{v.shown(second)}'s on {k_second}"] if k_second else []
+    parts += [f"neither on {n - ranked}"] if n > ranked else []
+    return "; seed by seed, " + ", ".join(parts)
+
+
+def _wins_needed(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family) -> str:
+    """What a testable, not significant per-ad test could have found, said once per comparison and seed count: ``For
+    LE vs BCE, a per-ad test over 10 paired seeds reaches alpha only when one loss's gap is the smaller on at least
+    7 of the 10 (8 to be the first ad that holm over 4 ads finds).`` Each count is :func:`le_ray.stats.min_wins_for_p`
+    at alpha (every ad: Holm's and BH's adjusted p is at least the ad's own) and at alpha / m (the first ad Holm
+    finds: its p times m must pass alpha); a two-sided count of ⌈n/2⌉ says nothing (some loss always wins that
+    many) and is left out. "" for a significant, untestable or NaN test, or when nothing is left to say."""
+    p, n = row[p_col], int(row.get("n") or v.seeds)
+    ranked = int(row["n_nonzero"]) if row.get("n_nonzero") is not None else n
+    if p is None or not np.isfinite(p) or p < v.alpha or ranked < 1 or is_untestable(v, ranked, m):
+        return ""
+    sides = one_sided(v)
+    trivial = (ranked + 1) // 2 if sides is None else -1
+    alone = min_wins_for_p(ranked, v.alpha, v.alternative)
+    first = min_wins_for_p(ranked, v.alpha / m.size, v.alternative) if v.correction == "holm" and m.size > 1 else None
+    first = first if first is not None and first != alone and first > trivial else None
+    if alone is None or (alone <= trivial and first is None):
+        return ""
+    head = (f"For {v.shown(v.candidate)} vs {v.shown(v.baseline)}, a per-ad test over {pairs_words(n, ranked)}"
+            f"{',' if ranked != n else ''} reaches alpha only when {'one loss' if sides is None else v.shown(sides[0])}'s gap is the smaller on "
+            "at least")
+    found = f"to be the first ad that {v.correction} over {m.size} ads finds"
+    if alone <= trivial:
+        return f"{head} {first} of the {ranked} {found}."
+    return f"{head} {alone} of the {ranked}{f' ({first} {found})' if first else ''}."
 
 
 def _verdict_words(v: VerdictInputs, p: float) -> str:
@@ -484,14 +531,15 @@ def bottom_line(v: VerdictInputs) -> tuple[str, list[str]]:
     title = f"{c} vs {b}, rarest tested ad{'s' if rarest.height > 1 else ''} ({band})"
     seeds = _paired_seeds(v.ratios, v.baseline, v.candidate)
     p_col = "p_value" if v.correction == "none" else f"p_{v.correction}"
-    sentences = []
+    sentences, needs, m = [], [], family(v, v.condition_tests, p_col)
     for row in rarest.iter_rows(named=True):
         noise = _noise(v, row, seeds)
         rb, rc = (ratio_stats(v.ratios, loss, row["condition"], seeds) for loss in (v.baseline, v.candidate))
         sentences.append(f"Ad {row['ad_id']} ({v.reference.removeprefix('the ')} {percent(row['base_rate'])}): "
                          f"{_direction(c, rc, noise)}; {_direction(b, rb, noise)}; {_closer(v, rb[0], rc[0], noise)}.")
-        sentences.append(_test_sentence(v, row, p_col, family(v, v.condition_tests, p_col),
-                                        _closer_loss(v, rb[0], rc[0])))
+        sentences.append(_test_sentence(v, row, p_col, m, _closer_loss(v, rb[0], rc[0])))
+        needs.append(_wins_needed(v, row, p_col, m))
+    sentences += [need for need in dict.fromkeys(needs) if need]  # once per seed count
     if v.differences:
         sentences.append(f"Caveat for {c} vs {b}: the two trained with different settings "
                          f"({'; '.join(v.differences)}), so a difference may come from the settings rather than "

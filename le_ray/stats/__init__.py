@@ -24,7 +24,8 @@ calibration tests).  Everything public is importable from ``le_ray.stats``.
 
 from le_ray.stats.choices import (ALTERNATIVES, CORRECTIONS, HIGHER_IS_BETTER, LOWER_IS_BETTER, REPEAT_METRICS,
                                   ZERO_METHODS)
-from le_ray.stats.corrections import adjust_p, bh_adjust, holm_adjust, min_exact_p, min_pairs_for_alpha
+from le_ray.stats.corrections import (adjust_p, bh_adjust, holm_adjust, min_exact_p, min_pairs_for_alpha,
+                                      min_wins_for_p)
 from le_ray.stats.paired import (bootstrap_mean_ci, bootstrap_mean_cis, is_constant, median_range, metric_tests, paired_deltas,
                                  paired_wilcoxon, rank_biserial, summarize_runs)
 from le_ray.stats.per_condition import calibration_tests_from_sums, per_condition_calibration_tests
@@ -54,4 +55,5 @@ __all__ = [
     "calibration_tests_from_sums",
     "min_pairs_for_alpha",
     "min_exact_p",
+    "min_wins_for_p",
 ]

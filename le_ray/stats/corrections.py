@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats as sps
 
 from le_ray.stats.choices import ALTERNATIVES, CORRECTIONS, _check_choice
 
@@ -103,3 +104,38 @@ def min_pairs_for_alpha(alpha: float, *, m_tests: int = 1, correction: str = "ho
     while min_exact_p(n, alternative) >= target:
         n += 1
     return n
+
+
+def min_wins_for_p(n_pairs: int, threshold: float, alternative: str = "two-sided") -> int | None:
+    """Fewest of ``n_pairs`` ranked pairs one side must win for the Wilcoxon test to give p < ``threshold``.
+
+    With w pairs on the winning side and n − w on the other, p is smallest when the other side holds the n − w
+    smallest differences (ranks 1..n − w, so its rank sum is (n − w)(n − w + 1)/2); each such best case is
+    tested with ``scipy.stats.wilcoxon`` on distinct differences, the call (and so the exact or approximate
+    method) the tests make. Winning that many pairs is necessary, not sufficient: the same wins with larger
+    losing differences give a larger p. ``greater``: the positive side (the candidate, as the tests orient
+    deltas), w from 0; ``less``: the negative side; two-sided: the side with more wins, w from ⌈n/2⌉ (so the
+    answer ⌈n/2⌉ says nothing: some side always wins that many). p falls as w grows over that range, so the
+    answer is found by bisection. None when even w = n does not reach ``threshold``. E.g. n = 10, two-sided: 7
+    for p < 0.05 (p = 28/1024), 8 for p < 0.0125 (p = 10/1024).
+    """
+    _check_choice(alternative, ALTERNATIVES, "alternative")
+    if int(n_pairs) != n_pairs or n_pairs < 1:
+        raise ValueError(f"n_pairs must be a positive integer, got {n_pairs!r}")
+    n, sign = int(n_pairs), -1.0 if alternative == "less" else 1.0
+
+    def reaches(wins: int) -> bool:
+        ranks = np.arange(1, n + 1, dtype=np.float64)
+        signed = np.where(ranks > n - wins, sign, -sign) * ranks
+        return float(sps.wilcoxon(signed, alternative=alternative).pvalue) < threshold
+
+    fewest = (n + 1) // 2 if alternative == "two-sided" else 0
+    if not reaches(n):
+        return None
+    if reaches(fewest):
+        return fewest
+    low, high = fewest, n  # reaches(high), not reaches(low)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if reaches(mid) else (mid, high)
+    return high

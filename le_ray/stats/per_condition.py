@@ -117,13 +117,14 @@ def _calib_rows(cond_ids, count, base_rate, gap_b, gap_c, alternative, zero_meth
     ci_low, ci_high = bootstrap_mean_cis(delta, **bootstrap)
     usable = np.isfinite(gb) & np.isfinite(gc)
     n = usable.sum(axis=0)
+    candidate_closer = (usable & (delta > TIE_TOL)).sum(axis=0)  # the pairs the test ranks on the candidate's side
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_b = np.where(n > 0, np.where(usable, gb, 0.0).sum(axis=0) / n, np.nan)
         mean_c = np.where(n > 0, np.where(usable, gc, 0.0).sum(axis=0) / n, np.nan)
     return {"condition": cond_ids.astype(np.int64), "count": count[cond_ids].astype(np.int64),
             "base_rate": base_rate[cond_ids], "baseline_gap": mean_b, "candidate_gap": mean_c,
             "delta_mean": res["mean_delta"], "ci_low": ci_low, "ci_high": ci_high, "rank_biserial": effect,
-            "n": res["n"], "n_nonzero": res["n_nonzero"],
+            "n": res["n"], "n_nonzero": res["n_nonzero"], "n_candidate_closer": candidate_closer,
             "statistic": res["statistic"], "p_value": res["p_value"]}
 
 
@@ -160,8 +161,9 @@ def per_condition_calibration_tests(labels, conditions, baseline_preds, candidat
     (means over usable seeds), delta_mean, ci_low, ci_high (the percentile bootstrap CI of delta_mean at
     ``confidence``, ``bootstrap_samples`` draws seeded with ``seed``: :func:`bootstrap_mean_cis`; unadjusted),
     rank_biserial (:func:`rank_biserial` of the deltas: > 0 when the ranks favour the candidate, the direction of
-    the test), n, n_nonzero, statistic, p_value, p_holm, p_bh,
-    significant (adjusted p by ``correction`` < alpha; NaN p-values are not counted in m).
+    the test), n, n_nonzero (the pairs with delta ≠ 0, those the test ranks), n_candidate_closer (those with
+    delta > 0: the candidate's gap the smaller; n_nonzero − n_candidate_closer are the baseline's), statistic,
+    p_value, p_holm, p_bh, significant (adjusted p by ``correction`` < alpha; NaN p-values are not counted in m).
     ``sort_by`` ∈ p_value (ascending), abs_delta_mean, delta_mean, count, base_rate (descending).
     """
     _check_choice(alternative, ALTERNATIVES, "alternative")
@@ -226,6 +228,6 @@ def _pooled_counts(n: np.ndarray, sy: np.ndarray, shared: bool) -> tuple[np.ndar
 _CALIB_SCHEMA = {"condition": pl.Int64, "count": pl.Int64, "base_rate": pl.Float64,
                  "baseline_gap": pl.Float64, "candidate_gap": pl.Float64, "delta_mean": pl.Float64,
                  "ci_low": pl.Float64, "ci_high": pl.Float64, "rank_biserial": pl.Float64, "n": pl.Int64,
-                 "n_nonzero": pl.Int64,
+                 "n_nonzero": pl.Int64, "n_candidate_closer": pl.Int64,
                  "statistic": pl.Float64, "p_value": pl.Float64, "p_holm": pl.Float64, "p_bh": pl.Float64,
                  "significant": pl.Boolean}
