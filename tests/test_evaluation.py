@@ -275,6 +275,13 @@ def test_trial_record_has_precision_and_graph_fields_and_stable_ids(tiny):
     result = run_trial(data, TrialSpec.make(cfg, "bce", 1, data.fingerprint), assigned_gpu_ids=[])
     record = json.loads(json.dumps(result.to_record()))
     assert record["matmul_precision"] == "highest" and record["cuda_graphs"] is False  # CPU: IEEE FP32, eager
+    assert record["torch_threads"] == torch.get_num_threads()  # the count in effect: it orders the float sums
+    before = torch.get_num_threads()
+    try:
+        assert run_trial(data, TrialSpec.make(cfg, "bce", 1, data.fingerprint), assigned_gpu_ids=[],
+                         num_threads=1).to_record()["torch_threads"] == 1
+    finally:
+        torch.set_num_threads(before)
     timings = record["timings"]
     assert set(timings) == {"setup", "train", "train_loop", "evaluate", "host_summary", "total"}
     assert 0 < timings["host_summary"] < timings["evaluate"] and timings["train"] <= timings["train_loop"]
@@ -284,7 +291,8 @@ def test_trial_record_has_precision_and_graph_fields_and_stable_ids(tiny):
     assert len(data.eval) > 3 * 64  # several batches: the eval curve and eval_compare both average over them
     assert le.eval_compare["localized_entropy"] == pytest.approx(le.curves["eval_loss"][-1], rel=1e-6)
     ids = set()
-    for sets in ([], ["device.cuda_graphs=off"], ["device.matmul_precision=high"], ["device.matmul_precision=highest"]):
+    for sets in ([], ["device.cuda_graphs=off"], ["device.matmul_precision=high"], ["device.matmul_precision=highest"],
+                 ["device.num_threads=1"]):  # settings recorded per trial, not part of its identity
         variant = load_config(sets=TINY + sets)
         ids.add(TrialSpec.make(variant, "bce", 1, data.fingerprint).trial_id)
     assert ids == {result.trial_id}

@@ -440,12 +440,22 @@ def test_trials_that_ran_on_mixed_hardware_or_precision_get_a_caveat():
 
     alike = [{"device": "cuda:0 (NVIDIA H200)", "matmul_precision": "high"},
              {"device": "cuda:1 (NVIDIA H200)", "matmul_precision": "high"}]
-    assert _ran_on(alike) == {"device": {"cuda": 2}, "matmul_precision": {"high": 2}}
+    assert _ran_on(alike) == {"device": {"cuda": 2}, "matmul_precision": {"high": 2}, "torch_threads": {}}
     assert mixed_runtime_lines(_ran_on(alike)) == []
     mixed = [*alike, {"device": "cpu (no accelerator)", "matmul_precision": "highest"}]
     lines = mixed_runtime_lines(_ran_on(mixed))
     assert len(lines) == 1
     assert ("device kinds cpu (1), cuda (2); float32 matmul precisions high (2), highest (1) trials" in lines[0])
+    # a CPU sweep resumed with another ray.cpus_per_trial: the thread count orders the float sums (reproducibility
+    # audit: 1 vs 2 threads moved 120 numbers of one BCE record, up to 1.6e-5 relative); a GPU trial's host threads
+    # and a record from before torch_threads was stored are not counted
+    cpu = [{"device": "cpu (the Ray task holds no GPU)", "matmul_precision": "highest", "torch_threads": t}
+           for t in (1, 1, 2, None)]
+    assert _ran_on(cpu)["torch_threads"] == {"1": 2, "2": 1}
+    assert mixed_runtime_lines(_ran_on(cpu)) == [
+        "The stored trials ran on more than one setting: CPU thread counts 1 (2), 2 (1) trials. Their numbers differ "
+        "by float rounding, far below the seed-to-seed spread, but not every seed of a comparison ran alike."]
+    assert mixed_runtime_lines(_ran_on([{**r, "torch_threads": t} for r, t in zip(alike, (4, 8))])) == []
 
 
 def test_the_multiplicity_caveat_names_what_each_correction_bounds():

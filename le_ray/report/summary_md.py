@@ -26,6 +26,7 @@ from le_ray.report.caveats import caveat_lines, ece_small_caveat, non_finite_cav
 from le_ray.report.verdict import (band_edges, Verdict, VerdictInputs, band_sentences, bands_overview,
                                    metric_sentences, pending_headline, rare_headline, verdict_markdown)
 from le_ray.sweep.audit_text import SETTING_COLUMNS, conditions_shown, settings_table
+from le_ray.version import short_commit
 
 __all__ = ["SummaryContext", "summary_markdown", "build_verdict", "TEST_COLUMNS", "CONDITION_COLUMNS",
            "POOLED_COLUMNS", "table_files", "condition_table", "shown_table", "resume_command", "mixed_runtime_lines",
@@ -302,11 +303,13 @@ def build_verdict(ctx: SummaryContext) -> Verdict:
 
 
 def mixed_runtime_lines(ran_on: dict[str, dict[str, int]]) -> list[str]:
-    """A caveat when the stored trials ran on more than one device kind or float32 matmul precision (a sweep resumed
-    on other hardware, or with another ``device.matmul_precision``): their numbers differ by float rounding (TF32
-    vs FP32 changed a training loss by ~6e-5 relative on one H200), far below the seed-to-seed spread, but the
-    seeds of one comparison then did not all run alike."""
-    words = {"device": "device kinds", "matmul_precision": "float32 matmul precisions"}
+    """A caveat when the stored trials ran on more than one device kind, float32 matmul precision or CPU thread
+    count (a sweep resumed on other hardware, or with another ``device.matmul_precision`` or
+    ``ray.cpus_per_trial``): their numbers differ by float rounding (TF32 vs FP32 changed a training loss by ~6e-5
+    relative on one H200; 1 vs 2 CPU threads an LE logloss by ~4e-9 after 5 epochs here), far below the
+    seed-to-seed spread, but the seeds of one comparison then did not all run alike."""
+    words = {"device": "device kinds", "matmul_precision": "float32 matmul precisions",
+             "torch_threads": "CPU thread counts"}
     mixed = [f"{words[key]} " + ", ".join(f"{name} ({n})" for name, n in sorted(counts.items()))
              for key, counts in ran_on.items() if key in words and len(counts) > 1]
     if not mixed:
@@ -317,7 +320,7 @@ def mixed_runtime_lines(ran_on: dict[str, dict[str, int]]) -> list[str]:
 
 def _version_words(run: dict[str, Any]) -> str:
     """``0.1.0 (commit 0123456789ab)`` of a manifest or one of its earlier runs."""
-    return f"{run.get('le_ray_version')} (commit {str(run.get('git_commit'))[:12]})"
+    return f"{run.get('le_ray_version')} (commit {short_commit(run.get('git_commit'))})"
 
 
 def _earlier_runs_line(manifest: dict[str, Any]) -> list[str]:

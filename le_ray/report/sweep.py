@@ -189,11 +189,15 @@ def _status(store: SweepStore, manifest: dict, records: list[dict]) -> dict[str,
 
 
 def _ran_on(records: list[dict]) -> dict[str, dict[str, int]]:
-    """How many stored trials ran on each device kind (``cpu``, ``cuda``, ...) and at each float32 matmul precision
-    (``highest`` FP32, ``high`` TF32): a sweep resumed elsewhere can mix them, which the trial ids do not see."""
-    kinds = Counter(str(r.get("device") or "unknown").split(" ")[0].split(":")[0] for r in records)
+    """How many stored trials ran on each device kind (``cpu``, ``cuda``, ...), at each float32 matmul precision
+    (``highest`` FP32, ``high`` TF32) and, of those on a CPU, with each torch thread count (it orders the float sums;
+    records from before ``torch_threads`` was stored are left out): a sweep resumed elsewhere, or with another
+    ``ray.cpus_per_trial``, can mix them, which the trial ids do not see."""
+    kind = [str(r.get("device") or "unknown").split(" ")[0].split(":")[0] for r in records]
     precisions = Counter(str(r.get("matmul_precision") or "unknown") for r in records)
-    return {"device": dict(kinds), "matmul_precision": dict(precisions)}
+    threads = Counter(str(r["torch_threads"]) for r, k in zip(records, kind)
+                      if k == "cpu" and r.get("torch_threads") is not None)
+    return {"device": dict(Counter(kind)), "matmul_precision": dict(precisions), "torch_threads": dict(threads)}
 
 
 def build_report(sweep_dir: str | Path, *, echo: Callable[..., None] = print,

@@ -36,6 +36,7 @@ from le_ray.report.sweep_stats import (calibration_long, non_finite_values, pair
                                       values_of)
 from le_ray.report.tables import markdown_table, write_csv
 from le_ray.report.caveats import caveat_lines, non_finite_caveat
+from le_ray.version import short_commit
 from le_ray.report.wording import excluded_ads
 from le_ray.report.verdict import (Verdict, VerdictInputs, band_sentences, metric_sentences, rare_headline,
                                    verdict_markdown)
@@ -325,7 +326,7 @@ def run_differences(base: Arm, cand: Arm) -> list[str]:
     bm, cm = base.manifest, cand.manifest
     out = []
     if bm.get("git_commit") != cm.get("git_commit"):
-        out.append(f"le_ray commit {str(bm.get('git_commit'))[:12]} → {str(cm.get('git_commit'))[:12]}")
+        out.append(f"le_ray commit {short_commit(bm.get('git_commit'))} → {short_commit(cm.get('git_commit'))}")
     bp, cp = bm.get("packages") or {}, cm.get("packages") or {}
     out += [f"{k} {bp.get(k)} → {cp.get(k)}" for k in sorted(set(bp) | set(cp)) if bp.get(k) != cp.get(k)]
     devices = [sorted({str(r.get("device")) for r in arm.records}) for arm in (base, cand)]

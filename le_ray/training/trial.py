@@ -62,6 +62,9 @@ class TrialResult:
     has_labels: bool
     matmul_precision: str  # float32 matmul precision in effect while training: "highest" (IEEE FP32) or "high" (TF32)
     cuda_graphs: bool  # whether full-size training steps ran as captured CUDA graphs
+    # torch's intra-op threads while training: on a CPU the count changes the order of float sums, so the same trial
+    # at 1 and 2 threads differs by rounding (~1e-9 in logloss after 5 epochs here); None in records written before
+    torch_threads: int | None = None
     grad_sq: dict[str, list] | None = None
     le_stats: dict[str, list] | None = None
     eval_predictions: np.ndarray | None = field(default=None, repr=False)
@@ -95,17 +98,18 @@ def _compare_objectives(cfg: Config, settings: TrainingSettings, held_out: Objec
                            device=device, dtype=dtype, with_history=False) for name in LOSS_NAMES}
 
 
-def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice, str]:
-    """The trial's device, threads, seeds and determinism; returns (device choice, matmul precision in effect)."""
+def _setup(spec: TrialSpec, assigned_gpu_ids, num_threads) -> tuple[DeviceChoice, str, int]:
+    """The trial's device, threads, seeds and determinism; returns (device choice, matmul precision in effect,
+    torch's intra-op threads in effect)."""
     cfg = spec.config
     flush_denormals()  # before this process's first parallel op, whose threads inherit the mode
     choice = select_device(cfg.device, assigned_gpu_ids=assigned_gpu_ids)
     if choice.device.type == "cpu":
         tune_host_allocator()
-    configure_threads(num_threads or cfg.device.num_threads)
+    threads = configure_threads(num_threads or cfg.device.num_threads)
     seed_all(seeds.torch_seed(spec.seed, "model"))
     set_determinism(cfg.device.deterministic)
-    return choice, apply_matmul_precision(cfg.device.matmul_precision, choice.device)
+    return choice, apply_matmul_precision(cfg.device.matmul_precision, choice.device), threads
 
 
 def _node_name() -> str:
@@ -148,7 +152,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
     """
     t0 = time.perf_counter()
     cfg = spec.config
-    choice, precision = _setup(spec, assigned_gpu_ids, num_threads)
+    choice, precision, threads = _setup(spec, assigned_gpu_ids, num_threads)
     settings = spec.settings
     dev, dtype = choice.device, choice.dtype
     split_name, split, labelled = evaluation_split(data, cfg)
@@ -187,7 +191,7 @@ def run_trial(data: PreparedData, spec: TrialSpec, *, assigned_gpu_ids: Sequence
                  "host_summary": ev.summary_seconds, "total": t3 - t0},
         device=choice.reason, node=_node_name(), samples_per_second=outcome.samples_per_second,
         num_parameters=count_parameters(model), evaluation_split=split_name, has_labels=labelled,
-        matmul_precision=precision, cuda_graphs=outcome.cuda_graphs,
+        matmul_precision=precision, cuda_graphs=outcome.cuda_graphs, torch_threads=threads,
         grad_sq=None if outcome.grad_sq is None else {k: np.asarray(v).tolist() for k, v in outcome.grad_sq.items()},
         le_stats=ev.le_stats, eval_predictions=ev.p if keep_predictions else None, test_predictions=test_p,
         model=model if keep_model else None)
