@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -208,6 +209,39 @@ def test_cache_reuse_and_invalidation(avazu_path, tmp_path):
     forced = load_ctr(avazu_cfg(source, None, *cache_sets(cache, overwrite=True)))
     assert "cache_write" in forced.timings and "cache_read" not in forced.timings
     assert same_rows(forced.train_rows, first.train_rows)
+
+
+def test_the_data_fingerprint_follows_the_files_bytes_not_their_path_or_mtime(avazu_path, tmp_path):
+    """Reproducibility audit: the fingerprint hashed path, size and mtime, so a copy of the same file elsewhere (or
+    touched) gave other trial ids, and compare-sweeps refused two sweeps run on two machines as "different data",
+    while bytes edited at the same size and mtime kept the ids. It now hashes the content (SHA-256)."""
+    original = load_ctr(avazu_cfg(avazu_path))
+    copy = tmp_path / "elsewhere" / "train.csv"
+    copy.parent.mkdir()
+    shutil.copyfile(avazu_path, copy)
+    os.utime(copy, ns=(1, 10**18))
+    assert load_ctr(avazu_cfg(copy)).fingerprint == original.fingerprint
+    text = copy.read_bytes()
+    header, first, rest = text.split(b"\n", 2)
+    click = header.split(b",").index(b"click")
+    fields = first.split(b",")
+    fields[click] = b"1" if fields[click] == b"0" else b"0"  # one label flipped: same size
+    st = copy.stat()
+    copy.write_bytes(b"\n".join([header, b",".join(fields), rest]))
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert copy.stat().st_size == st.st_size and load_ctr(avazu_cfg(copy)).fingerprint != original.fingerprint
+    # a cache hit takes the digests from the entry, without reading the source again; an entry written before
+    # digests were stored has them computed once
+    cache = tmp_path / "cache"
+    cached = load_ctr(avazu_cfg(avazu_path, None, *cache_sets(cache)))
+    hit = load_ctr(avazu_cfg(avazu_path, None, *cache_sets(cache)))
+    assert cached.fingerprint == hit.fingerprint == original.fingerprint
+    assert "sha256_wait" in cached.timings and "sha256" not in hit.timings and "cache_read" in hit.timings
+    manifest = json.loads(Path(hit.cache_path).read_text())
+    assert manifest["sha256"] == {"train": hashlib.sha256(Path(avazu_path).read_bytes()).hexdigest()}
+    Path(hit.cache_path).write_text(json.dumps({k: v for k, v in manifest.items() if k != "sha256"}))
+    old = load_ctr(avazu_cfg(avazu_path, None, *cache_sets(cache)))
+    assert "sha256" in old.timings and old.fingerprint == original.fingerprint
 
 
 def test_partial_or_corrupt_cache_is_never_trusted(avazu_path, tmp_path):

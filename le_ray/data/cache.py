@@ -9,8 +9,9 @@ One entry, for stem ``<dataset>-<cache_key>`` in the cache folder:
 
 * ``<stem>.<part>.parquet`` (or ``.csv`` with ``filter.cache.format = csv``) per frame;
 * ``<stem>.json``, the manifest: ``version`` (:data:`CACHE_VERSION`), ``stem``, ``format``,
-  ``parts`` (per frame: ``file``, ``bytes``, ``rows``, ``dtypes`` column → dtype name) and
-  ``source_rows``.
+  ``parts`` (per frame: ``file``, ``bytes``, ``rows``, ``dtypes`` column → dtype name),
+  ``source_rows`` and ``sha256`` (the source files' content digests, for the data fingerprint, so a
+  cache hit need not read the sources again).
 
 Every file is written atomically (:mod:`le_ray.atomic`), and the manifest last, after deleting the
 old one: a manifest means a complete entry, so a half-written entry is never trusted. An entry whose
@@ -36,7 +37,7 @@ from le_ray.config.schema import CtrDatasetConfig
 from le_ray.data.scan import SourceFile, contiguous
 from le_ray.config import to_plain
 
-__all__ = ["CACHE_VERSION", "cache_key", "cache_dir", "cache_write", "cache_read"]
+__all__ = ["CACHE_VERSION", "cache_key", "row_settings", "cache_dir", "cache_write", "cache_read"]
 
 #: Bump when the cached frames or the encoding change meaning (invalidates caches and fingerprints).
 CACHE_VERSION = 1
@@ -47,18 +48,26 @@ _DTYPES = {str(t): t for t in (pl.String, pl.Boolean, pl.Float32, pl.Float64, pl
 
 def cache_key(name: str, ds: CtrDatasetConfig, train: SourceFile, test: SourceFile | None, *, split: bool,
               use_test: bool) -> str:
-    """Fingerprint of the source files and every setting that changes the cached (filtered) rows."""
+    """Fingerprint of the source files' identity (path, size, mtime) and every setting that changes the cached
+    (filtered) rows."""
+    return config_fingerprint({"version": CACHE_VERSION, "dataset": name, "settings": row_settings(ds),
+                               "use_test_set": use_test, "split": split,
+                               "train": train.identity(),
+                               "test": test.identity() if test else None})
+
+
+def row_settings(ds: CtrDatasetConfig) -> dict:
+    """The dataset settings that change the filtered rows (not the encoding's: vocabulary and condition caps,
+    device counter cap, numeric transform, which act on the rows after the cache)."""
     settings = to_plain(ds)
     for key in ("categorical_max_values", "max_conditions", "device_counter_cap", "missing_numeric",
-                "balance_by_condition", "plot_sample_size", "weight_col", "filter_col", "filter_top_k"):
+                "balance_by_condition", "plot_sample_size", "weight_col", "filter_col", "filter_top_k",
+                "train_path", "test_path"):  # the files are identified apart: by path (cache) or content (data)
         settings.pop(key, None)
     settings["filter"].pop("cache", None)
     # the column the filter ranks, as resolved (filter.col, else the legacy filter_col, else the condition)
     settings["filter"]["col"] = ds.filter.col or ds.filter_col or ds.condition_col
-    return config_fingerprint({"version": CACHE_VERSION, "dataset": name, "settings": settings,
-                               "use_test_set": use_test, "split": split,
-                               "train": train.identity(),
-                               "test": test.identity() if test else None})
+    return settings
 
 
 def cache_dir(configured: str) -> Path:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ import polars as pl
 from le_ray.config import config_fingerprint
 from le_ray.config.schema import Config, CtrDatasetConfig
 from le_ray.data.arrays import EncodedRows
-from le_ray.data.cache import CACHE_VERSION, cache_dir, cache_key, cache_read, cache_write
+from le_ray.data.cache import CACHE_VERSION, cache_dir, cache_key, cache_read, cache_write, row_settings
 from le_ray.data.encode import condition_table, device_counts, encode_frames, time_features
 from le_ray.data.filters import filter_select, resolve_mode, selection_table
 from le_ray.data.scan import (
@@ -62,7 +63,8 @@ class CtrSource:
     rate per condition id over ``train_rows``; ``filter_stats``: value, count, clicks, mean, median,
     selected, order per value of the filter column over the train rows. ``source_rows``: data rows
     read from the train file (both parts when split); ``kept_rows``: ``len(train_rows)``.
-    ``fingerprint``: hash of the source files' identity and every setting that changes the arrays.
+    ``fingerprint``: hash of the source files' content and every setting that changes the arrays
+    (:func:`_fingerprint`).
     """
 
     train_rows: EncodedRows
@@ -200,28 +202,60 @@ def _cache_key(plan: _Plan, use_test: bool) -> str:
     return cache_key(plan.name, plan.ds, plan.train, plan.test, split=plan.split, use_test=use_test)
 
 
-def _frames(plan: _Plan, use_test: bool) -> tuple[dict[str, pl.DataFrame], int, str | None]:
-    """The filtered frames, from the cache when enabled and sound, else built (and cached)."""
+def _sources(plan: _Plan) -> dict[str, SourceFile]:
+    """The source files by part: ``train``, and ``test`` when a test file is read."""
+    return {"train": plan.train, **({"test": plan.test} if plan.test is not None else {})}
+
+
+def _sha256s(plan: _Plan) -> dict[str, str]:
+    """Each source file's SHA-256 (:meth:`SourceFile.sha256`), by part."""
+    return {part: src.sha256() for part, src in _sources(plan).items()}
+
+
+def _built(plan: _Plan) -> tuple[dict[str, pl.DataFrame], int, dict[str, str]]:
+    """:func:`_build_frames`, with the sources hashed in a thread meanwhile (hashlib runs without the GIL, so on a
+    multi-core host the digest costs no wall time beside the parse; on 2 cores the two share them)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="le_ray-sha256")
+    try:
+        digests = pool.submit(_sha256s, plan)
+        frames, total = _build_frames(plan)
+        return frames, total, _timed(plan, "sha256_wait", digests.result)
+    finally:
+        pool.shutdown(wait=False)  # a DataError is raised at once, not after the digest of a large file
+
+
+def _frames(plan: _Plan, use_test: bool) -> tuple[dict[str, pl.DataFrame], int, str | None, dict[str, str]]:
+    """The filtered frames, from the cache when enabled and sound, else built (and cached); the source rows, the
+    cache manifest's path, and the sources' SHA-256 by part (stored in the cache entry, so a hit reads only it)."""
     cache = plan.ds.filter.cache
     if not cache.enabled:
-        return (*_build_frames(plan), None)
+        frames, total, digests = _built(plan)
+        return frames, total, None, digests
     directory = cache_dir(cache.dir)
     stem = f"{plan.name}-{_cache_key(plan, use_test)}"
     hit = None if cache.overwrite else _timed(plan, "cache_read", lambda: cache_read(directory, stem, cache.format))
     if hit is not None:
         frames, manifest = hit
-        return frames, int(manifest["source_rows"]), str(directory / f"{stem}.json")
-    frames, total = _build_frames(plan)
+        digests = manifest.get("sha256")
+        if not isinstance(digests, dict) or set(digests) != set(_sources(plan)):  # an entry from before digests
+            digests = _timed(plan, "sha256", lambda: _sha256s(plan))
+        return frames, int(manifest["source_rows"]), str(directory / f"{stem}.json"), digests
+    frames, total, digests = _built(plan)
     path = _timed(plan, "cache_write", lambda: cache_write(directory, stem, cache.format, frames,
-                                                           {"source_rows": total}))
-    return frames, total, str(path)
+                                                           {"source_rows": total, "sha256": digests}))
+    return frames, total, str(path), digests
 
 
 # ------------------------------------------------------------------------------------------ load
 
-def _fingerprint(plan: _Plan, use_test: bool) -> str:
+def _fingerprint(plan: _Plan, use_test: bool, digests: dict[str, str]) -> str:
+    """The data's fingerprint (part of every trial id; compared by ``le-ray compare-sweeps``): the source files'
+    content (:meth:`SourceFile.content`: SHA-256, size, format; not path or mtime, so a copy elsewhere matches and
+    an edit does not) and every setting that changes the rows or their encoding."""
     ds = plan.ds
-    return config_fingerprint({"rows": _cache_key(plan, use_test), "version": CACHE_VERSION,
+    sources = {part: src.content(digests[part]) for part, src in _sources(plan).items()}
+    return config_fingerprint({"dataset": plan.name, "settings": row_settings(ds), "use_test_set": use_test,
+                               "split": plan.split, "sources": sources, "version": CACHE_VERSION,
                                "encode": [ds.categorical_max_values, ds.max_conditions, ds.device_counter_cap,
                                           ds.missing_numeric]})
 
@@ -237,7 +271,7 @@ def load_ctr(cfg: Config) -> CtrSource:
     start = time.perf_counter()
     plan = _plan(cfg)
     use_test = cfg.data.use_test_set
-    frames, total, cache_path = _frames(plan, use_test)
+    frames, total, cache_path, digests = _frames(plan, use_test)
     train_df, test_df = frames["train"], frames.get("test")
     if train_df.height == 0:
         raise DataError(f"{plan.where}.filter: no train rows left in {str(plan.train.path)!r} after filtering")
@@ -253,4 +287,4 @@ def load_ctr(cfg: Config) -> CtrSource:
         condition_values=enc.condition_values, numeric_features=enc.numeric_features,
         categorical_features=enc.categorical_features, cat_vocab_sizes=enc.cat_vocab_sizes,
         condition_table=table, filter_stats=frames["stats"], source_rows=total, kept_rows=len(train_rows),
-        timings=dict(plan.timings), fingerprint=_fingerprint(plan, use_test), cache_path=cache_path)
+        timings=dict(plan.timings), fingerprint=_fingerprint(plan, use_test, digests), cache_path=cache_path)
