@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import shlex
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -10,9 +11,10 @@ import polars as pl
 from matplotlib import image as mpimg
 
 import le_ray.runners.run as run_module
-from le_ray.config import load_config
+from le_ray.config import load_config, to_plain
 from le_ray.data.filters import filter_mode_of
 from le_ray.runners.run import main
+from le_ray.version import git_commit
 
 from .sample_data import require_sample
 
@@ -64,6 +66,16 @@ def test_layout_files_and_log(tmp_path, capsys):
     log_lines = (comparison / "run_log.txt").read_text().splitlines()
     printed_lines = [line for line in printed.splitlines() if line.strip()]
     assert [line for line in log_lines if line.strip()][:40] == printed_lines[:40]
+    # run.json: what reproduces the run (reproducibility audit: a run folder held no resolved config, packages or
+    # thread count, and a --config file only by its path)
+    provenance = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert shlex.split(provenance["command"]) == ["python", "-m", "le_ray.run", *SMALL, "--output-dir", str(tmp_path),
+                                                  "--name", "r"]
+    sets = [SMALL[i + 1] for i, word in enumerate(SMALL) if word == "--set"]
+    assert provenance["config"] == to_plain(load_config(profile="small_net", sets=sets))
+    assert provenance["packages"]["torch"] == metadata.version("torch")
+    assert provenance["torch_threads"] == metrics["torch_threads"] >= 1
+    assert len(provenance["data_fingerprint"]) == 16 and provenance["git_commit"] == git_commit()
 
 
 def test_filter_mode_folder_names():

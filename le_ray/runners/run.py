@@ -8,8 +8,9 @@ post-training plots and LE numerator/denominator statistics.
 
 Outputs: ``<output.dir>/{bce|le|focal}/{source}/{nn_type}/{filter_mode}/`` per loss (avg.png,
 loss.png, preds.png, calibration.png, reliability.png, run_log.txt, metrics.json,
-per_condition.csv, ...) and ``<output.dir>/comparison/{source}/{nn_type}/{filter_mode}/`` with the
-comparison tables, data plots and ``report.md``.
+per_condition.csv, ...), ``<output.dir>/comparison/{source}/{nn_type}/{filter_mode}/`` with the
+comparison tables, data plots and ``report.md``, and ``<output.dir>/run.json`` (:func:`write_provenance`: the
+command, resolved config, data fingerprint, thread count and environment that reproduce the run).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import io
 import logging
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -34,7 +36,7 @@ from le_ray.config.load import Provenance
 from le_ray.cli.args import (add_config_arguments, command_parser, config_argv, config_shadows_provenance,
                              exit_on_user_error, with_default_profile)
 from le_ray.errors import UserError
-from le_ray.config import Config, losses_of
+from le_ray.config import Config, losses_of, to_plain
 from le_ray.data.filters import filter_mode_of
 from le_ray.data.prepare import prepare_with_source
 from le_ray.registry import LOSSES
@@ -42,8 +44,8 @@ from le_ray.training.devices import flush_denormals, select_device
 from le_ray.report import run_outputs
 from le_ray.report.run_markdown import repeats_command, write_logs
 from le_ray.report.run_outputs import RunFolders, RunState
-from le_ray.atomic import atomic_write_text, check_writable
-from le_ray.sweep.store import plain_folder_name
+from le_ray.atomic import atomic_write_json, atomic_write_text, check_writable
+from le_ray.sweep.store import environment_manifest, plain_folder_name
 from le_ray.report.tables import condition_stats, feature_stats, format_table, label_stats
 from le_ray.training.trial import TrialSpec, run_trial
 
@@ -234,6 +236,18 @@ def _run_logged(cfg: Config, args: argparse.Namespace, root: Path, shadows, orig
     return state, tee.buffer_text.getvalue()
 
 
+def write_provenance(state: RunState, argv: Sequence[str]) -> Path:
+    """``run.json`` in the run folder: what reproduces the run, as a sweep's manifest and ``config.history/`` hold
+    it: the command line, the resolved config, the data's fingerprint, torch's CPU thread count (it orders the
+    float sums), and le_ray's version and commit, Python, platform and package versions."""
+    return atomic_write_json(state.folders.root / "run.json", {
+        "command": shlex.join(["python", "-m", "le_ray.run", *argv]),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **environment_manifest(),
+        "torch_threads": torch.get_num_threads(),
+        "data_fingerprint": state.data.fingerprint if state.data is not None else None,
+        "config": to_plain(state.cfg)})
+
+
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     flush_denormals()  # before the first parallel op (a trial's set-up comes after the untrained model's look)
@@ -246,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_writable(root, "output folder")
         state, log_text = _run_logged(cfg, args, root, shadows, origins)
         write_logs(state, log_text)
+        write_provenance(state, sys.argv[1:] if argv is None else argv)
     except BaseException:
         if aside is not None:  # the new run's partial files go; the run it was to replace comes back
             shutil.rmtree(root, ignore_errors=True)
