@@ -236,9 +236,12 @@ def test_the_data_fingerprint_follows_the_files_bytes_not_their_path_or_mtime(av
     cached = load_ctr(avazu_cfg(avazu_path, None, *cache_sets(cache)))
     hit = load_ctr(avazu_cfg(avazu_path, None, *cache_sets(cache)))
     assert cached.fingerprint == hit.fingerprint == original.fingerprint
+    digest = hashlib.sha256(Path(avazu_path).read_bytes()).hexdigest()
+    assert original.files == hit.files == {"train": {"path": str(Path(avazu_path).resolve()),
+                                                     "bytes": Path(avazu_path).stat().st_size, "sha256": digest}}
     assert "sha256_wait" in cached.timings and "sha256" not in hit.timings and "cache_read" in hit.timings
     manifest = json.loads(Path(hit.cache_path).read_text())
-    assert manifest["sha256"] == {"train": hashlib.sha256(Path(avazu_path).read_bytes()).hexdigest()}
+    assert manifest["sha256"] == {"train": digest}
     Path(hit.cache_path).write_text(json.dumps({k: v for k, v in manifest.items() if k != "sha256"}))
     old = load_ctr(avazu_cfg(avazu_path, None, *cache_sets(cache)))
     assert "sha256" in old.timings and old.fingerprint == original.fingerprint

@@ -10,6 +10,7 @@ job tests share one token-auth head (``ray_head``); the two cluster tests share 
 the end-to-end test only: elsewhere matplotlib's layout would be most of a report's time.
 """
 
+import hashlib
 import json
 import re
 import shlex
@@ -293,7 +294,10 @@ def test_stored_avazu_sample_sweep_resumes_by_name_without_its_profile(shared_ra
     assert "resuming sweep av with the config it stores (profile avazu_sample)" in out
     assert "every one of the 4 trials is stored in" in out and "nothing to train" in out
     assert "Ray start" not in out.splitlines()[-1]  # nothing to train: Ray is not started
-    assert json.loads((tmp_path / "av" / "manifest.json").read_text())["audit"]["excluded_conditions"] == []
+    manifest = json.loads((tmp_path / "av" / "manifest.json").read_text())
+    assert manifest["audit"]["excluded_conditions"] == []
+    assert manifest["data"]["files"] == {"train": {"path": str(Path(csv).resolve()), "bytes": Path(csv).stat().st_size,
+                                                   "sha256": hashlib.sha256(Path(csv).read_bytes()).hexdigest()}}
     assert main([*by_name, "--allow-unsound", "--no-report", "--set", "repeats.min_eval_clicks=100"]) == 0
     excluded = json.loads((tmp_path / "av" / "manifest.json").read_text())["audit"]["excluded_conditions"]
     assert excluded, "the report-only rerun keeps this run's audit (what the report leaves out)"

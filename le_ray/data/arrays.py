@@ -9,7 +9,8 @@ mutates them in place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from typing import Any
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -102,7 +103,8 @@ class PreparedMeta:
     ``kept_rows``: labelled rows after the condition filter; ``labelled_rows``: after per-condition
     balancing (what the train/eval split divides); ``seed``: the data seed; ``prepare_seconds``: wall
     time of the whole preparation; ``stage_seconds``: the source's own stages (CTR: stats, select,
-    materialise, encode, cache...; synthetic: generate).
+    materialise, encode, cache...; synthetic: generate); ``files``: the CTR source files read, by part
+    (``train``, ``test``): resolved ``path``, ``bytes`` and ``sha256`` (empty for synthetic data).
     """
 
     source_rows: int
@@ -111,6 +113,7 @@ class PreparedMeta:
     seed: int
     prepare_seconds: float
     stage_seconds: Mapping[str, float]
+    files: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

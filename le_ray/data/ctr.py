@@ -64,7 +64,8 @@ class CtrSource:
     selected, order per value of the filter column over the train rows. ``source_rows``: data rows
     read from the train file (both parts when split); ``kept_rows``: ``len(train_rows)``.
     ``fingerprint``: hash of the source files' content and every setting that changes the arrays
-    (:func:`_fingerprint`).
+    (:func:`_fingerprint`); ``files``: each file read, by part (``train``, ``test``): resolved ``path``, ``bytes``
+    and ``sha256``, for the manifest.
     """
 
     train_rows: EncodedRows
@@ -81,6 +82,7 @@ class CtrSource:
     timings: dict[str, float]
     fingerprint: str
     cache_path: str | None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -287,4 +289,6 @@ def load_ctr(cfg: Config) -> CtrSource:
         condition_values=enc.condition_values, numeric_features=enc.numeric_features,
         categorical_features=enc.categorical_features, cat_vocab_sizes=enc.cat_vocab_sizes,
         condition_table=table, filter_stats=frames["stats"], source_rows=total, kept_rows=len(train_rows),
-        timings=dict(plan.timings), fingerprint=_fingerprint(plan, use_test, digests), cache_path=cache_path)
+        timings=dict(plan.timings), fingerprint=_fingerprint(plan, use_test, digests), cache_path=cache_path,
+        files={part: {"path": str(src.path), "bytes": src.path.stat().st_size, "sha256": digests[part]}
+               for part, src in _sources(plan).items()})

@@ -134,6 +134,7 @@ class _Source:
     fingerprint: str
     source_rows: int
     stage_seconds: dict[str, float]
+    files: dict[str, dict[str, Any]]  # the CTR files read (PreparedMeta.files); {} for synthetic data
     ctr: Any = None  # the CtrSource of a CTR source (filter statistics for diagnostics); never shipped to trials
 
 
@@ -147,13 +148,13 @@ def _source(cfg: Config, seed: int) -> _Source:
         total = len(syn.labelled) + (0 if syn.test is None else len(syn.test))
         return _Source(syn.labelled, syn.test, c, tuple(str(j) for j in range(c)), syn.numeric_features, (), (),
                        config_fingerprint({"synthetic": cfg.synthetic, "seed": seed}), total,
-                       {"generate": time.perf_counter() - started})
+                       {"generate": time.perf_counter() - started}, {})
     from le_ray.data.ctr import load_ctr  # Polars pipeline; imported lazily for synthetic-only use
 
     src = load_ctr(cfg)
     return _Source(src.train_rows, src.test_rows if cfg.data.use_test_set else None, src.num_conditions,
                    tuple(src.condition_values), tuple(src.numeric_features), tuple(src.categorical_features),
-                   tuple(src.cat_vocab_sizes), src.fingerprint, src.source_rows, dict(src.timings), src)
+                   tuple(src.cat_vocab_sizes), src.fingerprint, src.source_rows, dict(src.timings), src.files, src)
 
 
 def _train_rates(train: Split, c: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -192,7 +193,7 @@ def prepare_with_source(cfg: Config, *, seed: int | None = None) -> tuple[Prepar
                 "standardize": cfg.data.standardize, "test": src.test is not None}
     meta = PreparedMeta(source_rows=src.source_rows, kept_rows=len(src.labelled), labelled_rows=len(labelled),
                         seed=seed, prepare_seconds=time.perf_counter() - started,
-                        stage_seconds=dict(src.stage_seconds))
+                        stage_seconds=dict(src.stage_seconds), files=src.files)
     data = PreparedData(
         source=cfg.source_key, train=train, eval=make(eval_rows), test=None if src.test is None else make(src.test),
         num_conditions=src.num_conditions, condition_values=src.condition_values,
