@@ -51,7 +51,8 @@ STATISTICS: dict[str, Term] = {t.name: t for t in (
                         "candidate for lower-is-better metrics, candidate − baseline otherwise)"),
     Term("rank_biserial", None, "matched-pairs rank-biserial correlation (T+ − T−)/(T+ + T−) of the deltas, in "
                                 "[−1, 1]; > 0 favours the candidate"),
-    Term("ci_low / ci_high", None, "percentile bootstrap interval of the mean delta (repeats.bootstrap_confidence)"),
+    Term("ci_low / ci_high", None, "expanded percentile bootstrap interval of the mean delta "
+         "(repeats.bootstrap_confidence; widened for few seeds as in Hesterberg 2015)"),
     Term("p_value / p_holm / p_bh / p_adjusted", None, "two-sided (or repeats.alternative) exact Wilcoxon "
                                                        "signed-rank p; Holm / Benjamini–Hochberg adjusted over the "
                                                        "tests of one comparison"),

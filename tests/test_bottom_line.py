@@ -55,8 +55,9 @@ def test_the_per_ad_test_gives_the_interval_of_the_gap_difference_in_the_sentenc
                 "unadjusted)") in sentences[1]
         assert ("The interval excludes 0" in sentences[1]) == (ci[0] > 0)  # the second interval excludes 0
     assert sentences[1].endswith("not significant at alpha 0.05 with these seeds. The interval excludes 0, but the rank "
-                                 "test does not reach alpha: the interval is unadjusted, and a percentile bootstrap "
-                                 "over few seeds runs narrow, so read it as the size the seeds suggest, not as a test.")
+                                 "test does not reach alpha: the interval is not adjusted for the other tests and, "
+                                 "over few seeds, covers somewhat less often than its label, so read it as the size the "
+                                 "seeds suggest, not as a test.")
     nan = cond.with_columns(pl.lit(float("nan")).alias("ci_low"))
     assert "bootstrap" not in bottom_line(_inputs(conditions=nan, ratios=_ratios({7: (BCE_RATIOS, LE_RATIOS)})))[1][1]
 

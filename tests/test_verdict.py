@@ -198,6 +198,24 @@ def test_smallest_reachable_p_is_scipys_exact_p_of_all_one_sign(n):
     assert smallest_reachable_p(0, "two-sided") == 1.0
 
 
+def test_a_test_ranked_behind_tests_with_as_few_pairs_is_untestable_when_holm_cannot_bring_it_below_alpha():
+    """Null audit: in a family of ads ranking (6, 6, 10) pairs, the bound max(3 · p_min(10), p_min(6)) = 0.031 called
+    a 6-pair ad testable ("not significant"), but it can only rank behind the 10-pair ad and the other 6-pair ad,
+    whose p is no smaller than its own: Holm gives it at least 2 · p_min(6) = 0.0625, so it is untestable."""
+    from le_ray.report.verdict import family, is_untestable, why_untestable
+
+    cond = _conditions([(1, "a", 0.0005, 0.0003, 0.0004, 6, 0.5, 0.9), (2, "b", 0.0006, 0.0003, 0.0004, 6, 0.5, 0.9),
+                        (3, "c", 0.02, 0.003, 0.004, 10, 0.5, 0.9)])
+    v = _inputs(conditions=cond)
+    fam = family(v, cond, "p_holm")
+    assert fam.ranked == ((6, 2), (10, 1)) and is_untestable(v, 6, fam) and not is_untestable(v, 10, fam)
+    assert why_untestable(v, 6, fam) == ("the smallest exact two-sided Wilcoxon p at n = 6 is 0.0312, 0.0625 after "
+                                         "holm over 3 tests, not below alpha 0.05")
+    seven = _conditions([(1, "a", 0.0005, 0.0003, 0.0004, 7, 0.5, 0.9), (2, "b", 0.0006, 0.0003, 0.0004, 6, 0.5, 0.9),
+                         (3, "c", 0.02, 0.003, 0.004, 10, 0.5, 0.9)])
+    assert not is_untestable(v, 7, family(v, seven, "p_holm"))  # behind the 10-pair ad only: 2 · 2/2^7 = 0.031
+
+
 def test_under_holm_a_test_with_fewer_ranked_pairs_keeps_the_family_floor_not_m_times_its_own():
     """Quickstart: 9 metrics over 10 seeds, accuracy with 8 nonzero deltas. Its smallest Holm-adjusted p is reached
     when the other 8 tests sit at p_min(10) and it ranks last: max(9 · p_min(10), p_min(8)) = 0.0176, which the
@@ -231,13 +249,13 @@ def test_metric_sentences_say_untestable_when_the_seeds_cannot_reach_alpha():
     seven = metric_sentences(_inputs(metrics=two.with_columns(pl.lit(7).alias("n"))))  # 2 · 2 / 2^7 < 0.05
     assert seven == ["LE and BCE do not differ significantly (holm-adjusted p >= 0.05) in: logloss, ece. The "
                      "unadjusted 95% bootstrap CI of the mean delta excludes 0 for logloss, ece, but the exact test, "
-                     "holm-adjusted over 2 metrics, does not reach alpha: the percentile interval and the rank test "
-                     "need not agree."]
+                     "holm-adjusted over 2 metrics, does not reach alpha: the bootstrap interval of the mean and the "
+                     "rank test need not agree."]
     spans = two.with_columns(pl.lit(7).alias("n"), pl.Series("ci_low", [0.001, -0.001]))
     assert metric_sentences(_inputs(metrics=spans))[0].endswith(
         "in: logloss, ece. The unadjusted 95% bootstrap CI of the mean delta excludes 0 for logloss, but the exact "
-        "test, holm-adjusted over 2 metrics, does not reach alpha: the percentile interval and the rank test need not "
-        "agree.")
+        "test, holm-adjusted over 2 metrics, does not reach alpha: the bootstrap interval of the mean and the rank "
+        "test need not agree.")
     uncorrected = dataclasses.replace(_inputs(metrics=spans), correction="none")
     assert "for logloss, but the exact test does not reach alpha:" in metric_sentences(uncorrected)[0]
     across = spans.with_columns(pl.Series("ci_low", [-0.001, -0.001]))

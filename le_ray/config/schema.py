@@ -372,7 +372,7 @@ class RepeatsConfig(Section):
     per_condition_top_k: int
     per_condition_correction: Literal["holm", "bh", "none"]
     per_condition_sort_by: Literal["p_value", "abs_delta_mean", "delta_mean", "count", "base_rate"]
-    bootstrap_samples: PositiveInt  # draws of every percentile bootstrap (per-metric and per-ad intervals)
+    bootstrap_samples: PositiveInt  # draws of every bootstrap interval (per-metric and per-ad intervals)
     bootstrap_confidence: Fraction
     min_steps_per_epoch: PositiveInt
     min_eval_clicks: NonNegInt  # 0: no ad left out for few evaluation clicks (one with none still is)

@@ -422,8 +422,9 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
     ci = _row_ci(row)
     if p >= v.alpha and ci is not None and (ci[0] > 0 or ci[1] < 0):
         test = short_of_alpha(v, m, "the rank test", "ads")
-        said += (f" The interval excludes 0, but {test}: the interval is unadjusted, and a percentile bootstrap over "
-                 "few seeds runs narrow, so read it as the size the seeds suggest, not as a test.")
+        said += (f" The interval excludes 0, but {test}: the interval is not adjusted for the other tests and, over "
+                 "few seeds, covers somewhat less often than its label, so read it as the size the seeds suggest, not "
+                 "as a test.")
     return said
 
 

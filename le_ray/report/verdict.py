@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from le_ray.stats import min_exact_p
+from le_ray.stats import min_exact_p, smallest_holm_p
 from le_ray.registry import label
 from le_ray.report.wording import (EXCLUDED_WHY, ads as _ads, excluded_ads, number, percent, pval,
                                    unmeasured_ads)
@@ -129,27 +129,33 @@ def seeds_word(n: int) -> str:
 
 
 def smallest_reachable_p(n: int, alternative: str, correction: str = "none", m: int = 1,
-                         best: int | None = None) -> float:
+                         best: int | None = None, members: Sequence[tuple[int, int]] = ()) -> float:
     """The smallest p a paired exact Wilcoxon test ranking ``n`` pairs can report after ``correction`` over a family
     of ``m`` tests whose test with the most ranked pairs ranks ``best`` (default ``n``): p_min(n) = 2/2^n
     two-sided, 1/2^n one-sided (:func:`le_ray.stats.min_exact_p`). Holm's adjusted p_(i) = max_{k ≤ i} (m − k + 1)
     · p_(k) is at least m · p_(1), the family's smallest p times m, so at least m · p_min(best), and at least its own
     p: max(m · p_min(best), p_min(n)), at most 1 (a test ranked last keeps multiplier 1; only the first one's p is
-    multiplied by m). BH's min_{j ≥ i} (m/j) · p_(j) ≥ p_(i) ≥ p_min(n), and none: p_min(n). 1 when n < 1."""
+    multiplied by m). With ``members``, the family's (ranked pairs, tests) pairs, Holm's bound is the exact one of
+    :func:`le_ray.stats.smallest_holm_p` (a test can be ranked after another only if that one's floor is no higher:
+    in a family of (6, 6, 10) pairs a 6-pair test reaches 0.0625, not 0.03125). BH's min_{j ≥ i} (m/j) · p_(j) ≥
+    p_(i) ≥ p_min(n), and none: p_min(n). 1 when n < 1."""
     if n < 1:
         return 1.0
     p = min_exact_p(int(n), alternative)
     if correction != "holm":
         return p
+    if members:
+        return smallest_holm_p(int(n), dict(members), alternative)
     return min(1.0, max(max(int(m), 1) * min_exact_p(int(best if best else n), alternative), p))
 
 
 @dataclass(frozen=True)
 class Family:
-    """A correction family: ``size`` m (the tests with a finite adjusted p) and ``best``, the most pairs any of
-    its tests ranks (which sets the family's smallest reachable p)."""
+    """A correction family: ``size`` m (the tests with a finite adjusted p), ``best``, the most pairs any of its
+    tests ranks, and ``ranked``, the pairs each of them ranks (which set the family's smallest reachable p)."""
     size: int
     best: int
+    ranked: tuple[tuple[int, int], ...] = ()  # (ranked pairs, tests) of the family, by pairs
 
 
 def family(v: "VerdictInputs", t: pl.DataFrame, p_col: str) -> Family:
@@ -158,12 +164,13 @@ def family(v: "VerdictInputs", t: pl.DataFrame, p_col: str) -> Family:
     if t.height == 0 or p_col not in t.columns:
         return Family(0, 0)
     members = ranked_pairs(v, t.filter(t[p_col].cast(pl.Float64).is_finite().fill_null(False)))
-    return Family(members.height, int(members["_ranked"].max() or 0))
+    return Family(members.height, int(members["_ranked"].max() or 0),
+                  tuple(sorted(Counter(int(k) for k in members["_ranked"].to_list()).items())))
 
 
 def is_untestable(v: VerdictInputs, n: int, fam: Family) -> bool:
     """Whether a test ranking ``n`` pairs in family ``fam`` cannot reach p < alpha by construction."""
-    return smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best) >= v.alpha
+    return smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best, fam.ranked) >= v.alpha
 
 
 def why_untestable(v: VerdictInputs, n: int, fam: Family, paired: int | None = None) -> str:
@@ -177,7 +184,7 @@ def why_untestable(v: VerdictInputs, n: int, fam: Family, paired: int | None = N
                 if paired else "no seed is stored for both losses")
     p = smallest_reachable_p(n, v.alternative)
     held = f"the smallest exact {v.alternative} Wilcoxon p at n = {n} is {pval(p)}"
-    adjusted = smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best)
+    adjusted = smallest_reachable_p(n, v.alternative, v.correction, fam.size, fam.best, fam.ranked)
     if adjusted > p:
         held += f", {pval(adjusted)} after {v.correction} over {fam.size} tests"
     return f"{held}, not below alpha {v.alpha:g}"
@@ -262,7 +269,7 @@ def metric_sentences(v: VerdictInputs) -> list[str]:
 
 def short_of_alpha(v: VerdictInputs, fam: Family, test: str, members: str) -> str:
     """``the exact test, holm-adjusted over 9 metrics, does not reach alpha`` (``test``, ``members`` in words), or
-    without the adjustment when there is none: what a percentile interval that excludes 0 is set against."""
+    without the adjustment when there is none: what a bootstrap interval that excludes 0 is set against."""
     if v.correction == "none" or fam.size <= 1:
         return f"{test} does not reach alpha"
     return f"{test}, {v.correction}-adjusted over {fam.size} {members}, does not reach alpha"
@@ -333,7 +340,7 @@ def _ci_apart(v: VerdictInputs, rest: pl.DataFrame, fam: Family) -> str:
     if apart:
         test = short_of_alpha(v, fam, "the exact test", "metrics")
         said = (f" The unadjusted {v.confidence:.0%} bootstrap CI of the mean delta excludes 0 for {', '.join(apart)}, "
-                f"but {test}: the percentile interval and the rank test need not agree.")
+                f"but {test}: the bootstrap interval of the mean and the rank test need not agree.")
     if against:
         said += (f" For {', '.join(against)} the interval lies on {v.shown(sides[1])}'s side, which the one-sided test "
                  f"({v.alternative}) does not test: a difference that way is never significant here.")

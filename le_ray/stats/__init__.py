@@ -25,9 +25,9 @@ calibration tests).  Everything public is importable from ``le_ray.stats``.
 from le_ray.stats.choices import (ALTERNATIVES, CORRECTIONS, HIGHER_IS_BETTER, LOWER_IS_BETTER, REPEAT_METRICS,
                                   ZERO_METHODS)
 from le_ray.stats.corrections import (adjust_p, bh_adjust, holm_adjust, min_exact_p, min_pairs_for_alpha,
-                                      min_wins_for_p)
-from le_ray.stats.paired import (bootstrap_mean_ci, bootstrap_mean_cis, is_constant, median_range, metric_tests, paired_deltas,
-                                 paired_wilcoxon, rank_biserial, summarize_runs)
+                                      min_wins_for_p, smallest_holm_p)
+from le_ray.stats.paired import (bootstrap_mean_ci, bootstrap_mean_cis, expanded_levels, is_constant, median_range,
+                                 metric_tests, paired_deltas, paired_wilcoxon, rank_biserial, summarize_runs)
 from le_ray.stats.per_condition import calibration_tests_from_sums, per_condition_calibration_tests
 
 from le_ray.metrics.validation import _check_array, _check_conditions
@@ -45,6 +45,7 @@ __all__ = [
     "rank_biserial",
     "bootstrap_mean_ci",
     "bootstrap_mean_cis",
+    "expanded_levels",
     "summarize_runs",
     "metric_tests",
     "holm_adjust",
@@ -56,4 +57,5 @@ __all__ = [
     "min_pairs_for_alpha",
     "min_exact_p",
     "min_wins_for_p",
+    "smallest_holm_p",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from scipy import stats as sps
@@ -104,6 +105,35 @@ def min_pairs_for_alpha(alpha: float, *, m_tests: int = 1, correction: str = "ho
     while min_exact_p(n, alternative) >= target:
         n += 1
     return n
+
+
+def smallest_holm_p(n_pairs: int, family_pairs: Mapping[int, int], alternative: str = "two-sided") -> float:
+    """Smallest Holm-adjusted p an exact Wilcoxon test ranking ``n_pairs`` pairs can get in a family whose tests rank
+    the pairs of ``family_pairs`` ({ranked pairs: number of tests}, this test counted; m = the number of tests).
+
+    Each test's p is at least its floor f = :func:`min_exact_p` of its pairs. Holm's adjusted p of the test ranked
+    k is max_{j ≤ k} (m − j + 1) · p_(j), so this test's is smallest when the tests ranked before it sit at their
+    floors, and only a test whose floor is ≤ this test's own f can be ranked before it (its p must not exceed this
+    test's). With the others' floors sorted, q_1 ≤ q_2 ≤ ..., and own floor f: the minimum over k of
+    max(max_{j < k} (m − j + 1) · q_j, (m − k + 1) · f), over the k whose q_{k−1} ≤ f; at most 1. Equal counts give
+    m · f; a family of (6, 6, 10) ranked pairs gives a 6-pair test 2 · 2/2^6 = 0.0625, not its own floor 0.03125
+    (null audit: the bound by the family's best count alone called such a test testable); a test ranking no pair
+    has p = 1. Works per distinct
+    count (a block of c equal floors starting at rank a adds (m − a + 1) · q, and the best place after it is after
+    its last), so a family of 20,000 ads over 30 seeds costs ~30 steps."""
+    floor = min_exact_p(n_pairs, alternative)
+    counts = {int(k): int(c) for k, c in family_pairs.items() if c > 0}
+    counts[int(n_pairs)] = counts.get(int(n_pairs), 1) - 1  # the others: this test is not ranked before itself
+    m = sum(counts.values()) + 1
+    best, running, placed = m * floor, 0.0, 0
+    # a test that ranks no pair (every delta a tie) reports p = 1
+    for q, c in sorted((min_exact_p(k, alternative) if k >= 1 else 1.0, c) for k, c in counts.items() if c > 0):
+        if q > floor:
+            break
+        running = max(running, (m - placed) * q)  # the block's first test, ranked placed + 1
+        placed += c
+        best = min(best, max(running, (m - placed) * floor))  # this test ranked right after the block
+    return min(1.0, best)
 
 
 def min_wins_for_p(n_pairs: int, threshold: float, alternative: str = "two-sided") -> int | None:

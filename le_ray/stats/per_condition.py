@@ -158,7 +158,7 @@ def per_condition_calibration_tests(labels, conditions, baseline_preds, candidat
     A seed counts for j only if n_sj ≥ max(min_count, 1); conditions with no such seed are
     left out.  Columns: condition, count (rows of j in the evaluation data; summed over
     seeds when the data differ per seed), base_rate (pooled), baseline_gap, candidate_gap
-    (means over usable seeds), delta_mean, ci_low, ci_high (the percentile bootstrap CI of delta_mean at
+    (means over usable seeds), delta_mean, ci_low, ci_high (the expanded percentile bootstrap CI of delta_mean at
     ``confidence``, ``bootstrap_samples`` draws seeded with ``seed``: :func:`bootstrap_mean_cis`; unadjusted),
     rank_biserial (:func:`rank_biserial` of the deltas: > 0 when the ranks favour the candidate, the direction of
     the test), n, n_nonzero (the pairs with delta ≠ 0, those the test ranks), n_candidate_closer (those with
