@@ -172,7 +172,7 @@ def test_the_rare_ad_question_is_answered_in_one_line_when_rare_ads_were_tested(
                         (9, "c", 0.2, 0.01, 0.02, 8, 0.001, 0.001)])         # not rare: not part of the answer
     v = _inputs(conditions=cond, ratios=_ratios({7: (LE_RATIOS, BCE_RATIOS)}))
     assert rare_answer([v]) == ["Does LE calibrate rare ads better? On the 2 tested ads below 1 % (ads a, b): LE vs "
-                                "BCE, LE closer to the ad's rate on ad a (holm p = 0.01)."]
+                                "BCE, LE closer to the ad's true click probability on ad a (holm p = 0.01)."]
     none = _conditions([(8, "b", 0.004, 0.001, 0.0011, 8, 0.5, 0.9), (7, "a", 0.0005, 0.001, 0.001, 8, 0.3, 0.6)])
     assert rare_answer([_inputs(conditions=none)]) == [
         "Does LE calibrate rare ads better? On the 2 tested ads below 1 % (ads a, b): LE vs BCE, no significant "
@@ -223,7 +223,11 @@ def test_one_p_value_format_throughout_the_verdict():
     assert ("holm p = 0.875, but untestable with 4 paired seeds (the smallest exact two-sided Wilcoxon p at n = 4 is "
             "0.125, 0.875 after holm over 7 tests, not below alpha 0.05)") in test
     won = _conditions([(0, "a", 0.0005, 0.002, 0.0005, 9, 0.0039, 0.03125)])
-    assert rare_answer([_inputs(conditions=won)])[0].endswith("LE closer to the ad's rate on ad a (holm p = 0.0312).")
+    assert rare_answer([_inputs(conditions=won)])[0].endswith(
+        "LE closer to the ad's true click probability on ad a (holm p = 0.0312).")
+    # null audit: against the evaluation click rate (one noisy draw every seed shares) a win is said to be that
+    evaluation = dataclasses.replace(_inputs(conditions=won), reference="the evaluation click rate")
+    assert rare_answer([evaluation])[0].endswith("LE closer to the ad's evaluation click rate on ad a (holm p = 0.0312).")
     assert band_sentences(_inputs(conditions=won))[0].endswith("(ad a; holm p <= 0.0312).")
 
 
@@ -234,12 +238,12 @@ def test_the_headline_groups_the_ads_each_loss_wins():
     five = _conditions([(j, str(j), 0.0001 * 2 ** j, 0.001, 0.01, 9, 0.0039, 0.03125) for j in range(2, 7)])
     assert rare_answer([_inputs(conditions=five)]) == [
         "Does LE calibrate rare ads better? On the 5 tested ads below 1 % (ads 2, 3, 4, 5, 6): LE vs BCE, BCE closer "
-        "to each ad's rate on ads 2, 3, 4, 5, 6 (holm p = 0.0312 each)."]
+        "to each ad's true click probability on ads 2, 3, 4, 5, 6 (holm p = 0.0312 each)."]
     mixed = _conditions([(2, "2", 0.0001, 0.001, 0.01, 9, 0.002, 0.01), (3, "3", 0.0002, 0.001, 0.01, 9, 0.003, 0.02),
                          (4, "4", 0.0003, 0.01, 0.001, 9, 0.004, 0.03)])
     assert rare_answer([_inputs(conditions=mixed)])[0].endswith(
-        "LE vs BCE, BCE closer to each ad's rate on ads 2, 3 (holm p = 0.01, 0.02 respectively), LE closer to the ad's "
-        "rate on ad 4 (holm p = 0.03).")
+        "LE vs BCE, BCE closer to each ad's true click probability on ads 2, 3 (holm p = 0.01, 0.02 respectively), "
+        "LE closer to the ad's true click probability on ad 4 (holm p = 0.03).")
 
 
 def test_ads_left_out_of_testing_are_named_with_their_rates_in_the_headline_and_the_bands():

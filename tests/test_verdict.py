@@ -47,9 +47,10 @@ def test_band_sentences_name_only_significant_ads():
                      (3, "d", 0.2, 0.001, 0.01, 12, 0.001, 0.004),      # ≥ 10 %: BCE better
                      (4, "e", 0.3, 0.001, 0.01, 12, 0.3, 0.9)])         # ≥ 10 %: nothing
     assert band_sentences(_inputs(conditions=c)) == [
-        "LE vs BCE, ads at < 0.1 % (2 tested): LE is closer to the ad's rate than BCE on 2 (ads a, b; holm p <= 0.03).",
+        "LE vs BCE, ads at < 0.1 % (2 tested): LE is closer to the ad's true click probability than BCE on 2 (ads a, b; "
+        "holm p <= 0.03).",
         "LE vs BCE, ads at 0.1–1 % (1 tested): LE and BCE do not differ significantly.",
-        "LE vs BCE, ads at ≥ 10 % (2 tested): BCE is closer to the ad's rate than LE on 1 (ad d; holm p <= 0.004); LE and "
+        "LE vs BCE, ads at ≥ 10 % (2 tested): BCE is closer to the ad's true click probability than LE on 1 (ad d; holm p <= 0.004); LE and "
         "BCE do not differ significantly on the other 1."]
 
 
@@ -415,7 +416,7 @@ def test_a_significant_test_is_won_by_the_side_its_ranks_favour_not_the_mean():
     cond = _conditions([(3, "a", 0.0005, 0.00095, 0.00044, 20, 0.0007, 0.0028)]).with_columns(
         pl.lit(0.00051).alias("delta_mean"), pl.lit(-0.81).alias("rank_biserial"), pl.lit(20).alias("n_nonzero"))
     v = _inputs(conditions=cond, ratios=_ratios({3: (BCE_RATIOS, LE_RATIOS)}))
-    assert band_sentences(v) == ["LE vs BCE, ads at < 0.1 % (1 tested): BCE is closer to the ad's rate than LE on 1 "
+    assert band_sentences(v) == ["LE vs BCE, ads at < 0.1 % (1 tested): BCE is closer to the ad's true click probability than LE on 1 "
                                  "(ad a; holm p <= 0.0028)."]
     test = bottom_line(v)[1][1]
     assert "LE's mean gap is smaller than BCE's" in test and ": significant at alpha 0.05" in test
@@ -423,7 +424,7 @@ def test_a_significant_test_is_won_by_the_side_its_ranks_favour_not_the_mean():
                          "differences by size, and those ranks favour BCE, while larger differences on LE's side pull "
                          "the average towards LE; the test's direction is that of the ranks, not of the average, so "
                          "read the size with care.")
-    assert rare_answer_of(v) == "LE vs BCE, BCE closer to the ad's rate on ad a (holm p = 0.0028)"
+    assert rare_answer_of(v) == "LE vs BCE, BCE closer to the ad's true click probability on ad a (holm p = 0.0028)"
 
 
 def rare_answer_of(v):
@@ -449,7 +450,7 @@ def test_a_one_sided_non_rejection_never_reads_as_no_difference(alternative, tes
     cond = _conditions([(3, "a", 0.0005, 0.0002, 0.0009, 10, 1.0, 1.0)])
     v = dataclasses.replace(_inputs(conditions=cond, ratios=_ratios({3: (BCE_RATIOS, LE_RATIOS)})),
                             alternative=alternative)
-    assert band_sentences(v)[0].endswith(f"{tested} is not significantly closer to the ad's rate than {other} "
+    assert band_sentences(v)[0].endswith(f"{tested} is not significantly closer to the ad's true click probability than {other} "
                                          f"(one-sided ({alternative}): the reverse is not tested).")
     assert f"not significant for {tested} closer (one-sided ({alternative}): the reverse is not tested)" in \
         bottom_line(v)[1][1]

@@ -338,7 +338,7 @@ def _rare_words(v: VerdictInputs, rare: pl.DataFrame, c: str, b: str) -> str:
     for r, ahead in zip(significant.iter_rows(named=True), candidate_ahead(significant)):
         won.setdefault(c if ahead else b, []).append((r["ad_id"], r[p_col]))
     if won:
-        return f"{c} vs {b}, " + ", ".join(_won_words(w, hits, v.correction) for w, hits in won.items())
+        return f"{c} vs {b}, " + ", ".join(_won_words(v, w, hits) for w, hits in won.items())
     ranked = ranked_pairs(v, rare)["_ranked"].to_list()
     if p.is_null().all() or all(is_untestable(v, int(k), fam) for k in ranked):
         return f"{c} vs {b}, untestable with these seeds"
@@ -349,14 +349,15 @@ def _rare_words(v: VerdictInputs, rare: pl.DataFrame, c: str, b: str) -> str:
     return f"{c} vs {b}, no significant difference ({v.correction} p ≥ {pval(p.min())})"
 
 
-def _won_words(winner: str, hits: Sequence[tuple[str, float]], correction: str) -> str:
-    """``BCE closer to the ad's rate on ad 2 (holm p = 0.0312)``, or for several ads ``BCE closer to each ad's rate
-    on ads 2, 3 (holm p = 0.0312 each)`` (``p = 0.01, 0.02 respectively`` when they differ)."""
+def _won_words(v: VerdictInputs, winner: str, hits: Sequence[tuple[str, float]]) -> str:
+    """``BCE closer to the ad's evaluation click rate on ad 2 (holm p = 0.0312)``, or for several ads ``BCE closer to
+    each ad's true click probability on ads 2, 3 (holm p = 0.0312 each)`` (``p = 0.01, 0.02 respectively`` when they
+    differ): the reference named, as :meth:`VerdictInputs.ad_rate`."""
     ids, ps = [ad for ad, _ in hits], [pval(q) for _, q in hits]
     if len(hits) == 1:
-        return f"{winner} closer to the ad's rate on ad {ids[0]} ({correction} p = {ps[0]})"
+        return f"{winner} closer to {v.ad_rate()} on ad {ids[0]} ({v.correction} p = {ps[0]})"
     said = f"{ps[0]} each" if len(set(ps)) == 1 else f"{', '.join(ps)} respectively"
-    return f"{winner} closer to each ad's rate on {ads(ids)} ({correction} p = {said})"
+    return f"{winner} closer to {v.ad_rate(each=True)} on {ads(ids)} ({v.correction} p = {said})"
 
 
 def _warmups(inputs: Sequence[VerdictInputs]) -> list[str]:

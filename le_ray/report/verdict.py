@@ -82,6 +82,12 @@ class VerdictInputs:
         label (BCE, LE, focal); two sweeps' arms of one loss are told apart by name (``le-ray compare-sweeps``)."""
         return self.names.get(loss) or label(loss)
 
+    def ad_rate(self, each: bool = False) -> str:
+        """``the ad's true click probability`` or ``the ad's evaluation click rate`` (``each ad's ...``): what a
+        per-ad test measures the gaps against, said where a loss is found closer to it (with the evaluation rate,
+        one noisy draw shared by every seed, "closer to the ad's rate" would claim more than the test shows)."""
+        return f"{'each' if each else 'the'} ad's {self.reference.removeprefix('the ')}"
+
 
 @dataclass
 class Verdict:
@@ -354,7 +360,7 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
     for loss, other, better in ((c, b, pl.col("_ahead")), (b, c, ~pl.col("_ahead"))):
         won = rows.filter(significant & better)
         if won.height:
-            parts.append(f"{loss} is closer to the ad's rate than {other} on {won.height} "
+            parts.append(f"{loss} is closer to {v.ad_rate()} than {other} on {won.height} "
                          f"({_ads(won['ad_id'].to_list())}; {v.correction} p <= {pval(won[p_col].max())})")
     total, rows = rows.height, rows.filter(~significant)
     untestable = ranked_pairs(v, rows.filter(_untestable_mask(v, rows, p_col, m)))
@@ -365,7 +371,7 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
     rest = rows.height - untestable.height
     if rest:
         more = "" if total == 1 else f" on the other {rest}" if parts else f" on any of the {total}"
-        parts.append(not_significant(v, better="closer to the ad's rate than", where=more))
+        parts.append(not_significant(v, better=f"closer to {v.ad_rate()} than", where=more))
     return f"{c} vs {b}, ads at {name} ({total} tested): " + "; ".join(parts) + "."
 
 
