@@ -38,10 +38,15 @@ done
 if [ $# -eq 0 ]; then echo "jobs/submit.sh: nothing after --: give le_ray's options, e.g. -- --profile quickstart --results-dir /abs/results" >&2; exit 2; fi
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
 # The job runs from an unpacked copy without .git: hand the commit to the manifest explicitly.
-# Uncommitted edits to tracked files: -dirty-<8 hex of the diff's SHA-256>, as le_ray/version.py records in a checkout.
+# Uncommitted code (edited tracked files, new files in le_ray/): -dirty-<8 hex of a SHA-256 of it>, the form
+# le_ray/version.py records in a checkout.
 commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-if ! git diff HEAD --quiet 2>/dev/null && git rev-parse HEAD >/dev/null 2>&1; then
-  commit="$commit-dirty-$(git diff HEAD --no-ext-diff --binary | sha256sum | cut -c1-8)"
+if git rev-parse HEAD >/dev/null 2>&1; then
+  untracked="$(git ls-files --others --exclude-standard -- le_ray)"
+  if ! git diff HEAD --quiet || [ -n "$untracked" ]; then
+    commit="$commit-dirty-$({ git diff HEAD --no-ext-diff --binary; printf '%s\n' "$untracked";
+      [ -z "$untracked" ] || printf '%s\n' "$untracked" | xargs -d '\n' cat; } | sha256sum | cut -c1-8)"
+  fi
 fi
 cmd=(ray job submit --address "$address" --runtime-env jobs/runtime_env.yaml ${wait_flag[@]+"${wait_flag[@]}"}
      ${working_dir[@]+"${working_dir[@]}"} -- env LE_RAY_GIT_COMMIT="$commit" python -m le_ray.repeats "$@")

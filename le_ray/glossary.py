@@ -56,6 +56,8 @@ STATISTICS: dict[str, Term] = {t.name: t for t in (
     Term("p_value / p_holm / p_bh / p_adjusted", None, "two-sided (or repeats.alternative) exact Wilcoxon "
                                                        "signed-rank p; Holm / Benjamini–Hochberg adjusted over the "
                                                        "tests of one comparison"),
+    Term("n / n_nonzero / n_candidate_closer", None, "paired seeds; those with a nonzero delta (what the test "
+         "ranks); those whose delta favours the candidate (per-ad tests: its gap the smaller)"),
     Term("gap", None, "per condition and seed: |mean prediction − click rate| of the evaluation rows (synthetic "
                       "data: against the mean true click probability of those rows)"),
     Term("calibration_ratio", None, "per condition: mean prediction / click rate (1 = calibrated; synthetic: also "

@@ -56,8 +56,8 @@ def test_the_per_ad_test_gives_the_interval_of_the_gap_difference_in_the_sentenc
         assert ("The interval excludes 0" in sentences[1]) == (ci[0] > 0)  # the second interval excludes 0
     assert sentences[1].endswith("not significant at alpha 0.05 with these seeds. The interval excludes 0, but the rank "
                                  "test does not reach alpha: the interval is not adjusted for the other tests and, "
-                                 "over few seeds, covers somewhat less often than its label, so read it as the size the "
-                                 "seeds suggest, not as a test.")
+                                 "over as few as 8 seeds, covers less often than its label (about 92 % for a 95 % label "
+                                 "at 5), so read it as the size the seeds suggest, not as a test.")
     nan = cond.with_columns(pl.lit(float("nan")).alias("ci_low"))
     assert "bootstrap" not in bottom_line(_inputs(conditions=nan, ratios=_ratios({7: (BCE_RATIOS, LE_RATIOS)})))[1][1]
 
@@ -431,6 +431,9 @@ def test_the_per_ad_test_counts_the_seeds_each_loss_wins_and_what_the_test_could
     won = bottom_line(_inputs(conditions=swept, ratios=v.ratios))[1]
     assert "seed by seed, BCE's gap is the smaller on 9 of the 10, neither on 1; holm p" in won[1]
     assert "seed by seed, LE's gap is the smaller on all 10; holm p" in won[3]
+    ties = cond.with_columns(pl.Series("n_nonzero", [0, 10, 10, 10]), pl.Series("n_candidate_closer", [0, 10, 5, 5]))
+    assert "; seed by seed, the two gaps are equal on all 10" in bottom_line(_inputs(conditions=ties,
+                                                                                   ratios=v.ratios))[1][1]
     # 9 ranked, two-sided: 7 wins give p = 2·(1+1+1+2)/2^9 = 0.0195 < 0.05, 6 give 0.055; 0.05 / 4 needs 8 (2·2/2^9);
     # 10 ranked: 7 (28/2^10) and 8 (10/2^10)
     assert sentences[4:] == [
@@ -444,8 +447,8 @@ def test_the_per_ad_test_counts_the_seeds_each_loss_wins_and_what_the_test_could
         "6 of the 10 (8 to be the first ad that holm over 4 ads finds).")
     many = cond.with_columns(pl.lit(30).alias("n"), pl.lit(30).alias("n_nonzero"), pl.lit(15).alias("n_candidate_closer"))
     assert bottom_line(_inputs(conditions=many, ratios=v.ratios))[1][4:] == [
-        "For LE vs BCE, a per-ad test over 30 paired seeds reaches alpha only when one loss's gap is the smaller on at "
-        "least 16 of the 30 to be the first ad that holm over 4 ads finds."]  # p < 0.05 alone: 15 of 30, always true
+        "For LE vs BCE, over 30 paired seeds the first ad that holm over 4 ads finds needs one loss's gap the smaller on "
+        "at least 16 of the 30."]  # p < 0.05 alone: 15 of 30, which some loss always wins
     significant = cond.with_columns(pl.lit(0.001).alias("p_holm"))
     assert not any(s.startswith("For LE vs BCE") for s in bottom_line(_inputs(conditions=significant,
                                                                                ratios=v.ratios))[1])

@@ -322,6 +322,24 @@ def test_a_report_only_rerun_keeps_the_training_runs_provenance(monkeypatch):
     assert repeats._environment(upgraded, trained=True)["earlier_runs"] == [upgraded]
 
 
+def test_a_resume_says_why_stored_pairs_train_again_under_a_new_id(tmp_path):
+    """Review: a CTR sweep stored before the data fingerprint hashed the file's bytes gets new trial ids, so a resume
+    trained every trial again without a word; it now says how many, why, and that the old files stay unused."""
+    import le_ray.runners.repeats as repeats
+    from le_ray.config import load_config
+    from le_ray.sweep.plan import SweepPlan
+    from le_ray.training.spec import TrialSpec
+
+    cfg = load_config(profile="quickstart")
+    specs = [TrialSpec.make(cfg, loss, seed, "new-print") for loss in ("bce", "focal") for seed in (1, 2)]
+    old = TrialSpec.make(cfg, "bce", 1, "old-print").trial_id
+    plan = SweepPlan(specs, {}, done={specs[1].trial_id, old})
+    line = repeats.superseded_line(plan, tmp_path)
+    assert line is not None and line.startswith("1 of the trials to train have a stored trial of the same loss and "
+                                                "seed under another id") and repr(str(tmp_path / "trials")) in line
+    assert repeats.superseded_line(SweepPlan(specs, {}, done={specs[1].trial_id}), tmp_path) is None
+
+
 def test_ctrl_c_while_the_data_are_prepared_stops_without_a_traceback(tmp_path, monkeypatch, capsys):
     import le_ray.runners.repeats as repeats
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -245,6 +246,16 @@ def test_the_data_fingerprint_follows_the_files_bytes_not_their_path_or_mtime(av
     Path(hit.cache_path).write_text(json.dumps({k: v for k, v in manifest.items() if k != "sha256"}))
     old = load_ctr(avazu_cfg(avazu_path, None, *cache_sets(cache)))
     assert "sha256" in old.timings and old.fingerprint == original.fingerprint
+    assert json.loads(Path(hit.cache_path).read_text())["sha256"] == {"train": digest}  # stored in the old entry
+    upgraded = load_ctr(avazu_cfg(avazu_path, None, *cache_sets(cache)))
+    assert "sha256" not in upgraded.timings and upgraded.fingerprint == original.fingerprint
+    # the digest runs in a thread beside the parse: a failed load cancels it at its next block
+    from le_ray.data.scan import SourceFile
+    source = SourceFile(Path(avazu_path), "ctr.datasets.avazu.train_path", "csv", True)
+    cancel = threading.Event()
+    assert source.sha256(cancel) == digest
+    cancel.set()
+    assert source.sha256(cancel) is None
 
 
 def test_partial_or_corrupt_cache_is_never_trusted(avazu_path, tmp_path):

@@ -47,7 +47,7 @@ def test_band_sentences_name_only_significant_ads():
                      (3, "d", 0.2, 0.001, 0.01, 12, 0.001, 0.004),      # ≥ 10 %: BCE better
                      (4, "e", 0.3, 0.001, 0.01, 12, 0.3, 0.9)])         # ≥ 10 %: nothing
     assert band_sentences(_inputs(conditions=c)) == [
-        "LE vs BCE, ads at < 0.1 % (2 tested): LE is closer to the ad's true click probability than BCE on 2 (ads a, b; "
+        "LE vs BCE, ads at < 0.1 % (2 tested): LE is closer to each ad's true click probability than BCE on 2 (ads a, b; "
         "holm p <= 0.03).",
         "LE vs BCE, ads at 0.1–1 % (1 tested): LE and BCE do not differ significantly.",
         "LE vs BCE, ads at ≥ 10 % (2 tested): BCE is closer to the ad's true click probability than LE on 1 (ad d; holm p <= 0.004); LE and "

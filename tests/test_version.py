@@ -19,17 +19,13 @@ def _run(repo: Path, *args: str) -> bytes:
 
 @pytest.fixture
 def repo(tmp_path, monkeypatch):
-    """A one-commit repository that version's git calls run in (instead of the package's own checkout)."""
+    """A one-commit repository whose checkout version records (instead of the package's own)."""
     _run(tmp_path, "init", "-q")
     (tmp_path / "model.py").write_text("lr = 0.004\n")
     _run(tmp_path, "add", "model.py")
     _run(tmp_path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "one")
 
-    def in_repo(*args):
-        out = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True)
-        return out.stdout if out.returncode == 0 else None
-
-    monkeypatch.setattr(version, "_git", in_repo)
+    monkeypatch.setattr(version, "_PACKAGE", tmp_path)
     monkeypatch.delenv("LE_RAY_GIT_COMMIT", raising=False)
     return tmp_path
 
@@ -37,8 +33,14 @@ def repo(tmp_path, monkeypatch):
 def test_a_clean_checkout_records_its_head_and_uncommitted_edits_are_marked_and_hashed(repo):
     head = _run(repo, "rev-parse", "HEAD").decode().strip()
     assert version.git_commit() == head
-    (repo / "results.txt").write_text("an untracked file is not an edit of the code\n")
+    (repo / ".git" / "info" / "exclude").write_text("results.txt\n")
+    (repo / "results.txt").write_text("an ignored file is not code\n")
     assert version.git_commit() == head
+    (repo / "helpers.py").write_text("x = 1\n")  # review: a new module the run imports is uncommitted code too
+    untracked = version.git_commit()
+    content = b"\0untracked helpers.py\0x = 1\n"
+    assert untracked == f"{head}-dirty-{hashlib.sha256(content).hexdigest()[:8]}"
+    (repo / "helpers.py").unlink()
     (repo / "model.py").write_text("lr = 0.01\n")
     diff = _run(repo, "diff", "HEAD", "--no-ext-diff", "--binary")
     edited = version.git_commit()

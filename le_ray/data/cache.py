@@ -37,7 +37,7 @@ from le_ray.config.schema import CtrDatasetConfig
 from le_ray.data.scan import SourceFile, contiguous
 from le_ray.config import to_plain
 
-__all__ = ["CACHE_VERSION", "cache_key", "row_settings", "cache_dir", "cache_write", "cache_read"]
+__all__ = ["CACHE_VERSION", "cache_key", "row_settings", "cache_dir", "cache_write", "cache_note", "cache_read"]
 
 #: Bump when the cached frames or the encoding change meaning (invalidates caches and fingerprints).
 CACHE_VERSION = 1
@@ -107,6 +107,18 @@ def cache_write(directory: Path, stem: str, fmt: str, frames: dict[str, pl.DataF
     manifest = {"version": CACHE_VERSION, "stem": stem, "format": fmt, "parts": entries, **extra}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=1))
     return manifest_path
+
+
+def cache_note(directory: Path, stem: str, extra: dict) -> None:
+    """Add ``extra`` to the manifest of entry ``stem`` (atomically; the parts are untouched): the source digests of
+    an entry written before they were stored, so it is hashed once, not on every hit. A manifest that cannot be
+    rewritten (a read-only cache folder) is left as it is, with a warning: the digests are then computed again."""
+    path = directory / f"{stem}.json"
+    try:
+        atomic_write_text(path, json.dumps({**json.loads(path.read_text()), **extra}, indent=1))
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"filter cache {str(path)!r}: could not store the source digests ({exc}); they are computed "
+                      "again on each hit", stacklevel=3)
 
 
 def _read_part(directory: Path, entry: dict, fmt: str) -> pl.DataFrame:

@@ -27,6 +27,7 @@ statistic. No test rows, and no split, when ``data.use_test_set`` is false.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -40,7 +41,7 @@ import polars as pl
 from le_ray.config import config_fingerprint
 from le_ray.config.schema import Config, CtrDatasetConfig
 from le_ray.data.arrays import EncodedRows
-from le_ray.data.cache import CACHE_VERSION, cache_dir, cache_key, cache_read, cache_write, row_settings
+from le_ray.data.cache import CACHE_VERSION, cache_dir, cache_key, cache_note, cache_read, cache_write, row_settings
 from le_ray.data.encode import condition_table, device_counts, encode_frames, time_features
 from le_ray.data.filters import filter_select, resolve_mode, selection_table
 from le_ray.data.scan import (
@@ -209,21 +210,22 @@ def _sources(plan: _Plan) -> dict[str, SourceFile]:
     return {"train": plan.train, **({"test": plan.test} if plan.test is not None else {})}
 
 
-def _sha256s(plan: _Plan) -> dict[str, str]:
-    """Each source file's SHA-256 (:meth:`SourceFile.sha256`), by part."""
-    return {part: src.sha256() for part, src in _sources(plan).items()}
+def _sha256s(plan: _Plan, cancel: threading.Event | None = None) -> dict[str, str | None]:
+    """Each source file's SHA-256 (:meth:`SourceFile.sha256`), by part (None once ``cancel`` is set)."""
+    return {part: src.sha256(cancel) for part, src in _sources(plan).items()}
 
 
 def _built(plan: _Plan) -> tuple[dict[str, pl.DataFrame], int, dict[str, str]]:
     """:func:`_build_frames`, with the sources hashed in a thread meanwhile (hashlib runs without the GIL, so on a
     multi-core host the digest costs no wall time beside the parse; on 2 cores the two share them)."""
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="le_ray-sha256")
+    pool, cancel = ThreadPoolExecutor(max_workers=1, thread_name_prefix="le_ray-sha256"), threading.Event()
     try:
-        digests = pool.submit(_sha256s, plan)
+        digests = pool.submit(_sha256s, plan, cancel)
         frames, total = _build_frames(plan)
         return frames, total, _timed(plan, "sha256_wait", digests.result)
     finally:
-        pool.shutdown(wait=False)  # a DataError is raised at once, not after the digest of a large file
+        cancel.set()  # after an error (a DataError, Ctrl-C) the digest stops at its next block
+        pool.shutdown(wait=False)
 
 
 def _frames(plan: _Plan, use_test: bool) -> tuple[dict[str, pl.DataFrame], int, str | None, dict[str, str]]:
@@ -239,8 +241,9 @@ def _frames(plan: _Plan, use_test: bool) -> tuple[dict[str, pl.DataFrame], int, 
     if hit is not None:
         frames, manifest = hit
         digests = manifest.get("sha256")
-        if not isinstance(digests, dict) or set(digests) != set(_sources(plan)):  # an entry from before digests
-            digests = _timed(plan, "sha256", lambda: _sha256s(plan))
+        if not isinstance(digests, dict) or set(digests) != set(_sources(plan)):  # an entry from before digests:
+            digests = _timed(plan, "sha256", lambda: _sha256s(plan))  # hashed once, then stored in it
+            cache_note(directory, stem, {"sha256": digests})
         return frames, int(manifest["source_rows"]), str(directory / f"{stem}.json"), digests
     frames, total, digests = _built(plan)
     path = _timed(plan, "cache_write", lambda: cache_write(directory, stem, cache.format, frames,

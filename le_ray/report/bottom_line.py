@@ -423,9 +423,10 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
     ci = _row_ci(row)
     if p >= v.alpha and ci is not None and (ci[0] > 0 or ci[1] < 0):
         test = short_of_alpha(v, m, "the rank test", "ads")
-        said += (f" The interval excludes 0, but {test}: the interval is not adjusted for the other tests and, over "
-                 "few seeds, covers somewhat less often than its label, so read it as the size the seeds suggest, not "
-                 "as a test.")
+        few = (f" and, over as few as {n} seeds, covers less often than its label (about 92 % for a 95 % label at 5)"
+               if n < 10 else "")
+        said += (f" The interval excludes 0, but {test}: the interval is not adjusted for the other tests{few}, so "
+                 "read it as the size the seeds suggest, not as a test.")
     return said
 
 
@@ -438,7 +439,10 @@ def _seed_counts(v: VerdictInputs, row: dict[str, Any], n: int, ranked: int) -> 
         return ""
     (first, k_first), (second, k_second) = sorted(((v.candidate, int(closer)), (v.baseline, ranked - int(closer))),
                                                   key=lambda t: -t[1])
-    parts = [f"{v.shown(first)}'s gap is the smaller on {f'all {n}' if k_first == n else f'{k_first} of the {n}'}"]
+    if k_first == 0:
+        return f"; seed by seed, the two gaps are equal on {'the one seed' if n == 1 else f'all {n}'}"
+    won = "the one seed" if n == 1 else f"all {n}" if k_first == n else f"{k_first} of the {n}"
+    parts = [f"{v.shown(first)}'s gap is the smaller on {won}"]
     parts += [f"{v.shown(second)}'s on {k_second}"] if k_second else []
     parts += [f"neither on {n - ranked}"] if n > ranked else []
     return "; seed by seed, " + ", ".join(parts)
@@ -462,13 +466,14 @@ def _wins_needed(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family) -
     first = first if first is not None and first != alone and first > trivial else None
     if alone is None or (alone <= trivial and first is None):
         return ""
-    head = (f"For {v.shown(v.candidate)} vs {v.shown(v.baseline)}, a per-ad test over {pairs_words(n, ranked)}"
-            f"{',' if ranked != n else ''} reaches alpha only when {'one loss' if sides is None else v.shown(sides[0])}'s gap is the smaller on "
-            "at least")
-    found = f"to be the first ad that {v.correction} over {m.size} ads finds"
+    c, b, who = v.shown(v.candidate), v.shown(v.baseline), "one loss" if sides is None else v.shown(sides[0])
+    found = f"the first ad that {v.correction} over {m.size} ads finds"
     if alone <= trivial:
-        return f"{head} {first} of the {ranked} {found}."
-    return f"{head} {alone} of the {ranked}{f' ({first} {found})' if first else ''}."
+        return (f"For {c} vs {b}, over {pairs_words(n, ranked)} {found} needs {who}'s gap the smaller on at least "
+                f"{first} of the {ranked}.")
+    return (f"For {c} vs {b}, a per-ad test over {pairs_words(n, ranked)}{',' if ranked != n else ''} reaches alpha "
+            f"only when {who}'s gap is the smaller on at least {alone} of the {ranked}"
+            f"{f' ({first} to be {found})' if first else ''}.")
 
 
 def _verdict_words(v: VerdictInputs, p: float) -> str:

@@ -210,9 +210,11 @@ def _uninformative(v: VerdictInputs, row: dict[str, Any]) -> str:
 
 
 def ranked_pairs(v: VerdictInputs, t: pl.DataFrame) -> pl.DataFrame:
-    """``t`` with ``_n`` (paired seeds, ``n``) and ``_ranked`` (the pairs whose sign the exact test can flip: the
-    nonzero deltas, under every ``zero_method``; wilcox drops the zeros, and pratt and zsplit rank them but a zero
-    has no sign, so 2^nonzero sign patterns bound the smallest p either way), both filled for old tables."""
+    """``t`` with ``_n`` (paired seeds, ``n``) and ``_ranked`` (the pairs whose sign the test can flip: the nonzero
+    deltas), both filled for old tables. Under wilcox (the default) the exact test ranks just those, so 2/2^nonzero
+    (two-sided) is its floor; pratt and zsplit rank the zeros too, and with zeros present scipy then takes the
+    normal approximation, whose p can fall below that floor: such a p below alpha is read as it is, and a test
+    called untestable by the floor may in fact have reached it."""
     n = pl.col("n").fill_null(0) if "n" in t.columns else pl.lit(v.seeds)
     ranked = pl.col("n_nonzero").fill_null(n) if "n_nonzero" in t.columns else n
     return t.with_columns(n.cast(pl.Int64).alias("_n"), ranked.cast(pl.Int64).alias("_ranked"))
@@ -360,7 +362,7 @@ def _band_sentence(v: VerdictInputs, name: str, rows: pl.DataFrame, p_col: str, 
     for loss, other, better in ((c, b, pl.col("_ahead")), (b, c, ~pl.col("_ahead"))):
         won = rows.filter(significant & better)
         if won.height:
-            parts.append(f"{loss} is closer to {v.ad_rate()} than {other} on {won.height} "
+            parts.append(f"{loss} is closer to {v.ad_rate(each=won.height > 1)} than {other} on {won.height} "
                          f"({_ads(won['ad_id'].to_list())}; {v.correction} p <= {pval(won[p_col].max())})")
     total, rows = rows.height, rows.filter(~significant)
     untestable = ranked_pairs(v, rows.filter(_untestable_mask(v, rows, p_col, m)))

@@ -314,6 +314,21 @@ def _loss_seed_pairs(done: set[str]) -> tuple[set[tuple[str, int]], bool]:
     return {(m["loss"], int(m["seed"])) for m in matches if m}, all(matches)
 
 
+def superseded_line(plan: SweepPlan, root: Path) -> str | None:
+    """Why trials a resume trains again have a stored trial of the same (loss, seed) under another id (the id
+    hashes the data's fingerprint and the trial's settings; the files stay, unused, and the report counts them),
+    or None. The one change known to do this to a whole stored sweep: since 2026-12-06 a CTR file is known by the
+    SHA-256 of its bytes, not by its path and mtime."""
+    stored_pairs = _loss_seed_pairs(plan.done - {s.trial_id for s in plan.specs})[0]
+    again = [s for s in plan.pending if (s.loss, s.seed) in stored_pairs]
+    if not again:
+        return None
+    return (f"{len(again)} of the trials to train have a stored trial of the same loss and seed under another id: "
+            "its data fingerprint or a setting its id hashes differs (since 2026-12-06 le_ray knows a CTR file by the "
+            "SHA-256 of its bytes, not by its path and mtime, so a CTR sweep stored before then trains again); those "
+            f"files stay in {str(root / 'trials')!r}, unused")
+
+
 def _plans_every_stored_pair(done: set[str], cfg: Config) -> bool:
     """Whether ``cfg`` plans every (loss, seed) of the stored trial ids ``done``."""
     pairs, readable = _loss_seed_pairs(done)
@@ -420,6 +435,9 @@ def execute(pre: Preflight, store: SweepStore, args: argparse.Namespace, echo, s
     write_manifest(store, cfg, plan, pre.audit, ray.cluster_resources())
     if pre.resuming:
         echo(f"resuming: {len(plan.specs) - len(plan.pending)} of {len(plan.specs)} trials already stored")
+        superseded = superseded_line(plan, store.root)
+        if superseded:
+            echo(superseded)
     started = time.perf_counter()
     progress = run_sweep(cfg, store, plan, echo=echo, stop=stop)
     pre.seconds["trials"] = time.perf_counter() - started
