@@ -93,6 +93,29 @@ def test_one_setting_is_not_called_the_cause_when_the_sweeps_ran_other_code_or_d
     assert "may come from either" in caveat
 
 
+def test_the_runs_differences_name_thread_counts_and_matmul_precisions():
+    """Review: compare-sweeps named another commit, packages or devices, but not two CPU sweeps run with other
+    torch thread counts (they order the float sums) or another float32 matmul precision."""
+    from pathlib import Path
+
+    from le_ray.config import load_config
+    from le_ray.report.sweep_pair import Arm, run_differences
+
+    cfg = load_config(profile="quickstart")
+    records = [{"device": "cpu (no accelerator)", "matmul_precision": "highest", "torch_threads": 1}] * 2
+
+    def arm(recs):
+        return Arm(Path("x"), cfg, "le", {"git_commit": "c" * 40}, recs, "x")
+
+    assert run_differences(arm(records), arm(records)) == []
+    other = [{**r, "torch_threads": 2} for r in records]
+    assert run_differences(arm(records), arm(other)) == ["torch threads 1 → 2"]
+    old = [{k: v for k, v in r.items() if k != "torch_threads"} for r in records]  # stored before the field
+    tf32 = [{**r, "matmul_precision": "high"} for r in old]
+    assert run_differences(arm(old), arm(tf32 + records[:1])) == [
+        "float32 matmul precisions highest → high, highest", "torch threads not recorded → 1, not recorded"]
+
+
 def test_identical_arms_say_that_only_noise_differs(tmp_path):
     (a, _), (b, _) = _sweep(tmp_path, "a", COLD), _sweep(tmp_path, "b", COLD)
     pair = compare_arms(load_arm(a.root, "le", "baseline"), load_arm(b.root, "le", "candidate"))

@@ -322,16 +322,21 @@ def _changes_caveat(base: Arm, cand: Arm, changes: list[str]) -> str:
 
 def run_differences(base: Arm, cand: Arm) -> list[str]:
     """What else differs between the two sweeps' runs (baseline → candidate): the le_ray commit and package versions
-    of their manifests (the latest run of each), and the devices their paired trials ran on."""
+    of their manifests (the latest run of each), and the devices, float32 matmul precisions and torch thread counts
+    their paired trials ran with (each orders or rounds the float sums; a record from before ``torch_threads`` was
+    stored counts as "not recorded")."""
     bm, cm = base.manifest, cand.manifest
     out = []
     if bm.get("git_commit") != cm.get("git_commit"):
         out.append(f"le_ray commit {short_commit(bm.get('git_commit'))} → {short_commit(cm.get('git_commit'))}")
     bp, cp = bm.get("packages") or {}, cm.get("packages") or {}
     out += [f"{k} {bp.get(k)} → {cp.get(k)}" for k in sorted(set(bp) | set(cp)) if bp.get(k) != cp.get(k)]
-    devices = [sorted({str(r.get("device")) for r in arm.records}) for arm in (base, cand)]
-    if devices[0] != devices[1]:
-        out.append(f"devices {', '.join(devices[0])} → {', '.join(devices[1])}")
+    for key, words in (("device", "devices"), ("matmul_precision", "float32 matmul precisions"),
+                       ("torch_threads", "torch threads")):
+        seen = [sorted({"not recorded" if r.get(key) is None else str(r[key]) for r in arm.records})
+                for arm in (base, cand)]
+        if seen[0] != seen[1]:
+            out.append(f"{words} {', '.join(seen[0])} → {', '.join(seen[1])}")
     return out
 
 
