@@ -253,12 +253,11 @@ def _frames(plan: _Plan, use_test: bool) -> tuple[dict[str, pl.DataFrame], int, 
 
 # ------------------------------------------------------------------------------------------ load
 
-def _fingerprint(plan: _Plan, use_test: bool, digests: dict[str, str]) -> str:
+def _fingerprint(plan: _Plan, use_test: bool, sources: dict[str, dict[str, Any]]) -> str:
     """The data's fingerprint (part of every trial id; compared by ``le-ray compare-sweeps``): the source files'
-    content (:meth:`SourceFile.content`: SHA-256, size, format; not path or mtime, so a copy elsewhere matches and
-    an edit does not) and every setting that changes the rows or their encoding."""
+    content (``sources``, :meth:`SourceFile.content` by part: SHA-256, size, format; not path or mtime, so a copy
+    elsewhere matches and an edit does not) and every setting that changes the rows or their encoding."""
     ds = plan.ds
-    sources = {part: src.content(digests[part]) for part, src in _sources(plan).items()}
     return config_fingerprint({"dataset": plan.name, "settings": row_settings(ds), "use_test_set": use_test,
                                "split": plan.split, "sources": sources, "version": CACHE_VERSION,
                                "encode": [ds.categorical_max_values, ds.max_conditions, ds.device_counter_cap,
@@ -277,6 +276,7 @@ def load_ctr(cfg: Config) -> CtrSource:
     plan = _plan(cfg)
     use_test = cfg.data.use_test_set
     frames, total, cache_path, digests = _frames(plan, use_test)
+    sources = {part: src.content(digests[part]) for part, src in _sources(plan).items()}
     train_df, test_df = frames["train"], frames.get("test")
     if train_df.height == 0:
         raise DataError(f"{plan.where}.filter: no train rows left in {str(plan.train.path)!r} after filtering")
@@ -292,6 +292,6 @@ def load_ctr(cfg: Config) -> CtrSource:
         condition_values=enc.condition_values, numeric_features=enc.numeric_features,
         categorical_features=enc.categorical_features, cat_vocab_sizes=enc.cat_vocab_sizes,
         condition_table=table, filter_stats=frames["stats"], source_rows=total, kept_rows=len(train_rows),
-        timings=dict(plan.timings), fingerprint=_fingerprint(plan, use_test, digests), cache_path=cache_path,
-        files={part: {"path": str(src.path), "bytes": src.path.stat().st_size, "sha256": digests[part]}
+        timings=dict(plan.timings), fingerprint=_fingerprint(plan, use_test, sources), cache_path=cache_path,
+        files={part: {"path": str(src.path), "bytes": sources[part]["bytes"], "sha256": sources[part]["sha256"]}
                for part, src in _sources(plan).items()})

@@ -393,8 +393,8 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
     """The per-ad test in words: gaps, adjusted p and its reading (untestable when p is NaN or cannot reach
     alpha with ``n`` seeds in a family of ``m``); when ``closer`` (the loss whose median ratio is closer to 1) is
     not the loss with the smaller mean gap, a clause saying why the two can disagree."""
-    gb, gc, p, n = row["baseline_gap"], row["candidate_gap"], row[p_col], int(row.get("n") or v.seeds)
-    ranked = int(row["n_nonzero"]) if row.get("n_nonzero") is not None else n  # as verdict.ranked_pairs
+    gb, gc, p = row["baseline_gap"], row["candidate_gap"], row[p_col]
+    n, ranked = _pairs(v, row)
     head = f"Per-ad test over {pairs_words(n, ranked)}"
     if not (np.isfinite(gb) and np.isfinite(gc)):
         return f"{head}: no usable pair, so it is untestable."
@@ -430,6 +430,12 @@ def _test_sentence(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family,
     return said
 
 
+def _pairs(v: VerdictInputs, row: dict[str, Any]) -> tuple[int, int]:
+    """A per-ad row's (paired seeds: its ``n``, else the comparison's; ranked pairs: its ``n_nonzero``, else n)."""
+    n = int(row.get("n") or v.seeds)
+    return n, int(row["n_nonzero"]) if row.get("n_nonzero") is not None else n
+
+
 def _seed_counts(v: VerdictInputs, row: dict[str, Any], n: int, ranked: int) -> str:
     """``; seed by seed, BCE's gap is the smaller on 7 of the 10, LE's on 3`` (``, neither on 1`` for a seed whose
     two gaps are equal; ``on all 10`` when one loss wins every seed), the loss with more such seeds first; "" for a
@@ -455,8 +461,7 @@ def _wins_needed(v: VerdictInputs, row: dict[str, Any], p_col: str, m: Family) -
     at alpha (every ad: Holm's and BH's adjusted p is at least the ad's own) and at alpha / m (the first ad Holm
     finds: its p times m must pass alpha); a two-sided count of ⌈n/2⌉ says nothing (some loss always wins that
     many) and is left out. "" for a significant, untestable or NaN test, or when nothing is left to say."""
-    p, n = row[p_col], int(row.get("n") or v.seeds)
-    ranked = int(row["n_nonzero"]) if row.get("n_nonzero") is not None else n
+    p, (n, ranked) = row[p_col], _pairs(v, row)
     if p is None or not np.isfinite(p) or p < v.alpha or ranked < 1 or is_untestable(v, ranked, m):
         return ""
     sides = one_sided(v)

@@ -157,21 +157,27 @@ def smallest_reachable_p(n: int, alternative: str, correction: str = "none", m: 
 
 @dataclass(frozen=True)
 class Family:
-    """A correction family: ``size`` m (the tests with a finite adjusted p), ``best``, the most pairs any of its
-    tests ranks, and ``ranked``, the pairs each of them ranks (which set the family's smallest reachable p)."""
-    size: int
-    best: int
-    ranked: tuple[tuple[int, int], ...] = ()  # (ranked pairs, tests) of the family, by pairs
+    """A correction family (the tests with a finite adjusted p), as ``ranked``: (ranked pairs, tests) of its
+    members, by pairs, which set the family's smallest reachable p; ``size`` m and ``best`` (the most pairs any of
+    its tests ranks) follow from it."""
+    ranked: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def size(self) -> int:
+        return sum(tests for _, tests in self.ranked)
+
+    @property
+    def best(self) -> int:
+        return max((pairs for pairs, _ in self.ranked), default=0)
 
 
 def family(v: "VerdictInputs", t: pl.DataFrame, p_col: str) -> Family:
     """The correction family of the rows of ``t`` with a finite adjusted p in ``p_col`` (adjust_p leaves every test
     outside the family NaN)."""
     if t.height == 0 or p_col not in t.columns:
-        return Family(0, 0)
+        return Family()
     members = ranked_pairs(v, t.filter(t[p_col].cast(pl.Float64).is_finite().fill_null(False)))
-    return Family(members.height, int(members["_ranked"].max() or 0),
-                  tuple(sorted(Counter(int(k) for k in members["_ranked"].to_list()).items())))
+    return Family(tuple(sorted(Counter(int(k) for k in members["_ranked"].to_list()).items())))
 
 
 def is_untestable(v: VerdictInputs, n: int, fam: Family) -> bool:

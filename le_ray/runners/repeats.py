@@ -398,7 +398,7 @@ def write_manifest(store: SweepStore, cfg: Config, plan: SweepPlan, audit: Audit
                  "condition_values": list(data.condition_values), "source_rows": data.meta.source_rows,
                  "kept_rows": data.meta.kept_rows, "labelled_rows": data.meta.labelled_rows,
                  "prepare_seconds": data.meta.prepare_seconds,
-                 "files": {part: dict(f) for part, f in data.meta.files.items()}},
+                 "files": data.meta.files},
         "audit": audit.to_record(),
         "trials": [{"trial_id": s.trial_id, "loss": s.loss, "seed": s.seed} for s in plan.specs]})
 

@@ -245,7 +245,7 @@ def write_provenance(state: RunState, argv: Sequence[str]) -> Path:
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **environment_manifest(),
         "torch_threads": torch.get_num_threads(),
         "data_fingerprint": state.data.fingerprint if state.data is not None else None,
-        "data_files": {part: dict(f) for part, f in state.data.meta.files.items()} if state.data is not None else {},
+        "data_files": state.data.meta.files if state.data is not None else {},
         "config": to_plain(state.cfg)})
 
 
